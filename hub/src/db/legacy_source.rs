@@ -1,0 +1,1 @@
+//! Reading the existing app's SQLite database.

@@ -1,0 +1,269 @@
+//! The database layer: the only module of the hub that imports diesel.
+//!
+//! It owns the connection type over both backends, the pool, the embedded migrations and every query.
+//! Functions here are synchronous and take `&mut DbConnection`; async code reaches them through
+//! [`Database::run`], which moves the work onto tokio's blocking pool. Nothing here may hand diesel
+//! types or SQL text to callers: errors leave as [`DbError`].
+
+pub mod catalog;
+pub mod introspect;
+pub mod legacy_source;
+mod migrate;
+pub mod samples;
+pub mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+
+pub use migrate::{MigrationReport, applied_migrations, run_migrations};
+
+/// How long a SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// One connection to either backend. `MultiConnection` lets one `schema.rs` and one set of queries
+/// serve both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl DbConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConnection::Postgres(_) => Backend::Postgres,
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// Where the hub's database lives: `postgres://…` / `postgresql://…`, or a SQLite file path
+/// (optionally written `sqlite://PATH`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+/// The embedded default: a SQLite file in the working directory.
+pub const DEFAULT_SQLITE_FILE: &str = "solarhub.db";
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, DbError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(DbError::BadUrl("the database url is empty".into()));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+        }
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if raw.contains("://") {
+            return Err(DbError::BadUrl(format!(
+                "unsupported database url scheme in {:?}: use postgres://… or a SQLite file path",
+                redact_url(raw)
+            )));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(raw)))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            DatabaseUrl::Sqlite(path) => Some(path),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
+    /// Opens one connection, with the per-connection settings applied (SQLite: WAL, foreign keys,
+    /// busy timeout).
+    pub fn connect(&self) -> Result<DbConnection, DbError> {
+        match self {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Postgres)
+                .map_err(|error| DbError::Connect { url: self.to_string(), reason: error.to_string() }),
+            DatabaseUrl::Sqlite(path) => {
+                let connect_error = |reason: String| DbError::Connect { url: self.to_string(), reason };
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    if !parent.is_dir() {
+                        return Err(connect_error(format!("directory {} does not exist", parent.display())));
+                    }
+                }
+                let path_text = path
+                    .to_str()
+                    .ok_or_else(|| connect_error("the path is not valid UTF-8".into()))?;
+                let mut conn = SqliteConnection::establish(path_text).map_err(|e| connect_error(e.to_string()))?;
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;"
+                ))
+                .map_err(|e| connect_error(e.to_string()))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Postgres(url) => f.write_str(&redact_url(url)),
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Hides the password of `scheme://user:password@host/…` so urls can be logged.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// r2d2 manager that opens connections through [`DatabaseUrl::connect`], so every pooled SQLite
+/// connection has the same pragmas and a Postgres url never silently falls back to a SQLite file.
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConnection, DbError> {
+        self.url.connect()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
+        conn.ping().map_err(DbError::from)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// The hub's handle on its database: a pool plus where it points.
+#[derive(Clone)]
+pub struct Database {
+    url: DatabaseUrl,
+    pool: Pool,
+}
+
+impl Database {
+    /// Connects once (so an unreachable server fails now, with its own message), then builds the
+    /// pool.
+    pub fn open(url: DatabaseUrl) -> Result<Database, DbError> {
+        drop(url.connect()?);
+        let max_size = match url.backend() {
+            Backend::Postgres => 16,
+            // SQLite has one writer; a few readers share WAL snapshots.
+            Backend::Sqlite => 8,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(15))
+            .build(Manager { url: url.clone() })
+            .map_err(|error| DbError::Connect { url: url.to_string(), reason: error.to_string() })?;
+        Ok(Database { url, pool })
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.url.backend()
+    }
+
+    pub fn get(&self) -> Result<PooledConnection, DbError> {
+        self.pool.get().map_err(|error| DbError::Unavailable(error.to_string()))
+    }
+
+    /// Runs `work` with a pooled connection on tokio's blocking pool.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|error| DbError::Unavailable(error.to_string()))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|error| DbError::Unavailable(format!("database task failed: {error}")))?
+    }
+}
+
+/// Errors of the database layer. Messages never contain SQL text.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("bad database url: {0}")]
+    BadUrl(String),
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("{0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<diesel::ConnectionError> for DbError {
+    fn from(error: diesel::ConnectionError) -> Self {
+        DbError::Unavailable(error.to_string())
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,62 @@
+//! The gRPC edge: the only module that touches generated proto types. It converts requests to domain
+//! calls and domain results to messages, and serves health and reflection (v1 and v1alpha) so
+//! `grpcurl` works without `.proto` files.
+
+mod server_info;
+
+use std::net::SocketAddr;
+
+use solarhub_proto::tonic::transport::Server;
+use solarhub_proto::v1::server_info_service_server::ServerInfoServiceServer;
+use tokio::net::TcpListener;
+use solarhub_proto::tonic::transport::server::TcpIncoming;
+
+use crate::db::Database;
+
+pub use server_info::ServerInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("gRPC server failed: {0}")]
+    Transport(String),
+    #[error("reflection setup failed: {0}")]
+    Reflection(String),
+}
+
+/// A bound listener, so callers (tests) can learn the port before serving.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, reason: error.to_string() })
+}
+
+/// Serves the hub API on `listener` until `shutdown` completes.
+pub async fn serve(
+    database: Database,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<ServerInfoServiceServer<ServerInfo>>().await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(solarhub_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| ServeError::Reflection(error.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(solarhub_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|error| ServeError::Reflection(error.to_string()))?;
+
+    let server_info = ServerInfo::new(database);
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ServerInfoServiceServer::new(server_info))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+        .map_err(|error| ServeError::Transport(error.to_string()))
+}

@@ -1,0 +1,14 @@
+//! The solarhub hub: owns the hierarchy schema, imports the existing app's config and database, and
+//! serves the gRPC API.
+//!
+//! Map: `db` is the only diesel user; `catalog` holds the domain types of the hierarchy;
+//! `config_import` turns a `config.yaml` into catalog rows; `legacy` upgrades the existing app's
+//! SQLite database; `grpc` is the only place that touches generated proto types.
+
+pub mod adapter_types;
+pub mod catalog;
+pub mod config_import;
+pub mod db;
+pub mod grpc;
+pub mod json_schema;
+pub mod legacy;

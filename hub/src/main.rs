@@ -1,0 +1,174 @@
+//! `solarhub-hub`: migrate, import and serve.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use solarhub_hub::adapter_types::builtin_adapter_types;
+use solarhub_hub::catalog::ChangeKind;
+use solarhub_hub::config_import::load_config;
+use solarhub_hub::db::{self, Database, DatabaseUrl};
+use solarhub_hub::grpc;
+
+#[derive(Parser)]
+#[command(name = "solarhub-hub", version, about = "The solarhub hub: hierarchy, imports, ingest and the gRPC API")]
+struct Cli {
+    /// `postgres://…` or a SQLite file path.
+    #[arg(long, env = "SOLARHUB_DATABASE_URL", default_value = db::DEFAULT_SQLITE_FILE, global = true)]
+    database_url: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations (upgrading a legacy database first), then serve gRPC.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "SOLARHUB_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// The existing app's config.yaml, imported before serving (and used for a legacy upgrade).
+        #[arg(long, env = "SOLARHUB_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Import the existing app's config.yaml into the catalog.
+    ImportConfig {
+        file: PathBuf,
+        /// Delete catalog rows of the imported system that the file no longer has.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Copy the existing app's SQLite database into this database.
+    ImportLegacy {
+        file: PathBuf,
+        /// The existing app's config.yaml: systems, arrays and timezone for the samples.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One clear line (the cause chain joined), then a non-zero exit.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = DatabaseUrl::parse(&cli.database_url)?;
+    match cli.command {
+        Command::Migrate => {
+            let database = open_migrated(&url, None)?;
+            drop(database);
+            Ok(())
+        }
+        Command::ImportConfig { file, prune } => {
+            let database = open_migrated(&url, None)?;
+            import_config(&database, &file, prune)
+        }
+        Command::ImportLegacy { file, config } => {
+            let database = open_migrated(&url, None)?;
+            let report = solarhub_hub::legacy::import_legacy(&database, &file, config.as_deref())?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Serve { listen, config } => {
+            let database = open_migrated(&url, config.as_deref())?;
+            if let Some(config) = &config {
+                import_config(&database, config, false)?;
+            }
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async move {
+                let listener = grpc::bind(listen).await?;
+                let local = listener.local_addr().context("listener has no address")?;
+                tracing::info!(addr = %local, database = %database.url(), "serving gRPC");
+                grpc::serve(database, listener, shutdown_signal()).await?;
+                tracing::info!("stopped");
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Opens the database, upgrading a legacy SQLite file in place first, and applies migrations.
+fn open_migrated(url: &DatabaseUrl, config: Option<&std::path::Path>) -> anyhow::Result<Database> {
+    if let Some(upgrade) = solarhub_hub::legacy::upgrade_in_place_if_legacy(url, config)? {
+        println!("{upgrade}");
+    }
+    let database = Database::open(url.clone())?;
+    let mut conn = database.get()?;
+    let report = db::run_migrations(&mut conn)?;
+    if report.applied.is_empty() {
+        tracing::info!(database = %url, "schema is current");
+    } else {
+        tracing::info!(database = %url, applied = ?report.applied, "applied migrations");
+    }
+    drop(conn);
+    Ok(database)
+}
+
+fn import_config(database: &Database, file: &std::path::Path, prune: bool) -> anyhow::Result<()> {
+    let adapter_types = builtin_adapter_types()?;
+    let loaded = load_config(file, &adapter_types)?;
+    for note in &loaded.ignored {
+        tracing::info!(file = %file.display(), "{note}");
+    }
+    tracing::info!(file = %file.display(), "timezone taken from {}", loaded.timezone_source);
+    let rows: Vec<_> = adapter_types.into_iter().map(|t| t.row).collect();
+    let mut conn = database.get()?;
+    let report = db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, prune)?;
+    for change in &report.changes {
+        println!("{change}");
+    }
+    println!(
+        "{}: {} created, {} updated, {} deleted",
+        file.display(),
+        report.count(|k| matches!(k, ChangeKind::Created)),
+        report.count(|k| matches!(k, ChangeKind::Updated(_))),
+        report.count(|k| matches!(k, ChangeKind::Deleted)),
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,10 @@
+DROP TABLE meter_daily;
+DROP TABLE meter_hourly_energy;
+DROP TABLE battery_bank_daily;
+DROP TABLE battery_bank_hourly;
+DROP TABLE system_daily_summary;
+DROP TABLE array_daily_summary;
+DROP TABLE daily_summary;
+DROP TABLE system_hourly_energy;
+DROP TABLE array_hourly_energy;
+DROP TABLE hourly_energy;

@@ -1,0 +1,12 @@
+DROP TABLE battery_pack_adapters;
+DROP TABLE meters;
+DROP TABLE battery_cells;
+DROP TABLE batteries;
+DROP TABLE battery_packs;
+DROP TABLE battery_array_attachments;
+DROP TABLE battery_arrays;
+DROP TABLE inverters;
+DROP TABLE adapters;
+DROP TABLE adapter_base;
+DROP TABLE arrays;
+DROP TABLE systems;
