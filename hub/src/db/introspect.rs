@@ -85,3 +85,38 @@ fn normalise_type(raw: &str) -> String {
 pub fn has_table(conn: &mut DbConnection, table: &str) -> Result<bool, DbError> {
     Ok(table_names(conn)?.iter().any(|name| name == table))
 }
+
+#[derive(QueryableByName)]
+struct LineRow {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+/// Every row of `table` rendered as text (`NULL` for nulls, columns joined by `|`), sorted. Two
+/// equal fingerprints mean the table holds the same values, audit columns included.
+pub fn table_fingerprint(conn: &mut DbConnection, table: &str) -> Result<Vec<String>, DbError> {
+    let columns = columns(conn, table)?;
+    if columns.is_empty() {
+        return Err(DbError::Invalid(format!("table {table} does not exist")));
+    }
+    let rendered: Vec<String> = columns
+        .iter()
+        .map(|c| format!("COALESCE(CAST(\"{}\" AS TEXT), 'NULL')", c.name.replace('"', "")))
+        .collect();
+    let query = format!("SELECT {} AS line FROM \"{}\" ORDER BY 1", rendered.join(" || '|' || "), table.replace('"', ""));
+    let rows: Vec<LineRow> = diesel::sql_query(query).load(conn)?;
+    Ok(rows.into_iter().map(|row| row.line).collect())
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+/// Number of rows in `table`.
+pub fn row_count(conn: &mut DbConnection, table: &str) -> Result<i64, DbError> {
+    let query = format!("SELECT COUNT(*) AS count FROM \"{}\"", table.replace('"', ""));
+    let rows: Vec<CountRow> = diesel::sql_query(query).load(conn)?;
+    Ok(rows.first().map(|row| row.count).unwrap_or(0))
+}

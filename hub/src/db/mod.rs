@@ -5,6 +5,7 @@
 //! [`Database::run`], which moves the work onto tokio's blocking pool. Nothing here may hand diesel
 //! types or SQL text to callers: errors leave as [`DbError`].
 
+pub mod admin;
 pub mod catalog;
 pub mod introspect;
 pub mod legacy_source;
