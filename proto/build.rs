@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
-const PROTO_FILES: &[&str] = &["solarhub/v1/hierarchy.proto", "solarhub/v1/server_info.proto"];
+const PROTO_FILES: &[&str] = &[
+    "solarhub/v1/hierarchy.proto",
+    "solarhub/v1/server_info.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -17,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out_dir.join("solarhub_descriptor.bin");
-    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&file_descriptor_set))?;
+    std::fs::write(
+        &descriptor_path,
+        prost::Message::encode_to_vec(&file_descriptor_set),
+    )?;
 
     tonic_prost_build::configure()
         .build_client(true)

@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "solarhub-collector", version, about = "The solarhub collector (device polling arrives with its issue)")]
+#[command(
+    name = "solarhub-collector",
+    version,
+    about = "The solarhub collector (device polling arrives with its issue)"
+)]
 struct Cli {}
 
 fn main() -> std::process::ExitCode {

@@ -15,7 +15,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
     ("iammeter", include_str!("../adapter_types/iammeter.json")),
     ("pytes", include_str!("../adapter_types/pytes.json")),
     ("jkbms", include_str!("../adapter_types/jkbms.json")),
-    ("jkbms_tcpip", include_str!("../adapter_types/jkbms_tcpip.json")),
+    (
+        "jkbms_tcpip",
+        include_str!("../adapter_types/jkbms_tcpip.json"),
+    ),
     ("jkbms_ble", include_str!("../adapter_types/jkbms_ble.json")),
 ];
 
@@ -51,16 +54,31 @@ pub enum AdapterTypeError {
 pub fn builtin_adapter_types() -> Result<Vec<KnownAdapterType>, AdapterTypeError> {
     let mut types = Vec::with_capacity(BUILTIN_FILES.len());
     for (file, text) in BUILTIN_FILES {
-        let bad_file = |reason: String| AdapterTypeError::BadFile { file: (*file).to_owned(), reason };
-        let parsed: AdapterTypeFile = serde_json::from_str(text).map_err(|e| bad_file(e.to_string()))?;
+        let bad_file = |reason: String| AdapterTypeError::BadFile {
+            file: (*file).to_owned(),
+            reason,
+        };
+        let parsed: AdapterTypeFile =
+            serde_json::from_str(text).map_err(|e| bad_file(e.to_string()))?;
         if parsed.adapter_type != *file {
-            return Err(bad_file(format!("declares adapter_type {:?}", parsed.adapter_type)));
+            return Err(bad_file(format!(
+                "declares adapter_type {:?}",
+                parsed.adapter_type
+            )));
         }
-        let schema = JsonSchema::from_value(parsed.config_schema.clone())
-            .map_err(|source| AdapterTypeError::BadSchema { file: (*file).to_owned(), source })?;
+        let schema = JsonSchema::from_value(parsed.config_schema.clone()).map_err(|source| {
+            AdapterTypeError::BadSchema {
+                file: (*file).to_owned(),
+                source,
+            }
+        })?;
+        // Defaults are partial (no port or host), so only their types and values are checked.
         let violations = schema.validate(&parsed.default_config);
-        if let Some(violation) = violations.first() {
-            return Err(bad_file(format!("default_config.{} {}", violation.path, violation.message)));
+        if let Some(violation) = violations.iter().find(|v| v.message != "is required") {
+            return Err(bad_file(format!(
+                "default_config.{} {}",
+                violation.path, violation.message
+            )));
         }
         types.push(KnownAdapterType {
             row: AdapterType {
@@ -69,7 +87,8 @@ pub fn builtin_adapter_types() -> Result<Vec<KnownAdapterType>, AdapterTypeError
                 name: parsed.name,
                 description: Some(parsed.description),
                 config_schema: parsed.config_schema.to_string(),
-                supported_transports: serde_json::Value::from(parsed.supported_transports).to_string(),
+                supported_transports: serde_json::Value::from(parsed.supported_transports)
+                    .to_string(),
                 default_config: Some(parsed.default_config.to_string()),
                 version: parsed.version,
             },
@@ -88,6 +107,19 @@ mod tests {
     fn every_builtin_type_loads_with_a_valid_schema_and_default() {
         let types = builtin_adapter_types().unwrap();
         let names: Vec<&str> = types.iter().map(|t| t.row.adapter_type.as_str()).collect();
-        assert_eq!(names, ["iammeter", "jkbms", "jkbms_ble", "jkbms_tcpip", "modbus", "powdrive", "pytes", "senergy", "sunspec"]);
+        assert_eq!(
+            names,
+            [
+                "iammeter",
+                "jkbms",
+                "jkbms_ble",
+                "jkbms_tcpip",
+                "modbus",
+                "powdrive",
+                "pytes",
+                "senergy",
+                "sunspec"
+            ]
+        );
     }
 }

@@ -16,10 +16,18 @@ pub fn id_problem(id: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if id.len() > MAX_ID_LEN {
-        return Some(format!("must be at most {MAX_ID_LEN} characters, got {}", id.len()));
+        return Some(format!(
+            "must be at most {MAX_ID_LEN} characters, got {}",
+            id.len()
+        ));
     }
-    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
-        return Some(format!("may only contain letters, digits, '_', '.' and '-', found {bad:?}"));
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Some(format!(
+            "may only contain letters, digits, '_', '.' and '-', found {bad:?}"
+        ));
     }
     None
 }
@@ -259,7 +267,13 @@ impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             ChangeKind::Created => write!(f, "created {} {}", self.table, self.key),
-            ChangeKind::Updated(columns) => write!(f, "updated {} {} ({})", self.table, self.key, columns.join(", ")),
+            ChangeKind::Updated(columns) => write!(
+                f,
+                "updated {} {} ({})",
+                self.table,
+                self.key,
+                columns.join(", ")
+            ),
             ChangeKind::Deleted => write!(f, "deleted {} {}", self.table, self.key),
         }
     }
@@ -291,25 +305,116 @@ macro_rules! catalog_record {
     };
 }
 
-catalog_record!(System, Systems, key = |r| r.system_id.clone(),
-    [name, description, timezone, currency, tariff_json]);
-catalog_record!(AdapterType, AdapterBase, key = |r| r.adapter_type.clone(),
-    [device_category, name, description, config_schema, supported_transports, default_config, version]);
-catalog_record!(Adapter, Adapters, key = |r| r.adapter_id.clone(),
-    [adapter_type, device_category, device_id, device_type, collector_id, config_json, priority, enabled]);
-catalog_record!(InverterArray, Arrays, key = |r| r.array_id.clone(), [system_id, name, pv_capacity_kw]);
-catalog_record!(Inverter, Inverters, key = |r| r.inverter_id.clone(),
-    [array_id, system_id, adapter_id, name, model, serial_number, vendor, phase_type, rated_power_w, settings_json]);
-catalog_record!(BatteryArray, BatteryArrays, key = |r| r.battery_array_id.clone(), [system_id, name]);
-catalog_record!(BatteryArrayAttachment, BatteryArrayAttachments,
-    key = |r| format!("{}@{}", r.battery_array_id, r.attached_since), [inverter_array_id, system_id, detached_at]);
-catalog_record!(BatteryPack, BatteryPacks, key = |r| r.pack_id.clone(),
-    [battery_array_id, system_id, name, chemistry, nominal_kwh, max_charge_kw, max_discharge_kw, batteries_count, cells_per_battery]);
-catalog_record!(Battery, Batteries, key = |r| r.battery_id.clone(), [pack_id, battery_index, serial_number, model]);
-catalog_record!(BatteryCell, BatteryCells, key = |r| r.cell_id.clone(), [battery_id, cell_index, nominal_voltage]);
-catalog_record!(Meter, Meters, key = |r| r.meter_id.clone(), [system_id, array_id, adapter_id, name, model, meter_type]);
-catalog_record!(BatteryPackAdapter, BatteryPackAdapters, key = |r| format!("{}/{}", r.pack_id, r.adapter_id),
-    [priority, enabled]);
+catalog_record!(
+    System,
+    Systems,
+    key = |r| r.system_id.clone(),
+    [name, description, timezone, currency, tariff_json]
+);
+catalog_record!(
+    AdapterType,
+    AdapterBase,
+    key = |r| r.adapter_type.clone(),
+    [
+        device_category,
+        name,
+        description,
+        config_schema,
+        supported_transports,
+        default_config,
+        version
+    ]
+);
+catalog_record!(
+    Adapter,
+    Adapters,
+    key = |r| r.adapter_id.clone(),
+    [
+        adapter_type,
+        device_category,
+        device_id,
+        device_type,
+        collector_id,
+        config_json,
+        priority,
+        enabled
+    ]
+);
+catalog_record!(
+    InverterArray,
+    Arrays,
+    key = |r| r.array_id.clone(),
+    [system_id, name, pv_capacity_kw]
+);
+catalog_record!(
+    Inverter,
+    Inverters,
+    key = |r| r.inverter_id.clone(),
+    [
+        array_id,
+        system_id,
+        adapter_id,
+        name,
+        model,
+        serial_number,
+        vendor,
+        phase_type,
+        rated_power_w,
+        settings_json
+    ]
+);
+catalog_record!(
+    BatteryArray,
+    BatteryArrays,
+    key = |r| r.battery_array_id.clone(),
+    [system_id, name]
+);
+catalog_record!(
+    BatteryArrayAttachment,
+    BatteryArrayAttachments,
+    key = |r| format!("{}@{}", r.battery_array_id, r.attached_since),
+    [inverter_array_id, system_id, detached_at]
+);
+catalog_record!(
+    BatteryPack,
+    BatteryPacks,
+    key = |r| r.pack_id.clone(),
+    [
+        battery_array_id,
+        system_id,
+        name,
+        chemistry,
+        nominal_kwh,
+        max_charge_kw,
+        max_discharge_kw,
+        batteries_count,
+        cells_per_battery
+    ]
+);
+catalog_record!(
+    Battery,
+    Batteries,
+    key = |r| r.battery_id.clone(),
+    [pack_id, battery_index, serial_number, model]
+);
+catalog_record!(
+    BatteryCell,
+    BatteryCells,
+    key = |r| r.cell_id.clone(),
+    [battery_id, cell_index, nominal_voltage]
+);
+catalog_record!(
+    Meter,
+    Meters,
+    key = |r| r.meter_id.clone(),
+    [system_id, array_id, adapter_id, name, model, meter_type]
+);
+catalog_record!(
+    BatteryPackAdapter,
+    BatteryPackAdapters,
+    key = |r| format!("{}/{}", r.pack_id, r.adapter_id),
+    [priority, enabled]
+);
 
 /// What to do to one table so it holds `desired`: rows to create, rows to update (with the columns
 /// that change) and, when pruning, rows of `existing` that `desired` no longer has and `in_scope`
@@ -321,10 +426,21 @@ pub struct TablePlan<T> {
     pub delete: Vec<T>,
 }
 
-pub fn plan_table<T: CatalogRecord>(existing: &[T], desired: &[T], prune: bool, in_scope: impl Fn(&T) -> bool) -> TablePlan<T> {
-    let existing_by_key: std::collections::HashMap<String, &T> = existing.iter().map(|row| (row.key(), row)).collect();
-    let desired_keys: std::collections::HashSet<String> = desired.iter().map(CatalogRecord::key).collect();
-    let mut plan = TablePlan { create: Vec::new(), update: Vec::new(), delete: Vec::new() };
+pub fn plan_table<T: CatalogRecord>(
+    existing: &[T],
+    desired: &[T],
+    prune: bool,
+    in_scope: impl Fn(&T) -> bool,
+) -> TablePlan<T> {
+    let existing_by_key: std::collections::HashMap<String, &T> =
+        existing.iter().map(|row| (row.key(), row)).collect();
+    let desired_keys: std::collections::HashSet<String> =
+        desired.iter().map(CatalogRecord::key).collect();
+    let mut plan = TablePlan {
+        create: Vec::new(),
+        update: Vec::new(),
+        delete: Vec::new(),
+    };
     for row in desired {
         match existing_by_key.get(&row.key()) {
             None => plan.create.push(row.clone()),
@@ -337,7 +453,11 @@ pub fn plan_table<T: CatalogRecord>(existing: &[T], desired: &[T], prune: bool, 
         }
     }
     if prune {
-        plan.delete = existing.iter().filter(|row| !desired_keys.contains(&row.key()) && in_scope(row)).cloned().collect();
+        plan.delete = existing
+            .iter()
+            .filter(|row| !desired_keys.contains(&row.key()) && in_scope(row))
+            .cloned()
+            .collect();
     }
     plan
 }
@@ -345,13 +465,25 @@ pub fn plan_table<T: CatalogRecord>(existing: &[T], desired: &[T], prune: bool, 
 impl<T: CatalogRecord> TablePlan<T> {
     pub fn report_into(&self, report: &mut ChangeReport) {
         for row in &self.create {
-            report.changes.push(Change { table: T::TABLE, key: row.key(), kind: ChangeKind::Created });
+            report.changes.push(Change {
+                table: T::TABLE,
+                key: row.key(),
+                kind: ChangeKind::Created,
+            });
         }
         for (row, columns) in &self.update {
-            report.changes.push(Change { table: T::TABLE, key: row.key(), kind: ChangeKind::Updated(columns.clone()) });
+            report.changes.push(Change {
+                table: T::TABLE,
+                key: row.key(),
+                kind: ChangeKind::Updated(columns.clone()),
+            });
         }
         for row in &self.delete {
-            report.changes.push(Change { table: T::TABLE, key: row.key(), kind: ChangeKind::Deleted });
+            report.changes.push(Change {
+                table: T::TABLE,
+                key: row.key(),
+                kind: ChangeKind::Deleted,
+            });
         }
     }
 }

@@ -9,9 +9,29 @@
 use serde_json::{Map, Value};
 
 const KEYWORDS: &[&str] = &[
-    "type", "properties", "required", "additionalProperties", "enum", "const", "minimum", "maximum",
-    "minLength", "maxLength", "items", "minItems", "maxItems", "allOf", "if", "then", "else", "title",
-    "description", "default", "examples", "$schema", "$id",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "items",
+    "minItems",
+    "maxItems",
+    "allOf",
+    "if",
+    "then",
+    "else",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$schema",
+    "$id",
 ];
 
 /// One way a value breaks its schema: the path of the offending field (`baudrate`, `solar[0].tilt`)
@@ -40,7 +60,8 @@ pub enum SchemaError {
 
 impl JsonSchema {
     pub fn parse(text: &str) -> Result<JsonSchema, SchemaError> {
-        let root: Value = serde_json::from_str(text).map_err(|e| SchemaError::NotJson(e.to_string()))?;
+        let root: Value =
+            serde_json::from_str(text).map_err(|e| SchemaError::NotJson(e.to_string()))?;
         JsonSchema::from_value(root)
     }
 
@@ -65,11 +86,18 @@ fn check_keywords(schema: &Value, location: &str) -> Result<(), SchemaError> {
     let object = match schema {
         Value::Bool(_) => return Ok(()),
         Value::Object(object) => object,
-        _ => return Err(SchemaError::NotASchema { location: location.to_owned() }),
+        _ => {
+            return Err(SchemaError::NotASchema {
+                location: location.to_owned(),
+            });
+        }
     };
     for (keyword, sub) in object {
         if !KEYWORDS.contains(&keyword.as_str()) {
-            return Err(SchemaError::UnsupportedKeyword { keyword: keyword.clone(), location: location.to_owned() });
+            return Err(SchemaError::UnsupportedKeyword {
+                keyword: keyword.clone(),
+                location: location.to_owned(),
+            });
         }
         match keyword.as_str() {
             "properties" => {
@@ -92,7 +120,11 @@ fn check_keywords(schema: &Value, location: &str) -> Result<(), SchemaError> {
 }
 
 fn child_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -111,7 +143,9 @@ fn matches_type(value: &Value, wanted: &str) -> bool {
     match wanted {
         "number" => value.is_number(),
         "integer" => match value {
-            Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
+            Value::Number(n) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+            }
             _ => false,
         },
         other => type_name(value) == other,
@@ -120,20 +154,32 @@ fn matches_type(value: &Value, wanted: &str) -> bool {
 
 fn describe(value: &Value) -> String {
     let text = value.to_string();
-    if text.len() > 40 { format!("{}…", &text[..text.floor_char_boundary(40)]) } else { text }
+    if text.len() > 40 {
+        format!("{}…", &text[..text.floor_char_boundary(40)])
+    } else {
+        text
+    }
 }
 
 fn validate_node(schema: &Value, value: &Value, path: &str, out: &mut Vec<SchemaViolation>) {
     let schema = match schema {
         Value::Bool(true) => return,
         Value::Bool(false) => {
-            out.push(SchemaViolation { path: path.to_owned(), message: "is not allowed here".into() });
+            out.push(SchemaViolation {
+                path: path.to_owned(),
+                message: "is not allowed here".into(),
+            });
             return;
         }
         Value::Object(object) => object,
         _ => return,
     };
-    let mut fail = |message: String| out.push(SchemaViolation { path: path.to_owned(), message });
+    let mut fail = |message: String| {
+        out.push(SchemaViolation {
+            path: path.to_owned(),
+            message,
+        })
+    };
 
     if let Some(wanted) = schema.get("type") {
         let names: Vec<&str> = match wanted {
@@ -142,14 +188,23 @@ fn validate_node(schema: &Value, value: &Value, path: &str, out: &mut Vec<Schema
             _ => Vec::new(),
         };
         if !names.is_empty() && !names.iter().any(|name| matches_type(value, name)) {
-            fail(format!("must be {}, got {} {}", names.join(" or "), type_name(value), describe(value)));
+            fail(format!(
+                "must be {}, got {} {}",
+                names.join(" or "),
+                type_name(value),
+                describe(value)
+            ));
             return;
         }
     }
     if let Some(Value::Array(allowed)) = schema.get("enum") {
         if !allowed.contains(value) {
             let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            fail(format!("must be one of {}, got {}", list.join(", "), describe(value)));
+            fail(format!(
+                "must be one of {}, got {}",
+                list.join(", "),
+                describe(value)
+            ));
         }
     }
     if let Some(expected) = schema.get("const") {
@@ -202,24 +257,46 @@ fn validate_node(schema: &Value, value: &Value, path: &str, out: &mut Vec<Schema
     if let Value::Object(fields) = value {
         validate_object(schema, fields, path, out);
     }
-    for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+    for part in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         validate_node(part, value, path, out);
     }
     if let Some(condition) = schema.get("if") {
         let mut scratch = Vec::new();
         validate_node(condition, value, path, &mut scratch);
-        let branch = if scratch.is_empty() { schema.get("then") } else { schema.get("else") };
+        let branch = if scratch.is_empty() {
+            schema.get("then")
+        } else {
+            schema.get("else")
+        };
         if let Some(branch) = branch {
             validate_node(branch, value, path, out);
         }
     }
 }
 
-fn validate_object(schema: &Map<String, Value>, fields: &Map<String, Value>, path: &str, out: &mut Vec<SchemaViolation>) {
-    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+fn validate_object(
+    schema: &Map<String, Value>,
+    fields: &Map<String, Value>,
+    path: &str,
+    out: &mut Vec<SchemaViolation>,
+) {
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(name) = required.as_str() {
             if !fields.contains_key(name) {
-                out.push(SchemaViolation { path: child_path(path, name), message: "is required".into() });
+                out.push(SchemaViolation {
+                    path: child_path(path, name),
+                    message: "is required".into(),
+                });
             }
         }
     }
@@ -230,7 +307,9 @@ fn validate_object(schema: &Map<String, Value>, fields: &Map<String, Value>, pat
             Some(property_schema) => validate_node(property_schema, field_value, &field_path, out),
             None => match schema.get("additionalProperties") {
                 Some(Value::Bool(false)) => {
-                    let mut known: Vec<&str> = properties.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+                    let mut known: Vec<&str> = properties
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
                     known.sort_unstable();
                     out.push(SchemaViolation {
                         path: field_path,
@@ -269,13 +348,22 @@ mod tests {
         }));
         let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(paths, ["baudrate", "bogus", "solar[0].tilt", "serial_port"]);
-        assert!(violations[0].message.contains("must be integer, got string"));
-        assert!(schema.validate(&json!({"transport": "tcp", "baudrate": 9600})).is_empty());
+        assert!(
+            violations[0]
+                .message
+                .contains("must be integer, got string")
+        );
+        assert!(
+            schema
+                .validate(&json!({"transport": "tcp", "baudrate": 9600}))
+                .is_empty()
+        );
     }
 
     #[test]
     fn refuses_unsupported_keywords() {
-        let error = JsonSchema::from_value(json!({"properties": {"a": {"pattern": "^x"}}})).unwrap_err();
+        let error =
+            JsonSchema::from_value(json!({"properties": {"a": {"pattern": "^x"}}})).unwrap_err();
         assert!(error.to_string().contains("`pattern`"), "{error}");
     }
 }

@@ -20,10 +20,17 @@ impl fmt::Display for LegacyReport {
     }
 }
 
-pub fn upgrade_in_place_if_legacy(_url: &DatabaseUrl, _config: Option<&Path>) -> Result<Option<LegacyReport>, LegacyError> {
+pub fn upgrade_in_place_if_legacy(
+    _url: &DatabaseUrl,
+    _config: Option<&Path>,
+) -> Result<Option<LegacyReport>, LegacyError> {
     Ok(None)
 }
 
-pub fn import_legacy(_database: &Database, _file: &Path, _config: Option<&Path>) -> Result<LegacyReport, LegacyError> {
+pub fn import_legacy(
+    _database: &Database,
+    _file: &Path,
+    _config: Option<&Path>,
+) -> Result<LegacyReport, LegacyError> {
     Ok(LegacyReport::default())
 }

@@ -5,14 +5,18 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use solarhub_hub::adapter_types::builtin_adapter_types;
+use solarhub_hub::adapter_types::{KnownAdapterType, builtin_adapter_types};
 use solarhub_hub::catalog::ChangeKind;
-use solarhub_hub::config_import::load_config;
+use solarhub_hub::config_import::{LoadedConfig, load_config};
 use solarhub_hub::db::{self, Database, DatabaseUrl};
 use solarhub_hub::grpc;
 
 #[derive(Parser)]
-#[command(name = "solarhub-hub", version, about = "The solarhub hub: hierarchy, imports, ingest and the gRPC API")]
+#[command(
+    name = "solarhub-hub",
+    version,
+    about = "The solarhub hub: hierarchy, imports, ingest and the gRPC API"
+)]
 struct Cli {
     /// `postgres://…` or a SQLite file path.
     #[arg(long, env = "SOLARHUB_DATABASE_URL", default_value = db::DEFAULT_SQLITE_FILE, global = true)]
@@ -78,8 +82,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ImportConfig { file, prune } => {
+            // A broken file is refused before the database is even opened.
+            let adapter_types = builtin_adapter_types()?;
+            let loaded = load_config(&file, &adapter_types)?;
             let database = open_migrated(&url, None)?;
-            import_config(&database, &file, prune)
+            apply_config(&database, &file, loaded, adapter_types, prune)
         }
         Command::ImportLegacy { file, config } => {
             let database = open_migrated(&url, None)?;
@@ -88,11 +95,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { listen, config } => {
+            let loaded = match &config {
+                Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
+                None => None,
+            };
             let database = open_migrated(&url, config.as_deref())?;
-            if let Some(config) = &config {
-                import_config(&database, config, false)?;
+            if let Some((file, loaded)) = loaded {
+                apply_config(&database, &file, loaded, builtin_adapter_types()?, false)?;
             }
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(async move {
                 let listener = grpc::bind(listen).await?;
                 let local = listener.local_addr().context("listener has no address")?;
@@ -122,9 +134,13 @@ fn open_migrated(url: &DatabaseUrl, config: Option<&std::path::Path>) -> anyhow:
     Ok(database)
 }
 
-fn import_config(database: &Database, file: &std::path::Path, prune: bool) -> anyhow::Result<()> {
-    let adapter_types = builtin_adapter_types()?;
-    let loaded = load_config(file, &adapter_types)?;
+fn apply_config(
+    database: &Database,
+    file: &std::path::Path,
+    loaded: LoadedConfig,
+    adapter_types: Vec<KnownAdapterType>,
+    prune: bool,
+) -> anyhow::Result<()> {
     for note in &loaded.ignored {
         tracing::info!(file = %file.display(), "{note}");
     }

@@ -8,7 +8,9 @@ use solarhub_hub::db::{self, catalog::apply_installation, introspect};
 
 #[test]
 fn both_backends_get_the_same_tables_and_columns() {
-    let Some(postgres) = TestDb::postgres() else { return };
+    let Some(postgres) = TestDb::postgres() else {
+        return;
+    };
     let sqlite = TestDb::sqlite();
     let mut sqlite_conn = sqlite.connect();
     let mut postgres_conn = postgres.connect();
@@ -19,22 +21,52 @@ fn both_backends_get_the_same_tables_and_columns() {
     let postgres_tables = introspect::table_names(&mut postgres_conn).unwrap();
     assert_eq!(sqlite_tables, postgres_tables);
     for table in [
-        "systems", "arrays", "inverters", "battery_arrays", "battery_array_attachments", "battery_packs", "batteries",
-        "battery_cells", "meters", "adapter_base", "adapters", "battery_pack_adapters", "energy_samples",
-        "array_samples", "battery_bank_samples", "battery_unit_samples", "battery_cell_samples", "meter_samples",
-        "hourly_energy", "array_hourly_energy", "system_hourly_energy", "daily_summary", "array_daily_summary",
-        "system_daily_summary", "battery_bank_hourly", "battery_bank_daily", "meter_hourly_energy", "meter_daily",
+        "systems",
+        "arrays",
+        "inverters",
+        "battery_arrays",
+        "battery_array_attachments",
+        "battery_packs",
+        "batteries",
+        "battery_cells",
+        "meters",
+        "adapter_base",
+        "adapters",
+        "battery_pack_adapters",
+        "energy_samples",
+        "array_samples",
+        "battery_bank_samples",
+        "battery_unit_samples",
+        "battery_cell_samples",
+        "meter_samples",
+        "hourly_energy",
+        "array_hourly_energy",
+        "system_hourly_energy",
+        "daily_summary",
+        "array_daily_summary",
+        "system_daily_summary",
+        "battery_bank_hourly",
+        "battery_bank_daily",
+        "meter_hourly_energy",
+        "meter_daily",
     ] {
-        assert!(sqlite_tables.iter().any(|t| t == table), "missing table {table}");
+        assert!(
+            sqlite_tables.iter().any(|t| t == table),
+            "missing table {table}"
+        );
     }
     for table in &sqlite_tables {
         let sqlite_columns = introspect::columns(&mut sqlite_conn, table).unwrap();
         let postgres_columns = introspect::columns(&mut postgres_conn, table).unwrap();
         assert!(!sqlite_columns.is_empty(), "{table} has no columns");
-        assert_eq!(sqlite_columns, postgres_columns, "columns of {table} differ between SQLite and Postgres");
+        assert_eq!(
+            sqlite_columns, postgres_columns,
+            "columns of {table} differ between SQLite and Postgres"
+        );
         for column in &sqlite_columns {
             assert!(
-                ["TEXT", "BIGINT", "INTEGER", "DOUBLE", "BOOLEAN"].contains(&column.sql_type.as_str()),
+                ["TEXT", "BIGINT", "INTEGER", "DOUBLE", "BOOLEAN"]
+                    .contains(&column.sql_type.as_str()),
                 "{table}.{} has type {}, which diesel would not map the same way on both backends",
                 column.name,
                 column.sql_type
@@ -48,7 +80,11 @@ fn migrations_apply_once(db: TestDb) {
     let first = db::run_migrations(&mut conn).unwrap();
     assert_eq!(first.applied.len(), 3, "{:?}", first.applied);
     let second = db::run_migrations(&mut conn).unwrap();
-    assert!(second.applied.is_empty(), "second run applied {:?}", second.applied);
+    assert!(
+        second.applied.is_empty(),
+        "second run applied {:?}",
+        second.applied
+    );
     assert_eq!(db::applied_migrations(&mut conn).unwrap(), first.applied);
 }
 
@@ -81,19 +117,34 @@ fn orphan_inserts_fail(db: TestDb) {
         ..Installation::default()
     };
     let error = apply_installation(&mut conn, &[], &orphan_inverter, false).unwrap_err();
-    assert!(error.to_string().to_lowercase().contains("foreign key"), "{error}");
+    assert!(
+        error.to_string().to_lowercase().contains("foreign key"),
+        "{error}"
+    );
 
     let orphan_cell = Installation {
         system: Some(system),
-        cells: vec![BatteryCell { cell_id: "c1".into(), battery_id: "no_such_battery".into(), cell_index: 1, nominal_voltage: None }],
+        cells: vec![BatteryCell {
+            cell_id: "c1".into(),
+            battery_id: "no_such_battery".into(),
+            cell_index: 1,
+            nominal_voltage: None,
+        }],
         ..Installation::default()
     };
     let error = apply_installation(&mut conn, &[], &orphan_cell, false).unwrap_err();
-    assert!(error.to_string().to_lowercase().contains("foreign key"), "{error}");
+    assert!(
+        error.to_string().to_lowercase().contains("foreign key"),
+        "{error}"
+    );
 
     // Each failed import rolled back whole: not even the system row stayed.
     for table in ["systems", "inverters", "battery_cells"] {
-        assert_eq!(introspect::row_count(&mut conn, table).unwrap(), 0, "{table}");
+        assert_eq!(
+            introspect::row_count(&mut conn, table).unwrap(),
+            0,
+            "{table}"
+        );
     }
 }
 
@@ -103,7 +154,9 @@ on_both_backends!(migrations_apply_once, orphan_inserts_fail);
 fn two_migrate_processes_at_once_on_one_postgres_database_both_succeed() {
     for _round in 0..3 {
         // A fresh, empty database each round, so every round is a real race to migrate.
-        let Some(postgres) = TestDb::postgres() else { return };
+        let Some(postgres) = TestDb::postgres() else {
+            return;
+        };
         let children: Vec<_> = (0..2)
             .map(|_| {
                 common::hub_binary()
@@ -116,7 +169,11 @@ fn two_migrate_processes_at_once_on_one_postgres_database_both_succeed() {
             .collect();
         for child in children {
             let output = child.wait_with_output().unwrap();
-            assert!(output.status.success(), "migrate failed: {}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "migrate failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let mut conn = postgres.connect();
         assert_eq!(db::applied_migrations(&mut conn).unwrap().len(), 3);

@@ -19,15 +19,23 @@ use serde_json::Value as Json;
 
 use crate::adapter_types::KnownAdapterType;
 use crate::catalog::{
-    Adapter, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack, BatteryPackAdapter, Installation,
-    Inverter, InverterArray, Meter, System, id_problem,
+    Adapter, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
+    BatteryPackAdapter, Installation, Inverter, InverterArray, Meter, System, id_problem,
 };
 use raw::{RawAdapterBlock, RawConfig};
 use yaml_index::YamlIndex;
 
 /// Non-hierarchy sections real files carry. Accepted; what solarhub does not use from them is logged.
-const KNOWN_OTHER_SECTIONS: &[&str] =
-    &["mqtt", "polling", "logging", "discovery", "smart", "billing", "battery_data_source", "timezone"];
+const KNOWN_OTHER_SECTIONS: &[&str] = &[
+    "mqtt",
+    "polling",
+    "logging",
+    "discovery",
+    "smart",
+    "billing",
+    "battery_data_source",
+    "timezone",
+];
 
 /// One thing wrong with a config file, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +52,10 @@ pub enum ConfigError {
     #[error("cannot read config file {path}: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error("{}", format_problems(.path, .problems))]
-    Invalid { path: PathBuf, problems: Vec<ConfigProblem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<ConfigProblem>,
+    },
     #[error("built-in adapter types are broken: {0}")]
     AdapterTypes(String),
 }
@@ -53,7 +64,12 @@ fn format_problems(path: &Path, problems: &[ConfigProblem]) -> String {
     let lines: Vec<String> = problems
         .iter()
         .map(|p| match (p.line, p.column) {
-            (Some(line), Some(column)) => format!("{}:{line}:{column}: {}: {}", path.display(), p.field, p.message),
+            (Some(line), Some(column)) => format!(
+                "{}:{line}:{column}: {}: {}",
+                path.display(),
+                p.field,
+                p.message
+            ),
             (Some(line), None) => format!("{}:{line}: {}: {}", path.display(), p.field, p.message),
             _ => format!("{}: {}: {}", path.display(), p.field, p.message),
         })
@@ -91,24 +107,45 @@ pub struct LoadedConfig {
 }
 
 /// Reads, validates and converts `path`. Nothing is written anywhere.
-pub fn load_config(path: &Path, adapter_types: &[KnownAdapterType]) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| ConfigError::Read { path: path.to_owned(), reason: error.to_string() })?;
+pub fn load_config(
+    path: &Path,
+    adapter_types: &[KnownAdapterType],
+) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })?;
     parse_config(path, &text, adapter_types)
 }
 
 /// As [`load_config`], for text already in memory; `path` is only used in messages.
-pub fn parse_config(path: &Path, text: &str, adapter_types: &[KnownAdapterType]) -> Result<LoadedConfig, ConfigError> {
-    let invalid = |problems: Vec<ConfigProblem>| ConfigError::Invalid { path: path.to_owned(), problems };
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|error| invalid(vec![problem_from_serde(&error)]))?;
+pub fn parse_config(
+    path: &Path,
+    text: &str,
+    adapter_types: &[KnownAdapterType],
+) -> Result<LoadedConfig, ConfigError> {
+    let invalid = |problems: Vec<ConfigProblem>| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    };
+    let raw: RawConfig =
+        serde_yaml::from_str(text).map_err(|error| invalid(vec![problem_from_serde(&error)]))?;
     let index = YamlIndex::build(text);
-    let mut builder = Builder { index: &index, adapter_types, problems: Vec::new(), ignored: Vec::new() };
+    let mut builder = Builder {
+        index: &index,
+        adapter_types,
+        problems: Vec::new(),
+        ignored: Vec::new(),
+    };
     let loaded = builder.build(raw);
     if !builder.problems.is_empty() {
         builder.problems.sort_by_key(|p| (p.line, p.column));
         return Err(invalid(builder.problems));
     }
-    Ok(LoadedConfig { ignored: builder.ignored, ..loaded })
+    Ok(LoadedConfig {
+        ignored: builder.ignored,
+        ..loaded
+    })
 }
 
 /// serde_yaml writes "path: message at line L column C"; split that into a located problem.
@@ -128,11 +165,20 @@ fn problem_from_serde(error: &serde_yaml::Error) -> ConfigProblem {
     // "unknown field `inverter_idz`, expected ..." names the field itself: put it in the path.
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((name, tail)) = rest.split_once('`') {
-            field = if field == "." || field == "(document)" { name.to_owned() } else { format!("{field}.{name}") };
+            field = if field == "." || field == "(document)" {
+                name.to_owned()
+            } else {
+                format!("{field}.{name}")
+            };
             message = format!("unknown field{tail}");
         }
     }
-    ConfigProblem { line, column, field, message }
+    ConfigProblem {
+        line,
+        column,
+        field,
+        message,
+    }
 }
 
 struct Builder<'a> {
@@ -164,11 +210,15 @@ impl Builder<'_> {
 
     fn build(&mut self, raw: RawConfig) -> LoadedConfig {
         for (section, _) in &raw.other {
-            self.ignored.push(format!("unknown top-level section `{section}` (not imported)"));
+            self.ignored.push(format!(
+                "unknown top-level section `{section}` (not imported)"
+            ));
         }
         for section in KNOWN_OTHER_SECTIONS {
             if raw.has_section(section) && !matches!(*section, "billing" | "smart" | "timezone") {
-                self.ignored.push(format!("section `{section}` is not part of the hierarchy (not imported)"));
+                self.ignored.push(format!(
+                    "section `{section}` is not part of the hierarchy (not imported)"
+                ));
             }
         }
         if raw.smart.is_some() {
@@ -178,18 +228,33 @@ impl Builder<'_> {
         let (system, timezone_source) = self.build_system(&raw);
         let system_id = system.system_id.clone();
         let timezone: chrono_tz::Tz = system.timezone.parse().unwrap_or(chrono_tz::UTC);
-        let mut installation = Installation { system: Some(system), ..Installation::default() };
+        let mut installation = Installation {
+            system: Some(system),
+            ..Installation::default()
+        };
 
         // Arrays, and which array each inverter is listed in.
         let mut array_ids = HashSet::new();
         let mut listed_in: HashMap<String, (String, String)> = HashMap::new();
         for (i, array) in raw.arrays.iter().flatten().enumerate() {
-            self.check_id(format!("arrays[{i}].id"), &array.id, &mut array_ids, "array");
+            self.check_id(
+                format!("arrays[{i}].id"),
+                &array.id,
+                &mut array_ids,
+                "array",
+            );
             for (j, inverter_id) in array.inverter_ids.iter().flatten().enumerate() {
                 let field = format!("arrays[{i}].inverter_ids[{j}]");
-                if let Some((other, _)) = listed_in.insert(inverter_id.clone(), (array.id.clone(), field.clone())) {
+                if let Some((other, _)) =
+                    listed_in.insert(inverter_id.clone(), (array.id.clone(), field.clone()))
+                {
                     if other != array.id {
-                        self.problem(field, format!("inverter {inverter_id:?} is already listed in array {other:?}"));
+                        self.problem(
+                            field,
+                            format!(
+                                "inverter {inverter_id:?} is already listed in array {other:?}"
+                            ),
+                        );
                     }
                 }
             }
@@ -200,7 +265,12 @@ impl Builder<'_> {
         let mut pv_capacity: BTreeMap<String, f64> = BTreeMap::new();
         for (i, inverter) in raw.inverters.iter().flatten().enumerate() {
             let base = format!("inverters[{i}]");
-            self.check_id(format!("{base}.id"), &inverter.id, &mut inverter_ids, "inverter");
+            self.check_id(
+                format!("{base}.id"),
+                &inverter.id,
+                &mut inverter_ids,
+                "inverter",
+            );
             let listed = listed_in.get(&inverter.id).map(|(array, _)| array.clone());
             let array_id = match (&inverter.array_id, listed) {
                 (Some(own), Some(listed)) if *own != listed => {
@@ -215,11 +285,25 @@ impl Builder<'_> {
                 }
             };
             if !array_ids.contains(&array_id) {
-                self.problem(format!("{base}.array_id"), format!("names no array: {array_id:?} is not in `arrays`"));
+                self.problem(
+                    format!("{base}.array_id"),
+                    format!("names no array: {array_id:?} is not in `arrays`"),
+                );
             }
-            let adapter = self.build_adapter(&format!("{base}.adapter"), &inverter.adapter, &inverter.id, "inverter", 1, true, &mut adapter_ids);
+            let adapter = self.build_adapter(
+                &format!("{base}.adapter"),
+                &inverter.adapter,
+                &inverter.id,
+                "inverter",
+                0,
+                true,
+                &mut adapter_ids,
+            );
             if let Some(solar) = &inverter.solar {
-                let kw: f64 = solar.iter().filter_map(|s| s.get("pv_dc_kw").and_then(serde_yaml::Value::as_f64)).sum();
+                let kw: f64 = solar
+                    .iter()
+                    .filter_map(|s| s.get("pv_dc_kw").and_then(serde_yaml::Value::as_f64))
+                    .sum();
                 *pv_capacity.entry(array_id.clone()).or_default() += kw;
             }
             let mut settings = serde_json::Map::new();
@@ -227,7 +311,10 @@ impl Builder<'_> {
                 settings.insert("safety".into(), yaml_to_json(safety));
             }
             if let Some(solar) = &inverter.solar {
-                settings.insert("solar".into(), Json::Array(solar.iter().map(yaml_to_json).collect()));
+                settings.insert(
+                    "solar".into(),
+                    Json::Array(solar.iter().map(yaml_to_json).collect()),
+                );
             }
             installation.inverters.push(Inverter {
                 inverter_id: inverter.id.clone(),
@@ -255,7 +342,9 @@ impl Builder<'_> {
                 array_id: array.id.clone(),
                 system_id: system_id.clone(),
                 name: array.name.clone().unwrap_or_else(|| array.id.clone()),
-                pv_capacity_kw: array.pv_capacity_kw.or_else(|| pv_capacity.get(&array.id).copied()),
+                pv_capacity_kw: array
+                    .pv_capacity_kw
+                    .or_else(|| pv_capacity.get(&array.id).copied()),
             });
         }
 
@@ -273,7 +362,15 @@ impl Builder<'_> {
                     Some(id.to_owned())
                 }
             };
-            let adapter = self.build_adapter(&format!("{base}.adapter"), &meter.adapter, &meter.id, "meter", 1, true, &mut adapter_ids);
+            let adapter = self.build_adapter(
+                &format!("{base}.adapter"),
+                &meter.adapter,
+                &meter.id,
+                "meter",
+                0,
+                true,
+                &mut adapter_ids,
+            );
             installation.meters.push(Meter {
                 meter_id: meter.id.clone(),
                 system_id: system_id.clone(),
@@ -290,62 +387,120 @@ impl Builder<'_> {
         let mut battery_array_ids = HashSet::new();
         let mut pack_array: HashMap<String, (String, String)> = HashMap::new();
         for (i, bank_array) in raw.battery_bank_arrays.iter().flatten().enumerate() {
-            self.check_id(format!("battery_bank_arrays[{i}].id"), &bank_array.id, &mut battery_array_ids, "battery bank array");
+            self.check_id(
+                format!("battery_bank_arrays[{i}].id"),
+                &bank_array.id,
+                &mut battery_array_ids,
+                "battery bank array",
+            );
             for (j, pack_id) in bank_array.battery_bank_ids.iter().flatten().enumerate() {
                 let field = format!("battery_bank_arrays[{i}].battery_bank_ids[{j}]");
-                if let Some((other, _)) = pack_array.insert(pack_id.clone(), (bank_array.id.clone(), field.clone())) {
-                    self.problem(field, format!("battery bank {pack_id:?} is already in battery bank array {other:?}"));
+                if let Some((other, _)) =
+                    pack_array.insert(pack_id.clone(), (bank_array.id.clone(), field.clone()))
+                {
+                    self.problem(
+                        field,
+                        format!(
+                            "battery bank {pack_id:?} is already in battery bank array {other:?}"
+                        ),
+                    );
                 }
             }
             installation.battery_arrays.push(BatteryArray {
                 battery_array_id: bank_array.id.clone(),
                 system_id: system_id.clone(),
-                name: bank_array.name.clone().unwrap_or_else(|| bank_array.id.clone()),
+                name: bank_array
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| bank_array.id.clone()),
             });
         }
 
         let mut pack_ids = HashSet::new();
         for (i, bank) in raw.battery_banks.iter().flatten().enumerate() {
             let base = format!("battery_banks[{i}]");
-            self.check_id(format!("{base}.id"), &bank.id, &mut pack_ids, "battery bank");
-            let blocks: Vec<(String, &RawAdapterBlock, i32, bool)> = match (&bank.adapter, &bank.adapters) {
-                (Some(_), Some(_)) => {
-                    self.problem(format!("{base}.adapters"), "give either `adapter` or `adapters`, not both");
-                    Vec::new()
-                }
-                (Some(single), None) => vec![(format!("{base}.adapter"), single, 1, true)],
-                (None, Some(list)) => list
-                    .iter()
-                    .enumerate()
-                    .map(|(j, entry)| (format!("{base}.adapters[{j}].adapter"), &entry.adapter, entry.priority.unwrap_or(j as i32 + 1), entry.enabled.unwrap_or(true)))
-                    .collect(),
-                (None, None) => {
-                    self.problem(format!("{base}.id"), "battery bank has no `adapter` or `adapters`");
-                    Vec::new()
-                }
-            };
+            self.check_id(
+                format!("{base}.id"),
+                &bank.id,
+                &mut pack_ids,
+                "battery bank",
+            );
+            let blocks: Vec<(String, &RawAdapterBlock, i32, bool)> =
+                match (&bank.adapter, &bank.adapters) {
+                    (Some(_), Some(_)) => {
+                        self.problem(
+                            format!("{base}.adapters"),
+                            "give either `adapter` or `adapters`, not both",
+                        );
+                        Vec::new()
+                    }
+                    (Some(single), None) => vec![(format!("{base}.adapter"), single, 1, true)],
+                    (None, Some(list)) => list
+                        .iter()
+                        .enumerate()
+                        .map(|(j, entry)| {
+                            (
+                                format!("{base}.adapters[{j}].adapter"),
+                                &entry.adapter,
+                                entry.priority.unwrap_or(j as i32 + 1),
+                                entry.enabled.unwrap_or(true),
+                            )
+                        })
+                        .collect(),
+                    (None, None) => {
+                        self.problem(
+                            format!("{base}.id"),
+                            "battery bank has no `adapter` or `adapters`",
+                        );
+                        Vec::new()
+                    }
+                };
             let mut priorities = HashSet::new();
             let mut batteries = bank.batteries;
             let mut cells_per_battery = bank.cells_per_battery;
             let numbered = blocks.len() > 1 || bank.adapters.is_some();
             for (n, (field, block, priority, enabled)) in blocks.iter().enumerate() {
                 if !priorities.insert(*priority) {
-                    self.problem(field.replace(".adapter", ".priority"), format!("priority {priority} is used by another adapter of this bank"));
+                    self.problem(
+                        field.replace(".adapter", ".priority"),
+                        format!("priority {priority} is used by another adapter of this bank"),
+                    );
                 }
                 let number = if numbered { n + 1 } else { 0 };
-                let Some(adapter) = self.build_adapter(field, block, &bank.id, "battery_pack", number, *enabled, &mut adapter_ids) else {
+                let Some(adapter) = self.build_adapter(
+                    field,
+                    block,
+                    &bank.id,
+                    "battery_pack",
+                    number,
+                    *enabled,
+                    &mut adapter_ids,
+                ) else {
                     continue;
                 };
                 let config: Json = serde_json::from_str(&adapter.config_json).unwrap_or(Json::Null);
-                batteries = batteries.or_else(|| config.get("batteries").and_then(Json::as_u64).map(|v| v as u32));
-                cells_per_battery = cells_per_battery.or_else(|| config.get("cells_per_battery").and_then(Json::as_u64).map(|v| v as u32));
+                batteries = batteries.or_else(|| {
+                    config
+                        .get("batteries")
+                        .and_then(Json::as_u64)
+                        .map(|v| v as u32)
+                });
+                cells_per_battery = cells_per_battery.or_else(|| {
+                    config
+                        .get("cells_per_battery")
+                        .and_then(Json::as_u64)
+                        .map(|v| v as u32)
+                });
                 installation.pack_adapters.push(BatteryPackAdapter {
                     pack_id: bank.id.clone(),
                     adapter_id: adapter.adapter_id.clone(),
                     priority: *priority,
                     enabled: *enabled,
                 });
-                installation.adapters.push(Adapter { priority: *priority, ..adapter });
+                installation.adapters.push(Adapter {
+                    priority: *priority,
+                    ..adapter
+                });
             }
             let battery_array_id = pack_array.get(&bank.id).map(|(array, _)| array.clone());
             installation.packs.push(BatteryPack {
@@ -370,7 +525,13 @@ impl Builder<'_> {
                         nominal_voltage: None,
                     });
                 }
-                installation.batteries.push(Battery { battery_id, pack_id: bank.id.clone(), battery_index, serial_number: None, model: None });
+                installation.batteries.push(Battery {
+                    battery_id,
+                    pack_id: bank.id.clone(),
+                    battery_index,
+                    serial_number: None,
+                    model: None,
+                });
             }
         }
         for (pack_id, (array_id, field)) in &pack_array {
@@ -379,19 +540,49 @@ impl Builder<'_> {
             }
         }
 
-        for (i, attachment) in raw.battery_bank_array_attachments.iter().flatten().enumerate() {
+        for (i, attachment) in raw
+            .battery_bank_array_attachments
+            .iter()
+            .flatten()
+            .enumerate()
+        {
             let base = format!("battery_bank_array_attachments[{i}]");
             if !battery_array_ids.contains(&attachment.battery_bank_array_id) {
-                self.problem(format!("{base}.battery_bank_array_id"), format!("names no battery bank array: {:?} is not in `battery_bank_arrays`", attachment.battery_bank_array_id));
+                self.problem(
+                    format!("{base}.battery_bank_array_id"),
+                    format!(
+                        "names no battery bank array: {:?} is not in `battery_bank_arrays`",
+                        attachment.battery_bank_array_id
+                    ),
+                );
             }
             if !array_ids.contains(&attachment.inverter_array_id) {
-                self.problem(format!("{base}.inverter_array_id"), format!("names no array: {:?} is not in `arrays`", attachment.inverter_array_id));
+                self.problem(
+                    format!("{base}.inverter_array_id"),
+                    format!(
+                        "names no array: {:?} is not in `arrays`",
+                        attachment.inverter_array_id
+                    ),
+                );
             }
-            let attached_since = self.parse_time(&format!("{base}.attached_since"), Some(&attachment.attached_since), timezone);
-            let detached_at = self.parse_time(&format!("{base}.detached_at"), attachment.detached_at.as_deref(), timezone);
-            let Some(attached_since) = attached_since else { continue };
+            let attached_since = self.parse_time(
+                &format!("{base}.attached_since"),
+                Some(&attachment.attached_since),
+                timezone,
+            );
+            let detached_at = self.parse_time(
+                &format!("{base}.detached_at"),
+                attachment.detached_at.as_deref(),
+                timezone,
+            );
+            let Some(attached_since) = attached_since else {
+                continue;
+            };
             if detached_at.is_some_and(|detached| detached <= attached_since) {
-                self.problem(format!("{base}.detached_at"), "must be later than attached_since");
+                self.problem(
+                    format!("{base}.detached_at"),
+                    "must be later than attached_since",
+                );
             }
             installation.attachments.push(BatteryArrayAttachment {
                 battery_array_id: attachment.battery_bank_array_id.clone(),
@@ -403,12 +594,18 @@ impl Builder<'_> {
         }
         self.check_attachment_overlaps(&raw, &installation.attachments);
 
-        LoadedConfig { installation, timezone_source, ignored: Vec::new() }
+        LoadedConfig {
+            installation,
+            timezone_source,
+            ignored: Vec::new(),
+        }
     }
 
     fn build_system(&mut self, raw: &RawConfig) -> (System, TimezoneSource) {
         let home = raw.home.as_ref();
-        let system_id = home.and_then(|h| h.id.clone()).unwrap_or_else(|| "home".into());
+        let system_id = home
+            .and_then(|h| h.id.clone())
+            .unwrap_or_else(|| "home".into());
         if let Some(problem) = id_problem(&system_id) {
             self.problem("home.id", format!("system id {system_id:?} {problem}"));
         }
@@ -429,13 +626,22 @@ impl Builder<'_> {
             ("UTC".to_owned(), TimezoneSource::DefaultUtc, "home")
         };
         if timezone.parse::<chrono_tz::Tz>().is_err() {
-            self.problem(field, format!("{timezone:?} is not an IANA timezone name (like Asia/Karachi)"));
+            self.problem(
+                field,
+                format!("{timezone:?} is not an IANA timezone name (like Asia/Karachi)"),
+            );
         }
         let billing = raw.billing.as_ref().map(yaml_to_json);
-        let currency = billing.as_ref().and_then(|b| b.get("currency")).and_then(Json::as_str).map(str::to_owned);
+        let currency = billing
+            .as_ref()
+            .and_then(|b| b.get("currency"))
+            .and_then(Json::as_str)
+            .map(str::to_owned);
         let system = System {
             system_id: system_id.clone(),
-            name: home.and_then(|h| h.name.clone()).unwrap_or_else(|| system_id.clone()),
+            name: home
+                .and_then(|h| h.name.clone())
+                .unwrap_or_else(|| system_id.clone()),
             description: home.and_then(|h| h.description.clone()),
             timezone,
             currency,
@@ -456,23 +662,53 @@ impl Builder<'_> {
         enabled: bool,
         adapter_ids: &mut HashSet<String>,
     ) -> Option<Adapter> {
-        let adapter_id = if number == 0 { format!("{device_id}.adapter") } else { format!("{device_id}.adapter{number}") };
+        let adapter_id = if number == 0 {
+            format!("{device_id}.adapter")
+        } else {
+            format!("{device_id}.adapter{number}")
+        };
         let Some(adapter_type) = block.adapter_type.as_deref() else {
             self.problem(format!("{field}.type"), "is required");
             return None;
         };
-        let Some(known) = self.adapter_types.iter().find(|t| t.row.adapter_type == adapter_type) else {
-            let names: Vec<&str> = self.adapter_types.iter().map(|t| t.row.adapter_type.as_str()).collect();
-            self.problem(format!("{field}.type"), format!("unknown adapter type {adapter_type:?}, expected one of: {}", names.join(", ")));
+        let Some(known) = self
+            .adapter_types
+            .iter()
+            .find(|t| t.row.adapter_type == adapter_type)
+        else {
+            let names: Vec<&str> = self
+                .adapter_types
+                .iter()
+                .map(|t| t.row.adapter_type.as_str())
+                .collect();
+            self.problem(
+                format!("{field}.type"),
+                format!(
+                    "unknown adapter type {adapter_type:?}, expected one of: {}",
+                    names.join(", ")
+                ),
+            );
             return None;
         };
-        let config = Json::Object(block.rest.iter().map(|(k, v)| (k.clone(), yaml_to_json(v))).collect());
+        let config = Json::Object(
+            block
+                .rest
+                .iter()
+                .map(|(k, v)| (k.clone(), yaml_to_json(v)))
+                .collect(),
+        );
         let violations = known.schema.validate(&config);
         for violation in &violations {
-            self.problem(format!("{field}.{}", violation.path), format!("{} (adapter type {adapter_type})", violation.message));
+            self.problem(
+                format!("{field}.{}", violation.path),
+                format!("{} (adapter type {adapter_type})", violation.message),
+            );
         }
         if let Some(problem) = id_problem(&adapter_id) {
-            self.problem(field.to_owned(), format!("derived adapter id {adapter_id:?} {problem}"));
+            self.problem(
+                field.to_owned(),
+                format!("derived adapter id {adapter_id:?} {problem}"),
+            );
         } else if !adapter_ids.insert(adapter_id.clone()) {
             self.problem(field.to_owned(), format!("derived adapter id {adapter_id:?} collides with another device's adapter; give the devices distinct ids"));
         }
@@ -492,12 +728,22 @@ impl Builder<'_> {
         })
     }
 
-    fn parse_time(&mut self, field: &str, text: Option<&str>, timezone: chrono_tz::Tz) -> Option<i64> {
+    fn parse_time(
+        &mut self,
+        field: &str,
+        text: Option<&str>,
+        timezone: chrono_tz::Tz,
+    ) -> Option<i64> {
         let text = text?.trim();
         if let Ok(with_offset) = chrono::DateTime::parse_from_rfc3339(text) {
             return Some(with_offset.timestamp_millis());
         }
-        for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        for format in [
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+        ] {
             if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
                 if let Some(local) = timezone.from_local_datetime(&naive).earliest() {
                     return Some(local.timestamp_millis());
@@ -505,15 +751,25 @@ impl Builder<'_> {
             }
         }
         if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            if let Some(local) = date.and_hms_opt(0, 0, 0).and_then(|n| timezone.from_local_datetime(&n).earliest()) {
+            if let Some(local) = date
+                .and_hms_opt(0, 0, 0)
+                .and_then(|n| timezone.from_local_datetime(&n).earliest())
+            {
                 return Some(local.timestamp_millis());
             }
         }
-        self.problem(field.to_owned(), format!("{text:?} is not a timestamp (use 2025-01-01T00:00:00+05:00)"));
+        self.problem(
+            field.to_owned(),
+            format!("{text:?} is not a timestamp (use 2025-01-01T00:00:00+05:00)"),
+        );
         None
     }
 
-    fn check_attachment_overlaps(&mut self, raw: &RawConfig, attachments: &[BatteryArrayAttachment]) {
+    fn check_attachment_overlaps(
+        &mut self,
+        raw: &RawConfig,
+        attachments: &[BatteryArrayAttachment],
+    ) {
         let _ = raw;
         for (i, a) in attachments.iter().enumerate() {
             for b in &attachments[..i] {
@@ -525,7 +781,10 @@ impl Builder<'_> {
                 if a.attached_since < b_end && b.attached_since < a_end {
                     self.problem(
                         format!("battery_bank_array_attachments[{i}].attached_since"),
-                        format!("overlaps another attachment of battery bank array {:?}", a.battery_array_id),
+                        format!(
+                            "overlaps another attachment of battery bank array {:?}",
+                            a.battery_array_id
+                        ),
                     );
                 }
             }
@@ -553,7 +812,10 @@ fn yaml_to_json(value: &serde_yaml::Value) -> Json {
             } else if let Some(u) = n.as_u64() {
                 Json::from(u)
             } else {
-                n.as_f64().and_then(serde_json::Number::from_f64).map(Json::Number).unwrap_or(Json::Null)
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Json::Number)
+                    .unwrap_or(Json::Null)
             }
         }
         serde_yaml::Value::String(s) => Json::String(s.clone()),
@@ -563,7 +825,10 @@ fn yaml_to_json(value: &serde_yaml::Value) -> Json {
                 .map(|(k, v)| {
                     let key = match k {
                         serde_yaml::Value::String(s) => s.clone(),
-                        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
+                        other => serde_yaml::to_string(other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned(),
                     };
                     (key, yaml_to_json(v))
                 })

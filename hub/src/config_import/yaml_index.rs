@@ -23,7 +23,9 @@ impl YamlIndex {
         if parser.load(&mut builder, false).is_err() {
             return YamlIndex::default();
         }
-        YamlIndex { positions: builder.positions }
+        YamlIndex {
+            positions: builder.positions,
+        }
     }
 
     /// The position of `path`, or of its closest indexed ancestor.
@@ -40,8 +42,14 @@ impl YamlIndex {
 }
 
 enum Frame {
-    Mapping { path: String, pending_key: Option<String> },
-    Sequence { path: String, next_index: usize },
+    Mapping {
+        path: String,
+        pending_key: Option<String>,
+    },
+    Sequence {
+        path: String,
+        next_index: usize,
+    },
 }
 
 #[derive(Default)]
@@ -51,13 +59,17 @@ struct IndexBuilder {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 impl IndexBuilder {
     /// Called when a node (scalar or container) starts; returns the path of that node.
     fn node_path(&mut self, mark: Marker) -> Option<String> {
-        let position = (mark.line(), mark.col());
+        let position = (mark.line(), mark.col() + 1);
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Sequence { path, next_index }) => {
@@ -77,7 +89,9 @@ impl IndexBuilder {
         if let Some(Frame::Mapping { path, pending_key }) = self.stack.last_mut() {
             if pending_key.is_none() {
                 let key_path = join(path, &value);
-                self.positions.insert(key_path, (mark.line(), mark.col()));
+                // yaml-rust2 counts columns from 0, lines from 1.
+                self.positions
+                    .insert(key_path, (mark.line(), mark.col() + 1));
                 *pending_key = Some(value);
                 return;
             }
@@ -95,11 +109,17 @@ impl MarkedEventReceiver for IndexBuilder {
             }
             Event::MappingStart(..) => {
                 let path = self.node_path(mark).unwrap_or_default();
-                self.stack.push(Frame::Mapping { path, pending_key: None });
+                self.stack.push(Frame::Mapping {
+                    path,
+                    pending_key: None,
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.node_path(mark).unwrap_or_default();
-                self.stack.push(Frame::Sequence { path, next_index: 0 });
+                self.stack.push(Frame::Sequence {
+                    path,
+                    next_index: 0,
+                });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
@@ -118,7 +138,10 @@ mod tests {
         let text = "home:\n  id: home\ninverters:\n  - id: a\n    adapter:\n      type: powdrive\n      baudrate: \"9600\"\n  - id: b\n";
         let index = YamlIndex::build(text);
         assert_eq!(index.locate("home.id").map(|p| p.0), Some(2));
-        assert_eq!(index.locate("inverters[0].adapter.baudrate").map(|p| p.0), Some(7));
+        assert_eq!(
+            index.locate("inverters[0].adapter.baudrate").map(|p| p.0),
+            Some(7)
+        );
         assert_eq!(index.locate("inverters[1].id").map(|p| p.0), Some(8));
         // an unknown leaf falls back to its parent
         assert_eq!(index.locate("inverters[1].name").map(|p| p.0), Some(8));

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use diesel::prelude::*;
 
 use super::{DbConnection, DbError, now_ms, schema};
-use crate::catalog::{self as domain, CatalogRecord, ChangeReport, Installation, TablePlan, plan_table};
+use crate::catalog::{
+    self as domain, CatalogRecord, ChangeReport, Installation, TablePlan, plan_table,
+};
 
 /// Declares the row model of one catalog table: the domain fields plus the audit columns, with the
 /// four operations the import needs.
@@ -142,18 +144,28 @@ impl AttachmentRow {
 
     fn load_all(conn: &mut DbConnection) -> QueryResult<Vec<domain::BatteryArrayAttachment>> {
         use schema::battery_array_attachments::dsl::*;
-        let rows: Vec<AttachmentRow> = battery_array_attachments.select(AttachmentRow::as_select()).load(conn)?;
+        let rows: Vec<AttachmentRow> = battery_array_attachments
+            .select(AttachmentRow::as_select())
+            .load(conn)?;
         Ok(rows.into_iter().map(AttachmentRow::into_domain).collect())
     }
 
-    fn insert(conn: &mut DbConnection, row: &domain::BatteryArrayAttachment, now: i64) -> QueryResult<()> {
+    fn insert(
+        conn: &mut DbConnection,
+        row: &domain::BatteryArrayAttachment,
+        now: i64,
+    ) -> QueryResult<()> {
         diesel::insert_into(schema::battery_array_attachments::table)
             .values(AttachmentRow::from_domain(row, now, now))
             .execute(conn)?;
         Ok(())
     }
 
-    fn update(conn: &mut DbConnection, row: &domain::BatteryArrayAttachment, now: i64) -> QueryResult<()> {
+    fn update(
+        conn: &mut DbConnection,
+        row: &domain::BatteryArrayAttachment,
+        now: i64,
+    ) -> QueryResult<()> {
         use schema::battery_array_attachments::dsl::*;
         diesel::update(battery_array_attachments.find((&row.battery_array_id, row.attached_since)))
             .set((
@@ -168,13 +180,16 @@ impl AttachmentRow {
 
     fn delete(conn: &mut DbConnection, row: &domain::BatteryArrayAttachment) -> QueryResult<()> {
         use schema::battery_array_attachments::dsl::*;
-        diesel::delete(battery_array_attachments.find((&row.battery_array_id, row.attached_since))).execute(conn)?;
+        diesel::delete(battery_array_attachments.find((&row.battery_array_id, row.attached_since)))
+            .execute(conn)?;
         Ok(())
     }
 }
 
 /// Every catalog row of the database, as domain types.
-pub fn load_catalog(conn: &mut DbConnection) -> Result<(Vec<domain::AdapterType>, Installation, Vec<domain::System>), DbError> {
+pub fn load_catalog(
+    conn: &mut DbConnection,
+) -> Result<(Vec<domain::AdapterType>, Installation, Vec<domain::System>), DbError> {
     let systems = SystemRow::load_all(conn)?;
     let installation = Installation {
         system: None,
@@ -214,39 +229,72 @@ pub fn apply_installation(
         let systems: Vec<domain::System> = installation.system.iter().cloned().collect();
         let system_plan = plan_table(&existing_systems, &systems, false, |_| false);
         let type_plan = plan_table(&existing_types, adapter_types, false, |_| false);
-        let array_plan = plan_table(&existing.arrays, &installation.arrays, prune, |r| in_system(&r.system_id));
-        let inverter_plan = plan_table(&existing.inverters, &installation.inverters, prune, |r| in_system(&r.system_id));
-        let battery_array_plan =
-            plan_table(&existing.battery_arrays, &installation.battery_arrays, prune, |r| in_system(&r.system_id));
-        let attachment_plan =
-            plan_table(&existing.attachments, &installation.attachments, prune, |r| in_system(&r.system_id));
-        let pack_plan = plan_table(&existing.packs, &installation.packs, prune, |r| in_system(&r.system_id));
-        let system_packs: HashSet<&str> =
-            existing.packs.iter().filter(|p| in_system(&p.system_id)).map(|p| p.pack_id.as_str()).collect();
-        let battery_plan =
-            plan_table(&existing.batteries, &installation.batteries, prune, |r| system_packs.contains(r.pack_id.as_str()));
+        let array_plan = plan_table(&existing.arrays, &installation.arrays, prune, |r| {
+            in_system(&r.system_id)
+        });
+        let inverter_plan = plan_table(&existing.inverters, &installation.inverters, prune, |r| {
+            in_system(&r.system_id)
+        });
+        let battery_array_plan = plan_table(
+            &existing.battery_arrays,
+            &installation.battery_arrays,
+            prune,
+            |r| in_system(&r.system_id),
+        );
+        let attachment_plan = plan_table(
+            &existing.attachments,
+            &installation.attachments,
+            prune,
+            |r| in_system(&r.system_id),
+        );
+        let pack_plan = plan_table(&existing.packs, &installation.packs, prune, |r| {
+            in_system(&r.system_id)
+        });
+        let system_packs: HashSet<&str> = existing
+            .packs
+            .iter()
+            .filter(|p| in_system(&p.system_id))
+            .map(|p| p.pack_id.as_str())
+            .collect();
+        let battery_plan = plan_table(&existing.batteries, &installation.batteries, prune, |r| {
+            system_packs.contains(r.pack_id.as_str())
+        });
         let system_batteries: HashSet<&str> = existing
             .batteries
             .iter()
             .filter(|b| system_packs.contains(b.pack_id.as_str()))
             .map(|b| b.battery_id.as_str())
             .collect();
-        let cell_plan =
-            plan_table(&existing.cells, &installation.cells, prune, |r| system_batteries.contains(r.battery_id.as_str()));
-        let meter_plan = plan_table(&existing.meters, &installation.meters, prune, |r| in_system(&r.system_id));
-        let pack_adapter_plan = plan_table(&existing.pack_adapters, &installation.pack_adapters, prune, |r| {
-            system_packs.contains(r.pack_id.as_str())
+        let cell_plan = plan_table(&existing.cells, &installation.cells, prune, |r| {
+            system_batteries.contains(r.battery_id.as_str())
         });
+        let meter_plan = plan_table(&existing.meters, &installation.meters, prune, |r| {
+            in_system(&r.system_id)
+        });
+        let pack_adapter_plan = plan_table(
+            &existing.pack_adapters,
+            &installation.pack_adapters,
+            prune,
+            |r| system_packs.contains(r.pack_id.as_str()),
+        );
         let system_devices: HashSet<&str> = existing
             .inverters
             .iter()
             .filter(|r| in_system(&r.system_id))
             .map(|r| r.inverter_id.as_str())
             .chain(system_packs.iter().copied())
-            .chain(existing.meters.iter().filter(|r| in_system(&r.system_id)).map(|r| r.meter_id.as_str()))
+            .chain(
+                existing
+                    .meters
+                    .iter()
+                    .filter(|r| in_system(&r.system_id))
+                    .map(|r| r.meter_id.as_str()),
+            )
             .collect();
         let adapter_plan = plan_table(&existing.adapters, &installation.adapters, prune, |r| {
-            r.device_id.as_deref().is_some_and(|device| system_devices.contains(device))
+            r.device_id
+                .as_deref()
+                .is_some_and(|device| system_devices.contains(device))
         });
 
         // Children are deleted before their parents, parents created before their children.
@@ -281,20 +329,68 @@ pub fn apply_installation(
             ArrayRow::delete(conn, row)?;
         }
 
-        apply_plan(conn, &system_plan, now, SystemRow::insert, SystemRow::update)?;
-        apply_plan(conn, &type_plan, now, AdapterTypeRow::insert, AdapterTypeRow::update)?;
-        apply_plan(conn, &adapter_plan, now, AdapterRow::insert, AdapterRow::update)?;
+        apply_plan(
+            conn,
+            &system_plan,
+            now,
+            SystemRow::insert,
+            SystemRow::update,
+        )?;
+        apply_plan(
+            conn,
+            &type_plan,
+            now,
+            AdapterTypeRow::insert,
+            AdapterTypeRow::update,
+        )?;
+        apply_plan(
+            conn,
+            &adapter_plan,
+            now,
+            AdapterRow::insert,
+            AdapterRow::update,
+        )?;
         apply_plan(conn, &array_plan, now, ArrayRow::insert, ArrayRow::update)?;
-        apply_plan(conn, &inverter_plan, now, InverterRow::insert, InverterRow::update)?;
-        apply_plan(conn, &battery_array_plan, now, BatteryArrayRow::insert, BatteryArrayRow::update)?;
+        apply_plan(
+            conn,
+            &inverter_plan,
+            now,
+            InverterRow::insert,
+            InverterRow::update,
+        )?;
+        apply_plan(
+            conn,
+            &battery_array_plan,
+            now,
+            BatteryArrayRow::insert,
+            BatteryArrayRow::update,
+        )?;
         // An attachment that becomes inactive is updated before a new active one is created, so the
         // "one active attachment" index never sees two.
-        apply_plan(conn, &attachment_plan, now, AttachmentRow::insert, AttachmentRow::update)?;
+        apply_plan(
+            conn,
+            &attachment_plan,
+            now,
+            AttachmentRow::insert,
+            AttachmentRow::update,
+        )?;
         apply_plan(conn, &pack_plan, now, PackRow::insert, PackRow::update)?;
-        apply_plan(conn, &battery_plan, now, BatteryRow::insert, BatteryRow::update)?;
+        apply_plan(
+            conn,
+            &battery_plan,
+            now,
+            BatteryRow::insert,
+            BatteryRow::update,
+        )?;
         apply_plan(conn, &cell_plan, now, CellRow::insert, CellRow::update)?;
         apply_plan(conn, &meter_plan, now, MeterRow::insert, MeterRow::update)?;
-        apply_plan(conn, &pack_adapter_plan, now, PackAdapterRow::insert, PackAdapterRow::update)?;
+        apply_plan(
+            conn,
+            &pack_adapter_plan,
+            now,
+            PackAdapterRow::insert,
+            PackAdapterRow::update,
+        )?;
 
         let mut report = ChangeReport::default();
         system_plan.report_into(&mut report);

@@ -66,7 +66,11 @@ pub fn columns(conn: &mut DbConnection, table: &str) -> Result<Vec<ColumnInfo>, 
     };
     Ok(rows
         .into_iter()
-        .map(|row| ColumnInfo { name: row.name, sql_type: normalise_type(&row.sql_type), nullable: row.nullable })
+        .map(|row| ColumnInfo {
+            name: row.name,
+            sql_type: normalise_type(&row.sql_type),
+            nullable: row.nullable,
+        })
         .collect())
 }
 
@@ -101,9 +105,18 @@ pub fn table_fingerprint(conn: &mut DbConnection, table: &str) -> Result<Vec<Str
     }
     let rendered: Vec<String> = columns
         .iter()
-        .map(|c| format!("COALESCE(CAST(\"{}\" AS TEXT), 'NULL')", c.name.replace('"', "")))
+        .map(|c| {
+            format!(
+                "COALESCE(CAST(\"{}\" AS TEXT), 'NULL')",
+                c.name.replace('"', "")
+            )
+        })
         .collect();
-    let query = format!("SELECT {} AS line FROM \"{}\" ORDER BY 1", rendered.join(" || '|' || "), table.replace('"', ""));
+    let query = format!(
+        "SELECT {} AS line FROM \"{}\" ORDER BY 1",
+        rendered.join(" || '|' || "),
+        table.replace('"', "")
+    );
     let rows: Vec<LineRow> = diesel::sql_query(query).load(conn)?;
     Ok(rows.into_iter().map(|row| row.line).collect())
 }
@@ -116,7 +129,10 @@ struct CountRow {
 
 /// Number of rows in `table`.
 pub fn row_count(conn: &mut DbConnection, table: &str) -> Result<i64, DbError> {
-    let query = format!("SELECT COUNT(*) AS count FROM \"{}\"", table.replace('"', ""));
+    let query = format!(
+        "SELECT COUNT(*) AS count FROM \"{}\"",
+        table.replace('"', "")
+    );
     let rows: Vec<CountRow> = diesel::sql_query(query).load(conn)?;
     Ok(rows.first().map(|row| row.count).unwrap_or(0))
 }

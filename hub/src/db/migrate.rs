@@ -23,11 +23,14 @@ pub struct MigrationReport {
 pub fn run_migrations(conn: &mut DbConnection) -> Result<MigrationReport, DbError> {
     let applied = match conn {
         DbConnection::Postgres(pg) => {
-            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(pg)?;
-            let result = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|versions| {
-                versions.iter().map(ToString::to_string).collect::<Vec<_>>()
-            });
-            let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(pg);
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(pg)?;
+            let result = pg
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>());
+            let unlock =
+                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                    .execute(pg);
             let versions = result.map_err(|error| DbError::Migration(error.to_string()))?;
             unlock?;
             versions

@@ -110,18 +110,28 @@ impl DatabaseUrl {
         match self {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url)
                 .map(DbConnection::Postgres)
-                .map_err(|error| DbError::Connect { url: self.to_string(), reason: error.to_string() }),
+                .map_err(|error| DbError::Connect {
+                    url: self.to_string(),
+                    reason: one_line(&error.to_string()),
+                }),
             DatabaseUrl::Sqlite(path) => {
-                let connect_error = |reason: String| DbError::Connect { url: self.to_string(), reason };
+                let connect_error = |reason: String| DbError::Connect {
+                    url: self.to_string(),
+                    reason,
+                };
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     if !parent.is_dir() {
-                        return Err(connect_error(format!("directory {} does not exist", parent.display())));
+                        return Err(connect_error(format!(
+                            "directory {} does not exist",
+                            parent.display()
+                        )));
                     }
                 }
                 let path_text = path
                     .to_str()
                     .ok_or_else(|| connect_error("the path is not valid UTF-8".into()))?;
-                let mut conn = SqliteConnection::establish(path_text).map_err(|e| connect_error(e.to_string()))?;
+                let mut conn = SqliteConnection::establish(path_text)
+                    .map_err(|e| connect_error(e.to_string()))?;
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
                      PRAGMA foreign_keys = ON;
@@ -150,10 +160,24 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// Joins a multi-line driver message (libpq writes hints on their own lines) into one line.
+fn one_line(message: &str) -> String {
+    message
+        .split('\n')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Hides the password of `scheme://user:password@host/…` so urls can be logged.
 fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
     match credentials.split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
@@ -209,7 +233,10 @@ impl Database {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(15))
             .build(Manager { url: url.clone() })
-            .map_err(|error| DbError::Connect { url: url.to_string(), reason: error.to_string() })?;
+            .map_err(|error| DbError::Connect {
+                url: url.to_string(),
+                reason: error.to_string(),
+            })?;
         Ok(Database { url, pool })
     }
 
@@ -222,7 +249,9 @@ impl Database {
     }
 
     pub fn get(&self) -> Result<PooledConnection, DbError> {
-        self.pool.get().map_err(|error| DbError::Unavailable(error.to_string()))
+        self.pool
+            .get()
+            .map_err(|error| DbError::Unavailable(error.to_string()))
     }
 
     /// Runs `work` with a pooled connection on tokio's blocking pool.
@@ -233,7 +262,9 @@ impl Database {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|error| DbError::Unavailable(error.to_string()))?;
+            let mut conn = pool
+                .get()
+                .map_err(|error| DbError::Unavailable(error.to_string()))?;
             work(&mut conn)
         })
         .await

@@ -7,9 +7,9 @@ mod server_info;
 use std::net::SocketAddr;
 
 use solarhub_proto::tonic::transport::Server;
+use solarhub_proto::tonic::transport::server::TcpIncoming;
 use solarhub_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use tokio::net::TcpListener;
-use solarhub_proto::tonic::transport::server::TcpIncoming;
 
 use crate::db::Database;
 
@@ -27,7 +27,12 @@ pub enum ServeError {
 
 /// A bound listener, so callers (tests) can learn the port before serving.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, reason: error.to_string() })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| ServeError::Bind {
+            addr,
+            reason: error.to_string(),
+        })
 }
 
 /// Serves the hub API on `listener` until `shutdown` completes.
@@ -37,7 +42,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<ServerInfoServiceServer<ServerInfo>>().await;
+    health_reporter
+        .set_serving::<ServerInfoServiceServer<ServerInfo>>()
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(solarhub_proto::FILE_DESCRIPTOR_SET)

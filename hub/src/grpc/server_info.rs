@@ -17,7 +17,10 @@ impl ServerInfo {
         let now = chrono::Utc::now();
         ServerInfo {
             database,
-            started_at: Timestamp { seconds: now.timestamp(), nanos: now.timestamp_subsec_nanos() as i32 },
+            started_at: Timestamp {
+                seconds: now.timestamp(),
+                nanos: now.timestamp_subsec_nanos() as i32,
+            },
         }
     }
 }
@@ -28,7 +31,11 @@ impl ServerInfoService for ServerInfo {
         &self,
         _request: Request<GetServerInfoRequest>,
     ) -> Result<Response<GetServerInfoResponse>, Status> {
-        let applied = self.database.run(db::applied_migrations).await.map_err(status_from_db)?;
+        let applied = self
+            .database
+            .run(db::applied_migrations)
+            .await
+            .map_err(status_from_db)?;
         Ok(Response::new(GetServerInfoResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             database_backend: self.database.backend().to_string(),
@@ -41,7 +48,11 @@ impl ServerInfoService for ServerInfo {
 fn status_from_db(error: DbError) -> Status {
     tracing::warn!(%error, "database call failed");
     match error {
-        DbError::BadUrl(_) | DbError::Connect { .. } | DbError::Unavailable(_) => Status::unavailable("database unavailable"),
-        DbError::Migration(_) | DbError::Query(_) | DbError::Invalid(_) => Status::internal("database error"),
+        DbError::BadUrl(_) | DbError::Connect { .. } | DbError::Unavailable(_) => {
+            Status::unavailable("database unavailable")
+        }
+        DbError::Migration(_) | DbError::Query(_) | DbError::Invalid(_) => {
+            Status::internal("database error")
+        }
     }
 }

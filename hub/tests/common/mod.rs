@@ -23,14 +23,20 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("hub.db");
-        TestDb { url: DatabaseUrl::Sqlite(path), _dir: Some(dir), postgres: None }
+        TestDb {
+            url: DatabaseUrl::Sqlite(path),
+            _dir: Some(dir),
+            postgres: None,
+        }
     }
 
     /// A fresh, empty Postgres database, or `None` (with a loud note) when no server is configured.
     pub fn postgres() -> Option<TestDb> {
         let Ok(admin_url) = std::env::var("SOLARHUB_TEST_DATABASE_URL") else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("SOLARHUB_TEST_DATABASE_URL is not set under CI=true: the Postgres half of the suite must run");
+                panic!(
+                    "SOLARHUB_TEST_DATABASE_URL is not set under CI=true: the Postgres half of the suite must run"
+                );
             }
             eprintln!("SKIPPED (Postgres half): SOLARHUB_TEST_DATABASE_URL is not set");
             return None;
@@ -39,10 +45,17 @@ impl TestDb {
             "solarhub_test_{}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
         );
         let url = admin::create_postgres_database(&admin_url, &name).expect("create test database");
-        Some(TestDb { url: DatabaseUrl::Postgres(url), _dir: None, postgres: Some((admin_url, name)) })
+        Some(TestDb {
+            url: DatabaseUrl::Postgres(url),
+            _dir: None,
+            postgres: Some((admin_url, name)),
+        })
     }
 
     /// Opens the database and applies the migrations.
