@@ -197,56 +197,56 @@ fn validate_node(schema: &Value, value: &Value, path: &str, out: &mut Vec<Schema
             return;
         }
     }
-    if let Some(Value::Array(allowed)) = schema.get("enum") {
-        if !allowed.contains(value) {
-            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            fail(format!(
-                "must be one of {}, got {}",
-                list.join(", "),
-                describe(value)
-            ));
-        }
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        fail(format!(
+            "must be one of {}, got {}",
+            list.join(", "),
+            describe(value)
+        ));
     }
-    if let Some(expected) = schema.get("const") {
-        if expected != value {
-            fail(format!("must be {expected}, got {}", describe(value)));
-        }
+    if let Some(expected) = schema.get("const")
+        && expected != value
+    {
+        fail(format!("must be {expected}, got {}", describe(value)));
     }
     if let Some(number) = value.as_f64() {
-        if let Some(minimum) = schema.get("minimum").and_then(Value::as_f64) {
-            if number < minimum {
-                fail(format!("must be at least {minimum}, got {number}"));
-            }
+        if let Some(minimum) = schema.get("minimum").and_then(Value::as_f64)
+            && number < minimum
+        {
+            fail(format!("must be at least {minimum}, got {number}"));
         }
-        if let Some(maximum) = schema.get("maximum").and_then(Value::as_f64) {
-            if number > maximum {
-                fail(format!("must be at most {maximum}, got {number}"));
-            }
+        if let Some(maximum) = schema.get("maximum").and_then(Value::as_f64)
+            && number > maximum
+        {
+            fail(format!("must be at most {maximum}, got {number}"));
         }
     }
     if let Value::String(text) = value {
         let length = text.chars().count() as u64;
-        if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-            if length < min {
-                fail(format!("must be at least {min} characters long"));
-            }
+        if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+            && length < min
+        {
+            fail(format!("must be at least {min} characters long"));
         }
-        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-            if length > max {
-                fail(format!("must be at most {max} characters long"));
-            }
+        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+            && length > max
+        {
+            fail(format!("must be at most {max} characters long"));
         }
     }
     if let Value::Array(items) = value {
-        if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-            if (items.len() as u64) < min {
-                fail(format!("must have at least {min} items"));
-            }
+        if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+            && (items.len() as u64) < min
+        {
+            fail(format!("must have at least {min} items"));
         }
-        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
-            if (items.len() as u64) > max {
-                fail(format!("must have at most {max} items"));
-            }
+        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+            && (items.len() as u64) > max
+        {
+            fail(format!("must have at most {max} items"));
         }
         if let Some(item_schema) = schema.get("items") {
             for (index, item) in items.iter().enumerate() {
@@ -291,13 +291,13 @@ fn validate_object(
         .into_iter()
         .flatten()
     {
-        if let Some(name) = required.as_str() {
-            if !fields.contains_key(name) {
-                out.push(SchemaViolation {
-                    path: child_path(path, name),
-                    message: "is required".into(),
-                });
-            }
+        if let Some(name) = required.as_str()
+            && !fields.contains_key(name)
+        {
+            out.push(SchemaViolation {
+                path: child_path(path, name),
+                message: "is required".into(),
+            });
         }
     }
     let properties = schema.get("properties").and_then(Value::as_object);

@@ -163,15 +163,15 @@ fn problem_from_serde(error: &serde_yaml::Error) -> ConfigProblem {
         _ => (String::from("(document)"), message),
     };
     // "unknown field `inverter_idz`, expected ..." names the field itself: put it in the path.
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((name, tail)) = rest.split_once('`') {
-            field = if field == "." || field == "(document)" {
-                name.to_owned()
-            } else {
-                format!("{field}.{name}")
-            };
-            message = format!("unknown field{tail}");
-        }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((name, tail)) = rest.split_once('`')
+    {
+        field = if field == "." || field == "(document)" {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        };
+        message = format!("unknown field{tail}");
     }
     ConfigProblem {
         line,
@@ -209,7 +209,7 @@ impl Builder<'_> {
     }
 
     fn build(&mut self, raw: RawConfig) -> LoadedConfig {
-        for (section, _) in &raw.other {
+        for section in raw.other.keys() {
             self.ignored.push(format!(
                 "unknown top-level section `{section}` (not imported)"
             ));
@@ -247,15 +247,12 @@ impl Builder<'_> {
                 let field = format!("arrays[{i}].inverter_ids[{j}]");
                 if let Some((other, _)) =
                     listed_in.insert(inverter_id.clone(), (array.id.clone(), field.clone()))
+                    && other != array.id
                 {
-                    if other != array.id {
-                        self.problem(
-                            field,
-                            format!(
-                                "inverter {inverter_id:?} is already listed in array {other:?}"
-                            ),
-                        );
-                    }
+                    self.problem(
+                        field,
+                        format!("inverter {inverter_id:?} is already listed in array {other:?}"),
+                    );
                 }
             }
         }
@@ -336,8 +333,7 @@ impl Builder<'_> {
                 self.problem(field.clone(), format!("array {array_id:?} lists inverter {inverter_id:?}, which is not in `inverters`"));
             }
         }
-        for (i, array) in raw.arrays.iter().flatten().enumerate() {
-            let _ = i;
+        for array in raw.arrays.iter().flatten() {
             installation.arrays.push(InverterArray {
                 array_id: array.id.clone(),
                 system_id: system_id.clone(),
@@ -592,7 +588,7 @@ impl Builder<'_> {
                 detached_at,
             });
         }
-        self.check_attachment_overlaps(&raw, &installation.attachments);
+        self.check_attachment_overlaps(&installation.attachments);
 
         LoadedConfig {
             installation,
@@ -744,19 +740,18 @@ impl Builder<'_> {
             "%Y-%m-%dT%H:%M:%S%.f",
             "%Y-%m-%d %H:%M:%S%.f",
         ] {
-            if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
-                if let Some(local) = timezone.from_local_datetime(&naive).earliest() {
-                    return Some(local.timestamp_millis());
-                }
-            }
-        }
-        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            if let Some(local) = date
-                .and_hms_opt(0, 0, 0)
-                .and_then(|n| timezone.from_local_datetime(&n).earliest())
+            if let Ok(naive) = NaiveDateTime::parse_from_str(text, format)
+                && let Some(local) = timezone.from_local_datetime(&naive).earliest()
             {
                 return Some(local.timestamp_millis());
             }
+        }
+        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            && let Some(local) = date
+                .and_hms_opt(0, 0, 0)
+                .and_then(|n| timezone.from_local_datetime(&n).earliest())
+        {
+            return Some(local.timestamp_millis());
         }
         self.problem(
             field.to_owned(),
@@ -765,12 +760,7 @@ impl Builder<'_> {
         None
     }
 
-    fn check_attachment_overlaps(
-        &mut self,
-        raw: &RawConfig,
-        attachments: &[BatteryArrayAttachment],
-    ) {
-        let _ = raw;
+    fn check_attachment_overlaps(&mut self, attachments: &[BatteryArrayAttachment]) {
         for (i, a) in attachments.iter().enumerate() {
             for b in &attachments[..i] {
                 if a.battery_array_id != b.battery_array_id {

@@ -78,23 +78,22 @@ impl IndexBuilder {
                 self.positions.entry(item.clone()).or_insert(position);
                 Some(item)
             }
-            Some(Frame::Mapping { pending_key, path }) => match pending_key.take() {
-                Some(key) => Some(join(path, &key)),
-                None => None,
-            },
+            Some(Frame::Mapping { pending_key, path }) => {
+                pending_key.take().map(|key| join(path, &key))
+            }
         }
     }
 
     fn on_scalar(&mut self, value: String, mark: Marker) {
-        if let Some(Frame::Mapping { path, pending_key }) = self.stack.last_mut() {
-            if pending_key.is_none() {
-                let key_path = join(path, &value);
-                // yaml-rust2 counts columns from 0, lines from 1.
-                self.positions
-                    .insert(key_path, (mark.line(), mark.col() + 1));
-                *pending_key = Some(value);
-                return;
-            }
+        if let Some(Frame::Mapping { path, pending_key }) = self.stack.last_mut()
+            && pending_key.is_none()
+        {
+            let key_path = join(path, &value);
+            // yaml-rust2 counts columns from 0, lines from 1.
+            self.positions
+                .insert(key_path, (mark.line(), mark.col() + 1));
+            *pending_key = Some(value);
+            return;
         }
         self.node_path(mark);
     }

@@ -119,13 +119,13 @@ impl DatabaseUrl {
                     url: self.to_string(),
                     reason,
                 };
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    if !parent.is_dir() {
-                        return Err(connect_error(format!(
-                            "directory {} does not exist",
-                            parent.display()
-                        )));
-                    }
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                    && !parent.is_dir()
+                {
+                    return Err(connect_error(format!(
+                        "directory {} does not exist",
+                        parent.display()
+                    )));
                 }
                 let path_text = path
                     .to_str()

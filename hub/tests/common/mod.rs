@@ -81,10 +81,10 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some((admin_url, name)) = &self.postgres {
-            if let Err(error) = admin::drop_postgres_database(admin_url, name) {
-                eprintln!("could not drop test database {name}: {error}");
-            }
+        if let Some((admin_url, name)) = &self.postgres
+            && let Err(error) = admin::drop_postgres_database(admin_url, name)
+        {
+            eprintln!("could not drop test database {name}: {error}");
         }
     }
 }
