@@ -78,7 +78,7 @@ fn both_backends_get_the_same_tables_and_columns() {
 fn migrations_apply_once(db: TestDb) {
     let mut conn = db.connect();
     let first = db::run_migrations(&mut conn).unwrap();
-    assert_eq!(first.applied.len(), 3, "{:?}", first.applied);
+    assert_eq!(first.applied.len(), 4, "{:?}", first.applied);
     let second = db::run_migrations(&mut conn).unwrap();
     assert!(
         second.applied.is_empty(),
@@ -176,6 +176,6 @@ fn two_migrate_processes_at_once_on_one_postgres_database_both_succeed() {
             );
         }
         let mut conn = postgres.connect();
-        assert_eq!(db::applied_migrations(&mut conn).unwrap().len(), 3);
+        assert_eq!(db::applied_migrations(&mut conn).unwrap().len(), 4);
     }
 }

@@ -424,3 +424,43 @@ fn apply_plan<T: CatalogRecord>(
     }
     Ok(())
 }
+
+/// Inserts every row of `rows` as new (parents first). Used for catalog rows the caller knows are
+/// missing, such as placeholders for devices found only in a legacy database.
+pub fn insert_rows(conn: &mut DbConnection, rows: &Installation) -> Result<(), DbError> {
+    let now = now_ms();
+    if let Some(row) = &rows.system {
+        SystemRow::insert(conn, row, now)?;
+    }
+    for row in &rows.adapters {
+        AdapterRow::insert(conn, row, now)?;
+    }
+    for row in &rows.arrays {
+        ArrayRow::insert(conn, row, now)?;
+    }
+    for row in &rows.inverters {
+        InverterRow::insert(conn, row, now)?;
+    }
+    for row in &rows.battery_arrays {
+        BatteryArrayRow::insert(conn, row, now)?;
+    }
+    for row in &rows.attachments {
+        AttachmentRow::insert(conn, row, now)?;
+    }
+    for row in &rows.packs {
+        PackRow::insert(conn, row, now)?;
+    }
+    for row in &rows.batteries {
+        BatteryRow::insert(conn, row, now)?;
+    }
+    for row in &rows.cells {
+        CellRow::insert(conn, row, now)?;
+    }
+    for row in &rows.meters {
+        MeterRow::insert(conn, row, now)?;
+    }
+    for row in &rows.pack_adapters {
+        PackAdapterRow::insert(conn, row, now)?;
+    }
+    Ok(())
+}

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod introspect;
+pub mod legacy_imports;
 pub mod legacy_source;
 mod migrate;
 pub mod samples;
@@ -298,4 +299,26 @@ impl From<diesel::ConnectionError> for DbError {
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs `work` in a transaction: committed when it returns `Ok`, rolled back when it returns `Err`
+/// (or the commit fails). Lets layers above run several db calls atomically without diesel.
+pub fn in_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    E: From<DbError>,
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+{
+    enum Failure<E> {
+        Database(diesel::result::Error),
+        Work(E),
+    }
+    impl<E> From<diesel::result::Error> for Failure<E> {
+        fn from(error: diesel::result::Error) -> Self {
+            Failure::Database(error)
+        }
+    }
+    conn.transaction(|conn| work(conn).map_err(Failure::Work)).map_err(|failure| match failure {
+        Failure::Database(error) => E::from(DbError::Query(error)),
+        Failure::Work(error) => error,
+    })
 }

@@ -1,1 +1,172 @@
-//! Sample tables.
+//! Sample tables (DESIGN §3.2): one row per device per timestamp, written in batches that skip rows
+//! already stored, so replaying the same samples changes nothing.
+
+use diesel::prelude::*;
+
+use super::{DbConnection, DbError, schema};
+
+/// Rows per INSERT statement: well under both backends' bind-parameter limits for the widest table.
+pub const INSERT_BATCH_ROWS: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::energy_samples, treat_none_as_default_value = false)]
+pub struct EnergySample {
+    pub inverter_id: String,
+    pub ts: i64,
+    pub array_id: Option<String>,
+    pub system_id: String,
+    pub pv_power_w: Option<f64>,
+    pub load_power_w: Option<f64>,
+    pub grid_power_w: Option<f64>,
+    pub battery_power_w: Option<f64>,
+    pub battery_soc_pct: Option<f64>,
+    pub battery_voltage_v: Option<f64>,
+    pub battery_current_a: Option<f64>,
+    pub inverter_mode: Option<i32>,
+    pub inverter_temp_c: Option<f64>,
+    pub pv_energy_today_wh: Option<f64>,
+    pub pv_energy_total_wh: Option<f64>,
+    pub load_energy_today_wh: Option<f64>,
+    pub load_energy_total_wh: Option<f64>,
+    pub grid_import_today_wh: Option<f64>,
+    pub grid_import_total_wh: Option<f64>,
+    pub grid_export_today_wh: Option<f64>,
+    pub grid_export_total_wh: Option<f64>,
+    pub battery_charge_today_wh: Option<f64>,
+    pub battery_charge_total_wh: Option<f64>,
+    pub battery_discharge_today_wh: Option<f64>,
+    pub battery_discharge_total_wh: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::array_samples, treat_none_as_default_value = false)]
+pub struct ArraySample {
+    pub array_id: String,
+    pub ts: i64,
+    pub system_id: String,
+    pub pv_power_w: Option<f64>,
+    pub load_power_w: Option<f64>,
+    pub grid_power_w: Option<f64>,
+    pub battery_power_w: Option<f64>,
+    pub battery_soc_pct: Option<f64>,
+    pub soc_source: Option<String>,
+    pub battery_voltage_v: Option<f64>,
+    pub battery_current_a: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::battery_bank_samples, treat_none_as_default_value = false)]
+pub struct BatteryBankSample {
+    pub pack_id: String,
+    pub ts: i64,
+    pub battery_array_id: Option<String>,
+    pub system_id: String,
+    pub adapter_id: Option<String>,
+    pub voltage_v: Option<f64>,
+    pub current_a: Option<f64>,
+    pub power_w: Option<f64>,
+    pub temperature_c: Option<f64>,
+    pub soc_pct: Option<f64>,
+    pub soh_pct: Option<f64>,
+    pub batteries_count: Option<i32>,
+    pub cells_per_battery: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::battery_unit_samples, treat_none_as_default_value = false)]
+pub struct BatteryUnitSample {
+    pub battery_id: String,
+    pub ts: i64,
+    pub pack_id: String,
+    pub battery_array_id: Option<String>,
+    pub system_id: String,
+    pub adapter_id: Option<String>,
+    pub voltage_v: Option<f64>,
+    pub current_a: Option<f64>,
+    pub temperature_c: Option<f64>,
+    pub soc_pct: Option<f64>,
+    pub soh_pct: Option<f64>,
+    pub basic_st: Option<String>,
+    pub volt_st: Option<String>,
+    pub current_st: Option<String>,
+    pub temp_st: Option<String>,
+    pub soh_st: Option<String>,
+    pub coul_st: Option<String>,
+    pub heater_st: Option<String>,
+    pub bat_events: Option<i64>,
+    pub power_events: Option<i64>,
+    pub sys_events: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::battery_cell_samples, treat_none_as_default_value = false)]
+pub struct BatteryCellSample {
+    pub cell_id: String,
+    pub ts: i64,
+    pub battery_id: String,
+    pub pack_id: String,
+    pub battery_array_id: Option<String>,
+    pub system_id: String,
+    pub adapter_id: Option<String>,
+    pub voltage_v: Option<f64>,
+    pub temperature_c: Option<f64>,
+    pub soc_pct: Option<f64>,
+    pub volt_st: Option<String>,
+    pub temp_st: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::meter_samples, treat_none_as_default_value = false)]
+pub struct MeterSample {
+    pub meter_id: String,
+    pub ts: i64,
+    pub system_id: String,
+    pub array_id: Option<String>,
+    pub power_w: Option<f64>,
+    pub voltage_v: Option<f64>,
+    pub current_a: Option<f64>,
+    pub frequency_hz: Option<f64>,
+    pub power_factor: Option<f64>,
+    pub import_total_wh: Option<f64>,
+    pub export_total_wh: Option<f64>,
+    pub energy_total_kwh: Option<f64>,
+    pub l1_voltage_v: Option<f64>,
+    pub l2_voltage_v: Option<f64>,
+    pub l3_voltage_v: Option<f64>,
+    pub l1_current_a: Option<f64>,
+    pub l2_current_a: Option<f64>,
+    pub l3_current_a: Option<f64>,
+    pub l1_power_w: Option<f64>,
+    pub l2_power_w: Option<f64>,
+    pub l3_power_w: Option<f64>,
+}
+
+/// Inserts `rows`, skipping any whose (device, ts) is already stored. Returns how many were new.
+macro_rules! insert_new_rows {
+    ($fn_name:ident, $row:ty, $table:ident) => {
+        pub fn $fn_name(conn: &mut DbConnection, rows: &[$row]) -> Result<usize, DbError> {
+            let mut inserted = 0;
+            for batch in rows.chunks(INSERT_BATCH_ROWS) {
+                // `MultiBackend` has no ON CONFLICT clause, so the statement is built per backend.
+                inserted += match conn {
+                    DbConnection::Postgres(pg) => diesel::insert_into(schema::$table::table)
+                        .values(batch)
+                        .on_conflict_do_nothing()
+                        .execute(pg)?,
+                    DbConnection::Sqlite(sqlite) => diesel::insert_into(schema::$table::table)
+                        .values(batch)
+                        .on_conflict_do_nothing()
+                        .execute(sqlite)?,
+                };
+            }
+            Ok(inserted)
+        }
+    };
+}
+
+insert_new_rows!(insert_energy_samples, EnergySample, energy_samples);
+insert_new_rows!(insert_array_samples, ArraySample, array_samples);
+insert_new_rows!(insert_battery_bank_samples, BatteryBankSample, battery_bank_samples);
+insert_new_rows!(insert_battery_unit_samples, BatteryUnitSample, battery_unit_samples);
+insert_new_rows!(insert_battery_cell_samples, BatteryCellSample, battery_cell_samples);
+insert_new_rows!(insert_meter_samples, MeterSample, meter_samples);

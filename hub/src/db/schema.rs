@@ -669,3 +669,15 @@ diesel::allow_tables_to_appear_in_same_query!(
     meter_hourly_energy,
     meter_daily,
 );
+
+diesel::table! {
+    legacy_imports (import_id) {
+        import_id -> Text,
+        source -> Text,
+        in_place -> Bool,
+        backup -> Nullable<Text>,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+        report -> Nullable<Text>,
+    }
+}
