@@ -22,11 +22,19 @@ use chrono::{DateTime, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
 use crate::adapter_types::{AdapterTypeError, builtin_adapter_types};
-use crate::catalog::{Battery, BatteryCell, BatteryPack, Installation, Inverter, InverterArray, Meter, System, id_problem};
+use crate::catalog::{
+    Battery, BatteryCell, BatteryPack, Installation, Inverter, InverterArray, Meter, System,
+    id_problem,
+};
 use crate::config_import::{ConfigError, LoadedConfig, battery_id, cell_id, load_config};
 use crate::db::legacy_imports::{self, LegacyImportRow};
-use crate::db::legacy_source::{self as source, LEGACY_CLASHING_TABLES, LEGACY_PREFIX, LEGACY_SAMPLE_TABLES, LegacyTable};
-use crate::db::samples::{self, ArraySample, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample};
+use crate::db::legacy_source::{
+    self as source, LEGACY_CLASHING_TABLES, LEGACY_PREFIX, LEGACY_SAMPLE_TABLES, LegacyTable,
+};
+use crate::db::samples::{
+    self, ArraySample, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample,
+    MeterSample,
+};
 use crate::db::{self, Database, DatabaseUrl, DbConnection, DbError, catalog, introspect, now_ms};
 
 /// Rows read from a legacy table per page.
@@ -41,15 +49,23 @@ pub enum LegacyError {
     Unreadable { path: PathBuf, reason: String },
     #[error("{path} is not a database of the existing app (none of its sample tables is there)")]
     NotLegacy { path: PathBuf },
-    #[error("cannot back up {path} to {backup}: {reason}; the upgrade did not start and the file was left untouched")]
-    Backup { path: PathBuf, backup: PathBuf, reason: String },
+    #[error(
+        "cannot back up {path} to {backup}: {reason}; the upgrade did not start and the file was left untouched"
+    )]
+    Backup {
+        path: PathBuf,
+        backup: PathBuf,
+        reason: String,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     AdapterTypes(#[from] AdapterTypeError),
     #[error("{0}")]
     Db(#[from] DbError),
-    #[error("the database holds several systems ({0}); pass --config to say which one the legacy data belongs to")]
+    #[error(
+        "the database holds several systems ({0}); pass --config to say which one the legacy data belongs to"
+    )]
     AmbiguousSystem(String),
 }
 
@@ -99,7 +115,13 @@ impl LegacyReport {
 
 impl fmt::Display for LegacyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "legacy database {} into system {} ({})", self.source.display(), self.system_id, self.timezone)?;
+        writeln!(
+            f,
+            "legacy database {} into system {} ({})",
+            self.source.display(),
+            self.system_id,
+            self.timezone
+        )?;
         if let Some(backup) = &self.backup {
             writeln!(f, "  backup: {}", backup.display())?;
         }
@@ -113,7 +135,10 @@ impl fmt::Display for LegacyReport {
         writeln!(
             f,
             "  timestamps: {} naive (read in {}), {} ambiguous, {} in a DST gap",
-            self.naive_timestamps, self.timezone, self.ambiguous_timestamps, self.nonexistent_timestamps
+            self.naive_timestamps,
+            self.timezone,
+            self.ambiguous_timestamps,
+            self.nonexistent_timestamps
         )?;
         for placeholder in &self.placeholders {
             writeln!(f, "  placeholder created: {placeholder}")?;
@@ -130,14 +155,25 @@ impl fmt::Display for LegacyReport {
 
 /// Upgrades `url` in place when it is a SQLite file of the existing app (or one whose upgrade was
 /// interrupted). Returns `None` for anything else, without touching it.
-pub fn upgrade_in_place_if_legacy(url: &DatabaseUrl, config: Option<&Path>) -> Result<Option<LegacyReport>, LegacyError> {
-    let Some(path) = url.sqlite_path() else { return Ok(None) };
+///
+/// The backup goes next to the file, or into `backup_dir` when given.
+pub fn upgrade_in_place_if_legacy(
+    url: &DatabaseUrl,
+    config: Option<&Path>,
+    backup_dir: Option<&Path>,
+) -> Result<Option<LegacyReport>, LegacyError> {
+    let Some(path) = url.sqlite_path() else {
+        return Ok(None);
+    };
     if !path.exists() {
         return Ok(None);
     }
-    let unreadable = |error: DbError| LegacyError::Unreadable { path: path.to_owned(), reason: error.to_string() };
+    let unreadable = |error: DbError| LegacyError::Unreadable {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    };
     let mut read_only = source::open_read_only(path).map_err(unreadable)?;
-    let has_schema = introspect::has_table(&mut read_only, "__diesel_schema_migrations").map_err(unreadable)?;
+    let has_schema = introspect::has_migrations_table(&mut read_only).map_err(unreadable)?;
     let resume = if has_schema {
         match introspect::has_table(&mut read_only, "legacy_imports").map_err(unreadable)? {
             true => legacy_imports::unfinished_in_place(&mut read_only).map_err(unreadable)?,
@@ -159,7 +195,7 @@ pub fn upgrade_in_place_if_legacy(url: &DatabaseUrl, config: Option<&Path>) -> R
             (row.import_id, row.backup.map(PathBuf::from))
         }
         None => {
-            let backup = backup_path(path);
+            let backup = backup_path(path, backup_dir);
             backup_legacy(&mut read_only, path, &backup)?;
             tracing::info!(file = %path.display(), backup = %backup.display(), "backed up the legacy database");
             drop(read_only);
@@ -180,18 +216,27 @@ pub fn upgrade_in_place_if_legacy(url: &DatabaseUrl, config: Option<&Path>) -> R
 }
 
 /// Copies the legacy database at `file` into `database` (any backend). The file is opened read-only.
-pub fn import_legacy(database: &Database, file: &Path, config: Option<&Path>) -> Result<LegacyReport, LegacyError> {
-    let unreadable = |error: DbError| LegacyError::Unreadable { path: file.to_owned(), reason: error.to_string() };
+pub fn import_legacy(
+    database: &Database,
+    file: &Path,
+    config: Option<&Path>,
+) -> Result<LegacyReport, LegacyError> {
+    let unreadable = |error: DbError| LegacyError::Unreadable {
+        path: file.to_owned(),
+        reason: error.to_string(),
+    };
     let mut source_conn = source::open_read_only(file).map_err(unreadable)?;
     // A file that was already upgraded in place keeps its old tables under the legacy_ prefix.
     let prefix = if has_legacy_tables(&mut source_conn, "").map_err(unreadable)?
-        && !introspect::has_table(&mut source_conn, "__diesel_schema_migrations").map_err(unreadable)?
+        && !introspect::has_migrations_table(&mut source_conn).map_err(unreadable)?
     {
         ""
     } else if has_legacy_tables(&mut source_conn, LEGACY_PREFIX).map_err(unreadable)? {
         LEGACY_PREFIX
     } else {
-        return Err(LegacyError::NotLegacy { path: file.to_owned() });
+        return Err(LegacyError::NotLegacy {
+            path: file.to_owned(),
+        });
     };
     let loaded = load_optional_config(config)?;
     let mut target = database.get()?;
@@ -227,29 +272,45 @@ fn load_optional_config(config: Option<&Path>) -> Result<Option<LoadedConfig>, L
 
 fn has_legacy_tables(conn: &mut DbConnection, prefix: &str) -> Result<bool, DbError> {
     let tables = introspect::table_names(conn)?;
-    Ok(LEGACY_SAMPLE_TABLES.iter().any(|t| tables.contains(&format!("{prefix}{t}"))))
+    Ok(LEGACY_SAMPLE_TABLES
+        .iter()
+        .any(|t| tables.contains(&format!("{prefix}{t}"))))
 }
 
-fn backup_path(path: &Path) -> PathBuf {
+fn backup_path(path: &Path, backup_dir: Option<&Path>) -> PathBuf {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "legacy.db".into());
-    path.with_file_name(format!("{name}.legacy-backup-{stamp}"))
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "legacy.db".into());
+    let file_name = format!("{name}.legacy-backup-{stamp}");
+    match backup_dir {
+        Some(dir) => dir.join(file_name),
+        None => path.with_file_name(file_name),
+    }
 }
 
 /// Writes the backup and proves it opens and holds the same tables with the same row counts.
 fn backup_legacy(conn: &mut DbConnection, path: &Path, backup: &Path) -> Result<(), LegacyError> {
-    let failed = |reason: String| LegacyError::Backup { path: path.to_owned(), backup: backup.to_owned(), reason };
+    let failed = |reason: String| LegacyError::Backup {
+        path: path.to_owned(),
+        backup: backup.to_owned(),
+        reason,
+    };
     if backup.exists() {
         return Err(failed("the backup file already exists".into()));
     }
     source::backup_to(conn, backup).map_err(|e| failed(e.to_string()))?;
-    let mut copy = source::open_read_only(backup).map_err(|e| failed(format!("the backup does not open: {e}")))?;
+    let mut copy = source::open_read_only(backup)
+        .map_err(|e| failed(format!("the backup does not open: {e}")))?;
     let tables = introspect::table_names(conn).map_err(|e| failed(e.to_string()))?;
     for table in &tables {
         let original = introspect::row_count(conn, table).map_err(|e| failed(e.to_string()))?;
         let copied = introspect::row_count(&mut copy, table).map_err(|e| failed(e.to_string()))?;
         if original != copied {
-            return Err(failed(format!("table {table} has {original} rows but the backup has {copied}")));
+            return Err(failed(format!(
+                "table {table} has {original} rows but the backup has {copied}"
+            )));
         }
     }
     Ok(())
@@ -302,17 +363,31 @@ pub fn parse_legacy_timestamp(text: &str, timezone: Tz) -> Option<(i64, Timestam
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
         return Some((parsed.timestamp_millis(), TimestampKind::WithOffset));
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+    ] {
         if let Ok(parsed) = DateTime::parse_from_str(text, format) {
             return Some((parsed.timestamp_millis(), TimestampKind::WithOffset));
         }
     }
-    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())?;
+    let naive = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())?;
     match timezone.from_local_datetime(&naive) {
-        chrono::LocalResult::Single(local) => Some((local.timestamp_millis(), TimestampKind::Naive)),
-        chrono::LocalResult::Ambiguous(earliest, _) => Some((earliest.timestamp_millis(), TimestampKind::NaiveAmbiguous)),
+        chrono::LocalResult::Single(local) => {
+            Some((local.timestamp_millis(), TimestampKind::Naive))
+        }
+        chrono::LocalResult::Ambiguous(earliest, _) => {
+            Some((earliest.timestamp_millis(), TimestampKind::NaiveAmbiguous))
+        }
         chrono::LocalResult::None => {
             // A wall-clock time the DST jump skipped: read it as that far past the jump.
             let shifted = naive + chrono::Duration::hours(1);
@@ -324,8 +399,17 @@ pub fn parse_legacy_timestamp(text: &str, timezone: Tz) -> Option<(i64, Timestam
 
 /// Turns a legacy id into a valid slug (invalid characters become `_`, long ids are cut).
 fn slug(raw: &str) -> String {
-    let mut id: String =
-        raw.trim().chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' }).collect();
+    let mut id: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     id.truncate(crate::catalog::MAX_ID_LEN);
     if id.is_empty() { "unknown".into() } else { id }
 }
@@ -357,7 +441,10 @@ fn copy_legacy(
     prefix: &str,
     config: Option<&LoadedConfig>,
 ) -> Result<LegacyReport, LegacyError> {
-    let adapter_types: Vec<_> = builtin_adapter_types()?.into_iter().map(|t| t.row).collect();
+    let adapter_types: Vec<_> = builtin_adapter_types()?
+        .into_iter()
+        .map(|t| t.row)
+        .collect();
     if let Some(config) = config {
         catalog::apply_installation(target, &adapter_types, &config.installation, false)?;
     }
@@ -371,14 +458,25 @@ fn copy_legacy(
                 let system = System {
                     system_id: "home".into(),
                     name: "Home".into(),
-                    description: Some("created by the legacy upgrade: no config named the system".into()),
+                    description: Some(
+                        "created by the legacy upgrade: no config named the system".into(),
+                    ),
                     timezone: "UTC".into(),
                     currency: None,
                     tariff_json: None,
                 };
-                tracing::warn!("no config and no system: legacy data goes to a new system `home`; naive timestamps are read as UTC");
-                catalog::insert_rows(target, &Installation { system: Some(system.clone()), ..Installation::default() })?;
-                placeholders.push("system home (no config named the system; timezone UTC)".to_owned());
+                tracing::warn!(
+                    "no config and no system: legacy data goes to a new system `home`; naive timestamps are read as UTC"
+                );
+                catalog::insert_rows(
+                    target,
+                    &Installation {
+                        system: Some(system.clone()),
+                        ..Installation::default()
+                    },
+                )?;
+                placeholders
+                    .push("system home (no config named the system; timezone UTC)".to_owned());
                 system
             }
             several => {
@@ -393,10 +491,22 @@ fn copy_legacy(
         system_id: system.system_id.clone(),
         timezone,
         arrays: existing.arrays.iter().map(|a| a.array_id.clone()).collect(),
-        inverter_array: existing.inverters.iter().map(|i| (i.inverter_id.clone(), i.array_id.clone())).collect(),
+        inverter_array: existing
+            .inverters
+            .iter()
+            .map(|i| (i.inverter_id.clone(), i.array_id.clone()))
+            .collect(),
         meters: existing.meters.iter().map(|m| m.meter_id.clone()).collect(),
-        pack_battery_array: existing.packs.iter().map(|p| (p.pack_id.clone(), p.battery_array_id.clone())).collect(),
-        batteries: existing.batteries.iter().map(|b| b.battery_id.clone()).collect(),
+        pack_battery_array: existing
+            .packs
+            .iter()
+            .map(|p| (p.pack_id.clone(), p.battery_array_id.clone()))
+            .collect(),
+        batteries: existing
+            .batteries
+            .iter()
+            .map(|b| b.battery_id.clone())
+            .collect(),
         cells: existing.cells.iter().map(|c| c.cell_id.clone()).collect(),
     };
     let mut copier = Copier {
@@ -465,7 +575,11 @@ impl Copier<'_> {
         Some(id)
     }
 
-    fn add_placeholders(&mut self, rows: Installation, descriptions: Vec<String>) -> Result<(), DbError> {
+    fn add_placeholders(
+        &mut self,
+        rows: Installation,
+        descriptions: Vec<String>,
+    ) -> Result<(), DbError> {
         catalog::insert_rows(self.target, &rows)?;
         self.report.placeholders.extend(descriptions);
         Ok(())
@@ -483,11 +597,21 @@ impl Copier<'_> {
             pv_capacity_kw: None,
         };
         self.view.arrays.insert(array_id.to_owned());
-        self.add_placeholders(Installation { arrays: vec![array], ..Installation::default() }, vec![format!("array {array_id}")])
+        self.add_placeholders(
+            Installation {
+                arrays: vec![array],
+                ..Installation::default()
+            },
+            vec![format!("array {array_id}")],
+        )
     }
 
     /// The array an inverter belongs to, creating the inverter (and its array) as placeholders.
-    fn ensure_inverter(&mut self, inverter_id: &str, legacy_array: Option<&str>) -> Result<String, DbError> {
+    fn ensure_inverter(
+        &mut self,
+        inverter_id: &str,
+        legacy_array: Option<&str>,
+    ) -> Result<String, DbError> {
         if let Some(array_id) = self.view.inverter_array.get(inverter_id) {
             return Ok(array_id.clone());
         }
@@ -497,7 +621,10 @@ impl Copier<'_> {
                 array_id.to_owned()
             }
             None => {
-                self.ensure_array(UNASSIGNED_ARRAY_ID, "Unassigned (legacy data not placed by the config)".into())?;
+                self.ensure_array(
+                    UNASSIGNED_ARRAY_ID,
+                    "Unassigned (legacy data not placed by the config)".into(),
+                )?;
                 UNASSIGNED_ARRAY_ID.to_owned()
             }
         };
@@ -514,9 +641,14 @@ impl Copier<'_> {
             rated_power_w: None,
             settings_json: None,
         };
-        self.view.inverter_array.insert(inverter_id.to_owned(), array_id.clone());
+        self.view
+            .inverter_array
+            .insert(inverter_id.to_owned(), array_id.clone());
         self.add_placeholders(
-            Installation { inverters: vec![inverter], ..Installation::default() },
+            Installation {
+                inverters: vec![inverter],
+                ..Installation::default()
+            },
             vec![format!("inverter {inverter_id} in array {array_id}")],
         )?;
         Ok(array_id)
@@ -538,20 +670,40 @@ impl Copier<'_> {
             batteries_count: None,
             cells_per_battery: None,
         };
-        self.view.pack_battery_array.insert(pack_id.to_owned(), None);
-        self.add_placeholders(Installation { packs: vec![pack], ..Installation::default() }, vec![format!("battery bank {pack_id}")])?;
+        self.view
+            .pack_battery_array
+            .insert(pack_id.to_owned(), None);
+        self.add_placeholders(
+            Installation {
+                packs: vec![pack],
+                ..Installation::default()
+            },
+            vec![format!("battery bank {pack_id}")],
+        )?;
         Ok(None)
     }
 
-    fn ensure_battery(&mut self, pack_id: &str, index: i32) -> Result<(String, Option<String>), DbError> {
+    fn ensure_battery(
+        &mut self,
+        pack_id: &str,
+        index: i32,
+    ) -> Result<(String, Option<String>), DbError> {
         let battery_array = self.ensure_pack(pack_id)?;
         let id = battery_id(pack_id, index);
         if !self.view.batteries.contains(&id) {
-            let battery =
-                Battery { battery_id: id.clone(), pack_id: pack_id.to_owned(), battery_index: index, serial_number: None, model: None };
+            let battery = Battery {
+                battery_id: id.clone(),
+                pack_id: pack_id.to_owned(),
+                battery_index: index,
+                serial_number: None,
+                model: None,
+            };
             self.view.batteries.insert(id.clone());
             self.add_placeholders(
-                Installation { batteries: vec![battery], ..Installation::default() },
+                Installation {
+                    batteries: vec![battery],
+                    ..Installation::default()
+                },
                 vec![format!("battery {id} (index {index} of bank {pack_id})")],
             )?;
         }
@@ -561,10 +713,18 @@ impl Copier<'_> {
     fn ensure_cell(&mut self, battery_id: &str, index: i32) -> Result<String, DbError> {
         let id = cell_id(battery_id, index);
         if !self.view.cells.contains(&id) {
-            let cell = BatteryCell { cell_id: id.clone(), battery_id: battery_id.to_owned(), cell_index: index, nominal_voltage: None };
+            let cell = BatteryCell {
+                cell_id: id.clone(),
+                battery_id: battery_id.to_owned(),
+                cell_index: index,
+                nominal_voltage: None,
+            };
             self.view.cells.insert(id.clone());
             self.add_placeholders(
-                Installation { cells: vec![cell], ..Installation::default() },
+                Installation {
+                    cells: vec![cell],
+                    ..Installation::default()
+                },
                 vec![format!("cell {id}")],
             )?;
         }
@@ -585,17 +745,28 @@ impl Copier<'_> {
             meter_type: "grid".into(),
         };
         self.view.meters.insert(meter_id.to_owned());
-        self.add_placeholders(Installation { meters: vec![meter], ..Installation::default() }, vec![format!("meter {meter_id}")])
+        self.add_placeholders(
+            Installation {
+                meters: vec![meter],
+                ..Installation::default()
+            },
+            vec![format!("meter {meter_id}")],
+        )
     }
 
     /// A legacy array id as the meter and array tables use it: `home` (or the system id) means the
     /// system itself.
     fn array_ref(&mut self, raw: Option<&str>) -> Result<Option<String>, DbError> {
-        let Some(array_id) = self.id(raw) else { return Ok(None) };
+        let Some(array_id) = self.id(raw) else {
+            return Ok(None);
+        };
         if array_id == "home" || array_id == self.view.system_id {
             return Ok(None);
         }
-        self.ensure_array(&array_id, format!("legacy array {array_id} (not in config)"))?;
+        self.ensure_array(
+            &array_id,
+            format!("legacy array {array_id} (not in config)"),
+        )?;
         Ok(Some(array_id))
     }
 
@@ -604,14 +775,19 @@ impl Copier<'_> {
         if let Some(table) = self.table("arrays")? {
             for row in source::read_legacy_arrays(self.source(), &table)? {
                 if let Some(array_id) = self.id(row.array_id.as_deref()) {
-                    let name = row.name.clone().unwrap_or_else(|| format!("legacy array {array_id}"));
+                    let name = row
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("legacy array {array_id}"));
                     self.ensure_array(&array_id, format!("{name} (from legacy database)"))?;
                 }
             }
         }
         if let Some(table) = self.table("battery_packs")? {
             for row in source::read_legacy_packs(self.source(), &table)? {
-                let Some(pack_id) = self.id(row.pack_id.as_deref()) else { continue };
+                let Some(pack_id) = self.id(row.pack_id.as_deref()) else {
+                    continue;
+                };
                 if self.view.pack_battery_array.contains_key(&pack_id) {
                     continue;
                 }
@@ -619,7 +795,10 @@ impl Copier<'_> {
                     pack_id: pack_id.clone(),
                     battery_array_id: None,
                     system_id: self.view.system_id.clone(),
-                    name: format!("{} (from legacy database)", row.name.as_deref().unwrap_or(&pack_id)),
+                    name: format!(
+                        "{} (from legacy database)",
+                        row.name.as_deref().unwrap_or(&pack_id)
+                    ),
                     chemistry: row.chemistry,
                     nominal_kwh: row.nominal_kwh,
                     max_charge_kw: row.max_charge_kw,
@@ -628,16 +807,26 @@ impl Copier<'_> {
                     cells_per_battery: None,
                 };
                 self.view.pack_battery_array.insert(pack_id.clone(), None);
-                self.add_placeholders(Installation { packs: vec![pack], ..Installation::default() }, vec![format!("battery bank {pack_id}")])?;
+                self.add_placeholders(
+                    Installation {
+                        packs: vec![pack],
+                        ..Installation::default()
+                    },
+                    vec![format!("battery bank {pack_id}")],
+                )?;
             }
         }
         Ok(())
     }
 
     fn copy_energy(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("energy_samples")? else { return Ok(()) };
+        let Some(table) = self.table("energy_samples")? else {
+            return Ok(());
+        };
         let mut stats = TableReport {
-            non_numeric_values: table.count_non_numeric(self.source(), source::ENERGY_NUMERIC_COLUMNS)? as u64,
+            non_numeric_values: table
+                .count_non_numeric(self.source(), source::ENERGY_NUMERIC_COLUMNS)?
+                as u64,
             ..TableReport::default()
         };
         let mut after = 0;
@@ -648,7 +837,10 @@ impl Copier<'_> {
             let mut rows = Vec::with_capacity(page.len());
             for legacy in page {
                 stats.read += 1;
-                let (Some(ts), Some(inverter_id)) = (self.timestamp(legacy.ts.as_deref()), self.id(legacy.inverter_id.as_deref())) else {
+                let (Some(ts), Some(inverter_id)) = (
+                    self.timestamp(legacy.ts.as_deref()),
+                    self.id(legacy.inverter_id.as_deref()),
+                ) else {
                     stats.unplaceable += 1;
                     continue;
                 };
@@ -656,7 +848,10 @@ impl Copier<'_> {
                 let inverter_array = self.ensure_inverter(&inverter_id, legacy_array.as_deref())?;
                 let array_id = match legacy_array {
                     Some(array_id) => {
-                        self.ensure_array(&array_id, format!("legacy array {array_id} (not in config)"))?;
+                        self.ensure_array(
+                            &array_id,
+                            format!("legacy array {array_id} (not in config)"),
+                        )?;
                         array_id
                     }
                     None => inverter_array,
@@ -698,10 +893,22 @@ impl Copier<'_> {
     }
 
     fn copy_arrays(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("array_samples")? else { return Ok(()) };
-        let numeric = ["pv_power_w", "load_power_w", "grid_power_w", "batt_power_w", "batt_soc_pct", "batt_voltage_v", "batt_current_a"];
-        let mut stats =
-            TableReport { non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64, ..TableReport::default() };
+        let Some(table) = self.table("array_samples")? else {
+            return Ok(());
+        };
+        let numeric = [
+            "pv_power_w",
+            "load_power_w",
+            "grid_power_w",
+            "batt_power_w",
+            "batt_soc_pct",
+            "batt_voltage_v",
+            "batt_current_a",
+        ];
+        let mut stats = TableReport {
+            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
+            ..TableReport::default()
+        };
         let mut after = 0;
         loop {
             let page = source::read_array_page(self.source(), &table, after, PAGE_ROWS)?;
@@ -710,11 +917,17 @@ impl Copier<'_> {
             let mut rows = Vec::with_capacity(page.len());
             for legacy in page {
                 stats.read += 1;
-                let (Some(ts), Some(array_id)) = (self.timestamp(legacy.ts.as_deref()), self.id(legacy.array_id.as_deref())) else {
+                let (Some(ts), Some(array_id)) = (
+                    self.timestamp(legacy.ts.as_deref()),
+                    self.id(legacy.array_id.as_deref()),
+                ) else {
                     stats.unplaceable += 1;
                     continue;
                 };
-                self.ensure_array(&array_id, format!("legacy array {array_id} (not in config)"))?;
+                self.ensure_array(
+                    &array_id,
+                    format!("legacy array {array_id} (not in config)"),
+                )?;
                 rows.push(ArraySample {
                     array_id,
                     ts,
@@ -738,10 +951,21 @@ impl Copier<'_> {
     }
 
     fn copy_banks(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("battery_bank_samples")? else { return Ok(()) };
-        let numeric = ["voltage", "current", "temperature", "soc", "batteries_count", "cells_per_battery"];
-        let mut stats =
-            TableReport { non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64, ..TableReport::default() };
+        let Some(table) = self.table("battery_bank_samples")? else {
+            return Ok(());
+        };
+        let numeric = [
+            "voltage",
+            "current",
+            "temperature",
+            "soc",
+            "batteries_count",
+            "cells_per_battery",
+        ];
+        let mut stats = TableReport {
+            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
+            ..TableReport::default()
+        };
         let mut after = 0;
         loop {
             let page = source::read_bank_page(self.source(), &table, after, PAGE_ROWS)?;
@@ -750,7 +974,10 @@ impl Copier<'_> {
             let mut rows = Vec::with_capacity(page.len());
             for legacy in page {
                 stats.read += 1;
-                let (Some(ts), Some(pack_id)) = (self.timestamp(legacy.ts.as_deref()), self.id(legacy.pack_id.as_deref())) else {
+                let (Some(ts), Some(pack_id)) = (
+                    self.timestamp(legacy.ts.as_deref()),
+                    self.id(legacy.pack_id.as_deref()),
+                ) else {
                     stats.unplaceable += 1;
                     continue;
                 };
@@ -775,15 +1002,30 @@ impl Copier<'_> {
             stats.inserted += inserted as u64;
             stats.already_present += (rows.len() - inserted) as u64;
         }
-        self.report.tables.insert("battery_bank_samples".into(), stats);
+        self.report
+            .tables
+            .insert("battery_bank_samples".into(), stats);
         Ok(())
     }
 
     fn copy_units(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("battery_unit_samples")? else { return Ok(()) };
-        let numeric = ["power", "voltage", "current", "temperature", "soc", "bat_events", "power_events", "sys_events"];
-        let mut stats =
-            TableReport { non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64, ..TableReport::default() };
+        let Some(table) = self.table("battery_unit_samples")? else {
+            return Ok(());
+        };
+        let numeric = [
+            "power",
+            "voltage",
+            "current",
+            "temperature",
+            "soc",
+            "bat_events",
+            "power_events",
+            "sys_events",
+        ];
+        let mut stats = TableReport {
+            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
+            ..TableReport::default()
+        };
         let mut after = 0;
         loop {
             let page = source::read_unit_page(self.source(), &table, after, PAGE_ROWS)?;
@@ -792,9 +1034,11 @@ impl Copier<'_> {
             let mut rows = Vec::with_capacity(page.len());
             for legacy in page {
                 stats.read += 1;
-                let (Some(ts), Some(pack_id), Some(index)) =
-                    (self.timestamp(legacy.ts.as_deref()), self.id(legacy.pack_id.as_deref()), legacy.battery_index)
-                else {
+                let (Some(ts), Some(pack_id), Some(index)) = (
+                    self.timestamp(legacy.ts.as_deref()),
+                    self.id(legacy.pack_id.as_deref()),
+                    legacy.battery_index,
+                ) else {
                     stats.unplaceable += 1;
                     continue;
                 };
@@ -827,15 +1071,21 @@ impl Copier<'_> {
             stats.inserted += inserted as u64;
             stats.already_present += (rows.len() - inserted) as u64;
         }
-        self.report.tables.insert("battery_unit_samples".into(), stats);
+        self.report
+            .tables
+            .insert("battery_unit_samples".into(), stats);
         Ok(())
     }
 
     fn copy_cells(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("battery_cell_samples")? else { return Ok(()) };
+        let Some(table) = self.table("battery_cell_samples")? else {
+            return Ok(());
+        };
         let numeric = ["power", "cell", "voltage", "temperature", "soc"];
-        let mut stats =
-            TableReport { non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64, ..TableReport::default() };
+        let mut stats = TableReport {
+            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
+            ..TableReport::default()
+        };
         let mut after = 0;
         loop {
             let page = source::read_cell_page(self.source(), &table, after, PAGE_ROWS)?;
@@ -853,7 +1103,8 @@ impl Copier<'_> {
                     stats.unplaceable += 1;
                     continue;
                 };
-                let (battery_id, battery_array_id) = self.ensure_battery(&pack_id, battery_index)?;
+                let (battery_id, battery_array_id) =
+                    self.ensure_battery(&pack_id, battery_index)?;
                 let cell_id = self.ensure_cell(&battery_id, cell_index)?;
                 rows.push(BatteryCellSample {
                     cell_id,
@@ -874,19 +1125,39 @@ impl Copier<'_> {
             stats.inserted += inserted as u64;
             stats.already_present += (rows.len() - inserted) as u64;
         }
-        self.report.tables.insert("battery_cell_samples".into(), stats);
+        self.report
+            .tables
+            .insert("battery_cell_samples".into(), stats);
         Ok(())
     }
 
     fn copy_meters(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("meter_samples")? else { return Ok(()) };
+        let Some(table) = self.table("meter_samples")? else {
+            return Ok(());
+        };
         let numeric = [
-            "grid_power_w", "grid_voltage_v", "grid_current_a", "grid_frequency_hz", "grid_import_wh", "grid_export_wh",
-            "energy_kwh", "power_factor", "voltage_phase_a", "voltage_phase_b", "voltage_phase_c", "current_phase_a",
-            "current_phase_b", "current_phase_c", "power_phase_a", "power_phase_b", "power_phase_c",
+            "grid_power_w",
+            "grid_voltage_v",
+            "grid_current_a",
+            "grid_frequency_hz",
+            "grid_import_wh",
+            "grid_export_wh",
+            "energy_kwh",
+            "power_factor",
+            "voltage_phase_a",
+            "voltage_phase_b",
+            "voltage_phase_c",
+            "current_phase_a",
+            "current_phase_b",
+            "current_phase_c",
+            "power_phase_a",
+            "power_phase_b",
+            "power_phase_c",
         ];
-        let mut stats =
-            TableReport { non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64, ..TableReport::default() };
+        let mut stats = TableReport {
+            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
+            ..TableReport::default()
+        };
         let mut after = 0;
         loop {
             let page = source::read_meter_page(self.source(), &table, after, PAGE_ROWS)?;
@@ -895,7 +1166,10 @@ impl Copier<'_> {
             let mut rows = Vec::with_capacity(page.len());
             for legacy in page {
                 stats.read += 1;
-                let (Some(ts), Some(meter_id)) = (self.timestamp(legacy.ts.as_deref()), self.id(legacy.meter_id.as_deref())) else {
+                let (Some(ts), Some(meter_id)) = (
+                    self.timestamp(legacy.ts.as_deref()),
+                    self.id(legacy.meter_id.as_deref()),
+                ) else {
                     stats.unplaceable += 1;
                     continue;
                 };
@@ -946,7 +1220,9 @@ impl Copier<'_> {
         // In a file that already carries the solarhub schema, its own tables are not legacy data.
         let upgraded_file = !prefix.is_empty();
         for table in tables {
-            if copied.contains(&table) || (upgraded_file && ALL_SOLARHUB_TABLES.contains(&table.as_str())) {
+            if copied.contains(&table)
+                || (upgraded_file && ALL_SOLARHUB_TABLES.contains(&table.as_str()))
+            {
                 continue;
             }
             self.report.not_copied.push(table);
@@ -957,11 +1233,34 @@ impl Copier<'_> {
 
 /// Every table the solarhub migrations create.
 const ALL_SOLARHUB_TABLES: &[&str] = &[
-    "systems", "arrays", "adapter_base", "adapters", "inverters", "battery_arrays", "battery_array_attachments",
-    "battery_packs", "batteries", "battery_cells", "meters", "battery_pack_adapters", "energy_samples",
-    "array_samples", "battery_bank_samples", "battery_unit_samples", "battery_cell_samples", "meter_samples",
-    "hourly_energy", "array_hourly_energy", "system_hourly_energy", "daily_summary", "array_daily_summary",
-    "system_daily_summary", "battery_bank_hourly", "battery_bank_daily", "meter_hourly_energy", "meter_daily",
+    "systems",
+    "arrays",
+    "adapter_base",
+    "adapters",
+    "inverters",
+    "battery_arrays",
+    "battery_array_attachments",
+    "battery_packs",
+    "batteries",
+    "battery_cells",
+    "meters",
+    "battery_pack_adapters",
+    "energy_samples",
+    "array_samples",
+    "battery_bank_samples",
+    "battery_unit_samples",
+    "battery_cell_samples",
+    "meter_samples",
+    "hourly_energy",
+    "array_hourly_energy",
+    "system_hourly_energy",
+    "daily_summary",
+    "array_daily_summary",
+    "system_daily_summary",
+    "battery_bank_hourly",
+    "battery_bank_daily",
+    "meter_hourly_energy",
+    "meter_daily",
     "legacy_imports",
 ];
 
@@ -974,17 +1273,45 @@ mod tests {
         let karachi: Tz = "Asia/Karachi".parse().unwrap();
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
         // 12:00:05.123456+05:00 is 07:00:05.123Z.
-        let expected = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 7, 0, 5).unwrap().timestamp_millis() + 123;
-        assert_eq!(parse_legacy_timestamp("2025-06-01T12:00:05.123456+05:00", karachi), Some((expected, TimestampKind::WithOffset)));
-        assert_eq!(parse_legacy_timestamp("2025-06-01 12:00:05.123456+05:00", berlin), Some((expected, TimestampKind::WithOffset)));
-        assert_eq!(parse_legacy_timestamp("2025-06-01T12:00:05.123456", karachi), Some((expected, TimestampKind::Naive)));
+        let expected = chrono::Utc
+            .with_ymd_and_hms(2025, 6, 1, 7, 0, 5)
+            .unwrap()
+            .timestamp_millis()
+            + 123;
+        assert_eq!(
+            parse_legacy_timestamp("2025-06-01T12:00:05.123456+05:00", karachi),
+            Some((expected, TimestampKind::WithOffset))
+        );
+        assert_eq!(
+            parse_legacy_timestamp("2025-06-01 12:00:05.123456+05:00", berlin),
+            Some((expected, TimestampKind::WithOffset))
+        );
+        assert_eq!(
+            parse_legacy_timestamp("2025-06-01T12:00:05.123456", karachi),
+            Some((expected, TimestampKind::Naive))
+        );
         // Berlin falls back on 2025-10-26 at 03:00 CEST: 02:30 happens twice.
-        let first = chrono::Utc.with_ymd_and_hms(2025, 10, 26, 0, 30, 0).unwrap().timestamp_millis();
-        assert_eq!(parse_legacy_timestamp("2025-10-26T02:30:00", berlin), Some((first, TimestampKind::NaiveAmbiguous)));
-        assert_eq!(parse_legacy_timestamp("2025-10-26T02:30:00+01:00", berlin).map(|p| p.0), Some(first + 3_600_000));
+        let first = chrono::Utc
+            .with_ymd_and_hms(2025, 10, 26, 0, 30, 0)
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            parse_legacy_timestamp("2025-10-26T02:30:00", berlin),
+            Some((first, TimestampKind::NaiveAmbiguous))
+        );
+        assert_eq!(
+            parse_legacy_timestamp("2025-10-26T02:30:00+01:00", berlin).map(|p| p.0),
+            Some(first + 3_600_000)
+        );
         // Berlin springs forward on 2025-03-30 at 02:00: 02:30 does not exist.
-        let after_gap = chrono::Utc.with_ymd_and_hms(2025, 3, 30, 1, 30, 0).unwrap().timestamp_millis();
-        assert_eq!(parse_legacy_timestamp("2025-03-30 02:30:00", berlin), Some((after_gap, TimestampKind::NaiveInGap)));
+        let after_gap = chrono::Utc
+            .with_ymd_and_hms(2025, 3, 30, 1, 30, 0)
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            parse_legacy_timestamp("2025-03-30 02:30:00", berlin),
+            Some((after_gap, TimestampKind::NaiveInGap))
+        );
         assert_eq!(parse_legacy_timestamp("yesterday", berlin), None);
     }
 }

@@ -22,6 +22,11 @@ struct Cli {
     #[arg(long, env = "SOLARHUB_DATABASE_URL", default_value = db::DEFAULT_SQLITE_FILE, global = true)]
     database_url: String,
 
+    /// Where the backup of an existing app's database goes before it is upgraded in place
+    /// (default: next to the file).
+    #[arg(long, env = "SOLARHUB_BACKUP_DIR", global = true)]
+    backup_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -77,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(&cli.database_url)?;
     match cli.command {
         Command::Migrate => {
-            let database = open_migrated(&url, None)?;
+            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
             drop(database);
             Ok(())
         }
@@ -85,11 +90,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // A broken file is refused before the database is even opened.
             let adapter_types = builtin_adapter_types()?;
             let loaded = load_config(&file, &adapter_types)?;
-            let database = open_migrated(&url, None)?;
+            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
             apply_config(&database, &file, loaded, adapter_types, prune)
         }
         Command::ImportLegacy { file, config } => {
-            let database = open_migrated(&url, None)?;
+            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
             let report = solarhub_hub::legacy::import_legacy(&database, &file, config.as_deref())?;
             println!("{report}");
             Ok(())
@@ -99,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
                 None => None,
             };
-            let database = open_migrated(&url, config.as_deref())?;
+            let database = open_migrated(&url, config.as_deref(), cli.backup_dir.as_deref())?;
             if let Some((file, loaded)) = loaded {
                 apply_config(&database, &file, loaded, builtin_adapter_types()?, false)?;
             }
@@ -118,8 +123,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Opens the database, upgrading a legacy SQLite file in place first, and applies migrations.
-fn open_migrated(url: &DatabaseUrl, config: Option<&std::path::Path>) -> anyhow::Result<Database> {
-    if let Some(upgrade) = solarhub_hub::legacy::upgrade_in_place_if_legacy(url, config)? {
+fn open_migrated(
+    url: &DatabaseUrl,
+    config: Option<&std::path::Path>,
+    backup_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Database> {
+    if let Some(upgrade) =
+        solarhub_hub::legacy::upgrade_in_place_if_legacy(url, config, backup_dir)?
+    {
         println!("{upgrade}");
     }
     let database = Database::open(url.clone())?;

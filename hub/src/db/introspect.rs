@@ -136,3 +136,18 @@ pub fn row_count(conn: &mut DbConnection, table: &str) -> Result<i64, DbError> {
     let rows: Vec<CountRow> = diesel::sql_query(query).load(conn)?;
     Ok(rows.first().map(|row| row.count).unwrap_or(0))
 }
+
+/// Whether diesel's migration bookkeeping table exists, i.e. the database carries a solarhub schema.
+pub fn has_migrations_table(conn: &mut DbConnection) -> Result<bool, DbError> {
+    let query = match conn {
+        DbConnection::Postgres(_) => {
+            "SELECT table_name AS name FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_name = '__diesel_schema_migrations'"
+        }
+        DbConnection::Sqlite(_) => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '__diesel_schema_migrations'"
+        }
+    };
+    let rows: Vec<NameRow> = diesel::sql_query(query).load(conn)?;
+    Ok(!rows.is_empty())
+}

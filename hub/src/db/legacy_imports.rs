@@ -17,13 +17,23 @@ pub struct LegacyImportRow {
 }
 
 pub fn record_start(conn: &mut DbConnection, row: &LegacyImportRow) -> Result<(), DbError> {
-    diesel::insert_into(legacy_imports::table).values(row).execute(conn)?;
+    diesel::insert_into(legacy_imports::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
-pub fn record_finish(conn: &mut DbConnection, import_id: &str, finished_at: i64, report: &str) -> Result<(), DbError> {
+pub fn record_finish(
+    conn: &mut DbConnection,
+    import_id: &str,
+    finished_at: i64,
+    report: &str,
+) -> Result<(), DbError> {
     diesel::update(legacy_imports::table.find(import_id))
-        .set((legacy_imports::finished_at.eq(Some(finished_at)), legacy_imports::report.eq(Some(report))))
+        .set((
+            legacy_imports::finished_at.eq(Some(finished_at)),
+            legacy_imports::report.eq(Some(report)),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -39,5 +49,8 @@ pub fn unfinished_in_place(conn: &mut DbConnection) -> Result<Option<LegacyImpor
 }
 
 pub fn all(conn: &mut DbConnection) -> Result<Vec<LegacyImportRow>, DbError> {
-    Ok(legacy_imports::table.order(legacy_imports::started_at).select(LegacyImportRow::as_select()).load(conn)?)
+    Ok(legacy_imports::table
+        .order(legacy_imports::started_at)
+        .select(LegacyImportRow::as_select())
+        .load(conn)?)
 }

@@ -72,7 +72,10 @@ impl LegacyTable {
         if columns.is_empty() {
             return Ok(None);
         }
-        Ok(Some(LegacyTable { name: name.to_owned(), columns: columns.into_iter().map(|c| c.name).collect() }))
+        Ok(Some(LegacyTable {
+            name: name.to_owned(),
+            columns: columns.into_iter().map(|c| c.name).collect(),
+        }))
     }
 
     pub fn has(&self, column: &str) -> bool {
@@ -80,12 +83,18 @@ impl LegacyTable {
     }
 
     fn text(&self, column: &str, alias: &str) -> String {
-        if self.has(column) { format!("CAST(\"{column}\" AS TEXT) AS {alias}") } else { format!("NULL AS {alias}") }
+        if self.has(column) {
+            format!("CAST(\"{column}\" AS TEXT) AS {alias}")
+        } else {
+            format!("NULL AS {alias}")
+        }
     }
 
     fn real(&self, column: &str, alias: &str) -> String {
         if self.has(column) {
-            format!("CASE typeof(\"{column}\") WHEN 'integer' THEN CAST(\"{column}\" AS REAL) WHEN 'real' THEN \"{column}\" ELSE NULL END AS {alias}")
+            format!(
+                "CASE typeof(\"{column}\") WHEN 'integer' THEN CAST(\"{column}\" AS REAL) WHEN 'real' THEN \"{column}\" ELSE NULL END AS {alias}"
+            )
         } else {
             format!("NULL AS {alias}")
         }
@@ -93,7 +102,9 @@ impl LegacyTable {
 
     fn integer(&self, column: &str, alias: &str) -> String {
         if self.has(column) {
-            format!("CASE typeof(\"{column}\") WHEN 'integer' THEN \"{column}\" WHEN 'real' THEN CAST(\"{column}\" AS INTEGER) ELSE NULL END AS {alias}")
+            format!(
+                "CASE typeof(\"{column}\") WHEN 'integer' THEN \"{column}\" WHEN 'real' THEN CAST(\"{column}\" AS INTEGER) ELSE NULL END AS {alias}"
+            )
         } else {
             format!("NULL AS {alias}")
         }
@@ -114,7 +125,11 @@ impl LegacyTable {
     }
 
     /// Counts values of `columns` that hold text where a number was expected: they are read as NULL.
-    pub fn count_non_numeric(&self, conn: &mut DbConnection, columns: &[&str]) -> Result<i64, DbError> {
+    pub fn count_non_numeric(
+        &self,
+        conn: &mut DbConnection,
+        columns: &[&str],
+    ) -> Result<i64, DbError> {
         let mut total = 0;
         for column in columns.iter().filter(|c| self.has(c)) {
             let query = format!(
@@ -135,7 +150,9 @@ impl LegacyTable {
         limit: i64,
     ) -> Result<Vec<T>, DbError> {
         let DbConnection::Sqlite(sqlite) = conn else {
-            return Err(DbError::Invalid("a legacy database is always SQLite".into()));
+            return Err(DbError::Invalid(
+                "a legacy database is always SQLite".into(),
+            ));
         };
         let query = format!(
             "SELECT rowid AS row_id, {} FROM \"{}\" WHERE rowid > {after_rowid} ORDER BY rowid LIMIT {limit}",
@@ -186,11 +203,27 @@ pub struct LegacyEnergyRow {
 
 /// Numeric columns of legacy `energy_samples`, for counting unreadable values.
 pub const ENERGY_NUMERIC_COLUMNS: &[&str] = &[
-    "pv_power_w", "load_power_w", "grid_power_w", "batt_voltage_v", "batt_current_a", "soc", "battery_soc",
-    "battery_voltage_v", "battery_current_a", "inverter_mode", "inverter_temp_c", "grid_import_wh", "grid_export_wh",
+    "pv_power_w",
+    "load_power_w",
+    "grid_power_w",
+    "batt_voltage_v",
+    "batt_current_a",
+    "soc",
+    "battery_soc",
+    "battery_voltage_v",
+    "battery_current_a",
+    "inverter_mode",
+    "inverter_temp_c",
+    "grid_import_wh",
+    "grid_export_wh",
 ];
 
-pub fn read_energy_page(conn: &mut DbConnection, table: &LegacyTable, after: i64, limit: i64) -> Result<Vec<LegacyEnergyRow>, DbError> {
+pub fn read_energy_page(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LegacyEnergyRow>, DbError> {
     let t = table;
     let select = vec![
         t.text("ts", "ts"),
@@ -201,8 +234,14 @@ pub fn read_energy_page(conn: &mut DbConnection, table: &LegacyTable, after: i64
         t.real("grid_power_w", "grid_power_w"),
         // The old app wrote `soc` first and `battery_soc` later; the newer column wins.
         t.real_first(&["battery_soc", "soc"], "battery_soc_pct"),
-        t.real_first(&["battery_voltage_v", "batt_voltage_v"], "battery_voltage_v"),
-        t.real_first(&["battery_current_a", "batt_current_a"], "battery_current_a"),
+        t.real_first(
+            &["battery_voltage_v", "batt_voltage_v"],
+            "battery_voltage_v",
+        ),
+        t.real_first(
+            &["battery_current_a", "batt_current_a"],
+            "battery_current_a",
+        ),
         t.integer("inverter_mode", "inverter_mode"),
         t.real("inverter_temp_c", "inverter_temp_c"),
         t.real("grid_import_wh", "grid_import_wh"),
@@ -235,7 +274,12 @@ pub struct LegacyArrayRow {
     pub battery_current_a: Option<f64>,
 }
 
-pub fn read_array_page(conn: &mut DbConnection, table: &LegacyTable, after: i64, limit: i64) -> Result<Vec<LegacyArrayRow>, DbError> {
+pub fn read_array_page(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LegacyArrayRow>, DbError> {
     let t = table;
     let select = vec![
         t.text("ts", "ts"),
@@ -283,7 +327,12 @@ fn pack_column(t: &LegacyTable) -> String {
     }
 }
 
-pub fn read_bank_page(conn: &mut DbConnection, table: &LegacyTable, after: i64, limit: i64) -> Result<Vec<LegacyBankRow>, DbError> {
+pub fn read_bank_page(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LegacyBankRow>, DbError> {
     let t = table;
     let select = vec![
         t.text("ts", "ts"),
@@ -339,7 +388,12 @@ pub struct LegacyUnitRow {
     pub sys_events: Option<i64>,
 }
 
-pub fn read_unit_page(conn: &mut DbConnection, table: &LegacyTable, after: i64, limit: i64) -> Result<Vec<LegacyUnitRow>, DbError> {
+pub fn read_unit_page(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LegacyUnitRow>, DbError> {
     let t = table;
     let select = vec![
         t.text("ts", "ts"),
@@ -387,7 +441,12 @@ pub struct LegacyCellRow {
     pub temp_st: Option<String>,
 }
 
-pub fn read_cell_page(conn: &mut DbConnection, table: &LegacyTable, after: i64, limit: i64) -> Result<Vec<LegacyCellRow>, DbError> {
+pub fn read_cell_page(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LegacyCellRow>, DbError> {
     let t = table;
     let select = vec![
         t.text("ts", "ts"),
@@ -449,7 +508,12 @@ pub struct LegacyMeterRow {
     pub l3_power_w: Option<f64>,
 }
 
-pub fn read_meter_page(conn: &mut DbConnection, table: &LegacyTable, after: i64, limit: i64) -> Result<Vec<LegacyMeterRow>, DbError> {
+pub fn read_meter_page(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LegacyMeterRow>, DbError> {
     let t = table;
     let select = vec![
         t.text("ts", "ts"),
@@ -487,8 +551,19 @@ pub struct LegacyArrayCatalogRow {
     pub name: Option<String>,
 }
 
-pub fn read_legacy_arrays(conn: &mut DbConnection, table: &LegacyTable) -> Result<Vec<LegacyArrayCatalogRow>, DbError> {
-    table.page(conn, &[table.text("array_id", "array_id"), table.text("name", "name")], 0, i64::MAX)
+pub fn read_legacy_arrays(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+) -> Result<Vec<LegacyArrayCatalogRow>, DbError> {
+    table.page(
+        conn,
+        &[
+            table.text("array_id", "array_id"),
+            table.text("name", "name"),
+        ],
+        0,
+        i64::MAX,
+    )
 }
 
 #[derive(Debug, QueryableByName)]
@@ -509,7 +584,10 @@ pub struct LegacyPackCatalogRow {
     pub max_discharge_kw: Option<f64>,
 }
 
-pub fn read_legacy_packs(conn: &mut DbConnection, table: &LegacyTable) -> Result<Vec<LegacyPackCatalogRow>, DbError> {
+pub fn read_legacy_packs(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+) -> Result<Vec<LegacyPackCatalogRow>, DbError> {
     let t = table;
     let select = vec![
         t.text("pack_id", "pack_id"),
@@ -524,15 +602,24 @@ pub fn read_legacy_packs(conn: &mut DbConnection, table: &LegacyTable) -> Result
 
 /// Opens a legacy file read-only and checks that SQLite can read all of it.
 pub fn open_read_only(path: &std::path::Path) -> Result<DbConnection, DbError> {
-    let fail = |reason: String| DbError::Connect { url: format!("sqlite://{}", path.display()), reason };
+    let fail = |reason: String| DbError::Connect {
+        url: format!("sqlite://{}", path.display()),
+        reason,
+    };
     let metadata = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
     if !metadata.is_file() {
         return Err(fail("not a file".into()));
     }
-    let path_text = path.to_str().ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
-    let uri = format!("file:{}?mode=ro", path_text.replace('?', "%3f").replace('#', "%23"));
+    let path_text = path
+        .to_str()
+        .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
+    let uri = format!(
+        "file:{}?mode=ro",
+        path_text.replace('?', "%3f").replace('#', "%23")
+    );
     let mut conn = diesel::SqliteConnection::establish(&uri).map_err(|e| fail(e.to_string()))?;
-    conn.batch_execute("PRAGMA busy_timeout = 10000;").map_err(|e| fail(e.to_string()))?;
+    conn.batch_execute("PRAGMA busy_timeout = 10000;")
+        .map_err(|e| fail(e.to_string()))?;
     let mut conn = DbConnection::Sqlite(conn);
     check_integrity(&mut conn).map_err(|e| fail(e.to_string()))?;
     Ok(conn)
@@ -546,20 +633,26 @@ struct CheckRow {
 
 /// Fails unless SQLite's `quick_check` says the file is sound.
 pub fn check_integrity(conn: &mut DbConnection) -> Result<(), DbError> {
-    let rows: Vec<CheckRow> = diesel::sql_query("PRAGMA quick_check").load(conn).map_err(|error| {
-        DbError::Invalid(format!("not a readable SQLite database ({error})"))
-    })?;
+    let rows: Vec<CheckRow> = diesel::sql_query("PRAGMA quick_check")
+        .load(conn)
+        .map_err(|error| DbError::Invalid(format!("not a readable SQLite database ({error})")))?;
     match rows.first().map(|r| r.quick_check.as_str()) {
         Some("ok") => Ok(()),
-        Some(problem) => Err(DbError::Invalid(format!("the database is corrupt: {problem}"))),
+        Some(problem) => Err(DbError::Invalid(format!(
+            "the database is corrupt: {problem}"
+        ))),
         None => Err(DbError::Invalid("integrity check returned nothing".into())),
     }
 }
 
 /// Writes a consistent copy of the open database to `target` (which must not exist yet).
 pub fn backup_to(conn: &mut DbConnection, target: &std::path::Path) -> Result<(), DbError> {
-    let target_text = target.to_str().ok_or_else(|| DbError::Invalid("backup path is not valid UTF-8".into()))?;
-    diesel::sql_query("VACUUM INTO ?").bind::<Text, _>(target_text).execute(conn)?;
+    let target_text = target
+        .to_str()
+        .ok_or_else(|| DbError::Invalid("backup path is not valid UTF-8".into()))?;
+    diesel::sql_query("VACUUM INTO ?")
+        .bind::<Text, _>(target_text)
+        .execute(conn)?;
     Ok(())
 }
 

@@ -317,8 +317,9 @@ where
             Failure::Database(error)
         }
     }
-    conn.transaction(|conn| work(conn).map_err(Failure::Work)).map_err(|failure| match failure {
-        Failure::Database(error) => E::from(DbError::Query(error)),
-        Failure::Work(error) => error,
-    })
+    conn.transaction(|conn| work(conn).map_err(Failure::Work))
+        .map_err(|failure| match failure {
+            Failure::Database(error) => E::from(DbError::Query(error)),
+            Failure::Work(error) => error,
+        })
 }

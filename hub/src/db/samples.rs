@@ -166,7 +166,19 @@ macro_rules! insert_new_rows {
 
 insert_new_rows!(insert_energy_samples, EnergySample, energy_samples);
 insert_new_rows!(insert_array_samples, ArraySample, array_samples);
-insert_new_rows!(insert_battery_bank_samples, BatteryBankSample, battery_bank_samples);
-insert_new_rows!(insert_battery_unit_samples, BatteryUnitSample, battery_unit_samples);
-insert_new_rows!(insert_battery_cell_samples, BatteryCellSample, battery_cell_samples);
+insert_new_rows!(
+    insert_battery_bank_samples,
+    BatteryBankSample,
+    battery_bank_samples
+);
+insert_new_rows!(
+    insert_battery_unit_samples,
+    BatteryUnitSample,
+    battery_unit_samples
+);
+insert_new_rows!(
+    insert_battery_cell_samples,
+    BatteryCellSample,
+    battery_cell_samples
+);
 insert_new_rows!(insert_meter_samples, MeterSample, meter_samples);
