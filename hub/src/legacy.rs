@@ -188,6 +188,8 @@ pub fn upgrade_in_place_if_legacy(
     }
     // The config is checked before anything is written.
     let loaded = load_optional_config(config)?;
+    // Only a file about to be upgraded pays for a full read of its pages.
+    source::check_integrity(&mut read_only).map_err(unreadable)?;
 
     let (import_id, backup) = match resume {
         Some(row) => {
@@ -226,6 +228,7 @@ pub fn import_legacy(
         reason: error.to_string(),
     };
     let mut source_conn = source::open_read_only(file).map_err(unreadable)?;
+    source::check_integrity(&mut source_conn).map_err(unreadable)?;
     // A file that was already upgraded in place keeps its old tables under the legacy_ prefix.
     let prefix = if has_legacy_tables(&mut source_conn, "").map_err(unreadable)?
         && !introspect::has_migrations_table(&mut source_conn).map_err(unreadable)?

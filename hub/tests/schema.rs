@@ -78,7 +78,12 @@ fn both_backends_get_the_same_tables_and_columns() {
 fn migrations_apply_once(db: TestDb) {
     let mut conn = db.connect();
     let first = db::run_migrations(&mut conn).unwrap();
-    assert_eq!(first.applied.len(), 4, "{:?}", first.applied);
+    assert_eq!(
+        first.applied.len(),
+        common::migration_count(),
+        "{:?}",
+        first.applied
+    );
     let second = db::run_migrations(&mut conn).unwrap();
     assert!(
         second.applied.is_empty(),
@@ -176,6 +181,49 @@ fn two_migrate_processes_at_once_on_one_postgres_database_both_succeed() {
             );
         }
         let mut conn = postgres.connect();
-        assert_eq!(db::applied_migrations(&mut conn).unwrap().len(), 4);
+        assert_eq!(
+            db::applied_migrations(&mut conn).unwrap().len(),
+            common::migration_count()
+        );
+    }
+}
+
+#[test]
+fn every_pooled_sqlite_connection_has_wal_foreign_keys_and_a_busy_timeout() {
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = Text)]
+        journal_mode: String,
+    }
+    #[derive(QueryableByName)]
+    struct Flag {
+        #[diesel(sql_type = BigInt)]
+        foreign_keys: i64,
+    }
+    #[derive(QueryableByName)]
+    struct Timeout {
+        #[diesel(sql_type = BigInt)]
+        timeout: i64,
+    }
+
+    let db = TestDb::sqlite();
+    let database = db.migrated();
+    // Hold several connections at once so the pool has to open new ones.
+    let mut held: Vec<_> = (0..4).map(|_| database.get().unwrap()).collect();
+    for conn in &mut held {
+        let conn: &mut db::DbConnection = conn;
+        let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode").load(conn).unwrap();
+        assert_eq!(mode[0].journal_mode, "wal");
+        let keys: Vec<Flag> = diesel::sql_query("PRAGMA foreign_keys").load(conn).unwrap();
+        assert_eq!(keys[0].foreign_keys, 1);
+        let timeout: Vec<Timeout> = diesel::sql_query("PRAGMA busy_timeout").load(conn).unwrap();
+        assert!(
+            timeout[0].timeout >= 1000,
+            "busy_timeout is {}",
+            timeout[0].timeout
+        );
     }
 }

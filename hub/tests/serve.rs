@@ -97,7 +97,7 @@ fn serves_health_reflection_and_server_info(db: TestDb) {
             solarhub_hub::db::DatabaseUrl::Sqlite(_) => "sqlite",
         };
         assert_eq!(info.database_backend, backend);
-        assert_eq!(info.applied_migrations.len(), 4);
+        assert_eq!(info.applied_migrations.len(), common::migration_count());
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
 
         let health = HealthClient::new(channel.clone())

@@ -600,7 +600,7 @@ pub fn read_legacy_packs(
     t.page(conn, &select, 0, i64::MAX)
 }
 
-/// Opens a legacy file read-only and checks that SQLite can read all of it.
+/// Opens a SQLite file read-only. Cheap: it reads only the schema; see [`check_integrity`].
 pub fn open_read_only(path: &std::path::Path) -> Result<DbConnection, DbError> {
     let fail = |reason: String| DbError::Connect {
         url: format!("sqlite://{}", path.display()),
@@ -621,7 +621,9 @@ pub fn open_read_only(path: &std::path::Path) -> Result<DbConnection, DbError> {
     conn.batch_execute("PRAGMA busy_timeout = 10000;")
         .map_err(|e| fail(e.to_string()))?;
     let mut conn = DbConnection::Sqlite(conn);
-    check_integrity(&mut conn).map_err(|e| fail(e.to_string()))?;
+    // Reading the schema fails at once on a file that is not a database.
+    introspect::table_names(&mut conn)
+        .map_err(|e| fail(format!("not a readable SQLite database ({e})")))?;
     Ok(conn)
 }
 

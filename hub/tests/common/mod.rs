@@ -114,3 +114,23 @@ macro_rules! on_both_backends {
 pub fn hub_binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_solarhub-hub"))
 }
+
+/// Number of migrations in the repository (the Postgres and SQLite directories must match).
+pub fn migration_count() -> usize {
+    let names = |backend: &str| -> Vec<String> {
+        let dir = format!("{}/../migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sqlite = names("sqlite");
+    assert_eq!(
+        sqlite,
+        names("postgres"),
+        "migrations/sqlite and migrations/postgres must have the same migrations"
+    );
+    sqlite.len()
+}
