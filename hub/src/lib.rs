@@ -10,5 +10,6 @@ pub mod catalog;
 pub mod config_import;
 pub mod db;
 pub mod grpc;
+pub mod hierarchy;
 pub mod json_schema;
 pub mod legacy;

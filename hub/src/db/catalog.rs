@@ -464,3 +464,459 @@ pub fn insert_rows(conn: &mut DbConnection, rows: &Installation) -> Result<(), D
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// The CRUD API's view of the catalog: one resource at a time, by key, filtered and paged.
+
+use crate::hierarchy::{ListFilter, Resource};
+
+/// Storage of one catalog resource. Implemented for every domain type of the hierarchy.
+pub trait CatalogStore: Resource {
+    /// The table that holds it.
+    const TABLE: &'static str;
+    fn fetch(conn: &mut DbConnection, key: &Self::Key) -> Result<Option<Self>, DbError>;
+    /// Rows matching `filter` with a key after `after`, in key order, at most `limit`.
+    fn fetch_page(
+        conn: &mut DbConnection,
+        filter: &ListFilter,
+        after: Option<&Self::Key>,
+        limit: i64,
+    ) -> Result<Vec<Self>, DbError>;
+    fn store_new(conn: &mut DbConnection, row: &Self) -> Result<(), DbError>;
+    /// Overwrites every non-key column.
+    fn store_changed(conn: &mut DbConnection, row: &Self) -> Result<(), DbError>;
+    /// Deletes the row itself (its dependents must be gone already).
+    fn remove(conn: &mut DbConnection, key: &Self::Key) -> Result<usize, DbError>;
+}
+
+macro_rules! single_key_store {
+    ($domain:ty, $model:ident, $table:ident, $key:ident, |$q:ident, $f:ident| $filters:block) => {
+        impl CatalogStore for $domain {
+            const TABLE: &'static str = stringify!($table);
+
+            fn fetch(conn: &mut DbConnection, key: &String) -> Result<Option<Self>, DbError> {
+                let row: Option<$model> =
+                    schema::$table::table.find(key).select($model::as_select()).first(conn).optional()?;
+                Ok(row.map($model::into_domain))
+            }
+
+            fn fetch_page(conn: &mut DbConnection, filter: &ListFilter, after: Option<&String>, limit: i64) -> Result<Vec<Self>, DbError> {
+                #[allow(unused_mut)]
+                let mut $q = schema::$table::table
+                    .select($model::as_select())
+                    .order(schema::$table::$key)
+                    .limit(limit)
+                    .into_boxed();
+                if let Some(after) = after {
+                    $q = $q.filter(schema::$table::$key.gt(after.clone()));
+                }
+                let $f = filter;
+                $filters
+                let rows: Vec<$model> = $q.load(conn)?;
+                Ok(rows.into_iter().map($model::into_domain).collect())
+            }
+
+            fn store_new(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
+                Ok($model::insert(conn, row, now_ms())?)
+            }
+
+            fn store_changed(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
+                Ok($model::update(conn, row, now_ms())?)
+            }
+
+            fn remove(conn: &mut DbConnection, key: &String) -> Result<usize, DbError> {
+                Ok(diesel::delete(schema::$table::table.find(key)).execute(conn)?)
+            }
+        }
+    };
+}
+
+single_key_store!(domain::System, SystemRow, systems, system_id, |q, f| {
+    let _ = f;
+});
+single_key_store!(domain::InverterArray, ArrayRow, arrays, array_id, |q, f| {
+    if let Some(system) = &f.system_id {
+        q = q.filter(schema::arrays::system_id.eq(system.clone()));
+    }
+});
+single_key_store!(
+    domain::Inverter,
+    InverterRow,
+    inverters,
+    inverter_id,
+    |q, f| {
+        if let Some(system) = &f.system_id {
+            q = q.filter(schema::inverters::system_id.eq(system.clone()));
+        }
+        if let Some(array) = &f.array_id {
+            q = q.filter(schema::inverters::array_id.eq(array.clone()));
+        }
+    }
+);
+single_key_store!(
+    domain::BatteryArray,
+    BatteryArrayRow,
+    battery_arrays,
+    battery_array_id,
+    |q, f| {
+        if let Some(system) = &f.system_id {
+            q = q.filter(schema::battery_arrays::system_id.eq(system.clone()));
+        }
+    }
+);
+single_key_store!(
+    domain::BatteryPack,
+    PackRow,
+    battery_packs,
+    pack_id,
+    |q, f| {
+        if let Some(system) = &f.system_id {
+            q = q.filter(schema::battery_packs::system_id.eq(system.clone()));
+        }
+        if let Some(battery_array) = &f.battery_array_id {
+            q = q.filter(schema::battery_packs::battery_array_id.eq(battery_array.clone()));
+        }
+    }
+);
+single_key_store!(
+    domain::Battery,
+    BatteryRow,
+    batteries,
+    battery_id,
+    |q, f| {
+        if let Some(system) = &f.system_id {
+            let packs = schema::battery_packs::table
+                .filter(schema::battery_packs::system_id.eq(system.clone()))
+                .select(schema::battery_packs::pack_id);
+            q = q.filter(schema::batteries::pack_id.eq_any(packs));
+        }
+        if let Some(pack) = &f.pack_id {
+            q = q.filter(schema::batteries::pack_id.eq(pack.clone()));
+        }
+    }
+);
+single_key_store!(
+    domain::BatteryCell,
+    CellRow,
+    battery_cells,
+    cell_id,
+    |q, f| {
+        if let Some(system) = &f.system_id {
+            let packs = schema::battery_packs::table
+                .filter(schema::battery_packs::system_id.eq(system.clone()))
+                .select(schema::battery_packs::pack_id);
+            let batteries = schema::batteries::table
+                .filter(schema::batteries::pack_id.eq_any(packs))
+                .select(schema::batteries::battery_id);
+            q = q.filter(schema::battery_cells::battery_id.eq_any(batteries));
+        }
+        if let Some(pack) = &f.pack_id {
+            let batteries = schema::batteries::table
+                .filter(schema::batteries::pack_id.eq(pack.clone()))
+                .select(schema::batteries::battery_id);
+            q = q.filter(schema::battery_cells::battery_id.eq_any(batteries));
+        }
+        if let Some(battery) = &f.battery_id {
+            q = q.filter(schema::battery_cells::battery_id.eq(battery.clone()));
+        }
+    }
+);
+single_key_store!(domain::Meter, MeterRow, meters, meter_id, |q, f| {
+    if let Some(system) = &f.system_id {
+        q = q.filter(schema::meters::system_id.eq(system.clone()));
+    }
+    if let Some(array) = &f.array_id {
+        q = q.filter(schema::meters::array_id.eq(array.clone()));
+    }
+});
+single_key_store!(
+    domain::AdapterType,
+    AdapterTypeRow,
+    adapter_base,
+    adapter_type,
+    |q, f| {
+        if let Some(category) = &f.device_category {
+            q = q.filter(schema::adapter_base::device_category.eq(category.clone()));
+        }
+    }
+);
+single_key_store!(domain::Adapter, AdapterRow, adapters, adapter_id, |q, f| {
+    if let Some(adapter_type) = &f.adapter_type {
+        q = q.filter(schema::adapters::adapter_type.eq(adapter_type.clone()));
+    }
+    if let Some(collector) = &f.collector_id {
+        q = q.filter(schema::adapters::collector_id.eq(collector.clone()));
+    }
+    if let Some(device) = &f.device_id {
+        q = q.filter(schema::adapters::device_id.eq(device.clone()));
+    }
+});
+
+impl CatalogStore for domain::BatteryArrayAttachment {
+    const TABLE: &'static str = "battery_array_attachments";
+
+    fn fetch(conn: &mut DbConnection, key: &(String, i64)) -> Result<Option<Self>, DbError> {
+        use schema::battery_array_attachments::dsl::*;
+        let row: Option<AttachmentRow> = battery_array_attachments
+            .find((&key.0, key.1))
+            .select(AttachmentRow::as_select())
+            .first(conn)
+            .optional()?;
+        Ok(row.map(AttachmentRow::into_domain))
+    }
+
+    fn fetch_page(
+        conn: &mut DbConnection,
+        filter: &ListFilter,
+        after: Option<&(String, i64)>,
+        limit: i64,
+    ) -> Result<Vec<Self>, DbError> {
+        use schema::battery_array_attachments::dsl::*;
+        let mut query = battery_array_attachments
+            .select(AttachmentRow::as_select())
+            .order((battery_array_id, attached_since))
+            .limit(limit)
+            .into_boxed();
+        if let Some((after_id, after_since)) = after {
+            query = query.filter(
+                battery_array_id.gt(after_id.clone()).or(battery_array_id
+                    .eq(after_id.clone())
+                    .and(attached_since.gt(*after_since))),
+            );
+        }
+        if let Some(system) = &filter.system_id {
+            query = query.filter(system_id.eq(system.clone()));
+        }
+        if let Some(battery_array) = &filter.battery_array_id {
+            query = query.filter(battery_array_id.eq(battery_array.clone()));
+        }
+        if let Some(inverter_array) = &filter.inverter_array_id {
+            query = query.filter(inverter_array_id.eq(inverter_array.clone()));
+        }
+        if filter.active_only {
+            query = query.filter(detached_at.is_null());
+        }
+        let rows: Vec<AttachmentRow> = query.load(conn)?;
+        Ok(rows.into_iter().map(AttachmentRow::into_domain).collect())
+    }
+
+    fn store_new(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
+        Ok(AttachmentRow::insert(conn, row, now_ms())?)
+    }
+
+    fn store_changed(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
+        Ok(AttachmentRow::update(conn, row, now_ms())?)
+    }
+
+    fn remove(conn: &mut DbConnection, key: &(String, i64)) -> Result<usize, DbError> {
+        use schema::battery_array_attachments::dsl::*;
+        Ok(diesel::delete(battery_array_attachments.find((&key.0, key.1))).execute(conn)?)
+    }
+}
+
+impl CatalogStore for domain::BatteryPackAdapter {
+    const TABLE: &'static str = "battery_pack_adapters";
+
+    fn fetch(conn: &mut DbConnection, key: &(String, String)) -> Result<Option<Self>, DbError> {
+        let row: Option<PackAdapterRow> = schema::battery_pack_adapters::table
+            .find((&key.0, &key.1))
+            .select(PackAdapterRow::as_select())
+            .first(conn)
+            .optional()?;
+        Ok(row.map(PackAdapterRow::into_domain))
+    }
+
+    fn fetch_page(
+        conn: &mut DbConnection,
+        filter: &ListFilter,
+        after: Option<&(String, String)>,
+        limit: i64,
+    ) -> Result<Vec<Self>, DbError> {
+        use schema::battery_pack_adapters::dsl::*;
+        let mut query = battery_pack_adapters
+            .select(PackAdapterRow::as_select())
+            .order((pack_id, adapter_id))
+            .limit(limit)
+            .into_boxed();
+        if let Some((after_pack, after_adapter)) = after {
+            query = query.filter(
+                pack_id.gt(after_pack.clone()).or(pack_id
+                    .eq(after_pack.clone())
+                    .and(adapter_id.gt(after_adapter.clone()))),
+            );
+        }
+        if let Some(pack) = &filter.pack_id {
+            query = query.filter(pack_id.eq(pack.clone()));
+        }
+        if let Some(adapter) = &filter.adapter_id {
+            query = query.filter(adapter_id.eq(adapter.clone()));
+        }
+        if let Some(system) = &filter.system_id {
+            let packs = schema::battery_packs::table
+                .filter(schema::battery_packs::system_id.eq(system.clone()))
+                .select(schema::battery_packs::pack_id);
+            query = query.filter(pack_id.eq_any(packs));
+        }
+        let rows: Vec<PackAdapterRow> = query.load(conn)?;
+        Ok(rows.into_iter().map(PackAdapterRow::into_domain).collect())
+    }
+
+    fn store_new(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
+        Ok(PackAdapterRow::insert(conn, row, now_ms())?)
+    }
+
+    fn store_changed(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
+        Ok(PackAdapterRow::update(conn, row, now_ms())?)
+    }
+
+    fn remove(conn: &mut DbConnection, key: &(String, String)) -> Result<usize, DbError> {
+        Ok(
+            diesel::delete(schema::battery_pack_adapters::table.find((&key.0, &key.1)))
+                .execute(conn)?,
+        )
+    }
+}
+
+/// The packs with these ids (for the parent ids of batteries, cells and pack adapters).
+pub fn packs_by_id(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<Vec<domain::BatteryPack>, DbError> {
+    let rows: Vec<PackRow> = schema::battery_packs::table
+        .filter(schema::battery_packs::pack_id.eq_any(ids))
+        .select(PackRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(PackRow::into_domain).collect())
+}
+
+pub fn batteries_by_id(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<Vec<domain::Battery>, DbError> {
+    let rows: Vec<BatteryRow> = schema::batteries::table
+        .filter(schema::batteries::battery_id.eq_any(ids))
+        .select(BatteryRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(BatteryRow::into_domain).collect())
+}
+
+/// Every catalog row of one system (or of all systems), one query per table whatever the number of
+/// devices: the rows `GetConfig` turns into a tree.
+pub fn load_installations(
+    conn: &mut DbConnection,
+    system: Option<&str>,
+) -> Result<(Vec<domain::System>, Installation), DbError> {
+    use schema::*;
+    let Some(system) = system else {
+        let (_, installation, systems) = load_catalog(conn)?;
+        return Ok((systems, installation));
+    };
+    let systems: Vec<SystemRow> = systems::table
+        .filter(systems::system_id.eq(system))
+        .select(SystemRow::as_select())
+        .load(conn)?;
+    let arrays: Vec<ArrayRow> = arrays::table
+        .filter(arrays::system_id.eq(system))
+        .select(ArrayRow::as_select())
+        .load(conn)?;
+    let inverters: Vec<InverterRow> = inverters::table
+        .filter(inverters::system_id.eq(system))
+        .select(InverterRow::as_select())
+        .load(conn)?;
+    let battery_arrays: Vec<BatteryArrayRow> = battery_arrays::table
+        .filter(battery_arrays::system_id.eq(system))
+        .select(BatteryArrayRow::as_select())
+        .load(conn)?;
+    let attachments: Vec<AttachmentRow> = battery_array_attachments::table
+        .filter(battery_array_attachments::system_id.eq(system))
+        .select(AttachmentRow::as_select())
+        .load(conn)?;
+    let packs: Vec<PackRow> = battery_packs::table
+        .filter(battery_packs::system_id.eq(system))
+        .select(PackRow::as_select())
+        .load(conn)?;
+    let system_packs = battery_packs::table
+        .filter(battery_packs::system_id.eq(system))
+        .select(battery_packs::pack_id);
+    let batteries: Vec<BatteryRow> = batteries::table
+        .filter(batteries::pack_id.eq_any(system_packs))
+        .select(BatteryRow::as_select())
+        .load(conn)?;
+    let system_batteries = batteries::table
+        .filter(
+            batteries::pack_id.eq_any(
+                battery_packs::table
+                    .filter(battery_packs::system_id.eq(system))
+                    .select(battery_packs::pack_id),
+            ),
+        )
+        .select(batteries::battery_id);
+    let cells: Vec<CellRow> = battery_cells::table
+        .filter(battery_cells::battery_id.eq_any(system_batteries))
+        .select(CellRow::as_select())
+        .load(conn)?;
+    let meters: Vec<MeterRow> = meters::table
+        .filter(meters::system_id.eq(system))
+        .select(MeterRow::as_select())
+        .load(conn)?;
+    let pack_adapters: Vec<PackAdapterRow> = battery_pack_adapters::table
+        .filter(
+            battery_pack_adapters::pack_id.eq_any(
+                battery_packs::table
+                    .filter(battery_packs::system_id.eq(system))
+                    .select(battery_packs::pack_id),
+            ),
+        )
+        .select(PackAdapterRow::as_select())
+        .load(conn)?;
+    // Adapters belong to a system through the device they read.
+    let adapters: Vec<AdapterRow> = adapters::table
+        .filter(
+            adapters::device_id
+                .eq_any(
+                    inverters::table
+                        .filter(inverters::system_id.eq(system))
+                        .select(inverters::inverter_id.nullable()),
+                )
+                .or(adapters::device_id.eq_any(
+                    meters::table
+                        .filter(meters::system_id.eq(system))
+                        .select(meters::meter_id.nullable()),
+                ))
+                .or(adapters::device_id.eq_any(
+                    battery_packs::table
+                        .filter(battery_packs::system_id.eq(system))
+                        .select(battery_packs::pack_id.nullable()),
+                )),
+        )
+        .select(AdapterRow::as_select())
+        .load(conn)?;
+    Ok((
+        systems.into_iter().map(SystemRow::into_domain).collect(),
+        Installation {
+            system: None,
+            arrays: arrays.into_iter().map(ArrayRow::into_domain).collect(),
+            adapters: adapters.into_iter().map(AdapterRow::into_domain).collect(),
+            inverters: inverters
+                .into_iter()
+                .map(InverterRow::into_domain)
+                .collect(),
+            battery_arrays: battery_arrays
+                .into_iter()
+                .map(BatteryArrayRow::into_domain)
+                .collect(),
+            attachments: attachments
+                .into_iter()
+                .map(AttachmentRow::into_domain)
+                .collect(),
+            packs: packs.into_iter().map(PackRow::into_domain).collect(),
+            batteries: batteries.into_iter().map(BatteryRow::into_domain).collect(),
+            cells: cells.into_iter().map(CellRow::into_domain).collect(),
+            meters: meters.into_iter().map(MeterRow::into_domain).collect(),
+            pack_adapters: pack_adapters
+                .into_iter()
+                .map(PackAdapterRow::into_domain)
+                .collect(),
+        },
+    ))
+}

@@ -6,6 +6,7 @@
 //! types or SQL text to callers: errors leave as [`DbError`].
 
 pub mod admin;
+pub mod cascade;
 pub mod catalog;
 pub mod introspect;
 pub mod legacy_imports;
@@ -217,6 +218,9 @@ pub type PooledConnection = r2d2::PooledConnection<Manager>;
 pub struct Database {
     url: DatabaseUrl,
     pool: Pool,
+    /// SQLite has one writer: writes of this process take turns here instead of failing with
+    /// "database is locked" when two deferred transactions both try to upgrade to writing.
+    sqlite_writer: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Database {
@@ -238,7 +242,11 @@ impl Database {
                 url: url.to_string(),
                 reason: error.to_string(),
             })?;
-        Ok(Database { url, pool })
+        Ok(Database {
+            url,
+            pool,
+            sqlite_writer: Default::default(),
+        })
     }
 
     pub fn url(&self) -> &DatabaseUrl {
@@ -273,6 +281,63 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Runs `work`, which writes, in one transaction on tokio's blocking pool. On SQLite, writers of
+    /// this process take turns.
+    pub async fn run_write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let writer = self.sqlite_writer.clone();
+        let backend = self.backend();
+        tokio::task::spawn_blocking(move || {
+            // A panic in another writer poisons nothing we rely on: the guard only orders writers.
+            let _turn = match backend {
+                Backend::Sqlite => Some(
+                    writer
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                ),
+                Backend::Postgres => None,
+            };
+            let mut conn = pool
+                .get()
+                .map_err(|error| E::from(DbError::Unavailable(error.to_string())))?;
+            in_transaction(&mut conn, work)
+        })
+        .await
+        .map_err(|error| {
+            E::from(DbError::Unavailable(format!(
+                "database task failed: {error}"
+            )))
+        })?
+    }
+}
+
+/// Counts the statements `work` sends on `conn`.
+pub fn count_queries<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> T,
+) -> (T, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let counter = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = counter.clone();
+    conn.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {
+        if matches!(
+            event,
+            diesel::connection::InstrumentationEvent::StartQuery { .. }
+        ) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let result = work(conn);
+    conn.set_instrumentation(diesel::connection::get_default_instrumentation());
+    (result, counter.load(Ordering::SeqCst))
+}
+
 /// Errors of the database layer. Messages never contain SQL text.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -285,9 +350,39 @@ pub enum DbError {
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("{0}")]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
+    #[error("unique violation: {0}")]
+    UniqueViolation(String),
+    #[error("foreign key violation: {0}")]
+    ForeignKeyViolation(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match error {
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                DbError::UniqueViolation(info.message().to_owned())
+            }
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                DbError::ForeignKeyViolation(info.message().to_owned())
+            }
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            Error::DatabaseError(_, ref info) if is_busy(info.message()) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            other => DbError::Query(other),
+        }
+    }
+}
+
+/// SQLite reports a lock it could not get within the busy timeout as an unknown error.
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
 }
 
 impl From<diesel::ConnectionError> for DbError {
@@ -319,7 +414,7 @@ where
     }
     conn.transaction(|conn| work(conn).map_err(Failure::Work))
         .map_err(|failure| match failure {
-            Failure::Database(error) => E::from(DbError::Query(error)),
+            Failure::Database(error) => E::from(DbError::from(error)),
             Failure::Work(error) => error,
         })
 }

@@ -2,16 +2,19 @@
 //! calls and domain results to messages, and serves health and reflection (v1 and v1alpha) so
 //! `grpcurl` works without `.proto` files.
 
+mod catalog;
 mod server_info;
 
 use std::net::SocketAddr;
 
+use solarhub_proto::tonic::service::Routes;
 use solarhub_proto::tonic::transport::Server;
 use solarhub_proto::tonic::transport::server::TcpIncoming;
 use solarhub_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use tokio::net::TcpListener;
 
 use crate::db::Database;
+use crate::hierarchy::Repository;
 
 pub use server_info::ServerInfo;
 
@@ -57,12 +60,14 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|error| ServeError::Reflection(error.to_string()))?;
 
-    let server_info = ServerInfo::new(database);
-    Server::builder()
-        .add_service(health_service)
+    let repository = Repository::new(database.clone());
+    let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ServerInfoServiceServer::new(server_info))
+        .add_service(ServerInfoServiceServer::new(ServerInfo::new(database)));
+    let routes = catalog::add_services(routes, repository, &health_reporter).await;
+    Server::builder()
+        .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
         .map_err(|error| ServeError::Transport(error.to_string()))

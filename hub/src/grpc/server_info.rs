@@ -51,8 +51,10 @@ fn status_from_db(error: DbError) -> Status {
         DbError::BadUrl(_) | DbError::Connect { .. } | DbError::Unavailable(_) => {
             Status::unavailable("database unavailable")
         }
-        DbError::Migration(_) | DbError::Query(_) | DbError::Invalid(_) => {
-            Status::internal("database error")
-        }
+        DbError::Migration(_)
+        | DbError::Query(_)
+        | DbError::UniqueViolation(_)
+        | DbError::ForeignKeyViolation(_)
+        | DbError::Invalid(_) => Status::internal("database error"),
     }
 }

@@ -1,0 +1,698 @@
+//! What each catalog resource is as an API resource: its key, its checks on values alone, and which
+//! of its fields an update may change.
+
+use std::fmt;
+
+use crate::catalog::{
+    Adapter, AdapterType, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
+    BatteryPackAdapter, Inverter, InverterArray, Meter, System, id_problem,
+};
+use crate::json_schema::JsonSchema;
+
+use super::Violations;
+
+/// A resource of the hierarchy API.
+pub trait Resource: Clone + PartialEq + fmt::Debug + Send + Sync + 'static {
+    type Key: Clone + PartialEq + fmt::Debug + Send + Sync + 'static;
+    /// How people call it: "inverter array".
+    const KIND: &'static str;
+    /// The request field that carries it: "inverter_array".
+    const FIELD: &'static str;
+    /// Fields that identify it; an update cannot change them.
+    const ID_FIELDS: &'static [&'static str];
+    /// Fields an update may change (an empty update mask means all of them).
+    const MUTABLE_FIELDS: &'static [&'static str];
+
+    fn id(&self) -> Self::Key;
+    /// The key as text, for messages and page tokens.
+    fn id_text(key: &Self::Key) -> String;
+    fn id_from_text(text: &str) -> Option<Self::Key>;
+    /// Checks that need nothing but the value itself.
+    fn check_values(&self, violations: &mut Violations);
+    /// Copies `field` (one of `MUTABLE_FIELDS`) from `from`.
+    fn copy_field(&mut self, from: &Self, field: &str);
+}
+
+fn check_id(violations: &mut Violations, field: String, id: &str) {
+    if let Some(problem) = id_problem(id) {
+        violations.add(field, problem);
+    }
+}
+
+fn check_optional_id(violations: &mut Violations, field: String, id: Option<&str>) {
+    if let Some(id) = id {
+        check_id(violations, field, id);
+    }
+}
+
+/// `system_id` of a child may be left empty: it is then taken from the parent.
+fn check_derived_id(violations: &mut Violations, field: String, id: &str) {
+    if !id.is_empty() {
+        check_id(violations, field, id);
+    }
+}
+
+fn check_name(violations: &mut Violations, field: String, name: &str) {
+    if name.trim().is_empty() {
+        violations.add(field, "must not be empty");
+    } else if name.chars().count() > 200 {
+        violations.add(field, "must be at most 200 characters");
+    }
+}
+
+fn check_non_negative(violations: &mut Violations, field: String, value: Option<f64>) {
+    if let Some(value) = value {
+        if !value.is_finite() || value < 0.0 {
+            violations.add(field, format!("must be a finite number >= 0, got {value}"));
+        }
+    }
+}
+
+fn check_positive(violations: &mut Violations, field: String, value: Option<f64>) {
+    if let Some(value) = value {
+        if !value.is_finite() || value <= 0.0 {
+            violations.add(field, format!("must be a finite number > 0, got {value}"));
+        }
+    }
+}
+
+fn check_json_object(violations: &mut Violations, field: String, text: Option<&str>) {
+    if let Some(text) = text {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => violations.add(field, "must be a JSON object"),
+            Err(error) => violations.add(field, format!("is not valid JSON: {error}")),
+        }
+    }
+}
+
+macro_rules! copy_fields {
+    ($target:expr, $from:expr, $field:expr, [$($name:ident),* $(,)?]) => {
+        match $field {
+            $(stringify!($name) => $target.$name = $from.$name.clone(),)*
+            _ => {}
+        }
+    };
+}
+
+/// Meter types the API accepts.
+pub const METER_TYPES: &[&str] = &["grid", "consumption", "pv", "generator", "battery", "other"];
+/// Device categories of adapter types.
+pub const DEVICE_CATEGORIES: &[&str] = &["inverter", "battery", "meter"];
+
+impl Resource for System {
+    type Key = String;
+    const KIND: &'static str = "system";
+    const FIELD: &'static str = "system";
+    const ID_FIELDS: &'static [&'static str] = &["system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] =
+        &["name", "description", "timezone", "currency", "tariff_json"];
+
+    fn id(&self) -> String {
+        self.system_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "system.system_id".into(), &self.system_id);
+        check_name(v, "system.name".into(), &self.name);
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            v.add(
+                "system.timezone",
+                format!(
+                    "{:?} is not an IANA timezone name (like Europe/Berlin)",
+                    self.timezone
+                ),
+            );
+        }
+        if let Some(currency) = &self.currency {
+            if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+                v.add(
+                    "system.currency",
+                    format!("must be a three-letter ISO 4217 code like EUR, got {currency:?}"),
+                );
+            }
+        }
+        check_json_object(v, "system.tariff_json".into(), self.tariff_json.as_deref());
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(
+            self,
+            from,
+            field,
+            [name, description, timezone, currency, tariff_json]
+        );
+    }
+}
+
+impl Resource for InverterArray {
+    type Key = String;
+    const KIND: &'static str = "inverter array";
+    const FIELD: &'static str = "inverter_array";
+    const ID_FIELDS: &'static [&'static str] = &["array_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &["name", "pv_capacity_kw"];
+
+    fn id(&self) -> String {
+        self.array_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "inverter_array.array_id".into(), &self.array_id);
+        check_id(v, "inverter_array.system_id".into(), &self.system_id);
+        check_name(v, "inverter_array.name".into(), &self.name);
+        check_non_negative(
+            v,
+            "inverter_array.pv_capacity_kw".into(),
+            self.pv_capacity_kw,
+        );
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(self, from, field, [name, pv_capacity_kw]);
+    }
+}
+
+impl Resource for Inverter {
+    type Key = String;
+    const KIND: &'static str = "inverter";
+    const FIELD: &'static str = "inverter";
+    const ID_FIELDS: &'static [&'static str] = &["inverter_id", "system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &[
+        "array_id",
+        "adapter_id",
+        "name",
+        "model",
+        "serial_number",
+        "vendor",
+        "phase_type",
+        "rated_power_w",
+        "settings_json",
+    ];
+
+    fn id(&self) -> String {
+        self.inverter_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "inverter.inverter_id".into(), &self.inverter_id);
+        check_id(v, "inverter.array_id".into(), &self.array_id);
+        check_derived_id(v, "inverter.system_id".into(), &self.system_id);
+        check_optional_id(v, "inverter.adapter_id".into(), self.adapter_id.as_deref());
+        check_name(v, "inverter.name".into(), &self.name);
+        check_non_negative(v, "inverter.rated_power_w".into(), self.rated_power_w);
+        if let Some(phase) = &self.phase_type {
+            if !["single", "split", "three"].contains(&phase.as_str()) {
+                v.add(
+                    "inverter.phase_type",
+                    format!("must be single, split or three, got {phase:?}"),
+                );
+            }
+        }
+        check_json_object(
+            v,
+            "inverter.settings_json".into(),
+            self.settings_json.as_deref(),
+        );
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(
+            self,
+            from,
+            field,
+            [
+                array_id,
+                adapter_id,
+                name,
+                model,
+                serial_number,
+                vendor,
+                phase_type,
+                rated_power_w,
+                settings_json
+            ]
+        );
+    }
+}
+
+impl Resource for BatteryArray {
+    type Key = String;
+    const KIND: &'static str = "battery array";
+    const FIELD: &'static str = "battery_array";
+    const ID_FIELDS: &'static [&'static str] = &["battery_array_id", "system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &["name"];
+
+    fn id(&self) -> String {
+        self.battery_array_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(
+            v,
+            "battery_array.battery_array_id".into(),
+            &self.battery_array_id,
+        );
+        check_id(v, "battery_array.system_id".into(), &self.system_id);
+        check_name(v, "battery_array.name".into(), &self.name);
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(self, from, field, [name]);
+    }
+}
+
+impl Resource for BatteryArrayAttachment {
+    type Key = (String, i64);
+    const KIND: &'static str = "battery array attachment";
+    const FIELD: &'static str = "battery_array_attachment";
+    const ID_FIELDS: &'static [&'static str] = &["battery_array_id", "attached_since", "system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &["inverter_array_id", "detached_at"];
+
+    fn id(&self) -> (String, i64) {
+        (self.battery_array_id.clone(), self.attached_since)
+    }
+    fn id_text(key: &(String, i64)) -> String {
+        format!("{}@{}", key.0, key.1)
+    }
+    fn id_from_text(text: &str) -> Option<(String, i64)> {
+        let (id, since) = text.rsplit_once('@')?;
+        Some((id.to_owned(), since.parse().ok()?))
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(
+            v,
+            "battery_array_attachment.battery_array_id".into(),
+            &self.battery_array_id,
+        );
+        check_id(
+            v,
+            "battery_array_attachment.inverter_array_id".into(),
+            &self.inverter_array_id,
+        );
+        check_derived_id(
+            v,
+            "battery_array_attachment.system_id".into(),
+            &self.system_id,
+        );
+        if let Some(detached) = self.detached_at {
+            if detached <= self.attached_since {
+                v.add(
+                    "battery_array_attachment.detached_at",
+                    "must be later than attached_since",
+                );
+            }
+        }
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(self, from, field, [inverter_array_id, detached_at]);
+    }
+}
+
+impl Resource for BatteryPack {
+    type Key = String;
+    const KIND: &'static str = "battery pack";
+    const FIELD: &'static str = "battery_pack";
+    const ID_FIELDS: &'static [&'static str] = &["pack_id", "system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &[
+        "battery_array_id",
+        "name",
+        "chemistry",
+        "nominal_kwh",
+        "max_charge_kw",
+        "max_discharge_kw",
+        "batteries_count",
+        "cells_per_battery",
+    ];
+
+    fn id(&self) -> String {
+        self.pack_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "battery_pack.pack_id".into(), &self.pack_id);
+        check_derived_id(v, "battery_pack.system_id".into(), &self.system_id);
+        check_optional_id(
+            v,
+            "battery_pack.battery_array_id".into(),
+            self.battery_array_id.as_deref(),
+        );
+        check_name(v, "battery_pack.name".into(), &self.name);
+        check_positive(v, "battery_pack.nominal_kwh".into(), self.nominal_kwh);
+        check_non_negative(v, "battery_pack.max_charge_kw".into(), self.max_charge_kw);
+        check_non_negative(
+            v,
+            "battery_pack.max_discharge_kw".into(),
+            self.max_discharge_kw,
+        );
+        for (field, count) in [
+            ("batteries_count", self.batteries_count),
+            ("cells_per_battery", self.cells_per_battery),
+        ] {
+            if let Some(count) = count {
+                if !(1..=1024).contains(&count) {
+                    v.add(
+                        format!("battery_pack.{field}"),
+                        format!("must be between 1 and 1024, got {count}"),
+                    );
+                }
+            }
+        }
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(
+            self,
+            from,
+            field,
+            [
+                battery_array_id,
+                name,
+                chemistry,
+                nominal_kwh,
+                max_charge_kw,
+                max_discharge_kw,
+                batteries_count,
+                cells_per_battery
+            ]
+        );
+    }
+}
+
+impl Resource for Battery {
+    type Key = String;
+    const KIND: &'static str = "battery";
+    const FIELD: &'static str = "battery";
+    const ID_FIELDS: &'static [&'static str] =
+        &["battery_id", "pack_id", "system_id", "battery_array_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &["battery_index", "serial_number", "model"];
+
+    fn id(&self) -> String {
+        self.battery_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "battery.battery_id".into(), &self.battery_id);
+        check_id(v, "battery.pack_id".into(), &self.pack_id);
+        if self.battery_index < 1 {
+            v.add(
+                "battery.battery_index",
+                format!("must be 1 or more, got {}", self.battery_index),
+            );
+        }
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(self, from, field, [battery_index, serial_number, model]);
+    }
+}
+
+impl Resource for BatteryCell {
+    type Key = String;
+    const KIND: &'static str = "battery cell";
+    const FIELD: &'static str = "battery_cell";
+    const ID_FIELDS: &'static [&'static str] = &["cell_id", "battery_id", "pack_id", "system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &["cell_index", "nominal_voltage"];
+
+    fn id(&self) -> String {
+        self.cell_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "battery_cell.cell_id".into(), &self.cell_id);
+        check_id(v, "battery_cell.battery_id".into(), &self.battery_id);
+        if self.cell_index < 1 {
+            v.add(
+                "battery_cell.cell_index",
+                format!("must be 1 or more, got {}", self.cell_index),
+            );
+        }
+        check_positive(
+            v,
+            "battery_cell.nominal_voltage".into(),
+            self.nominal_voltage,
+        );
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(self, from, field, [cell_index, nominal_voltage]);
+    }
+}
+
+impl Resource for Meter {
+    type Key = String;
+    const KIND: &'static str = "meter";
+    const FIELD: &'static str = "meter";
+    const ID_FIELDS: &'static [&'static str] = &["meter_id", "system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] =
+        &["array_id", "adapter_id", "name", "model", "meter_type"];
+
+    fn id(&self) -> String {
+        self.meter_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "meter.meter_id".into(), &self.meter_id);
+        check_id(v, "meter.system_id".into(), &self.system_id);
+        check_optional_id(v, "meter.array_id".into(), self.array_id.as_deref());
+        check_optional_id(v, "meter.adapter_id".into(), self.adapter_id.as_deref());
+        check_name(v, "meter.name".into(), &self.name);
+        if !METER_TYPES.contains(&self.meter_type.as_str()) {
+            v.add(
+                "meter.meter_type",
+                format!(
+                    "must be one of {}, got {:?}",
+                    METER_TYPES.join(", "),
+                    self.meter_type
+                ),
+            );
+        }
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(
+            self,
+            from,
+            field,
+            [array_id, adapter_id, name, model, meter_type]
+        );
+    }
+}
+
+impl Resource for AdapterType {
+    type Key = String;
+    const KIND: &'static str = "adapter type";
+    const FIELD: &'static str = "adapter_type";
+    const ID_FIELDS: &'static [&'static str] = &["adapter_type"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &[
+        "device_category",
+        "name",
+        "description",
+        "config_schema",
+        "supported_transports",
+        "default_config",
+        "version",
+    ];
+
+    fn id(&self) -> String {
+        self.adapter_type.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "adapter_type.adapter_type".into(), &self.adapter_type);
+        check_name(v, "adapter_type.name".into(), &self.name);
+        if !DEVICE_CATEGORIES.contains(&self.device_category.as_str()) {
+            v.add(
+                "adapter_type.device_category",
+                format!(
+                    "must be one of {}, got {:?}",
+                    DEVICE_CATEGORIES.join(", "),
+                    self.device_category
+                ),
+            );
+        }
+        match JsonSchema::parse(&self.config_schema) {
+            Ok(schema) => {
+                if let Some(default) = &self.default_config {
+                    if let Ok(value) = serde_json::from_str::<serde_json::Value>(default) {
+                        for violation in schema
+                            .validate(&value)
+                            .iter()
+                            .filter(|x| x.message != "is required")
+                        {
+                            v.add(
+                                format!("adapter_type.default_config.{}", violation.path),
+                                violation.message.clone(),
+                            );
+                        }
+                    }
+                }
+            }
+            Err(error) => v.add("adapter_type.config_schema", error.to_string()),
+        }
+        match serde_json::from_str::<Vec<String>>(&self.supported_transports) {
+            Ok(transports) if !transports.is_empty() => {}
+            _ => v.add(
+                "adapter_type.supported_transports",
+                "must name at least one transport",
+            ),
+        }
+        check_json_object(
+            v,
+            "adapter_type.default_config".into(),
+            self.default_config.as_deref(),
+        );
+        if self.version < 1 {
+            v.add("adapter_type.version", "must be 1 or more");
+        }
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(
+            self,
+            from,
+            field,
+            [
+                device_category,
+                name,
+                description,
+                config_schema,
+                supported_transports,
+                default_config,
+                version
+            ]
+        );
+    }
+}
+
+impl Resource for Adapter {
+    type Key = String;
+    const KIND: &'static str = "adapter";
+    const FIELD: &'static str = "adapter";
+    const ID_FIELDS: &'static [&'static str] = &["adapter_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &[
+        "adapter_type",
+        "device_category",
+        "device_id",
+        "device_type",
+        "collector_id",
+        "config_json",
+        "priority",
+        "enabled",
+    ];
+
+    fn id(&self) -> String {
+        self.adapter_id.clone()
+    }
+    fn id_text(key: &String) -> String {
+        key.clone()
+    }
+    fn id_from_text(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "adapter.adapter_id".into(), &self.adapter_id);
+        check_id(v, "adapter.adapter_type".into(), &self.adapter_type);
+        check_optional_id(v, "adapter.device_id".into(), self.device_id.as_deref());
+        check_optional_id(
+            v,
+            "adapter.collector_id".into(),
+            self.collector_id.as_deref(),
+        );
+        if self.priority < 1 {
+            v.add(
+                "adapter.priority",
+                format!("must be 1 or more, got {}", self.priority),
+            );
+        }
+        check_json_object(v, "adapter.config_json".into(), Some(&self.config_json));
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(
+            self,
+            from,
+            field,
+            [
+                adapter_type,
+                device_category,
+                device_id,
+                device_type,
+                collector_id,
+                config_json,
+                priority,
+                enabled
+            ]
+        );
+    }
+}
+
+impl Resource for BatteryPackAdapter {
+    type Key = (String, String);
+    const KIND: &'static str = "battery pack adapter";
+    const FIELD: &'static str = "battery_pack_adapter";
+    const ID_FIELDS: &'static [&'static str] = &["pack_id", "adapter_id", "system_id"];
+    const MUTABLE_FIELDS: &'static [&'static str] = &["priority", "enabled"];
+
+    fn id(&self) -> (String, String) {
+        (self.pack_id.clone(), self.adapter_id.clone())
+    }
+    fn id_text(key: &(String, String)) -> String {
+        format!("{}/{}", key.0, key.1)
+    }
+    fn id_from_text(text: &str) -> Option<(String, String)> {
+        let (pack, adapter) = text.split_once('/')?;
+        Some((pack.to_owned(), adapter.to_owned()))
+    }
+    fn check_values(&self, v: &mut Violations) {
+        check_id(v, "battery_pack_adapter.pack_id".into(), &self.pack_id);
+        check_id(
+            v,
+            "battery_pack_adapter.adapter_id".into(),
+            &self.adapter_id,
+        );
+        if self.priority < 1 {
+            v.add(
+                "battery_pack_adapter.priority",
+                format!("must be 1 or more, got {}", self.priority),
+            );
+        }
+    }
+    fn copy_field(&mut self, from: &Self, field: &str) {
+        copy_fields!(self, from, field, [priority, enabled]);
+    }
+}
