@@ -134,3 +134,51 @@ pub fn migration_count() -> usize {
     );
     sqlite.len()
 }
+
+/// A hub serving gRPC on 127.0.0.1:0 in its own runtime, stopped when dropped.
+pub struct RunningHub {
+    pub runtime: tokio::runtime::Runtime,
+    pub channel: solarhub_proto::tonic::transport::Channel,
+    pub database: Database,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunningHub {
+    pub fn start(db: &TestDb) -> RunningHub {
+        let database = db.migrated();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = database.clone();
+        let channel = runtime.block_on(async move {
+            let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(solarhub_hub::grpc::serve(serving, listener, async move {
+                let _ = stopped.await;
+            }));
+            solarhub_proto::tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+        });
+        RunningHub { runtime, channel, database, stop: Some(stop) }
+    }
+}
+
+impl Drop for RunningHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The code and the fields named in the details of an error status.
+pub fn error_fields(status: &solarhub_proto::tonic::Status) -> (solarhub_proto::tonic::Code, Vec<String>) {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let mut fields: Vec<String> = details.bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default();
+    if let Some(precondition) = details.precondition_failure() {
+        fields.extend(precondition.violations.iter().map(|v| format!("precondition:{}", v.subject)));
+    }
+    if let Some(resource) = details.resource_info() {
+        fields.push(format!("resource:{}:{}", resource.resource_type, resource.resource_name));
+    }
+    (status.code(), fields)
+}
