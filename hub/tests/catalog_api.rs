@@ -393,3 +393,268 @@ async fn lifecycle(channel: Channel) {
 }
 
 on_both_backends!(every_resource_lifecycle);
+
+type Call = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), solarhub_proto::tonic::Status>> + Send>>;
+
+macro_rules! call {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let mut client = $client.clone();
+        let request = $request;
+        Box::pin(async move { client.$method(request).await.map(|_| ()) }) as Call
+    }};
+}
+
+/// A small installation the error cases run against.
+async fn error_fixture(channel: Channel, database: &solarhub_hub::db::Database) {
+    let mut systems = SystemServiceClient::new(channel.clone());
+    for id in ["home", "cabin"] {
+        systems.create_system(CreateSystemRequest { system: Some(system(id)) }).await.unwrap();
+    }
+    let mut arrays = InverterArrayServiceClient::new(channel.clone());
+    for (id, system_id) in [("a1", "home"), ("c1", "cabin")] {
+        arrays
+            .create_inverter_array(CreateInverterArrayRequest {
+                inverter_array: Some(InverterArray { array_id: id.into(), system_id: system_id.into(), name: id.into(), pv_capacity_kw: None }),
+            })
+            .await
+            .unwrap();
+    }
+    InverterServiceClient::new(channel.clone()).create_inverter(CreateInverterRequest { inverter: Some(inverter("inv1", "a1")) }).await.unwrap();
+    BatteryArrayServiceClient::new(channel.clone())
+        .create_battery_array(CreateBatteryArrayRequest {
+            battery_array: Some(BatteryArray { battery_array_id: "ba1".into(), system_id: "home".into(), name: "Bank".into() }),
+        })
+        .await
+        .unwrap();
+    BatteryArrayAttachmentServiceClient::new(channel.clone())
+        .create_battery_array_attachment(CreateBatteryArrayAttachmentRequest {
+            battery_array_attachment: Some(BatteryArrayAttachment {
+                battery_array_id: "ba1".into(),
+                inverter_array_id: "a1".into(),
+                attached_since: ts(1_000_000),
+                ..BatteryArrayAttachment::default()
+            }),
+        })
+        .await
+        .unwrap();
+    BatteryPackServiceClient::new(channel.clone())
+        .create_battery_pack(CreateBatteryPackRequest {
+            battery_pack: Some(BatteryPack { pack_id: "p1".into(), battery_array_id: Some("ba1".into()), name: "Pack".into(), ..BatteryPack::default() }),
+        })
+        .await
+        .unwrap();
+    BatteryServiceClient::new(channel.clone())
+        .create_battery(CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.b1".into(), pack_id: "p1".into(), battery_index: 1, ..Battery::default() }) })
+        .await
+        .unwrap();
+    BatteryCellServiceClient::new(channel.clone())
+        .create_battery_cell(CreateBatteryCellRequest {
+            battery_cell: Some(BatteryCell { cell_id: "p1.b1.c1".into(), battery_id: "p1.b1".into(), cell_index: 1, ..BatteryCell::default() }),
+        })
+        .await
+        .unwrap();
+    AdapterTypeServiceClient::new(channel.clone())
+        .create_adapter_type(CreateAdapterTypeRequest {
+            adapter_type: Some(AdapterType {
+                adapter_type: "test_meter".into(),
+                device_category: "meter".into(),
+                name: "Test meter".into(),
+                config_schema: METER_SCHEMA.into(),
+                supported_transports: vec!["tcp".into()],
+                ..AdapterType::default()
+            }),
+        })
+        .await
+        .unwrap();
+    AdapterServiceClient::new(channel.clone())
+        .create_adapter(CreateAdapterRequest {
+            adapter: Some(Adapter { adapter_id: "m1.adapter".into(), adapter_type: "test_meter".into(), config_json: r#"{"host":"h"}"#.into(), ..Adapter::default() }),
+        })
+        .await
+        .unwrap();
+    MeterServiceClient::new(channel.clone())
+        .create_meter(CreateMeterRequest {
+            meter: Some(Meter { meter_id: "m1".into(), system_id: "home".into(), adapter_id: Some("m1.adapter".into()), name: "Grid".into(), ..Meter::default() }),
+        })
+        .await
+        .unwrap();
+    BatteryPackAdapterServiceClient::new(channel.clone())
+        .create_battery_pack_adapter(CreateBatteryPackAdapterRequest {
+            battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), ..BatteryPackAdapter::default() }),
+        })
+        .await
+        .unwrap();
+    // inv1 has samples: those are children too.
+    let sample = solarhub_hub::db::samples::EnergySample {
+        inverter_id: "inv1".into(),
+        ts: 1_000,
+        array_id: Some("a1".into()),
+        system_id: "home".into(),
+        pv_power_w: Some(100.0),
+        load_power_w: None,
+        grid_power_w: None,
+        battery_power_w: None,
+        battery_soc_pct: None,
+        battery_voltage_v: None,
+        battery_current_a: None,
+        inverter_mode: None,
+        inverter_temp_c: None,
+        pv_energy_today_wh: None,
+        pv_energy_total_wh: None,
+        load_energy_today_wh: None,
+        load_energy_total_wh: None,
+        grid_import_today_wh: None,
+        grid_import_total_wh: None,
+        grid_export_today_wh: None,
+        grid_export_total_wh: None,
+        battery_charge_today_wh: None,
+        battery_charge_total_wh: None,
+        battery_discharge_today_wh: None,
+        battery_discharge_total_wh: None,
+    };
+    let mut conn = database.get().unwrap();
+    solarhub_hub::db::samples::insert_energy_samples(&mut conn, &[sample]).unwrap();
+}
+
+fn error_cases(channel: &Channel) -> Vec<(&'static str, Code, &'static str, Call)> {
+    let systems = SystemServiceClient::new(channel.clone());
+    let arrays = InverterArrayServiceClient::new(channel.clone());
+    let inverters = InverterServiceClient::new(channel.clone());
+    let battery_arrays = BatteryArrayServiceClient::new(channel.clone());
+    let attachments = BatteryArrayAttachmentServiceClient::new(channel.clone());
+    let packs = BatteryPackServiceClient::new(channel.clone());
+    let batteries = BatteryServiceClient::new(channel.clone());
+    let cells = BatteryCellServiceClient::new(channel.clone());
+    let meters = MeterServiceClient::new(channel.clone());
+    let adapter_types = AdapterTypeServiceClient::new(channel.clone());
+    let adapters = AdapterServiceClient::new(channel.clone());
+    let pack_adapters = BatteryPackAdapterServiceClient::new(channel.clone());
+    let attachment = |battery_array: &str, inverter_array: &str, since: i64, until: Option<i64>| BatteryArrayAttachment {
+        battery_array_id: battery_array.into(),
+        inverter_array_id: inverter_array.into(),
+        attached_since: ts(since),
+        detached_at: until.and_then(ts),
+        ..BatteryArrayAttachment::default()
+    };
+    let adapter = |id: &str, adapter_type: &str, config: &str| Adapter {
+        adapter_id: id.into(),
+        adapter_type: adapter_type.into(),
+        config_json: config.into(),
+        ..Adapter::default()
+    };
+    vec![
+        // systems
+        ("system: bad id", Code::InvalidArgument, "system.system_id", call!(systems, create_system, CreateSystemRequest { system: Some(system("bad id!")) })),
+        ("system: bad timezone", Code::InvalidArgument, "system.timezone", call!(systems, create_system, CreateSystemRequest { system: Some(System { timezone: "Mars/Base".into(), ..system("mars") }) })),
+        ("system: duplicate", Code::AlreadyExists, "system.system_id", call!(systems, create_system, CreateSystemRequest { system: Some(system("home")) })),
+        ("system: missing", Code::NotFound, "resource:system:nope", call!(systems, get_system, GetSystemRequest { system_id: "nope".into() })),
+        ("system: children", Code::FailedPrecondition, "precondition:arrays", call!(systems, delete_system, DeleteSystemRequest { system_id: "home".into(), cascade: false })),
+        ("system: bad page token", Code::InvalidArgument, "page_token", call!(systems, list_systems, ListSystemsRequest { page_size: 1, page_token: "zz".into() })),
+        // inverter arrays
+        ("array: bad id", Code::InvalidArgument, "inverter_array.array_id", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a 1".into(), system_id: "home".into(), name: "x".into(), pv_capacity_kw: None }) })),
+        ("array: missing system", Code::NotFound, "inverter_array.system_id", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a9".into(), system_id: "nope".into(), name: "x".into(), pv_capacity_kw: None }) })),
+        ("array: duplicate", Code::AlreadyExists, "inverter_array.array_id", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a1".into(), system_id: "home".into(), name: "x".into(), pv_capacity_kw: None }) })),
+        ("array: negative capacity", Code::InvalidArgument, "inverter_array.pv_capacity_kw", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a9".into(), system_id: "home".into(), name: "x".into(), pv_capacity_kw: Some(-1.0) }) })),
+        ("array: children", Code::FailedPrecondition, "precondition:inverters", call!(arrays, delete_inverter_array, DeleteInverterArrayRequest { array_id: "a1".into(), cascade: false })),
+        ("array: list in missing system", Code::NotFound, "system_id", call!(arrays, list_inverter_arrays, ListInverterArraysRequest { system_id: "nope".into(), ..ListInverterArraysRequest::default() })),
+        // inverters
+        ("inverter: bad id", Code::InvalidArgument, "inverter.inverter_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(inverter("", "a1")) })),
+        ("inverter: missing array", Code::NotFound, "inverter.array_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(inverter("inv9", "a9")) })),
+        ("inverter: duplicate", Code::AlreadyExists, "inverter.inverter_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(inverter("inv1", "a1")) })),
+        ("inverter: other system", Code::InvalidArgument, "inverter.system_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(Inverter { system_id: "cabin".into(), ..inverter("inv9", "a1") }) })),
+        ("inverter: negative rating", Code::InvalidArgument, "inverter.rated_power_w", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(Inverter { rated_power_w: Some(-5.0), ..inverter("inv9", "a1") }) })),
+        ("inverter: missing adapter", Code::NotFound, "inverter.adapter_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(Inverter { adapter_id: Some("nope".into()), ..inverter("inv9", "a1") }) })),
+        ("inverter: id in mask", Code::InvalidArgument, "update_mask.paths[0]", call!(inverters, update_inverter, UpdateInverterRequest { inverter: Some(inverter("inv1", "a1")), update_mask: mask(&["inverter_id"]) })),
+        ("inverter: unknown mask field", Code::InvalidArgument, "update_mask.paths[1]", call!(inverters, update_inverter, UpdateInverterRequest { inverter: Some(inverter("inv1", "a1")), update_mask: mask(&["name", "colour"]) })),
+        ("inverter: update missing", Code::NotFound, "resource:inverter:inv9", call!(inverters, update_inverter, UpdateInverterRequest { inverter: Some(inverter("inv9", "a1")), update_mask: mask(&["name"]) })),
+        ("inverter: samples", Code::FailedPrecondition, "precondition:energy_samples", call!(inverters, delete_inverter, DeleteInverterRequest { inverter_id: "inv1".into(), cascade: false })),
+        ("inverter: list in missing array", Code::NotFound, "array_id", call!(inverters, list_inverters, ListInvertersRequest { array_id: "a9".into(), ..ListInvertersRequest::default() })),
+        ("inverter: no body", Code::InvalidArgument, "inverter", call!(inverters, create_inverter, CreateInverterRequest { inverter: None })),
+        // battery arrays
+        ("battery array: missing system", Code::NotFound, "battery_array.system_id", call!(battery_arrays, create_battery_array, CreateBatteryArrayRequest { battery_array: Some(BatteryArray { battery_array_id: "ba9".into(), system_id: "nope".into(), name: "x".into() }) })),
+        ("battery array: duplicate", Code::AlreadyExists, "battery_array.battery_array_id", call!(battery_arrays, create_battery_array, CreateBatteryArrayRequest { battery_array: Some(BatteryArray { battery_array_id: "ba1".into(), system_id: "home".into(), name: "x".into() }) })),
+        ("battery array: empty name", Code::InvalidArgument, "battery_array.name", call!(battery_arrays, create_battery_array, CreateBatteryArrayRequest { battery_array: Some(BatteryArray { battery_array_id: "ba9".into(), system_id: "home".into(), name: " ".into() }) })),
+        ("battery array: children", Code::FailedPrecondition, "precondition:battery_packs", call!(battery_arrays, delete_battery_array, DeleteBatteryArrayRequest { battery_array_id: "ba1".into(), cascade: false })),
+        // attachments
+        ("attachment: missing battery array", Code::NotFound, "battery_array_attachment.battery_array_id", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba9", "a1", 5_000_000, None)) })),
+        ("attachment: no start", Code::InvalidArgument, "battery_array_attachment.attached_since", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(BatteryArrayAttachment { attached_since: None, ..attachment("ba1", "a1", 0, None) }) })),
+        ("attachment: overlapping", Code::FailedPrecondition, "battery_array_attachment.attached_since", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 500_000, Some(2_000_000))) })),
+        ("attachment: second active", Code::FailedPrecondition, "battery_array_attachment.detached_at", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 3_000_000, None)) })),
+        ("attachment: other system", Code::InvalidArgument, "battery_array_attachment.inverter_array_id", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "c1", 10, Some(20))) })),
+        ("attachment: detached before attached", Code::InvalidArgument, "battery_array_attachment.detached_at", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 20, Some(10))) })),
+        ("attachment: duplicate", Code::AlreadyExists, "battery_array_attachment.battery_array_id", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 1_000_000, None)) })),
+        // packs
+        ("pack: missing battery array", Code::NotFound, "battery_pack.battery_array_id", call!(packs, create_battery_pack, CreateBatteryPackRequest { battery_pack: Some(BatteryPack { pack_id: "p9".into(), battery_array_id: Some("ba9".into()), name: "x".into(), ..BatteryPack::default() }) })),
+        ("pack: zero capacity", Code::InvalidArgument, "battery_pack.nominal_kwh", call!(packs, create_battery_pack, CreateBatteryPackRequest { battery_pack: Some(BatteryPack { pack_id: "p9".into(), system_id: "home".into(), name: "x".into(), nominal_kwh: Some(0.0), ..BatteryPack::default() }) })),
+        ("pack: duplicate", Code::AlreadyExists, "battery_pack.pack_id", call!(packs, create_battery_pack, CreateBatteryPackRequest { battery_pack: Some(BatteryPack { pack_id: "p1".into(), system_id: "home".into(), name: "x".into(), ..BatteryPack::default() }) })),
+        ("pack: children", Code::FailedPrecondition, "precondition:batteries", call!(packs, delete_battery_pack, DeleteBatteryPackRequest { pack_id: "p1".into(), cascade: false })),
+        // batteries
+        ("battery: missing pack", Code::NotFound, "battery.pack_id", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "x.b1".into(), pack_id: "p9".into(), battery_index: 1, ..Battery::default() }) })),
+        ("battery: index 0", Code::InvalidArgument, "battery.battery_index", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.b9".into(), pack_id: "p1".into(), battery_index: 0, ..Battery::default() }) })),
+        ("battery: duplicate id", Code::AlreadyExists, "battery.battery_id", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.b1".into(), pack_id: "p1".into(), battery_index: 2, ..Battery::default() }) })),
+        ("battery: duplicate index", Code::AlreadyExists, "battery.battery_index", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.other".into(), pack_id: "p1".into(), battery_index: 1, ..Battery::default() }) })),
+        ("battery: children", Code::FailedPrecondition, "precondition:battery_cells", call!(batteries, delete_battery, DeleteBatteryRequest { battery_id: "p1.b1".into(), cascade: false })),
+        // cells
+        ("cell: missing battery", Code::NotFound, "battery_cell.battery_id", call!(cells, create_battery_cell, CreateBatteryCellRequest { battery_cell: Some(BatteryCell { cell_id: "c9".into(), battery_id: "nope".into(), cell_index: 1, ..BatteryCell::default() }) })),
+        ("cell: duplicate index", Code::AlreadyExists, "battery_cell.cell_index", call!(cells, create_battery_cell, CreateBatteryCellRequest { battery_cell: Some(BatteryCell { cell_id: "p1.b1.other".into(), battery_id: "p1.b1".into(), cell_index: 1, ..BatteryCell::default() }) })),
+        ("cell: bad voltage", Code::InvalidArgument, "battery_cell.nominal_voltage", call!(cells, create_battery_cell, CreateBatteryCellRequest { battery_cell: Some(BatteryCell { cell_id: "p1.b1.c2".into(), battery_id: "p1.b1".into(), cell_index: 2, nominal_voltage: Some(-3.2), ..BatteryCell::default() }) })),
+        // meters
+        ("meter: missing array", Code::NotFound, "meter.array_id", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m9".into(), system_id: "home".into(), array_id: Some("a9".into()), name: "x".into(), ..Meter::default() }) })),
+        ("meter: array of another system", Code::InvalidArgument, "meter.array_id", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m9".into(), system_id: "home".into(), array_id: Some("c1".into()), name: "x".into(), ..Meter::default() }) })),
+        ("meter: bad type", Code::InvalidArgument, "meter.meter_type", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m9".into(), system_id: "home".into(), name: "x".into(), meter_type: "quantum".into(), ..Meter::default() }) })),
+        ("meter: duplicate", Code::AlreadyExists, "meter.meter_id", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m1".into(), system_id: "home".into(), name: "x".into(), ..Meter::default() }) })),
+        // adapter types
+        ("adapter type: bad schema", Code::InvalidArgument, "adapter_type.config_schema", call!(adapter_types, create_adapter_type, CreateAdapterTypeRequest { adapter_type: Some(AdapterType { adapter_type: "t9".into(), device_category: "meter".into(), name: "x".into(), config_schema: r#"{"pattern":"^a"}"#.into(), supported_transports: vec!["tcp".into()], ..AdapterType::default() }) })),
+        ("adapter type: bad category", Code::InvalidArgument, "adapter_type.device_category", call!(adapter_types, create_adapter_type, CreateAdapterTypeRequest { adapter_type: Some(AdapterType { adapter_type: "t9".into(), device_category: "toaster".into(), name: "x".into(), config_schema: "{}".into(), supported_transports: vec!["tcp".into()], ..AdapterType::default() }) })),
+        ("adapter type: in use", Code::FailedPrecondition, "precondition:adapters", call!(adapter_types, delete_adapter_type, DeleteAdapterTypeRequest { adapter_type: "test_meter".into(), cascade: false })),
+        // adapters
+        ("adapter: unknown type", Code::NotFound, "adapter.adapter_type", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "nope", r#"{"host":"h"}"#)) })),
+        ("adapter: config type", Code::InvalidArgument, "adapter.config_json.baudrate", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "test_meter", r#"{"host":"h","baudrate":"9600"}"#)) })),
+        ("adapter: config unknown key", Code::InvalidArgument, "adapter.config_json.bogus", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "test_meter", r#"{"host":"h","bogus":1}"#)) })),
+        ("adapter: config not json", Code::InvalidArgument, "adapter.config_json", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "test_meter", "{host")) })),
+        ("adapter: duplicate", Code::AlreadyExists, "adapter.adapter_id", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("m1.adapter", "test_meter", r#"{"host":"h"}"#)) })),
+        ("adapter: in use", Code::FailedPrecondition, "precondition:meters", call!(adapters, delete_adapter, DeleteAdapterRequest { adapter_id: "m1.adapter".into(), cascade: false })),
+        // pack adapters
+        ("pack adapter: missing pack", Code::NotFound, "battery_pack_adapter.pack_id", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p9".into(), adapter_id: "m1.adapter".into(), ..BatteryPackAdapter::default() }) })),
+        ("pack adapter: missing adapter", Code::NotFound, "battery_pack_adapter.adapter_id", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "nope".into(), ..BatteryPackAdapter::default() }) })),
+        ("pack adapter: bad priority", Code::InvalidArgument, "battery_pack_adapter.priority", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), priority: -1, ..BatteryPackAdapter::default() }) })),
+        ("pack adapter: duplicate", Code::AlreadyExists, "battery_pack_adapter.pack_id", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), ..BatteryPackAdapter::default() }) })),
+    ]
+}
+
+/// Every documented error, per resource: the status code and the field (or resource, or
+/// precondition subject) named in the error details. Nothing an error case tried is stored.
+fn documented_errors_name_their_field(db: TestDb) {
+    let hub = RunningHub::start(&db);
+    let channel = hub.channel.clone();
+    let database = hub.database.clone();
+    hub.runtime.block_on(async move {
+        error_fixture(channel.clone(), &database).await;
+        let before = catalog_fingerprint(&database);
+        let mut failures = Vec::new();
+        for (name, code, field, call) in error_cases(&channel) {
+            match call.await {
+                Ok(()) => failures.push(format!("{name}: succeeded, expected {code:?}")),
+                Err(status) => {
+                    let (got, fields) = error_fields(&status);
+                    if got != code || !fields.iter().any(|f| f == field) {
+                        failures.push(format!("{name}: got {got:?} {fields:?} ({}), expected {code:?} naming {field}", status.message()));
+                    }
+                    assert!(!status.message().to_lowercase().contains("select"), "{name}: SQL leaked: {}", status.message());
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{} error cases wrong:\n{}", failures.len(), failures.join("\n"));
+        assert_eq!(catalog_fingerprint(&database), before, "a refused request changed the catalog");
+    });
+}
+
+fn catalog_fingerprint(database: &solarhub_hub::db::Database) -> Vec<Vec<String>> {
+    let mut conn = database.get().unwrap();
+    solarhub_hub::catalog::CatalogTable::ALL
+        .iter()
+        .map(|t| solarhub_hub::db::introspect::table_fingerprint(&mut conn, t.table_name()).unwrap())
+        .collect()
+}
+
+on_both_backends!(documented_errors_name_their_field);
