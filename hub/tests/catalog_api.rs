@@ -658,3 +658,148 @@ fn catalog_fingerprint(database: &solarhub_hub::db::Database) -> Vec<Vec<String>
 }
 
 on_both_backends!(documented_errors_name_their_field);
+
+/// GetConfig after importing the real-installation config returns exactly that installation.
+fn get_config_returns_the_imported_installation(db: TestDb) {
+    let hub = RunningHub::start(&db);
+    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+    let loaded = solarhub_hub::config_import::parse_config(
+        std::path::Path::new("installation.yaml"),
+        include_str!("fixtures/installation.yaml"),
+        &types,
+    )
+    .unwrap();
+    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
+    {
+        let mut conn = hub.database.get().unwrap();
+        solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, false).unwrap();
+    }
+    let channel = hub.channel.clone();
+    let config = hub
+        .runtime
+        .block_on(async move { ConfigServiceClient::new(channel).get_config(GetConfigRequest { system_id: "home".into() }).await })
+        .unwrap()
+        .into_inner();
+    assert_eq!(config.adapter_types.len(), 9);
+    assert_eq!(config.systems.len(), 1);
+    let tree = &config.systems[0];
+    let system = tree.system.as_ref().unwrap();
+    assert_eq!((system.system_id.as_str(), system.timezone.as_str(), system.currency.as_str()), ("home", "Asia/Karachi", "PKR"));
+
+    let arrays: Vec<(String, Vec<String>)> = tree
+        .inverter_arrays
+        .iter()
+        .map(|a| (a.inverter_array.as_ref().unwrap().array_id.clone(), a.inverters.iter().map(|i| i.inverter_id.clone()).collect()))
+        .collect();
+    assert_eq!(
+        arrays,
+        [("array1".to_owned(), vec!["powdrive2".to_owned(), "senergy1".to_owned()]), ("array2".to_owned(), vec!["powdrive1".to_owned()])]
+    );
+    let adapter_of: Vec<(String, Option<String>)> = tree
+        .inverter_arrays
+        .iter()
+        .flat_map(|a| a.inverters.iter().map(|i| (i.inverter_id.clone(), i.adapter_id.clone())))
+        .collect();
+    assert!(adapter_of.iter().all(|(id, adapter)| adapter.as_deref() == Some(format!("{id}.adapter").as_str())), "{adapter_of:?}");
+    assert_eq!(tree.system_meters.iter().map(|m| m.meter_id.as_str()).collect::<Vec<_>>(), ["grid_meter_1"]);
+
+    let banks: Vec<(String, Vec<(String, usize, usize)>)> = tree
+        .battery_arrays
+        .iter()
+        .map(|b| {
+            (
+                b.battery_array.as_ref().unwrap().battery_array_id.clone(),
+                b.battery_packs
+                    .iter()
+                    .map(|p| (p.battery_pack.as_ref().unwrap().pack_id.clone(), p.batteries.len(), p.batteries.iter().map(|b| b.cells.len()).sum()))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        banks,
+        [
+            ("battery_array1".to_owned(), vec![("jkbms_bank".to_owned(), 3, 48)]),
+            ("battery_array2".to_owned(), vec![("battery1".to_owned(), 4, 60)]),
+        ]
+    );
+    let jk = &tree.battery_arrays[0].battery_packs[0];
+    let priorities: Vec<(&str, i32, Option<bool>)> = jk.adapters.iter().map(|a| (a.adapter_id.as_str(), a.priority, a.enabled)).collect();
+    assert_eq!(priorities, [("jkbms_bank.adapter1", 1, Some(true)), ("jkbms_bank.adapter2", 2, Some(true))]);
+    assert!(tree.unassigned_battery_packs.is_empty());
+
+    let attachments: Vec<(&str, &str, i64, bool)> = tree
+        .attachments
+        .iter()
+        .map(|a| (a.battery_array_id.as_str(), a.inverter_array_id.as_str(), a.attached_since.as_ref().unwrap().seconds, a.detached_at.is_none()))
+        .collect();
+    assert_eq!(attachments, [("battery_array1", "array1", 1_735_671_600, true), ("battery_array2", "array2", 1_735_671_600, true)]);
+
+    let mut adapters: Vec<(String, String, i32)> =
+        tree.adapters.iter().map(|a| (a.adapter_id.clone(), a.adapter_type.clone(), a.priority)).collect();
+    adapters.sort();
+    let mut expected: Vec<(String, String, i32)> =
+        loaded.installation.adapters.iter().map(|a| (a.adapter_id.clone(), a.adapter_type.clone(), a.priority)).collect();
+    expected.sort();
+    assert_eq!(adapters, expected);
+    for adapter in &tree.adapters {
+        let imported = loaded.installation.adapters.iter().find(|a| a.adapter_id == adapter.adapter_id).unwrap();
+        assert_eq!(adapter.config_json, imported.config_json, "{}", adapter.adapter_id);
+    }
+
+    let channel = hub.channel.clone();
+    let missing = hub
+        .runtime
+        .block_on(async move { ConfigServiceClient::new(channel).get_config(GetConfigRequest { system_id: "nope".into() }).await })
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+on_both_backends!(get_config_returns_the_imported_installation);
+
+/// The loader runs one query per table, however many devices the system has.
+fn loader_query_count_does_not_grow_with_devices(db: TestDb) {
+    use solarhub_hub::catalog::{Installation, Inverter as InverterRow, InverterArray as ArrayRow, System as SystemRow};
+    let database = db.migrated();
+    let mut conn = database.get().unwrap();
+    let mut counts = Vec::new();
+    for (system_id, inverters) in [("small", 5), ("large", 500)] {
+        let installation = Installation {
+            system: Some(SystemRow {
+                system_id: system_id.into(),
+                name: system_id.into(),
+                description: None,
+                timezone: "UTC".into(),
+                currency: None,
+                tariff_json: None,
+            }),
+            arrays: vec![ArrayRow { array_id: format!("{system_id}.a"), system_id: system_id.into(), name: "a".into(), pv_capacity_kw: None }],
+            inverters: (0..inverters)
+                .map(|i| InverterRow {
+                    inverter_id: format!("{system_id}.inv{i}"),
+                    array_id: format!("{system_id}.a"),
+                    system_id: system_id.into(),
+                    adapter_id: None,
+                    name: format!("inverter {i}"),
+                    model: None,
+                    serial_number: None,
+                    vendor: None,
+                    phase_type: None,
+                    rated_power_w: None,
+                    settings_json: None,
+                })
+                .collect(),
+            ..Installation::default()
+        };
+        solarhub_hub::db::catalog::insert_rows(&mut conn, &installation).unwrap();
+        let ((systems, loaded), queries) =
+            solarhub_hub::db::count_queries(&mut conn, |conn| solarhub_hub::db::catalog::load_installations(conn, Some(system_id)).unwrap());
+        assert_eq!(systems.len(), 1);
+        assert_eq!(loaded.inverters.len(), inverters);
+        counts.push(queries);
+    }
+    assert!(counts[0] > 0, "the counter saw no queries");
+    assert_eq!(counts[0], counts[1], "queries for 5 and for 500 inverters");
+}
+
+on_both_backends!(loader_query_count_does_not_grow_with_devices);
