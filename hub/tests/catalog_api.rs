@@ -24,7 +24,9 @@ use solarhub_proto::v1::system_service_client::SystemServiceClient;
 use solarhub_proto::v1::*;
 
 fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+    Some(FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
 }
 
 fn ts(seconds: i64) -> Option<Timestamp> {
@@ -32,11 +34,21 @@ fn ts(seconds: i64) -> Option<Timestamp> {
 }
 
 fn system(id: &str) -> System {
-    System { system_id: id.into(), name: format!("System {id}"), timezone: "Europe/Berlin".into(), ..System::default() }
+    System {
+        system_id: id.into(),
+        name: format!("System {id}"),
+        timezone: "Europe/Berlin".into(),
+        ..System::default()
+    }
 }
 
 fn inverter(id: &str, array: &str) -> Inverter {
-    Inverter { inverter_id: id.into(), array_id: array.into(), name: format!("Inverter {id}"), ..Inverter::default() }
+    Inverter {
+        inverter_id: id.into(),
+        array_id: array.into(),
+        name: format!("Inverter {id}"),
+        ..Inverter::default()
+    }
 }
 
 const METER_SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"baudrate":{"type":"integer"}}}"#;
@@ -64,85 +76,213 @@ async fn lifecycle(channel: Channel) {
 
     // Systems: create two, get, page through them one at a time, update one field.
     for id in ["home", "cabin"] {
-        let created = systems.create_system(CreateSystemRequest { system: Some(system(id)) }).await.unwrap().into_inner();
+        let created = systems
+            .create_system(CreateSystemRequest {
+                system: Some(system(id)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(created.system_id, id);
     }
-    let got = systems.get_system(GetSystemRequest { system_id: "home".into() }).await.unwrap().into_inner();
-    assert_eq!((got.name.as_str(), got.timezone.as_str()), ("System home", "Europe/Berlin"));
-    let first = systems.list_systems(ListSystemsRequest { page_size: 1, page_token: String::new() }).await.unwrap().into_inner();
-    assert_eq!(first.systems.iter().map(|s| s.system_id.as_str()).collect::<Vec<_>>(), ["cabin"]);
+    let got = systems
+        .get_system(GetSystemRequest {
+            system_id: "home".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (got.name.as_str(), got.timezone.as_str()),
+        ("System home", "Europe/Berlin")
+    );
+    let first = systems
+        .list_systems(ListSystemsRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        first
+            .systems
+            .iter()
+            .map(|s| s.system_id.as_str())
+            .collect::<Vec<_>>(),
+        ["cabin"]
+    );
     assert!(!first.next_page_token.is_empty());
-    let second = systems.list_systems(ListSystemsRequest { page_size: 1, page_token: first.next_page_token }).await.unwrap().into_inner();
-    assert_eq!(second.systems.iter().map(|s| s.system_id.as_str()).collect::<Vec<_>>(), ["home"]);
+    let second = systems
+        .list_systems(ListSystemsRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second
+            .systems
+            .iter()
+            .map(|s| s.system_id.as_str())
+            .collect::<Vec<_>>(),
+        ["home"]
+    );
     assert!(second.next_page_token.is_empty());
     let updated = systems
         .update_system(UpdateSystemRequest {
-            system: Some(System { system_id: "home".into(), name: "Renamed".into(), timezone: "Asia/Karachi".into(), ..System::default() }),
+            system: Some(System {
+                system_id: "home".into(),
+                name: "Renamed".into(),
+                timezone: "Asia/Karachi".into(),
+                ..System::default()
+            }),
             update_mask: mask(&["name"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((updated.name.as_str(), updated.timezone.as_str()), ("Renamed", "Europe/Berlin"), "only the masked field changes");
+    assert_eq!(
+        (updated.name.as_str(), updated.timezone.as_str()),
+        ("Renamed", "Europe/Berlin"),
+        "only the masked field changes"
+    );
 
     // Inverter arrays, filtered by system.
     for (id, system_id) in [("a1", "home"), ("a2", "home"), ("c1", "cabin")] {
         arrays
             .create_inverter_array(CreateInverterArrayRequest {
-                inverter_array: Some(InverterArray { array_id: id.into(), system_id: system_id.into(), name: id.into(), pv_capacity_kw: None }),
+                inverter_array: Some(InverterArray {
+                    array_id: id.into(),
+                    system_id: system_id.into(),
+                    name: id.into(),
+                    pv_capacity_kw: None,
+                }),
             })
             .await
             .unwrap();
     }
     let home_arrays = arrays
-        .list_inverter_arrays(ListInverterArraysRequest { system_id: "home".into(), page_size: 0, page_token: String::new() })
+        .list_inverter_arrays(ListInverterArraysRequest {
+            system_id: "home".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(home_arrays.inverter_arrays.iter().map(|a| a.array_id.as_str()).collect::<Vec<_>>(), ["a1", "a2"]);
+    assert_eq!(
+        home_arrays
+            .inverter_arrays
+            .iter()
+            .map(|a| a.array_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
     let array = arrays
         .update_inverter_array(UpdateInverterArrayRequest {
-            inverter_array: Some(InverterArray { array_id: "a1".into(), pv_capacity_kw: Some(9.5), ..InverterArray::default() }),
+            inverter_array: Some(InverterArray {
+                array_id: "a1".into(),
+                pv_capacity_kw: Some(9.5),
+                ..InverterArray::default()
+            }),
             update_mask: mask(&["pv_capacity_kw"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((array.pv_capacity_kw, array.system_id.as_str(), array.name.as_str()), (Some(9.5), "home", "a1"));
+    assert_eq!(
+        (
+            array.pv_capacity_kw,
+            array.system_id.as_str(),
+            array.name.as_str()
+        ),
+        (Some(9.5), "home", "a1")
+    );
 
     // Inverters: system_id comes from the array; list by array, paged.
     for (id, array) in [("inv1", "a1"), ("inv2", "a1"), ("inv3", "a2")] {
-        let created = inverters.create_inverter(CreateInverterRequest { inverter: Some(inverter(id, array)) }).await.unwrap().into_inner();
+        let created = inverters
+            .create_inverter(CreateInverterRequest {
+                inverter: Some(inverter(id, array)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(created.system_id, "home");
     }
     let page = inverters
-        .list_inverters(ListInvertersRequest { array_id: "a1".into(), page_size: 1, ..ListInvertersRequest::default() })
+        .list_inverters(ListInvertersRequest {
+            array_id: "a1".into(),
+            page_size: 1,
+            ..ListInvertersRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(page.inverters.iter().map(|i| i.inverter_id.as_str()).collect::<Vec<_>>(), ["inv1"]);
+    assert_eq!(
+        page.inverters
+            .iter()
+            .map(|i| i.inverter_id.as_str())
+            .collect::<Vec<_>>(),
+        ["inv1"]
+    );
     let rest = inverters
-        .list_inverters(ListInvertersRequest { array_id: "a1".into(), page_size: 10, page_token: page.next_page_token, ..ListInvertersRequest::default() })
+        .list_inverters(ListInvertersRequest {
+            array_id: "a1".into(),
+            page_size: 10,
+            page_token: page.next_page_token,
+            ..ListInvertersRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rest.inverters.iter().map(|i| i.inverter_id.as_str()).collect::<Vec<_>>(), ["inv2"]);
+    assert_eq!(
+        rest.inverters
+            .iter()
+            .map(|i| i.inverter_id.as_str())
+            .collect::<Vec<_>>(),
+        ["inv2"]
+    );
     let moved = inverters
         .update_inverter(UpdateInverterRequest {
-            inverter: Some(Inverter { inverter_id: "inv2".into(), array_id: "a2".into(), rated_power_w: Some(5000.0), ..Inverter::default() }),
+            inverter: Some(Inverter {
+                inverter_id: "inv2".into(),
+                array_id: "a2".into(),
+                rated_power_w: Some(5000.0),
+                ..Inverter::default()
+            }),
             update_mask: mask(&["array_id", "rated_power_w"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((moved.array_id.as_str(), moved.rated_power_w, moved.name.as_str()), ("a2", Some(5000.0), "Inverter inv2"));
-    let got = inverters.get_inverter(GetInverterRequest { inverter_id: "inv2".into() }).await.unwrap().into_inner();
+    assert_eq!(
+        (
+            moved.array_id.as_str(),
+            moved.rated_power_w,
+            moved.name.as_str()
+        ),
+        ("a2", Some(5000.0), "Inverter inv2")
+    );
+    let got = inverters
+        .get_inverter(GetInverterRequest {
+            inverter_id: "inv2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got, moved);
 
     // Battery arrays, attachments, packs, batteries, cells.
     battery_arrays
         .create_battery_array(CreateBatteryArrayRequest {
-            battery_array: Some(BatteryArray { battery_array_id: "ba1".into(), system_id: "home".into(), name: "Bank".into() }),
+            battery_array: Some(BatteryArray {
+                battery_array_id: "ba1".into(),
+                system_id: "home".into(),
+                name: "Bank".into(),
+            }),
         })
         .await
         .unwrap();
@@ -158,7 +298,10 @@ async fn lifecycle(channel: Channel) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((attachment.system_id.as_str(), attachment.detached_at), ("home", None));
+    assert_eq!(
+        (attachment.system_id.as_str(), attachment.detached_at),
+        ("home", None)
+    );
     let detached = attachments
         .update_battery_array_attachment(UpdateBatteryArrayAttachmentRequest {
             battery_array_attachment: Some(BatteryArrayAttachment {
@@ -193,45 +336,97 @@ async fn lifecycle(channel: Channel) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(active.battery_array_attachments.iter().map(|a| a.inverter_array_id.as_str()).collect::<Vec<_>>(), ["a2"]);
+    assert_eq!(
+        active
+            .battery_array_attachments
+            .iter()
+            .map(|a| a.inverter_array_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a2"]
+    );
 
     let pack = packs
         .create_battery_pack(CreateBatteryPackRequest {
-            battery_pack: Some(BatteryPack { pack_id: "p1".into(), battery_array_id: Some("ba1".into()), name: "Pack".into(), nominal_kwh: Some(10.0), ..BatteryPack::default() }),
+            battery_pack: Some(BatteryPack {
+                pack_id: "p1".into(),
+                battery_array_id: Some("ba1".into()),
+                name: "Pack".into(),
+                nominal_kwh: Some(10.0),
+                ..BatteryPack::default()
+            }),
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(pack.system_id, "home");
     batteries
-        .create_battery(CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.b1".into(), pack_id: "p1".into(), battery_index: 1, ..Battery::default() }) })
+        .create_battery(CreateBatteryRequest {
+            battery: Some(Battery {
+                battery_id: "p1.b1".into(),
+                pack_id: "p1".into(),
+                battery_index: 1,
+                ..Battery::default()
+            }),
+        })
         .await
         .unwrap();
     let cell = cells
         .create_battery_cell(CreateBatteryCellRequest {
-            battery_cell: Some(BatteryCell { cell_id: "p1.b1.c1".into(), battery_id: "p1.b1".into(), cell_index: 1, nominal_voltage: Some(3.2), ..BatteryCell::default() }),
+            battery_cell: Some(BatteryCell {
+                cell_id: "p1.b1.c1".into(),
+                battery_id: "p1.b1".into(),
+                cell_index: 1,
+                nominal_voltage: Some(3.2),
+                ..BatteryCell::default()
+            }),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((cell.pack_id.as_str(), cell.system_id.as_str()), ("p1", "home"), "a cell answers with its parents");
-    let battery = batteries.get_battery(GetBatteryRequest { battery_id: "p1.b1".into() }).await.unwrap().into_inner();
-    assert_eq!((battery.system_id.as_str(), battery.battery_array_id.as_deref()), ("home", Some("ba1")));
+    assert_eq!(
+        (cell.pack_id.as_str(), cell.system_id.as_str()),
+        ("p1", "home"),
+        "a cell answers with its parents"
+    );
+    let battery = batteries
+        .get_battery(GetBatteryRequest {
+            battery_id: "p1.b1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            battery.system_id.as_str(),
+            battery.battery_array_id.as_deref()
+        ),
+        ("home", Some("ba1"))
+    );
     let listed_cells = cells
-        .list_battery_cells(ListBatteryCellsRequest { system_id: "home".into(), ..ListBatteryCellsRequest::default() })
+        .list_battery_cells(ListBatteryCellsRequest {
+            system_id: "home".into(),
+            ..ListBatteryCellsRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(listed_cells.battery_cells.len(), 1);
     let updated_cell = cells
         .update_battery_cell(UpdateBatteryCellRequest {
-            battery_cell: Some(BatteryCell { cell_id: "p1.b1.c1".into(), nominal_voltage: Some(3.3), ..BatteryCell::default() }),
+            battery_cell: Some(BatteryCell {
+                cell_id: "p1.b1.c1".into(),
+                nominal_voltage: Some(3.3),
+                ..BatteryCell::default()
+            }),
             update_mask: mask(&["nominal_voltage"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((updated_cell.nominal_voltage, updated_cell.cell_index), (Some(3.3), 1));
+    assert_eq!(
+        (updated_cell.nominal_voltage, updated_cell.cell_index),
+        (Some(3.3), 1)
+    );
 
     // Adapter types, adapters, meters, pack adapters.
     adapter_types
@@ -260,11 +455,24 @@ async fn lifecycle(channel: Channel) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((adapter.device_category.as_str(), adapter.enabled, adapter.priority), ("meter", Some(true), 1));
+    assert_eq!(
+        (
+            adapter.device_category.as_str(),
+            adapter.enabled,
+            adapter.priority
+        ),
+        ("meter", Some(true), 1)
+    );
     assert_eq!(adapter.config_json, r#"{"host":"10.0.0.5","port":502}"#);
     let meter = meters
         .create_meter(CreateMeterRequest {
-            meter: Some(Meter { meter_id: "m1".into(), system_id: "home".into(), adapter_id: Some("m1.adapter".into()), name: "Grid".into(), ..Meter::default() }),
+            meter: Some(Meter {
+                meter_id: "m1".into(),
+                system_id: "home".into(),
+                adapter_id: Some("m1.adapter".into()),
+                name: "Grid".into(),
+                ..Meter::default()
+            }),
         })
         .await
         .unwrap()
@@ -272,51 +480,102 @@ async fn lifecycle(channel: Channel) {
     assert_eq!((meter.meter_type.as_str(), meter.array_id), ("grid", None));
     let meter = meters
         .update_meter(UpdateMeterRequest {
-            meter: Some(Meter { meter_id: "m1".into(), array_id: Some("a1".into()), ..Meter::default() }),
+            meter: Some(Meter {
+                meter_id: "m1".into(),
+                array_id: Some("a1".into()),
+                ..Meter::default()
+            }),
             update_mask: mask(&["array_id"]),
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(meter.array_id.as_deref(), Some("a1"));
-    let by_array =
-        meters.list_meters(ListMetersRequest { array_id: "a1".into(), ..ListMetersRequest::default() }).await.unwrap().into_inner();
-    assert_eq!(by_array.meters.len(), 1);
-    let pack_adapter = pack_adapters
-        .create_battery_pack_adapter(CreateBatteryPackAdapterRequest {
-            battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), priority: 2, ..BatteryPackAdapter::default() }),
+    let by_array = meters
+        .list_meters(ListMetersRequest {
+            array_id: "a1".into(),
+            ..ListMetersRequest::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((pack_adapter.system_id.as_str(), pack_adapter.priority, pack_adapter.enabled), ("home", 2, Some(true)));
+    assert_eq!(by_array.meters.len(), 1);
+    let pack_adapter = pack_adapters
+        .create_battery_pack_adapter(CreateBatteryPackAdapterRequest {
+            battery_pack_adapter: Some(BatteryPackAdapter {
+                pack_id: "p1".into(),
+                adapter_id: "m1.adapter".into(),
+                priority: 2,
+                ..BatteryPackAdapter::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            pack_adapter.system_id.as_str(),
+            pack_adapter.priority,
+            pack_adapter.enabled
+        ),
+        ("home", 2, Some(true))
+    );
     let pack_adapter = pack_adapters
         .update_battery_pack_adapter(UpdateBatteryPackAdapterRequest {
-            battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), enabled: Some(false), ..BatteryPackAdapter::default() }),
+            battery_pack_adapter: Some(BatteryPackAdapter {
+                pack_id: "p1".into(),
+                adapter_id: "m1.adapter".into(),
+                enabled: Some(false),
+                ..BatteryPackAdapter::default()
+            }),
             update_mask: mask(&["enabled"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((pack_adapter.priority, pack_adapter.enabled), (2, Some(false)));
+    assert_eq!(
+        (pack_adapter.priority, pack_adapter.enabled),
+        (2, Some(false))
+    );
     let listed = adapter_types
-        .list_adapter_types(ListAdapterTypesRequest { device_category: "meter".into(), ..ListAdapterTypesRequest::default() })
+        .list_adapter_types(ListAdapterTypesRequest {
+            device_category: "meter".into(),
+            ..ListAdapterTypesRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.adapter_types.iter().map(|t| t.adapter_type.as_str()).collect::<Vec<_>>(), ["test_meter"]);
+    assert_eq!(
+        listed
+            .adapter_types
+            .iter()
+            .map(|t| t.adapter_type.as_str())
+            .collect::<Vec<_>>(),
+        ["test_meter"]
+    );
     let renamed = adapter_types
         .update_adapter_type(UpdateAdapterTypeRequest {
-            adapter_type: Some(AdapterType { adapter_type: "test_meter".into(), name: "Renamed".into(), ..AdapterType::default() }),
+            adapter_type: Some(AdapterType {
+                adapter_type: "test_meter".into(),
+                name: "Renamed".into(),
+                ..AdapterType::default()
+            }),
             update_mask: mask(&["name"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((renamed.name.as_str(), renamed.config_schema.as_str()), ("Renamed", METER_SCHEMA));
+    assert_eq!(
+        (renamed.name.as_str(), renamed.config_schema.as_str()),
+        ("Renamed", METER_SCHEMA)
+    );
     let adapter = adapters
         .update_adapter(UpdateAdapterRequest {
-            adapter: Some(Adapter { adapter_id: "m1.adapter".into(), collector_id: Some("site-a".into()), ..Adapter::default() }),
+            adapter: Some(Adapter {
+                adapter_id: "m1.adapter".into(),
+                collector_id: Some("site-a".into()),
+                ..Adapter::default()
+            }),
             update_mask: mask(&["collector_id"]),
         })
         .await
@@ -324,32 +583,53 @@ async fn lifecycle(channel: Channel) {
         .into_inner();
     assert_eq!(adapter.collector_id.as_deref(), Some("site-a"));
     let by_collector = adapters
-        .list_adapters(ListAdaptersRequest { collector_id: "site-a".into(), ..ListAdaptersRequest::default() })
+        .list_adapters(ListAdaptersRequest {
+            collector_id: "site-a".into(),
+            ..ListAdaptersRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(by_collector.adapters.len(), 1);
     let battery = batteries
         .update_battery(UpdateBatteryRequest {
-            battery: Some(Battery { battery_id: "p1.b1".into(), serial_number: "SN-1".into(), ..Battery::default() }),
+            battery: Some(Battery {
+                battery_id: "p1.b1".into(),
+                serial_number: "SN-1".into(),
+                ..Battery::default()
+            }),
             update_mask: mask(&["serial_number"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((battery.serial_number.as_str(), battery.battery_index), ("SN-1", 1));
+    assert_eq!(
+        (battery.serial_number.as_str(), battery.battery_index),
+        ("SN-1", 1)
+    );
     let pack = packs
         .update_battery_pack(UpdateBatteryPackRequest {
-            battery_pack: Some(BatteryPack { pack_id: "p1".into(), chemistry: "LFP".into(), ..BatteryPack::default() }),
+            battery_pack: Some(BatteryPack {
+                pack_id: "p1".into(),
+                chemistry: "LFP".into(),
+                ..BatteryPack::default()
+            }),
             update_mask: mask(&["chemistry"]),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((pack.chemistry.as_str(), pack.nominal_kwh), ("LFP", Some(10.0)));
+    assert_eq!(
+        (pack.chemistry.as_str(), pack.nominal_kwh),
+        ("LFP", Some(10.0))
+    );
     let battery_array = battery_arrays
         .update_battery_array(UpdateBatteryArrayRequest {
-            battery_array: Some(BatteryArray { battery_array_id: "ba1".into(), name: "Bank 1".into(), ..BatteryArray::default() }),
+            battery_array: Some(BatteryArray {
+                battery_array_id: "ba1".into(),
+                name: "Bank 1".into(),
+                ..BatteryArray::default()
+            }),
             update_mask: mask(&["name"]),
         })
         .await
@@ -358,43 +638,144 @@ async fn lifecycle(channel: Channel) {
     assert_eq!(battery_array.name, "Bank 1");
 
     // Delete leaves first: each delete needs no cascade, and afterwards the resource is gone.
-    pack_adapters.delete_battery_pack_adapter(DeleteBatteryPackAdapterRequest { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), cascade: false }).await.unwrap();
-    meters.delete_meter(DeleteMeterRequest { meter_id: "m1".into(), cascade: false }).await.unwrap();
-    adapters.delete_adapter(DeleteAdapterRequest { adapter_id: "m1.adapter".into(), cascade: false }).await.unwrap();
-    adapter_types.delete_adapter_type(DeleteAdapterTypeRequest { adapter_type: "test_meter".into(), cascade: false }).await.unwrap();
-    cells.delete_battery_cell(DeleteBatteryCellRequest { cell_id: "p1.b1.c1".into(), cascade: false }).await.unwrap();
-    batteries.delete_battery(DeleteBatteryRequest { battery_id: "p1.b1".into(), cascade: false }).await.unwrap();
-    packs.delete_battery_pack(DeleteBatteryPackRequest { pack_id: "p1".into(), cascade: false }).await.unwrap();
+    pack_adapters
+        .delete_battery_pack_adapter(DeleteBatteryPackAdapterRequest {
+            pack_id: "p1".into(),
+            adapter_id: "m1.adapter".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
+    meters
+        .delete_meter(DeleteMeterRequest {
+            meter_id: "m1".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
+    adapters
+        .delete_adapter(DeleteAdapterRequest {
+            adapter_id: "m1.adapter".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
+    adapter_types
+        .delete_adapter_type(DeleteAdapterTypeRequest {
+            adapter_type: "test_meter".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
+    cells
+        .delete_battery_cell(DeleteBatteryCellRequest {
+            cell_id: "p1.b1.c1".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
+    batteries
+        .delete_battery(DeleteBatteryRequest {
+            battery_id: "p1.b1".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
+    packs
+        .delete_battery_pack(DeleteBatteryPackRequest {
+            pack_id: "p1".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
     for since in [1_735_689_600, 1_736_000_000] {
         let deleted = attachments
-            .delete_battery_array_attachment(DeleteBatteryArrayAttachmentRequest { battery_array_id: "ba1".into(), attached_since: ts(since), cascade: false })
+            .delete_battery_array_attachment(DeleteBatteryArrayAttachmentRequest {
+                battery_array_id: "ba1".into(),
+                attached_since: ts(since),
+                cascade: false,
+            })
             .await
             .unwrap()
             .into_inner();
         assert_eq!(deleted.deleted.get("battery_array_attachments"), Some(&1));
     }
-    battery_arrays.delete_battery_array(DeleteBatteryArrayRequest { battery_array_id: "ba1".into(), cascade: false }).await.unwrap();
+    battery_arrays
+        .delete_battery_array(DeleteBatteryArrayRequest {
+            battery_array_id: "ba1".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
     for id in ["inv1", "inv2", "inv3"] {
-        inverters.delete_inverter(DeleteInverterRequest { inverter_id: id.into(), cascade: false }).await.unwrap();
+        inverters
+            .delete_inverter(DeleteInverterRequest {
+                inverter_id: id.into(),
+                cascade: false,
+            })
+            .await
+            .unwrap();
     }
-    let error = inverters.get_inverter(GetInverterRequest { inverter_id: "inv1".into() }).await.unwrap_err();
+    let error = inverters
+        .get_inverter(GetInverterRequest {
+            inverter_id: "inv1".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
     for id in ["a1", "a2"] {
-        arrays.delete_inverter_array(DeleteInverterArrayRequest { array_id: id.into(), cascade: false }).await.unwrap();
+        arrays
+            .delete_inverter_array(DeleteInverterArrayRequest {
+                array_id: id.into(),
+                cascade: false,
+            })
+            .await
+            .unwrap();
     }
     // A system with children goes only with cascade, which reports what it took along.
-    let error = systems.delete_system(DeleteSystemRequest { system_id: "cabin".into(), cascade: false }).await.unwrap_err();
+    let error = systems
+        .delete_system(DeleteSystemRequest {
+            system_id: "cabin".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
-    let deleted = systems.delete_system(DeleteSystemRequest { system_id: "cabin".into(), cascade: true }).await.unwrap().into_inner();
-    assert_eq!((deleted.deleted.get("arrays"), deleted.deleted.get("systems")), (Some(&1), Some(&1)));
-    systems.delete_system(DeleteSystemRequest { system_id: "home".into(), cascade: false }).await.unwrap();
-    let left = systems.list_systems(ListSystemsRequest::default()).await.unwrap().into_inner();
+    let deleted = systems
+        .delete_system(DeleteSystemRequest {
+            system_id: "cabin".into(),
+            cascade: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            deleted.deleted.get("arrays"),
+            deleted.deleted.get("systems")
+        ),
+        (Some(&1), Some(&1))
+    );
+    systems
+        .delete_system(DeleteSystemRequest {
+            system_id: "home".into(),
+            cascade: false,
+        })
+        .await
+        .unwrap();
+    let left = systems
+        .list_systems(ListSystemsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(left.systems.is_empty());
 }
 
 on_both_backends!(every_resource_lifecycle);
 
-type Call = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), solarhub_proto::tonic::Status>> + Send>>;
+type Call = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), solarhub_proto::tonic::Status>> + Send>,
+>;
 
 macro_rules! call {
     ($client:expr, $method:ident, $request:expr) => {{
@@ -408,21 +789,40 @@ macro_rules! call {
 async fn error_fixture(channel: Channel, database: &solarhub_hub::db::Database) {
     let mut systems = SystemServiceClient::new(channel.clone());
     for id in ["home", "cabin"] {
-        systems.create_system(CreateSystemRequest { system: Some(system(id)) }).await.unwrap();
+        systems
+            .create_system(CreateSystemRequest {
+                system: Some(system(id)),
+            })
+            .await
+            .unwrap();
     }
     let mut arrays = InverterArrayServiceClient::new(channel.clone());
     for (id, system_id) in [("a1", "home"), ("c1", "cabin")] {
         arrays
             .create_inverter_array(CreateInverterArrayRequest {
-                inverter_array: Some(InverterArray { array_id: id.into(), system_id: system_id.into(), name: id.into(), pv_capacity_kw: None }),
+                inverter_array: Some(InverterArray {
+                    array_id: id.into(),
+                    system_id: system_id.into(),
+                    name: id.into(),
+                    pv_capacity_kw: None,
+                }),
             })
             .await
             .unwrap();
     }
-    InverterServiceClient::new(channel.clone()).create_inverter(CreateInverterRequest { inverter: Some(inverter("inv1", "a1")) }).await.unwrap();
+    InverterServiceClient::new(channel.clone())
+        .create_inverter(CreateInverterRequest {
+            inverter: Some(inverter("inv1", "a1")),
+        })
+        .await
+        .unwrap();
     BatteryArrayServiceClient::new(channel.clone())
         .create_battery_array(CreateBatteryArrayRequest {
-            battery_array: Some(BatteryArray { battery_array_id: "ba1".into(), system_id: "home".into(), name: "Bank".into() }),
+            battery_array: Some(BatteryArray {
+                battery_array_id: "ba1".into(),
+                system_id: "home".into(),
+                name: "Bank".into(),
+            }),
         })
         .await
         .unwrap();
@@ -439,17 +839,34 @@ async fn error_fixture(channel: Channel, database: &solarhub_hub::db::Database) 
         .unwrap();
     BatteryPackServiceClient::new(channel.clone())
         .create_battery_pack(CreateBatteryPackRequest {
-            battery_pack: Some(BatteryPack { pack_id: "p1".into(), battery_array_id: Some("ba1".into()), name: "Pack".into(), ..BatteryPack::default() }),
+            battery_pack: Some(BatteryPack {
+                pack_id: "p1".into(),
+                battery_array_id: Some("ba1".into()),
+                name: "Pack".into(),
+                ..BatteryPack::default()
+            }),
         })
         .await
         .unwrap();
     BatteryServiceClient::new(channel.clone())
-        .create_battery(CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.b1".into(), pack_id: "p1".into(), battery_index: 1, ..Battery::default() }) })
+        .create_battery(CreateBatteryRequest {
+            battery: Some(Battery {
+                battery_id: "p1.b1".into(),
+                pack_id: "p1".into(),
+                battery_index: 1,
+                ..Battery::default()
+            }),
+        })
         .await
         .unwrap();
     BatteryCellServiceClient::new(channel.clone())
         .create_battery_cell(CreateBatteryCellRequest {
-            battery_cell: Some(BatteryCell { cell_id: "p1.b1.c1".into(), battery_id: "p1.b1".into(), cell_index: 1, ..BatteryCell::default() }),
+            battery_cell: Some(BatteryCell {
+                cell_id: "p1.b1.c1".into(),
+                battery_id: "p1.b1".into(),
+                cell_index: 1,
+                ..BatteryCell::default()
+            }),
         })
         .await
         .unwrap();
@@ -468,19 +885,34 @@ async fn error_fixture(channel: Channel, database: &solarhub_hub::db::Database) 
         .unwrap();
     AdapterServiceClient::new(channel.clone())
         .create_adapter(CreateAdapterRequest {
-            adapter: Some(Adapter { adapter_id: "m1.adapter".into(), adapter_type: "test_meter".into(), config_json: r#"{"host":"h"}"#.into(), ..Adapter::default() }),
+            adapter: Some(Adapter {
+                adapter_id: "m1.adapter".into(),
+                adapter_type: "test_meter".into(),
+                config_json: r#"{"host":"h"}"#.into(),
+                ..Adapter::default()
+            }),
         })
         .await
         .unwrap();
     MeterServiceClient::new(channel.clone())
         .create_meter(CreateMeterRequest {
-            meter: Some(Meter { meter_id: "m1".into(), system_id: "home".into(), adapter_id: Some("m1.adapter".into()), name: "Grid".into(), ..Meter::default() }),
+            meter: Some(Meter {
+                meter_id: "m1".into(),
+                system_id: "home".into(),
+                adapter_id: Some("m1.adapter".into()),
+                name: "Grid".into(),
+                ..Meter::default()
+            }),
         })
         .await
         .unwrap();
     BatteryPackAdapterServiceClient::new(channel.clone())
         .create_battery_pack_adapter(CreateBatteryPackAdapterRequest {
-            battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), ..BatteryPackAdapter::default() }),
+            battery_pack_adapter: Some(BatteryPackAdapter {
+                pack_id: "p1".into(),
+                adapter_id: "m1.adapter".into(),
+                ..BatteryPackAdapter::default()
+            }),
         })
         .await
         .unwrap();
@@ -529,12 +961,14 @@ fn error_cases(channel: &Channel) -> Vec<(&'static str, Code, &'static str, Call
     let adapter_types = AdapterTypeServiceClient::new(channel.clone());
     let adapters = AdapterServiceClient::new(channel.clone());
     let pack_adapters = BatteryPackAdapterServiceClient::new(channel.clone());
-    let attachment = |battery_array: &str, inverter_array: &str, since: i64, until: Option<i64>| BatteryArrayAttachment {
-        battery_array_id: battery_array.into(),
-        inverter_array_id: inverter_array.into(),
-        attached_since: ts(since),
-        detached_at: until.and_then(ts),
-        ..BatteryArrayAttachment::default()
+    let attachment = |battery_array: &str, inverter_array: &str, since: i64, until: Option<i64>| {
+        BatteryArrayAttachment {
+            battery_array_id: battery_array.into(),
+            inverter_array_id: inverter_array.into(),
+            attached_since: ts(since),
+            detached_at: until.and_then(ts),
+            ..BatteryArrayAttachment::default()
+        }
     };
     let adapter = |id: &str, adapter_type: &str, config: &str| Adapter {
         adapter_id: id.into(),
@@ -544,81 +978,959 @@ fn error_cases(channel: &Channel) -> Vec<(&'static str, Code, &'static str, Call
     };
     vec![
         // systems
-        ("system: bad id", Code::InvalidArgument, "system.system_id", call!(systems, create_system, CreateSystemRequest { system: Some(system("bad id!")) })),
-        ("system: bad timezone", Code::InvalidArgument, "system.timezone", call!(systems, create_system, CreateSystemRequest { system: Some(System { timezone: "Mars/Base".into(), ..system("mars") }) })),
-        ("system: duplicate", Code::AlreadyExists, "system.system_id", call!(systems, create_system, CreateSystemRequest { system: Some(system("home")) })),
-        ("system: missing", Code::NotFound, "resource:system:nope", call!(systems, get_system, GetSystemRequest { system_id: "nope".into() })),
-        ("system: children", Code::FailedPrecondition, "precondition:arrays", call!(systems, delete_system, DeleteSystemRequest { system_id: "home".into(), cascade: false })),
-        ("system: bad page token", Code::InvalidArgument, "page_token", call!(systems, list_systems, ListSystemsRequest { page_size: 1, page_token: "zz".into() })),
+        (
+            "system: bad id",
+            Code::InvalidArgument,
+            "system.system_id",
+            call!(
+                systems,
+                create_system,
+                CreateSystemRequest {
+                    system: Some(system("bad id!"))
+                }
+            ),
+        ),
+        (
+            "system: bad timezone",
+            Code::InvalidArgument,
+            "system.timezone",
+            call!(
+                systems,
+                create_system,
+                CreateSystemRequest {
+                    system: Some(System {
+                        timezone: "Mars/Base".into(),
+                        ..system("mars")
+                    })
+                }
+            ),
+        ),
+        (
+            "system: duplicate",
+            Code::AlreadyExists,
+            "system.system_id",
+            call!(
+                systems,
+                create_system,
+                CreateSystemRequest {
+                    system: Some(system("home"))
+                }
+            ),
+        ),
+        (
+            "system: missing",
+            Code::NotFound,
+            "resource:system:nope",
+            call!(
+                systems,
+                get_system,
+                GetSystemRequest {
+                    system_id: "nope".into()
+                }
+            ),
+        ),
+        (
+            "system: children",
+            Code::FailedPrecondition,
+            "precondition:arrays",
+            call!(
+                systems,
+                delete_system,
+                DeleteSystemRequest {
+                    system_id: "home".into(),
+                    cascade: false
+                }
+            ),
+        ),
+        (
+            "system: bad page token",
+            Code::InvalidArgument,
+            "page_token",
+            call!(
+                systems,
+                list_systems,
+                ListSystemsRequest {
+                    page_size: 1,
+                    page_token: "zz".into()
+                }
+            ),
+        ),
         // inverter arrays
-        ("array: bad id", Code::InvalidArgument, "inverter_array.array_id", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a 1".into(), system_id: "home".into(), name: "x".into(), pv_capacity_kw: None }) })),
-        ("array: missing system", Code::NotFound, "inverter_array.system_id", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a9".into(), system_id: "nope".into(), name: "x".into(), pv_capacity_kw: None }) })),
-        ("array: duplicate", Code::AlreadyExists, "inverter_array.array_id", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a1".into(), system_id: "home".into(), name: "x".into(), pv_capacity_kw: None }) })),
-        ("array: negative capacity", Code::InvalidArgument, "inverter_array.pv_capacity_kw", call!(arrays, create_inverter_array, CreateInverterArrayRequest { inverter_array: Some(InverterArray { array_id: "a9".into(), system_id: "home".into(), name: "x".into(), pv_capacity_kw: Some(-1.0) }) })),
-        ("array: children", Code::FailedPrecondition, "precondition:inverters", call!(arrays, delete_inverter_array, DeleteInverterArrayRequest { array_id: "a1".into(), cascade: false })),
-        ("array: list in missing system", Code::NotFound, "system_id", call!(arrays, list_inverter_arrays, ListInverterArraysRequest { system_id: "nope".into(), ..ListInverterArraysRequest::default() })),
+        (
+            "array: bad id",
+            Code::InvalidArgument,
+            "inverter_array.array_id",
+            call!(
+                arrays,
+                create_inverter_array,
+                CreateInverterArrayRequest {
+                    inverter_array: Some(InverterArray {
+                        array_id: "a 1".into(),
+                        system_id: "home".into(),
+                        name: "x".into(),
+                        pv_capacity_kw: None
+                    })
+                }
+            ),
+        ),
+        (
+            "array: missing system",
+            Code::NotFound,
+            "inverter_array.system_id",
+            call!(
+                arrays,
+                create_inverter_array,
+                CreateInverterArrayRequest {
+                    inverter_array: Some(InverterArray {
+                        array_id: "a9".into(),
+                        system_id: "nope".into(),
+                        name: "x".into(),
+                        pv_capacity_kw: None
+                    })
+                }
+            ),
+        ),
+        (
+            "array: duplicate",
+            Code::AlreadyExists,
+            "inverter_array.array_id",
+            call!(
+                arrays,
+                create_inverter_array,
+                CreateInverterArrayRequest {
+                    inverter_array: Some(InverterArray {
+                        array_id: "a1".into(),
+                        system_id: "home".into(),
+                        name: "x".into(),
+                        pv_capacity_kw: None
+                    })
+                }
+            ),
+        ),
+        (
+            "array: negative capacity",
+            Code::InvalidArgument,
+            "inverter_array.pv_capacity_kw",
+            call!(
+                arrays,
+                create_inverter_array,
+                CreateInverterArrayRequest {
+                    inverter_array: Some(InverterArray {
+                        array_id: "a9".into(),
+                        system_id: "home".into(),
+                        name: "x".into(),
+                        pv_capacity_kw: Some(-1.0)
+                    })
+                }
+            ),
+        ),
+        (
+            "array: children",
+            Code::FailedPrecondition,
+            "precondition:inverters",
+            call!(
+                arrays,
+                delete_inverter_array,
+                DeleteInverterArrayRequest {
+                    array_id: "a1".into(),
+                    cascade: false
+                }
+            ),
+        ),
+        (
+            "array: list in missing system",
+            Code::NotFound,
+            "system_id",
+            call!(
+                arrays,
+                list_inverter_arrays,
+                ListInverterArraysRequest {
+                    system_id: "nope".into(),
+                    ..ListInverterArraysRequest::default()
+                }
+            ),
+        ),
         // inverters
-        ("inverter: bad id", Code::InvalidArgument, "inverter.inverter_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(inverter("", "a1")) })),
-        ("inverter: missing array", Code::NotFound, "inverter.array_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(inverter("inv9", "a9")) })),
-        ("inverter: duplicate", Code::AlreadyExists, "inverter.inverter_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(inverter("inv1", "a1")) })),
-        ("inverter: other system", Code::InvalidArgument, "inverter.system_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(Inverter { system_id: "cabin".into(), ..inverter("inv9", "a1") }) })),
-        ("inverter: negative rating", Code::InvalidArgument, "inverter.rated_power_w", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(Inverter { rated_power_w: Some(-5.0), ..inverter("inv9", "a1") }) })),
-        ("inverter: missing adapter", Code::NotFound, "inverter.adapter_id", call!(inverters, create_inverter, CreateInverterRequest { inverter: Some(Inverter { adapter_id: Some("nope".into()), ..inverter("inv9", "a1") }) })),
-        ("inverter: id in mask", Code::InvalidArgument, "update_mask.paths[0]", call!(inverters, update_inverter, UpdateInverterRequest { inverter: Some(inverter("inv1", "a1")), update_mask: mask(&["inverter_id"]) })),
-        ("inverter: unknown mask field", Code::InvalidArgument, "update_mask.paths[1]", call!(inverters, update_inverter, UpdateInverterRequest { inverter: Some(inverter("inv1", "a1")), update_mask: mask(&["name", "colour"]) })),
-        ("inverter: update missing", Code::NotFound, "resource:inverter:inv9", call!(inverters, update_inverter, UpdateInverterRequest { inverter: Some(inverter("inv9", "a1")), update_mask: mask(&["name"]) })),
-        ("inverter: samples", Code::FailedPrecondition, "precondition:energy_samples", call!(inverters, delete_inverter, DeleteInverterRequest { inverter_id: "inv1".into(), cascade: false })),
-        ("inverter: list in missing array", Code::NotFound, "array_id", call!(inverters, list_inverters, ListInvertersRequest { array_id: "a9".into(), ..ListInvertersRequest::default() })),
-        ("inverter: no body", Code::InvalidArgument, "inverter", call!(inverters, create_inverter, CreateInverterRequest { inverter: None })),
+        (
+            "inverter: bad id",
+            Code::InvalidArgument,
+            "inverter.inverter_id",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(inverter("", "a1"))
+                }
+            ),
+        ),
+        (
+            "inverter: missing array",
+            Code::NotFound,
+            "inverter.array_id",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(inverter("inv9", "a9"))
+                }
+            ),
+        ),
+        (
+            "inverter: duplicate",
+            Code::AlreadyExists,
+            "inverter.inverter_id",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(inverter("inv1", "a1"))
+                }
+            ),
+        ),
+        (
+            "inverter: other system",
+            Code::InvalidArgument,
+            "inverter.system_id",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(Inverter {
+                        system_id: "cabin".into(),
+                        ..inverter("inv9", "a1")
+                    })
+                }
+            ),
+        ),
+        (
+            "inverter: negative rating",
+            Code::InvalidArgument,
+            "inverter.rated_power_w",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(Inverter {
+                        rated_power_w: Some(-5.0),
+                        ..inverter("inv9", "a1")
+                    })
+                }
+            ),
+        ),
+        (
+            "inverter: missing adapter",
+            Code::NotFound,
+            "inverter.adapter_id",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(Inverter {
+                        adapter_id: Some("nope".into()),
+                        ..inverter("inv9", "a1")
+                    })
+                }
+            ),
+        ),
+        (
+            "inverter: id in mask",
+            Code::InvalidArgument,
+            "update_mask.paths[0]",
+            call!(
+                inverters,
+                update_inverter,
+                UpdateInverterRequest {
+                    inverter: Some(inverter("inv1", "a1")),
+                    update_mask: mask(&["inverter_id"])
+                }
+            ),
+        ),
+        (
+            "inverter: unknown mask field",
+            Code::InvalidArgument,
+            "update_mask.paths[1]",
+            call!(
+                inverters,
+                update_inverter,
+                UpdateInverterRequest {
+                    inverter: Some(inverter("inv1", "a1")),
+                    update_mask: mask(&["name", "colour"])
+                }
+            ),
+        ),
+        (
+            "inverter: update missing",
+            Code::NotFound,
+            "resource:inverter:inv9",
+            call!(
+                inverters,
+                update_inverter,
+                UpdateInverterRequest {
+                    inverter: Some(inverter("inv9", "a1")),
+                    update_mask: mask(&["name"])
+                }
+            ),
+        ),
+        (
+            "inverter: samples",
+            Code::FailedPrecondition,
+            "precondition:energy_samples",
+            call!(
+                inverters,
+                delete_inverter,
+                DeleteInverterRequest {
+                    inverter_id: "inv1".into(),
+                    cascade: false
+                }
+            ),
+        ),
+        (
+            "inverter: list in missing array",
+            Code::NotFound,
+            "array_id",
+            call!(
+                inverters,
+                list_inverters,
+                ListInvertersRequest {
+                    array_id: "a9".into(),
+                    ..ListInvertersRequest::default()
+                }
+            ),
+        ),
+        (
+            "inverter: no body",
+            Code::InvalidArgument,
+            "inverter",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest { inverter: None }
+            ),
+        ),
         // battery arrays
-        ("battery array: missing system", Code::NotFound, "battery_array.system_id", call!(battery_arrays, create_battery_array, CreateBatteryArrayRequest { battery_array: Some(BatteryArray { battery_array_id: "ba9".into(), system_id: "nope".into(), name: "x".into() }) })),
-        ("battery array: duplicate", Code::AlreadyExists, "battery_array.battery_array_id", call!(battery_arrays, create_battery_array, CreateBatteryArrayRequest { battery_array: Some(BatteryArray { battery_array_id: "ba1".into(), system_id: "home".into(), name: "x".into() }) })),
-        ("battery array: empty name", Code::InvalidArgument, "battery_array.name", call!(battery_arrays, create_battery_array, CreateBatteryArrayRequest { battery_array: Some(BatteryArray { battery_array_id: "ba9".into(), system_id: "home".into(), name: " ".into() }) })),
-        ("battery array: children", Code::FailedPrecondition, "precondition:battery_packs", call!(battery_arrays, delete_battery_array, DeleteBatteryArrayRequest { battery_array_id: "ba1".into(), cascade: false })),
+        (
+            "battery array: missing system",
+            Code::NotFound,
+            "battery_array.system_id",
+            call!(
+                battery_arrays,
+                create_battery_array,
+                CreateBatteryArrayRequest {
+                    battery_array: Some(BatteryArray {
+                        battery_array_id: "ba9".into(),
+                        system_id: "nope".into(),
+                        name: "x".into()
+                    })
+                }
+            ),
+        ),
+        (
+            "battery array: duplicate",
+            Code::AlreadyExists,
+            "battery_array.battery_array_id",
+            call!(
+                battery_arrays,
+                create_battery_array,
+                CreateBatteryArrayRequest {
+                    battery_array: Some(BatteryArray {
+                        battery_array_id: "ba1".into(),
+                        system_id: "home".into(),
+                        name: "x".into()
+                    })
+                }
+            ),
+        ),
+        (
+            "battery array: empty name",
+            Code::InvalidArgument,
+            "battery_array.name",
+            call!(
+                battery_arrays,
+                create_battery_array,
+                CreateBatteryArrayRequest {
+                    battery_array: Some(BatteryArray {
+                        battery_array_id: "ba9".into(),
+                        system_id: "home".into(),
+                        name: " ".into()
+                    })
+                }
+            ),
+        ),
+        (
+            "battery array: children",
+            Code::FailedPrecondition,
+            "precondition:battery_packs",
+            call!(
+                battery_arrays,
+                delete_battery_array,
+                DeleteBatteryArrayRequest {
+                    battery_array_id: "ba1".into(),
+                    cascade: false
+                }
+            ),
+        ),
         // attachments
-        ("attachment: missing battery array", Code::NotFound, "battery_array_attachment.battery_array_id", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba9", "a1", 5_000_000, None)) })),
-        ("attachment: no start", Code::InvalidArgument, "battery_array_attachment.attached_since", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(BatteryArrayAttachment { attached_since: None, ..attachment("ba1", "a1", 0, None) }) })),
-        ("attachment: overlapping", Code::FailedPrecondition, "battery_array_attachment.attached_since", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 500_000, Some(2_000_000))) })),
-        ("attachment: second active", Code::FailedPrecondition, "battery_array_attachment.detached_at", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 3_000_000, None)) })),
-        ("attachment: other system", Code::InvalidArgument, "battery_array_attachment.inverter_array_id", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "c1", 10, Some(20))) })),
-        ("attachment: detached before attached", Code::InvalidArgument, "battery_array_attachment.detached_at", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 20, Some(10))) })),
-        ("attachment: duplicate", Code::AlreadyExists, "battery_array_attachment.battery_array_id", call!(attachments, create_battery_array_attachment, CreateBatteryArrayAttachmentRequest { battery_array_attachment: Some(attachment("ba1", "a1", 1_000_000, None)) })),
+        (
+            "attachment: missing battery array",
+            Code::NotFound,
+            "battery_array_attachment.battery_array_id",
+            call!(
+                attachments,
+                create_battery_array_attachment,
+                CreateBatteryArrayAttachmentRequest {
+                    battery_array_attachment: Some(attachment("ba9", "a1", 5_000_000, None))
+                }
+            ),
+        ),
+        (
+            "attachment: no start",
+            Code::InvalidArgument,
+            "battery_array_attachment.attached_since",
+            call!(
+                attachments,
+                create_battery_array_attachment,
+                CreateBatteryArrayAttachmentRequest {
+                    battery_array_attachment: Some(BatteryArrayAttachment {
+                        attached_since: None,
+                        ..attachment("ba1", "a1", 0, None)
+                    })
+                }
+            ),
+        ),
+        (
+            "attachment: overlapping",
+            Code::FailedPrecondition,
+            "battery_array_attachment.attached_since",
+            call!(
+                attachments,
+                create_battery_array_attachment,
+                CreateBatteryArrayAttachmentRequest {
+                    battery_array_attachment: Some(attachment(
+                        "ba1",
+                        "a1",
+                        500_000,
+                        Some(2_000_000)
+                    ))
+                }
+            ),
+        ),
+        (
+            "attachment: second active",
+            Code::FailedPrecondition,
+            "battery_array_attachment.detached_at",
+            call!(
+                attachments,
+                create_battery_array_attachment,
+                CreateBatteryArrayAttachmentRequest {
+                    battery_array_attachment: Some(attachment("ba1", "a1", 3_000_000, None))
+                }
+            ),
+        ),
+        (
+            "attachment: other system",
+            Code::InvalidArgument,
+            "battery_array_attachment.inverter_array_id",
+            call!(
+                attachments,
+                create_battery_array_attachment,
+                CreateBatteryArrayAttachmentRequest {
+                    battery_array_attachment: Some(attachment("ba1", "c1", 10, Some(20)))
+                }
+            ),
+        ),
+        (
+            "attachment: detached before attached",
+            Code::InvalidArgument,
+            "battery_array_attachment.detached_at",
+            call!(
+                attachments,
+                create_battery_array_attachment,
+                CreateBatteryArrayAttachmentRequest {
+                    battery_array_attachment: Some(attachment("ba1", "a1", 20, Some(10)))
+                }
+            ),
+        ),
+        (
+            "attachment: duplicate",
+            Code::AlreadyExists,
+            "battery_array_attachment.battery_array_id",
+            call!(
+                attachments,
+                create_battery_array_attachment,
+                CreateBatteryArrayAttachmentRequest {
+                    battery_array_attachment: Some(attachment("ba1", "a1", 1_000_000, None))
+                }
+            ),
+        ),
         // packs
-        ("pack: missing battery array", Code::NotFound, "battery_pack.battery_array_id", call!(packs, create_battery_pack, CreateBatteryPackRequest { battery_pack: Some(BatteryPack { pack_id: "p9".into(), battery_array_id: Some("ba9".into()), name: "x".into(), ..BatteryPack::default() }) })),
-        ("pack: zero capacity", Code::InvalidArgument, "battery_pack.nominal_kwh", call!(packs, create_battery_pack, CreateBatteryPackRequest { battery_pack: Some(BatteryPack { pack_id: "p9".into(), system_id: "home".into(), name: "x".into(), nominal_kwh: Some(0.0), ..BatteryPack::default() }) })),
-        ("pack: duplicate", Code::AlreadyExists, "battery_pack.pack_id", call!(packs, create_battery_pack, CreateBatteryPackRequest { battery_pack: Some(BatteryPack { pack_id: "p1".into(), system_id: "home".into(), name: "x".into(), ..BatteryPack::default() }) })),
-        ("pack: children", Code::FailedPrecondition, "precondition:batteries", call!(packs, delete_battery_pack, DeleteBatteryPackRequest { pack_id: "p1".into(), cascade: false })),
+        (
+            "pack: missing battery array",
+            Code::NotFound,
+            "battery_pack.battery_array_id",
+            call!(
+                packs,
+                create_battery_pack,
+                CreateBatteryPackRequest {
+                    battery_pack: Some(BatteryPack {
+                        pack_id: "p9".into(),
+                        battery_array_id: Some("ba9".into()),
+                        name: "x".into(),
+                        ..BatteryPack::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "pack: zero capacity",
+            Code::InvalidArgument,
+            "battery_pack.nominal_kwh",
+            call!(
+                packs,
+                create_battery_pack,
+                CreateBatteryPackRequest {
+                    battery_pack: Some(BatteryPack {
+                        pack_id: "p9".into(),
+                        system_id: "home".into(),
+                        name: "x".into(),
+                        nominal_kwh: Some(0.0),
+                        ..BatteryPack::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "pack: duplicate",
+            Code::AlreadyExists,
+            "battery_pack.pack_id",
+            call!(
+                packs,
+                create_battery_pack,
+                CreateBatteryPackRequest {
+                    battery_pack: Some(BatteryPack {
+                        pack_id: "p1".into(),
+                        system_id: "home".into(),
+                        name: "x".into(),
+                        ..BatteryPack::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "pack: children",
+            Code::FailedPrecondition,
+            "precondition:batteries",
+            call!(
+                packs,
+                delete_battery_pack,
+                DeleteBatteryPackRequest {
+                    pack_id: "p1".into(),
+                    cascade: false
+                }
+            ),
+        ),
         // batteries
-        ("battery: missing pack", Code::NotFound, "battery.pack_id", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "x.b1".into(), pack_id: "p9".into(), battery_index: 1, ..Battery::default() }) })),
-        ("battery: index 0", Code::InvalidArgument, "battery.battery_index", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.b9".into(), pack_id: "p1".into(), battery_index: 0, ..Battery::default() }) })),
-        ("battery: duplicate id", Code::AlreadyExists, "battery.battery_id", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.b1".into(), pack_id: "p1".into(), battery_index: 2, ..Battery::default() }) })),
-        ("battery: duplicate index", Code::AlreadyExists, "battery.battery_index", call!(batteries, create_battery, CreateBatteryRequest { battery: Some(Battery { battery_id: "p1.other".into(), pack_id: "p1".into(), battery_index: 1, ..Battery::default() }) })),
-        ("battery: children", Code::FailedPrecondition, "precondition:battery_cells", call!(batteries, delete_battery, DeleteBatteryRequest { battery_id: "p1.b1".into(), cascade: false })),
+        (
+            "battery: missing pack",
+            Code::NotFound,
+            "battery.pack_id",
+            call!(
+                batteries,
+                create_battery,
+                CreateBatteryRequest {
+                    battery: Some(Battery {
+                        battery_id: "x.b1".into(),
+                        pack_id: "p9".into(),
+                        battery_index: 1,
+                        ..Battery::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "battery: index 0",
+            Code::InvalidArgument,
+            "battery.battery_index",
+            call!(
+                batteries,
+                create_battery,
+                CreateBatteryRequest {
+                    battery: Some(Battery {
+                        battery_id: "p1.b9".into(),
+                        pack_id: "p1".into(),
+                        battery_index: 0,
+                        ..Battery::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "battery: duplicate id",
+            Code::AlreadyExists,
+            "battery.battery_id",
+            call!(
+                batteries,
+                create_battery,
+                CreateBatteryRequest {
+                    battery: Some(Battery {
+                        battery_id: "p1.b1".into(),
+                        pack_id: "p1".into(),
+                        battery_index: 2,
+                        ..Battery::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "battery: duplicate index",
+            Code::AlreadyExists,
+            "battery.battery_index",
+            call!(
+                batteries,
+                create_battery,
+                CreateBatteryRequest {
+                    battery: Some(Battery {
+                        battery_id: "p1.other".into(),
+                        pack_id: "p1".into(),
+                        battery_index: 1,
+                        ..Battery::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "battery: children",
+            Code::FailedPrecondition,
+            "precondition:battery_cells",
+            call!(
+                batteries,
+                delete_battery,
+                DeleteBatteryRequest {
+                    battery_id: "p1.b1".into(),
+                    cascade: false
+                }
+            ),
+        ),
         // cells
-        ("cell: missing battery", Code::NotFound, "battery_cell.battery_id", call!(cells, create_battery_cell, CreateBatteryCellRequest { battery_cell: Some(BatteryCell { cell_id: "c9".into(), battery_id: "nope".into(), cell_index: 1, ..BatteryCell::default() }) })),
-        ("cell: duplicate index", Code::AlreadyExists, "battery_cell.cell_index", call!(cells, create_battery_cell, CreateBatteryCellRequest { battery_cell: Some(BatteryCell { cell_id: "p1.b1.other".into(), battery_id: "p1.b1".into(), cell_index: 1, ..BatteryCell::default() }) })),
-        ("cell: bad voltage", Code::InvalidArgument, "battery_cell.nominal_voltage", call!(cells, create_battery_cell, CreateBatteryCellRequest { battery_cell: Some(BatteryCell { cell_id: "p1.b1.c2".into(), battery_id: "p1.b1".into(), cell_index: 2, nominal_voltage: Some(-3.2), ..BatteryCell::default() }) })),
+        (
+            "cell: missing battery",
+            Code::NotFound,
+            "battery_cell.battery_id",
+            call!(
+                cells,
+                create_battery_cell,
+                CreateBatteryCellRequest {
+                    battery_cell: Some(BatteryCell {
+                        cell_id: "c9".into(),
+                        battery_id: "nope".into(),
+                        cell_index: 1,
+                        ..BatteryCell::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "cell: duplicate index",
+            Code::AlreadyExists,
+            "battery_cell.cell_index",
+            call!(
+                cells,
+                create_battery_cell,
+                CreateBatteryCellRequest {
+                    battery_cell: Some(BatteryCell {
+                        cell_id: "p1.b1.other".into(),
+                        battery_id: "p1.b1".into(),
+                        cell_index: 1,
+                        ..BatteryCell::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "cell: bad voltage",
+            Code::InvalidArgument,
+            "battery_cell.nominal_voltage",
+            call!(
+                cells,
+                create_battery_cell,
+                CreateBatteryCellRequest {
+                    battery_cell: Some(BatteryCell {
+                        cell_id: "p1.b1.c2".into(),
+                        battery_id: "p1.b1".into(),
+                        cell_index: 2,
+                        nominal_voltage: Some(-3.2),
+                        ..BatteryCell::default()
+                    })
+                }
+            ),
+        ),
         // meters
-        ("meter: missing array", Code::NotFound, "meter.array_id", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m9".into(), system_id: "home".into(), array_id: Some("a9".into()), name: "x".into(), ..Meter::default() }) })),
-        ("meter: array of another system", Code::InvalidArgument, "meter.array_id", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m9".into(), system_id: "home".into(), array_id: Some("c1".into()), name: "x".into(), ..Meter::default() }) })),
-        ("meter: bad type", Code::InvalidArgument, "meter.meter_type", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m9".into(), system_id: "home".into(), name: "x".into(), meter_type: "quantum".into(), ..Meter::default() }) })),
-        ("meter: duplicate", Code::AlreadyExists, "meter.meter_id", call!(meters, create_meter, CreateMeterRequest { meter: Some(Meter { meter_id: "m1".into(), system_id: "home".into(), name: "x".into(), ..Meter::default() }) })),
+        (
+            "meter: missing array",
+            Code::NotFound,
+            "meter.array_id",
+            call!(
+                meters,
+                create_meter,
+                CreateMeterRequest {
+                    meter: Some(Meter {
+                        meter_id: "m9".into(),
+                        system_id: "home".into(),
+                        array_id: Some("a9".into()),
+                        name: "x".into(),
+                        ..Meter::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "meter: array of another system",
+            Code::InvalidArgument,
+            "meter.array_id",
+            call!(
+                meters,
+                create_meter,
+                CreateMeterRequest {
+                    meter: Some(Meter {
+                        meter_id: "m9".into(),
+                        system_id: "home".into(),
+                        array_id: Some("c1".into()),
+                        name: "x".into(),
+                        ..Meter::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "meter: bad type",
+            Code::InvalidArgument,
+            "meter.meter_type",
+            call!(
+                meters,
+                create_meter,
+                CreateMeterRequest {
+                    meter: Some(Meter {
+                        meter_id: "m9".into(),
+                        system_id: "home".into(),
+                        name: "x".into(),
+                        meter_type: "quantum".into(),
+                        ..Meter::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "meter: duplicate",
+            Code::AlreadyExists,
+            "meter.meter_id",
+            call!(
+                meters,
+                create_meter,
+                CreateMeterRequest {
+                    meter: Some(Meter {
+                        meter_id: "m1".into(),
+                        system_id: "home".into(),
+                        name: "x".into(),
+                        ..Meter::default()
+                    })
+                }
+            ),
+        ),
         // adapter types
-        ("adapter type: bad schema", Code::InvalidArgument, "adapter_type.config_schema", call!(adapter_types, create_adapter_type, CreateAdapterTypeRequest { adapter_type: Some(AdapterType { adapter_type: "t9".into(), device_category: "meter".into(), name: "x".into(), config_schema: r#"{"pattern":"^a"}"#.into(), supported_transports: vec!["tcp".into()], ..AdapterType::default() }) })),
-        ("adapter type: bad category", Code::InvalidArgument, "adapter_type.device_category", call!(adapter_types, create_adapter_type, CreateAdapterTypeRequest { adapter_type: Some(AdapterType { adapter_type: "t9".into(), device_category: "toaster".into(), name: "x".into(), config_schema: "{}".into(), supported_transports: vec!["tcp".into()], ..AdapterType::default() }) })),
-        ("adapter type: in use", Code::FailedPrecondition, "precondition:adapters", call!(adapter_types, delete_adapter_type, DeleteAdapterTypeRequest { adapter_type: "test_meter".into(), cascade: false })),
+        (
+            "adapter type: bad schema",
+            Code::InvalidArgument,
+            "adapter_type.config_schema",
+            call!(
+                adapter_types,
+                create_adapter_type,
+                CreateAdapterTypeRequest {
+                    adapter_type: Some(AdapterType {
+                        adapter_type: "t9".into(),
+                        device_category: "meter".into(),
+                        name: "x".into(),
+                        config_schema: r#"{"pattern":"^a"}"#.into(),
+                        supported_transports: vec!["tcp".into()],
+                        ..AdapterType::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "adapter type: bad category",
+            Code::InvalidArgument,
+            "adapter_type.device_category",
+            call!(
+                adapter_types,
+                create_adapter_type,
+                CreateAdapterTypeRequest {
+                    adapter_type: Some(AdapterType {
+                        adapter_type: "t9".into(),
+                        device_category: "toaster".into(),
+                        name: "x".into(),
+                        config_schema: "{}".into(),
+                        supported_transports: vec!["tcp".into()],
+                        ..AdapterType::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "adapter type: in use",
+            Code::FailedPrecondition,
+            "precondition:adapters",
+            call!(
+                adapter_types,
+                delete_adapter_type,
+                DeleteAdapterTypeRequest {
+                    adapter_type: "test_meter".into(),
+                    cascade: false
+                }
+            ),
+        ),
         // adapters
-        ("adapter: unknown type", Code::NotFound, "adapter.adapter_type", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "nope", r#"{"host":"h"}"#)) })),
-        ("adapter: config type", Code::InvalidArgument, "adapter.config_json.baudrate", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "test_meter", r#"{"host":"h","baudrate":"9600"}"#)) })),
-        ("adapter: config unknown key", Code::InvalidArgument, "adapter.config_json.bogus", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "test_meter", r#"{"host":"h","bogus":1}"#)) })),
-        ("adapter: config not json", Code::InvalidArgument, "adapter.config_json", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("x9", "test_meter", "{host")) })),
-        ("adapter: duplicate", Code::AlreadyExists, "adapter.adapter_id", call!(adapters, create_adapter, CreateAdapterRequest { adapter: Some(adapter("m1.adapter", "test_meter", r#"{"host":"h"}"#)) })),
-        ("adapter: in use", Code::FailedPrecondition, "precondition:meters", call!(adapters, delete_adapter, DeleteAdapterRequest { adapter_id: "m1.adapter".into(), cascade: false })),
+        (
+            "adapter: unknown type",
+            Code::NotFound,
+            "adapter.adapter_type",
+            call!(
+                adapters,
+                create_adapter,
+                CreateAdapterRequest {
+                    adapter: Some(adapter("x9", "nope", r#"{"host":"h"}"#))
+                }
+            ),
+        ),
+        (
+            "adapter: config type",
+            Code::InvalidArgument,
+            "adapter.config_json.baudrate",
+            call!(
+                adapters,
+                create_adapter,
+                CreateAdapterRequest {
+                    adapter: Some(adapter(
+                        "x9",
+                        "test_meter",
+                        r#"{"host":"h","baudrate":"9600"}"#
+                    ))
+                }
+            ),
+        ),
+        (
+            "adapter: config unknown key",
+            Code::InvalidArgument,
+            "adapter.config_json.bogus",
+            call!(
+                adapters,
+                create_adapter,
+                CreateAdapterRequest {
+                    adapter: Some(adapter("x9", "test_meter", r#"{"host":"h","bogus":1}"#))
+                }
+            ),
+        ),
+        (
+            "adapter: config not json",
+            Code::InvalidArgument,
+            "adapter.config_json",
+            call!(
+                adapters,
+                create_adapter,
+                CreateAdapterRequest {
+                    adapter: Some(adapter("x9", "test_meter", "{host"))
+                }
+            ),
+        ),
+        (
+            "adapter: duplicate",
+            Code::AlreadyExists,
+            "adapter.adapter_id",
+            call!(
+                adapters,
+                create_adapter,
+                CreateAdapterRequest {
+                    adapter: Some(adapter("m1.adapter", "test_meter", r#"{"host":"h"}"#))
+                }
+            ),
+        ),
+        (
+            "adapter: in use",
+            Code::FailedPrecondition,
+            "precondition:meters",
+            call!(
+                adapters,
+                delete_adapter,
+                DeleteAdapterRequest {
+                    adapter_id: "m1.adapter".into(),
+                    cascade: false
+                }
+            ),
+        ),
         // pack adapters
-        ("pack adapter: missing pack", Code::NotFound, "battery_pack_adapter.pack_id", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p9".into(), adapter_id: "m1.adapter".into(), ..BatteryPackAdapter::default() }) })),
-        ("pack adapter: missing adapter", Code::NotFound, "battery_pack_adapter.adapter_id", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "nope".into(), ..BatteryPackAdapter::default() }) })),
-        ("pack adapter: bad priority", Code::InvalidArgument, "battery_pack_adapter.priority", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), priority: -1, ..BatteryPackAdapter::default() }) })),
-        ("pack adapter: duplicate", Code::AlreadyExists, "battery_pack_adapter.pack_id", call!(pack_adapters, create_battery_pack_adapter, CreateBatteryPackAdapterRequest { battery_pack_adapter: Some(BatteryPackAdapter { pack_id: "p1".into(), adapter_id: "m1.adapter".into(), ..BatteryPackAdapter::default() }) })),
+        (
+            "pack adapter: missing pack",
+            Code::NotFound,
+            "battery_pack_adapter.pack_id",
+            call!(
+                pack_adapters,
+                create_battery_pack_adapter,
+                CreateBatteryPackAdapterRequest {
+                    battery_pack_adapter: Some(BatteryPackAdapter {
+                        pack_id: "p9".into(),
+                        adapter_id: "m1.adapter".into(),
+                        ..BatteryPackAdapter::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "pack adapter: missing adapter",
+            Code::NotFound,
+            "battery_pack_adapter.adapter_id",
+            call!(
+                pack_adapters,
+                create_battery_pack_adapter,
+                CreateBatteryPackAdapterRequest {
+                    battery_pack_adapter: Some(BatteryPackAdapter {
+                        pack_id: "p1".into(),
+                        adapter_id: "nope".into(),
+                        ..BatteryPackAdapter::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "pack adapter: bad priority",
+            Code::InvalidArgument,
+            "battery_pack_adapter.priority",
+            call!(
+                pack_adapters,
+                create_battery_pack_adapter,
+                CreateBatteryPackAdapterRequest {
+                    battery_pack_adapter: Some(BatteryPackAdapter {
+                        pack_id: "p1".into(),
+                        adapter_id: "m1.adapter".into(),
+                        priority: -1,
+                        ..BatteryPackAdapter::default()
+                    })
+                }
+            ),
+        ),
+        (
+            "pack adapter: duplicate",
+            Code::AlreadyExists,
+            "battery_pack_adapter.pack_id",
+            call!(
+                pack_adapters,
+                create_battery_pack_adapter,
+                CreateBatteryPackAdapterRequest {
+                    battery_pack_adapter: Some(BatteryPackAdapter {
+                        pack_id: "p1".into(),
+                        adapter_id: "m1.adapter".into(),
+                        ..BatteryPackAdapter::default()
+                    })
+                }
+            ),
+        ),
     ]
 }
 
@@ -638,14 +1950,30 @@ fn documented_errors_name_their_field(db: TestDb) {
                 Err(status) => {
                     let (got, fields) = error_fields(&status);
                     if got != code || !fields.iter().any(|f| f == field) {
-                        failures.push(format!("{name}: got {got:?} {fields:?} ({}), expected {code:?} naming {field}", status.message()));
+                        failures.push(format!(
+                            "{name}: got {got:?} {fields:?} ({}), expected {code:?} naming {field}",
+                            status.message()
+                        ));
                     }
-                    assert!(!status.message().to_lowercase().contains("select"), "{name}: SQL leaked: {}", status.message());
+                    assert!(
+                        !status.message().to_lowercase().contains("select"),
+                        "{name}: SQL leaked: {}",
+                        status.message()
+                    );
                 }
             }
         }
-        assert!(failures.is_empty(), "{} error cases wrong:\n{}", failures.len(), failures.join("\n"));
-        assert_eq!(catalog_fingerprint(&database), before, "a refused request changed the catalog");
+        assert!(
+            failures.is_empty(),
+            "{} error cases wrong:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        assert_eq!(
+            catalog_fingerprint(&database),
+            before,
+            "a refused request changed the catalog"
+        );
     });
 }
 
@@ -653,7 +1981,9 @@ fn catalog_fingerprint(database: &solarhub_hub::db::Database) -> Vec<Vec<String>
     let mut conn = database.get().unwrap();
     solarhub_hub::catalog::CatalogTable::ALL
         .iter()
-        .map(|t| solarhub_hub::db::introspect::table_fingerprint(&mut conn, t.table_name()).unwrap())
+        .map(|t| {
+            solarhub_hub::db::introspect::table_fingerprint(&mut conn, t.table_name()).unwrap()
+        })
         .collect()
 }
 
@@ -672,36 +2002,81 @@ fn get_config_returns_the_imported_installation(db: TestDb) {
     let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
     {
         let mut conn = hub.database.get().unwrap();
-        solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, false).unwrap();
+        solarhub_hub::db::catalog::apply_installation(
+            &mut conn,
+            &rows,
+            &loaded.installation,
+            false,
+        )
+        .unwrap();
     }
     let channel = hub.channel.clone();
     let config = hub
         .runtime
-        .block_on(async move { ConfigServiceClient::new(channel).get_config(GetConfigRequest { system_id: "home".into() }).await })
+        .block_on(async move {
+            ConfigServiceClient::new(channel)
+                .get_config(GetConfigRequest {
+                    system_id: "home".into(),
+                })
+                .await
+        })
         .unwrap()
         .into_inner();
     assert_eq!(config.adapter_types.len(), 9);
     assert_eq!(config.systems.len(), 1);
     let tree = &config.systems[0];
     let system = tree.system.as_ref().unwrap();
-    assert_eq!((system.system_id.as_str(), system.timezone.as_str(), system.currency.as_str()), ("home", "Asia/Karachi", "PKR"));
+    assert_eq!(
+        (
+            system.system_id.as_str(),
+            system.timezone.as_str(),
+            system.currency.as_str()
+        ),
+        ("home", "Asia/Karachi", "PKR")
+    );
 
     let arrays: Vec<(String, Vec<String>)> = tree
         .inverter_arrays
         .iter()
-        .map(|a| (a.inverter_array.as_ref().unwrap().array_id.clone(), a.inverters.iter().map(|i| i.inverter_id.clone()).collect()))
+        .map(|a| {
+            (
+                a.inverter_array.as_ref().unwrap().array_id.clone(),
+                a.inverters.iter().map(|i| i.inverter_id.clone()).collect(),
+            )
+        })
         .collect();
     assert_eq!(
         arrays,
-        [("array1".to_owned(), vec!["powdrive2".to_owned(), "senergy1".to_owned()]), ("array2".to_owned(), vec!["powdrive1".to_owned()])]
+        [
+            (
+                "array1".to_owned(),
+                vec!["powdrive2".to_owned(), "senergy1".to_owned()]
+            ),
+            ("array2".to_owned(), vec!["powdrive1".to_owned()])
+        ]
     );
     let adapter_of: Vec<(String, Option<String>)> = tree
         .inverter_arrays
         .iter()
-        .flat_map(|a| a.inverters.iter().map(|i| (i.inverter_id.clone(), i.adapter_id.clone())))
+        .flat_map(|a| {
+            a.inverters
+                .iter()
+                .map(|i| (i.inverter_id.clone(), i.adapter_id.clone()))
+        })
         .collect();
-    assert!(adapter_of.iter().all(|(id, adapter)| adapter.as_deref() == Some(format!("{id}.adapter").as_str())), "{adapter_of:?}");
-    assert_eq!(tree.system_meters.iter().map(|m| m.meter_id.as_str()).collect::<Vec<_>>(), ["grid_meter_1"]);
+    assert!(
+        adapter_of
+            .iter()
+            .all(|(id, adapter)| adapter.as_deref() == Some(format!("{id}.adapter").as_str())),
+        "{adapter_of:?}"
+    );
+    assert_eq!(
+        tree.system_meters
+            .iter()
+            .map(|m| m.meter_id.as_str())
+            .collect::<Vec<_>>(),
+        ["grid_meter_1"]
+    );
 
     let banks: Vec<(String, Vec<(String, usize, usize)>)> = tree
         .battery_arrays
@@ -711,7 +2086,13 @@ fn get_config_returns_the_imported_installation(db: TestDb) {
                 b.battery_array.as_ref().unwrap().battery_array_id.clone(),
                 b.battery_packs
                     .iter()
-                    .map(|p| (p.battery_pack.as_ref().unwrap().pack_id.clone(), p.batteries.len(), p.batteries.iter().map(|b| b.cells.len()).sum()))
+                    .map(|p| {
+                        (
+                            p.battery_pack.as_ref().unwrap().pack_id.clone(),
+                            p.batteries.len(),
+                            p.batteries.iter().map(|b| b.cells.len()).sum(),
+                        )
+                    })
                     .collect(),
             )
         })
@@ -719,38 +2100,89 @@ fn get_config_returns_the_imported_installation(db: TestDb) {
     assert_eq!(
         banks,
         [
-            ("battery_array1".to_owned(), vec![("jkbms_bank".to_owned(), 3, 48)]),
-            ("battery_array2".to_owned(), vec![("battery1".to_owned(), 4, 60)]),
+            (
+                "battery_array1".to_owned(),
+                vec![("jkbms_bank".to_owned(), 3, 48)]
+            ),
+            (
+                "battery_array2".to_owned(),
+                vec![("battery1".to_owned(), 4, 60)]
+            ),
         ]
     );
     let jk = &tree.battery_arrays[0].battery_packs[0];
-    let priorities: Vec<(&str, i32, Option<bool>)> = jk.adapters.iter().map(|a| (a.adapter_id.as_str(), a.priority, a.enabled)).collect();
-    assert_eq!(priorities, [("jkbms_bank.adapter1", 1, Some(true)), ("jkbms_bank.adapter2", 2, Some(true))]);
+    let priorities: Vec<(&str, i32, Option<bool>)> = jk
+        .adapters
+        .iter()
+        .map(|a| (a.adapter_id.as_str(), a.priority, a.enabled))
+        .collect();
+    assert_eq!(
+        priorities,
+        [
+            ("jkbms_bank.adapter1", 1, Some(true)),
+            ("jkbms_bank.adapter2", 2, Some(true))
+        ]
+    );
     assert!(tree.unassigned_battery_packs.is_empty());
 
     let attachments: Vec<(&str, &str, i64, bool)> = tree
         .attachments
         .iter()
-        .map(|a| (a.battery_array_id.as_str(), a.inverter_array_id.as_str(), a.attached_since.as_ref().unwrap().seconds, a.detached_at.is_none()))
+        .map(|a| {
+            (
+                a.battery_array_id.as_str(),
+                a.inverter_array_id.as_str(),
+                a.attached_since.as_ref().unwrap().seconds,
+                a.detached_at.is_none(),
+            )
+        })
         .collect();
-    assert_eq!(attachments, [("battery_array1", "array1", 1_735_671_600, true), ("battery_array2", "array2", 1_735_671_600, true)]);
+    assert_eq!(
+        attachments,
+        [
+            ("battery_array1", "array1", 1_735_671_600, true),
+            ("battery_array2", "array2", 1_735_671_600, true)
+        ]
+    );
 
-    let mut adapters: Vec<(String, String, i32)> =
-        tree.adapters.iter().map(|a| (a.adapter_id.clone(), a.adapter_type.clone(), a.priority)).collect();
+    let mut adapters: Vec<(String, String, i32)> = tree
+        .adapters
+        .iter()
+        .map(|a| (a.adapter_id.clone(), a.adapter_type.clone(), a.priority))
+        .collect();
     adapters.sort();
-    let mut expected: Vec<(String, String, i32)> =
-        loaded.installation.adapters.iter().map(|a| (a.adapter_id.clone(), a.adapter_type.clone(), a.priority)).collect();
+    let mut expected: Vec<(String, String, i32)> = loaded
+        .installation
+        .adapters
+        .iter()
+        .map(|a| (a.adapter_id.clone(), a.adapter_type.clone(), a.priority))
+        .collect();
     expected.sort();
     assert_eq!(adapters, expected);
     for adapter in &tree.adapters {
-        let imported = loaded.installation.adapters.iter().find(|a| a.adapter_id == adapter.adapter_id).unwrap();
-        assert_eq!(adapter.config_json, imported.config_json, "{}", adapter.adapter_id);
+        let imported = loaded
+            .installation
+            .adapters
+            .iter()
+            .find(|a| a.adapter_id == adapter.adapter_id)
+            .unwrap();
+        assert_eq!(
+            adapter.config_json, imported.config_json,
+            "{}",
+            adapter.adapter_id
+        );
     }
 
     let channel = hub.channel.clone();
     let missing = hub
         .runtime
-        .block_on(async move { ConfigServiceClient::new(channel).get_config(GetConfigRequest { system_id: "nope".into() }).await })
+        .block_on(async move {
+            ConfigServiceClient::new(channel)
+                .get_config(GetConfigRequest {
+                    system_id: "nope".into(),
+                })
+                .await
+        })
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
@@ -759,7 +2191,9 @@ on_both_backends!(get_config_returns_the_imported_installation);
 
 /// The loader runs one query per table, however many devices the system has.
 fn loader_query_count_does_not_grow_with_devices(db: TestDb) {
-    use solarhub_hub::catalog::{Installation, Inverter as InverterRow, InverterArray as ArrayRow, System as SystemRow};
+    use solarhub_hub::catalog::{
+        Installation, Inverter as InverterRow, InverterArray as ArrayRow, System as SystemRow,
+    };
     let database = db.migrated();
     let mut conn = database.get().unwrap();
     let mut counts = Vec::new();
@@ -773,7 +2207,12 @@ fn loader_query_count_does_not_grow_with_devices(db: TestDb) {
                 currency: None,
                 tariff_json: None,
             }),
-            arrays: vec![ArrayRow { array_id: format!("{system_id}.a"), system_id: system_id.into(), name: "a".into(), pv_capacity_kw: None }],
+            arrays: vec![ArrayRow {
+                array_id: format!("{system_id}.a"),
+                system_id: system_id.into(),
+                name: "a".into(),
+                pv_capacity_kw: None,
+            }],
             inverters: (0..inverters)
                 .map(|i| InverterRow {
                     inverter_id: format!("{system_id}.inv{i}"),
@@ -792,8 +2231,9 @@ fn loader_query_count_does_not_grow_with_devices(db: TestDb) {
             ..Installation::default()
         };
         solarhub_hub::db::catalog::insert_rows(&mut conn, &installation).unwrap();
-        let ((systems, loaded), queries) =
-            solarhub_hub::db::count_queries(&mut conn, |conn| solarhub_hub::db::catalog::load_installations(conn, Some(system_id)).unwrap());
+        let ((systems, loaded), queries) = solarhub_hub::db::count_queries(&mut conn, |conn| {
+            solarhub_hub::db::catalog::load_installations(conn, Some(system_id)).unwrap()
+        });
         assert_eq!(systems.len(), 1);
         assert_eq!(loaded.inverters.len(), inverters);
         counts.push(queries);

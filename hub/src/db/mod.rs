@@ -284,11 +284,14 @@ impl Database {
 impl Database {
     /// Runs `work`, which writes, in one transaction on tokio's blocking pool. On SQLite, writers of
     /// this process take turns.
+    ///
+    /// A transaction that loses to contention (a Postgres deadlock or serialization failure) is rolled
+    /// back and run again, up to a few times, so `work` must be safe to repeat.
     pub async fn run_write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        E: From<DbError> + Retryable + Send + 'static,
+        F: Fn(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
         let writer = self.sqlite_writer.clone();
@@ -306,7 +309,18 @@ impl Database {
             let mut conn = pool
                 .get()
                 .map_err(|error| E::from(DbError::Unavailable(error.to_string())))?;
-            in_transaction(&mut conn, work)
+            let mut attempt = 1;
+            loop {
+                match in_transaction(&mut conn, &work) {
+                    Err(error) if error.is_retryable() && attempt < WRITE_ATTEMPTS => {
+                        std::thread::sleep(std::time::Duration::from_millis(
+                            5 * u64::from(attempt),
+                        ));
+                        attempt += 1;
+                    }
+                    outcome => return outcome,
+                }
+            }
         })
         .await
         .map_err(|error| {
@@ -355,6 +369,9 @@ pub enum DbError {
     UniqueViolation(String),
     #[error("foreign key violation: {0}")]
     ForeignKeyViolation(String),
+    /// A deadlock, serialization failure or lock timeout: the same work may succeed if run again.
+    #[error("contention: {0}")]
+    Contention(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -372,18 +389,38 @@ impl From<diesel::result::Error> for DbError {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 DbError::Unavailable(info.message().to_owned())
             }
-            Error::DatabaseError(_, ref info) if is_busy(info.message()) => {
-                DbError::Unavailable(info.message().to_owned())
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                DbError::Contention(info.message().to_owned())
+            }
+            Error::DatabaseError(_, ref info) if is_contention(info.message()) => {
+                DbError::Contention(info.message().to_owned())
             }
             other => DbError::Query(other),
         }
     }
 }
 
-/// SQLite reports a lock it could not get within the busy timeout as an unknown error.
-fn is_busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("database is busy")
+/// Postgres reports deadlocks, and SQLite a lock it could not get within the busy timeout, as
+/// errors diesel does not classify.
+fn is_contention(message: &str) -> bool {
+    message.contains("deadlock detected")
+        || message.contains("database is locked")
+        || message.contains("database is busy")
 }
+
+/// An error that says whether running the same work again may succeed.
+pub trait Retryable {
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for DbError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, DbError::Contention(_))
+    }
+}
+
+/// How often a write that lost to contention is tried in all.
+const WRITE_ATTEMPTS: u32 = 5;
 
 impl From<diesel::ConnectionError> for DbError {
     fn from(error: diesel::ConnectionError) -> Self {

@@ -55,6 +55,7 @@ fn status_from_db(error: DbError) -> Status {
         | DbError::Query(_)
         | DbError::UniqueViolation(_)
         | DbError::ForeignKeyViolation(_)
+        | DbError::Contention(_)
         | DbError::Invalid(_) => Status::internal("database error"),
     }
 }

@@ -98,7 +98,7 @@ pub enum CatalogError {
     NotFound {
         kind: &'static str,
         id: String,
-        parents: Parents,
+        parents: Box<Parents>,
         /// The request field that named it, when the missing thing is a referenced parent.
         field: Option<String>,
     },
@@ -118,6 +118,9 @@ pub enum CatalogError {
     Conflict { field: String, message: String },
     #[error("database unavailable")]
     Unavailable(String),
+    /// Lost to concurrent writers even after retrying; the client may try again.
+    #[error("too many concurrent changes, try again")]
+    Contention(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -161,9 +164,16 @@ impl From<DbError> for CatalogError {
                 field: String::new(),
                 message: format!("a referenced resource changed at the same time: {message}"),
             },
+            DbError::Contention(message) => CatalogError::Contention(message),
             DbError::Migration(_) | DbError::Query(_) | DbError::Invalid(_) => {
                 CatalogError::Internal(error.to_string())
             }
         }
+    }
+}
+
+impl crate::db::Retryable for CatalogError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, CatalogError::Contention(_))
     }
 }

@@ -113,9 +113,10 @@ impl Repository {
             .await?
     }
 
-    pub async fn create<R: Linked>(&self, mut row: R) -> Result<(R, Parents), CatalogError> {
+    pub async fn create<R: Linked>(&self, new_row: R) -> Result<(R, Parents), CatalogError> {
         self.database
             .run_write(move |conn| -> Result<(R, Parents), CatalogError> {
+                let mut row = new_row.clone();
                 let mut violations = Violations::default();
                 row.check_values(&mut violations);
                 violations.into_result()?;
@@ -242,7 +243,7 @@ fn not_found<R: Resource>(key: &R::Key) -> CatalogError {
     CatalogError::NotFound {
         kind: R::KIND,
         id: R::id_text(key),
-        parents: Parents::default(),
+        parents: Box::default(),
         field: None,
     }
 }
@@ -277,7 +278,7 @@ fn require<P: CatalogStore>(
     P::fetch(conn, id)?.ok_or_else(|| CatalogError::NotFound {
         kind: P::KIND,
         id: P::id_text(id),
-        parents,
+        parents: Box::new(parents),
         field: Some(field.to_owned()),
     })
 }

@@ -146,18 +146,33 @@ pub struct RunningHub {
 impl RunningHub {
     pub fn start(db: &TestDb) -> RunningHub {
         let database = db.migrated();
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = database.clone();
         let channel = runtime.block_on(async move {
-            let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
             let addr = listener.local_addr().unwrap();
             tokio::spawn(solarhub_hub::grpc::serve(serving, listener, async move {
                 let _ = stopped.await;
             }));
-            solarhub_proto::tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+            solarhub_proto::tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
         });
-        RunningHub { runtime, channel, database, stop: Some(stop) }
+        RunningHub {
+            runtime,
+            channel,
+            database,
+            stop: Some(stop),
+        }
     }
 }
 
@@ -170,15 +185,28 @@ impl Drop for RunningHub {
 }
 
 /// The code and the fields named in the details of an error status.
-pub fn error_fields(status: &solarhub_proto::tonic::Status) -> (solarhub_proto::tonic::Code, Vec<String>) {
+pub fn error_fields(
+    status: &solarhub_proto::tonic::Status,
+) -> (solarhub_proto::tonic::Code, Vec<String>) {
     use tonic_types::StatusExt;
     let details = status.get_error_details();
-    let mut fields: Vec<String> = details.bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default();
+    let mut fields: Vec<String> = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
     if let Some(precondition) = details.precondition_failure() {
-        fields.extend(precondition.violations.iter().map(|v| format!("precondition:{}", v.subject)));
+        fields.extend(
+            precondition
+                .violations
+                .iter()
+                .map(|v| format!("precondition:{}", v.subject)),
+        );
     }
     if let Some(resource) = details.resource_info() {
-        fields.push(format!("resource:{}:{}", resource.resource_type, resource.resource_name));
+        fields.push(format!(
+            "resource:{}:{}",
+            resource.resource_type, resource.resource_name
+        ));
     }
     (status.code(), fields)
 }

@@ -75,6 +75,10 @@ pub(crate) fn status(error: CatalogError) -> Status {
             }
             Status::with_error_details(tonic::Code::FailedPrecondition, message, details)
         }
+        CatalogError::Contention(reason) => {
+            tracing::warn!(%reason, "write lost to contention after retries");
+            Status::unavailable(message)
+        }
         CatalogError::Unavailable(reason) => {
             tracing::warn!(%reason, "database unavailable");
             Status::unavailable("database unavailable")
