@@ -2078,7 +2078,9 @@ fn get_config_returns_the_imported_installation(db: TestDb) {
         ["grid_meter_1"]
     );
 
-    let banks: Vec<(String, Vec<(String, usize, usize)>)> = tree
+    // (battery array, [(pack, batteries, cells)])
+    type BankSummary = (String, Vec<(String, usize, usize)>);
+    let banks: Vec<BankSummary> = tree
         .battery_arrays
         .iter()
         .map(|b| {

@@ -211,10 +211,10 @@ impl Repository {
                 move |conn| -> Result<Result<ConfigTree, CatalogError>, DbError> {
                     let (systems, installation) =
                         store::load_installations(conn, system_id.as_deref())?;
-                    if let Some(id) = system_id {
-                        if systems.is_empty() {
-                            return Ok(Err(not_found::<System>(&id)));
-                        }
+                    if let Some(id) = system_id
+                        && systems.is_empty()
+                    {
+                        return Ok(Err(not_found::<System>(&id)));
                     }
                     let adapter_types =
                         AdapterType::fetch_page(conn, &ListFilter::default(), None, i64::MAX)?;
@@ -376,7 +376,7 @@ fn decode_page_token<R: Resource>(token: &str) -> Result<Option<R::Key>, Catalog
             description: "is not a token this API issued".into(),
         }])
     };
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes: Option<Vec<u8>> = (0..token.len())

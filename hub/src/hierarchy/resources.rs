@@ -61,18 +61,18 @@ fn check_name(violations: &mut Violations, field: String, name: &str) {
 }
 
 fn check_non_negative(violations: &mut Violations, field: String, value: Option<f64>) {
-    if let Some(value) = value {
-        if !value.is_finite() || value < 0.0 {
-            violations.add(field, format!("must be a finite number >= 0, got {value}"));
-        }
+    if let Some(value) = value
+        && (!value.is_finite() || value < 0.0)
+    {
+        violations.add(field, format!("must be a finite number >= 0, got {value}"));
     }
 }
 
 fn check_positive(violations: &mut Violations, field: String, value: Option<f64>) {
-    if let Some(value) = value {
-        if !value.is_finite() || value <= 0.0 {
-            violations.add(field, format!("must be a finite number > 0, got {value}"));
-        }
+    if let Some(value) = value
+        && (!value.is_finite() || value <= 0.0)
+    {
+        violations.add(field, format!("must be a finite number > 0, got {value}"));
     }
 }
 
@@ -129,13 +129,13 @@ impl Resource for System {
                 ),
             );
         }
-        if let Some(currency) = &self.currency {
-            if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-                v.add(
-                    "system.currency",
-                    format!("must be a three-letter ISO 4217 code like EUR, got {currency:?}"),
-                );
-            }
+        if let Some(currency) = &self.currency
+            && (currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            v.add(
+                "system.currency",
+                format!("must be a three-letter ISO 4217 code like EUR, got {currency:?}"),
+            );
         }
         check_json_object(v, "system.tariff_json".into(), self.tariff_json.as_deref());
     }
@@ -213,13 +213,13 @@ impl Resource for Inverter {
         check_optional_id(v, "inverter.adapter_id".into(), self.adapter_id.as_deref());
         check_name(v, "inverter.name".into(), &self.name);
         check_non_negative(v, "inverter.rated_power_w".into(), self.rated_power_w);
-        if let Some(phase) = &self.phase_type {
-            if !["single", "split", "three"].contains(&phase.as_str()) {
-                v.add(
-                    "inverter.phase_type",
-                    format!("must be single, split or three, got {phase:?}"),
-                );
-            }
+        if let Some(phase) = &self.phase_type
+            && !["single", "split", "three"].contains(&phase.as_str())
+        {
+            v.add(
+                "inverter.phase_type",
+                format!("must be single, split or three, got {phase:?}"),
+            );
         }
         check_json_object(
             v,
@@ -310,13 +310,13 @@ impl Resource for BatteryArrayAttachment {
             "battery_array_attachment.system_id".into(),
             &self.system_id,
         );
-        if let Some(detached) = self.detached_at {
-            if detached <= self.attached_since {
-                v.add(
-                    "battery_array_attachment.detached_at",
-                    "must be later than attached_since",
-                );
-            }
+        if let Some(detached) = self.detached_at
+            && detached <= self.attached_since
+        {
+            v.add(
+                "battery_array_attachment.detached_at",
+                "must be later than attached_since",
+            );
         }
     }
     fn copy_field(&mut self, from: &Self, field: &str) {
@@ -369,13 +369,13 @@ impl Resource for BatteryPack {
             ("batteries_count", self.batteries_count),
             ("cells_per_battery", self.cells_per_battery),
         ] {
-            if let Some(count) = count {
-                if !(1..=1024).contains(&count) {
-                    v.add(
-                        format!("battery_pack.{field}"),
-                        format!("must be between 1 and 1024, got {count}"),
-                    );
-                }
+            if let Some(count) = count
+                && !(1..=1024).contains(&count)
+            {
+                v.add(
+                    format!("battery_pack.{field}"),
+                    format!("must be between 1 and 1024, got {count}"),
+                );
             }
         }
     }
@@ -549,18 +549,18 @@ impl Resource for AdapterType {
         }
         match JsonSchema::parse(&self.config_schema) {
             Ok(schema) => {
-                if let Some(default) = &self.default_config {
-                    if let Ok(value) = serde_json::from_str::<serde_json::Value>(default) {
-                        for violation in schema
-                            .validate(&value)
-                            .iter()
-                            .filter(|x| x.message != "is required")
-                        {
-                            v.add(
-                                format!("adapter_type.default_config.{}", violation.path),
-                                violation.message.clone(),
-                            );
-                        }
+                if let Some(default) = &self.default_config
+                    && let Ok(value) = serde_json::from_str::<serde_json::Value>(default)
+                {
+                    for violation in schema
+                        .validate(&value)
+                        .iter()
+                        .filter(|x| x.message != "is required")
+                    {
+                        v.add(
+                            format!("adapter_type.default_config.{}", violation.path),
+                            violation.message.clone(),
+                        );
                     }
                 }
             }
