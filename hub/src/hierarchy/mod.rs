@@ -94,7 +94,7 @@ pub struct ListFilter {
 pub enum CatalogError {
     #[error("invalid request: {}", describe_violations(.0))]
     Invalid(Vec<FieldViolation>),
-    #[error("{kind} {id} not found{}", in_parents(.parents))]
+    #[error("{kind} {id} not found{}{}", in_parents(.parents), named_by(.field))]
     NotFound {
         kind: &'static str,
         id: String,
@@ -140,6 +140,13 @@ fn in_parents(parents: &Parents) -> String {
     } else {
         format!(" in {text}")
     }
+}
+
+fn named_by(field: &Option<String>) -> String {
+    field
+        .as_ref()
+        .map(|field| format!(" (named by {field})"))
+        .unwrap_or_default()
 }
 
 fn describe_children(children: &[(String, i64)]) -> String {
