@@ -1,4 +1,13 @@
-//! The solarhub collector: polls devices next to the bus and streams telemetry to the hub.
+//! The solarhub collector: polls devices next to the bus and turns registers into readings.
 //!
-//! Drivers, transports, the bus scheduler, the simulator and the uplink arrive with their issues;
-//! this crate never opens the hub's database.
+//! Map: `register_map` (the map file format and its checks), `read_plan` (which reads one poll
+//! needs), `codec` (registers ↔ values, both directions), `modbus_poll` (one poll over a Modbus
+//! context), `normalize` (canonical fields, implausible values dropped and counted), `simulator`
+//! (simulated devices over real Modbus). The collector never opens the hub's database.
+
+pub mod codec;
+pub mod modbus_poll;
+pub mod normalize;
+pub mod read_plan;
+pub mod register_map;
+pub mod simulator;

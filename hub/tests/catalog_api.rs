@@ -2394,7 +2394,10 @@ fn loader_query_count_does_not_grow_with_devices(db: TestDb) {
         assert_eq!(loaded.inverters.len(), inverters);
         counts.push(queries);
     }
-    eprintln!("loader queries: {} for 5 inverters, {} for 500", counts[0], counts[1]);
+    eprintln!(
+        "loader queries: {} for 5 inverters, {} for 500",
+        counts[0], counts[1]
+    );
     assert!(counts[0] > 0, "the counter saw no queries");
     assert_eq!(counts[0], counts[1], "queries for 5 and for 500 inverters");
 }

@@ -1,0 +1,105 @@
+//! Executing a read plan against one device over an open Modbus context (TCP, RTU, RTU over TCP):
+//! every request with its own timeout; a request that fails leaves its registers unread (missing),
+//! never zero.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio_modbus::client::{Context, Reader};
+
+use crate::codec::{self, RegisterValue};
+use crate::read_plan::ReadRequest;
+use crate::register_map::{RegisterKind, RegisterMap};
+
+/// Why one request of a poll failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("device answered with exception {0}")]
+    Exception(String),
+    #[error("transport error: {0}")]
+    Transport(String),
+    #[error("answered {got} registers instead of {wanted}")]
+    ShortAnswer { wanted: u16, got: usize },
+}
+
+/// The outcome of one poll: the registers read, and the requests that failed.
+#[derive(Debug, Default)]
+pub struct PollResult {
+    pub registers: BTreeMap<String, RegisterValue>,
+    pub failures: Vec<(ReadRequest, RequestError)>,
+    pub requests_sent: usize,
+}
+
+impl PollResult {
+    /// True when no request got an answer: the device is not there.
+    pub fn device_silent(&self) -> bool {
+        self.requests_sent > 0 && self.failures.len() == self.requests_sent
+    }
+}
+
+pub async fn read_request(
+    context: &mut Context,
+    request: &ReadRequest,
+    timeout: Duration,
+) -> Result<Vec<u16>, RequestError> {
+    let call = async {
+        match request.kind {
+            RegisterKind::Holding => {
+                context
+                    .read_holding_registers(request.start, request.count)
+                    .await
+            }
+            RegisterKind::Input => {
+                context
+                    .read_input_registers(request.start, request.count)
+                    .await
+            }
+        }
+    };
+    let words = match tokio::time::timeout(timeout, call).await {
+        Err(_) => return Err(RequestError::Timeout(timeout)),
+        Ok(Err(error)) => return Err(RequestError::Transport(error.to_string())),
+        Ok(Ok(Err(exception))) => return Err(RequestError::Exception(exception.to_string())),
+        Ok(Ok(Ok(words))) => words,
+    };
+    if words.len() != usize::from(request.count) {
+        return Err(RequestError::ShortAnswer {
+            wanted: request.count,
+            got: words.len(),
+        });
+    }
+    Ok(words)
+}
+
+/// Reads every request of `plan` one after the other and decodes the registers they cover.
+pub async fn poll(
+    context: &mut Context,
+    map: &RegisterMap,
+    plan: &[ReadRequest],
+    timeout: Duration,
+) -> PollResult {
+    let mut result = PollResult::default();
+    for request in plan {
+        result.requests_sent += 1;
+        match read_request(context, request, timeout).await {
+            Ok(words) => {
+                for register in map
+                    .registers
+                    .iter()
+                    .filter(|r| request.covers(r.kind, r.address, r.word_count()))
+                {
+                    let offset = usize::from(register.address - request.start);
+                    let slice = &words[offset..offset + usize::from(register.word_count())];
+                    result.registers.insert(
+                        register.name.clone(),
+                        codec::decode(register, slice, map.word_order),
+                    );
+                }
+            }
+            Err(error) => result.failures.push((*request, error)),
+        }
+    }
+    result
+}

@@ -1,0 +1,179 @@
+//! From decoded registers to a reading of canonical fields (DESIGN §3.2), with every implausible value
+//! dropped and counted: a sentinel, a value outside the register's range, power far beyond the
+//! device's rating, a counter running backwards. A dropped or unread value is missing — never zero.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::codec::RegisterValue;
+use crate::register_map::RegisterMap;
+
+/// How far above its rating a power may read before it is called implausible.
+pub const RATING_MARGIN: f64 = 1.5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The device's "not available" marker (0xFFFF, 0x7FFF, 0x8000, ...).
+    Sentinel,
+    /// Outside the register's plausible range (a SOC of 140 %, a negative PV power, ...).
+    OutOfRange,
+    /// A power far beyond the device's rating.
+    AboveRating,
+    /// A cumulative counter below its last value.
+    CounterBackwards,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::Sentinel => "sentinel",
+            DropReason::OutOfRange => "out of range",
+            DropReason::AboveRating => "above rating",
+            DropReason::CounterBackwards => "counter backwards",
+        })
+    }
+}
+
+/// One poll of one device, normalised.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reading {
+    pub device_id: String,
+    /// The adapter that produced it (a pack may have several).
+    pub adapter_id: String,
+    /// UTC epoch milliseconds.
+    pub ts: i64,
+    /// Canonical fields that were read and are plausible.
+    pub fields: BTreeMap<String, f64>,
+    /// Text registers (serial numbers, models).
+    pub text: BTreeMap<String, String>,
+    /// Fields left out of this reading, and why.
+    pub dropped: BTreeMap<String, DropReason>,
+}
+
+/// Normalises the readings of one device; remembers counters between polls and counts drops.
+#[derive(Debug, Default)]
+pub struct Normalizer {
+    last_counter: HashMap<String, f64>,
+    drops: BTreeMap<(String, DropReason), u64>,
+}
+
+impl Normalizer {
+    /// Every drop so far, per field and reason.
+    pub fn drop_counts(&self) -> &BTreeMap<(String, DropReason), u64> {
+        &self.drops
+    }
+
+    pub fn normalize(
+        &mut self,
+        map: &RegisterMap,
+        registers: &BTreeMap<String, RegisterValue>,
+        device_id: &str,
+        adapter_id: &str,
+        ts: i64,
+    ) -> Reading {
+        let mut reading = Reading {
+            device_id: device_id.to_owned(),
+            adapter_id: adapter_id.to_owned(),
+            ts,
+            fields: BTreeMap::new(),
+            text: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+        };
+        // Register-level plausibility first: a bad register spoils every field made from it.
+        let mut values: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut bad: BTreeMap<&str, DropReason> = BTreeMap::new();
+        for register in &map.registers {
+            match registers.get(&register.name) {
+                Some(RegisterValue::Number { value, .. }) => {
+                    let below = register.min.is_some_and(|min| *value < min);
+                    let above = register.max.is_some_and(|max| *value > max);
+                    if below || above {
+                        bad.insert(&register.name, DropReason::OutOfRange);
+                    } else {
+                        values.insert(&register.name, *value);
+                    }
+                }
+                Some(RegisterValue::Sentinel { .. }) => {
+                    bad.insert(&register.name, DropReason::Sentinel);
+                }
+                Some(RegisterValue::Text(text)) => {
+                    reading.text.insert(register.name.clone(), text.clone());
+                }
+                None => {}
+            }
+        }
+        let rating = map
+            .rated_power_register
+            .as_deref()
+            .and_then(|name| values.get(name).copied())
+            .filter(|r| *r > 0.0);
+
+        for (field, rule) in &map.fields {
+            let sources: Vec<&str> = rule
+                .register
+                .iter()
+                .map(String::as_str)
+                .chain(rule.sum.iter().map(String::as_str))
+                .collect();
+            if let Some(reason) = sources
+                .iter()
+                .chain(
+                    rule.sign_of
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .iter(),
+                )
+                .find_map(|s| bad.get(s))
+            {
+                self.drop(&mut reading, field, *reason);
+                continue;
+            }
+            let Some(parts) = sources
+                .iter()
+                .map(|s| values.get(s).copied())
+                .collect::<Option<Vec<f64>>>()
+            else {
+                continue; // not read this poll: missing, not zero
+            };
+            let mut value: f64 = parts.iter().sum::<f64>() * rule.factor;
+            if let Some(sign_source) = &rule.sign_of {
+                match values.get(sign_source.as_str()) {
+                    Some(sign) if *sign < 0.0 => value = -value.abs(),
+                    Some(_) => value = value.abs(),
+                    None => continue,
+                }
+            }
+            if field.ends_with("power_w") && field != "rated_power_w" {
+                if let Some(rating) = rating {
+                    if value.abs() > rating * RATING_MARGIN {
+                        self.drop(&mut reading, field, DropReason::AboveRating);
+                        continue;
+                    }
+                }
+            }
+            if rule.counter {
+                if let Some(last) = self.last_counter.get(field) {
+                    if value < *last {
+                        // A reset, a rollover or a bad read: not this poll's number. The counter
+                        // is followed from here on, so a real reset is only dropped once.
+                        self.last_counter.insert(field.clone(), value);
+                        self.drop(&mut reading, field, DropReason::CounterBackwards);
+                        continue;
+                    }
+                }
+                self.last_counter.insert(field.clone(), value);
+            }
+            reading.fields.insert(field.clone(), value);
+        }
+        reading
+    }
+
+    fn drop(&mut self, reading: &mut Reading, field: &str, reason: DropReason) {
+        *self.drops.entry((field.to_owned(), reason)).or_default() += 1;
+        reading.dropped.insert(field.to_owned(), reason);
+    }
+}
