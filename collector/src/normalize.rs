@@ -115,20 +115,15 @@ impl Normalizer {
             let sources: Vec<&str> = rule
                 .register
                 .iter()
+                .chain(rule.sum.iter())
                 .map(String::as_str)
-                .chain(rule.sum.iter().map(String::as_str))
                 .collect();
-            if let Some(reason) = sources
+            let spoiled = sources
                 .iter()
-                .chain(
-                    rule.sign_of
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .iter(),
-                )
-                .find_map(|s| bad.get(s))
-            {
+                .copied()
+                .chain(rule.sign_of.as_deref())
+                .find_map(|source| bad.get(source));
+            if let Some(reason) = spoiled {
                 self.drop(&mut reading, field, *reason);
                 continue;
             }
@@ -147,23 +142,23 @@ impl Normalizer {
                     None => continue,
                 }
             }
-            if field.ends_with("power_w") && field != "rated_power_w" {
-                if let Some(rating) = rating {
-                    if value.abs() > rating * RATING_MARGIN {
-                        self.drop(&mut reading, field, DropReason::AboveRating);
-                        continue;
-                    }
-                }
+            if field.ends_with("power_w")
+                && field != "rated_power_w"
+                && let Some(rating) = rating
+                && value.abs() > rating * RATING_MARGIN
+            {
+                self.drop(&mut reading, field, DropReason::AboveRating);
+                continue;
             }
             if rule.counter {
-                if let Some(last) = self.last_counter.get(field) {
-                    if value < *last {
-                        // A reset, a rollover or a bad read: not this poll's number. The counter
-                        // is followed from here on, so a real reset is only dropped once.
-                        self.last_counter.insert(field.clone(), value);
-                        self.drop(&mut reading, field, DropReason::CounterBackwards);
-                        continue;
-                    }
+                if let Some(last) = self.last_counter.get(field)
+                    && value < *last
+                {
+                    // A reset, a rollover or a bad read: not this poll's number. The counter
+                    // is followed from here on, so a real reset is only dropped once.
+                    self.last_counter.insert(field.clone(), value);
+                    self.drop(&mut reading, field, DropReason::CounterBackwards);
+                    continue;
                 }
                 self.last_counter.insert(field.clone(), value);
             }

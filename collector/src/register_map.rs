@@ -256,16 +256,16 @@ impl RegisterMap {
             if register.value_type == ValueType::Ascii && register.words.is_none() {
                 return Err((entry, "an ascii register needs `words`".into()));
             }
-            if let Some(natural) = register.value_type.natural_words() {
-                if words != natural {
-                    return Err((
-                        entry,
-                        format!(
-                            "type {:?} spans {natural} registers, not {words}",
-                            register.value_type
-                        ),
-                    ));
-                }
+            if let Some(natural) = register.value_type.natural_words()
+                && words != natural
+            {
+                return Err((
+                    entry,
+                    format!(
+                        "type {:?} spans {natural} registers, not {words}",
+                        register.value_type
+                    ),
+                ));
             }
             if words == 0 || words > MAX_REGISTERS_PER_READ {
                 return Err((entry, format!("words must be 1..={MAX_REGISTERS_PER_READ}")));
@@ -279,10 +279,10 @@ impl RegisterMap {
                     format!("scale must be a non-zero number, got {}", register.scale),
                 ));
             }
-            if let (Some(min), Some(max)) = (register.min, register.max) {
-                if min > max {
-                    return Err((entry, format!("min {min} is above max {max}")));
-                }
+            if let (Some(min), Some(max)) = (register.min, register.max)
+                && min > max
+            {
+                return Err((entry, format!("min {min} is above max {max}")));
             }
         }
         for (field, rule) in &self.fields {
@@ -302,7 +302,7 @@ impl RegisterMap {
                 .chain(rule.sum.iter())
                 .chain(rule.sign_of.iter())
                 .collect();
-            if rule.register.is_some() == !rule.sum.is_empty() {
+            if rule.register.is_some() != rule.sum.is_empty() {
                 return Err((entry, "give exactly one of `register` and `sum`".into()));
             }
             for source in sources {
@@ -323,13 +323,13 @@ impl RegisterMap {
                 return Err((entry, "factor must be a non-zero number".into()));
             }
         }
-        if let Some(rated) = &self.rated_power_register {
-            if !self.registers.iter().any(|r| &r.name == rated) {
-                return Err((
-                    "rated_power_register".into(),
-                    format!("names register {rated:?}, which the map does not have"),
-                ));
-            }
+        if let Some(rated) = &self.rated_power_register
+            && !self.registers.iter().any(|r| &r.name == rated)
+        {
+            return Err((
+                "rated_power_register".into(),
+                format!("names register {rated:?}, which the map does not have"),
+            ));
         }
         Ok(())
     }
