@@ -33,9 +33,20 @@ pub struct PollResult {
 }
 
 impl PollResult {
-    /// True when no request got an answer: the device is not there.
+    /// True when the device gave no answer at all (it timed out or the transport broke).
     pub fn device_silent(&self) -> bool {
-        self.requests_sent > 0 && self.failures.len() == self.requests_sent
+        self.registers.is_empty()
+            && self
+                .failures
+                .iter()
+                .any(|(_, e)| matches!(e, RequestError::Timeout(_) | RequestError::Transport(_)))
+    }
+
+    /// True when the transport itself failed (the connection must be opened again).
+    pub fn transport_broken(&self) -> bool {
+        self.failures
+            .iter()
+            .any(|(_, e)| matches!(e, RequestError::Transport(_)))
     }
 }
 
@@ -73,7 +84,9 @@ pub async fn read_request(
     Ok(words)
 }
 
-/// Reads every request of `plan` one after the other and decodes the registers they cover.
+/// Reads every request of `plan` one after the other and decodes the registers they cover. A device
+/// that does not answer one request (timeout or broken transport) is not asked the rest: a dead
+/// device costs its bus one timeout per poll, not one per request.
 pub async fn poll(
     context: &mut Context,
     map: &RegisterMap,
@@ -82,6 +95,12 @@ pub async fn poll(
 ) -> PollResult {
     let mut result = PollResult::default();
     for request in plan {
+        let gone = result.failures.iter().any(|(_, error)| {
+            matches!(error, RequestError::Timeout(_) | RequestError::Transport(_))
+        });
+        if gone {
+            break;
+        }
         result.requests_sent += 1;
         match read_request(context, request, timeout).await {
             Ok(words) => {

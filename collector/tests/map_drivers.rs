@@ -42,10 +42,10 @@ async fn bench(device_type: &str) -> Bench {
         model,
         start,
     ));
-    let endpoint = Arc::new(Endpoint {
-        units: BTreeMap::from([(1u8, device.clone())]),
-        clock: clock.clone(),
-    });
+    let endpoint = Arc::new(Endpoint::new(
+        BTreeMap::from([(1u8, device.clone())]),
+        clock.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(serve_tcp(listener, endpoint));

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -65,6 +66,8 @@ pub struct SimDevice {
     pub device_id: String,
     map: Arc<RegisterMap>,
     state: Mutex<DeviceState>,
+    /// Requests addressed to this device, answered or not.
+    requests: AtomicU64,
 }
 
 struct DeviceState {
@@ -89,7 +92,13 @@ impl SimDevice {
                 at: now,
                 fault: Fault::None,
             }),
+            requests: AtomicU64::new(0),
         }
+    }
+
+    /// Requests this device has received so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
     }
 
     pub fn map(&self) -> &RegisterMap {
@@ -213,14 +222,39 @@ impl SimDevice {
 pub struct Endpoint {
     pub units: BTreeMap<u8, Arc<SimDevice>>,
     pub clock: Clock,
+    /// How long each answer takes, as on a slow serial line.
+    pub response_delay: std::time::Duration,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl Endpoint {
+    pub fn new(units: BTreeMap<u8, Arc<SimDevice>>, clock: Clock) -> Endpoint {
+        Endpoint {
+            units,
+            clock,
+            response_delay: std::time::Duration::ZERO,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn with_response_delay(mut self, delay: std::time::Duration) -> Endpoint {
+        self.response_delay = delay;
+        self
+    }
+
+    /// The most requests this endpoint ever had in flight at once, over all its connections.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
     fn answer(&self, request: SlaveRequest<'static>) -> Result<Option<Response>, ExceptionCode> {
         let Some(device) = self.units.get(&request.slave) else {
             // Nobody with that unit id on the line: silence, as on a real bus.
             return Ok(None);
         };
+        device.requests.fetch_add(1, Ordering::SeqCst);
         device.advance_to(self.clock.now());
         match request.request {
             Request::ReadHoldingRegisters(start, count) => Ok(device
@@ -246,8 +280,17 @@ impl Service for EndpointService {
     type Future = Pin<Box<dyn Future<Output = Result<Option<Response>, ExceptionCode>> + Send>>;
 
     fn call(&self, request: Self::Request) -> Self::Future {
-        let answer = self.endpoint.answer(request);
-        Box::pin(async move { answer })
+        let endpoint = self.endpoint.clone();
+        Box::pin(async move {
+            let now = endpoint.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            endpoint.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            if !endpoint.response_delay.is_zero() {
+                tokio::time::sleep(endpoint.response_delay).await;
+            }
+            let answer = endpoint.answer(request);
+            endpoint.in_flight.fetch_sub(1, Ordering::SeqCst);
+            answer
+        })
     }
 }
 
