@@ -57,8 +57,23 @@ pub fn decode(register: &Register, words: &[u16], order: WordOrder) -> RegisterV
     }
     RegisterValue::Number {
         raw,
-        value: raw as f64 * register.scale,
+        value: round_to_resolution(raw as f64 * register.scale, register.scale),
     }
+}
+
+/// Rounds away the binary noise of `raw × scale` (51.480000000000004 → 51.48) without losing any of
+/// the register's resolution.
+pub fn round_to_resolution(value: f64, resolution: f64) -> f64 {
+    // The fewest decimals that still write the resolution exactly (0.1 → 1, 1.25 → 2, 0.00125 → 5).
+    let resolution = resolution.abs();
+    let decimals = (0..=9)
+        .find(|d| {
+            let scaled = resolution * 10f64.powi(*d);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(9);
+    let factor = 10f64.powi(decimals);
+    (value * factor).round() / factor
 }
 
 /// The raw integer a value is sent as: rounded to the register's resolution, clamped to its type.
@@ -141,6 +156,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rounding_keeps_the_resolution_and_drops_the_noise() {
+        assert_eq!(round_to_resolution(51.480000000000004, 0.01), 51.48);
+        assert_eq!(round_to_resolution(5_432_106.25, 1.25), 5_432_106.25);
+        assert_eq!(
+            round_to_resolution(1_111_100.0000000002, 100.0),
+            1_111_100.0
+        );
+        assert_eq!(round_to_resolution(0.00375, 0.00125), 0.00375);
     }
 
     #[test]

@@ -1,17 +1,250 @@
-//! `solarhub-collector`: not yet able to poll devices (see the collector issues).
+//! `solarhub-collector`: simulated devices (`simulate`) and polling real or simulated devices
+//! (`poll`, readings as JSON lines). Streaming to the hub arrives with the uplink issue.
 
-use clap::Parser;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use solarhub_collector::bus::{BusEvent, DeviceSpec, Transport, run_bus};
+use solarhub_collector::register_map::{RegisterMap, builtin_map};
+use solarhub_collector::simulator::model::DeviceModel;
+use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, serve_tcp};
 
 #[derive(Parser)]
 #[command(
     name = "solarhub-collector",
     version,
-    about = "The solarhub collector (device polling arrives with its issue)"
+    about = "The solarhub collector: polls devices next to the bus"
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve simulated devices over Modbus TCP on loopback: one RS485-to-TCP gateway with a powdrive
+    /// inverter (unit 1), a senergy inverter (unit 2) and an iammeter meter (unit 3).
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:1502")]
+        listen: SocketAddr,
+        /// IANA timezone of the simulated site: PV follows the sun in its local time.
+        #[arg(long, default_value = "Asia/Karachi")]
+        timezone: String,
+    },
+    /// Poll devices and write each reading as one JSON line.
+    Poll {
+        /// TYPE@HOST:PORT/UNIT, e.g. powdrive@127.0.0.1:1502/1; repeat for more devices. Devices with
+        /// the same HOST:PORT share one bus (one request at a time).
+        #[arg(long = "device", required = true)]
+        devices: Vec<String>,
+        /// A register map file to use instead of the built-in map of TYPE.
+        #[arg(long)]
+        map: Option<PathBuf>,
+        #[arg(long, default_value = "5")]
+        interval_secs: f64,
+        #[arg(long, default_value = "1")]
+        timeout_secs: f64,
+        /// Where readings go: `-` for standard output, or a file (appended).
+        #[arg(long, default_value = "-")]
+        output: String,
+        /// Stop after this many readings (0 = run until Ctrl-C).
+        #[arg(long, default_value = "0")]
+        count: usize,
+    },
+}
 
 fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    eprintln!("error: the collector cannot poll devices yet; see the collector issue");
-    std::process::ExitCode::FAILURE
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Simulate { listen, timezone } => simulate(listen, &timezone).await,
+        Command::Poll {
+            devices,
+            map,
+            interval_secs,
+            timeout_secs,
+            output,
+            count,
+        } => poll(devices, map, interval_secs, timeout_secs, &output, count).await,
+    }
+}
+
+async fn simulate(listen: SocketAddr, timezone: &str) -> anyhow::Result<()> {
+    let tz: chrono_tz::Tz = timezone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{timezone:?} is not an IANA timezone"))?;
+    let now = chrono::Utc::now();
+    let mut units = BTreeMap::new();
+    for (unit, device_type) in [(1u8, "powdrive"), (2, "senergy"), (3, "iammeter")] {
+        let map = Arc::new(builtin_map(device_type)?);
+        let model = match map.category.as_str() {
+            "meter" => DeviceModel::meter(tz, u32::from(unit)),
+            _ => DeviceModel::inverter(tz, 8000.0, u32::from(unit)),
+        };
+        units.insert(
+            unit,
+            Arc::new(SimDevice::new(
+                format!("sim-{device_type}"),
+                map,
+                model,
+                now,
+            )),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    for (unit, device) in &units {
+        tracing::info!(%address, unit, device_type = %device.map().device_type, "simulating");
+    }
+    println!(
+        "simulating on {address}: unit 1 powdrive, unit 2 senergy, unit 3 iammeter ({timezone})"
+    );
+    let endpoint = Arc::new(Endpoint::new(units, Clock::Real));
+    tokio::select! {
+        served = serve_tcp(listener, endpoint) => served.context("the Modbus server stopped"),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// `TYPE@HOST:PORT/UNIT`.
+fn parse_device(text: &str) -> anyhow::Result<(String, SocketAddr, u8)> {
+    let (device_type, rest) = text
+        .split_once('@')
+        .with_context(|| format!("{text:?}: expected TYPE@HOST:PORT/UNIT"))?;
+    let (address, unit) = rest
+        .rsplit_once('/')
+        .with_context(|| format!("{text:?}: expected TYPE@HOST:PORT/UNIT"))?;
+    let address: SocketAddr = address
+        .parse()
+        .with_context(|| format!("{text:?}: {address:?} is not HOST:PORT"))?;
+    let unit: u8 = unit
+        .parse()
+        .with_context(|| format!("{text:?}: unit {unit:?} is not 0-247"))?;
+    if unit > 247 {
+        bail!("{text:?}: unit {unit} is not 0-247");
+    }
+    Ok((device_type.to_owned(), address, unit))
+}
+
+async fn poll(
+    devices: Vec<String>,
+    map_file: Option<PathBuf>,
+    interval: f64,
+    timeout: f64,
+    output: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    let custom_map = map_file
+        .as_deref()
+        .map(RegisterMap::load)
+        .transpose()?
+        .map(Arc::new);
+    let mut buses: BTreeMap<SocketAddr, Vec<DeviceSpec>> = BTreeMap::new();
+    for text in &devices {
+        let (device_type, address, unit) = parse_device(text)?;
+        let map = match &custom_map {
+            Some(map) => map.clone(),
+            None => Arc::new(builtin_map(&device_type)?),
+        };
+        let device_id = format!("{device_type}-{unit}");
+        buses.entry(address).or_default().push(DeviceSpec {
+            adapter_id: format!("{device_id}.adapter"),
+            device_id,
+            unit_id: unit,
+            map,
+            poll_interval: Duration::from_secs_f64(interval),
+            timeout: Duration::from_secs_f64(timeout),
+        });
+    }
+    let mut sink: Box<dyn Write + Send> = if output == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(output)
+                .with_context(|| format!("cannot open {output}"))?,
+        )
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = buses
+        .into_iter()
+        .map(|(address, specs)| {
+            tokio::spawn(run_bus(
+                Transport::Tcp(address),
+                specs,
+                sender.clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    drop(sender);
+    let mut written = 0;
+    loop {
+        let event = tokio::select! {
+            event = receiver.recv() => event,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(event) = event else { break };
+        match event {
+            BusEvent::Reading(reading) => {
+                serde_json::to_writer(&mut sink, &reading)?;
+                sink.write_all(b"\n")?;
+                sink.flush()?;
+                written += 1;
+                if count > 0 && written >= count {
+                    break;
+                }
+            }
+            BusEvent::Silent {
+                device_id,
+                retry_in,
+            } => tracing::warn!(device = %device_id, ?retry_in, "device not answering"),
+            BusEvent::Partial {
+                device_id,
+                failed_requests,
+            } => tracing::warn!(device = %device_id, failed_requests, "some reads failed"),
+            BusEvent::Disconnected { reason, retry_in } => {
+                tracing::warn!(%reason, ?retry_in, "bus not reachable")
+            }
+        }
+    }
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
 }

@@ -134,7 +134,16 @@ impl Normalizer {
             else {
                 continue; // not read this poll: missing, not zero
             };
-            let mut value: f64 = parts.iter().sum::<f64>() * rule.factor;
+            // Sums and unit factors keep the finest resolution of their registers.
+            let resolution = sources
+                .iter()
+                .filter_map(|s| map.register(s))
+                .map(|r| r.resolution() * rule.factor.abs())
+                .fold(f64::INFINITY, f64::min);
+            let mut value = crate::codec::round_to_resolution(
+                parts.iter().sum::<f64>() * rule.factor,
+                resolution,
+            );
             if let Some(sign_source) = &rule.sign_of {
                 match values.get(sign_source.as_str()) {
                     Some(sign) if *sign < 0.0 => value = -value.abs(),
