@@ -4,6 +4,7 @@
 //! (capped exponential) and costs the others at most one timeout per back-off period.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::modbus_poll;
 use crate::normalize::{Normalizer, Reading};
 use crate::read_plan::{self, ReadRequest};
 use crate::register_map::RegisterMap;
+use crate::serial::SerialSettings;
 
 /// Longest pause between two attempts at a silent device.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -26,6 +28,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub enum Transport {
     /// Modbus TCP (MBAP framing).
     Tcp(SocketAddr),
+    /// RTU frames through an RS485-to-TCP gateway.
+    RtuOverTcp(SocketAddr),
+    /// RTU on a serial line (an RS485 adapter, or a pseudo-terminal).
+    RtuSerial {
+        path: PathBuf,
+        settings: SerialSettings,
+    },
 }
 
 /// One device polled on a bus.
@@ -85,10 +94,19 @@ impl DeviceSlot {
     }
 }
 
-async fn connect(transport: &Transport) -> std::io::Result<Context> {
+/// Opens the bus. The unit id is set per request, so one context serves every device on the bus.
+pub async fn connect(transport: &Transport) -> std::io::Result<Context> {
     match transport {
         Transport::Tcp(address) => {
             tokio_modbus::client::tcp::connect_slave(*address, Slave(1)).await
+        }
+        Transport::RtuOverTcp(address) => {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            Ok(tokio_modbus::client::rtu::attach_slave(stream, Slave(1)))
+        }
+        Transport::RtuSerial { path, settings } => {
+            let port = crate::serial::open(path, *settings)?;
+            Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(1)))
         }
     }
 }

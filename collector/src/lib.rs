@@ -11,4 +11,5 @@ pub mod modbus_poll;
 pub mod normalize;
 pub mod read_plan;
 pub mod register_map;
+pub mod serial;
 pub mod simulator;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use solarhub_collector::bus::Transport;
 use solarhub_collector::codec::RegisterValue;
 use solarhub_collector::modbus_poll::{self, PollResult};
 use solarhub_collector::normalize::{DropReason, Normalizer, Reading};
@@ -26,8 +27,19 @@ struct Bench {
     plan: Vec<ReadRequest>,
 }
 
-/// A simulated device of `device_type` at 11:00 local time in Karachi, served on 127.0.0.1:0.
-async fn bench(device_type: &str) -> Bench {
+/// How the collector reaches the simulated device.
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    /// Modbus TCP on 127.0.0.1.
+    Tcp,
+    /// RTU frames through a TCP gateway on 127.0.0.1.
+    RtuOverTcp,
+    /// RTU on a serial line: a pseudo-terminal pair, opened by path like an RS485 adapter.
+    RtuPty,
+}
+
+/// A simulated device of `device_type` at 11:00 local time in Karachi, reached over `wire`.
+async fn bench(device_type: &str, wire: Wire) -> Bench {
     let map = Arc::new(builtin_map(device_type).unwrap());
     let tz: chrono_tz::Tz = "Asia/Karachi".parse().unwrap();
     let start = Utc.with_ymd_and_hms(2025, 6, 1, 6, 0, 0).unwrap(); // 11:00 local
@@ -46,12 +58,38 @@ async fn bench(device_type: &str) -> Bench {
         BTreeMap::from([(1u8, device.clone())]),
         clock.clone(),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(serve_tcp(listener, endpoint));
-    let context = tokio_modbus::client::tcp::connect_slave(address, Slave(1))
-        .await
-        .unwrap();
+    let transport = match wire {
+        Wire::Tcp | Wire::RtuOverTcp => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            if matches!(wire, Wire::Tcp) {
+                tokio::spawn(serve_tcp(listener, endpoint));
+                Transport::Tcp(address)
+            } else {
+                tokio::spawn(solarhub_collector::simulator::rtu::serve_rtu_over_tcp(
+                    listener, endpoint,
+                ));
+                Transport::RtuOverTcp(address)
+            }
+        }
+        Wire::RtuPty => {
+            let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+            let path = pty.path.clone();
+            // The task owns the whole pair, so the line stays up while it serves.
+            tokio::spawn(async move {
+                let served =
+                    solarhub_collector::simulator::rtu::serve_rtu(pty.device, endpoint).await;
+                drop(pty.slave);
+                served
+            });
+            Transport::RtuSerial {
+                path,
+                settings: solarhub_collector::serial::SerialSettings::default(),
+            }
+        }
+    };
+    let mut context = solarhub_collector::bus::connect(&transport).await.unwrap();
+    tokio_modbus::prelude::SlaveContext::set_slave(&mut context, Slave(1));
     let plan = read_plan::plan(&map);
     Bench {
         device,
@@ -81,8 +119,8 @@ fn number(result: &PollResult, name: &str) -> f64 {
     }
 }
 
-async fn decoded_values_equal_ground_truth(device_type: &str) -> Reading {
-    let mut bench = bench(device_type).await;
+async fn decoded_values_equal_ground_truth(device_type: &str, wire: Wire) -> Reading {
+    let mut bench = bench(device_type, wire).await;
     bench.step(30);
     let result = bench.poll().await;
     assert!(result.failures.is_empty(), "{:?}", result.failures);
@@ -95,7 +133,7 @@ async fn decoded_values_equal_ground_truth(device_type: &str) -> Reading {
         let got = number(&result, name);
         assert!(
             (got - expected).abs() <= register.resolution() / 2.0 + 1e-9,
-            "{device_type}.{name}: decoded {got} {}, truth {expected}",
+            "{device_type} over {wire:?}: {name}: decoded {got} {}, truth {expected}",
             register.unit
         );
     }
@@ -121,7 +159,21 @@ fn close(got: Option<&f64>, want: f64, tolerance: f64, what: &str) {
 
 #[tokio::test]
 async fn powdrive_over_tcp() {
-    let reading = decoded_values_equal_ground_truth("powdrive").await;
+    powdrive_over(Wire::Tcp).await;
+}
+
+#[tokio::test]
+async fn powdrive_over_rtu_gateway() {
+    powdrive_over(Wire::RtuOverTcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powdrive_over_rtu_serial() {
+    powdrive_over(Wire::RtuPty).await;
+}
+
+async fn powdrive_over(wire: Wire) {
+    let reading = decoded_values_equal_ground_truth("powdrive", wire).await;
     let f = &reading.fields;
     // Late morning: PV covers the load and charges the battery, so battery power is negative
     // (charging), PV positive, and energy counters are in Wh.
@@ -146,7 +198,21 @@ async fn powdrive_over_tcp() {
 
 #[tokio::test]
 async fn senergy_over_tcp() {
-    let reading = decoded_values_equal_ground_truth("senergy").await;
+    senergy_over(Wire::Tcp).await;
+}
+
+#[tokio::test]
+async fn senergy_over_rtu_gateway() {
+    senergy_over(Wire::RtuOverTcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senergy_over_rtu_serial() {
+    senergy_over(Wire::RtuPty).await;
+}
+
+async fn senergy_over(wire: Wire) {
+    let reading = decoded_values_equal_ground_truth("senergy", wire).await;
     let f = &reading.fields;
     // Senergy reports the battery power as a magnitude; the current's sign makes it a charge.
     assert!(
@@ -164,7 +230,21 @@ async fn senergy_over_tcp() {
 
 #[tokio::test]
 async fn iammeter_over_tcp() {
-    let reading = decoded_values_equal_ground_truth("iammeter").await;
+    iammeter_over(Wire::Tcp).await;
+}
+
+#[tokio::test]
+async fn iammeter_over_rtu_gateway() {
+    iammeter_over(Wire::RtuOverTcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iammeter_over_rtu_serial() {
+    iammeter_over(Wire::RtuPty).await;
+}
+
+async fn iammeter_over(wire: Wire) {
+    let reading = decoded_values_equal_ground_truth("iammeter", wire).await;
     let f = &reading.fields;
     close(
         f.get("import_total_wh"),
@@ -264,7 +344,7 @@ fn read_plans_are_minimal_and_cover_every_register() {
 
 #[tokio::test]
 async fn faults_never_reach_a_reading_and_every_drop_is_counted() {
-    let mut bench = bench("powdrive").await;
+    let mut bench = bench("powdrive", Wire::Tcp).await;
     let mut normalizer = Normalizer::default();
     let first = bench.poll().await;
     normalizer.normalize(&bench.map, &first.registers, "inv", "inv.adapter", 0);

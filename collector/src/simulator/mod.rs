@@ -6,6 +6,7 @@
 //! ground truth it reads is exactly what the devices serve.
 
 pub mod model;
+pub mod rtu;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -249,6 +250,21 @@ impl Endpoint {
         self.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Answers one request as the line would: counted in flight, after the response delay.
+    pub async fn answer_slow(
+        &self,
+        request: SlaveRequest<'static>,
+    ) -> Result<Option<Response>, ExceptionCode> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if !self.response_delay.is_zero() {
+            tokio::time::sleep(self.response_delay).await;
+        }
+        let answer = self.answer(request);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        answer
+    }
+
     fn answer(&self, request: SlaveRequest<'static>) -> Result<Option<Response>, ExceptionCode> {
         let Some(device) = self.units.get(&request.slave) else {
             // Nobody with that unit id on the line: silence, as on a real bus.
@@ -281,16 +297,7 @@ impl Service for EndpointService {
 
     fn call(&self, request: Self::Request) -> Self::Future {
         let endpoint = self.endpoint.clone();
-        Box::pin(async move {
-            let now = endpoint.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            endpoint.max_in_flight.fetch_max(now, Ordering::SeqCst);
-            if !endpoint.response_delay.is_zero() {
-                tokio::time::sleep(endpoint.response_delay).await;
-            }
-            let answer = endpoint.answer(request);
-            endpoint.in_flight.fetch_sub(1, Ordering::SeqCst);
-            answer
-        })
+        Box::pin(async move { endpoint.answer_slow(request).await })
     }
 }
 
