@@ -120,6 +120,63 @@ async fn devices_on_one_line_never_have_requests_in_flight_together() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_on_one_serial_line_never_have_requests_in_flight_together() {
+    let map = Arc::new(builtin_map("powdrive").unwrap());
+    let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let now = chrono::Utc::now();
+    let units: BTreeMap<u8, Arc<SimDevice>> = (1..=2u8)
+        .map(|unit| {
+            (
+                unit,
+                Arc::new(SimDevice::new(
+                    format!("inv{unit}"),
+                    map.clone(),
+                    DeviceModel::inverter(tz, 5000.0, u32::from(unit)),
+                    now,
+                )),
+            )
+        })
+        .collect();
+    let endpoint =
+        Arc::new(Endpoint::new(units, Clock::Real).with_response_delay(Duration::from_millis(3)));
+    let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+    let path = pty.path.clone();
+    let served = endpoint.clone();
+    tokio::spawn(async move {
+        let result = solarhub_collector::simulator::rtu::serve_rtu(pty.device, served).await;
+        drop(pty.slave);
+        result
+    });
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let transport = Transport::RtuSerial {
+        path,
+        settings: solarhub_collector::serial::SerialSettings::default(),
+    };
+    let task = tokio::spawn(run_bus(
+        transport,
+        specs(2, Duration::from_millis(10), Duration::from_millis(500)),
+        sender,
+        stopped,
+    ));
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, receiver.recv()).await {
+        events.push(event);
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(endpoint.max_in_flight(), 1);
+    for device in ["inv1", "inv2"] {
+        assert!(
+            readings_of(&events, device) >= 5,
+            "{device}: {} readings over RTU",
+            readings_of(&events, device)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_device_backs_off_and_the_others_keep_their_pace() {
     let line = gateway(3, Duration::ZERO).await;
     line.devices[1].set_fault(Fault::Timeout);
