@@ -7,8 +7,10 @@
 
 pub mod bus;
 pub mod codec;
+pub mod jkbms;
 pub mod modbus_poll;
 pub mod normalize;
+pub mod pack;
 pub mod read_plan;
 pub mod register_map;
 pub mod serial;

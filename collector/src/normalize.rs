@@ -49,8 +49,28 @@ pub struct Reading {
     pub fields: BTreeMap<String, f64>,
     /// Text registers (serial numbers, models).
     pub text: BTreeMap<String, String>,
-    /// Fields left out of this reading, and why.
+    /// Fields left out of this reading, and why (`b2.c7.voltage_v` for a cell of a battery).
     pub dropped: BTreeMap<String, DropReason>,
+    /// The batteries of a pack, with their cells (empty for inverters and meters).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub batteries: Vec<BatteryReading>,
+}
+
+/// One battery module of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatteryReading {
+    /// 1-based position in the pack.
+    pub index: i32,
+    pub fields: BTreeMap<String, f64>,
+    pub cells: Vec<CellReading>,
+}
+
+/// One cell of a battery module.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellReading {
+    /// 1-based position in the battery.
+    pub index: i32,
+    pub fields: BTreeMap<String, f64>,
 }
 
 /// Normalises the readings of one device; remembers counters between polls and counts drops.
@@ -81,6 +101,7 @@ impl Normalizer {
             fields: BTreeMap::new(),
             text: BTreeMap::new(),
             dropped: BTreeMap::new(),
+            batteries: Vec::new(),
         };
         // Register-level plausibility first: a bad register spoils every field made from it.
         let mut values: BTreeMap<&str, f64> = BTreeMap::new();
@@ -174,6 +195,11 @@ impl Normalizer {
             reading.fields.insert(field.clone(), value);
         }
         reading
+    }
+
+    /// Counts a value dropped outside the map-driven path (protocol drivers).
+    pub fn count_drop(&mut self, reading: &mut Reading, field: &str, reason: DropReason) {
+        self.drop(reading, field, reason);
     }
 
     fn drop(&mut self, reading: &mut Reading, field: &str, reason: DropReason) {

@@ -5,6 +5,7 @@
 //! The simulator owns its devices' state and clock. A test can freeze the clock and step it, so the
 //! ground truth it reads is exactly what the devices serve.
 
+pub mod jkbms;
 pub mod model;
 pub mod rtu;
 
