@@ -15,3 +15,4 @@ pub mod read_plan;
 pub mod register_map;
 pub mod serial;
 pub mod simulator;
+pub mod sunspec;

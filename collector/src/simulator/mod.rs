@@ -8,6 +8,7 @@
 pub mod jkbms;
 pub mod model;
 pub mod rtu;
+pub mod sunspec;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -221,8 +222,34 @@ impl SimDevice {
 }
 
 /// The devices behind one Modbus endpoint, by unit id (several RTU devices share a line or gateway).
+/// Anything that answers register reads behind an endpoint.
+pub trait SimUnit: Send + Sync {
+    /// The words at `start..start+count`; `Ok(None)` is silence, `Err` an exception response.
+    fn read_registers(
+        &self,
+        kind: RegisterKind,
+        start: u16,
+        count: u16,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<u16>>, ExceptionCode>;
+}
+
+impl SimUnit for SimDevice {
+    fn read_registers(
+        &self,
+        kind: RegisterKind,
+        start: u16,
+        count: u16,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<u16>>, ExceptionCode> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.advance_to(now);
+        self.read(kind, start, count)
+    }
+}
+
 pub struct Endpoint {
-    pub units: BTreeMap<u8, Arc<SimDevice>>,
+    pub units: BTreeMap<u8, Arc<dyn SimUnit>>,
     pub clock: Clock,
     /// How long each answer takes, as on a slow serial line.
     pub response_delay: std::time::Duration,
@@ -232,6 +259,15 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(units: BTreeMap<u8, Arc<SimDevice>>, clock: Clock) -> Endpoint {
+        let units = units
+            .into_iter()
+            .map(|(unit, device)| (unit, device as Arc<dyn SimUnit>))
+            .collect();
+        Endpoint::with_units(units, clock)
+    }
+
+    /// An endpoint with any kind of simulated units.
+    pub fn with_units(units: BTreeMap<u8, Arc<dyn SimUnit>>, clock: Clock) -> Endpoint {
         Endpoint {
             units,
             clock,
@@ -271,14 +307,13 @@ impl Endpoint {
             // Nobody with that unit id on the line: silence, as on a real bus.
             return Ok(None);
         };
-        device.requests.fetch_add(1, Ordering::SeqCst);
-        device.advance_to(self.clock.now());
+        let now = self.clock.now();
         match request.request {
             Request::ReadHoldingRegisters(start, count) => Ok(device
-                .read(RegisterKind::Holding, start, count)?
+                .read_registers(RegisterKind::Holding, start, count, now)?
                 .map(Response::ReadHoldingRegisters)),
             Request::ReadInputRegisters(start, count) => Ok(device
-                .read(RegisterKind::Input, start, count)?
+                .read_registers(RegisterKind::Input, start, count, now)?
                 .map(Response::ReadInputRegisters)),
             _ => Err(ExceptionCode::IllegalFunction),
         }
