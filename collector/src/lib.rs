@@ -11,6 +11,7 @@ pub mod jkbms;
 pub mod modbus_poll;
 pub mod normalize;
 pub mod pack;
+pub mod pytes;
 pub mod read_plan;
 pub mod register_map;
 pub mod serial;

@@ -36,13 +36,49 @@ async fn open_stream(transport: &Transport) -> std::io::Result<Box<dyn AsyncRead
 const CELL_VOLTS: std::ops::RangeInclusive<f64> = 1.5..=4.5;
 const TEMPERATURE: std::ops::RangeInclusive<f64> = -40.0..=100.0;
 const PERCENT: std::ops::RangeInclusive<f64> = 0.0..=100.0;
+const PACK_VOLTS: std::ops::RangeInclusive<f64> = 5.0..=100.0;
+const CURRENT: std::ops::RangeInclusive<f64> = -500.0..=500.0;
+
+/// One battery module as any battery protocol reports it. Current is as BMSes report it: > 0
+/// charging.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UnitStatus {
+    pub voltage_v: Option<f64>,
+    pub current_a: Option<f64>,
+    pub temperature_c: Option<f64>,
+    pub soc_pct: Option<f64>,
+    pub soh_pct: Option<f64>,
+    /// Rated capacity, for weighting the pack SOC.
+    pub capacity_ah: Option<f64>,
+    pub cell_voltages_v: Vec<f64>,
+    /// Per-cell temperatures where the protocol has them.
+    pub cell_temperatures_c: Vec<f64>,
+    /// Status words (`basic_st`, `volt_st`, ...), as text.
+    pub status: BTreeMap<String, String>,
+}
+
+impl From<&BatteryStatus> for UnitStatus {
+    fn from(status: &BatteryStatus) -> UnitStatus {
+        UnitStatus {
+            voltage_v: Some(status.pack_voltage_v),
+            current_a: Some(status.current_a),
+            temperature_c: Some(status.temp1_c),
+            soc_pct: Some(status.soc_pct),
+            soh_pct: Some(status.soh_pct),
+            capacity_ah: Some(status.total_ah),
+            cell_voltages_v: status.cell_voltages_v.clone(),
+            cell_temperatures_c: Vec::new(),
+            status: BTreeMap::new(),
+        }
+    }
+}
 
 /// Turns one round of battery statuses into a pack reading. Current and power follow the house
-/// convention (> 0 discharging; JK reports charging as positive); implausible values are dropped
+/// convention (> 0 discharging; BMSes report charging as positive); implausible values are dropped
 /// and counted.
 pub fn pack_reading(
     spec: &PackSpec,
-    statuses: &BTreeMap<u8, BatteryStatus>,
+    units: &BTreeMap<u8, UnitStatus>,
     normalizer: &mut Normalizer,
     ts: i64,
 ) -> Reading {
@@ -57,9 +93,10 @@ pub fn pack_reading(
     };
     let mut check = |reading: &mut Reading,
                      field: String,
-                     value: f64,
+                     value: Option<f64>,
                      range: &std::ops::RangeInclusive<f64>|
      -> Option<f64> {
+        let value = value?;
         if range.contains(&value) {
             Some(value)
         } else {
@@ -69,32 +106,66 @@ pub fn pack_reading(
     };
     let (mut voltage_sum, mut voltages, mut current, mut power, mut soc_weighted, mut capacity) =
         (0.0, 0, 0.0, 0.0, 0.0, 0.0);
+    let mut currents = 0;
     let mut temperatures = Vec::new();
-    for (id, status) in statuses {
+    for (id, unit) in units {
         let index = i32::from(*id);
         let mut fields = BTreeMap::new();
         let mut cells = Vec::new();
-        for (cell, volts) in status.cell_voltages_v.iter().enumerate() {
+        for (cell, volts) in unit.cell_voltages_v.iter().enumerate() {
             let cell_index = cell as i32 + 1;
-            if let Some(volts) = check(
+            let Some(volts) = check(
                 &mut reading,
                 format!("b{index}.c{cell_index}.voltage_v"),
-                *volts,
+                Some(*volts),
                 &CELL_VOLTS,
+            ) else {
+                continue;
+            };
+            let mut cell_fields = BTreeMap::from([("voltage_v".to_owned(), volts)]);
+            let temperature = unit.cell_temperatures_c.get(cell).copied();
+            if let Some(t) = check(
+                &mut reading,
+                format!("b{index}.c{cell_index}.temperature_c"),
+                temperature,
+                &TEMPERATURE,
             ) {
-                cells.push(CellReading {
-                    index: cell_index,
-                    fields: BTreeMap::from([("voltage_v".to_owned(), volts)]),
-                });
+                cell_fields.insert("temperature_c".to_owned(), t);
+            }
+            cells.push(CellReading {
+                index: cell_index,
+                fields: cell_fields,
+            });
+        }
+        let voltage = check(
+            &mut reading,
+            format!("b{index}.voltage_v"),
+            unit.voltage_v,
+            &PACK_VOLTS,
+        );
+        if let Some(volts) = voltage {
+            fields.insert("voltage_v".to_owned(), volts);
+            voltage_sum += volts;
+            voltages += 1;
+        }
+        if let Some(charging) = check(
+            &mut reading,
+            format!("b{index}.current_a"),
+            unit.current_a,
+            &CURRENT,
+        ) {
+            let discharging = -charging;
+            fields.insert("current_a".to_owned(), discharging);
+            current += discharging;
+            currents += 1;
+            if let Some(volts) = voltage {
+                power += volts * discharging;
             }
         }
-        let discharge_current = -status.current_a;
-        fields.insert("current_a".to_owned(), discharge_current);
-        fields.insert("voltage_v".to_owned(), status.pack_voltage_v);
         if let Some(t) = check(
             &mut reading,
             format!("b{index}.temperature_c"),
-            status.temp1_c,
+            unit.temperature_c,
             &TEMPERATURE,
         ) {
             fields.insert("temperature_c".to_owned(), t);
@@ -103,42 +174,41 @@ pub fn pack_reading(
         if let Some(soc) = check(
             &mut reading,
             format!("b{index}.soc_pct"),
-            status.soc_pct,
+            unit.soc_pct,
             &PERCENT,
         ) {
             fields.insert("soc_pct".to_owned(), soc);
-            let weight = if status.total_ah > 0.0 {
-                status.total_ah
-            } else {
-                1.0
-            };
+            let weight = unit.capacity_ah.filter(|ah| *ah > 0.0).unwrap_or(1.0);
             soc_weighted += soc * weight;
             capacity += weight;
         }
         if let Some(soh) = check(
             &mut reading,
             format!("b{index}.soh_pct"),
-            status.soh_pct,
+            unit.soh_pct,
             &PERCENT,
         ) {
             fields.insert("soh_pct".to_owned(), soh);
         }
-        voltage_sum += status.pack_voltage_v;
-        voltages += 1;
-        current += discharge_current;
-        power += status.pack_voltage_v * discharge_current;
+        for (word, value) in &unit.status {
+            reading
+                .text
+                .insert(format!("b{index}.{word}"), value.clone());
+        }
         reading.batteries.push(BatteryReading {
             index,
             fields,
             cells,
         });
     }
+    // Batteries of a pack are in parallel: one voltage, currents add.
     if voltages > 0 {
-        // Batteries of a pack are in parallel: one voltage, currents add.
         reading.fields.insert(
             "voltage_v".into(),
             crate::codec::round_to_resolution(voltage_sum / f64::from(voltages), 0.01),
         );
+    }
+    if currents > 0 {
         reading.fields.insert(
             "current_a".into(),
             crate::codec::round_to_resolution(current, 0.001),
@@ -147,13 +217,13 @@ pub fn pack_reading(
             "power_w".into(),
             crate::codec::round_to_resolution(power, 0.01),
         );
-        reading
-            .fields
-            .insert("batteries_count".into(), f64::from(voltages));
-        reading
-            .fields
-            .insert("cells_per_battery".into(), spec.cells_per_battery as f64);
     }
+    reading
+        .fields
+        .insert("batteries_count".into(), units.len() as f64);
+    reading
+        .fields
+        .insert("cells_per_battery".into(), spec.cells_per_battery as f64);
     if capacity > 0.0 {
         reading.fields.insert(
             "soc_pct".into(),
@@ -240,7 +310,11 @@ pub async fn listen_jkbms(
                         round.insert(id, status);
                         if round.len() == spec.batteries {
                             let ts = chrono::Utc::now().timestamp_millis();
-                            let reading = pack_reading(&spec, &round, &mut normalizer, ts);
+                            let units: BTreeMap<u8, UnitStatus> = round
+                                .iter()
+                                .map(|(id, status)| (*id, UnitStatus::from(status)))
+                                .collect();
+                            let reading = pack_reading(&spec, &units, &mut normalizer, ts);
                             round.clear();
                             if events.send(BusEvent::Reading(reading)).await.is_err() {
                                 return;

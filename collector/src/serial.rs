@@ -1,9 +1,15 @@
 //! Serial lines (RS485 adapters, and pseudo-terminals in tests) opened through termios: raw mode,
 //! baud rate, parity, data and stop bits. No libudev and no unsafe code: only the path is needed.
 
+use std::io::{Read, Write};
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Line settings of a serial port, as `config.yaml` gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,20 +80,90 @@ pub fn configure(file: &std::fs::File, settings: SerialSettings) -> std::io::Res
     Ok(())
 }
 
+/// A serial line (or pseudo-terminal) in non-blocking mode, driven by tokio's reactor: a read that
+/// is given up (a timeout) leaves nothing in flight, so the next command is not stuck behind it.
+pub struct SerialPort {
+    fd: AsyncFd<std::fs::File>,
+}
+
+impl SerialPort {
+    fn new(file: std::fs::File) -> std::io::Result<SerialPort> {
+        let flags = fcntl(&file, FcntlArg::F_GETFL)?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&file, FcntlArg::F_SETFL(flags))?;
+        // `AsyncFd::new` is deprecated because an arbitrary `AsRawFd` type may close its descriptor
+        // while it is registered. Here the `AsyncFd` owns the `File`, which closes its descriptor
+        // only when dropped, after deregistration; the safe constructor is sound for it, and the
+        // replacement (`register`) is `unsafe`, which this crate forbids.
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(file)?;
+        Ok(SerialPort { fd })
+    }
+}
+
+impl AsyncRead for SerialPort {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = std::task::ready!(self.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|inner| inner.get_ref().read(unfilled)) {
+                Ok(Ok(count)) => {
+                    buf.advance(count);
+                    return Poll::Ready(Ok(()));
+                }
+                // A pseudo-terminal whose other side closed reports EIO: that is the end of the line.
+                Ok(Err(error)) if error.raw_os_error() == Some(nix::libc::EIO) => {
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(error)) => return Poll::Ready(Err(error)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SerialPort {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = std::task::ready!(self.fd.poll_write_ready(cx))?;
+            match guard.try_io(|inner| inner.get_ref().write(data)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// Opens the serial device at `path` for reading and writing, configured with `settings`.
-pub fn open(path: &Path, settings: SerialSettings) -> std::io::Result<tokio::fs::File> {
+pub fn open(path: &Path, settings: SerialSettings) -> std::io::Result<SerialPort> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)?;
     configure(&file, settings)?;
-    Ok(tokio::fs::File::from_std(file))
+    SerialPort::new(file)
 }
 
 /// A connected pseudo-terminal pair in raw mode: what the far end of a serial cable sees (`device`)
 /// and the path a collector opens (`path`).
 pub struct PseudoTerminal {
-    pub device: tokio::fs::File,
+    pub device: SerialPort,
     pub path: std::path::PathBuf,
     /// Keeps the slave side open so the line does not hang up between openings; drop the pair
     /// together.
@@ -102,7 +178,7 @@ pub fn pseudo_terminal() -> std::io::Result<PseudoTerminal> {
     configure(&slave, SerialSettings::default())?;
     let path = nix::unistd::ttyname(&slave)?;
     Ok(PseudoTerminal {
-        device: tokio::fs::File::from_std(master),
+        device: SerialPort::new(master)?,
         path,
         slave,
     })

@@ -7,6 +7,7 @@
 
 pub mod jkbms;
 pub mod model;
+pub mod pytes;
 pub mod rtu;
 pub mod sunspec;
 
