@@ -3,6 +3,7 @@
 //! task, in turn. Each device has its own poll interval; a device that stops answering backs off
 //! (capped exponential) and costs the others at most one timeout per back-off period.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,27 +15,34 @@ use tokio_modbus::Slave;
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::SlaveContext;
 
-use crate::modbus_poll;
+use crate::modbus_poll::{self, RequestError};
 use crate::normalize::{Normalizer, Reading};
 use crate::read_plan::{self, ReadRequest};
 use crate::register_map::RegisterMap;
 use crate::serial::SerialSettings;
+use crate::sunspec::{self, FoundModel, Layouts, SunSpecError};
 
 /// Longest pause between two attempts at a silent device.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// How a bus is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Transport {
     /// Modbus TCP (MBAP framing).
     Tcp(SocketAddr),
     /// RTU frames through an RS485-to-TCP gateway.
     RtuOverTcp(SocketAddr),
     /// RTU on a serial line (an RS485 adapter, or a pseudo-terminal).
-    RtuSerial {
-        path: PathBuf,
-        settings: SerialSettings,
-    },
+    RtuSerial { path: PathBuf, settings: SerialSettings },
+}
+
+/// How a device's registers become a reading.
+#[derive(Debug, Clone)]
+pub enum Driver {
+    /// A register map file.
+    Map(Arc<RegisterMap>),
+    /// SunSpec: the device describes its own models.
+    SunSpec(Arc<Layouts>),
 }
 
 /// One device polled on a bus.
@@ -43,7 +51,7 @@ pub struct DeviceSpec {
     pub device_id: String,
     pub adapter_id: String,
     pub unit_id: u8,
-    pub map: Arc<RegisterMap>,
+    pub driver: Driver,
     pub poll_interval: Duration,
     pub timeout: Duration,
 }
@@ -53,25 +61,18 @@ pub struct DeviceSpec {
 pub enum BusEvent {
     Reading(Reading),
     /// The device gave no answer; it is next tried after `retry_in`.
-    Silent {
-        device_id: String,
-        retry_in: Duration,
-    },
+    Silent { device_id: String, retry_in: Duration },
     /// Some requests failed, the rest were read.
-    Partial {
-        device_id: String,
-        failed_requests: usize,
-    },
+    Partial { device_id: String, failed_requests: usize },
     /// The connection could not be opened; it is tried again after `retry_in`.
-    Disconnected {
-        reason: String,
-        retry_in: Duration,
-    },
+    Disconnected { reason: String, retry_in: Duration },
 }
 
 struct DeviceSlot {
     spec: DeviceSpec,
     plan: Vec<ReadRequest>,
+    /// SunSpec models found on the device, once discovered.
+    models: Option<Vec<FoundModel>>,
     normalizer: Normalizer,
     next_due: Instant,
     backoff: Option<Duration>,
@@ -97,9 +98,7 @@ impl DeviceSlot {
 /// Opens the bus. The unit id is set per request, so one context serves every device on the bus.
 pub async fn connect(transport: &Transport) -> std::io::Result<Context> {
     match transport {
-        Transport::Tcp(address) => {
-            tokio_modbus::client::tcp::connect_slave(*address, Slave(1)).await
-        }
+        Transport::Tcp(address) => tokio_modbus::client::tcp::connect_slave(*address, Slave(1)).await,
         Transport::RtuOverTcp(address) => {
             let stream = tokio::net::TcpStream::connect(address).await?;
             Ok(tokio_modbus::client::rtu::attach_slave(stream, Slave(1)))
@@ -107,6 +106,66 @@ pub async fn connect(transport: &Transport) -> std::io::Result<Context> {
         Transport::RtuSerial { path, settings } => {
             let port = crate::serial::open(path, *settings)?;
             Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(1)))
+        }
+    }
+}
+
+/// The outcome of polling one device once.
+struct Outcome {
+    reading: Option<Reading>,
+    failures: Vec<RequestError>,
+}
+
+impl Outcome {
+    fn silent(&self) -> bool {
+        self.reading.is_none() && self.failures.iter().any(|e| matches!(e, RequestError::Timeout(_) | RequestError::Transport(_)))
+    }
+
+    fn transport_broken(&self) -> bool {
+        self.failures.iter().any(|e| matches!(e, RequestError::Transport(_)))
+    }
+}
+
+async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
+    let ts = chrono::Utc::now().timestamp_millis();
+    match &slot.spec.driver {
+        Driver::Map(map) => {
+            let result = modbus_poll::poll(context, map, &slot.plan, slot.spec.timeout).await;
+            let failures: Vec<RequestError> = result.failures.iter().map(|(_, e)| e.clone()).collect();
+            if result.device_silent() {
+                return Outcome { reading: None, failures };
+            }
+            let reading = slot.normalizer.normalize(map, &result.registers, &slot.spec.device_id, &slot.spec.adapter_id, ts);
+            Outcome { reading: Some(reading), failures }
+        }
+        Driver::SunSpec(layouts) => {
+            if slot.models.is_none() {
+                match sunspec::discover(context, layouts, slot.spec.timeout).await {
+                    Ok((_, models)) => slot.models = Some(models),
+                    Err(SunSpecError::Chain(error)) => return Outcome { reading: None, failures: vec![error] },
+                    Err(error @ SunSpecError::NoMarker(_)) => {
+                        tracing::warn!(device = %slot.spec.device_id, %error, "not a SunSpec device");
+                        return Outcome { reading: None, failures: vec![RequestError::Timeout(slot.spec.timeout)] };
+                    }
+                }
+            }
+            let models = slot.models.clone().unwrap_or_default();
+            let result = sunspec::poll(context, layouts, &models, slot.spec.timeout).await;
+            if result.fields.is_empty() && !result.failures.is_empty() {
+                // Gone, or rebooted with another layout: find the models again next time.
+                slot.models = None;
+                return Outcome { reading: None, failures: result.failures };
+            }
+            let reading = Reading {
+                device_id: slot.spec.device_id.clone(),
+                adapter_id: slot.spec.adapter_id.clone(),
+                ts,
+                fields: result.fields,
+                text: result.text,
+                dropped: BTreeMap::new(),
+                batteries: Vec::new(),
+            };
+            Outcome { reading: Some(reading), failures: result.failures }
         }
     }
 }
@@ -122,7 +181,11 @@ pub async fn run_bus(
     let mut slots: Vec<DeviceSlot> = devices
         .into_iter()
         .map(|spec| DeviceSlot {
-            plan: read_plan::plan(&spec.map),
+            plan: match &spec.driver {
+                Driver::Map(map) => read_plan::plan(map),
+                Driver::SunSpec(_) => Vec::new(),
+            },
+            models: None,
             spec,
             normalizer: Normalizer::default(),
             next_due: now,
@@ -152,9 +215,7 @@ pub async fn run_bus(
         };
         reconnect_backoff = Duration::from_millis(200);
         loop {
-            let Some(index) = (0..slots.len()).min_by_key(|i| slots[*i].next_due) else {
-                return;
-            };
+            let Some(index) = (0..slots.len()).min_by_key(|i| slots[*i].next_due) else { return };
             tokio::select! {
                 () = tokio::time::sleep_until(slots[index].next_due) => {}
                 _ = shutdown.changed() => return,
@@ -162,41 +223,26 @@ pub async fn run_bus(
             let slot = &mut slots[index];
             context.set_slave(Slave(slot.spec.unit_id));
             let started = Instant::now();
-            let result =
-                modbus_poll::poll(&mut context, &slot.spec.map, &slot.plan, slot.spec.timeout)
-                    .await;
-            let event = if result.device_silent() {
+            let outcome = poll_device(&mut context, slot).await;
+            let mut to_send = Vec::new();
+            if outcome.silent() {
                 let retry_in = slot.silent(Instant::now());
                 tracing::debug!(device = %slot.spec.device_id, ?retry_in, "device silent");
-                BusEvent::Silent {
-                    device_id: slot.spec.device_id.clone(),
-                    retry_in,
-                }
+                to_send.push(BusEvent::Silent { device_id: slot.spec.device_id.clone(), retry_in });
             } else {
                 slot.answered(started);
-                if !result.failures.is_empty() {
-                    let partial = BusEvent::Partial {
-                        device_id: slot.spec.device_id.clone(),
-                        failed_requests: result.failures.len(),
-                    };
-                    if events.send(partial).await.is_err() {
-                        return;
-                    }
+                if !outcome.failures.is_empty() {
+                    to_send.push(BusEvent::Partial { device_id: slot.spec.device_id.clone(), failed_requests: outcome.failures.len() });
                 }
-                let ts = chrono::Utc::now().timestamp_millis();
-                let reading = slot.normalizer.normalize(
-                    &slot.spec.map,
-                    &result.registers,
-                    &slot.spec.device_id,
-                    &slot.spec.adapter_id,
-                    ts,
-                );
-                BusEvent::Reading(reading)
-            };
-            if events.send(event).await.is_err() {
-                return;
             }
-            if result.transport_broken() {
+            let broken = outcome.transport_broken();
+            to_send.extend(outcome.reading.map(BusEvent::Reading));
+            for event in to_send {
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+            if broken {
                 continue 'connection;
             }
         }

@@ -182,7 +182,7 @@ async fn poll(
             adapter_id: format!("{device_id}.adapter"),
             device_id,
             unit_id: unit,
-            map,
+            driver: solarhub_collector::bus::Driver::Map(map),
             poll_interval: Duration::from_secs_f64(interval),
             timeout: Duration::from_secs_f64(timeout),
         });

@@ -56,7 +56,7 @@ fn specs(units: u8, interval: Duration, timeout: Duration) -> Vec<DeviceSpec> {
             device_id: format!("inv{unit}"),
             adapter_id: format!("inv{unit}.adapter"),
             unit_id: unit,
-            map: map.clone(),
+            driver: solarhub_collector::bus::Driver::Map(map.clone()),
             poll_interval: interval,
             timeout,
         })
