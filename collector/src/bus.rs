@@ -33,7 +33,10 @@ pub enum Transport {
     /// RTU frames through an RS485-to-TCP gateway.
     RtuOverTcp(SocketAddr),
     /// RTU on a serial line (an RS485 adapter, or a pseudo-terminal).
-    RtuSerial { path: PathBuf, settings: SerialSettings },
+    RtuSerial {
+        path: PathBuf,
+        settings: SerialSettings,
+    },
 }
 
 /// How a device's registers become a reading.
@@ -61,11 +64,20 @@ pub struct DeviceSpec {
 pub enum BusEvent {
     Reading(Reading),
     /// The device gave no answer; it is next tried after `retry_in`.
-    Silent { device_id: String, retry_in: Duration },
+    Silent {
+        device_id: String,
+        retry_in: Duration,
+    },
     /// Some requests failed, the rest were read.
-    Partial { device_id: String, failed_requests: usize },
+    Partial {
+        device_id: String,
+        failed_requests: usize,
+    },
     /// The connection could not be opened; it is tried again after `retry_in`.
-    Disconnected { reason: String, retry_in: Duration },
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+    },
 }
 
 struct DeviceSlot {
@@ -98,7 +110,9 @@ impl DeviceSlot {
 /// Opens the bus. The unit id is set per request, so one context serves every device on the bus.
 pub async fn connect(transport: &Transport) -> std::io::Result<Context> {
     match transport {
-        Transport::Tcp(address) => tokio_modbus::client::tcp::connect_slave(*address, Slave(1)).await,
+        Transport::Tcp(address) => {
+            tokio_modbus::client::tcp::connect_slave(*address, Slave(1)).await
+        }
         Transport::RtuOverTcp(address) => {
             let stream = tokio::net::TcpStream::connect(address).await?;
             Ok(tokio_modbus::client::rtu::attach_slave(stream, Slave(1)))
@@ -118,11 +132,17 @@ struct Outcome {
 
 impl Outcome {
     fn silent(&self) -> bool {
-        self.reading.is_none() && self.failures.iter().any(|e| matches!(e, RequestError::Timeout(_) | RequestError::Transport(_)))
+        self.reading.is_none()
+            && self
+                .failures
+                .iter()
+                .any(|e| matches!(e, RequestError::Timeout(_) | RequestError::Transport(_)))
     }
 
     fn transport_broken(&self) -> bool {
-        self.failures.iter().any(|e| matches!(e, RequestError::Transport(_)))
+        self.failures
+            .iter()
+            .any(|e| matches!(e, RequestError::Transport(_)))
     }
 }
 
@@ -131,21 +151,42 @@ async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
     match &slot.spec.driver {
         Driver::Map(map) => {
             let result = modbus_poll::poll(context, map, &slot.plan, slot.spec.timeout).await;
-            let failures: Vec<RequestError> = result.failures.iter().map(|(_, e)| e.clone()).collect();
+            let failures: Vec<RequestError> =
+                result.failures.iter().map(|(_, e)| e.clone()).collect();
             if result.device_silent() {
-                return Outcome { reading: None, failures };
+                return Outcome {
+                    reading: None,
+                    failures,
+                };
             }
-            let reading = slot.normalizer.normalize(map, &result.registers, &slot.spec.device_id, &slot.spec.adapter_id, ts);
-            Outcome { reading: Some(reading), failures }
+            let reading = slot.normalizer.normalize(
+                map,
+                &result.registers,
+                &slot.spec.device_id,
+                &slot.spec.adapter_id,
+                ts,
+            );
+            Outcome {
+                reading: Some(reading),
+                failures,
+            }
         }
         Driver::SunSpec(layouts) => {
             if slot.models.is_none() {
                 match sunspec::discover(context, layouts, slot.spec.timeout).await {
                     Ok((_, models)) => slot.models = Some(models),
-                    Err(SunSpecError::Chain(error)) => return Outcome { reading: None, failures: vec![error] },
+                    Err(SunSpecError::Chain(error)) => {
+                        return Outcome {
+                            reading: None,
+                            failures: vec![error],
+                        };
+                    }
                     Err(error @ SunSpecError::NoMarker(_)) => {
                         tracing::warn!(device = %slot.spec.device_id, %error, "not a SunSpec device");
-                        return Outcome { reading: None, failures: vec![RequestError::Timeout(slot.spec.timeout)] };
+                        return Outcome {
+                            reading: None,
+                            failures: vec![RequestError::Timeout(slot.spec.timeout)],
+                        };
                     }
                 }
             }
@@ -154,7 +195,10 @@ async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
             if result.fields.is_empty() && !result.failures.is_empty() {
                 // Gone, or rebooted with another layout: find the models again next time.
                 slot.models = None;
-                return Outcome { reading: None, failures: result.failures };
+                return Outcome {
+                    reading: None,
+                    failures: result.failures,
+                };
             }
             let reading = Reading {
                 device_id: slot.spec.device_id.clone(),
@@ -165,7 +209,10 @@ async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
                 dropped: BTreeMap::new(),
                 batteries: Vec::new(),
             };
-            Outcome { reading: Some(reading), failures: result.failures }
+            Outcome {
+                reading: Some(reading),
+                failures: result.failures,
+            }
         }
     }
 }
@@ -215,7 +262,9 @@ pub async fn run_bus(
         };
         reconnect_backoff = Duration::from_millis(200);
         loop {
-            let Some(index) = (0..slots.len()).min_by_key(|i| slots[*i].next_due) else { return };
+            let Some(index) = (0..slots.len()).min_by_key(|i| slots[*i].next_due) else {
+                return;
+            };
             tokio::select! {
                 () = tokio::time::sleep_until(slots[index].next_due) => {}
                 _ = shutdown.changed() => return,
@@ -228,11 +277,17 @@ pub async fn run_bus(
             if outcome.silent() {
                 let retry_in = slot.silent(Instant::now());
                 tracing::debug!(device = %slot.spec.device_id, ?retry_in, "device silent");
-                to_send.push(BusEvent::Silent { device_id: slot.spec.device_id.clone(), retry_in });
+                to_send.push(BusEvent::Silent {
+                    device_id: slot.spec.device_id.clone(),
+                    retry_in,
+                });
             } else {
                 slot.answered(started);
                 if !outcome.failures.is_empty() {
-                    to_send.push(BusEvent::Partial { device_id: slot.spec.device_id.clone(), failed_requests: outcome.failures.len() });
+                    to_send.push(BusEvent::Partial {
+                        device_id: slot.spec.device_id.clone(),
+                        failed_requests: outcome.failures.len(),
+                    });
                 }
             }
             let broken = outcome.transport_broken();

@@ -5,6 +5,7 @@
 //! context), `normalize` (canonical fields, implausible values dropped and counted), `simulator`
 //! (simulated devices over real Modbus). The collector never opens the hub's database.
 
+pub mod assignment;
 pub mod bus;
 pub mod codec;
 pub mod jkbms;
@@ -14,6 +15,7 @@ pub mod pack;
 pub mod pytes;
 pub mod read_plan;
 pub mod register_map;
+pub mod runtime;
 pub mod serial;
 pub mod simulator;
 pub mod sunspec;

@@ -37,6 +37,15 @@ enum Command {
         #[arg(long, default_value = "Asia/Karachi")]
         timezone: String,
     },
+    /// Run every adapter of a collector config file (the assignments the hub sends, as YAML) and
+    /// write each reading as one JSON line. A bad entry stops start-up with the file, entry and reason.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Where readings go: `-` for standard output, or a file (appended).
+        #[arg(long, default_value = "-")]
+        output: String,
+    },
     /// Poll devices and write each reading as one JSON line.
     Poll {
         /// TYPE@HOST:PORT/UNIT, e.g. powdrive@127.0.0.1:1502/1; repeat for more devices. Devices with
@@ -87,6 +96,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate { listen, timezone } => simulate(listen, &timezone).await,
+        Command::Run { config, output } => run_config(&config, &output).await,
         Command::Poll {
             devices,
             map,
@@ -135,6 +145,42 @@ async fn simulate(listen: SocketAddr, timezone: &str) -> anyhow::Result<()> {
         served = serve_tcp(listener, endpoint) => served.context("the Modbus server stopped"),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+fn open_output(output: &str) -> anyhow::Result<Box<dyn Write + Send>> {
+    Ok(if output == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(output)
+                .with_context(|| format!("cannot open {output}"))?,
+        )
+    })
+}
+
+async fn run_config(config: &std::path::Path, output: &str) -> anyhow::Result<()> {
+    let plan = solarhub_collector::assignment::load_file(config)?;
+    let mut sink = open_output(output)?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runtime = tokio::spawn(solarhub_collector::runtime::run(plan, sender, stopped));
+    loop {
+        let reading = tokio::select! {
+            reading = receiver.recv() => reading,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(reading) = reading else { break };
+        serde_json::to_writer(&mut sink, &reading)?;
+        sink.write_all(b"\n")?;
+        sink.flush()?;
+    }
+    let _ = stop.send(true);
+    drop(receiver);
+    let _ = runtime.await;
+    Ok(())
 }
 
 /// `TYPE@HOST:PORT/UNIT`.

@@ -1,0 +1,382 @@
+//! From adapter assignments (what the hub's `adapters` rows say: type, device, priority, and the
+//! adapter's config JSON) to a runnable plan: which buses exist, which devices each carries with
+//! which driver, and which packs fail over between adapters. Everything is checked here, at
+//! start-up; a bad entry is refused with its source, the entry and the reason, and nothing runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::bus::{DeviceSpec, Driver, Transport};
+use crate::pack::PackSpec;
+use crate::register_map::{RegisterMap, builtin_map};
+use crate::serial::SerialSettings;
+use crate::sunspec::Layouts;
+
+/// One adapter the collector must run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    pub adapter_id: String,
+    pub device_id: String,
+    #[serde(rename = "type")]
+    pub adapter_type: String,
+    #[serde(default = "one")]
+    pub priority: i32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The adapter's configuration, as in the hub's `adapters.config_json`.
+    #[serde(default)]
+    pub config: Value,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A collector config file: the assignments, as the hub would send them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorFile {
+    pub adapters: Vec<Assignment>,
+}
+
+/// What the collector runs.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Modbus buses and their devices (map-based and SunSpec drivers).
+    pub buses: BTreeMap<Transport, Vec<DeviceSpec>>,
+    /// Pytes consoles: one serial line each.
+    pub consoles: Vec<(Transport, PackSpec, Duration)>,
+    /// JK BMS buses listened to.
+    pub jk_listeners: Vec<(Transport, PackSpec)>,
+    /// Packs with several adapters: (pack id, [(adapter id, priority)]).
+    pub failover: BTreeMap<String, Vec<(String, i32)>>,
+    /// Adapters this collector cannot run (Bluetooth), reported, not refused.
+    pub unsupported: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub entry: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(|p| format!("{}: {}: {}", .source_name, p.entry, p.reason)).collect::<Vec<_>>().join("\n"))]
+pub struct PlanError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+/// Reads a collector config file.
+pub fn load_file(path: &Path) -> Result<Plan, PlanError> {
+    let fail = |reason: String| PlanError {
+        source_name: path.display().to_string(),
+        problems: vec![Problem {
+            entry: "(file)".into(),
+            reason,
+        }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let file: CollectorFile = serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    build_plan(&path.display().to_string(), &file.adapters, path.parent())
+}
+
+struct Reader<'a> {
+    config: &'a Value,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn text(&mut self, key: &str) -> Option<String> {
+        match self.config.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(other) => {
+                self.problems
+                    .push(format!("{key} must be a non-empty string, got {other}"));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, key: &str, range: std::ops::RangeInclusive<f64>) -> Option<f64> {
+        match self.config.get(key) {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_f64() {
+                Some(n) if range.contains(&n) => Some(n),
+                _ => {
+                    self.problems.push(format!(
+                        "{key} must be a number in {}..={}, got {value}",
+                        range.start(),
+                        range.end()
+                    ));
+                    None
+                }
+            },
+        }
+    }
+
+    fn required<T>(&mut self, value: Option<T>, key: &str) -> Option<T> {
+        if value.is_none() && !self.problems.iter().any(|p| p.starts_with(key)) {
+            self.problems.push(format!("{key} is required"));
+        }
+        value
+    }
+
+    fn serial(&mut self, default_baud: u32) -> Option<(PathBuf, SerialSettings)> {
+        let path = self.text("serial_port");
+        let path = self.required(path, "serial_port")?;
+        let baud = self
+            .number("baudrate", 300.0..=921_600.0)
+            .map(|b| b as u32)
+            .unwrap_or(default_baud);
+        if ![
+            1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200, 230_400,
+        ]
+        .contains(&baud)
+        {
+            self.problems
+                .push(format!("baudrate {baud} is not a supported baud rate"));
+        }
+        let parity = self.text("parity").unwrap_or_else(|| "N".into());
+        if !["N", "E", "O"].contains(&parity.as_str()) {
+            self.problems
+                .push(format!("parity must be N, E or O, got {parity:?}"));
+        }
+        let data_bits = self.number("bytesize", 5.0..=8.0).unwrap_or(8.0) as u8;
+        let stop_bits = self.number("stopbits", 1.0..=2.0).unwrap_or(1.0) as u8;
+        let parity = parity.chars().next().unwrap_or('N');
+        Some((
+            PathBuf::from(path),
+            SerialSettings {
+                baud,
+                parity,
+                data_bits,
+                stop_bits,
+            },
+        ))
+    }
+
+    fn address(&mut self, default_port: u16) -> Option<SocketAddr> {
+        let host = self.text("host");
+        let host = self.required(host, "host")?;
+        let port = self
+            .number("port", 1.0..=65535.0)
+            .map(|p| p as u16)
+            .unwrap_or(default_port);
+        match (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+        {
+            Some(address) => Some(address),
+            None => {
+                self.problems
+                    .push(format!("host {host:?} does not resolve"));
+                None
+            }
+        }
+    }
+
+    /// The Modbus transport of an adapter: `transport: rtu | tcp | rtu_over_tcp`.
+    fn modbus_transport(&mut self) -> Option<Transport> {
+        let transport = self.text("transport").unwrap_or_else(|| "tcp".into());
+        match transport.as_str() {
+            "tcp" => self.address(502).map(Transport::Tcp),
+            "rtu_over_tcp" => self.address(502).map(Transport::RtuOverTcp),
+            "rtu" => self
+                .serial(9600)
+                .map(|(path, settings)| Transport::RtuSerial { path, settings }),
+            other => {
+                self.problems.push(format!(
+                    "transport must be rtu, tcp or rtu_over_tcp, got {other:?}"
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// Checks every assignment and groups them into buses. `base` resolves relative map file paths.
+pub fn build_plan(
+    source: &str,
+    assignments: &[Assignment],
+    base: Option<&Path>,
+) -> Result<Plan, PlanError> {
+    let mut plan = Plan::default();
+    let mut problems = Vec::new();
+    let mut serial_settings: HashMap<PathBuf, (SerialSettings, String)> = HashMap::new();
+    let layouts = Arc::new(Layouts::builtin());
+    let mut pack_adapters: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+    for (index, assignment) in assignments.iter().enumerate() {
+        let entry = format!("adapters[{index}] ({})", assignment.adapter_id);
+        if !assignment.enabled {
+            continue;
+        }
+        let mut reader = Reader {
+            config: &assignment.config,
+            problems: Vec::new(),
+        };
+        if !assignment.config.is_object() && !assignment.config.is_null() {
+            reader.problems.push("config must be a mapping".into());
+        }
+        let interval = Duration::from_secs_f64(
+            reader
+                .number("poll_interval_secs", 0.1..=86_400.0)
+                .unwrap_or(5.0),
+        );
+        let timeout =
+            Duration::from_secs_f64(reader.number("timeout_secs", 0.05..=60.0).unwrap_or(1.0));
+        let unit_id = reader.number("unit_id", 0.0..=247.0).unwrap_or(1.0) as u8;
+        match assignment.adapter_type.as_str() {
+            "powdrive" | "senergy" | "iammeter" | "modbus" => {
+                let map = match reader.text("register_map_file") {
+                    Some(file) => {
+                        let path = base
+                            .map(|b| b.join(&file))
+                            .unwrap_or_else(|| PathBuf::from(&file));
+                        RegisterMap::load(&path).map_err(|e| e.to_string())
+                    }
+                    None if assignment.adapter_type == "modbus" => {
+                        Err("register_map_file is required for a modbus adapter".into())
+                    }
+                    None => builtin_map(&assignment.adapter_type).map_err(|e| e.to_string()),
+                };
+                let transport = reader.modbus_transport();
+                match map {
+                    Ok(map) => {
+                        if let Some(transport) = transport.filter(|_| reader.problems.is_empty()) {
+                            plan.buses.entry(transport).or_default().push(DeviceSpec {
+                                device_id: assignment.device_id.clone(),
+                                adapter_id: assignment.adapter_id.clone(),
+                                unit_id,
+                                driver: Driver::Map(Arc::new(map)),
+                                poll_interval: interval,
+                                timeout,
+                            });
+                        }
+                    }
+                    Err(reason) => reader.problems.push(reason),
+                }
+            }
+            "sunspec" => {
+                if let Some(transport) = reader
+                    .modbus_transport()
+                    .filter(|_| reader.problems.is_empty())
+                {
+                    plan.buses.entry(transport).or_default().push(DeviceSpec {
+                        device_id: assignment.device_id.clone(),
+                        adapter_id: assignment.adapter_id.clone(),
+                        unit_id,
+                        driver: Driver::SunSpec(layouts.clone()),
+                        poll_interval: interval,
+                        timeout,
+                    });
+                }
+            }
+            "pytes" | "jkbms" | "jkbms_tcpip" => {
+                let batteries = reader.number("batteries", 1.0..=64.0);
+                let batteries = reader.required(batteries, "batteries");
+                let cells = reader.number("cells_per_battery", 1.0..=64.0);
+                let cells = reader.required(cells, "cells_per_battery");
+                let transport = if assignment.adapter_type == "pytes" {
+                    reader
+                        .serial(115_200)
+                        .map(|(path, settings)| Transport::RtuSerial { path, settings })
+                } else {
+                    match reader
+                        .text("connection_type")
+                        .or_else(|| reader.text("transport"))
+                        .as_deref()
+                    {
+                        Some("rtu") => reader
+                            .serial(115_200)
+                            .map(|(path, settings)| Transport::RtuSerial { path, settings }),
+                        _ => reader.address(502).map(Transport::RtuOverTcp),
+                    }
+                };
+                let silence = Duration::from_secs_f64(
+                    reader.number("poll_timeout", 0.1..=60.0).unwrap_or(3.0),
+                );
+                if let (Some(transport), Some(batteries), Some(cells), true) =
+                    (transport, batteries, cells, reader.problems.is_empty())
+                {
+                    let spec = PackSpec {
+                        pack_id: assignment.device_id.clone(),
+                        adapter_id: assignment.adapter_id.clone(),
+                        batteries: batteries as usize,
+                        cells_per_battery: cells as usize,
+                        silence,
+                    };
+                    pack_adapters
+                        .entry(assignment.device_id.clone())
+                        .or_default()
+                        .push((assignment.adapter_id.clone(), assignment.priority));
+                    if assignment.adapter_type == "pytes" {
+                        plan.consoles.push((transport, spec, interval));
+                    } else {
+                        plan.jk_listeners.push((transport, spec));
+                    }
+                }
+            }
+            "jkbms_ble" => {
+                plan.unsupported.push((
+                    assignment.adapter_id.clone(),
+                    "Bluetooth LE is not available to this collector".into(),
+                ));
+            }
+            other => reader
+                .problems
+                .push(format!("unknown adapter type {other:?}")),
+        }
+        // One serial line, one set of line settings.
+        for devices in plan
+            .buses
+            .keys()
+            .chain(plan.consoles.iter().map(|(t, _, _)| t))
+            .chain(plan.jk_listeners.iter().map(|(t, _)| t))
+        {
+            if let Transport::RtuSerial { path, settings } = devices {
+                match serial_settings.get(path) {
+                    Some((other, first)) if other != settings && first != &entry => {
+                        reader.problems.push(format!(
+                            "{} is also used by {first} with other line settings",
+                            path.display()
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        serial_settings.insert(path.clone(), (*settings, entry.clone()));
+                    }
+                }
+            }
+        }
+        problems.extend(reader.problems.into_iter().map(|reason| Problem {
+            entry: entry.clone(),
+            reason,
+        }));
+    }
+    plan.failover = pack_adapters
+        .into_iter()
+        .filter(|(_, adapters)| adapters.len() > 1)
+        .collect();
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(PlanError {
+            source_name: source.to_owned(),
+            problems,
+        })
+    }
+}

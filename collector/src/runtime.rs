@@ -1,0 +1,146 @@
+//! Runs a [`Plan`]: one task per Modbus bus, per Pytes console and per JK BMS bus, and one stage
+//! that applies pack failover and hands readings on. Stops when `shutdown` fires.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::assignment::Plan;
+use crate::bus::{BusEvent, MAX_BACKOFF, Transport, run_bus};
+use crate::normalize::{Normalizer, Reading};
+use crate::pack::{Failover, PackSpec, listen_jkbms, pack_reading};
+
+/// Polls a Pytes console every `interval`.
+async fn run_console(
+    transport: Transport,
+    spec: PackSpec,
+    interval: Duration,
+    events: mpsc::Sender<BusEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Transport::RtuSerial { path, settings } = transport else {
+        return;
+    };
+    let mut normalizer = Normalizer::default();
+    let mut retry = interval;
+    loop {
+        let mut port = match crate::serial::open(&path, settings) {
+            Ok(port) => port,
+            Err(error) => {
+                let event = BusEvent::Disconnected {
+                    reason: format!("{}: {error}", path.display()),
+                    retry_in: retry,
+                };
+                if events.send(event).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    _ = shutdown.changed() => return,
+                }
+                retry = (retry * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let mut backoff: Option<Duration> = None;
+        loop {
+            let started = Instant::now();
+            let event = match crate::pytes::read_bank(&mut port, spec.batteries, spec.silence).await
+            {
+                Ok(units) => {
+                    backoff = None;
+                    let ts = chrono::Utc::now().timestamp_millis();
+                    BusEvent::Reading(pack_reading(&spec, &units, &mut normalizer, ts))
+                }
+                Err(_) => {
+                    let next = backoff
+                        .map(|b| (b * 2).min(MAX_BACKOFF))
+                        .unwrap_or(interval);
+                    backoff = Some(next);
+                    BusEvent::Silent {
+                        device_id: spec.pack_id.clone(),
+                        retry_in: next,
+                    }
+                }
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(started + backoff.unwrap_or(interval)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Starts every task of `plan` and forwards the readings that count to `readings`.
+pub async fn run(plan: Plan, readings: mpsc::Sender<Reading>, shutdown: watch::Receiver<bool>) {
+    let (events, mut incoming) = mpsc::channel::<BusEvent>(1024);
+    let mut tasks = Vec::new();
+    for (transport, devices) in plan.buses {
+        tasks.push(tokio::spawn(run_bus(
+            transport,
+            devices,
+            events.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for (transport, spec, interval) in plan.consoles {
+        tasks.push(tokio::spawn(run_console(
+            transport,
+            spec,
+            interval,
+            events.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for (transport, spec) in plan.jk_listeners {
+        tasks.push(tokio::spawn(listen_jkbms(
+            transport,
+            spec,
+            events.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for (adapter, reason) in &plan.unsupported {
+        tracing::warn!(adapter = %adapter, %reason, "adapter not supported here; its pack uses its other adapters");
+    }
+    drop(events);
+    let mut failover: BTreeMap<String, Failover> = plan
+        .failover
+        .into_iter()
+        .map(|(pack, adapters)| (pack, Failover::new(adapters, Duration::from_secs(10))))
+        .collect();
+    while let Some(event) = incoming.recv().await {
+        match event {
+            BusEvent::Reading(reading) => {
+                let reading = match failover.get_mut(&reading.device_id) {
+                    Some(chooser) => chooser.offer(reading, Instant::now()),
+                    None => Some(reading),
+                };
+                if let Some(reading) = reading
+                    && readings.send(reading).await.is_err()
+                {
+                    break;
+                }
+            }
+            BusEvent::Silent {
+                device_id,
+                retry_in,
+            } => tracing::warn!(device = %device_id, ?retry_in, "device not answering"),
+            BusEvent::Partial {
+                device_id,
+                failed_requests,
+            } => tracing::warn!(device = %device_id, failed_requests, "some reads failed"),
+            BusEvent::Disconnected { reason, retry_in } => {
+                tracing::warn!(%reason, ?retry_in, "bus not reachable")
+            }
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
