@@ -150,11 +150,22 @@ async fn simulate(
     println!(
         "simulating on {address}: unit 1 powdrive, unit 2 senergy, unit 3 iammeter ({timezone})"
     );
+    let devices: BTreeMap<u8, Arc<SimDevice>> = units.clone();
+    let endpoint = Arc::new(Endpoint::new(units, Clock::Real));
     let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(serve_tcp(
-        listener,
-        Arc::new(Endpoint::new(units, Clock::Real)),
-    ));
+    servers.spawn(serve_tcp(listener, endpoint.clone()));
+    // The same devices as Modbus RTU on a serial line (a pseudo-terminal).
+    let rtu_line = solarhub_collector::serial::pseudo_terminal()?;
+    println!(
+        "simulating on {}: the same units as Modbus RTU (9600 8N1)",
+        rtu_line.path.display()
+    );
+    servers.spawn(async move {
+        let served = solarhub_collector::simulator::rtu::serve_rtu(rtu_line.device, endpoint).await;
+        drop(rtu_line.slave);
+        served
+    });
+    servers.spawn(switch_faults(devices));
 
     if let Some(config_path) = write_config {
         let next = |offset: u16| SocketAddr::new(address.ip(), address.port() + offset);
@@ -255,6 +266,58 @@ async fn simulate(
         },
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+/// Reads fault switches from standard input, one per line:
+/// `fault UNIT none|timeout|exception|sentinel REGISTER..|garbage REGISTER..` and `reset UNIT`
+/// (counters back to zero).
+async fn switch_faults(devices: BTreeMap<u8, Arc<SimDevice>>) -> std::io::Result<()> {
+    use solarhub_collector::simulator::Fault;
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let device = words
+            .get(1)
+            .and_then(|u| u.parse::<u8>().ok())
+            .and_then(|u| devices.get(&u));
+        let registers = || {
+            words
+                .iter()
+                .skip(3)
+                .map(|w| (*w).to_owned())
+                .collect::<Vec<_>>()
+        };
+        let fault = match words.get(2).copied() {
+            Some("none") => Some(Fault::None),
+            Some("timeout") => Some(Fault::Timeout),
+            Some("exception") => Some(Fault::Exception),
+            Some("sentinel") => Some(Fault::Sentinel(registers())),
+            Some("garbage") => Some(Fault::Garbage(registers())),
+            _ => None,
+        };
+        let understood = match (words.first().copied(), device, fault) {
+            (Some("fault"), Some(device), Some(fault)) => {
+                device.set_fault(fault);
+                true
+            }
+            (Some("reset"), Some(device), None) => {
+                device.reset_counters();
+                true
+            }
+            _ => false,
+        };
+        if understood {
+            println!("ok: {line}");
+        } else {
+            println!(
+                "not understood: {line:?} (fault UNIT none|timeout|exception|sentinel REG..|garbage REG.., reset UNIT)"
+            );
+        }
+    }
+    // Standard input closed (run in the background): keep serving.
+    std::future::pending::<()>().await;
+    Ok(())
 }
 
 fn open_output(output: &str) -> anyhow::Result<Box<dyn Write + Send>> {

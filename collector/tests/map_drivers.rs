@@ -402,6 +402,18 @@ async fn faults_never_reach_a_reading_and_every_drop_is_counted() {
         reading.dropped
     );
 
+    // Exception responses: the device answers, so it is not silent, but nothing is read.
+    bench.device.set_fault(Fault::Exception);
+    let result = bench.poll().await;
+    assert!(!result.device_silent());
+    assert_eq!(result.failures.len(), bench.plan.len());
+    assert!(result.failures.iter().all(|(_, e)| matches!(
+        e,
+        solarhub_collector::modbus_poll::RequestError::Exception(_)
+    )));
+    let reading = normalizer.normalize(&bench.map, &result.registers, "inv", "inv.adapter", 5);
+    assert!(reading.fields.is_empty());
+
     // A device that stops answering: every request times out, nothing is read, nothing is zero.
     bench.device.set_fault(Fault::Timeout);
     let result = bench.poll().await;

@@ -106,7 +106,8 @@ fn devices(float: bool) -> (Vec<SimModel>, Vec<SimModel>) {
     )
 }
 
-async fn serve(base: u16, float: bool) -> std::net::SocketAddr {
+/// Serves the two devices (units 1 and 2) over Modbus TCP, or as Modbus RTU on a serial line.
+async fn serve(base: u16, float: bool, serial: bool) -> solarhub_collector::bus::Transport {
     let layouts = Layouts::builtin();
     let (inverter, meter) = devices(float);
     let units: BTreeMap<u8, Arc<dyn SimUnit>> = BTreeMap::from([
@@ -119,13 +120,24 @@ async fn serve(base: u16, float: bool) -> std::net::SocketAddr {
             Arc::new(SunSpecSim::new(base, &meter, &layouts)) as Arc<dyn SimUnit>,
         ),
     ]);
+    let endpoint = Arc::new(Endpoint::with_units(units, Clock::Real));
+    if serial {
+        let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+        let path = pty.path.clone();
+        tokio::spawn(async move {
+            let served = solarhub_collector::simulator::rtu::serve_rtu(pty.device, endpoint).await;
+            drop(pty.slave);
+            served
+        });
+        return solarhub_collector::bus::Transport::RtuSerial {
+            path,
+            settings: solarhub_collector::serial::SerialSettings::default(),
+        };
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(solarhub_collector::simulator::serve_tcp(
-        listener,
-        Arc::new(Endpoint::with_units(units, Clock::Real)),
-    ));
-    address
+    tokio::spawn(solarhub_collector::simulator::serve_tcp(listener, endpoint));
+    solarhub_collector::bus::Transport::Tcp(address)
 }
 
 fn close(fields: &BTreeMap<String, f64>, field: &str, want: f64, tolerance: f64) {
@@ -138,12 +150,11 @@ fn close(fields: &BTreeMap<String, f64>, field: &str, want: f64, tolerance: f64)
     );
 }
 
-async fn reads_every_model(base: u16, float: bool) {
-    let address = serve(base, float).await;
+async fn reads_every_model(base: u16, float: bool, serial: bool) {
+    let transport = serve(base, float, serial).await;
     let layouts = Layouts::builtin();
-    let mut context = tokio_modbus::client::tcp::connect_slave(address, Slave(1))
-        .await
-        .unwrap();
+    let mut context = solarhub_collector::bus::connect(&transport).await.unwrap();
+    tokio_modbus::prelude::SlaveContext::set_slave(&mut context, Slave(1));
     let (found_base, models) = sunspec::discover(&mut context, &layouts, TIMEOUT)
         .await
         .unwrap();
@@ -222,17 +233,27 @@ async fn reads_every_model(base: u16, float: bool) {
 
 #[tokio::test]
 async fn integer_models_at_40000() {
-    reads_every_model(40000, false).await;
+    reads_every_model(40000, false, false).await;
 }
 
 #[tokio::test]
 async fn integer_models_at_0() {
-    reads_every_model(0, false).await;
+    reads_every_model(0, false, false).await;
 }
 
 #[tokio::test]
 async fn float_models_at_50000() {
-    reads_every_model(50000, true).await;
+    reads_every_model(50000, true, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_models_over_rtu_on_a_serial_line() {
+    reads_every_model(40000, false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_models_over_rtu_on_a_serial_line() {
+    reads_every_model(0, true, true).await;
 }
 
 #[tokio::test]
