@@ -207,3 +207,45 @@ impl Normalizer {
         reading.dropped.insert(field.to_owned(), reason);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register_map::builtin_map;
+
+    fn number(value: f64, scale: f64) -> RegisterValue {
+        RegisterValue::Number {
+            raw: (value / scale).round() as i64,
+            value,
+        }
+    }
+
+    #[test]
+    fn power_far_beyond_the_rating_is_dropped_and_counted() {
+        let map = builtin_map("powdrive").unwrap();
+        let mut registers = BTreeMap::new();
+        registers.insert("rated_power_w".to_owned(), number(5000.0, 0.1));
+        registers.insert("pv1_power_w".to_owned(), number(9000.0, 1.0));
+        registers.insert("pv2_power_w".to_owned(), number(100.0, 1.0));
+        registers.insert("load_power_w".to_owned(), number(7400.0, 1.0));
+        let mut normalizer = Normalizer::default();
+        let reading = normalizer.normalize(&map, &registers, "inv", "inv.adapter", 0);
+        // 9100 W of PV on a 5 kW inverter is beyond 1.5 × its rating; 7400 W of load is not.
+        assert_eq!(
+            reading.dropped.get("pv_power_w"),
+            Some(&DropReason::AboveRating)
+        );
+        assert_eq!(reading.fields.get("load_power_w"), Some(&7400.0));
+        assert_eq!(
+            normalizer
+                .drop_counts()
+                .get(&("pv_power_w".to_owned(), DropReason::AboveRating)),
+            Some(&1)
+        );
+        // Fields whose registers were not read are simply absent.
+        assert!(
+            !reading.fields.contains_key("grid_power_w")
+                && !reading.dropped.contains_key("grid_power_w")
+        );
+    }
+}
