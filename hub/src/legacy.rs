@@ -822,392 +822,364 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn copy_energy(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("energy_samples")? else {
+    /// Copies one legacy sample table, page by page in rowid order. `convert` turns a legacy row into
+    /// a sample, or `None` when its time or device id cannot be read; rows whose (device, time) is
+    /// already stored are counted, not written twice.
+    fn copy_table<Row, Sample>(
+        &mut self,
+        legacy_name: &str,
+        numeric_columns: &[&str],
+        read_page: fn(&mut DbConnection, &LegacyTable, i64, i64) -> Result<Vec<Row>, DbError>,
+        row_id: fn(&Row) -> i64,
+        convert: fn(&mut Self, Row) -> Result<Option<Sample>, DbError>,
+        insert: fn(&mut DbConnection, &[Sample]) -> Result<usize, DbError>,
+    ) -> Result<(), DbError> {
+        let Some(table) = self.table(legacy_name)? else {
             return Ok(());
         };
         let mut stats = TableReport {
-            non_numeric_values: table
-                .count_non_numeric(self.source(), source::ENERGY_NUMERIC_COLUMNS)?
-                as u64,
+            non_numeric_values: table.count_non_numeric(self.source(), numeric_columns)? as u64,
             ..TableReport::default()
         };
         let mut after = 0;
         loop {
-            let page = source::read_energy_page(self.source(), &table, after, PAGE_ROWS)?;
+            let page = read_page(self.source(), &table, after, PAGE_ROWS)?;
             let Some(last) = page.last() else { break };
-            after = last.row_id;
+            after = row_id(last);
             let mut rows = Vec::with_capacity(page.len());
             for legacy in page {
                 stats.read += 1;
-                let (Some(ts), Some(inverter_id)) = (
-                    self.timestamp(legacy.ts.as_deref()),
-                    self.id(legacy.inverter_id.as_deref()),
-                ) else {
-                    stats.unplaceable += 1;
-                    continue;
-                };
-                let legacy_array = self.id(legacy.array_id.as_deref());
-                let inverter_array = self.ensure_inverter(&inverter_id, legacy_array.as_deref())?;
-                let array_id = match legacy_array {
-                    Some(array_id) => {
-                        self.ensure_array(
-                            &array_id,
-                            format!("legacy array {array_id} (not in config)"),
-                        )?;
-                        array_id
-                    }
-                    None => inverter_array,
-                };
-                rows.push(EnergySample {
-                    inverter_id,
-                    ts,
-                    array_id: Some(array_id),
-                    system_id: self.view.system_id.clone(),
-                    pv_power_w: legacy.pv_power_w,
-                    load_power_w: legacy.load_power_w,
-                    grid_power_w: legacy.grid_power_w,
-                    battery_power_w: None,
-                    battery_soc_pct: legacy.battery_soc_pct,
-                    battery_voltage_v: legacy.battery_voltage_v,
-                    battery_current_a: legacy.battery_current_a,
-                    inverter_mode: legacy.inverter_mode,
-                    inverter_temp_c: legacy.inverter_temp_c,
-                    pv_energy_today_wh: None,
-                    pv_energy_total_wh: None,
-                    load_energy_today_wh: None,
-                    load_energy_total_wh: None,
-                    grid_import_today_wh: None,
-                    grid_import_total_wh: legacy.grid_import_wh,
-                    grid_export_today_wh: None,
-                    grid_export_total_wh: legacy.grid_export_wh,
-                    battery_charge_today_wh: None,
-                    battery_charge_total_wh: None,
-                    battery_discharge_today_wh: None,
-                    battery_discharge_total_wh: None,
-                });
+                match convert(self, legacy)? {
+                    Some(sample) => rows.push(sample),
+                    None => stats.unplaceable += 1,
+                }
             }
-            let inserted = samples::insert_energy_samples(self.target, &rows)?;
+            let inserted = insert(self.target, &rows)?;
             stats.inserted += inserted as u64;
             stats.already_present += (rows.len() - inserted) as u64;
         }
-        self.report.tables.insert("energy_samples".into(), stats);
+        self.report.tables.insert(legacy_name.to_owned(), stats);
         Ok(())
     }
 
-    fn copy_arrays(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("array_samples")? else {
-            return Ok(());
+    fn copy_energy(&mut self) -> Result<(), DbError> {
+        self.copy_table(
+            "energy_samples",
+            source::ENERGY_NUMERIC_COLUMNS,
+            source::read_energy_page,
+            |row| row.row_id,
+            Self::energy_sample,
+            samples::insert_energy_samples,
+        )
+    }
+
+    fn energy_sample(
+        &mut self,
+        legacy: source::LegacyEnergyRow,
+    ) -> Result<Option<EnergySample>, DbError> {
+        let (Some(ts), Some(inverter_id)) = (
+            self.timestamp(legacy.ts.as_deref()),
+            self.id(legacy.inverter_id.as_deref()),
+        ) else {
+            return Ok(None);
         };
-        let numeric = [
-            "pv_power_w",
-            "load_power_w",
-            "grid_power_w",
-            "batt_power_w",
-            "batt_soc_pct",
-            "batt_voltage_v",
-            "batt_current_a",
-        ];
-        let mut stats = TableReport {
-            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
-            ..TableReport::default()
-        };
-        let mut after = 0;
-        loop {
-            let page = source::read_array_page(self.source(), &table, after, PAGE_ROWS)?;
-            let Some(last) = page.last() else { break };
-            after = last.row_id;
-            let mut rows = Vec::with_capacity(page.len());
-            for legacy in page {
-                stats.read += 1;
-                let (Some(ts), Some(array_id)) = (
-                    self.timestamp(legacy.ts.as_deref()),
-                    self.id(legacy.array_id.as_deref()),
-                ) else {
-                    stats.unplaceable += 1;
-                    continue;
-                };
+        let legacy_array = self.id(legacy.array_id.as_deref());
+        let inverter_array = self.ensure_inverter(&inverter_id, legacy_array.as_deref())?;
+        let array_id = match legacy_array {
+            Some(array_id) => {
                 self.ensure_array(
                     &array_id,
                     format!("legacy array {array_id} (not in config)"),
                 )?;
-                rows.push(ArraySample {
-                    array_id,
-                    ts,
-                    system_id: self.view.system_id.clone(),
-                    pv_power_w: legacy.pv_power_w,
-                    load_power_w: legacy.load_power_w,
-                    grid_power_w: legacy.grid_power_w,
-                    battery_power_w: legacy.battery_power_w,
-                    battery_soc_pct: legacy.battery_soc_pct,
-                    soc_source: None,
-                    battery_voltage_v: legacy.battery_voltage_v,
-                    battery_current_a: legacy.battery_current_a,
-                });
+                array_id
             }
-            let inserted = samples::insert_array_samples(self.target, &rows)?;
-            stats.inserted += inserted as u64;
-            stats.already_present += (rows.len() - inserted) as u64;
-        }
-        self.report.tables.insert("array_samples".into(), stats);
-        Ok(())
+            None => inverter_array,
+        };
+        Ok(Some(EnergySample {
+            inverter_id,
+            ts,
+            array_id: Some(array_id),
+            system_id: self.view.system_id.clone(),
+            pv_power_w: legacy.pv_power_w,
+            load_power_w: legacy.load_power_w,
+            grid_power_w: legacy.grid_power_w,
+            battery_power_w: None,
+            battery_soc_pct: legacy.battery_soc_pct,
+            battery_voltage_v: legacy.battery_voltage_v,
+            battery_current_a: legacy.battery_current_a,
+            inverter_mode: legacy.inverter_mode,
+            inverter_temp_c: legacy.inverter_temp_c,
+            pv_energy_today_wh: None,
+            pv_energy_total_wh: None,
+            load_energy_today_wh: None,
+            load_energy_total_wh: None,
+            grid_import_today_wh: None,
+            grid_import_total_wh: legacy.grid_import_wh,
+            grid_export_today_wh: None,
+            grid_export_total_wh: legacy.grid_export_wh,
+            battery_charge_today_wh: None,
+            battery_charge_total_wh: None,
+            battery_discharge_today_wh: None,
+            battery_discharge_total_wh: None,
+        }))
+    }
+
+    fn copy_arrays(&mut self) -> Result<(), DbError> {
+        self.copy_table(
+            "array_samples",
+            &[
+                "pv_power_w",
+                "load_power_w",
+                "grid_power_w",
+                "batt_power_w",
+                "batt_soc_pct",
+                "batt_voltage_v",
+                "batt_current_a",
+            ],
+            source::read_array_page,
+            |row| row.row_id,
+            Self::arrays_sample,
+            samples::insert_array_samples,
+        )
+    }
+
+    fn arrays_sample(
+        &mut self,
+        legacy: source::LegacyArrayRow,
+    ) -> Result<Option<ArraySample>, DbError> {
+        let (Some(ts), Some(array_id)) = (
+            self.timestamp(legacy.ts.as_deref()),
+            self.id(legacy.array_id.as_deref()),
+        ) else {
+            return Ok(None);
+        };
+        self.ensure_array(
+            &array_id,
+            format!("legacy array {array_id} (not in config)"),
+        )?;
+        Ok(Some(ArraySample {
+            array_id,
+            ts,
+            system_id: self.view.system_id.clone(),
+            pv_power_w: legacy.pv_power_w,
+            load_power_w: legacy.load_power_w,
+            grid_power_w: legacy.grid_power_w,
+            battery_power_w: legacy.battery_power_w,
+            battery_soc_pct: legacy.battery_soc_pct,
+            soc_source: None,
+            battery_voltage_v: legacy.battery_voltage_v,
+            battery_current_a: legacy.battery_current_a,
+        }))
     }
 
     fn copy_banks(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("battery_bank_samples")? else {
-            return Ok(());
+        self.copy_table(
+            "battery_bank_samples",
+            &[
+                "voltage",
+                "current",
+                "temperature",
+                "soc",
+                "batteries_count",
+                "cells_per_battery",
+            ],
+            source::read_bank_page,
+            |row| row.row_id,
+            Self::banks_sample,
+            samples::insert_battery_bank_samples,
+        )
+    }
+
+    fn banks_sample(
+        &mut self,
+        legacy: source::LegacyBankRow,
+    ) -> Result<Option<BatteryBankSample>, DbError> {
+        let (Some(ts), Some(pack_id)) = (
+            self.timestamp(legacy.ts.as_deref()),
+            self.id(legacy.pack_id.as_deref()),
+        ) else {
+            return Ok(None);
         };
-        let numeric = [
-            "voltage",
-            "current",
-            "temperature",
-            "soc",
-            "batteries_count",
-            "cells_per_battery",
-        ];
-        let mut stats = TableReport {
-            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
-            ..TableReport::default()
-        };
-        let mut after = 0;
-        loop {
-            let page = source::read_bank_page(self.source(), &table, after, PAGE_ROWS)?;
-            let Some(last) = page.last() else { break };
-            after = last.row_id;
-            let mut rows = Vec::with_capacity(page.len());
-            for legacy in page {
-                stats.read += 1;
-                let (Some(ts), Some(pack_id)) = (
-                    self.timestamp(legacy.ts.as_deref()),
-                    self.id(legacy.pack_id.as_deref()),
-                ) else {
-                    stats.unplaceable += 1;
-                    continue;
-                };
-                let battery_array_id = self.ensure_pack(&pack_id)?;
-                rows.push(BatteryBankSample {
-                    pack_id,
-                    ts,
-                    battery_array_id,
-                    system_id: self.view.system_id.clone(),
-                    adapter_id: None,
-                    voltage_v: legacy.voltage,
-                    current_a: legacy.current,
-                    power_w: None,
-                    temperature_c: legacy.temperature,
-                    soc_pct: legacy.soc,
-                    soh_pct: None,
-                    batteries_count: legacy.batteries_count,
-                    cells_per_battery: legacy.cells_per_battery,
-                });
-            }
-            let inserted = samples::insert_battery_bank_samples(self.target, &rows)?;
-            stats.inserted += inserted as u64;
-            stats.already_present += (rows.len() - inserted) as u64;
-        }
-        self.report
-            .tables
-            .insert("battery_bank_samples".into(), stats);
-        Ok(())
+        let battery_array_id = self.ensure_pack(&pack_id)?;
+        Ok(Some(BatteryBankSample {
+            pack_id,
+            ts,
+            battery_array_id,
+            system_id: self.view.system_id.clone(),
+            adapter_id: None,
+            voltage_v: legacy.voltage,
+            current_a: legacy.current,
+            power_w: None,
+            temperature_c: legacy.temperature,
+            soc_pct: legacy.soc,
+            soh_pct: None,
+            batteries_count: legacy.batteries_count,
+            cells_per_battery: legacy.cells_per_battery,
+        }))
     }
 
     fn copy_units(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("battery_unit_samples")? else {
-            return Ok(());
+        self.copy_table(
+            "battery_unit_samples",
+            &[
+                "power",
+                "voltage",
+                "current",
+                "temperature",
+                "soc",
+                "bat_events",
+                "power_events",
+                "sys_events",
+            ],
+            source::read_unit_page,
+            |row| row.row_id,
+            Self::units_sample,
+            samples::insert_battery_unit_samples,
+        )
+    }
+
+    fn units_sample(
+        &mut self,
+        legacy: source::LegacyUnitRow,
+    ) -> Result<Option<BatteryUnitSample>, DbError> {
+        let (Some(ts), Some(pack_id), Some(index)) = (
+            self.timestamp(legacy.ts.as_deref()),
+            self.id(legacy.pack_id.as_deref()),
+            legacy.battery_index,
+        ) else {
+            return Ok(None);
         };
-        let numeric = [
-            "power",
-            "voltage",
-            "current",
-            "temperature",
-            "soc",
-            "bat_events",
-            "power_events",
-            "sys_events",
-        ];
-        let mut stats = TableReport {
-            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
-            ..TableReport::default()
-        };
-        let mut after = 0;
-        loop {
-            let page = source::read_unit_page(self.source(), &table, after, PAGE_ROWS)?;
-            let Some(last) = page.last() else { break };
-            after = last.row_id;
-            let mut rows = Vec::with_capacity(page.len());
-            for legacy in page {
-                stats.read += 1;
-                let (Some(ts), Some(pack_id), Some(index)) = (
-                    self.timestamp(legacy.ts.as_deref()),
-                    self.id(legacy.pack_id.as_deref()),
-                    legacy.battery_index,
-                ) else {
-                    stats.unplaceable += 1;
-                    continue;
-                };
-                let (battery_id, battery_array_id) = self.ensure_battery(&pack_id, index)?;
-                rows.push(BatteryUnitSample {
-                    battery_id,
-                    ts,
-                    pack_id,
-                    battery_array_id,
-                    system_id: self.view.system_id.clone(),
-                    adapter_id: None,
-                    voltage_v: legacy.voltage,
-                    current_a: legacy.current,
-                    temperature_c: legacy.temperature,
-                    soc_pct: legacy.soc,
-                    soh_pct: None,
-                    basic_st: legacy.basic_st,
-                    volt_st: legacy.volt_st,
-                    current_st: legacy.current_st,
-                    temp_st: legacy.temp_st,
-                    soh_st: legacy.soh_st,
-                    coul_st: legacy.coul_st,
-                    heater_st: legacy.heater_st,
-                    bat_events: legacy.bat_events,
-                    power_events: legacy.power_events,
-                    sys_events: legacy.sys_events,
-                });
-            }
-            let inserted = samples::insert_battery_unit_samples(self.target, &rows)?;
-            stats.inserted += inserted as u64;
-            stats.already_present += (rows.len() - inserted) as u64;
-        }
-        self.report
-            .tables
-            .insert("battery_unit_samples".into(), stats);
-        Ok(())
+        let (battery_id, battery_array_id) = self.ensure_battery(&pack_id, index)?;
+        Ok(Some(BatteryUnitSample {
+            battery_id,
+            ts,
+            pack_id,
+            battery_array_id,
+            system_id: self.view.system_id.clone(),
+            adapter_id: None,
+            voltage_v: legacy.voltage,
+            current_a: legacy.current,
+            temperature_c: legacy.temperature,
+            soc_pct: legacy.soc,
+            soh_pct: None,
+            basic_st: legacy.basic_st,
+            volt_st: legacy.volt_st,
+            current_st: legacy.current_st,
+            temp_st: legacy.temp_st,
+            soh_st: legacy.soh_st,
+            coul_st: legacy.coul_st,
+            heater_st: legacy.heater_st,
+            bat_events: legacy.bat_events,
+            power_events: legacy.power_events,
+            sys_events: legacy.sys_events,
+        }))
     }
 
     fn copy_cells(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("battery_cell_samples")? else {
-            return Ok(());
+        self.copy_table(
+            "battery_cell_samples",
+            &["power", "cell", "voltage", "temperature", "soc"],
+            source::read_cell_page,
+            |row| row.row_id,
+            Self::cells_sample,
+            samples::insert_battery_cell_samples,
+        )
+    }
+
+    fn cells_sample(
+        &mut self,
+        legacy: source::LegacyCellRow,
+    ) -> Result<Option<BatteryCellSample>, DbError> {
+        let (Some(ts), Some(pack_id), Some(battery_index), Some(cell_index)) = (
+            self.timestamp(legacy.ts.as_deref()),
+            self.id(legacy.pack_id.as_deref()),
+            legacy.battery_index,
+            legacy.cell_index,
+        ) else {
+            return Ok(None);
         };
-        let numeric = ["power", "cell", "voltage", "temperature", "soc"];
-        let mut stats = TableReport {
-            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
-            ..TableReport::default()
-        };
-        let mut after = 0;
-        loop {
-            let page = source::read_cell_page(self.source(), &table, after, PAGE_ROWS)?;
-            let Some(last) = page.last() else { break };
-            after = last.row_id;
-            let mut rows = Vec::with_capacity(page.len());
-            for legacy in page {
-                stats.read += 1;
-                let (Some(ts), Some(pack_id), Some(battery_index), Some(cell_index)) = (
-                    self.timestamp(legacy.ts.as_deref()),
-                    self.id(legacy.pack_id.as_deref()),
-                    legacy.battery_index,
-                    legacy.cell_index,
-                ) else {
-                    stats.unplaceable += 1;
-                    continue;
-                };
-                let (battery_id, battery_array_id) =
-                    self.ensure_battery(&pack_id, battery_index)?;
-                let cell_id = self.ensure_cell(&battery_id, cell_index)?;
-                rows.push(BatteryCellSample {
-                    cell_id,
-                    ts,
-                    battery_id,
-                    pack_id,
-                    battery_array_id,
-                    system_id: self.view.system_id.clone(),
-                    adapter_id: None,
-                    voltage_v: legacy.voltage,
-                    temperature_c: legacy.temperature,
-                    soc_pct: legacy.soc,
-                    volt_st: legacy.volt_st,
-                    temp_st: legacy.temp_st,
-                });
-            }
-            let inserted = samples::insert_battery_cell_samples(self.target, &rows)?;
-            stats.inserted += inserted as u64;
-            stats.already_present += (rows.len() - inserted) as u64;
-        }
-        self.report
-            .tables
-            .insert("battery_cell_samples".into(), stats);
-        Ok(())
+        let (battery_id, battery_array_id) = self.ensure_battery(&pack_id, battery_index)?;
+        let cell_id = self.ensure_cell(&battery_id, cell_index)?;
+        Ok(Some(BatteryCellSample {
+            cell_id,
+            ts,
+            battery_id,
+            pack_id,
+            battery_array_id,
+            system_id: self.view.system_id.clone(),
+            adapter_id: None,
+            voltage_v: legacy.voltage,
+            temperature_c: legacy.temperature,
+            soc_pct: legacy.soc,
+            volt_st: legacy.volt_st,
+            temp_st: legacy.temp_st,
+        }))
     }
 
     fn copy_meters(&mut self) -> Result<(), DbError> {
-        let Some(table) = self.table("meter_samples")? else {
-            return Ok(());
+        self.copy_table(
+            "meter_samples",
+            &[
+                "grid_power_w",
+                "grid_voltage_v",
+                "grid_current_a",
+                "grid_frequency_hz",
+                "grid_import_wh",
+                "grid_export_wh",
+                "energy_kwh",
+                "power_factor",
+                "voltage_phase_a",
+                "voltage_phase_b",
+                "voltage_phase_c",
+                "current_phase_a",
+                "current_phase_b",
+                "current_phase_c",
+                "power_phase_a",
+                "power_phase_b",
+                "power_phase_c",
+            ],
+            source::read_meter_page,
+            |row| row.row_id,
+            Self::meters_sample,
+            samples::insert_meter_samples,
+        )
+    }
+
+    fn meters_sample(
+        &mut self,
+        legacy: source::LegacyMeterRow,
+    ) -> Result<Option<MeterSample>, DbError> {
+        let (Some(ts), Some(meter_id)) = (
+            self.timestamp(legacy.ts.as_deref()),
+            self.id(legacy.meter_id.as_deref()),
+        ) else {
+            return Ok(None);
         };
-        let numeric = [
-            "grid_power_w",
-            "grid_voltage_v",
-            "grid_current_a",
-            "grid_frequency_hz",
-            "grid_import_wh",
-            "grid_export_wh",
-            "energy_kwh",
-            "power_factor",
-            "voltage_phase_a",
-            "voltage_phase_b",
-            "voltage_phase_c",
-            "current_phase_a",
-            "current_phase_b",
-            "current_phase_c",
-            "power_phase_a",
-            "power_phase_b",
-            "power_phase_c",
-        ];
-        let mut stats = TableReport {
-            non_numeric_values: table.count_non_numeric(self.source(), &numeric)? as u64,
-            ..TableReport::default()
-        };
-        let mut after = 0;
-        loop {
-            let page = source::read_meter_page(self.source(), &table, after, PAGE_ROWS)?;
-            let Some(last) = page.last() else { break };
-            after = last.row_id;
-            let mut rows = Vec::with_capacity(page.len());
-            for legacy in page {
-                stats.read += 1;
-                let (Some(ts), Some(meter_id)) = (
-                    self.timestamp(legacy.ts.as_deref()),
-                    self.id(legacy.meter_id.as_deref()),
-                ) else {
-                    stats.unplaceable += 1;
-                    continue;
-                };
-                let array_id = self.array_ref(legacy.array_id.as_deref())?;
-                self.ensure_meter(&meter_id, array_id.as_deref())?;
-                rows.push(MeterSample {
-                    meter_id,
-                    ts,
-                    system_id: self.view.system_id.clone(),
-                    array_id,
-                    power_w: legacy.power_w,
-                    voltage_v: legacy.voltage_v,
-                    current_a: legacy.current_a,
-                    frequency_hz: legacy.frequency_hz,
-                    power_factor: legacy.power_factor,
-                    import_total_wh: legacy.import_wh,
-                    export_total_wh: legacy.export_wh,
-                    energy_total_kwh: legacy.energy_kwh,
-                    l1_voltage_v: legacy.l1_voltage_v,
-                    l2_voltage_v: legacy.l2_voltage_v,
-                    l3_voltage_v: legacy.l3_voltage_v,
-                    l1_current_a: legacy.l1_current_a,
-                    l2_current_a: legacy.l2_current_a,
-                    l3_current_a: legacy.l3_current_a,
-                    l1_power_w: legacy.l1_power_w,
-                    l2_power_w: legacy.l2_power_w,
-                    l3_power_w: legacy.l3_power_w,
-                });
-            }
-            let inserted = samples::insert_meter_samples(self.target, &rows)?;
-            stats.inserted += inserted as u64;
-            stats.already_present += (rows.len() - inserted) as u64;
-        }
-        self.report.tables.insert("meter_samples".into(), stats);
-        Ok(())
+        let array_id = self.array_ref(legacy.array_id.as_deref())?;
+        self.ensure_meter(&meter_id, array_id.as_deref())?;
+        Ok(Some(MeterSample {
+            meter_id,
+            ts,
+            system_id: self.view.system_id.clone(),
+            array_id,
+            power_w: legacy.power_w,
+            voltage_v: legacy.voltage_v,
+            current_a: legacy.current_a,
+            frequency_hz: legacy.frequency_hz,
+            power_factor: legacy.power_factor,
+            import_total_wh: legacy.import_wh,
+            export_total_wh: legacy.export_wh,
+            energy_total_kwh: legacy.energy_kwh,
+            l1_voltage_v: legacy.l1_voltage_v,
+            l2_voltage_v: legacy.l2_voltage_v,
+            l3_voltage_v: legacy.l3_voltage_v,
+            l1_current_a: legacy.l1_current_a,
+            l2_current_a: legacy.l2_current_a,
+            l3_current_a: legacy.l3_current_a,
+            l1_power_w: legacy.l1_power_w,
+            l2_power_w: legacy.l2_power_w,
+            l3_power_w: legacy.l3_power_w,
+        }))
     }
 
     /// Lists the legacy tables that hold data this copy does not carry over (rollups, settings,
