@@ -37,6 +37,9 @@ use crate::db::samples::{
 };
 use crate::db::{self, Database, DatabaseUrl, DbConnection, DbError, catalog, introspect, now_ms};
 
+/// Reads one page of a legacy table: rows after a rowid, at most a count.
+type PageReader<Row> = fn(&mut DbConnection, &LegacyTable, i64, i64) -> Result<Vec<Row>, DbError>;
+
 /// Rows read from a legacy table per page.
 const PAGE_ROWS: i64 = 5_000;
 
@@ -829,7 +832,7 @@ impl Copier<'_> {
         &mut self,
         legacy_name: &str,
         numeric_columns: &[&str],
-        read_page: fn(&mut DbConnection, &LegacyTable, i64, i64) -> Result<Vec<Row>, DbError>,
+        read_page: PageReader<Row>,
         row_id: fn(&Row) -> i64,
         convert: fn(&mut Self, Row) -> Result<Option<Sample>, DbError>,
         insert: fn(&mut DbConnection, &[Sample]) -> Result<usize, DbError>,
