@@ -7,6 +7,7 @@ use std::path::PathBuf;
 const PROTO_FILES: &[&str] = &[
     "solarhub/v1/hierarchy.proto",
     "solarhub/v1/catalog.proto",
+    "solarhub/v1/ingest.proto",
     "solarhub/v1/server_info.proto",
 ];
 

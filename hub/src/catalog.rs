@@ -487,3 +487,18 @@ impl<T: CatalogRecord> TablePlan<T> {
         }
     }
 }
+
+/// Counts changes to the catalog made by this process, so caches built from it (ingest's device
+/// directory) know when to read it again.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogGeneration(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl CatalogGeneration {
+    pub fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

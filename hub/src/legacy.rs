@@ -1240,6 +1240,7 @@ const ALL_SOLARHUB_TABLES: &[&str] = &[
     "meter_hourly_energy",
     "meter_daily",
     "legacy_imports",
+    "collectors",
 ];
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ pub mod config_import;
 pub mod db;
 pub mod grpc;
 pub mod hierarchy;
+pub mod ingest;
 pub mod json_schema;
 pub mod legacy;

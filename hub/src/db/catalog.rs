@@ -920,3 +920,46 @@ pub fn load_installations(
         },
     ))
 }
+
+/// Adds batteries and cells that are not there yet (ingest names them as packs report them); rows
+/// that exist are left alone, so concurrent batches may both try.
+pub fn ensure_batteries_and_cells(
+    conn: &mut DbConnection,
+    batteries: &[domain::Battery],
+    cells: &[domain::BatteryCell],
+) -> Result<(), DbError> {
+    let now = now_ms();
+    let battery_rows: Vec<BatteryRow> = batteries
+        .iter()
+        .map(|b| BatteryRow::from_domain(b, now, now))
+        .collect();
+    let cell_rows: Vec<CellRow> = cells
+        .iter()
+        .map(|c| CellRow::from_domain(c, now, now))
+        .collect();
+    for row in &battery_rows {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(schema::batteries::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(schema::batteries::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(sqlite)?,
+        };
+    }
+    for row in &cell_rows {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(schema::battery_cells::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(schema::battery_cells::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(sqlite)?,
+        };
+    }
+    Ok(())
+}

@@ -681,3 +681,14 @@ diesel::table! {
         report -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    collectors (collector_id) {
+        collector_id -> Text,
+        last_seq -> BigInt,
+        version -> Nullable<Text>,
+        last_seen_at -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}

@@ -3,6 +3,7 @@
 //! `grpcurl` works without `.proto` files.
 
 mod catalog;
+mod ingest;
 mod server_info;
 
 use std::net::SocketAddr;
@@ -63,10 +64,21 @@ pub async fn serve(
         .map_err(|error| ServeError::Reflection(error.to_string()))?;
 
     let repository = Repository::new(database.clone());
+    let database_for_ingest = database.clone();
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ServerInfoServiceServer::new(ServerInfo::new(database)));
+    let ingest = crate::ingest::Ingest::new(database_for_ingest, repository.generation());
+    health_reporter
+        .set_serving::<solarhub_proto::v1::collector_service_server::CollectorServiceServer<ingest::CollectorApi>>()
+        .await;
+    let routes = routes.add_service(
+        solarhub_proto::v1::collector_service_server::CollectorServiceServer::new(
+            ingest::CollectorApi::new(ingest, repository.clone()),
+        )
+        .max_decoding_message_size(16 * 1024 * 1024),
+    );
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
     Server::builder()
         .add_routes(routes)

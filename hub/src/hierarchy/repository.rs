@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{
     Adapter, AdapterType, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
-    BatteryPackAdapter, Installation, Inverter, InverterArray, Meter, System,
+    BatteryPackAdapter, CatalogGeneration, Installation, Inverter, InverterArray, Meter, System,
 };
 use crate::db::cascade;
 use crate::db::catalog::{self as store, CatalogStore};
@@ -52,11 +52,20 @@ pub trait Linked: CatalogStore {
 #[derive(Clone)]
 pub struct Repository {
     database: Database,
+    generation: CatalogGeneration,
 }
 
 impl Repository {
     pub fn new(database: Database) -> Repository {
-        Repository { database }
+        Repository {
+            database,
+            generation: CatalogGeneration::default(),
+        }
+    }
+
+    /// Bumped after every change this repository makes.
+    pub fn generation(&self) -> CatalogGeneration {
+        self.generation.clone()
     }
 
     pub fn database(&self) -> &Database {
@@ -114,7 +123,8 @@ impl Repository {
     }
 
     pub async fn create<R: Linked>(&self, new_row: R) -> Result<(R, Parents), CatalogError> {
-        self.database
+        let result = self
+            .database
             .run_write(move |conn| -> Result<(R, Parents), CatalogError> {
                 let mut row = new_row.clone();
                 let mut violations = Violations::default();
@@ -134,7 +144,11 @@ impl Repository {
                     .unwrap_or_default();
                 Ok((row, parents))
             })
-            .await
+            .await;
+        if result.is_ok() {
+            self.generation.bump();
+        }
+        result
     }
 
     /// Changes the fields of `mask` (all changeable fields when it is empty) to the values in
@@ -145,7 +159,8 @@ impl Repository {
         mask: Vec<String>,
     ) -> Result<(R, Parents), CatalogError> {
         let fields = mask_fields::<R>(&mask)?;
-        self.database
+        let result = self
+            .database
             .run_write(move |conn| -> Result<(R, Parents), CatalogError> {
                 let key = update.id();
                 let Some(mut row) = R::fetch(conn, &key)? else {
@@ -168,7 +183,11 @@ impl Repository {
                     .unwrap_or_default();
                 Ok((row, parents))
             })
-            .await
+            .await;
+        if result.is_ok() {
+            self.generation.bump();
+        }
+        result
     }
 
     /// Deletes the resource. With children (or samples) it is refused unless `cascade`, which deletes
@@ -178,7 +197,8 @@ impl Repository {
         key: R::Key,
         cascade: bool,
     ) -> Result<BTreeMap<String, i64>, CatalogError> {
-        self.database
+        let result = self
+            .database
             .run_write(move |conn| -> Result<BTreeMap<String, i64>, CatalogError> {
                 if R::fetch(conn, &key)?.is_none() {
                     return Err(not_found::<R>(&key));
@@ -201,7 +221,11 @@ impl Repository {
                 *deleted.entry(R::TABLE.to_owned()).or_default() += removed as i64;
                 Ok(deleted)
             })
-            .await
+            .await;
+        if result.is_ok() {
+            self.generation.bump();
+        }
+        result
     }
 
     /// The whole hierarchy of one system (or of all systems when `system_id` is `None`).

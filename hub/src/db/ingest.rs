@@ -1,0 +1,206 @@
+//! Ingest storage: which devices exist and who may write them (the device directory), and writing
+//! one telemetry batch exactly once — samples and the collector's last committed seq in one
+//! transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use diesel::prelude::*;
+
+use super::samples::{
+    self, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
+};
+use super::{DbConnection, DbError, now_ms, schema};
+use crate::catalog::{Battery, BatteryCell};
+
+/// Where a device's samples go, with the ids above it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceEntry {
+    Inverter {
+        array_id: String,
+        system_id: String,
+    },
+    Meter {
+        array_id: Option<String>,
+        system_id: String,
+    },
+    Pack {
+        battery_array_id: Option<String>,
+        system_id: String,
+    },
+}
+
+/// The catalog as ingest needs it, loaded in a fixed number of queries.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceDirectory {
+    pub devices: HashMap<String, DeviceEntry>,
+    /// Device ids each collector may write: those of its assigned adapters.
+    pub assigned: HashMap<String, HashSet<String>>,
+    pub batteries: HashSet<String>,
+    pub cells: HashSet<String>,
+}
+
+pub fn load_directory(conn: &mut DbConnection) -> Result<DeviceDirectory, DbError> {
+    use schema::*;
+    let mut directory = DeviceDirectory::default();
+    let rows: Vec<(String, String, String)> = inverters::table
+        .select((
+            inverters::inverter_id,
+            inverters::array_id,
+            inverters::system_id,
+        ))
+        .load(conn)?;
+    for (id, array_id, system_id) in rows {
+        directory.devices.insert(
+            id,
+            DeviceEntry::Inverter {
+                array_id,
+                system_id,
+            },
+        );
+    }
+    let rows: Vec<(String, Option<String>, String)> = meters::table
+        .select((meters::meter_id, meters::array_id, meters::system_id))
+        .load(conn)?;
+    for (id, array_id, system_id) in rows {
+        directory.devices.insert(
+            id,
+            DeviceEntry::Meter {
+                array_id,
+                system_id,
+            },
+        );
+    }
+    let rows: Vec<(String, Option<String>, String)> = battery_packs::table
+        .select((
+            battery_packs::pack_id,
+            battery_packs::battery_array_id,
+            battery_packs::system_id,
+        ))
+        .load(conn)?;
+    for (id, battery_array_id, system_id) in rows {
+        directory.devices.insert(
+            id,
+            DeviceEntry::Pack {
+                battery_array_id,
+                system_id,
+            },
+        );
+    }
+    let rows: Vec<(Option<String>, Option<String>)> = adapters::table
+        .filter(adapters::enabled.eq(true))
+        .select((adapters::collector_id, adapters::device_id))
+        .load(conn)?;
+    for (collector, device) in rows {
+        if let (Some(collector), Some(device)) = (collector, device) {
+            directory
+                .assigned
+                .entry(collector)
+                .or_default()
+                .insert(device);
+        }
+    }
+    directory.batteries = batteries::table
+        .select(batteries::battery_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    directory.cells = battery_cells::table
+        .select(battery_cells::cell_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    Ok(directory)
+}
+
+/// The rows one batch writes.
+#[derive(Debug, Default)]
+pub struct BatchRows {
+    pub energy: Vec<EnergySample>,
+    pub meters: Vec<MeterSample>,
+    pub banks: Vec<BatteryBankSample>,
+    pub units: Vec<BatteryUnitSample>,
+    pub cells: Vec<BatteryCellSample>,
+    /// Batteries and cells that readings name and the catalog does not have yet.
+    pub new_batteries: Vec<Battery>,
+    pub new_cells: Vec<BatteryCell>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitResult {
+    /// The seq had been committed before: nothing was written.
+    Replay,
+    /// Device readings written, and those already stored.
+    Committed { stored: usize, duplicates: usize },
+}
+
+/// The highest committed seq of `collector_id` (0 when it never committed).
+pub fn last_seq(conn: &mut DbConnection, collector_id: &str) -> Result<u64, DbError> {
+    let seq: Option<i64> = schema::collectors::table
+        .find(collector_id)
+        .select(schema::collectors::last_seq)
+        .first(conn)
+        .optional()?;
+    Ok(seq.unwrap_or(0).max(0) as u64)
+}
+
+/// Writes `rows` as batch `seq` of `collector_id`, unless that seq is already committed. Call inside
+/// a transaction: the samples and the new seq land together or not at all.
+pub fn commit_batch(
+    conn: &mut DbConnection,
+    collector_id: &str,
+    version: Option<&str>,
+    seq: u64,
+    rows: &BatchRows,
+) -> Result<CommitResult, DbError> {
+    use schema::collectors::dsl as c;
+    let now = now_ms();
+    let seq =
+        i64::try_from(seq).map_err(|_| DbError::Invalid(format!("seq {seq} is too large")))?;
+    // Make sure the row exists, then hold it: a second stream of the same collector waits here.
+    let insert = diesel::insert_into(c::collectors).values((
+        c::collector_id.eq(collector_id),
+        c::last_seq.eq(0i64),
+        c::version.eq(version),
+        c::last_seen_at.eq(now),
+        c::created_at.eq(now),
+        c::updated_at.eq(now),
+    ));
+    match conn {
+        DbConnection::Postgres(pg) => {
+            insert.on_conflict_do_nothing().execute(pg)?;
+            diesel::sql_query("SELECT 1 FROM collectors WHERE collector_id = $1 FOR UPDATE")
+                .bind::<diesel::sql_types::Text, _>(collector_id)
+                .execute(pg)?;
+        }
+        DbConnection::Sqlite(sqlite) => {
+            insert.on_conflict_do_nothing().execute(sqlite)?;
+        }
+    }
+    let last: i64 = c::collectors
+        .find(collector_id)
+        .select(c::last_seq)
+        .first(conn)?;
+    if seq <= last {
+        // Already committed: a replay writes nothing at all.
+        return Ok(CommitResult::Replay);
+    }
+    super::catalog::ensure_batteries_and_cells(conn, &rows.new_batteries, &rows.new_cells)?;
+    let offered = rows.energy.len() + rows.meters.len() + rows.banks.len();
+    let stored = samples::insert_energy_samples(conn, &rows.energy)?
+        + samples::insert_meter_samples(conn, &rows.meters)?
+        + samples::insert_battery_bank_samples(conn, &rows.banks)?;
+    samples::insert_battery_unit_samples(conn, &rows.units)?;
+    samples::insert_battery_cell_samples(conn, &rows.cells)?;
+    diesel::update(c::collectors.find(collector_id))
+        .set((
+            c::last_seq.eq(seq),
+            c::version.eq(version),
+            c::last_seen_at.eq(now),
+            c::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(CommitResult::Committed {
+        stored,
+        duplicates: offered - stored,
+    })
+}

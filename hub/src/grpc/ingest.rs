@@ -1,0 +1,246 @@
+//! `CollectorService`: registration (assignments), and telemetry batches in, acks out.
+
+use std::pin::Pin;
+
+use solarhub_proto::prost_types::Timestamp;
+use solarhub_proto::tonic::{self, Request, Response, Status, Streaming};
+use solarhub_proto::v1 as proto;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::catalog::{Adapter, id_problem};
+use crate::db::DbError;
+use crate::hierarchy::{ListFilter, Repository};
+use crate::ingest::{
+    Batch, IncomingBattery, IncomingReading, Ingest, IngestError, Outcome, Refusal,
+};
+
+pub(crate) struct CollectorApi {
+    ingest: Ingest,
+    repository: Repository,
+}
+
+impl CollectorApi {
+    pub(crate) fn new(ingest: Ingest, repository: Repository) -> Self {
+        CollectorApi { ingest, repository }
+    }
+}
+
+fn millis(ts: &Timestamp) -> i64 {
+    ts.seconds.saturating_mul(1000) + i64::from(ts.nanos) / 1_000_000
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// The batch, and the readings refused before ingest looked at them (no timestamp).
+fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
+    let proto::TelemetryBatch {
+        collector_id,
+        seq,
+        readings,
+    } = batch;
+    let mut refused = Vec::new();
+    let mut incoming = Vec::with_capacity(readings.len());
+    for reading in readings {
+        let proto::DeviceReading {
+            device_id,
+            adapter_id,
+            ts,
+            fields,
+            text,
+            batteries,
+        } = reading;
+        let Some(ts) = ts else {
+            refused.push(Refusal {
+                device_id,
+                ts: 0,
+                reason: "the reading has no timestamp".into(),
+            });
+            continue;
+        };
+        incoming.push(IncomingReading {
+            device_id,
+            adapter_id,
+            ts: millis(&ts),
+            fields: fields.into_iter().collect(),
+            text: text.into_iter().collect(),
+            batteries: batteries
+                .into_iter()
+                .map(|battery| {
+                    let proto::BatteryReading {
+                        index,
+                        fields,
+                        text,
+                        cells,
+                    } = battery;
+                    IncomingBattery {
+                        index,
+                        fields: fields.into_iter().collect(),
+                        text: text.into_iter().collect(),
+                        cells: cells
+                            .into_iter()
+                            .map(|cell| {
+                                let proto::CellReading { index, fields } = cell;
+                                (index, fields.into_iter().collect())
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        });
+    }
+    (
+        Batch {
+            collector_id,
+            seq,
+            readings: incoming,
+        },
+        refused,
+    )
+}
+
+fn ack(outcome: Outcome, mut early: Vec<Refusal>) -> proto::Ack {
+    early.extend(outcome.refused);
+    proto::Ack {
+        seq: outcome.seq,
+        replay: outcome.replay,
+        stored: outcome.stored as u32,
+        duplicates: outcome.duplicates as u32,
+        refused: early
+            .into_iter()
+            .map(|r| proto::Refusal {
+                device_id: r.device_id,
+                ts: Some(timestamp(r.ts)),
+                reason: r.reason,
+            })
+            .collect(),
+    }
+}
+
+fn status(error: IngestError) -> Status {
+    match error {
+        IngestError::Invalid(reason) => Status::invalid_argument(reason),
+        IngestError::Db(
+            error @ (DbError::Unavailable(_) | DbError::Connect { .. } | DbError::Contention(_)),
+        ) => {
+            tracing::warn!(%error, "ingest: database unavailable");
+            Status::unavailable("database unavailable, send the batch again")
+        }
+        IngestError::Db(error) => {
+            tracing::error!(%error, "ingest failed");
+            Status::internal("internal error")
+        }
+    }
+}
+
+type AckStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::Ack, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::collector_service_server::CollectorService for CollectorApi {
+    async fn register(
+        &self,
+        request: Request<proto::RegisterRequest>,
+    ) -> Result<Response<proto::RegisterResponse>, Status> {
+        let proto::RegisterRequest {
+            collector_id,
+            version,
+        } = request.into_inner();
+        if let Some(problem) = id_problem(&collector_id) {
+            return Err(Status::invalid_argument(format!("collector_id {problem}")));
+        }
+        let filter = ListFilter {
+            collector_id: Some(collector_id.clone()),
+            ..ListFilter::default()
+        };
+        let mut assignments = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .repository
+                .list::<Adapter>(filter.clone(), 1000, token)
+                .await
+                .map_err(super::catalog::status)?;
+            assignments.extend(
+                page.items
+                    .into_iter()
+                    .map(|(adapter, _)| proto::Assignment {
+                        adapter_id: adapter.adapter_id,
+                        device_id: adapter.device_id.unwrap_or_default(),
+                        device_type: adapter.device_type.unwrap_or_default(),
+                        adapter_type: adapter.adapter_type,
+                        config_json: adapter.config_json,
+                        priority: adapter.priority,
+                        enabled: adapter.enabled,
+                    }),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        if assignments.is_empty() {
+            tracing::warn!(collector = %collector_id, %version, "unknown collector refused");
+            return Err(Status::not_found(format!(
+                "collector {collector_id} has no adapters assigned: set adapter.collector_id to {collector_id} for the adapters it should run"
+            )));
+        }
+        let last_committed_seq = self
+            .ingest
+            .last_seq(collector_id.clone())
+            .await
+            .map_err(status)?;
+        tracing::info!(collector = %collector_id, %version, adapters = assignments.len(), last_committed_seq, "collector registered");
+        Ok(Response::new(proto::RegisterResponse {
+            assignments,
+            last_committed_seq,
+        }))
+    }
+
+    type StreamTelemetryStream = AckStream;
+
+    async fn stream_telemetry(
+        &self,
+        request: Request<Streaming<proto::TelemetryBatch>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let mut inbound = request.into_inner();
+        let ingest = self.ingest.clone();
+        // A small buffer: a collector that stops reading acks stops the stream, not the hub.
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => return,
+                    Err(error) => {
+                        tracing::debug!(%error, "telemetry stream ended");
+                        return;
+                    }
+                };
+                let (batch, early) = batch_from_proto(batch);
+                let answer = ingest
+                    .commit(batch, None)
+                    .await
+                    .map(|outcome| ack(outcome, early))
+                    .map_err(status);
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn send_batch(
+        &self,
+        request: Request<proto::TelemetryBatch>,
+    ) -> Result<Response<proto::Ack>, Status> {
+        let (batch, early) = batch_from_proto(request.into_inner());
+        let outcome = self.ingest.commit(batch, None).await.map_err(status)?;
+        Ok(Response::new(ack(outcome, early)))
+    }
+}

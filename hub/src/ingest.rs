@@ -1,0 +1,413 @@
+//! Telemetry ingest (DESIGN §4 Ingest): turns a collector's batch into sample rows and commits it
+//! exactly once. A reading for a device that is not assigned to the sending collector, or stamped
+//! more than five minutes in the future, is refused and reported; the rest of the batch still lands.
+//! The device directory (which devices exist, who may write them) is cached for a few seconds and
+//! dropped whenever this hub changes the catalog.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::catalog::{Battery, BatteryCell, CatalogGeneration};
+use crate::config_import::{battery_id, cell_id};
+use crate::db::ingest::{self, BatchRows, CommitResult, DeviceDirectory, DeviceEntry};
+use crate::db::samples::{
+    BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
+};
+use crate::db::{Database, DbError, Retryable};
+
+/// How far ahead of the hub's clock a reading may be stamped.
+pub const MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
+/// How long a device directory is trusted before it is read again.
+pub const DIRECTORY_TTL: Duration = Duration::from_secs(5);
+
+/// One poll of one device, as a collector sends it (canonical fields, DESIGN §3.2).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IncomingReading {
+    pub device_id: String,
+    pub adapter_id: String,
+    /// UTC epoch milliseconds.
+    pub ts: i64,
+    pub fields: BTreeMap<String, f64>,
+    pub text: BTreeMap<String, String>,
+    pub batteries: Vec<IncomingBattery>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IncomingBattery {
+    pub index: i32,
+    pub fields: BTreeMap<String, f64>,
+    pub text: BTreeMap<String, String>,
+    pub cells: Vec<(i32, BTreeMap<String, f64>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    pub collector_id: String,
+    pub seq: u64,
+    pub readings: Vec<IncomingReading>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub device_id: String,
+    pub ts: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    pub seq: u64,
+    pub replay: bool,
+    pub stored: usize,
+    pub duplicates: usize,
+    pub refused: Vec<Refusal>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid batch: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Db(#[from] DbError),
+}
+
+impl Retryable for IngestError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, IngestError::Db(error) if error.is_retryable())
+    }
+}
+
+/// A device directory, when it was read, and at which catalog generation.
+struct CachedDirectory {
+    loaded: Instant,
+    generation: u64,
+    directory: Arc<DeviceDirectory>,
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    database: Database,
+    generation: CatalogGeneration,
+    directory: Arc<Mutex<Option<CachedDirectory>>>,
+}
+
+fn f(fields: &BTreeMap<String, f64>, name: &str) -> Option<f64> {
+    fields.get(name).copied().filter(|v| v.is_finite())
+}
+
+fn int(fields: &BTreeMap<String, f64>, name: &str) -> Option<i32> {
+    f(fields, name).map(|v| v.round() as i32)
+}
+
+fn long(text: &BTreeMap<String, String>, name: &str) -> Option<i64> {
+    let value = text.get(name)?;
+    match value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => value.parse().ok(),
+    }
+}
+
+impl Ingest {
+    /// `generation` is the catalog generation of this process's repository: any change drops the
+    /// cached directory at once (changes made by other hubs show after at most `DIRECTORY_TTL`).
+    pub fn new(database: Database, generation: CatalogGeneration) -> Ingest {
+        Ingest {
+            database,
+            generation,
+            directory: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Forgets the cached directory (call after any catalog change).
+    pub fn invalidate(&self) {
+        *self
+            .directory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    async fn directory(&self) -> Result<Arc<DeviceDirectory>, IngestError> {
+        let generation = self.generation.current();
+        let cached = self
+            .directory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|cached| {
+                cached.loaded.elapsed() < DIRECTORY_TTL && cached.generation == generation
+            })
+            .map(|cached| cached.directory.clone());
+        if let Some(directory) = cached {
+            return Ok(directory);
+        }
+        let directory = Arc::new(self.database.run(ingest::load_directory).await?);
+        *self
+            .directory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(CachedDirectory {
+            loaded: Instant::now(),
+            generation,
+            directory: directory.clone(),
+        });
+        Ok(directory)
+    }
+
+    /// The last seq committed for `collector_id`.
+    pub async fn last_seq(&self, collector_id: String) -> Result<u64, IngestError> {
+        Ok(self
+            .database
+            .run(move |conn| ingest::last_seq(conn, &collector_id))
+            .await?)
+    }
+
+    /// Commits `batch` (once), after refusing what the collector may not write.
+    pub async fn commit(
+        &self,
+        batch: Batch,
+        version: Option<String>,
+    ) -> Result<Outcome, IngestError> {
+        if crate::catalog::id_problem(&batch.collector_id).is_some() {
+            return Err(IngestError::Invalid(format!(
+                "collector_id {:?} is not a valid id",
+                batch.collector_id
+            )));
+        }
+        if batch.seq == 0 {
+            return Err(IngestError::Invalid("seq must start at 1".into()));
+        }
+        let directory = self.directory().await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let (rows, refused, readings) = build_rows(&directory, &batch, now);
+        let adds_structure = !rows.new_batteries.is_empty() || !rows.new_cells.is_empty();
+        let collector_id = batch.collector_id.clone();
+        let seq = batch.seq;
+        let rows = Arc::new(rows);
+        let result = self
+            .database
+            .run_write(move |conn| -> Result<CommitResult, IngestError> {
+                Ok(ingest::commit_batch(
+                    conn,
+                    &collector_id,
+                    version.as_deref(),
+                    seq,
+                    &rows,
+                )?)
+            })
+            .await?;
+        if adds_structure {
+            self.invalidate();
+        }
+        Ok(match result {
+            CommitResult::Replay => Outcome {
+                seq,
+                replay: true,
+                stored: 0,
+                duplicates: 0,
+                refused: Vec::new(),
+            },
+            CommitResult::Committed { stored, duplicates } => {
+                debug_assert_eq!(stored + duplicates, readings);
+                Outcome {
+                    seq,
+                    replay: false,
+                    stored,
+                    duplicates,
+                    refused,
+                }
+            }
+        })
+    }
+}
+
+/// Sorts a batch into rows and refusals; also returns how many readings were accepted.
+fn build_rows(
+    directory: &DeviceDirectory,
+    batch: &Batch,
+    now: i64,
+) -> (BatchRows, Vec<Refusal>, usize) {
+    let mut rows = BatchRows::default();
+    let mut refused = Vec::new();
+    let mut accepted = 0;
+    let allowed = directory.assigned.get(&batch.collector_id);
+    let mut new_batteries = std::collections::HashSet::new();
+    let mut new_cells = std::collections::HashSet::new();
+    for reading in &batch.readings {
+        let refuse = |reason: String| Refusal {
+            device_id: reading.device_id.clone(),
+            ts: reading.ts,
+            reason,
+        };
+        if !allowed.is_some_and(|devices| devices.contains(&reading.device_id)) {
+            refused.push(refuse(format!(
+                "device {} is not assigned to collector {}",
+                reading.device_id, batch.collector_id
+            )));
+            continue;
+        }
+        if reading.ts > now + MAX_FUTURE.as_millis() as i64 {
+            refused.push(refuse(format!(
+                "timestamp {} is more than 5 minutes ahead of the hub's clock",
+                reading.ts
+            )));
+            continue;
+        }
+        let Some(entry) = directory.devices.get(&reading.device_id) else {
+            refused.push(refuse(format!(
+                "device {} is not in the catalog",
+                reading.device_id
+            )));
+            continue;
+        };
+        accepted += 1;
+        let x = &reading.fields;
+        match entry {
+            DeviceEntry::Inverter {
+                array_id,
+                system_id,
+            } => rows.energy.push(EnergySample {
+                inverter_id: reading.device_id.clone(),
+                ts: reading.ts,
+                array_id: Some(array_id.clone()),
+                system_id: system_id.clone(),
+                pv_power_w: f(x, "pv_power_w"),
+                load_power_w: f(x, "load_power_w"),
+                grid_power_w: f(x, "grid_power_w"),
+                battery_power_w: f(x, "battery_power_w"),
+                battery_soc_pct: f(x, "battery_soc_pct"),
+                battery_voltage_v: f(x, "battery_voltage_v"),
+                battery_current_a: f(x, "battery_current_a"),
+                inverter_mode: int(x, "inverter_mode"),
+                inverter_temp_c: f(x, "inverter_temp_c"),
+                pv_energy_today_wh: f(x, "pv_energy_today_wh"),
+                pv_energy_total_wh: f(x, "pv_energy_total_wh"),
+                load_energy_today_wh: f(x, "load_energy_today_wh"),
+                load_energy_total_wh: f(x, "load_energy_total_wh"),
+                grid_import_today_wh: f(x, "grid_import_today_wh"),
+                grid_import_total_wh: f(x, "grid_import_total_wh"),
+                grid_export_today_wh: f(x, "grid_export_today_wh"),
+                grid_export_total_wh: f(x, "grid_export_total_wh"),
+                battery_charge_today_wh: f(x, "battery_charge_today_wh"),
+                battery_charge_total_wh: f(x, "battery_charge_total_wh"),
+                battery_discharge_today_wh: f(x, "battery_discharge_today_wh"),
+                battery_discharge_total_wh: f(x, "battery_discharge_total_wh"),
+            }),
+            DeviceEntry::Meter {
+                array_id,
+                system_id,
+            } => rows.meters.push(MeterSample {
+                meter_id: reading.device_id.clone(),
+                ts: reading.ts,
+                system_id: system_id.clone(),
+                array_id: array_id.clone(),
+                power_w: f(x, "power_w"),
+                voltage_v: f(x, "voltage_v"),
+                current_a: f(x, "current_a"),
+                frequency_hz: f(x, "frequency_hz"),
+                power_factor: f(x, "power_factor"),
+                import_total_wh: f(x, "import_total_wh"),
+                export_total_wh: f(x, "export_total_wh"),
+                energy_total_kwh: f(x, "energy_total_kwh"),
+                l1_voltage_v: f(x, "l1_voltage_v"),
+                l2_voltage_v: f(x, "l2_voltage_v"),
+                l3_voltage_v: f(x, "l3_voltage_v"),
+                l1_current_a: f(x, "l1_current_a"),
+                l2_current_a: f(x, "l2_current_a"),
+                l3_current_a: f(x, "l3_current_a"),
+                l1_power_w: f(x, "l1_power_w"),
+                l2_power_w: f(x, "l2_power_w"),
+                l3_power_w: f(x, "l3_power_w"),
+            }),
+            DeviceEntry::Pack {
+                battery_array_id,
+                system_id,
+            } => {
+                rows.banks.push(BatteryBankSample {
+                    pack_id: reading.device_id.clone(),
+                    ts: reading.ts,
+                    battery_array_id: battery_array_id.clone(),
+                    system_id: system_id.clone(),
+                    adapter_id: Some(reading.adapter_id.clone()),
+                    voltage_v: f(x, "voltage_v"),
+                    current_a: f(x, "current_a"),
+                    power_w: f(x, "power_w"),
+                    temperature_c: f(x, "temperature_c"),
+                    soc_pct: f(x, "soc_pct"),
+                    soh_pct: f(x, "soh_pct"),
+                    batteries_count: int(x, "batteries_count"),
+                    cells_per_battery: int(x, "cells_per_battery"),
+                });
+                for battery in &reading.batteries {
+                    let battery_key = battery_id(&reading.device_id, battery.index);
+                    if !directory.batteries.contains(&battery_key)
+                        && new_batteries.insert(battery_key.clone())
+                    {
+                        rows.new_batteries.push(Battery {
+                            battery_id: battery_key.clone(),
+                            pack_id: reading.device_id.clone(),
+                            battery_index: battery.index,
+                            serial_number: None,
+                            model: None,
+                        });
+                    }
+                    let b = &battery.fields;
+                    let t = &battery.text;
+                    rows.units.push(BatteryUnitSample {
+                        battery_id: battery_key.clone(),
+                        ts: reading.ts,
+                        pack_id: reading.device_id.clone(),
+                        battery_array_id: battery_array_id.clone(),
+                        system_id: system_id.clone(),
+                        adapter_id: Some(reading.adapter_id.clone()),
+                        voltage_v: f(b, "voltage_v"),
+                        current_a: f(b, "current_a"),
+                        temperature_c: f(b, "temperature_c"),
+                        soc_pct: f(b, "soc_pct"),
+                        soh_pct: f(b, "soh_pct"),
+                        basic_st: t.get("basic_st").cloned(),
+                        volt_st: t.get("volt_st").cloned(),
+                        current_st: t.get("current_st").cloned(),
+                        temp_st: t.get("temp_st").cloned(),
+                        soh_st: t.get("soh_st").cloned(),
+                        coul_st: t.get("coul_st").cloned(),
+                        heater_st: t.get("heater_st").cloned(),
+                        bat_events: long(t, "bat_events"),
+                        power_events: long(t, "power_events"),
+                        sys_events: long(t, "sys_events"),
+                    });
+                    for (index, cell_fields) in &battery.cells {
+                        let cell_key = cell_id(&battery_key, *index);
+                        if !directory.cells.contains(&cell_key)
+                            && new_cells.insert(cell_key.clone())
+                        {
+                            rows.new_cells.push(BatteryCell {
+                                cell_id: cell_key.clone(),
+                                battery_id: battery_key.clone(),
+                                cell_index: *index,
+                                nominal_voltage: None,
+                            });
+                        }
+                        rows.cells.push(BatteryCellSample {
+                            cell_id: cell_key,
+                            ts: reading.ts,
+                            battery_id: battery_key.clone(),
+                            pack_id: reading.device_id.clone(),
+                            battery_array_id: battery_array_id.clone(),
+                            system_id: system_id.clone(),
+                            adapter_id: Some(reading.adapter_id.clone()),
+                            voltage_v: f(cell_fields, "voltage_v"),
+                            temperature_c: f(cell_fields, "temperature_c"),
+                            soc_pct: f(cell_fields, "soc_pct"),
+                            volt_st: None,
+                            temp_st: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    (rows, refused, accepted)
+}

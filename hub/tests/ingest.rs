@@ -1,0 +1,302 @@
+//! Telemetry ingest through real gRPC on both backends: a batch lands exactly once (replays change
+//! nothing), readings a collector may not write — devices not assigned to it, times far in the future
+//! — are refused in the ack and stored nowhere while the rest of the batch is stored.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{RunningHub, TestDb};
+use solarhub_hub::db::introspect;
+use solarhub_proto::prost_types::Timestamp;
+use solarhub_proto::tonic::Code;
+use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
+use solarhub_proto::v1::*;
+
+const SAMPLE_TABLES: [&str; 5] = [
+    "energy_samples",
+    "meter_samples",
+    "battery_bank_samples",
+    "battery_unit_samples",
+    "battery_cell_samples",
+];
+
+/// The real-installation fixture, with powdrive1, grid_meter_1 and the JK bank's primary adapter
+/// assigned to collector `site-a`.
+fn hub_with_installation(db: &TestDb) -> RunningHub {
+    let hub = RunningHub::start(db);
+    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+    let mut loaded = solarhub_hub::config_import::parse_config(
+        std::path::Path::new("installation.yaml"),
+        include_str!("fixtures/installation.yaml"),
+        &types,
+    )
+    .unwrap();
+    for adapter in &mut loaded.installation.adapters {
+        if [
+            "powdrive1.adapter",
+            "grid_meter_1.adapter",
+            "jkbms_bank.adapter1",
+        ]
+        .contains(&adapter.adapter_id.as_str())
+        {
+            adapter.collector_id = Some("site-a".into());
+        }
+    }
+    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
+    let mut conn = hub.database.get().unwrap();
+    solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, false)
+        .unwrap();
+    hub
+}
+
+fn ts(ms: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: ms / 1000,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    })
+}
+
+fn reading(device: &str, adapter: &str, at: i64, fields: &[(&str, f64)]) -> DeviceReading {
+    DeviceReading {
+        device_id: device.into(),
+        adapter_id: adapter.into(),
+        ts: ts(at),
+        fields: fields.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        ..DeviceReading::default()
+    }
+}
+
+fn batch(seq: u64, at: i64) -> TelemetryBatch {
+    let mut pack = reading(
+        "jkbms_bank",
+        "jkbms_bank.adapter1",
+        at,
+        &[("voltage_v", 53.1), ("current_a", -18.0), ("soc_pct", 64.2)],
+    );
+    pack.batteries = (1..=3)
+        .map(|index| BatteryReading {
+            index,
+            fields: HashMap::from([
+                ("voltage_v".to_owned(), 53.1),
+                ("soc_pct".to_owned(), 60.0 + f64::from(index)),
+            ]),
+            text: HashMap::from([("basic_st".to_owned(), "Charge".to_owned())]),
+            cells: (1..=16)
+                .map(|c| CellReading {
+                    index: c,
+                    fields: HashMap::from([("voltage_v".to_owned(), 3.3 + f64::from(c) / 1000.0)]),
+                })
+                .collect(),
+        })
+        .collect();
+    TelemetryBatch {
+        collector_id: "site-a".into(),
+        seq,
+        readings: vec![
+            reading(
+                "powdrive1",
+                "powdrive1.adapter",
+                at,
+                &[
+                    ("pv_power_w", 4200.0),
+                    ("grid_power_w", -350.0),
+                    ("battery_soc_pct", 71.0),
+                ],
+            ),
+            reading(
+                "grid_meter_1",
+                "grid_meter_1.adapter",
+                at,
+                &[("power_w", -350.0), ("import_total_wh", 5_432_100.0)],
+            ),
+            pack,
+            // Not assigned to site-a.
+            reading("senergy1", "senergy1.adapter", at, &[("pv_power_w", 999.0)]),
+            // An hour in the future.
+            reading(
+                "powdrive1",
+                "powdrive1.adapter",
+                at + 3_600_000,
+                &[("pv_power_w", 1.0)],
+            ),
+        ],
+    }
+}
+
+fn counts(hub: &RunningHub) -> Vec<(String, i64)> {
+    let mut conn = hub.database.get().unwrap();
+    SAMPLE_TABLES
+        .iter()
+        .map(|t| (t.to_string(), introspect::row_count(&mut conn, t).unwrap()))
+        .collect()
+}
+
+fn fingerprints(hub: &RunningHub) -> Vec<Vec<String>> {
+    let mut conn = hub.database.get().unwrap();
+    SAMPLE_TABLES
+        .iter()
+        .chain(["collectors", "batteries", "battery_cells"].iter())
+        .map(|t| introspect::table_fingerprint(&mut conn, t).unwrap())
+        .collect()
+}
+
+fn refusals_and_exactly_once(db: TestDb) {
+    let hub = hub_with_installation(&db);
+    let channel = hub.channel.clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut client = CollectorServiceClient::new(channel.clone());
+
+    let registered = hub
+        .runtime
+        .block_on(client.register(RegisterRequest {
+            collector_id: "site-a".into(),
+            version: "test".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    let mut assigned: Vec<&str> = registered
+        .assignments
+        .iter()
+        .map(|a| a.adapter_id.as_str())
+        .collect();
+    assigned.sort();
+    assert_eq!(
+        assigned,
+        [
+            "grid_meter_1.adapter",
+            "jkbms_bank.adapter1",
+            "powdrive1.adapter"
+        ]
+    );
+    assert_eq!(registered.last_committed_seq, 0);
+    let unknown = hub
+        .runtime
+        .block_on(client.register(RegisterRequest {
+            collector_id: "nobody".into(),
+            version: "test".into(),
+        }))
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(
+        unknown.message().contains("no adapters assigned"),
+        "{}",
+        unknown.message()
+    );
+
+    let first = hub
+        .runtime
+        .block_on(client.send_batch(batch(1, now)))
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (first.seq, first.replay, first.stored, first.duplicates),
+        (1, false, 3, 0)
+    );
+    let mut reasons: Vec<(&str, &str)> = first
+        .refused
+        .iter()
+        .map(|r| (r.device_id.as_str(), r.reason.as_str()))
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].0 == "powdrive1" && reasons[0].1.contains("ahead of the hub's clock"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == "senergy1" && reasons[1].1.contains("not assigned to collector site-a"),
+        "{reasons:?}"
+    );
+    let stored = counts(&hub);
+    assert_eq!(
+        stored,
+        [
+            ("energy_samples", 1),
+            ("meter_samples", 1),
+            ("battery_bank_samples", 1),
+            ("battery_unit_samples", 3),
+            ("battery_cell_samples", 48)
+        ]
+        .map(|(t, n)| (t.to_string(), n))
+    );
+    {
+        let mut conn = hub.database.get().unwrap();
+        let energy = introspect::table_fingerprint(&mut conn, "energy_samples").unwrap();
+        assert!(
+            energy[0].starts_with(&format!("powdrive1|{now}|array2|home|4200")),
+            "{energy:?}"
+        );
+    }
+
+    // The same batch 100 times, unary and streamed: nothing changes after the first time.
+    let before = fingerprints(&hub);
+    for _ in 0..50 {
+        let again = hub
+            .runtime
+            .block_on(client.send_batch(batch(1, now)))
+            .unwrap()
+            .into_inner();
+        assert!(again.replay && again.stored == 0, "{again:?}");
+    }
+    let acks: Vec<Ack> = hub.runtime.block_on(async {
+        let outbound = tokio_stream::iter((0..50).map(move |_| batch(1, now)));
+        let mut inbound = client
+            .stream_telemetry(outbound)
+            .await
+            .unwrap()
+            .into_inner();
+        let mut acks = Vec::new();
+        while let Some(ack) = inbound.message().await.unwrap() {
+            acks.push(ack);
+        }
+        acks
+    });
+    assert_eq!(acks.len(), 50);
+    assert!(acks.iter().all(|a| a.replay && a.seq == 1 && a.stored == 0));
+    assert!(fingerprints(&hub) == before, "replays changed the database");
+
+    // A new seq carrying readings already stored: acknowledged as duplicates, nothing written twice.
+    let second = hub
+        .runtime
+        .block_on(client.send_batch(batch(2, now)))
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (second.replay, second.stored, second.duplicates),
+        (false, 0, 3)
+    );
+    assert_eq!(counts(&hub), stored);
+
+    // Streaming new batches: acks in order, each after its rows are there.
+    let acks: Vec<Ack> = hub.runtime.block_on(async {
+        let outbound =
+            tokio_stream::iter((3..=5).map(move |seq| batch(seq, now + seq as i64 * 1000)));
+        let mut inbound = client
+            .stream_telemetry(outbound)
+            .await
+            .unwrap()
+            .into_inner();
+        let mut acks = Vec::new();
+        while let Some(ack) = inbound.message().await.unwrap() {
+            acks.push(ack);
+        }
+        acks
+    });
+    assert_eq!(
+        acks.iter().map(|a| (a.seq, a.stored)).collect::<Vec<_>>(),
+        [(3, 3), (4, 3), (5, 3)]
+    );
+    assert_eq!(counts(&hub)[0], ("energy_samples".to_string(), 4));
+    let registered = hub
+        .runtime
+        .block_on(client.register(RegisterRequest {
+            collector_id: "site-a".into(),
+            version: "test".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(registered.last_committed_seq, 5);
+}
+
+on_both_backends!(refusals_and_exactly_once);
