@@ -11,6 +11,7 @@ pub mod codec;
 pub mod jkbms;
 pub mod modbus_poll;
 pub mod normalize;
+pub mod outbox;
 pub mod pack;
 pub mod pytes;
 pub mod read_plan;
