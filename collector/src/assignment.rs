@@ -19,7 +19,7 @@ use crate::serial::SerialSettings;
 use crate::sunspec::Layouts;
 
 /// One adapter the collector must run.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Assignment {
     pub adapter_id: String,

@@ -20,3 +20,4 @@ pub mod runtime;
 pub mod serial;
 pub mod simulator;
 pub mod sunspec;
+pub mod uplink;

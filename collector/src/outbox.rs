@@ -112,6 +112,15 @@ impl Outbox {
         Ok(())
     }
 
+    /// Remembers the hub's last assignments, so a restart without the hub can still poll.
+    pub fn cache_assignments(&mut self, json: &str) -> Result<(), OutboxError> {
+        self.set_meta("assignments", json)
+    }
+
+    pub fn cached_assignments(&mut self) -> Result<Option<String>, OutboxError> {
+        self.meta("assignments")
+    }
+
     /// Batches dropped so far because the outbox was full or they were too old.
     pub fn dropped(&mut self) -> Result<i64, OutboxError> {
         Ok(self

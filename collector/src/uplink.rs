@@ -1,0 +1,352 @@
+//! The uplink to the hub: readings are gathered into batches, each batch is stored in the outbox
+//! before it is sent, sent in seq order over one stream, and deleted when the hub acknowledges it.
+//! A lost connection is opened again with capped exponential back-off and jitter; on every
+//! (re)connection the collector registers again and resends what the hub has not committed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use solarhub_proto::prost_types::Timestamp;
+use solarhub_proto::tonic::transport::{Channel, Endpoint};
+use solarhub_proto::v1 as proto;
+use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
+use tokio::sync::{mpsc, watch};
+
+use crate::normalize::Reading;
+use crate::outbox::{Outbox, OutboxError};
+
+/// How readings become batches and how hard the uplink retries.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    pub hub: String,
+    pub collector_id: String,
+    pub version: String,
+    /// A batch is closed at this many readings…
+    pub batch_max_readings: usize,
+    /// …or this long after its first reading.
+    pub batch_max_wait: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("hub {hub} unreachable: {reason}")]
+    Unreachable { hub: String, reason: String },
+    #[error("hub {hub} refused collector {collector}: {reason}")]
+    Refused {
+        hub: String,
+        collector: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+pub async fn connect(hub: &str) -> Result<CollectorServiceClient<Channel>, UplinkError> {
+    let unreachable = |reason: String| UplinkError::Unreachable {
+        hub: hub.to_owned(),
+        reason,
+    };
+    let endpoint = Endpoint::from_shared(hub.to_owned())
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    Ok(CollectorServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+}
+
+/// Registers and returns the collector's assignments and the hub's last committed seq.
+pub async fn register(
+    client: &mut CollectorServiceClient<Channel>,
+    config: &UplinkConfig,
+) -> Result<proto::RegisterResponse, UplinkError> {
+    let request = proto::RegisterRequest {
+        collector_id: config.collector_id.clone(),
+        version: config.version.clone(),
+    };
+    match client.register(request).await {
+        Ok(response) => Ok(response.into_inner()),
+        Err(status)
+            if matches!(
+                status.code(),
+                solarhub_proto::tonic::Code::NotFound
+                    | solarhub_proto::tonic::Code::InvalidArgument
+                    | solarhub_proto::tonic::Code::PermissionDenied
+            ) =>
+        {
+            Err(UplinkError::Refused {
+                hub: config.hub.clone(),
+                collector: config.collector_id.clone(),
+                reason: status.message().to_owned(),
+            })
+        }
+        Err(status) => Err(UplinkError::Unreachable {
+            hub: config.hub.clone(),
+            reason: status.message().to_owned(),
+        }),
+    }
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A reading as the hub receives it.
+pub fn to_proto(reading: Reading) -> proto::DeviceReading {
+    proto::DeviceReading {
+        device_id: reading.device_id,
+        adapter_id: reading.adapter_id,
+        ts: Some(timestamp(reading.ts)),
+        fields: reading.fields.into_iter().collect(),
+        text: reading.text.into_iter().collect(),
+        batteries: reading
+            .batteries
+            .into_iter()
+            .map(|battery| proto::BatteryReading {
+                index: battery.index,
+                fields: battery.fields.into_iter().collect(),
+                text: Default::default(),
+                cells: battery
+                    .cells
+                    .into_iter()
+                    .map(|cell| proto::CellReading {
+                        index: cell.index,
+                        fields: cell.fields.into_iter().collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Jittered back-off: the next wait, between half and all of `current`.
+fn jittered(current: Duration) -> Duration {
+    let nanos = chrono::Utc::now().timestamp_subsec_nanos() as u64;
+    let half = current / 2;
+    half + Duration::from_nanos(nanos % (half.as_nanos().max(1) as u64))
+}
+
+/// Moves readings into the outbox in batches until `readings` closes or `shutdown` fires.
+pub async fn batch_readings(
+    config: UplinkConfig,
+    outbox: Arc<Mutex<Outbox>>,
+    mut readings: mpsc::Receiver<Reading>,
+    stored: watch::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut pending: Vec<proto::DeviceReading> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let (flush, done) = tokio::select! {
+            reading = readings.recv() => match reading {
+                Some(reading) => {
+                    pending.push(to_proto(reading));
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.batch_max_wait);
+                    (pending.len() >= config.batch_max_readings, false)
+                }
+                None => (true, true),
+            },
+            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => (true, false),
+            _ = shutdown.changed() => (true, true),
+        };
+        if flush && !pending.is_empty() {
+            let batch = proto::TelemetryBatch {
+                collector_id: config.collector_id.clone(),
+                seq: 0,
+                readings: std::mem::take(&mut pending),
+            };
+            let pushed = outbox
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(batch);
+            match pushed {
+                Ok(batch) => {
+                    let _ = stored.send(batch.seq);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot store a batch in the outbox; its readings are lost")
+                }
+            }
+            deadline = None;
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Sends the outbox to the hub, forever: connect, register, resend what is pending, then stream new
+/// batches as they are stored; acknowledged batches leave the outbox.
+pub async fn send_outbox(
+    config: UplinkConfig,
+    outbox: Arc<Mutex<Outbox>>,
+    mut stored: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let session = session(&config, &outbox, &mut stored, &mut shutdown).await;
+        match session {
+            Ok(()) => return,
+            Err(error @ UplinkError::Refused { .. }) => {
+                tracing::error!(%error, "the hub refuses this collector; readings stay in the outbox until it accepts it");
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "uplink lost; readings stay in the outbox")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(jittered(backoff)) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+/// One connection: returns `Ok` only at shutdown.
+async fn session(
+    config: &UplinkConfig,
+    outbox: &Arc<Mutex<Outbox>>,
+    stored: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), UplinkError> {
+    let mut client = connect(&config.hub).await?;
+    let registered = register(&mut client, config).await?;
+    {
+        let mut outbox = outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        outbox.acknowledge(registered.last_committed_seq)?;
+        outbox.skip_to(registered.last_committed_seq)?;
+    }
+    let (batches, outbound) = mpsc::channel::<proto::TelemetryBatch>(64);
+    let mut acks = client
+        .stream_telemetry(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .map_err(|status| UplinkError::Unreachable {
+            hub: config.hub.clone(),
+            reason: status.message().to_owned(),
+        })?
+        .into_inner();
+    tracing::info!(hub = %config.hub, collector = %config.collector_id, last_committed_seq = registered.last_committed_seq, "streaming to the hub");
+    let mut sent_up_to = registered.last_committed_seq;
+    loop {
+        // Send everything stored and not yet sent on this stream, in order.
+        let pending = outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pending(256)?;
+        let already_sent = sent_up_to;
+        for batch in pending.into_iter().filter(|b| b.seq > already_sent) {
+            let seq = batch.seq;
+            if batches.send(batch).await.is_err() {
+                return Err(UplinkError::Unreachable {
+                    hub: config.hub.clone(),
+                    reason: "the stream closed".into(),
+                });
+            }
+            sent_up_to = seq;
+        }
+        tokio::select! {
+            ack = acks.message() => match ack {
+                Ok(Some(ack)) => {
+                    for refusal in &ack.refused {
+                        tracing::warn!(device = %refusal.device_id, reason = %refusal.reason, "the hub refused a reading");
+                    }
+                    outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).acknowledge(ack.seq)?;
+                }
+                Ok(None) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: "the hub ended the stream".into() }),
+                Err(status) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: status.message().to_owned() }),
+            },
+            changed = stored.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+/// Assignments as the hub sends them, in the collector's config shape.
+pub fn assignments_from_proto(list: &[proto::Assignment]) -> Vec<crate::assignment::Assignment> {
+    list.iter()
+        .map(|a| crate::assignment::Assignment {
+            adapter_id: a.adapter_id.clone(),
+            device_id: a.device_id.clone(),
+            adapter_type: a.adapter_type.clone(),
+            priority: a.priority,
+            enabled: a.enabled,
+            config: serde_json::from_str(&a.config_json).unwrap_or(serde_json::Value::Null),
+        })
+        .collect()
+}
+
+/// Runs a collector against a hub: registers (or, when the hub is unreachable, uses the assignments
+/// it cached last time), polls its devices, and streams their readings through the outbox in
+/// `outbox_dir`. Readings are also copied to `tee` when given. Returns when `shutdown` fires.
+pub async fn run_collector(
+    config: UplinkConfig,
+    outbox_dir: &std::path::Path,
+    tee: Option<mpsc::Sender<Reading>>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut outbox = Outbox::open(outbox_dir, crate::outbox::Limits::default())?;
+    let assignments = match connect(&config.hub).await {
+        Ok(mut client) => {
+            let registered = register(&mut client, &config).await?;
+            let assignments = assignments_from_proto(&registered.assignments);
+            outbox.cache_assignments(&serde_json::to_string(&assignments)?)?;
+            assignments
+        }
+        Err(error) => match outbox.cached_assignments()? {
+            Some(cached) => {
+                tracing::warn!(%error, "hub unreachable at start-up: polling with the assignments cached last time, buffering in the outbox");
+                serde_json::from_str(&cached)?
+            }
+            None => {
+                return Err(anyhow::Error::new(error)
+                    .context("the hub is unreachable and no assignments are cached yet"));
+            }
+        },
+    };
+    let plan = crate::assignment::build_plan(
+        &format!("assignments from {}", config.hub),
+        &assignments,
+        None,
+    )?;
+    let outbox = Arc::new(Mutex::new(outbox));
+    let (readings_in, mut readings_out) = mpsc::channel::<Reading>(1024);
+    let (to_batcher, batcher_in) = mpsc::channel::<Reading>(1024);
+    let (stored_tx, stored_rx) = watch::channel(0u64);
+    let runtime = tokio::spawn(crate::runtime::run(plan, readings_in, shutdown.clone()));
+    let batcher = tokio::spawn(batch_readings(
+        config.clone(),
+        outbox.clone(),
+        batcher_in,
+        stored_tx,
+        shutdown.clone(),
+    ));
+    let sender = tokio::spawn(send_outbox(config, outbox, stored_rx, shutdown.clone()));
+    while let Some(reading) = readings_out.recv().await {
+        if let Some(tee) = &tee {
+            let _ = tee.send(reading.clone()).await;
+        }
+        if to_batcher.send(reading).await.is_err() {
+            break;
+        }
+    }
+    drop(to_batcher);
+    let _ = runtime.await;
+    let _ = batcher.await;
+    let _ = sender.await;
+    Ok(())
+}
