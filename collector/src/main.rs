@@ -51,6 +51,25 @@ enum Command {
         #[arg(long, default_value = "-")]
         output: String,
     },
+    /// Run as a collector of a hub: register as ID, poll the devices the hub assigns to it, and
+    /// stream their readings to the hub. Readings wait in the outbox (a SQLite file in
+    /// --outbox-dir) until the hub acknowledges them, so a hub outage or a restart loses nothing;
+    /// when the hub is unreachable at start-up the assignments cached last time are used.
+    Connect {
+        /// The hub's gRPC address, e.g. http://127.0.0.1:50051.
+        #[arg(long)]
+        hub: String,
+        /// This collector's id, as named in the hub's adapters (`collector_id`).
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "collector-outbox")]
+        outbox_dir: PathBuf,
+        /// A batch is sent at this many readings or this many seconds after its first reading.
+        #[arg(long, default_value = "200")]
+        batch_readings: usize,
+        #[arg(long, default_value = "1")]
+        batch_secs: f64,
+    },
     /// Poll devices and write each reading as one JSON line.
     Poll {
         /// TYPE@HOST:PORT/UNIT, e.g. powdrive@127.0.0.1:1502/1; repeat for more devices. Devices with
@@ -106,6 +125,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             write_config,
         } => simulate(listen, &timezone, write_config).await,
         Command::Run { config, output } => run_config(&config, &output).await,
+        Command::Connect {
+            hub,
+            id,
+            outbox_dir,
+            batch_readings,
+            batch_secs,
+        } => {
+            let config = solarhub_collector::uplink::UplinkConfig {
+                hub,
+                collector_id: id,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                batch_max_readings: batch_readings.max(1),
+                batch_max_wait: Duration::try_from_secs_f64(batch_secs)
+                    .context("--batch-secs must be a non-negative number of seconds")?,
+                max_backoff: Duration::from_secs(30),
+            };
+            std::fs::create_dir_all(&outbox_dir)
+                .with_context(|| format!("cannot create {}", outbox_dir.display()))?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("stopping: handing the last readings to the hub");
+                let _ = stop.send(true);
+            });
+            solarhub_collector::uplink::run_collector(config, &outbox_dir, None, stopped).await
+        }
         Command::Poll {
             devices,
             map,
@@ -354,6 +399,16 @@ async fn run_config(config: &std::path::Path, output: &str) -> anyhow::Result<()
     drop(receiver);
     let _ = runtime.await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async { match terminate.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
 }
 
 /// `TYPE@HOST:PORT/UNIT`.

@@ -131,13 +131,13 @@ fn jittered(current: Duration) -> Duration {
     half + Duration::from_nanos(nanos % (half.as_nanos().max(1) as u64))
 }
 
-/// Moves readings into the outbox in batches until `readings` closes or `shutdown` fires.
+/// Moves readings into the outbox in batches until `readings` closes; the last partial batch is
+/// stored then too, so a reading that was taken is never dropped on the way to the outbox.
 pub async fn batch_readings(
     config: UplinkConfig,
     outbox: Arc<Mutex<Outbox>>,
     mut readings: mpsc::Receiver<Reading>,
     stored: watch::Sender<u64>,
-    mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending: Vec<proto::DeviceReading> = Vec::new();
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -152,7 +152,6 @@ pub async fn batch_readings(
                 None => (true, true),
             },
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => (true, false),
-            _ = shutdown.changed() => (true, true),
         };
         if flush && !pending.is_empty() {
             let batch = proto::TelemetryBatch {
@@ -211,7 +210,12 @@ pub async fn send_outbox(
     }
 }
 
-/// One connection: returns `Ok` only at shutdown.
+/// How long a stopping collector keeps trying to hand its outbox to the hub before it exits; what
+/// is not acknowledged by then stays in the outbox for the next start.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection: returns `Ok` only at shutdown, once the readings have stopped and the outbox is
+/// empty or [`DRAIN_TIMEOUT`] has passed.
 async fn session(
     config: &UplinkConfig,
     outbox: &Arc<Mutex<Outbox>>,
@@ -238,6 +242,8 @@ async fn session(
         .into_inner();
     tracing::info!(hub = %config.hub, collector = %config.collector_id, last_committed_seq = registered.last_committed_seq, "streaming to the hub");
     let mut sent_up_to = registered.last_committed_seq;
+    let mut input_closed = false;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
         // Send everything stored and not yet sent on this stream, in order.
         let pending = outbox
@@ -255,6 +261,14 @@ async fn session(
             }
             sent_up_to = seq;
         }
+        if input_closed
+            && outbox
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_empty()?
+        {
+            return Ok(());
+        }
         tokio::select! {
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
@@ -266,12 +280,19 @@ async fn session(
                 Ok(None) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: "the hub ended the stream".into() }),
                 Err(status) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: status.message().to_owned() }),
             },
-            changed = stored.changed() => {
+            changed = stored.changed(), if !input_closed => {
                 if changed.is_err() {
-                    return Ok(());
+                    input_closed = true;
                 }
             }
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed(), if drain_deadline.is_none() => {
+                drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+            }
+            () = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                let left = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()?;
+                tracing::warn!(batches = left, "stopping with batches the hub has not acknowledged; they stay in the outbox for the next start");
+                return Ok(());
+            }
         }
     }
 }
@@ -333,7 +354,6 @@ pub async fn run_collector(
         outbox.clone(),
         batcher_in,
         stored_tx,
-        shutdown.clone(),
     ));
     let sender = tokio::spawn(send_outbox(config, outbox, stored_rx, shutdown.clone()));
     while let Some(reading) = readings_out.recv().await {

@@ -139,6 +139,8 @@ pub fn migration_count() -> usize {
 pub struct RunningHub {
     pub runtime: tokio::runtime::Runtime,
     pub channel: solarhub_proto::tonic::transport::Channel,
+    /// `http://127.0.0.1:PORT`, for clients that connect on their own.
+    pub url: String,
     pub database: Database,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -153,7 +155,7 @@ impl RunningHub {
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = database.clone();
-        let channel = runtime.block_on(async move {
+        let (channel, url) = runtime.block_on(async move {
             let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
@@ -161,15 +163,18 @@ impl RunningHub {
             tokio::spawn(solarhub_hub::grpc::serve(serving, listener, async move {
                 let _ = stopped.await;
             }));
-            solarhub_proto::tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            let url = format!("http://{addr}");
+            let channel = solarhub_proto::tonic::transport::Channel::from_shared(url.clone())
                 .unwrap()
                 .connect()
                 .await
-                .unwrap()
+                .unwrap();
+            (channel, url)
         });
         RunningHub {
             runtime,
             channel,
+            url,
             database,
             stop: Some(stop),
         }
