@@ -43,11 +43,58 @@ fn yes() -> bool {
     true
 }
 
-/// A collector config file: the assignments, as the hub would send them.
+/// A collector config file: either the assignments themselves, as the hub would send them, or the
+/// hub to take them from (`hub:`), never both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorFile {
+    #[serde(default)]
     pub adapters: Vec<Assignment>,
+    pub hub: Option<HubLink>,
+}
+
+/// Where a collector streams to, and as whom.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubLink {
+    /// The hub's gRPC address, e.g. `http://hub.lan:50051`.
+    pub url: String,
+    pub collector_id: String,
+    /// Where the outbox lives; relative paths are taken from the config file's directory.
+    pub outbox_dir: Option<std::path::PathBuf>,
+}
+
+/// Reads a collector config file; a file that names a hub must not also list adapters.
+pub fn read_file(path: &Path) -> Result<CollectorFile, PlanError> {
+    let fail = |reason: String| PlanError {
+        source_name: path.display().to_string(),
+        problems: vec![Problem {
+            entry: "(file)".into(),
+            reason,
+        }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let mut file: CollectorFile = serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    match &mut file.hub {
+        Some(_) if !file.adapters.is_empty() => {
+            return Err(fail(
+                "a file with `hub:` takes its adapters from the hub; remove `adapters:` or `hub:`"
+                    .into(),
+            ));
+        }
+        Some(hub) => {
+            if let (Some(dir), Some(base)) = (&hub.outbox_dir, path.parent())
+                && dir.is_relative()
+            {
+                hub.outbox_dir = Some(base.join(dir));
+            }
+        }
+        None if file.adapters.is_empty() => {
+            return Err(fail("lists no `adapters:` and names no `hub:`".into()));
+        }
+        None => {}
+    }
+    Ok(file)
 }
 
 /// What the collector runs.
@@ -87,8 +134,13 @@ pub fn load_file(path: &Path) -> Result<Plan, PlanError> {
             reason,
         }],
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let file: CollectorFile = serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let file = read_file(path)?;
+    if file.hub.is_some() {
+        return Err(fail(
+            "names a hub: run it with `solarhub-collector run --config`, which streams to the hub"
+                .into(),
+        ));
+    }
     build_plan(&path.display().to_string(), &file.adapters, path.parent())
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use solarhub_collector::assignment::HubLink;
 use solarhub_collector::bus::{BusEvent, DeviceSpec, Transport, run_bus};
 use solarhub_collector::register_map::{RegisterMap, builtin_map};
 use solarhub_collector::simulator::model::DeviceModel;
@@ -42,33 +43,39 @@ enum Command {
         #[arg(long)]
         write_config: Option<PathBuf>,
     },
-    /// Run every adapter of a collector config file (the assignments the hub sends, as YAML) and
-    /// write each reading as one JSON line. A bad entry stops start-up with the file, entry and reason.
+    /// Run a collector. With --hub and --id (or a config file with `hub:`), register with the hub,
+    /// poll the devices it assigns, and stream their readings to it: readings wait in the outbox (a
+    /// SQLite file in --outbox-dir) until the hub acknowledges them, so a hub outage or a restart
+    /// loses nothing, and when the hub is unreachable at start-up the assignments cached last time
+    /// are used. With a config file that lists `adapters:`, run those and write each reading as one
+    /// JSON line. A bad entry stops start-up with the file, entry and reason.
     Run {
-        #[arg(long)]
-        config: PathBuf,
-        /// Where readings go: `-` for standard output, or a file (appended).
-        #[arg(long, default_value = "-")]
-        output: String,
-    },
-    /// Run as a collector of a hub: register as ID, poll the devices the hub assigns to it, and
-    /// stream their readings to the hub. Readings wait in the outbox (a SQLite file in
-    /// --outbox-dir) until the hub acknowledges them, so a hub outage or a restart loses nothing;
-    /// when the hub is unreachable at start-up the assignments cached last time are used.
-    Connect {
+        #[arg(long, conflicts_with_all = ["hub", "id"], required_unless_present = "hub")]
+        config: Option<PathBuf>,
         /// The hub's gRPC address, e.g. http://127.0.0.1:50051.
-        #[arg(long)]
-        hub: String,
+        #[arg(long, requires = "id")]
+        hub: Option<String>,
         /// This collector's id, as named in the hub's adapters (`collector_id`).
+        #[arg(long, requires = "hub")]
+        id: Option<String>,
+        /// Where the outbox lives when streaming to a hub.
         #[arg(long)]
-        id: String,
-        #[arg(long, default_value = "collector-outbox")]
-        outbox_dir: PathBuf,
+        outbox_dir: Option<PathBuf>,
         /// A batch is sent at this many readings or this many seconds after its first reading.
         #[arg(long, default_value = "200")]
         batch_readings: usize,
         #[arg(long, default_value = "1")]
         batch_secs: f64,
+        /// The longest wait between attempts to reach the hub.
+        #[arg(long, default_value = "30")]
+        max_backoff_secs: f64,
+        /// Where readings go without a hub: `-` for standard output, or a file (appended).
+        #[arg(long, default_value = "-")]
+        output: String,
+        /// With a hub: also append each reading as one JSON line to this file (`-` for standard
+        /// output) once it is safe in the outbox.
+        #[arg(long)]
+        tee: Option<String>,
     },
     /// Poll devices and write each reading as one JSON line.
     Poll {
@@ -124,32 +131,79 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timezone,
             write_config,
         } => simulate(listen, &timezone, write_config).await,
-        Command::Run { config, output } => run_config(&config, &output).await,
-        Command::Connect {
+        Command::Run {
+            config,
             hub,
             id,
             outbox_dir,
             batch_readings,
             batch_secs,
+            max_backoff_secs,
+            output,
+            tee,
         } => {
+            let link = match (config, hub, id) {
+                (_, Some(url), Some(collector_id)) => HubLink {
+                    url,
+                    collector_id,
+                    outbox_dir: None,
+                },
+                (Some(config), _, _) => {
+                    let file = solarhub_collector::assignment::read_file(&config)?;
+                    match file.hub {
+                        Some(link) => link,
+                        None => return run_config(&config, &output).await,
+                    }
+                }
+                _ => bail!("give --config FILE, or --hub URL and --id ID"),
+            };
+            let outbox_dir = outbox_dir
+                .or(link.outbox_dir)
+                .unwrap_or_else(|| PathBuf::from("collector-outbox"));
             let config = solarhub_collector::uplink::UplinkConfig {
-                hub,
-                collector_id: id,
+                hub: link.url,
+                collector_id: link.collector_id,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 batch_max_readings: batch_readings.max(1),
                 batch_max_wait: Duration::try_from_secs_f64(batch_secs)
                     .context("--batch-secs must be a non-negative number of seconds")?,
-                max_backoff: Duration::from_secs(30),
+                max_backoff: Duration::try_from_secs_f64(max_backoff_secs)
+                    .context("--max-backoff-secs must be a non-negative number of seconds")?,
             };
-            std::fs::create_dir_all(&outbox_dir)
-                .with_context(|| format!("cannot create {}", outbox_dir.display()))?;
+            std::fs::create_dir_all(&outbox_dir).with_context(|| {
+                format!(
+                    "cannot create the outbox directory {}",
+                    outbox_dir.display()
+                )
+            })?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;
                 tracing::info!("stopping: handing the last readings to the hub");
                 let _ = stop.send(true);
             });
-            solarhub_collector::uplink::run_collector(config, &outbox_dir, None, stopped).await
+            let (tee_tx, writer) = match tee {
+                Some(path) => {
+                    let mut sink = open_output(&path)?;
+                    let (tx, mut rx) =
+                        tokio::sync::mpsc::channel::<solarhub_collector::normalize::Reading>(1024);
+                    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                        while let Some(reading) = rx.blocking_recv() {
+                            serde_json::to_writer(&mut sink, &reading)?;
+                            sink.write_all(b"\n")?;
+                            sink.flush()?;
+                        }
+                        Ok(())
+                    });
+                    (Some(tx), Some(writer))
+                }
+                None => (None, None),
+            };
+            solarhub_collector::uplink::run_collector(config, &outbox_dir, tee_tx, stopped).await?;
+            if let Some(writer) = writer {
+                writer.await??;
+            }
+            Ok(())
         }
         Command::Poll {
             devices,

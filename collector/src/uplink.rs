@@ -132,20 +132,22 @@ fn jittered(current: Duration) -> Duration {
 }
 
 /// Moves readings into the outbox in batches until `readings` closes; the last partial batch is
-/// stored then too, so a reading that was taken is never dropped on the way to the outbox.
+/// stored then too, so a reading that was taken is never dropped on the way to the outbox. Once a
+/// batch is safe in the outbox its readings are copied to `tee`, when given.
 pub async fn batch_readings(
     config: UplinkConfig,
     outbox: Arc<Mutex<Outbox>>,
     mut readings: mpsc::Receiver<Reading>,
     stored: watch::Sender<u64>,
+    tee: Option<mpsc::Sender<Reading>>,
 ) {
-    let mut pending: Vec<proto::DeviceReading> = Vec::new();
+    let mut pending: Vec<Reading> = Vec::new();
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let (flush, done) = tokio::select! {
             reading = readings.recv() => match reading {
                 Some(reading) => {
-                    pending.push(to_proto(reading));
+                    pending.push(reading);
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.batch_max_wait);
                     (pending.len() >= config.batch_max_readings, false)
                 }
@@ -154,10 +156,11 @@ pub async fn batch_readings(
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => (true, false),
         };
         if flush && !pending.is_empty() {
+            let taken = std::mem::take(&mut pending);
             let batch = proto::TelemetryBatch {
                 collector_id: config.collector_id.clone(),
                 seq: 0,
-                readings: std::mem::take(&mut pending),
+                readings: taken.iter().cloned().map(to_proto).collect(),
             };
             let pushed = outbox
                 .lock()
@@ -166,6 +169,11 @@ pub async fn batch_readings(
             match pushed {
                 Ok(batch) => {
                     let _ = stored.send(batch.seq);
+                    if let Some(tee) = &tee {
+                        for reading in taken {
+                            let _ = tee.send(reading).await;
+                        }
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot store a batch in the outbox; its readings are lost")
@@ -311,9 +319,46 @@ pub fn assignments_from_proto(list: &[proto::Assignment]) -> Vec<crate::assignme
         .collect()
 }
 
-/// Runs a collector against a hub: registers (or, when the hub is unreachable, uses the assignments
-/// it cached last time), polls its devices, and streams their readings through the outbox in
-/// `outbox_dir`. Readings are also copied to `tee` when given. Returns when `shutdown` fires.
+/// The assignments to poll: from the hub when it answers (and cached for next time), else the ones
+/// cached last time. With neither, registration is retried with back-off, logging every failure,
+/// until it succeeds; `None` when `shutdown` fires first.
+async fn obtain_assignments(
+    config: &UplinkConfig,
+    outbox: &mut Outbox,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<Vec<crate::assignment::Assignment>>> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = match connect(&config.hub).await {
+            Ok(mut client) => register(&mut client, config).await,
+            Err(error) => Err(error),
+        };
+        let error = match attempt {
+            Ok(registered) => {
+                let assignments = assignments_from_proto(&registered.assignments);
+                outbox.cache_assignments(&serde_json::to_string(&assignments)?)?;
+                tracing::info!(hub = %config.hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
+                return Ok(Some(assignments));
+            }
+            Err(error) => error,
+        };
+        if let Some(cached) = outbox.cached_assignments()? {
+            tracing::warn!(%error, "cannot register: polling with the assignments cached last time, buffering in the outbox");
+            return Ok(Some(serde_json::from_str(&cached)?));
+        }
+        tracing::error!(%error, retry_in = ?backoff, "cannot register and no assignments are cached yet: nothing to poll until the hub answers");
+        tokio::select! {
+            () = tokio::time::sleep(jittered(backoff)) => {}
+            _ = shutdown.changed() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+/// Runs a collector against a hub: registers (or, when the hub is unreachable or refuses it, uses
+/// the assignments it cached last time; with none cached, keeps trying), polls its devices, and
+/// streams their readings through the outbox in `outbox_dir`. Readings are also copied to `tee`, when given, once they are safe in the outbox.
+/// Returns when `shutdown` fires, after handing the hub what it can within [`DRAIN_TIMEOUT`].
 pub async fn run_collector(
     config: UplinkConfig,
     outbox_dir: &std::path::Path,
@@ -321,23 +366,9 @@ pub async fn run_collector(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut outbox = Outbox::open(outbox_dir, crate::outbox::Limits::default())?;
-    let assignments = match connect(&config.hub).await {
-        Ok(mut client) => {
-            let registered = register(&mut client, &config).await?;
-            let assignments = assignments_from_proto(&registered.assignments);
-            outbox.cache_assignments(&serde_json::to_string(&assignments)?)?;
-            assignments
-        }
-        Err(error) => match outbox.cached_assignments()? {
-            Some(cached) => {
-                tracing::warn!(%error, "hub unreachable at start-up: polling with the assignments cached last time, buffering in the outbox");
-                serde_json::from_str(&cached)?
-            }
-            None => {
-                return Err(anyhow::Error::new(error)
-                    .context("the hub is unreachable and no assignments are cached yet"));
-            }
-        },
+    let Some(assignments) = obtain_assignments(&config, &mut outbox, &mut shutdown.clone()).await?
+    else {
+        return Ok(());
     };
     let plan = crate::assignment::build_plan(
         &format!("assignments from {}", config.hub),
@@ -345,26 +376,17 @@ pub async fn run_collector(
         None,
     )?;
     let outbox = Arc::new(Mutex::new(outbox));
-    let (readings_in, mut readings_out) = mpsc::channel::<Reading>(1024);
-    let (to_batcher, batcher_in) = mpsc::channel::<Reading>(1024);
+    let (readings_in, readings_out) = mpsc::channel::<Reading>(1024);
     let (stored_tx, stored_rx) = watch::channel(0u64);
     let runtime = tokio::spawn(crate::runtime::run(plan, readings_in, shutdown.clone()));
     let batcher = tokio::spawn(batch_readings(
         config.clone(),
         outbox.clone(),
-        batcher_in,
+        readings_out,
         stored_tx,
+        tee,
     ));
     let sender = tokio::spawn(send_outbox(config, outbox, stored_rx, shutdown.clone()));
-    while let Some(reading) = readings_out.recv().await {
-        if let Some(tee) = &tee {
-            let _ = tee.send(reading.clone()).await;
-        }
-        if to_batcher.send(reading).await.is_err() {
-            break;
-        }
-    }
-    drop(to_batcher);
     let _ = runtime.await;
     let _ = batcher.await;
     let _ = sender.await;

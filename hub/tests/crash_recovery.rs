@@ -1,0 +1,337 @@
+//! The uplink under abuse, with real processes: the simulator, the hub and the collector binaries.
+//! While readings stream, the hub is SIGKILLed five times, the collector is SIGKILLed five times,
+//! and the hub is unreachable for 60 seconds once. At the end every reading that reached the
+//! collector's outbox is in the hub exactly once with its values, and nothing else is.
+//!
+//! The collector's `--tee` file is the witness: a reading is written there only after its batch is
+//! committed to the outbox. A kill between that commit and the tee write leaves a stored reading
+//! the witness never saw, so the hub may hold at most one batch per collector kill beyond it.
+//!
+//! The collector binary is taken from the same target directory as the hub's; `cargo test
+//! --workspace` builds both.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use diesel::RunQueryDsl;
+
+const COLLECTOR: &str = "site-a";
+const BATCH: usize = 4;
+const DEVICES: [(&str, &str, &str, &str); 2] = [
+    ("powdrive1", "energy_samples", "inverter_id", "load_power_w"),
+    ("grid_meter_1", "meter_samples", "meter_id", "power_w"),
+];
+
+fn collector_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_solarhub-hub")).with_file_name("solarhub-collector");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process, killed when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, command: &mut Command, log: &Path) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { name, child }
+    }
+
+    fn sigkill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits up to `limit` for a clean exit.
+    fn stop(mut self, limit: Duration) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} did not stop within {limit:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    db: TestDb,
+    dir: tempfile::TempDir,
+    hub_port: u16,
+}
+
+impl Setup {
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("processes.log")
+    }
+
+    fn tee(&self) -> PathBuf {
+        self.dir.path().join("taken.jsonl")
+    }
+
+    fn hub(&self) -> Proc {
+        let mut command = common::hub_binary();
+        command.args([
+            "--database-url",
+            &self.db.url_arg(),
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", self.hub_port),
+        ]);
+        Proc::spawn("hub", &mut command, &self.log())
+    }
+
+    fn collector(&self) -> Proc {
+        let mut command = Command::new(collector_binary());
+        command
+            .args([
+                "run",
+                "--hub",
+                &format!("http://127.0.0.1:{}", self.hub_port),
+                "--id",
+                COLLECTOR,
+                "--batch-readings",
+                &BATCH.to_string(),
+                "--batch-secs",
+                "0.3",
+                "--max-backoff-secs",
+                "1",
+            ])
+            .arg("--outbox-dir")
+            .arg(self.dir.path().join("outbox"))
+            .arg("--tee")
+            .arg(self.tee());
+        Proc::spawn("collector", &mut command, &self.log())
+    }
+
+    /// `(device, ts) -> value` of every reading the collector committed to its outbox. A line cut
+    /// short by a kill is not a reading.
+    fn taken(&self) -> BTreeMap<(String, i64), Option<f64>> {
+        let text = std::fs::read_to_string(self.tee()).unwrap_or_default();
+        let mut taken = BTreeMap::new();
+        for line in text.lines() {
+            let Ok(reading) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let device = reading["device_id"].as_str().unwrap().to_owned();
+            let field = DEVICES.iter().find(|d| d.0 == device).unwrap().3;
+            let key = (device, reading["ts"].as_i64().unwrap());
+            let value = reading["fields"][field].as_f64();
+            assert!(
+                taken.insert(key.clone(), value).is_none(),
+                "the collector took {key:?} twice"
+            );
+        }
+        taken
+    }
+
+    /// `(device, ts) -> value` of every stored sample, checking no (device, ts) is stored twice.
+    fn stored(&self) -> BTreeMap<(String, i64), Option<f64>> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            ts: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+            value: Option<f64>,
+        }
+        let mut conn = self.db.connect();
+        let mut stored = BTreeMap::new();
+        for (device, table, id_column, field) in DEVICES {
+            let rows: Vec<Row> = diesel::sql_query(format!(
+                "SELECT ts, {field} AS value FROM {table} WHERE {id_column} = '{device}'"
+            ))
+            .load(&mut conn)
+            .unwrap();
+            for row in rows {
+                assert!(
+                    stored
+                        .insert((device.to_owned(), row.ts), row.value)
+                        .is_none(),
+                    "{device} at {} is stored twice",
+                    row.ts
+                );
+            }
+        }
+        stored
+    }
+
+    fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not within {limit:?}; process log:\n{}",
+                std::fs::read_to_string(self.log()).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The real-installation fixture, with powdrive1 and grid_meter_1 assigned to [`COLLECTOR`] and
+/// pointed at the simulator (units 1 and 3 of its gateway).
+fn assign_to_collector(db: &TestDb, sim_port: u16) {
+    let database = db.migrated();
+    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+    let mut loaded = solarhub_hub::config_import::parse_config(
+        Path::new("installation.yaml"),
+        include_str!("fixtures/installation.yaml"),
+        &types,
+    )
+    .unwrap();
+    for adapter in &mut loaded.installation.adapters {
+        let unit = match adapter.adapter_id.as_str() {
+            "powdrive1.adapter" => 1,
+            "grid_meter_1.adapter" => 3,
+            _ => continue,
+        };
+        adapter.collector_id = Some(COLLECTOR.into());
+        adapter.config_json = serde_json::json!({
+            "transport": "tcp",
+            "host": "127.0.0.1",
+            "port": sim_port,
+            "unit_id": unit,
+            "poll_interval_secs": 0.25,
+        })
+        .to_string();
+    }
+    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
+    let mut conn = database.get().unwrap();
+    solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, false)
+        .unwrap();
+}
+
+fn no_reading_is_lost_or_doubled_through_kills_and_an_outage(db: TestDb) {
+    let setup = Setup {
+        db,
+        dir: tempfile::tempdir().unwrap(),
+        hub_port: free_port(),
+    };
+    let sim_port = free_port();
+    let _simulator = Proc::spawn(
+        "simulator",
+        Command::new(collector_binary()).args([
+            "simulate",
+            "--listen",
+            &format!("127.0.0.1:{sim_port}"),
+        ]),
+        &setup.log(),
+    );
+    assign_to_collector(&setup.db, sim_port);
+    let mut hub = setup.hub();
+    let mut collector = setup.collector();
+    setup.wait_for(
+        "the first readings reach the hub",
+        Duration::from_secs(60),
+        || setup.stored().len() >= 8,
+    );
+
+    let mut collector_kills = 0;
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(1500));
+        hub.sigkill();
+        std::thread::sleep(Duration::from_millis(700));
+        hub = setup.hub();
+        std::thread::sleep(Duration::from_millis(1500));
+        collector.sigkill();
+        collector_kills += 1;
+        collector = setup.collector();
+    }
+    // The hub away for a minute: the collector keeps polling into its outbox.
+    hub.sigkill();
+    let taken_before_outage = setup.taken().len();
+    std::thread::sleep(Duration::from_secs(60));
+    let taken_during_outage = setup.taken().len() - taken_before_outage;
+    assert!(
+        taken_during_outage > 20,
+        "the collector kept polling while the hub was away ({taken_during_outage} readings)"
+    );
+    let _hub = setup.hub();
+
+    // Everything the outbox holds reaches the hub once it is back…
+    setup.wait_for(
+        "every reading in the outbox reaches the hub",
+        Duration::from_secs(90),
+        || {
+            let stored = setup.stored();
+            setup.taken().keys().all(|key| stored.contains_key(key))
+        },
+    );
+    // …and a SIGTERM stops the collector cleanly with its outbox handed over.
+    let status = collector.stop(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "the collector exits cleanly on SIGTERM: {status}"
+    );
+
+    let taken = setup.taken();
+    let stored = setup.stored();
+    for (key, value) in &taken {
+        assert_eq!(
+            stored.get(key),
+            Some(value),
+            "{key:?}: stored with the value the collector read"
+        );
+    }
+    let unwitnessed = stored.len() - taken.len();
+    assert!(
+        unwitnessed <= collector_kills * BATCH,
+        "{unwitnessed} stored readings the collector never committed to its outbox \
+         (at most {} may be committed but cut off from the witness by the kills)",
+        collector_kills * BATCH
+    );
+    let mut outbox = solarhub_collector::outbox::Outbox::open(
+        &setup.dir.path().join("outbox"),
+        solarhub_collector::outbox::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(outbox.len().unwrap(), 0, "nothing is left in the outbox");
+}
+
+on_both_backends!(no_reading_is_lost_or_doubled_through_kills_and_an_outage);
