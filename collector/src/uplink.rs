@@ -337,7 +337,11 @@ async fn obtain_assignments(
             Ok(registered) => {
                 let assignments = assignments_from_proto(&registered.assignments);
                 outbox.cache_assignments(&serde_json::to_string(&assignments)?)?;
-                tracing::info!(hub = %config.hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
+                if assignments.is_empty() {
+                    tracing::warn!(hub = %config.hub, collector = %config.collector_id, "registered, but the hub assigns no adapters to this collector: nothing to poll (set the adapters' collector_id on the hub)");
+                } else {
+                    tracing::info!(hub = %config.hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
+                }
                 return Ok(Some(assignments));
             }
             Err(error) => error,
