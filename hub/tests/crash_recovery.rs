@@ -214,39 +214,6 @@ impl Setup {
     }
 }
 
-/// The real-installation fixture, with powdrive1 and grid_meter_1 assigned to [`COLLECTOR`] and
-/// pointed at the simulator (units 1 and 3 of its gateway).
-fn assign_to_collector(db: &TestDb, sim_port: u16) {
-    let database = db.migrated();
-    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
-    let mut loaded = solarhub_hub::config_import::parse_config(
-        Path::new("installation.yaml"),
-        include_str!("fixtures/installation.yaml"),
-        &types,
-    )
-    .unwrap();
-    for adapter in &mut loaded.installation.adapters {
-        let unit = match adapter.adapter_id.as_str() {
-            "powdrive1.adapter" => 1,
-            "grid_meter_1.adapter" => 3,
-            _ => continue,
-        };
-        adapter.collector_id = Some(COLLECTOR.into());
-        adapter.config_json = serde_json::json!({
-            "transport": "tcp",
-            "host": "127.0.0.1",
-            "port": sim_port,
-            "unit_id": unit,
-            "poll_interval_secs": 0.25,
-        })
-        .to_string();
-    }
-    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-    let mut conn = database.get().unwrap();
-    solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, false)
-        .unwrap();
-}
-
 fn no_reading_is_lost_or_doubled_through_kills_and_an_outage(db: TestDb) {
     let setup = Setup {
         db,
@@ -263,7 +230,12 @@ fn no_reading_is_lost_or_doubled_through_kills_and_an_outage(db: TestDb) {
         ]),
         &setup.log(),
     );
-    assign_to_collector(&setup.db, sim_port);
+    common::site::assign_to_collector(
+        &mut setup.db.migrated().get().unwrap(),
+        COLLECTOR,
+        sim_port,
+        0.25,
+    );
     let mut hub = setup.hub();
     let mut collector = setup.collector();
     setup.wait_for(

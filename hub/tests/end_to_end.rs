@@ -5,81 +5,17 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{RunningHub, TestDb};
+use common::{RunningHub, TestDb, site};
 use diesel::RunQueryDsl;
 use solarhub_collector::normalize::Reading;
 use solarhub_collector::outbox::{Limits, Outbox};
-use solarhub_collector::register_map::builtin_map;
-use solarhub_collector::simulator::model::DeviceModel;
-use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, serve_tcp};
 use solarhub_collector::uplink::{UplinkConfig, run_collector};
 use tokio::sync::{mpsc, watch};
 
 const COLLECTOR: &str = "site-a";
-
-/// A Modbus TCP gateway on 127.0.0.1:0 with a powdrive inverter (unit 1) and an iammeter (unit 3).
-async fn simulated_gateway() -> u16 {
-    let tz: chrono_tz::Tz = "Asia/Karachi".parse().unwrap();
-    let now = chrono::Utc::now();
-    let device = |device_type: &str, model| {
-        Arc::new(SimDevice::new(
-            format!("sim-{device_type}"),
-            Arc::new(builtin_map(device_type).unwrap()),
-            model,
-            now,
-        ))
-    };
-    let units = BTreeMap::from([
-        (
-            1u8,
-            device("powdrive", DeviceModel::inverter(tz, 8000.0, 1)),
-        ),
-        (3u8, device("iammeter", DeviceModel::meter(tz, 3))),
-    ]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(serve_tcp(
-        listener,
-        Arc::new(Endpoint::new(units, Clock::Real)),
-    ));
-    port
-}
-
-/// The real-installation fixture, with powdrive1 and grid_meter_1 assigned to [`COLLECTOR`] and
-/// pointed at the simulated gateway.
-fn assign_to_collector(hub: &RunningHub, port: u16) {
-    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
-    let mut loaded = solarhub_hub::config_import::parse_config(
-        std::path::Path::new("installation.yaml"),
-        include_str!("fixtures/installation.yaml"),
-        &types,
-    )
-    .unwrap();
-    for adapter in &mut loaded.installation.adapters {
-        let unit = match adapter.adapter_id.as_str() {
-            "powdrive1.adapter" => 1,
-            "grid_meter_1.adapter" => 3,
-            _ => continue,
-        };
-        adapter.collector_id = Some(COLLECTOR.into());
-        adapter.config_json = serde_json::json!({
-            "transport": "tcp",
-            "host": "127.0.0.1",
-            "port": port,
-            "unit_id": unit,
-            "poll_interval_secs": 0.3,
-        })
-        .to_string();
-    }
-    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-    let mut conn = hub.database.get().unwrap();
-    solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, false)
-        .unwrap();
-}
 
 #[derive(diesel::QueryableByName)]
 struct Row {
@@ -101,8 +37,8 @@ fn stored(hub: &RunningHub, table: &str, id_column: &str, id: &str, column: &str
 
 fn every_reading_lands_once_with_its_values(db: TestDb) {
     let hub = RunningHub::start(&db);
-    let port = hub.runtime.block_on(simulated_gateway());
-    assign_to_collector(&hub, port);
+    let port = hub.runtime.block_on(site::simulated_gateway());
+    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, 0.3);
 
     let outbox_dir = tempfile::tempdir().unwrap();
     let config = UplinkConfig {

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod site;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin};

@@ -1,0 +1,70 @@
+//! A simulated site for the uplink tests: a Modbus TCP gateway with a powdrive inverter (unit 1)
+//! and an iammeter (unit 3), and the real-installation fixture with powdrive1 and grid_meter_1
+//! assigned to one collector and pointed at that gateway.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use solarhub_collector::register_map::builtin_map;
+use solarhub_collector::simulator::model::DeviceModel;
+use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, serve_tcp};
+use solarhub_hub::db::DbConnection;
+
+/// Serves the gateway on 127.0.0.1:0 (on the current runtime) and returns its port.
+pub async fn simulated_gateway() -> u16 {
+    let tz: chrono_tz::Tz = "Asia/Karachi".parse().unwrap();
+    let now = chrono::Utc::now();
+    let device = |device_type: &str, model| {
+        Arc::new(SimDevice::new(
+            format!("sim-{device_type}"),
+            Arc::new(builtin_map(device_type).unwrap()),
+            model,
+            now,
+        ))
+    };
+    let units = BTreeMap::from([
+        (
+            1u8,
+            device("powdrive", DeviceModel::inverter(tz, 8000.0, 1)),
+        ),
+        (3u8, device("iammeter", DeviceModel::meter(tz, 3))),
+    ]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(serve_tcp(
+        listener,
+        Arc::new(Endpoint::new(units, Clock::Real)),
+    ));
+    port
+}
+
+/// Imports the real-installation fixture with powdrive1 (unit 1) and grid_meter_1 (unit 3)
+/// assigned to `collector`, polled every `poll_secs` from the gateway on `port`.
+pub fn assign_to_collector(conn: &mut DbConnection, collector: &str, port: u16, poll_secs: f64) {
+    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+    let mut loaded = solarhub_hub::config_import::parse_config(
+        std::path::Path::new("installation.yaml"),
+        include_str!("../fixtures/installation.yaml"),
+        &types,
+    )
+    .unwrap();
+    for adapter in &mut loaded.installation.adapters {
+        let unit = match adapter.adapter_id.as_str() {
+            "powdrive1.adapter" => 1,
+            "grid_meter_1.adapter" => 3,
+            _ => continue,
+        };
+        adapter.collector_id = Some(collector.into());
+        adapter.config_json = serde_json::json!({
+            "transport": "tcp",
+            "host": "127.0.0.1",
+            "port": port,
+            "unit_id": unit,
+            "poll_interval_secs": poll_secs,
+        })
+        .to_string();
+    }
+    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
+    solarhub_hub::db::catalog::apply_installation(conn, &rows, &loaded.installation, false)
+        .unwrap();
+}
