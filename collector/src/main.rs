@@ -13,8 +13,7 @@ use clap::{Parser, Subcommand};
 use solarhub_collector::assignment::HubLink;
 use solarhub_collector::bus::{BusEvent, DeviceSpec, Transport, run_bus};
 use solarhub_collector::register_map::{RegisterMap, builtin_map};
-use solarhub_collector::simulator::model::DeviceModel;
-use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, serve_tcp};
+use solarhub_collector::simulator::SimDevice;
 
 #[derive(Parser)]
 #[command(
@@ -224,141 +223,22 @@ async fn simulate(
     let tz: chrono_tz::Tz = timezone
         .parse()
         .map_err(|_| anyhow::anyhow!("{timezone:?} is not an IANA timezone"))?;
-    let now = chrono::Utc::now();
-    let mut units = BTreeMap::new();
-    for (unit, device_type) in [(1u8, "powdrive"), (2, "senergy"), (3, "iammeter")] {
-        let map = Arc::new(builtin_map(device_type)?);
-        let model = match map.category.as_str() {
-            "meter" => DeviceModel::meter(tz, u32::from(unit)),
-            _ => DeviceModel::inverter(tz, 8000.0, u32::from(unit)),
-        };
-        units.insert(
-            unit,
-            Arc::new(SimDevice::new(
-                format!("sim-{device_type}"),
-                map,
-                model,
-                now,
-            )),
-        );
+    let mut site =
+        solarhub_collector::simulator::site::serve_site(listen, tz, write_config.is_some()).await?;
+    for (index, line) in site.describe().into_iter().enumerate() {
+        match index {
+            0 => println!("{line} ({timezone})"),
+            _ => println!("{line}"),
+        }
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    println!(
-        "simulating on {address}: unit 1 powdrive, unit 2 senergy, unit 3 iammeter ({timezone})"
-    );
-    let devices: BTreeMap<u8, Arc<SimDevice>> = units.clone();
-    let endpoint = Arc::new(Endpoint::new(units, Clock::Real));
-    let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(serve_tcp(listener, endpoint.clone()));
-    // The same devices as Modbus RTU on a serial line (a pseudo-terminal).
-    let rtu_line = solarhub_collector::serial::pseudo_terminal()?;
-    println!(
-        "simulating on {}: the same units as Modbus RTU (9600 8N1)",
-        rtu_line.path.display()
-    );
-    servers.spawn(async move {
-        let served = solarhub_collector::simulator::rtu::serve_rtu(rtu_line.device, endpoint).await;
-        drop(rtu_line.slave);
-        served
-    });
-    servers.spawn(switch_faults(devices));
-
+    site.servers.spawn(switch_faults(site.devices.clone()));
     if let Some(config_path) = write_config {
-        let next = |offset: u16| SocketAddr::new(address.ip(), address.port() + offset);
-        // SunSpec inverter with storage and battery models at 40000.
-        let layouts = solarhub_collector::sunspec::Layouts::builtin();
-        let values =
-            |pairs: &[(&str, f64)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
-        let models = vec![
-            solarhub_collector::simulator::sunspec::SimModel {
-                id: 103,
-                length: 50,
-                values: values(&[
-                    ("W", 4212.0),
-                    ("DCW", 4390.0),
-                    ("Hz", 49.98),
-                    ("PhVphA", 230.4),
-                    ("WH", 12_345_678.0),
-                ]),
-                text: BTreeMap::new(),
-            },
-            solarhub_collector::simulator::sunspec::SimModel {
-                id: 802,
-                length: 62,
-                values: values(&[("SoC", 67.5), ("V", 51.23), ("A", -12.5), ("W", -640.0)]),
-                text: BTreeMap::new(),
-            },
-        ];
-        let sunspec: Arc<dyn solarhub_collector::simulator::SimUnit> = Arc::new(
-            solarhub_collector::simulator::sunspec::SunSpecSim::new(40000, &models, &layouts),
-        );
-        let sunspec_listener = tokio::net::TcpListener::bind(next(1))
-            .await
-            .with_context(|| format!("cannot listen on {}", next(1)))?;
-        servers.spawn(serve_tcp(
-            sunspec_listener,
-            Arc::new(Endpoint::with_units(
-                BTreeMap::from([(1u8, sunspec)]),
-                Clock::Real,
-            )),
-        ));
-        println!(
-            "simulating on {}: SunSpec inverter (models 103, 802) at 40000",
-            next(1)
-        );
-        // A JK BMS bank of 3 × 16 cells behind an RS485-to-TCP gateway.
-        let jk_listener = tokio::net::TcpListener::bind(next(2))
-            .await
-            .with_context(|| format!("cannot listen on {}", next(2)))?;
-        let bank = Arc::new(solarhub_collector::simulator::jkbms::JkBank::new(3, 16));
-        servers.spawn(solarhub_collector::simulator::jkbms::serve_gateway(
-            jk_listener,
-            bank,
-            Arc::new(solarhub_collector::simulator::jkbms::Line::default()),
-            std::time::Duration::from_millis(500),
-        ));
-        println!(
-            "simulating on {}: JK BMS bank, 3 batteries of 16 cells, broadcasting",
-            next(2)
-        );
-        // A Pytes console (4 batteries of 15 cells) on a pseudo-terminal.
-        let pty = solarhub_collector::serial::pseudo_terminal()?;
-        let pytes_path = pty.path.clone();
-        let console = Arc::new(solarhub_collector::simulator::pytes::Console::new(4, 15));
-        servers.spawn(async move {
-            let served =
-                solarhub_collector::simulator::pytes::serve_console(pty.device, console).await;
-            drop(pty.slave);
-            served
-        });
-        println!(
-            "simulating on {}: Pytes console, 4 batteries of 15 cells",
-            pytes_path.display()
-        );
-        let config = format!(
-            "# Written by `solarhub-collector simulate`: every simulated device, in the shape the hub assigns adapters.\n\
-             adapters:\n\
-             \x20 - {{adapter_id: powdrive1.adapter, device_id: powdrive1, type: powdrive, config: {{transport: tcp, host: {ip}, port: {p0}, unit_id: 1, poll_interval_secs: 5}}}}\n\
-             \x20 - {{adapter_id: senergy1.adapter, device_id: senergy1, type: senergy, config: {{transport: tcp, host: {ip}, port: {p0}, unit_id: 2, poll_interval_secs: 5}}}}\n\
-             \x20 - {{adapter_id: grid_meter_1.adapter, device_id: grid_meter_1, type: iammeter, config: {{transport: tcp, host: {ip}, port: {p0}, unit_id: 3, poll_interval_secs: 5}}}}\n\
-             \x20 - {{adapter_id: fronius1.adapter, device_id: fronius1, type: sunspec, config: {{transport: tcp, host: {ip}, port: {p1}, poll_interval_secs: 5}}}}\n\
-             \x20 - {{adapter_id: jkbms_bank.adapter1, device_id: jkbms_bank, type: jkbms_tcpip, priority: 1, config: {{connection_type: tcpip, host: {ip}, port: {p2}, batteries: 3, cells_per_battery: 16}}}}\n\
-             \x20 - {{adapter_id: battery1.adapter, device_id: battery1, type: pytes, config: {{serial_port: \"{pytes}\", baudrate: 115200, batteries: 4, cells_per_battery: 15, poll_interval_secs: 5}}}}\n",
-            ip = address.ip(),
-            p0 = address.port(),
-            p1 = next(1).port(),
-            p2 = next(2).port(),
-            pytes = pytes_path.display(),
-        );
-        std::fs::write(&config_path, config)
+        std::fs::write(&config_path, site.collector_yaml(5.0))
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         println!("collector config written to {}", config_path.display());
     }
     tokio::select! {
-        Some(ended) = servers.join_next() => match ended {
+        Some(ended) = site.servers.join_next() => match ended {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(anyhow::Error::new(error).context("a simulated device stopped")),
             Err(error) => Err(anyhow::Error::new(error).context("a simulated device failed")),

@@ -9,6 +9,7 @@ pub mod jkbms;
 pub mod model;
 pub mod pytes;
 pub mod rtu;
+pub mod site;
 pub mod sunspec;
 
 use std::collections::BTreeMap;
