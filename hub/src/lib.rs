@@ -9,6 +9,7 @@ pub mod adapter_types;
 pub mod catalog;
 pub mod config_import;
 pub mod db;
+pub mod demo;
 pub mod grpc;
 pub mod hierarchy;
 pub mod ingest;

@@ -42,6 +42,20 @@ enum Command {
         #[arg(long, env = "SOLARHUB_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The whole system in one process: migrate (or create) the database, put the demo
+    /// installation in it, simulate one device of every driver type, serve gRPC, and stream the
+    /// simulated readings through a real collector. Ctrl-C stops it; the next start continues.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// The simulated devices listen here and on the next two ports.
+        #[arg(long, default_value = "127.0.0.1:1502")]
+        simulate: SocketAddr,
+        #[arg(long, default_value = "solarhub-outbox")]
+        outbox_dir: PathBuf,
+        #[arg(long, default_value = "5")]
+        poll_secs: f64,
+    },
     /// Apply pending migrations and exit.
     Migrate,
     /// Import the existing app's config.yaml into the catalog.
@@ -82,6 +96,28 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(&cli.database_url)?;
     match cli.command {
+        Command::Demo {
+            listen,
+            simulate,
+            outbox_dir,
+            poll_secs,
+        } => {
+            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let options = solarhub_hub::demo::DemoOptions {
+                listen,
+                simulate,
+                outbox_dir,
+                poll_secs,
+            };
+            runtime.block_on(solarhub_hub::demo::run_demo(
+                database,
+                options,
+                None,
+                shutdown_signal(),
+            ))
+        }
         Command::Migrate => {
             let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
             drop(database);

@@ -1,0 +1,97 @@
+//! The README's first command, `solarhub-hub demo`: simulated devices of every driver type, the hub
+//! and a collector streaming to it. Every device's samples are in the database within 30 seconds,
+//! it stops cleanly, and a second start continues on the same database and outbox.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use diesel::RunQueryDsl;
+use solarhub_hub::demo::{DemoOptions, run_demo};
+use tokio::sync::oneshot;
+
+/// Every simulated device, with the table and id column its samples land in.
+const DEVICES: [(&str, &str, &str); 6] = [
+    ("powdrive1", "energy_samples", "inverter_id"),
+    ("senergy1", "energy_samples", "inverter_id"),
+    ("fronius1", "energy_samples", "inverter_id"),
+    ("grid_meter_1", "meter_samples", "meter_id"),
+    ("battery1", "battery_bank_samples", "pack_id"),
+    ("jkbms_bank", "battery_bank_samples", "pack_id"),
+];
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+fn samples(db: &TestDb, device: &str, table: &str, id_column: &str) -> i64 {
+    let rows: Vec<Count> = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS count FROM {table} WHERE {id_column} = '{device}'"
+    ))
+    .load(&mut db.connect())
+    .unwrap();
+    rows[0].count
+}
+
+/// Runs the demo until every device has more than `at_least` samples (or 30 s pass), then stops it.
+fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_least: &[i64]) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (ready, address) = oneshot::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let demo = runtime.spawn(run_demo(
+        db.migrated(),
+        DemoOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            simulate: "127.0.0.1:0".parse().unwrap(),
+            outbox_dir: outbox.to_owned(),
+            poll_secs: 0.5,
+        },
+        Some(ready),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    runtime.block_on(address).expect("the demo serves");
+    let start = Instant::now();
+    loop {
+        let counts: Vec<i64> = DEVICES
+            .iter()
+            .map(|(device, table, column)| samples(db, device, table, column))
+            .collect();
+        if counts
+            .iter()
+            .zip(at_least)
+            .all(|(now, before)| now > before)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "within 30 s every device has new samples: {:?} (before: {at_least:?})",
+            DEVICES.iter().map(|d| d.0).zip(&counts).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.send(()).unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(15), demo).await })
+        .expect("the demo stops within 15 s")
+        .unwrap()
+        .expect("and stops cleanly");
+}
+
+fn the_demo_streams_every_driver_type_and_continues_after_a_restart(db: TestDb) {
+    let outbox = tempfile::tempdir().unwrap();
+    run_until_every_device_reports(&db, outbox.path(), &[0; 6]);
+    let after_first: Vec<i64> = DEVICES
+        .iter()
+        .map(|(device, table, column)| samples(&db, device, table, column))
+        .collect();
+    // The second start keeps the first run's samples and adds to them.
+    run_until_every_device_reports(&db, outbox.path(), &after_first);
+}
+
+on_both_backends!(the_demo_streams_every_driver_type_and_continues_after_a_restart);
