@@ -164,6 +164,11 @@ impl Ingest {
             .await?)
     }
 
+    /// Every collector that has streamed to this hub.
+    pub async fn collectors(&self) -> Result<Vec<ingest::CollectorRow>, IngestError> {
+        Ok(self.database.run(ingest::list_collectors).await?)
+    }
+
     /// Commits `batch` (once), after refusing what the collector may not write.
     pub async fn commit(
         &self,

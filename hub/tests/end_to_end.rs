@@ -105,6 +105,24 @@ fn every_reading_lands_once_with_its_values(db: TestDb) {
             "{device} reported a non-zero {field}"
         );
     }
+    // The hub's own account of the collector agrees.
+    let status = hub.runtime.block_on(async {
+        solarhub_proto::v1::collector_service_client::CollectorServiceClient::new(
+            hub.channel.clone(),
+        )
+        .list_collectors(solarhub_proto::v1::ListCollectorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+    });
+    assert_eq!(status.collectors.len(), 1);
+    assert_eq!(status.collectors[0].collector_id, COLLECTOR);
+    assert_eq!(
+        status.collectors[0].samples_stored,
+        readings.len() as u64,
+        "ListCollectors counts every stored reading"
+    );
+    assert!(status.collectors[0].last_committed_seq >= 2);
     // Everything was acknowledged, so nothing waits in the outbox.
     let mut outbox = Outbox::open(outbox_dir.path(), Limits::default()).unwrap();
     assert_eq!(

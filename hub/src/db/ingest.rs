@@ -133,6 +133,31 @@ pub enum CommitResult {
     Committed { stored: usize, duplicates: usize },
 }
 
+/// What the hub knows of a collector that has streamed to it.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct CollectorRow {
+    pub collector_id: String,
+    pub last_seq: i64,
+    pub version: Option<String>,
+    pub last_seen_at: i64,
+    pub samples_stored: i64,
+}
+
+/// Every collector that has streamed to this hub, by id.
+pub fn list_collectors(conn: &mut DbConnection) -> Result<Vec<CollectorRow>, DbError> {
+    use schema::collectors::dsl as c;
+    Ok(c::collectors
+        .select((
+            c::collector_id,
+            c::last_seq,
+            c::version,
+            c::last_seen_at,
+            c::samples_stored,
+        ))
+        .order(c::collector_id)
+        .load(conn)?)
+}
+
 /// The highest committed seq of `collector_id` (0 when it never committed).
 pub fn last_seq(conn: &mut DbConnection, collector_id: &str) -> Result<u64, DbError> {
     let seq: Option<i64> = schema::collectors::table
@@ -194,6 +219,7 @@ pub fn commit_batch(
     diesel::update(c::collectors.find(collector_id))
         .set((
             c::last_seq.eq(seq),
+            c::samples_stored.eq(c::samples_stored + stored as i64),
             c::version.eq(version),
             c::last_seen_at.eq(now),
             c::updated_at.eq(now),

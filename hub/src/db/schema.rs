@@ -688,6 +688,7 @@ diesel::table! {
         last_seq -> BigInt,
         version -> Nullable<Text>,
         last_seen_at -> BigInt,
+        samples_stored -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
     }

@@ -243,4 +243,25 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         let outcome = self.ingest.commit(batch, None).await.map_err(status)?;
         Ok(Response::new(ack(outcome, early)))
     }
+
+    async fn list_collectors(
+        &self,
+        _request: Request<proto::ListCollectorsRequest>,
+    ) -> Result<Response<proto::ListCollectorsResponse>, Status> {
+        let rows = self.ingest.collectors().await.map_err(status)?;
+        let collectors = rows
+            .into_iter()
+            .map(|row| proto::CollectorStatus {
+                collector_id: row.collector_id,
+                version: row.version.unwrap_or_default(),
+                last_committed_seq: row.last_seq.max(0) as u64,
+                last_seen_at: Some(Timestamp {
+                    seconds: row.last_seen_at.div_euclid(1000),
+                    nanos: (row.last_seen_at.rem_euclid(1000) * 1_000_000) as i32,
+                }),
+                samples_stored: row.samples_stored.max(0) as u64,
+            })
+            .collect();
+        Ok(Response::new(proto::ListCollectorsResponse { collectors }))
+    }
 }

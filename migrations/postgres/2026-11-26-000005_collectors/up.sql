@@ -5,6 +5,8 @@ CREATE TABLE collectors (
     last_seq BIGINT NOT NULL,
     version TEXT,
     last_seen_at BIGINT NOT NULL,
+    -- Device samples stored from this collector's batches (duplicates not counted).
+    samples_stored BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
