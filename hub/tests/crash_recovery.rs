@@ -1,7 +1,8 @@
 //! The uplink under abuse, with real processes: the simulator, the hub and the collector binaries.
 //! While readings stream, the hub is SIGKILLed five times, the collector is SIGKILLed five times,
 //! and the hub is unreachable for 60 seconds once. At the end every reading that reached the
-//! collector's outbox is in the hub exactly once with its values, and nothing else is.
+//! collector's outbox is in the hub exactly once with its values, and nothing else is. Without
+//! faults, the hub's rows are exactly the readings the collector took.
 //!
 //! The collector's `--tee` file is the witness: a reading is written there only after its batch is
 //! committed to the outbox. A kill between that commit and the tee write leaves a stored reading
@@ -306,4 +307,56 @@ fn no_reading_is_lost_or_doubled_through_kills_and_an_outage(db: TestDb) {
     assert_eq!(outbox.len().unwrap(), 0, "nothing is left in the outbox");
 }
 
-on_both_backends!(no_reading_is_lost_or_doubled_through_kills_and_an_outage);
+/// Without faults the witness is exact: after a SIGTERM the hub holds exactly the readings the
+/// collector took, with their values, and the outbox is empty.
+fn without_faults_the_rows_are_exactly_the_readings(db: TestDb) {
+    let setup = Setup {
+        db,
+        dir: tempfile::tempdir().unwrap(),
+        hub_port: free_port(),
+    };
+    let sim_port = free_port();
+    let _simulator = Proc::spawn(
+        "simulator",
+        Command::new(collector_binary()).args([
+            "simulate",
+            "--listen",
+            &format!("127.0.0.1:{sim_port}"),
+        ]),
+        &setup.log(),
+    );
+    common::site::assign_to_collector(
+        &mut setup.db.migrated().get().unwrap(),
+        COLLECTOR,
+        sim_port,
+        0.25,
+    );
+    let _hub = setup.hub();
+    let collector = setup.collector();
+    setup.wait_for("readings reach the hub", Duration::from_secs(60), || {
+        setup.stored().len() >= 20
+    });
+    let status = collector.stop(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "the collector exits cleanly on SIGTERM: {status}"
+    );
+    let taken = setup.taken();
+    assert!(taken.len() >= 20);
+    assert_eq!(
+        setup.stored(),
+        taken,
+        "the hub's rows are exactly the readings the collector took, with their values"
+    );
+    let mut outbox = solarhub_collector::outbox::Outbox::open(
+        &setup.dir.path().join("outbox"),
+        solarhub_collector::outbox::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(outbox.len().unwrap(), 0, "nothing is left in the outbox");
+}
+
+on_both_backends!(
+    no_reading_is_lost_or_doubled_through_kills_and_an_outage,
+    without_faults_the_rows_are_exactly_the_readings
+);
