@@ -66,13 +66,7 @@ pub struct HubLink {
 
 /// Reads a collector config file; a file that names a hub must not also list adapters.
 pub fn read_file(path: &Path) -> Result<CollectorFile, PlanError> {
-    let fail = |reason: String| PlanError {
-        source_name: path.display().to_string(),
-        problems: vec![Problem {
-            entry: "(file)".into(),
-            reason,
-        }],
-    };
+    let fail = |reason: String| file_error(path, reason);
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     let mut file: CollectorFile = serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
     match &mut file.hub {
@@ -125,15 +119,20 @@ pub struct PlanError {
     pub problems: Vec<Problem>,
 }
 
-/// Reads a collector config file.
-pub fn load_file(path: &Path) -> Result<Plan, PlanError> {
-    let fail = |reason: String| PlanError {
+/// A problem with a config file as a whole.
+fn file_error(path: &Path, reason: String) -> PlanError {
+    PlanError {
         source_name: path.display().to_string(),
         problems: vec![Problem {
             entry: "(file)".into(),
             reason,
         }],
-    };
+    }
+}
+
+/// Reads a collector config file.
+pub fn load_file(path: &Path) -> Result<Plan, PlanError> {
+    let fail = |reason: String| file_error(path, reason);
     let file = read_file(path)?;
     if file.hub.is_some() {
         return Err(fail(

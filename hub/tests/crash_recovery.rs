@@ -108,6 +108,33 @@ struct Setup {
 }
 
 impl Setup {
+    /// A temporary directory, a simulator process, and the installation with powdrive1 and
+    /// grid_meter_1 assigned to [`COLLECTOR`] and pointed at the simulator.
+    fn with_simulator(db: TestDb) -> (Setup, Proc) {
+        let setup = Setup {
+            db,
+            dir: tempfile::tempdir().unwrap(),
+            hub_port: free_port(),
+        };
+        let sim_port = free_port();
+        let simulator = Proc::spawn(
+            "simulator",
+            Command::new(collector_binary()).args([
+                "simulate",
+                "--listen",
+                &format!("127.0.0.1:{sim_port}"),
+            ]),
+            &setup.log(),
+        );
+        common::site::assign_to_collector(
+            &mut setup.db.migrated().get().unwrap(),
+            COLLECTOR,
+            sim_port,
+            0.25,
+        );
+        (setup, simulator)
+    }
+
     fn log(&self) -> PathBuf {
         self.dir.path().join("processes.log")
     }
@@ -216,27 +243,7 @@ impl Setup {
 }
 
 fn no_reading_is_lost_or_doubled_through_kills_and_an_outage(db: TestDb) {
-    let setup = Setup {
-        db,
-        dir: tempfile::tempdir().unwrap(),
-        hub_port: free_port(),
-    };
-    let sim_port = free_port();
-    let _simulator = Proc::spawn(
-        "simulator",
-        Command::new(collector_binary()).args([
-            "simulate",
-            "--listen",
-            &format!("127.0.0.1:{sim_port}"),
-        ]),
-        &setup.log(),
-    );
-    common::site::assign_to_collector(
-        &mut setup.db.migrated().get().unwrap(),
-        COLLECTOR,
-        sim_port,
-        0.25,
-    );
+    let (setup, _simulator) = Setup::with_simulator(db);
     let mut hub = setup.hub();
     let mut collector = setup.collector();
     setup.wait_for(
@@ -310,27 +317,7 @@ fn no_reading_is_lost_or_doubled_through_kills_and_an_outage(db: TestDb) {
 /// Without faults the witness is exact: after a SIGTERM the hub holds exactly the readings the
 /// collector took, with their values, and the outbox is empty.
 fn without_faults_the_rows_are_exactly_the_readings(db: TestDb) {
-    let setup = Setup {
-        db,
-        dir: tempfile::tempdir().unwrap(),
-        hub_port: free_port(),
-    };
-    let sim_port = free_port();
-    let _simulator = Proc::spawn(
-        "simulator",
-        Command::new(collector_binary()).args([
-            "simulate",
-            "--listen",
-            &format!("127.0.0.1:{sim_port}"),
-        ]),
-        &setup.log(),
-    );
-    common::site::assign_to_collector(
-        &mut setup.db.migrated().get().unwrap(),
-        COLLECTOR,
-        sim_port,
-        0.25,
-    );
+    let (setup, _simulator) = Setup::with_simulator(db);
     let _hub = setup.hub();
     let collector = setup.collector();
     setup.wait_for("readings reach the hub", Duration::from_secs(60), || {
