@@ -164,6 +164,18 @@ impl Ingest {
             .await?)
     }
 
+    /// Records the version a collector registered with.
+    pub async fn note_version(
+        &self,
+        collector_id: String,
+        version: String,
+    ) -> Result<(), IngestError> {
+        Ok(self
+            .database
+            .run_write(move |conn| ingest::note_version(conn, &collector_id, &version))
+            .await?)
+    }
+
     /// Every collector that has streamed to this hub.
     pub async fn collectors(&self) -> Result<Vec<ingest::CollectorRow>, IngestError> {
         Ok(self.database.run(ingest::list_collectors).await?)

@@ -118,6 +118,10 @@ fn every_reading_lands_once_with_its_values(db: TestDb) {
     assert_eq!(status.collectors.len(), 1);
     assert_eq!(status.collectors[0].collector_id, COLLECTOR);
     assert_eq!(
+        status.collectors[0].version, "test",
+        "the version it registered with"
+    );
+    assert_eq!(
         status.collectors[0].samples_stored,
         readings.len() as u64,
         "ListCollectors counts every stored reading"

@@ -158,6 +158,42 @@ pub fn list_collectors(conn: &mut DbConnection) -> Result<Vec<CollectorRow>, DbE
         .load(conn)?)
 }
 
+/// Records the version a collector registered with (creating its row if it never streamed).
+pub fn note_version(
+    conn: &mut DbConnection,
+    collector_id: &str,
+    version: &str,
+) -> Result<(), DbError> {
+    use schema::collectors::dsl as c;
+    let now = now_ms();
+    let insert = diesel::insert_into(c::collectors).values((
+        c::collector_id.eq(collector_id),
+        c::last_seq.eq(0i64),
+        c::version.eq(version),
+        c::last_seen_at.eq(now),
+        c::created_at.eq(now),
+        c::updated_at.eq(now),
+    ));
+    let update = (c::version.eq(version), c::updated_at.eq(now));
+    match conn {
+        DbConnection::Postgres(pg) => {
+            insert
+                .on_conflict(c::collector_id)
+                .do_update()
+                .set(update)
+                .execute(pg)?;
+        }
+        DbConnection::Sqlite(sqlite) => {
+            insert
+                .on_conflict(c::collector_id)
+                .do_update()
+                .set(update)
+                .execute(sqlite)?;
+        }
+    }
+    Ok(())
+}
+
 /// The highest committed seq of `collector_id` (0 when it never committed).
 pub fn last_seq(conn: &mut DbConnection, collector_id: &str) -> Result<u64, DbError> {
     let seq: Option<i64> = schema::collectors::table
@@ -220,11 +256,16 @@ pub fn commit_batch(
         .set((
             c::last_seq.eq(seq),
             c::samples_stored.eq(c::samples_stored + stored as i64),
-            c::version.eq(version),
             c::last_seen_at.eq(now),
             c::updated_at.eq(now),
         ))
         .execute(conn)?;
+    // Batches on a stream carry no version: keep the one the collector registered with.
+    if let Some(version) = version {
+        diesel::update(c::collectors.find(collector_id))
+            .set(c::version.eq(version))
+            .execute(conn)?;
+    }
     Ok(CommitResult::Committed {
         stored,
         duplicates: offered - stored,

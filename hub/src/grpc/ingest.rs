@@ -193,6 +193,10 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
             .last_seq(collector_id.clone())
             .await
             .map_err(status)?;
+        self.ingest
+            .note_version(collector_id.clone(), version.clone())
+            .await
+            .map_err(status)?;
         tracing::info!(collector = %collector_id, %version, adapters = assignments.len(), last_committed_seq, "collector registered");
         Ok(Response::new(proto::RegisterResponse {
             assignments,
