@@ -194,6 +194,18 @@ impl Outbox {
         Ok(rows.first().map(|r| r.value).unwrap_or(0))
     }
 
+    /// Makes every write fail, as on a full disk or a read-only file system (`unwritable`), or
+    /// writable again. For tests of what the collector does when its disk fills.
+    #[doc(hidden)]
+    pub fn simulate_unwritable(&mut self, unwritable: bool) -> Result<(), OutboxError> {
+        self.conn.batch_execute(if unwritable {
+            "PRAGMA query_only = ON"
+        } else {
+            "PRAGMA query_only = OFF"
+        })?;
+        Ok(())
+    }
+
     pub fn is_empty(&mut self) -> Result<bool, OutboxError> {
         Ok(self.len()? == 0)
     }

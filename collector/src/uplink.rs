@@ -141,8 +141,11 @@ pub async fn batch_readings(
     stored: watch::Sender<u64>,
     tee: Option<mpsc::Sender<Reading>>,
 ) {
+    // While the outbox cannot be written (disk full, say) readings wait here, up to this many.
+    let max_held = config.batch_max_readings.max(1) * 20;
     let mut pending: Vec<Reading> = Vec::new();
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut failing_until: Option<tokio::time::Instant> = None;
     loop {
         let (flush, done) = tokio::select! {
             reading = readings.recv() => match reading {
@@ -155,36 +158,68 @@ pub async fn batch_readings(
             },
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => (true, false),
         };
-        if flush && !pending.is_empty() {
-            let taken = std::mem::take(&mut pending);
-            let batch = proto::TelemetryBatch {
-                collector_id: config.collector_id.clone(),
-                seq: 0,
-                readings: taken.iter().cloned().map(to_proto).collect(),
-            };
-            let pushed = outbox
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(batch);
-            match pushed {
-                Ok(batch) => {
-                    let _ = stored.send(batch.seq);
-                    if let Some(tee) = &tee {
-                        for reading in taken {
-                            let _ = tee.send(reading).await;
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot store a batch in the outbox; its readings are lost")
-                }
+        let may_try = done || failing_until.is_none_or(|t| tokio::time::Instant::now() >= t);
+        if flush && may_try && !pending.is_empty() {
+            if let Err(error) = store(&config, &outbox, &mut pending, &stored, tee.as_ref()).await {
+                let retry = tokio::time::Instant::now() + Duration::from_secs(1);
+                tracing::error!(%error, held = pending.len(), "cannot store readings in the outbox: holding them in memory and trying again in 1 s");
+                failing_until = Some(retry);
+                deadline = Some(retry);
+            } else {
+                failing_until = None;
+                deadline = None;
             }
-            deadline = None;
+            if pending.len() > max_held {
+                let excess = pending.len() - max_held;
+                pending.drain(..excess);
+                tracing::error!(
+                    dropped = excess,
+                    held = max_held,
+                    "the outbox stays unwritable: dropped the oldest readings held in memory"
+                );
+            }
         }
         if done {
+            if !pending.is_empty() {
+                tracing::error!(
+                    lost = pending.len(),
+                    "stopping with readings the outbox could not store: they are lost"
+                );
+            }
             return;
         }
     }
+}
+
+/// Stores `pending` in the outbox in batches of at most `batch_max_readings`, oldest first; each
+/// stored batch leaves `pending` and its readings go to `tee`. Stops at the first failure.
+async fn store(
+    config: &UplinkConfig,
+    outbox: &Arc<Mutex<Outbox>>,
+    pending: &mut Vec<Reading>,
+    stored: &watch::Sender<u64>,
+    tee: Option<&mpsc::Sender<Reading>>,
+) -> Result<(), OutboxError> {
+    while !pending.is_empty() {
+        let n = pending.len().min(config.batch_max_readings.max(1));
+        let batch = proto::TelemetryBatch {
+            collector_id: config.collector_id.clone(),
+            seq: 0,
+            readings: pending[..n].iter().cloned().map(to_proto).collect(),
+        };
+        let batch = outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(batch)?;
+        let _ = stored.send(batch.seq);
+        let taken: Vec<Reading> = pending.drain(..n).collect();
+        if let Some(tee) = tee {
+            for reading in taken {
+                let _ = tee.send(reading).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sends the outbox to the hub, forever: connect, register, resend what is pending, then stream new
@@ -395,4 +430,85 @@ pub async fn run_collector(
     let _ = batcher.await;
     let _ = sender.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Limits;
+
+    fn reading(ts: i64) -> Reading {
+        Reading {
+            device_id: "d".into(),
+            adapter_id: "d.adapter".into(),
+            ts,
+            fields: [("power_w".to_owned(), ts as f64)].into_iter().collect(),
+            text: Default::default(),
+            dropped: Default::default(),
+            batteries: Vec::new(),
+        }
+    }
+
+    /// Readings the outbox holds, in order.
+    fn held(outbox: &Arc<Mutex<Outbox>>) -> Vec<i64> {
+        outbox
+            .lock()
+            .unwrap()
+            .pending(1000)
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.readings.iter().map(|r| r.ts.unwrap().seconds))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn readings_wait_in_memory_while_the_outbox_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Mutex::new(
+            Outbox::open(dir.path(), Limits::default()).unwrap(),
+        ));
+        let config = UplinkConfig {
+            hub: "http://127.0.0.1:1".into(),
+            collector_id: "c".into(),
+            version: "t".into(),
+            batch_max_readings: 2,
+            batch_max_wait: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+        };
+        outbox.lock().unwrap().simulate_unwritable(true).unwrap();
+        let (readings, readings_out) = mpsc::channel(16);
+        let (stored, _stored_rx) = watch::channel(0);
+        let (tee, mut teed) = mpsc::channel(16);
+        let batcher = tokio::spawn(batch_readings(
+            config,
+            outbox.clone(),
+            readings_out,
+            stored,
+            Some(tee),
+        ));
+        for second in 1..=5 {
+            readings.send(reading(second * 1000)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            held(&outbox).is_empty(),
+            "the outbox is unwritable: nothing stored"
+        );
+        assert!(teed.try_recv().is_err(), "nothing reported as stored");
+
+        outbox.lock().unwrap().simulate_unwritable(false).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            held(&outbox),
+            vec![1, 2, 3, 4, 5],
+            "once the disk has room every reading is stored, in order"
+        );
+        drop(readings);
+        batcher.await.unwrap();
+        let mut witnessed = Vec::new();
+        while let Ok(reading) = teed.try_recv() {
+            witnessed.push(reading.ts / 1000);
+        }
+        assert_eq!(witnessed, vec![1, 2, 3, 4, 5]);
+    }
 }
