@@ -165,6 +165,20 @@ pub fn note_version(
     version: &str,
 ) -> Result<(), DbError> {
     use schema::collectors::dsl as c;
+    ensure_collector(conn, collector_id, Some(version))?;
+    diesel::update(c::collectors.find(collector_id))
+        .set((c::version.eq(version), c::updated_at.eq(now_ms())))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Creates the row of a collector that has none yet (last seq 0).
+fn ensure_collector(
+    conn: &mut DbConnection,
+    collector_id: &str,
+    version: Option<&str>,
+) -> Result<(), DbError> {
+    use schema::collectors::dsl as c;
     let now = now_ms();
     let insert = diesel::insert_into(c::collectors).values((
         c::collector_id.eq(collector_id),
@@ -174,23 +188,10 @@ pub fn note_version(
         c::created_at.eq(now),
         c::updated_at.eq(now),
     ));
-    let update = (c::version.eq(version), c::updated_at.eq(now));
     match conn {
-        DbConnection::Postgres(pg) => {
-            insert
-                .on_conflict(c::collector_id)
-                .do_update()
-                .set(update)
-                .execute(pg)?;
-        }
-        DbConnection::Sqlite(sqlite) => {
-            insert
-                .on_conflict(c::collector_id)
-                .do_update()
-                .set(update)
-                .execute(sqlite)?;
-        }
-    }
+        DbConnection::Postgres(pg) => insert.on_conflict_do_nothing().execute(pg)?,
+        DbConnection::Sqlite(sqlite) => insert.on_conflict_do_nothing().execute(sqlite)?,
+    };
     Ok(())
 }
 
@@ -218,24 +219,11 @@ pub fn commit_batch(
     let seq =
         i64::try_from(seq).map_err(|_| DbError::Invalid(format!("seq {seq} is too large")))?;
     // Make sure the row exists, then hold it: a second stream of the same collector waits here.
-    let insert = diesel::insert_into(c::collectors).values((
-        c::collector_id.eq(collector_id),
-        c::last_seq.eq(0i64),
-        c::version.eq(version),
-        c::last_seen_at.eq(now),
-        c::created_at.eq(now),
-        c::updated_at.eq(now),
-    ));
-    match conn {
-        DbConnection::Postgres(pg) => {
-            insert.on_conflict_do_nothing().execute(pg)?;
-            diesel::sql_query("SELECT 1 FROM collectors WHERE collector_id = $1 FOR UPDATE")
-                .bind::<diesel::sql_types::Text, _>(collector_id)
-                .execute(pg)?;
-        }
-        DbConnection::Sqlite(sqlite) => {
-            insert.on_conflict_do_nothing().execute(sqlite)?;
-        }
+    ensure_collector(conn, collector_id, version)?;
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT 1 FROM collectors WHERE collector_id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(collector_id)
+            .execute(pg)?;
     }
     let last: i64 = c::collectors
         .find(collector_id)
