@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use solarhub_proto::prost_types::Timestamp;
+use solarhub_proto::time::timestamp;
 use solarhub_proto::tonic::transport::{Channel, Endpoint};
 use solarhub_proto::v1 as proto;
 use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
@@ -86,13 +86,6 @@ pub async fn register(
             hub: config.hub.clone(),
             reason: status.message().to_owned(),
         }),
-    }
-}
-
-fn timestamp(ms: i64) -> Timestamp {
-    Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 

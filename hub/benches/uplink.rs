@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use solarhub_hub::db::{self, Database, DatabaseUrl, admin};
-use solarhub_proto::prost_types::Timestamp;
 use solarhub_proto::tonic::transport::Channel;
 use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
 use solarhub_proto::v1::{DeviceReading, TelemetryBatch};
@@ -128,15 +127,12 @@ fn reading(i: i64) -> DeviceReading {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v + (i % 7) as f64))
     .collect();
-    // Timestamps a second apart, ending now (the hub refuses times in the future).
+    // Timestamps a second apart, long past (the hub refuses times in the future).
     let ts_ms = chrono::Utc::now().timestamp_millis() - 50_000_000_000 + i * 1000;
     DeviceReading {
         device_id: "powdrive1".into(),
         adapter_id: "powdrive1.adapter".into(),
-        ts: Some(Timestamp {
-            seconds: ts_ms.div_euclid(1000),
-            nanos: 0,
-        }),
+        ts: Some(solarhub_proto::time::timestamp(ts_ms)),
         fields,
         ..DeviceReading::default()
     }

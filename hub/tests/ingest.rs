@@ -51,10 +51,7 @@ fn hub_with_installation(db: &TestDb) -> RunningHub {
 }
 
 fn ts(ms: i64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: ms / 1000,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    })
+    Some(solarhub_proto::time::timestamp(ms))
 }
 
 fn reading(device: &str, adapter: &str, at: i64, fields: &[(&str, f64)]) -> DeviceReading {

@@ -1,7 +1,8 @@
 //! Every solarhub `.proto`, compiled once for both services.
 //!
-//! This crate owns the wire types and nothing else: no domain logic, no conversions. The hub and the
-//! collector convert to their own domain types at their gRPC edge. It re-exports `tonic` and `prost`
+//! This crate owns the wire types and nothing else: no domain logic. The hub and the collector
+//! convert to their own domain types at their gRPC edge; the one conversion shared here is time
+//! ([`time`]), because both sides keep it the same way (UTC epoch milliseconds). It re-exports `tonic` and `prost`
 //! so both services build against the exact versions the generated code was made with.
 
 pub use prost;
@@ -11,6 +12,22 @@ pub use tonic;
 /// The encoded `FileDescriptorSet` of every solarhub `.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/solarhub_descriptor.bin"));
+
+/// UTC epoch milliseconds, the project's time everywhere, to and from `google.protobuf.Timestamp`.
+pub mod time {
+    use prost_types::Timestamp;
+
+    pub fn timestamp(ms: i64) -> Timestamp {
+        Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        }
+    }
+
+    pub fn millis(timestamp: &Timestamp) -> i64 {
+        timestamp.seconds.saturating_mul(1000) + i64::from(timestamp.nanos) / 1_000_000
+    }
+}
 
 /// Package `solarhub.v1`.
 pub mod v1 {

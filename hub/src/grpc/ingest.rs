@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 
-use solarhub_proto::prost_types::Timestamp;
+use solarhub_proto::time::{millis, timestamp};
 use solarhub_proto::tonic::{self, Request, Response, Status, Streaming};
 use solarhub_proto::v1 as proto;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,17 +22,6 @@ pub(crate) struct CollectorApi {
 impl CollectorApi {
     pub(crate) fn new(ingest: Ingest, repository: Repository) -> Self {
         CollectorApi { ingest, repository }
-    }
-}
-
-fn millis(ts: &Timestamp) -> i64 {
-    ts.seconds.saturating_mul(1000) + i64::from(ts.nanos) / 1_000_000
-}
-
-fn timestamp(ms: i64) -> Timestamp {
-    Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
@@ -259,10 +248,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
                 collector_id: row.collector_id,
                 version: row.version.unwrap_or_default(),
                 last_committed_seq: row.last_seq.max(0) as u64,
-                last_seen_at: Some(Timestamp {
-                    seconds: row.last_seen_at.div_euclid(1000),
-                    nanos: (row.last_seen_at.rem_euclid(1000) * 1_000_000) as i32,
-                }),
+                last_seen_at: Some(timestamp(row.last_seen_at)),
                 samples_stored: row.samples_stored.max(0) as u64,
             })
             .collect();

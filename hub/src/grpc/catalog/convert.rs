@@ -1,7 +1,7 @@
 //! Domain ↔ proto for the hierarchy resources. `TryFrom` destructures every field of the message, so
 //! a new proto field does not compile until it is handled here.
 
-use solarhub_proto::prost_types::Timestamp;
+use solarhub_proto::time::{millis, timestamp};
 use solarhub_proto::v1 as proto;
 
 use crate::catalog::{
@@ -20,17 +20,6 @@ pub(crate) trait ToMessage {
 pub(crate) trait FromMessage: Sized {
     type Message;
     fn from_message(message: Self::Message, field: &str, violations: &mut Violations) -> Self;
-}
-
-pub(crate) fn timestamp(ms: i64) -> Timestamp {
-    Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-pub(crate) fn millis(timestamp: &Timestamp) -> i64 {
-    timestamp.seconds * 1000 + i64::from(timestamp.nanos) / 1_000_000
 }
 
 fn text(value: Option<String>) -> String {

@@ -17,7 +17,8 @@ use crate::catalog::{
     BatteryPackAdapter, Inverter, InverterArray, Meter, System,
 };
 use crate::hierarchy::{CatalogError, ConfigTree, ListFilter, Parents, Repository, Violations};
-use convert::{FromMessage, ToMessage, millis};
+use convert::{FromMessage, ToMessage};
+use solarhub_proto::time::millis;
 
 /// The gRPC status of a catalog error. Never carries SQL text.
 pub(crate) fn status(error: CatalogError) -> Status {
