@@ -15,6 +15,7 @@ use tokio_modbus::Slave;
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::SlaveContext;
 
+use crate::backoff::Backoff;
 use crate::modbus_poll::{self, RequestError};
 use crate::normalize::{Normalizer, Reading};
 use crate::read_plan::{self, ReadRequest};
@@ -23,7 +24,7 @@ use crate::serial::SerialSettings;
 use crate::sunspec::{self, FoundModel, Layouts, SunSpecError};
 
 /// Longest pause between two attempts at a silent device.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub use crate::backoff::MAX_BACKOFF;
 
 /// How a bus is reached.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,22 +88,19 @@ struct DeviceSlot {
     models: Option<Vec<FoundModel>>,
     normalizer: Normalizer,
     next_due: Instant,
-    backoff: Option<Duration>,
+    /// How long a silent device is left alone: its poll interval, then doubling.
+    backoff: Backoff,
 }
 
 impl DeviceSlot {
     fn silent(&mut self, now: Instant) -> Duration {
-        let next = match self.backoff {
-            None => self.spec.poll_interval.max(Duration::from_millis(100)),
-            Some(previous) => (previous * 2).min(MAX_BACKOFF),
-        };
-        self.backoff = Some(next);
-        self.next_due = now + next;
-        next
+        let wait = self.backoff.failed();
+        self.next_due = now + wait;
+        wait
     }
 
     fn answered(&mut self, started: Instant) {
-        self.backoff = None;
+        self.backoff.succeeded();
         self.next_due = started + self.spec.poll_interval;
     }
 }
@@ -233,34 +231,37 @@ pub async fn run_bus(
                 Driver::SunSpec(_) => Vec::new(),
             },
             models: None,
+            backoff: Backoff::new(
+                spec.poll_interval.max(Duration::from_millis(100)),
+                MAX_BACKOFF,
+            ),
             spec,
             normalizer: Normalizer::default(),
             next_due: now,
-            backoff: None,
         })
         .collect();
-    let mut reconnect_backoff = Duration::from_millis(200);
+    let mut reconnect = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
     'connection: loop {
         let mut context = tokio::select! {
             connected = connect(&transport) => match connected {
                 Ok(context) => context,
                 Err(error) => {
                     tracing::warn!(%error, ?transport, "cannot open the bus");
-                    let event = BusEvent::Disconnected { reason: error.to_string(), retry_in: reconnect_backoff };
+                    let wait = reconnect.failed();
+                    let event = BusEvent::Disconnected { reason: error.to_string(), retry_in: wait };
                     if events.send(event).await.is_err() {
                         return;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(reconnect_backoff) => {}
+                        () = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => return,
                     }
-                    reconnect_backoff = (reconnect_backoff * 2).min(MAX_BACKOFF);
                     continue 'connection;
                 }
             },
             _ = shutdown.changed() => return,
         };
-        reconnect_backoff = Duration::from_millis(200);
+        reconnect.succeeded();
         loop {
             let Some(index) = (0..slots.len()).min_by_key(|i| slots[*i].next_due) else {
                 return;

@@ -6,6 +6,7 @@
 //! (simulated devices over real Modbus). The collector never opens the hub's database.
 
 pub mod assignment;
+pub mod backoff;
 pub mod bus;
 pub mod codec;
 pub mod jkbms;

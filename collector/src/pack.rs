@@ -8,7 +8,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::bus::{BusEvent, MAX_BACKOFF, Transport};
+use crate::backoff::{Backoff, MAX_BACKOFF};
+use crate::bus::{BusEvent, Transport};
 use crate::jkbms::{self, BatteryStatus, BusFrame, FrameScanner};
 use crate::normalize::{BatteryReading, CellReading, DropReason, Normalizer, Reading};
 
@@ -240,6 +241,9 @@ pub fn pack_reading(
     reading
 }
 
+/// The wait before opening a JK BMS bus again after it closed, and after its first failure to open.
+const FIRST_RECONNECT: Duration = Duration::from_millis(200);
+
 /// Listens to a JK BMS bus and sends a pack reading after every round in which each battery
 /// answered. Silence longer than `spec.silence` is reported; a lost connection is opened again.
 pub async fn listen_jkbms(
@@ -249,27 +253,27 @@ pub async fn listen_jkbms(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut normalizer = Normalizer::default();
-    let mut reconnect = Duration::from_millis(200);
+    let mut reconnect = Backoff::new(FIRST_RECONNECT, MAX_BACKOFF);
     loop {
         let mut stream = tokio::select! {
             opened = open_stream(&transport) => match opened {
                 Ok(stream) => stream,
                 Err(error) => {
-                    let event = BusEvent::Disconnected { reason: error.to_string(), retry_in: reconnect };
+                    let wait = reconnect.failed();
+                    let event = BusEvent::Disconnected { reason: error.to_string(), retry_in: wait };
                     if events.send(event).await.is_err() {
                         return;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(reconnect) => {}
+                        () = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => return,
                     }
-                    reconnect = (reconnect * 2).min(MAX_BACKOFF);
                     continue;
                 }
             },
             _ = shutdown.changed() => return,
         };
-        reconnect = Duration::from_millis(200);
+        reconnect.succeeded();
         let mut scanner = FrameScanner::default();
         let mut asked: Option<u8> = None;
         let mut round: BTreeMap<u8, BatteryStatus> = BTreeMap::new();
@@ -325,7 +329,7 @@ pub async fn listen_jkbms(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(reconnect) => {}
+            () = tokio::time::sleep(FIRST_RECONNECT) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -8,7 +8,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::assignment::Plan;
-use crate::bus::{BusEvent, MAX_BACKOFF, Transport, run_bus};
+use crate::backoff::{Backoff, MAX_BACKOFF};
+use crate::bus::{BusEvent, Transport, run_bus};
 use crate::normalize::{Normalizer, Reading};
 use crate::pack::{Failover, PackSpec, listen_jkbms, pack_reading};
 
@@ -24,44 +25,43 @@ async fn run_console(
         return;
     };
     let mut normalizer = Normalizer::default();
-    let mut retry = interval;
+    // Opening the line: never reset, as a line that opened once and failed later is suspect.
+    let mut reopen = Backoff::new(interval, MAX_BACKOFF);
     loop {
         let mut port = match crate::serial::open(&path, settings) {
             Ok(port) => port,
             Err(error) => {
+                let wait = reopen.failed();
                 let event = BusEvent::Disconnected {
                     reason: format!("{}: {error}", path.display()),
-                    retry_in: retry,
+                    retry_in: wait,
                 };
                 if events.send(event).await.is_err() {
                     return;
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(retry) => {}
+                    () = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return,
                 }
-                retry = (retry * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
-        let mut backoff: Option<Duration> = None;
+        let mut silent = Backoff::new(interval, MAX_BACKOFF);
         loop {
             let started = Instant::now();
+            let mut wait = interval;
             let event = match crate::pytes::read_bank(&mut port, spec.batteries, spec.silence).await
             {
                 Ok(units) => {
-                    backoff = None;
+                    silent.succeeded();
                     let ts = chrono::Utc::now().timestamp_millis();
                     BusEvent::Reading(pack_reading(&spec, &units, &mut normalizer, ts))
                 }
                 Err(_) => {
-                    let next = backoff
-                        .map(|b| (b * 2).min(MAX_BACKOFF))
-                        .unwrap_or(interval);
-                    backoff = Some(next);
+                    wait = silent.failed();
                     BusEvent::Silent {
                         device_id: spec.pack_id.clone(),
-                        retry_in: next,
+                        retry_in: wait,
                     }
                 }
             };
@@ -69,7 +69,7 @@ async fn run_console(
                 return;
             }
             tokio::select! {
-                () = tokio::time::sleep_until(started + backoff.unwrap_or(interval)) => {}
+                () = tokio::time::sleep_until(started + wait) => {}
                 _ = shutdown.changed() => return,
             }
         }

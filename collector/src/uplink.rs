@@ -12,6 +12,7 @@ use solarhub_proto::v1 as proto;
 use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
 use tokio::sync::{mpsc, watch};
 
+use crate::backoff::Backoff;
 use crate::normalize::Reading;
 use crate::outbox::{Outbox, OutboxError};
 
@@ -55,6 +56,15 @@ pub async fn connect(hub: &str) -> Result<CollectorServiceClient<Channel>, Uplin
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     Ok(CollectorServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+}
+
+/// Connects and registers: the client, the collector's assignments and the hub's last committed seq.
+async fn connect_and_register(
+    config: &UplinkConfig,
+) -> Result<(CollectorServiceClient<Channel>, proto::RegisterResponse), UplinkError> {
+    let mut client = connect(&config.hub).await?;
+    let registered = register(&mut client, config).await?;
+    Ok((client, registered))
 }
 
 /// Registers and returns the collector's assignments and the hub's last committed seq.
@@ -117,11 +127,12 @@ pub fn to_proto(reading: Reading) -> proto::DeviceReading {
     }
 }
 
-/// Jittered back-off: the next wait, between half and all of `current`.
-fn jittered(current: Duration) -> Duration {
-    let nanos = chrono::Utc::now().timestamp_subsec_nanos() as u64;
-    let half = current / 2;
-    half + Duration::from_nanos(nanos % (half.as_nanos().max(1) as u64))
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Moves readings into the outbox in batches until `readings` closes; the last partial batch is
@@ -149,7 +160,7 @@ pub async fn batch_readings(
                 }
                 None => (true, true),
             },
-            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => (true, false),
+            () = sleep_until(deadline) => (true, false),
         };
         let may_try = done || failing_until.is_none_or(|t| tokio::time::Instant::now() >= t);
         if flush && may_try && !pending.is_empty() {
@@ -223,26 +234,26 @@ pub async fn send_outbox(
     mut stored: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
     loop {
         if *shutdown.borrow() {
             return;
         }
         let session = session(&config, &outbox, &mut stored, &mut shutdown).await;
+        let wait = Backoff::jittered(backoff.failed());
         match session {
             Ok(()) => return,
             Err(error @ UplinkError::Refused { .. }) => {
-                tracing::error!(%error, "the hub refuses this collector; readings stay in the outbox until it accepts it");
+                tracing::error!(%error, retry_in = ?wait, "the hub refuses this collector; readings stay in the outbox until it accepts it");
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "uplink lost; readings stay in the outbox")
+                tracing::warn!(%error, retry_in = ?wait, "uplink lost; readings stay in the outbox")
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(jittered(backoff)) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
-        backoff = (backoff * 2).min(config.max_backoff);
     }
 }
 
@@ -258,8 +269,7 @@ async fn session(
     stored: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), UplinkError> {
-    let mut client = connect(&config.hub).await?;
-    let registered = register(&mut client, config).await?;
+    let (mut client, registered) = connect_and_register(config).await?;
     {
         let mut outbox = outbox
             .lock()
@@ -324,7 +334,7 @@ async fn session(
             _ = shutdown.changed(), if drain_deadline.is_none() => {
                 drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
             }
-            () = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+            () = sleep_until(drain_deadline) => {
                 let left = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()?;
                 tracing::warn!(batches = left, "stopping with batches the hub has not acknowledged; they stay in the outbox for the next start");
                 return Ok(());
@@ -355,21 +365,13 @@ async fn obtain_assignments(
     outbox: &mut Outbox,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Vec<crate::assignment::Assignment>>> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
     loop {
-        let attempt = match connect(&config.hub).await {
-            Ok(mut client) => register(&mut client, config).await,
-            Err(error) => Err(error),
-        };
-        let error = match attempt {
-            Ok(registered) => {
+        let error = match connect_and_register(config).await {
+            Ok((_, registered)) => {
                 let assignments = assignments_from_proto(&registered.assignments);
                 outbox.cache_assignments(&serde_json::to_string(&assignments)?)?;
-                if assignments.is_empty() {
-                    tracing::warn!(hub = %config.hub, collector = %config.collector_id, "registered, but the hub assigns no adapters to this collector: nothing to poll (set the adapters' collector_id on the hub)");
-                } else {
-                    tracing::info!(hub = %config.hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
-                }
+                tracing::info!(hub = %config.hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
                 return Ok(Some(assignments));
             }
             Err(error) => error,
@@ -378,18 +380,19 @@ async fn obtain_assignments(
             tracing::warn!(%error, "cannot register: polling with the assignments cached last time, buffering in the outbox");
             return Ok(Some(serde_json::from_str(&cached)?));
         }
-        tracing::error!(%error, retry_in = ?backoff, "cannot register and no assignments are cached yet: nothing to poll until the hub answers");
+        let wait = Backoff::jittered(backoff.failed());
+        tracing::error!(%error, retry_in = ?wait, "cannot register and no assignments are cached yet: nothing to poll until the hub answers");
         tokio::select! {
-            () = tokio::time::sleep(jittered(backoff)) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return Ok(None),
         }
-        backoff = (backoff * 2).min(config.max_backoff);
     }
 }
 
 /// Runs a collector against a hub: registers (or, when the hub is unreachable or refuses it, uses
 /// the assignments it cached last time; with none cached, keeps trying), polls its devices, and
-/// streams their readings through the outbox in `outbox_dir`. Readings are also copied to `tee`, when given, once they are safe in the outbox.
+/// streams their readings through the outbox in `outbox_dir`. Readings are also copied to `tee`,
+/// when given, once they are safe in the outbox.
 /// Returns when `shutdown` fires, after handing the hub what it can within [`DRAIN_TIMEOUT`].
 pub async fn run_collector(
     config: UplinkConfig,
