@@ -18,15 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
-use diesel::RunQueryDsl;
+use common::site::{self, DEVICES};
+use common::{TestDb, free_port};
 
 const COLLECTOR: &str = "site-a";
 const BATCH: usize = 4;
-const DEVICES: [(&str, &str, &str, &str); 2] = [
-    ("powdrive1", "energy_samples", "inverter_id", "load_power_w"),
-    ("grid_meter_1", "meter_samples", "meter_id", "power_w"),
-];
 
 fn collector_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_solarhub-hub")).with_file_name("solarhub-collector");
@@ -36,14 +32,6 @@ fn collector_binary() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process, killed when dropped.
@@ -201,28 +189,13 @@ impl Setup {
 
     /// `(device, ts) -> value` of every stored sample, checking no (device, ts) is stored twice.
     fn stored(&self) -> BTreeMap<(String, i64), Option<f64>> {
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            ts: i64,
-            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
-            value: Option<f64>,
-        }
         let mut conn = self.db.connect();
         let mut stored = BTreeMap::new();
         for (device, table, id_column, field) in DEVICES {
-            let rows: Vec<Row> = diesel::sql_query(format!(
-                "SELECT ts, {field} AS value FROM {table} WHERE {id_column} = '{device}'"
-            ))
-            .load(&mut conn)
-            .unwrap();
-            for row in rows {
+            for (ts, value) in site::stored_values(&mut conn, table, id_column, device, field) {
                 assert!(
-                    stored
-                        .insert((device.to_owned(), row.ts), row.value)
-                        .is_none(),
-                    "{device} at {} is stored twice",
-                    row.ts
+                    stored.insert((device.to_owned(), ts), value).is_none(),
+                    "{device} at {ts} is stored twice"
                 );
             }
         }

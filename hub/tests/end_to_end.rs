@@ -9,31 +9,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{RunningHub, TestDb, site};
-use diesel::RunQueryDsl;
 use solarhub_collector::normalize::Reading;
 use solarhub_collector::outbox::{Limits, Outbox};
 use solarhub_collector::uplink::{UplinkConfig, run_collector};
 use tokio::sync::{mpsc, watch};
 
 const COLLECTOR: &str = "site-a";
-
-#[derive(diesel::QueryableByName)]
-struct Row {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    ts: i64,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
-    value: Option<f64>,
-}
-
-/// `(ts, value)` of every stored sample of one device, in time order.
-fn stored(hub: &RunningHub, table: &str, id_column: &str, id: &str, column: &str) -> Vec<Row> {
-    let mut conn = hub.database.get().unwrap();
-    diesel::sql_query(format!(
-        "SELECT ts, {column} AS value FROM {table} WHERE {id_column} = '{id}' ORDER BY ts"
-    ))
-    .load(&mut *conn)
-    .unwrap()
-}
 
 fn every_reading_lands_once_with_its_values(db: TestDb) {
     let hub = RunningHub::start(&db);
@@ -81,19 +62,19 @@ fn every_reading_lands_once_with_its_values(db: TestDb) {
 
     let devices: BTreeSet<&str> = readings.iter().map(|r| r.device_id.as_str()).collect();
     assert_eq!(devices, BTreeSet::from(["grid_meter_1", "powdrive1"]));
-    for (device, table, id_column, field) in [
-        ("powdrive1", "energy_samples", "inverter_id", "load_power_w"),
-        ("grid_meter_1", "meter_samples", "meter_id", "power_w"),
-    ] {
+    for (device, table, id_column, field) in site::DEVICES {
         let taken: Vec<(i64, Option<f64>)> = readings
             .iter()
             .filter(|r| r.device_id == device)
             .map(|r| (r.ts, r.fields.get(field).copied()))
             .collect();
-        let rows: Vec<(i64, Option<f64>)> = stored(&hub, table, id_column, device, field)
-            .into_iter()
-            .map(|row| (row.ts, row.value))
-            .collect();
+        let rows = site::stored_values(
+            &mut hub.database.get().unwrap(),
+            table,
+            id_column,
+            device,
+            field,
+        );
         assert_eq!(
             rows, taken,
             "{device}: the hub's rows are exactly the readings the collector took"

@@ -35,12 +35,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A port nothing listens on.
 fn dead_hub() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}")
+    format!("http://127.0.0.1:{}", common::free_port())
 }
 
 #[test]

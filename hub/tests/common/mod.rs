@@ -113,6 +113,16 @@ macro_rules! on_both_backends {
     };
 }
 
+/// A loopback port that was free a moment ago (for servers that must keep their port across
+/// restarts, or as an address nothing listens on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn hub_binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_solarhub-hub"))
 }

@@ -10,6 +10,38 @@ use solarhub_collector::simulator::model::DeviceModel;
 use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, serve_tcp};
 use solarhub_hub::db::DbConnection;
 
+/// The devices [`assign_to_collector`] assigns: id, the sample table and id column their samples
+/// land in, and a field that changes between readings.
+pub const DEVICES: [(&str, &str, &str, &str); 2] = [
+    ("powdrive1", "energy_samples", "inverter_id", "load_power_w"),
+    ("grid_meter_1", "meter_samples", "meter_id", "power_w"),
+];
+
+/// `(ts, column)` of every stored sample of `device`, in time order.
+pub fn stored_values(
+    conn: &mut DbConnection,
+    table: &str,
+    id_column: &str,
+    device: &str,
+    column: &str,
+) -> Vec<(i64, Option<f64>)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        ts: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+        value: Option<f64>,
+    }
+    let rows: Vec<Row> = diesel::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT ts, {column} AS value FROM {table} WHERE {id_column} = '{device}' ORDER BY ts"
+        )),
+        conn,
+    )
+    .unwrap();
+    rows.into_iter().map(|row| (row.ts, row.value)).collect()
+}
+
 /// Serves the gateway on 127.0.0.1:0 (on the current runtime) and returns its port.
 pub async fn simulated_gateway() -> u16 {
     let tz: chrono_tz::Tz = "Asia/Karachi".parse().unwrap();
