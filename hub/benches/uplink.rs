@@ -43,7 +43,8 @@ fn main() -> anyhow::Result<()> {
 fn run(backend: &str, url: DatabaseUrl, samples: usize) -> anyhow::Result<()> {
     let database = Database::open(url)?;
     db::run_migrations(&mut *database.get()?)?;
-    assign_demo_installation(&database)?;
+    // The demo installation, every adapter assigned to the bench's collector.
+    solarhub_hub::demo::install(&database, "bench", None)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
@@ -87,27 +88,6 @@ fn run(backend: &str, url: DatabaseUrl, samples: usize) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
-}
-
-/// The demo installation, with every adapter assigned to the bench collectors.
-fn assign_demo_installation(database: &Database) -> anyhow::Result<()> {
-    let types = solarhub_hub::adapter_types::builtin_adapter_types()?;
-    let mut loaded = solarhub_hub::config_import::parse_config(
-        std::path::Path::new("deploy/demo.yaml"),
-        solarhub_hub::demo::DEMO_CONFIG,
-        &types,
-    )?;
-    for adapter in &mut loaded.installation.adapters {
-        adapter.collector_id = Some("bench".into());
-    }
-    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-    solarhub_hub::db::catalog::apply_installation(
-        &mut *database.get()?,
-        &rows,
-        &loaded.installation,
-        false,
-    )?;
-    Ok(())
 }
 
 /// One inverter reading with the fields a powdrive reports, at `base + i` seconds.

@@ -43,7 +43,11 @@ pub async fn run_demo(
     for line in site.describe() {
         tracing::info!("{line}");
     }
-    assign_demo_installation(&database, &site.assignments(options.poll_secs))?;
+    install(
+        &database,
+        DEMO_COLLECTOR,
+        Some(&site.assignments(options.poll_secs)),
+    )?;
 
     let listener = crate::grpc::bind(options.listen).await?;
     let addr = listener.local_addr().context("listener has no address")?;
@@ -89,22 +93,27 @@ pub async fn run_demo(
     Ok(())
 }
 
-/// Puts the demo installation in the catalog with every adapter pointed at its simulator (whose
-/// ports and serial lines change between runs) and assigned to [`DEMO_COLLECTOR`].
-fn assign_demo_installation(
+/// Puts the demo installation in the catalog with every adapter assigned to `collector` and, with
+/// `simulated`, pointed at its simulator (whose ports and serial lines change between runs).
+pub fn install(
     database: &Database,
-    assignments: &[solarhub_collector::assignment::Assignment],
+    collector: &str,
+    simulated: Option<&[solarhub_collector::assignment::Assignment]>,
 ) -> anyhow::Result<()> {
     let types = crate::adapter_types::builtin_adapter_types()?;
     let mut loaded =
         crate::config_import::parse_config(Path::new("deploy/demo.yaml"), DEMO_CONFIG, &types)?;
     for adapter in &mut loaded.installation.adapters {
-        let simulated = assignments
-            .iter()
-            .find(|a| a.adapter_id == adapter.adapter_id)
-            .with_context(|| format!("the demo simulates no device for {}", adapter.adapter_id))?;
-        adapter.config_json = simulated.config.to_string();
-        adapter.collector_id = Some(DEMO_COLLECTOR.into());
+        adapter.collector_id = Some(collector.into());
+        if let Some(simulated) = simulated {
+            let device = simulated
+                .iter()
+                .find(|a| a.adapter_id == adapter.adapter_id)
+                .with_context(|| {
+                    format!("the demo simulates no device for {}", adapter.adapter_id)
+                })?;
+            adapter.config_json = device.config.to_string();
+        }
     }
     let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
     let mut conn = database.get()?;
