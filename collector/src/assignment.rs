@@ -18,6 +18,9 @@ use crate::register_map::{RegisterMap, builtin_map};
 use crate::serial::SerialSettings;
 use crate::sunspec::Layouts;
 
+/// How often a device is polled when its adapter config has no `poll_interval_secs`.
+pub const DEFAULT_POLL_INTERVAL_SECS: f64 = 5.0;
+
 /// One adapter the collector must run.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -285,7 +288,7 @@ pub fn build_plan(
         let interval = Duration::from_secs_f64(
             reader
                 .number("poll_interval_secs", 0.1..=86_400.0)
-                .unwrap_or(5.0),
+                .unwrap_or(DEFAULT_POLL_INTERVAL_SECS),
         );
         let timeout =
             Duration::from_secs_f64(reader.number("timeout_secs", 0.05..=60.0).unwrap_or(1.0));

@@ -4,13 +4,14 @@
 //! The device directory (which devices exist, who may write them) is cached for a few seconds and
 //! dropped whenever this hub changes the catalog.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::catalog::{Battery, BatteryCell, CatalogGeneration};
 use crate::config_import::{battery_id, cell_id};
 use crate::db::ingest::{self, BatchRows, CommitResult, DeviceDirectory, DeviceEntry};
+use crate::db::live::LatestReading;
 use crate::db::samples::{
     BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
 };
@@ -90,6 +91,7 @@ pub struct Ingest {
     database: Database,
     generation: CatalogGeneration,
     directory: Arc<Mutex<Option<CachedDirectory>>>,
+    updates: crate::live::Updates,
 }
 
 fn f(fields: &BTreeMap<String, f64>, name: &str) -> Option<f64> {
@@ -119,7 +121,13 @@ impl Ingest {
             database,
             generation,
             directory: Arc::new(Mutex::new(None)),
+            updates: crate::live::updates(),
         }
+    }
+
+    /// Where this ingest announces, after each commit, the systems that got new data.
+    pub fn updates(&self) -> crate::live::Updates {
+        self.updates.clone()
     }
 
     /// Forgets the cached directory (call after any catalog change).
@@ -202,6 +210,9 @@ impl Ingest {
         let adds_structure = !rows.new_batteries.is_empty() || !rows.new_cells.is_empty();
         let collector_id = batch.collector_id.clone();
         let seq = batch.seq;
+        let mut touched: Vec<String> = rows.latest.iter().map(|l| l.system_id.clone()).collect();
+        touched.sort();
+        touched.dedup();
         let rows = Arc::new(rows);
         let result = self
             .database
@@ -217,6 +228,12 @@ impl Ingest {
             .await?;
         if adds_structure {
             self.invalidate();
+        }
+        if matches!(result, CommitResult::Committed { stored, .. } if stored > 0) {
+            for system in touched {
+                // No receivers is fine: nobody is watching.
+                let _ = self.updates.send(system.into());
+            }
         }
         Ok(match result {
             CommitResult::Replay => Outcome {
@@ -252,6 +269,7 @@ fn build_rows(
     let allowed = directory.assigned.get(&batch.collector_id);
     let mut new_batteries = std::collections::HashSet::new();
     let mut new_cells = std::collections::HashSet::new();
+    let mut latest = HashMap::new();
     for reading in &batch.readings {
         let refuse = |reason: String| Refusal {
             device_id: reading.device_id.clone(),
@@ -280,6 +298,7 @@ fn build_rows(
             continue;
         };
         accepted += 1;
+        note_latest(&mut latest, reading, entry);
         let x = &reading.fields;
         match entry {
             DeviceEntry::Inverter {
@@ -426,5 +445,37 @@ fn build_rows(
             }
         }
     }
+    rows.latest = latest.into_values().collect();
     (rows, refused, accepted)
+}
+
+/// Keeps the newest reading of each (device, adapter) seen in a batch.
+fn note_latest(
+    latest: &mut HashMap<(String, String), LatestReading>,
+    reading: &IncomingReading,
+    entry: &DeviceEntry,
+) {
+    let (device_type, system_id) = match entry {
+        DeviceEntry::Inverter { system_id, .. } => ("inverter", system_id),
+        DeviceEntry::Meter { system_id, .. } => ("meter", system_id),
+        DeviceEntry::Pack { system_id, .. } => ("battery_pack", system_id),
+    };
+    let key = (reading.device_id.clone(), reading.adapter_id.clone());
+    if latest
+        .get(&key)
+        .is_some_and(|known: &LatestReading| known.ts >= reading.ts)
+    {
+        return;
+    }
+    latest.insert(
+        key,
+        LatestReading {
+            device_id: reading.device_id.clone(),
+            adapter_id: reading.adapter_id.clone(),
+            device_type: device_type.to_owned(),
+            system_id: system_id.clone(),
+            ts: reading.ts,
+            committed_at: 0,
+        },
+    );
 }

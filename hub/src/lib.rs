@@ -15,3 +15,4 @@ pub mod hierarchy;
 pub mod ingest;
 pub mod json_schema;
 pub mod legacy;
+pub mod live;

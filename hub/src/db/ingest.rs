@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use super::samples::{
     self, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
 };
+use super::live::{self, LatestReading};
 use super::{DbConnection, DbError, now_ms, schema};
 use crate::catalog::{Battery, BatteryCell};
 
@@ -123,6 +124,8 @@ pub struct BatchRows {
     /// Batteries and cells that readings name and the catalog does not have yet.
     pub new_batteries: Vec<Battery>,
     pub new_cells: Vec<BatteryCell>,
+    /// The newest reading of each (device, adapter) in the batch (`committed_at` is set on commit).
+    pub latest: Vec<LatestReading>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +243,11 @@ pub fn commit_batch(
         + samples::insert_battery_bank_samples(conn, &rows.banks)?;
     samples::insert_battery_unit_samples(conn, &rows.units)?;
     samples::insert_battery_cell_samples(conn, &rows.cells)?;
+    let mut latest = rows.latest.clone();
+    for row in &mut latest {
+        row.committed_at = now;
+    }
+    live::record_latest(conn, &mut latest)?;
     diesel::update(c::collectors.find(collector_id))
         .set((
             c::last_seq.eq(seq),

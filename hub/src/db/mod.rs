@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod introspect;
 pub mod legacy_imports;
 pub mod legacy_source;
+pub mod live;
 mod migrate;
 pub mod samples;
 pub mod schema;

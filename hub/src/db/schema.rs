@@ -693,3 +693,14 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    latest_readings (device_id, adapter_id) {
+        device_id -> Text,
+        adapter_id -> Text,
+        device_type -> Text,
+        system_id -> Text,
+        ts -> BigInt,
+        committed_at -> BigInt,
+    }
+}

@@ -1,0 +1,659 @@
+//! Turns the newest readings of a system's devices into the "now" answers: freshness, pack
+//! failover, array and system sums, and the SOC rules of DESIGN §3.4. Pure: everything it needs
+//! is in [`Inputs`].
+
+use std::collections::HashMap;
+
+use crate::catalog::{Adapter, Installation, System};
+use crate::db::live::LatestReading;
+use crate::db::samples::{BatteryBankSample, EnergySample, MeterSample};
+
+use super::model::*;
+use super::tariff;
+
+/// A device is stale after this many poll intervals without data.
+pub const STALE_AFTER_POLLS: f64 = 3.0;
+
+/// The poll interval a collector uses when the adapter's config does not set one.
+pub const DEFAULT_POLL_INTERVAL_SECS: f64 = solarhub_collector::assignment::DEFAULT_POLL_INTERVAL_SECS;
+
+/// Everything one system's "now" is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub system: Option<System>,
+    pub installation: Installation,
+    pub latest: Vec<LatestReading>,
+    pub energy: HashMap<(String, i64), EnergySample>,
+    pub meters: HashMap<(String, i64), MeterSample>,
+    pub banks: HashMap<(String, i64), BatteryBankSample>,
+    /// First (import, export) counters of each meter since the local day began.
+    pub meter_day_start: HashMap<String, (Option<f64>, Option<f64>)>,
+    /// Grid import counter (Wh) of a device (meter or inverter) at a time: its first reading at or
+    /// after that time.
+    pub import_counter_at: HashMap<(String, i64), f64>,
+    pub now: i64,
+    /// Start of the system's current local day (UTC epoch ms) and its date.
+    pub day_start: i64,
+    pub date: String,
+    /// Today's tariff peak windows as UTC [start, end) ms (from [`tariff::peak_windows_today`]).
+    pub peak_windows: Vec<(i64, i64)>,
+}
+
+fn poll_secs(adapter: Option<&Adapter>) -> f64 {
+    adapter
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.config_json).ok())
+        .and_then(|config| config.get("poll_interval_secs")?.as_f64())
+        .filter(|secs| *secs > 0.0)
+        .unwrap_or(DEFAULT_POLL_INTERVAL_SECS)
+}
+
+fn is_stale(ts: Option<i64>, poll_interval_secs: f64, now: i64) -> bool {
+    match ts {
+        None => true,
+        Some(ts) => (now - ts) as f64 > STALE_AFTER_POLLS * poll_interval_secs * 1000.0,
+    }
+}
+
+fn sum(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    values.into_iter().flatten().fold(None, |total, v| Some(total.unwrap_or(0.0) + v))
+}
+
+fn mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let values: Vec<f64> = values.into_iter().flatten().collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// Weighted by `weight` when every value has one (> 0), else the plain mean; and whether it was
+/// weighted.
+fn weighted_mean(values: &[(f64, Option<f64>)]) -> Option<(f64, bool)> {
+    if values.is_empty() {
+        return None;
+    }
+    if values.iter().all(|(_, w)| w.is_some_and(|w| w > 0.0)) {
+        let total: f64 = values.iter().map(|(_, w)| w.unwrap_or(0.0)).sum();
+        let weighted: f64 = values.iter().map(|(v, w)| v * w.unwrap_or(0.0)).sum();
+        return Some((weighted / total, true));
+    }
+    Some((
+        values.iter().map(|(v, _)| v).sum::<f64>() / values.len() as f64,
+        false,
+    ))
+}
+
+fn kwh(wh: Option<f64>) -> Option<f64> {
+    wh.map(|wh| wh / 1000.0)
+}
+
+struct Context<'a> {
+    inputs: &'a Inputs,
+    adapters: HashMap<&'a str, &'a Adapter>,
+    /// Newest readings of each device: (adapter id, ts).
+    latest: HashMap<&'a str, Vec<(&'a str, i64)>>,
+}
+
+impl<'a> Context<'a> {
+    fn new(inputs: &'a Inputs) -> Self {
+        let adapters = inputs
+            .installation
+            .adapters
+            .iter()
+            .map(|a| (a.adapter_id.as_str(), a))
+            .collect();
+        let mut latest: HashMap<&str, Vec<(&str, i64)>> = HashMap::new();
+        for row in &inputs.latest {
+            latest
+                .entry(row.device_id.as_str())
+                .or_default()
+                .push((row.adapter_id.as_str(), row.ts));
+        }
+        Context {
+            inputs,
+            adapters,
+            latest,
+        }
+    }
+
+    /// The newest reading of a single-adapter device (inverter, meter), from whichever adapter.
+    fn newest<S: Clone>(
+        &self,
+        device_id: &str,
+        own_adapter: Option<&str>,
+        samples: &HashMap<(String, i64), S>,
+    ) -> Reading<S> {
+        let newest = self
+            .latest
+            .get(device_id)
+            .and_then(|rows| rows.iter().max_by_key(|(_, ts)| *ts))
+            .filter(|(_, ts)| samples.contains_key(&(device_id.to_owned(), *ts)));
+        let adapter_id = newest.map(|(a, _)| *a).or(own_adapter).or_else(|| {
+            self.inputs
+                .installation
+                .adapters
+                .iter()
+                .find(|a| a.device_id.as_deref() == Some(device_id))
+                .map(|a| a.adapter_id.as_str())
+        });
+        let poll = poll_secs(adapter_id.and_then(|a| self.adapters.get(a).copied()));
+        let ts = newest.map(|(_, ts)| *ts);
+        Reading {
+            adapter_id: adapter_id.map(str::to_owned),
+            poll_interval_secs: poll,
+            sample: ts.and_then(|ts| samples.get(&(device_id.to_owned(), ts)).cloned()),
+            stale: is_stale(ts, poll, self.inputs.now),
+        }
+    }
+
+    fn inverter(&self, inverter: &crate::catalog::Inverter) -> InverterNow {
+        let reading = self.newest(
+            &inverter.inverter_id,
+            inverter.adapter_id.as_deref(),
+            &self.inputs.energy,
+        );
+        let counters_are_today = reading
+            .sample
+            .as_ref()
+            .is_some_and(|s| s.ts >= self.inputs.day_start);
+        InverterNow {
+            inverter: inverter.clone(),
+            reading,
+            counters_are_today,
+        }
+    }
+
+    fn meter(&self, meter: &crate::catalog::Meter) -> MeterNow {
+        let reading = self.newest(
+            &meter.meter_id,
+            meter.adapter_id.as_deref(),
+            &self.inputs.meters,
+        );
+        let start = self.inputs.meter_day_start.get(&meter.meter_id);
+        let today = reading
+            .sample
+            .as_ref()
+            .filter(|s| s.ts >= self.inputs.day_start);
+        let growth = |now: Option<f64>, first: Option<f64>| match (now, first) {
+            (Some(now), Some(first)) => Some(((now - first) / 1000.0).max(0.0)),
+            _ => None,
+        };
+        MeterNow {
+            import_today_kwh: today
+                .and_then(|s| growth(s.import_total_wh, start.and_then(|(i, _)| *i))),
+            export_today_kwh: today
+                .and_then(|s| growth(s.export_total_wh, start.and_then(|(_, e)| *e))),
+            meter: meter.clone(),
+            reading,
+        }
+    }
+
+    /// The pack's adapters in failover order: enabled, lowest priority number first.
+    fn pack_adapters(&self, pack_id: &str) -> Vec<(&'a str, i32)> {
+        let installation = &self.inputs.installation;
+        let mut order: Vec<(&str, i32)> = installation
+            .pack_adapters
+            .iter()
+            .filter(|pa| pa.pack_id == pack_id && pa.enabled)
+            .filter(|pa| {
+                self.adapters
+                    .get(pa.adapter_id.as_str())
+                    .is_none_or(|a| a.enabled)
+            })
+            .map(|pa| (pa.adapter_id.as_str(), pa.priority))
+            .collect();
+        for adapter in &installation.adapters {
+            if adapter.device_id.as_deref() == Some(pack_id)
+                && adapter.enabled
+                && !order.iter().any(|(id, _)| *id == adapter.adapter_id)
+                && !installation
+                    .pack_adapters
+                    .iter()
+                    .any(|pa| pa.pack_id == pack_id && pa.adapter_id == adapter.adapter_id)
+            {
+                order.push((adapter.adapter_id.as_str(), adapter.priority));
+            }
+        }
+        order.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
+        order
+    }
+
+    /// A pack's reading: from the first adapter in failover order that is reporting; when none
+    /// is, the newest reading of any adapter, marked stale.
+    fn pack(&self, pack: &crate::catalog::BatteryPack) -> BatteryPackNow {
+        let order = self.pack_adapters(&pack.pack_id);
+        let rows: &[(&str, i64)] = self
+            .latest
+            .get(pack.pack_id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let sample_at = |ts: i64| self.inputs.banks.get(&(pack.pack_id.clone(), ts));
+        let now = self.inputs.now;
+        for (adapter_id, priority) in &order {
+            let poll = poll_secs(self.adapters.get(adapter_id).copied());
+            let newest = rows.iter().find(|(a, _)| a == adapter_id).map(|(_, ts)| *ts);
+            if let Some(ts) = newest
+                && !is_stale(Some(ts), poll, now)
+                && let Some(sample) = sample_at(ts)
+            {
+                return BatteryPackNow {
+                    pack: pack.clone(),
+                    reading: Reading {
+                        adapter_id: Some((*adapter_id).to_owned()),
+                        poll_interval_secs: poll,
+                        sample: Some(sample.clone()),
+                        stale: false,
+                    },
+                    adapter_priority: *priority,
+                    batteries: Vec::new(),
+                };
+            }
+        }
+        let newest = rows
+            .iter()
+            .filter(|(_, ts)| sample_at(*ts).is_some())
+            .max_by_key(|(_, ts)| *ts);
+        let (adapter_id, priority) = match newest {
+            Some((adapter, _)) => (
+                Some(*adapter),
+                order
+                    .iter()
+                    .find(|(a, _)| a == adapter)
+                    .map(|(_, p)| *p)
+                    .unwrap_or_default(),
+            ),
+            None => (
+                order.first().map(|(a, _)| *a),
+                order.first().map(|(_, p)| *p).unwrap_or_default(),
+            ),
+        };
+        BatteryPackNow {
+            pack: pack.clone(),
+            reading: Reading {
+                adapter_id: adapter_id.map(str::to_owned),
+                poll_interval_secs: poll_secs(adapter_id.and_then(|a| self.adapters.get(a).copied())),
+                sample: newest.and_then(|(_, ts)| sample_at(*ts).cloned()),
+                stale: true,
+            },
+            adapter_priority: priority,
+            batteries: Vec::new(),
+        }
+    }
+
+    fn battery_array(&self, battery_array: &crate::catalog::BatteryArray) -> BatteryArrayNow {
+        let installation = &self.inputs.installation;
+        let packs: Vec<BatteryPackNow> = installation
+            .packs
+            .iter()
+            .filter(|p| p.battery_array_id.as_deref() == Some(&battery_array.battery_array_id))
+            .map(|p| self.pack(p))
+            .collect();
+        let fresh: Vec<(&BatteryPackNow, &BatteryBankSample)> = packs
+            .iter()
+            .filter_map(|p| p.reading.fresh().map(|s| (p, s)))
+            .collect();
+        let socs: Vec<(f64, Option<f64>)> = fresh
+            .iter()
+            .filter_map(|(p, s)| s.soc_pct.map(|soc| (soc, p.pack.nominal_kwh)))
+            .collect();
+        let soc = weighted_mean(&socs);
+        let inverter_array_id = installation
+            .attachments
+            .iter()
+            .filter(|a| a.battery_array_id == battery_array.battery_array_id)
+            .filter(|a| a.detached_at.is_none() && a.attached_since <= self.inputs.now)
+            .max_by_key(|a| a.attached_since)
+            .map(|a| a.inverter_array_id.clone());
+        BatteryArrayNow {
+            battery_array: battery_array.clone(),
+            inverter_array_id,
+            soc_pct: soc.map(|(soc, _)| soc),
+            soc_source: if soc.is_some() {
+                SocSource::Pack
+            } else {
+                SocSource::None
+            },
+            soc_capacity_weighted: soc.is_some_and(|(_, weighted)| weighted),
+            voltage_v: mean(fresh.iter().map(|(_, s)| s.voltage_v)),
+            current_a: sum(fresh.iter().map(|(_, s)| s.current_a)),
+            power_w: sum(fresh.iter().map(|(_, s)| s.power_w)),
+            stale: packs.iter().filter_map(stale_pack).collect(),
+            packs,
+        }
+    }
+}
+
+fn stale_entry<S>(
+    device_id: &str,
+    device_type: &'static str,
+    reading: &Reading<S>,
+    ts: impl Fn(&S) -> i64,
+) -> Option<StaleDevice> {
+    reading.stale.then(|| StaleDevice {
+        device_id: device_id.to_owned(),
+        device_type,
+        last_ts: reading.sample.as_ref().map(ts),
+        poll_interval_secs: reading.poll_interval_secs,
+    })
+}
+
+fn stale_inverter(inverter: &InverterNow) -> Option<StaleDevice> {
+    stale_entry(
+        &inverter.inverter.inverter_id,
+        "inverter",
+        &inverter.reading,
+        |s| s.ts,
+    )
+}
+
+fn stale_meter(meter: &MeterNow) -> Option<StaleDevice> {
+    stale_entry(&meter.meter.meter_id, "meter", &meter.reading, |s| s.ts)
+}
+
+fn stale_pack(pack: &BatteryPackNow) -> Option<StaleDevice> {
+    stale_entry(&pack.pack.pack_id, "battery_pack", &pack.reading, |s| s.ts)
+}
+
+/// Sums of the fresh inverters; SOC from `battery_array` when it has pack data, else the mean of
+/// the inverters' battery SOC.
+fn inverter_totals(inverters: &[&InverterNow], battery_socs: Option<f64>) -> PowerTotals {
+    let fresh: Vec<&EnergySample> = inverters.iter().filter_map(|i| i.reading.fresh()).collect();
+    let inverter_soc = mean(fresh.iter().map(|s| s.battery_soc_pct));
+    let (battery_soc_pct, soc_source) = match (battery_socs, inverter_soc) {
+        (Some(soc), _) => (Some(soc), SocSource::Pack),
+        (None, Some(soc)) => (Some(soc), SocSource::Inverter),
+        (None, None) => (None, SocSource::None),
+    };
+    PowerTotals {
+        pv_power_w: sum(fresh.iter().map(|s| s.pv_power_w)),
+        load_power_w: sum(fresh.iter().map(|s| s.load_power_w)),
+        grid_power_w: sum(fresh.iter().map(|s| s.grid_power_w)),
+        battery_power_w: sum(fresh.iter().map(|s| s.battery_power_w)),
+        battery_soc_pct,
+        soc_source,
+        battery_voltage_v: mean(fresh.iter().map(|s| s.battery_voltage_v)),
+        battery_current_a: sum(fresh.iter().map(|s| s.battery_current_a)),
+        grid_source: "inverters",
+    }
+}
+
+/// The whole system now; `None` when `inputs` has no system.
+pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
+    let system = inputs.system.clone()?;
+    let context = Context::new(inputs);
+    let installation = &inputs.installation;
+    let inverters: Vec<InverterNow> = installation
+        .inverters
+        .iter()
+        .map(|i| context.inverter(i))
+        .collect();
+    let meters: Vec<MeterNow> = installation.meters.iter().map(|m| context.meter(m)).collect();
+    let battery_arrays: Vec<BatteryArrayNow> = installation
+        .battery_arrays
+        .iter()
+        .map(|b| context.battery_array(b))
+        .collect();
+    // Packs in no battery array are still devices of the system.
+    let loose_packs: Vec<BatteryPackNow> = installation
+        .packs
+        .iter()
+        .filter(|p| p.battery_array_id.is_none())
+        .map(|p| context.pack(p))
+        .collect();
+
+    let arrays: Vec<InverterArrayNow> = installation
+        .arrays
+        .iter()
+        .map(|array| {
+            let own: Vec<&InverterNow> = inverters
+                .iter()
+                .filter(|i| i.inverter.array_id == array.array_id)
+                .collect();
+            let battery_array = battery_arrays
+                .iter()
+                .find(|b| b.inverter_array_id.as_deref() == Some(&array.array_id))
+                .cloned();
+            let array_meters: Vec<MeterNow> = meters
+                .iter()
+                .filter(|m| m.meter.array_id.as_deref() == Some(&array.array_id))
+                .cloned()
+                .collect();
+            let totals = inverter_totals(&own, battery_array.as_ref().and_then(|b| b.soc_pct));
+            let mut stale: Vec<StaleDevice> = own.iter().filter_map(|i| stale_inverter(i)).collect();
+            stale.extend(array_meters.iter().filter_map(stale_meter));
+            if let Some(b) = &battery_array {
+                stale.extend(b.stale.iter().cloned());
+            }
+            InverterArrayNow {
+                array: array.clone(),
+                totals,
+                inverters: own.into_iter().cloned().collect(),
+                meters: array_meters,
+                battery_array,
+                stale,
+            }
+        })
+        .collect();
+
+    let system_meters: Vec<MeterNow> = meters
+        .iter()
+        .filter(|m| m.meter.array_id.is_none())
+        .cloned()
+        .collect();
+    let all_inverters: Vec<&InverterNow> = inverters.iter().collect();
+    let mut totals = inverter_totals(&all_inverters, None);
+    totals.pv_power_w = sum(arrays.iter().map(|a| a.totals.pv_power_w));
+    totals.load_power_w = sum(arrays.iter().map(|a| a.totals.load_power_w));
+    totals.battery_power_w = sum(arrays.iter().map(|a| a.totals.battery_power_w));
+    let grid_meters: Vec<&MeterSample> = system_meters
+        .iter()
+        .filter(|m| m.meter.meter_type == "grid")
+        .filter_map(|m| m.reading.fresh())
+        .filter(|s| s.power_w.is_some())
+        .collect();
+    if grid_meters.is_empty() {
+        totals.grid_power_w = sum(arrays.iter().map(|a| a.totals.grid_power_w));
+    } else {
+        totals.grid_power_w = sum(grid_meters.iter().map(|s| s.power_w));
+        totals.grid_source = "meters";
+    }
+    // System SOC: capacity-weighted over battery arrays with pack data, else the inverters' mean.
+    let array_socs: Vec<(f64, Option<f64>)> = battery_arrays
+        .iter()
+        .filter_map(|b| {
+            let soc = b.soc_pct?;
+            let capacity = b
+                .packs
+                .iter()
+                .filter(|p| p.reading.fresh().is_some_and(|s| s.soc_pct.is_some()))
+                .map(|p| p.pack.nominal_kwh)
+                .try_fold(0.0, |total, kwh| kwh.map(|kwh| total + kwh));
+            Some((soc, capacity))
+        })
+        .chain(loose_packs.iter().filter_map(|p| {
+            let soc = p.reading.fresh()?.soc_pct?;
+            Some((soc, p.pack.nominal_kwh))
+        }))
+        .collect();
+    if let Some((soc, _)) = weighted_mean(&array_socs) {
+        totals.battery_soc_pct = Some(soc);
+        totals.soc_source = SocSource::Pack;
+    }
+
+    let mut stale: Vec<StaleDevice> = inverters.iter().filter_map(stale_inverter).collect();
+    stale.extend(meters.iter().filter_map(stale_meter));
+    stale.extend(battery_arrays.iter().flat_map(|b| b.stale.iter().cloned()));
+    stale.extend(loose_packs.iter().filter_map(stale_pack));
+
+    let today = energy_today(inputs, &inverters, &system_meters);
+    let financial = tariff::financial_today(
+        &system,
+        &today,
+        &import_split(inputs, &inverters, &system_meters, &today),
+    );
+    Some(SystemNow {
+        system,
+        as_of: inputs.now,
+        totals,
+        arrays,
+        meters: system_meters,
+        battery_arrays,
+        today,
+        financial,
+        stale,
+    })
+}
+
+/// Today's energy from the inverters' day counters, and grid figures from system-level grid meters
+/// when they have them.
+fn energy_today(inputs: &Inputs, inverters: &[InverterNow], system_meters: &[MeterNow]) -> EnergyToday {
+    let today: Vec<&EnergySample> = inverters
+        .iter()
+        .filter(|i| i.counters_are_today)
+        .filter_map(|i| i.reading.sample.as_ref())
+        .collect();
+    let total = |field: fn(&EnergySample) -> Option<f64>| kwh(sum(today.iter().map(|s| field(s))));
+    let grid_meters: Vec<&MeterNow> = system_meters
+        .iter()
+        .filter(|m| m.meter.meter_type == "grid" && m.import_today_kwh.is_some())
+        .collect();
+    let (grid_import_kwh, grid_export_kwh, grid_source) = if grid_meters.is_empty() {
+        (
+            total(|s| s.grid_import_today_wh),
+            total(|s| s.grid_export_today_wh),
+            "inverters",
+        )
+    } else {
+        (
+            sum(grid_meters.iter().map(|m| m.import_today_kwh)),
+            sum(grid_meters.iter().map(|m| m.export_today_kwh)),
+            "meters",
+        )
+    };
+    EnergyToday {
+        date: inputs.date.clone(),
+        pv_kwh: total(|s| s.pv_energy_today_wh),
+        load_kwh: total(|s| s.load_energy_today_wh),
+        grid_import_kwh,
+        grid_export_kwh,
+        battery_charge_kwh: total(|s| s.battery_charge_today_wh),
+        battery_discharge_kwh: total(|s| s.battery_discharge_today_wh),
+        grid_source,
+    }
+}
+
+/// Today's grid import inside the tariff's peak windows (kWh), from the cumulative import counters
+/// of the grid source read at each window's edges; `None` when the source has no such counter.
+fn import_split(
+    inputs: &Inputs,
+    inverters: &[InverterNow],
+    system_meters: &[MeterNow],
+    today: &EnergyToday,
+) -> Option<f64> {
+    // (device, its newest cumulative import counter)
+    let devices: Vec<(&str, Option<f64>)> = if today.grid_source == "meters" {
+        system_meters
+            .iter()
+            .filter(|m| m.meter.meter_type == "grid" && m.import_today_kwh.is_some())
+            .map(|m| {
+                (
+                    m.meter.meter_id.as_str(),
+                    m.reading.sample.as_ref().and_then(|s| s.import_total_wh),
+                )
+            })
+            .collect()
+    } else {
+        inverters
+            .iter()
+            .filter(|i| i.counters_are_today)
+            .map(|i| {
+                (
+                    i.inverter.inverter_id.as_str(),
+                    i.reading.sample.as_ref().and_then(|s| s.grid_import_total_wh),
+                )
+            })
+            .collect()
+    };
+    if devices.is_empty() {
+        return None;
+    }
+    let mut peak_wh = 0.0;
+    for (device, newest) in devices {
+        let newest = newest?;
+        for (start, end) in &inputs.peak_windows {
+            if *start >= inputs.now {
+                continue;
+            }
+            let Some(at_start) = inputs.import_counter_at.get(&(device.to_owned(), *start)) else {
+                continue;
+            };
+            let at_end = if *end > inputs.now {
+                newest
+            } else {
+                inputs
+                    .import_counter_at
+                    .get(&(device.to_owned(), *end))
+                    .copied()
+                    .unwrap_or(newest)
+            };
+            peak_wh += (at_end - at_start).max(0.0);
+        }
+    }
+    Some(peak_wh / 1000.0)
+}
+
+/// A pack that is in no battery array.
+pub fn loose_pack(inputs: &Inputs, pack_id: &str) -> Option<BatteryPackNow> {
+    let pack = inputs.installation.packs.iter().find(|p| p.pack_id == pack_id)?;
+    Some(Context::new(inputs).pack(pack))
+}
+
+/// The array samples of one moment: one per array with at least one fresh inverter.
+pub fn array_samples(now: &SystemNow, ts: i64) -> Vec<crate::db::samples::ArraySample> {
+    now.arrays
+        .iter()
+        .filter(|a| a.inverters.iter().any(|i| i.reading.fresh().is_some()))
+        .map(|a| crate::db::samples::ArraySample {
+            array_id: a.array.array_id.clone(),
+            ts,
+            system_id: a.array.system_id.clone(),
+            pv_power_w: a.totals.pv_power_w,
+            load_power_w: a.totals.load_power_w,
+            grid_power_w: a.totals.grid_power_w,
+            battery_power_w: a.totals.battery_power_w,
+            battery_soc_pct: a.totals.battery_soc_pct,
+            soc_source: a.totals.soc_source.as_str().map(str::to_owned),
+            battery_voltage_v: a.totals.battery_voltage_v,
+            battery_current_a: a.totals.battery_current_a,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_mean_needs_every_weight() {
+        assert_eq!(
+            weighted_mean(&[(80.0, Some(10.0)), (40.0, Some(5.0))]),
+            Some(((800.0 + 200.0) / 15.0, true))
+        );
+        assert_eq!(
+            weighted_mean(&[(80.0, Some(10.0)), (40.0, None)]),
+            Some((60.0, false))
+        );
+        assert_eq!(weighted_mean(&[]), None);
+    }
+
+    #[test]
+    fn staleness_is_three_poll_intervals() {
+        assert!(!is_stale(Some(0), 5.0, 15_000));
+        assert!(is_stale(Some(0), 5.0, 15_001));
+        assert!(is_stale(None, 5.0, 0));
+    }
+
+    #[test]
+    fn sums_of_nothing_are_unknown_not_zero() {
+        assert_eq!(sum([None, None]), None);
+        assert_eq!(sum([Some(1.0), None, Some(2.0)]), Some(3.0));
+        assert_eq!(mean([None]), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! `WatchSystem`: the system now, then again after every commit of new data for it.
+//!
+//! A watcher learns of commits two ways: this hub's ingest sends a notice on a broadcast channel
+//! right after each commit, and every [`OTHER_HUBS_POLL`] the watcher compares the system's
+//! `latest_readings` fingerprint, which also moves when another hub on the same database commits.
+//!
+//! Ingest never waits for a watcher: the broadcast channel drops the oldest notices of a receiver
+//! that falls behind. A watcher holds at most [`WATCHER_BUFFER`] computed states for its client;
+//! while the client is not reading, notices pile up and are merged, so the client's next state is
+//! the newest one and `skipped_updates` says how many commits were folded into it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::mpsc;
+
+use super::{Live, SystemNow};
+use crate::hierarchy::CatalogError;
+
+/// How often a watcher looks for commits made by other hubs.
+pub const OTHER_HUBS_POLL: Duration = Duration::from_millis(400);
+/// Computed states waiting for a slow client, per watcher.
+pub const WATCHER_BUFFER: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct WatchUpdate {
+    pub now: SystemNow,
+    /// Commits folded into this update because the watcher was busy.
+    pub skipped_updates: u64,
+}
+
+pub type WatchStream = mpsc::Receiver<Result<WatchUpdate, CatalogError>>;
+
+/// Starts watching `system_id`. Fails at once (NOT_FOUND) when there is no such system.
+pub async fn watch(live: Live, system_id: String) -> Result<WatchStream, CatalogError> {
+    let mut notices = live.subscribe();
+    let mut fingerprint = live.fingerprint(&system_id).await.ok();
+    let first = live.system_now(&system_id).await?;
+    let (sender, receiver) = mpsc::channel(WATCHER_BUFFER);
+    tokio::spawn(async move {
+        let system_id: Arc<str> = system_id.into();
+        let mut update = WatchUpdate {
+            now: first,
+            skipped_updates: 0,
+        };
+        let mut tick = tokio::time::interval(OTHER_HUBS_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            if sender.send(Ok(update)).await.is_err() {
+                return;
+            }
+            let mut commits = 0u64;
+            while commits == 0 {
+                tokio::select! {
+                    _ = sender.closed() => return,
+                    notice = notices.recv() => match notice {
+                        Ok(id) if id == system_id => commits += 1,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(missed)) => commits += missed,
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => {
+                        let seen = live.fingerprint(&system_id).await.ok();
+                        if seen.is_some() && seen != fingerprint {
+                            commits += 1;
+                        }
+                    }
+                }
+            }
+            // Fold in what else has arrived meanwhile.
+            loop {
+                match notices.try_recv() {
+                    Ok(id) if id == system_id => commits += 1,
+                    Ok(_) => {}
+                    Err(TryRecvError::Lagged(missed)) => commits += missed,
+                    Err(_) => break,
+                }
+            }
+            fingerprint = live.fingerprint(&system_id).await.ok();
+            match live.system_now(&system_id).await {
+                Ok(now) => {
+                    update = WatchUpdate {
+                        now,
+                        skipped_updates: commits - 1,
+                    };
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(receiver)
+}
