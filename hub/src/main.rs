@@ -41,6 +41,9 @@ enum Command {
         /// The existing app's config.yaml, imported before serving (and used for a legacy upgrade).
         #[arg(long, env = "SOLARHUB_CONFIG")]
         config: Option<PathBuf>,
+        /// Write derived array samples (array sums, SOC) this often, in seconds; 0 writes none.
+        #[arg(long, env = "SOLARHUB_ARRAY_SAMPLE_SECS", default_value = "10")]
+        array_sample_secs: f64,
     },
     /// The whole system in one process: migrate (or create) the database, put the demo
     /// installation in it, simulate one device of every driver type, serve gRPC, and stream the
@@ -136,7 +139,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
-        Command::Serve { listen, config } => {
+        Command::Serve {
+            listen,
+            config,
+            array_sample_secs,
+        } => {
             let loaded = match &config {
                 Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
                 None => None,
@@ -151,7 +158,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = grpc::bind(listen).await?;
                 let local = listener.local_addr().context("listener has no address")?;
                 tracing::info!(addr = %local, database = %database.url(), "serving gRPC");
-                grpc::serve(database, listener, shutdown_signal()).await?;
+                let options = grpc::ServeOptions {
+                    array_samples_every: (array_sample_secs > 0.0)
+                        .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
+                };
+                grpc::serve_with(database, listener, options, shutdown_signal()).await?;
                 tracing::info!("stopped");
                 Ok(())
             })

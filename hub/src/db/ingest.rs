@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
 
+use super::live::{self, LatestReading};
 use super::samples::{
     self, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
 };
-use super::live::{self, LatestReading};
 use super::{DbConnection, DbError, now_ms, schema};
 use crate::catalog::{Battery, BatteryCell};
 

@@ -5,8 +5,8 @@
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
-use super::samples::{BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample};
 use super::samples::MeterSample;
+use super::samples::{BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample};
 use super::{DbConnection, DbError, schema};
 
 /// The newest reading of one device from one adapter.
@@ -205,5 +205,8 @@ pub fn inverter_import_since(
 /// Every system id.
 pub fn system_ids(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     use schema::systems::dsl as s;
-    Ok(s::systems.select(s::system_id).order(s::system_id).load(conn)?)
+    Ok(s::systems
+        .select(s::system_id)
+        .order(s::system_id)
+        .load(conn)?)
 }

@@ -4,6 +4,7 @@
 
 mod catalog;
 mod ingest;
+mod live;
 mod server_info;
 
 use std::net::SocketAddr;
@@ -39,10 +40,35 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         })
 }
 
-/// Serves the hub API on `listener` until `shutdown` completes.
+/// How a hub serves, beyond where.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Cadence of the derived `array_samples`; `None` writes none.
+    pub array_samples_every: Option<std::time::Duration>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            array_samples_every: Some(crate::live::sampler::DEFAULT_EVERY),
+        }
+    }
+}
+
+/// Serves the hub API on `listener` until `shutdown` completes, with default options.
 pub async fn serve(
     database: Database,
     listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(database, listener, ServeOptions::default(), shutdown).await
+}
+
+/// Serves the hub API on `listener` until `shutdown` completes.
+pub async fn serve_with(
+    database: Database,
+    listener: TcpListener,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -69,7 +95,31 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ServerInfoServiceServer::new(ServerInfo::new(database)));
-    let ingest = crate::ingest::Ingest::new(database_for_ingest, repository.generation());
+    let ingest = crate::ingest::Ingest::new(database_for_ingest.clone(), repository.generation());
+    let live = crate::live::Live::new(
+        database_for_ingest.clone(),
+        repository.clone(),
+        ingest.updates(),
+    );
+    health_reporter
+        .set_serving::<solarhub_proto::v1::live_service_server::LiveServiceServer<live::LiveApi>>()
+        .await;
+    let routes = routes.add_service(
+        solarhub_proto::v1::live_service_server::LiveServiceServer::new(live::LiveApi::new(
+            live.clone(),
+        )),
+    );
+    let (stop_sampler, sampler_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(every) = options.array_samples_every {
+        tokio::spawn(crate::live::sampler::run(
+            live,
+            database_for_ingest,
+            every,
+            async move {
+                let _ = sampler_stopped.await;
+            },
+        ));
+    }
     health_reporter
         .set_serving::<solarhub_proto::v1::collector_service_server::CollectorServiceServer<ingest::CollectorApi>>()
         .await;
@@ -80,9 +130,11 @@ pub async fn serve(
         .max_decoding_message_size(16 * 1024 * 1024),
     );
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
-    Server::builder()
+    let served = Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
-        .map_err(|error| ServeError::Transport(error.to_string()))
+        .map_err(|error| ServeError::Transport(error.to_string()));
+    let _ = stop_sampler.send(());
+    served
 }

@@ -15,7 +15,8 @@ use super::tariff;
 pub const STALE_AFTER_POLLS: f64 = 3.0;
 
 /// The poll interval a collector uses when the adapter's config does not set one.
-pub const DEFAULT_POLL_INTERVAL_SECS: f64 = solarhub_collector::assignment::DEFAULT_POLL_INTERVAL_SECS;
+pub const DEFAULT_POLL_INTERVAL_SECS: f64 =
+    solarhub_collector::assignment::DEFAULT_POLL_INTERVAL_SECS;
 
 /// Everything one system's "now" is computed from.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +56,10 @@ fn is_stale(ts: Option<i64>, poll_interval_secs: f64, now: i64) -> bool {
 }
 
 fn sum(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    values.into_iter().flatten().fold(None, |total, v| Some(total.unwrap_or(0.0) + v))
+    values
+        .into_iter()
+        .flatten()
+        .fold(None, |total, v| Some(total.unwrap_or(0.0) + v))
 }
 
 fn mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
@@ -228,7 +232,10 @@ impl<'a> Context<'a> {
         let now = self.inputs.now;
         for (adapter_id, priority) in &order {
             let poll = poll_secs(self.adapters.get(adapter_id).copied());
-            let newest = rows.iter().find(|(a, _)| a == adapter_id).map(|(_, ts)| *ts);
+            let newest = rows
+                .iter()
+                .find(|(a, _)| a == adapter_id)
+                .map(|(_, ts)| *ts);
             if let Some(ts) = newest
                 && !is_stale(Some(ts), poll, now)
                 && let Some(sample) = sample_at(ts)
@@ -268,7 +275,9 @@ impl<'a> Context<'a> {
             pack: pack.clone(),
             reading: Reading {
                 adapter_id: adapter_id.map(str::to_owned),
-                poll_interval_secs: poll_secs(adapter_id.and_then(|a| self.adapters.get(a).copied())),
+                poll_interval_secs: poll_secs(
+                    adapter_id.and_then(|a| self.adapters.get(a).copied()),
+                ),
                 sample: newest.and_then(|(_, ts)| sample_at(*ts).cloned()),
                 stale: true,
             },
@@ -384,7 +393,11 @@ pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
         .iter()
         .map(|i| context.inverter(i))
         .collect();
-    let meters: Vec<MeterNow> = installation.meters.iter().map(|m| context.meter(m)).collect();
+    let meters: Vec<MeterNow> = installation
+        .meters
+        .iter()
+        .map(|m| context.meter(m))
+        .collect();
     let battery_arrays: Vec<BatteryArrayNow> = installation
         .battery_arrays
         .iter()
@@ -416,7 +429,8 @@ pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
                 .cloned()
                 .collect();
             let totals = inverter_totals(&own, battery_array.as_ref().and_then(|b| b.soc_pct));
-            let mut stale: Vec<StaleDevice> = own.iter().filter_map(|i| stale_inverter(i)).collect();
+            let mut stale: Vec<StaleDevice> =
+                own.iter().filter_map(|i| stale_inverter(i)).collect();
             stale.extend(array_meters.iter().filter_map(stale_meter));
             if let Some(b) = &battery_array {
                 stale.extend(b.stale.iter().cloned());
@@ -503,7 +517,11 @@ pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
 
 /// Today's energy from the inverters' day counters, and grid figures from system-level grid meters
 /// when they have them.
-fn energy_today(inputs: &Inputs, inverters: &[InverterNow], system_meters: &[MeterNow]) -> EnergyToday {
+fn energy_today(
+    inputs: &Inputs,
+    inverters: &[InverterNow],
+    system_meters: &[MeterNow],
+) -> EnergyToday {
     let today: Vec<&EnergySample> = inverters
         .iter()
         .filter(|i| i.counters_are_today)
@@ -566,7 +584,10 @@ fn import_split(
             .map(|i| {
                 (
                     i.inverter.inverter_id.as_str(),
-                    i.reading.sample.as_ref().and_then(|s| s.grid_import_total_wh),
+                    i.reading
+                        .sample
+                        .as_ref()
+                        .and_then(|s| s.grid_import_total_wh),
                 )
             })
             .collect()
@@ -601,7 +622,11 @@ fn import_split(
 
 /// A pack that is in no battery array.
 pub fn loose_pack(inputs: &Inputs, pack_id: &str) -> Option<BatteryPackNow> {
-    let pack = inputs.installation.packs.iter().find(|p| p.pack_id == pack_id)?;
+    let pack = inputs
+        .installation
+        .packs
+        .iter()
+        .find(|p| p.pack_id == pack_id)?;
     Some(Context::new(inputs).pack(pack))
 }
 

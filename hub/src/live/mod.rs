@@ -86,12 +86,15 @@ pub fn load_inputs(
         .filter(|edge| *edge <= now);
     for edge in edges {
         for meter in installation.meters.iter().filter(|m| m.array_id.is_none()) {
-            if let Some((Some(import), _)) = stored::meter_counters_since(conn, &meter.meter_id, edge)? {
+            if let Some((Some(import), _)) =
+                stored::meter_counters_since(conn, &meter.meter_id, edge)?
+            {
                 import_counter_at.insert((meter.meter_id.clone(), edge), import);
             }
         }
         for inverter in &installation.inverters {
-            if let Some(import) = stored::inverter_import_since(conn, &inverter.inverter_id, edge)? {
+            if let Some(import) = stored::inverter_import_since(conn, &inverter.inverter_id, edge)?
+            {
                 import_counter_at.insert((inverter.inverter_id.clone(), edge), import);
             }
         }
@@ -149,7 +152,11 @@ impl Live {
     }
 
     /// The system as of `now` (UTC epoch ms).
-    pub async fn system_now_at(&self, system_id: &str, now: i64) -> Result<SystemNow, CatalogError> {
+    pub async fn system_now_at(
+        &self,
+        system_id: &str,
+        now: i64,
+    ) -> Result<SystemNow, CatalogError> {
         let id = system_id.to_owned();
         let inputs = self
             .database
@@ -181,10 +188,14 @@ impl Live {
         system_id: &str,
         system_of: impl Fn(&R) -> &str,
     ) -> Result<String, CatalogError> {
-        let (row, _) = self.repository.get::<R>(key).await.map_err(|error| match error {
-            CatalogError::NotFound { .. } => not_found::<R>(id, scope(system_id)),
-            other => other,
-        })?;
+        let (row, _) = self
+            .repository
+            .get::<R>(key)
+            .await
+            .map_err(|error| match error {
+                CatalogError::NotFound { .. } => not_found::<R>(id, scope(system_id)),
+                other => other,
+            })?;
         let owner = system_of(&row);
         if scope(system_id).is_some_and(|scope| scope != owner) {
             return Err(not_found::<R>(id, scope(system_id)));
@@ -233,7 +244,9 @@ impl Live {
         system_id: &str,
     ) -> Result<InverterNow, CatalogError> {
         let system = self
-            .system_of::<Inverter>(inverter_id.to_owned(), inverter_id, system_id, |i| &i.system_id)
+            .system_of::<Inverter>(inverter_id.to_owned(), inverter_id, system_id, |i| {
+                &i.system_id
+            })
             .await?;
         let now = self.system_now(&system).await?;
         now.arrays
@@ -243,7 +256,11 @@ impl Live {
             .ok_or_else(|| not_found::<Inverter>(inverter_id, Some(&system)))
     }
 
-    pub async fn meter_now(&self, meter_id: &str, system_id: &str) -> Result<MeterNow, CatalogError> {
+    pub async fn meter_now(
+        &self,
+        meter_id: &str,
+        system_id: &str,
+    ) -> Result<MeterNow, CatalogError> {
         let system = self
             .system_of::<Meter>(meter_id.to_owned(), meter_id, system_id, |m| &m.system_id)
             .await?;
@@ -318,7 +335,15 @@ fn pack_detail(
             let mut own: Vec<(i32, crate::db::samples::BatteryCellSample)> = cells
                 .iter()
                 .filter(|c| c.battery_id == unit.battery_id)
-                .map(|c| (cell_index.get(c.cell_id.as_str()).copied().unwrap_or_default(), c.clone()))
+                .map(|c| {
+                    (
+                        cell_index
+                            .get(c.cell_id.as_str())
+                            .copied()
+                            .unwrap_or_default(),
+                        c.clone(),
+                    )
+                })
                 .collect();
             own.sort_by_key(|(index, _)| *index);
             BatteryNow {

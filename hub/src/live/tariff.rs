@@ -64,9 +64,7 @@ pub fn peak_windows(system: &System, day: NaiveDate) -> Vec<(i64, i64)> {
     };
     let tz = timezone(system);
     let next_day = day.succ_opt().unwrap_or(day);
-    let time = |value: Option<&Value>| {
-        NaiveTime::parse_from_str(value?.as_str()?, "%H:%M").ok()
-    };
+    let time = |value: Option<&Value>| NaiveTime::parse_from_str(value?.as_str()?, "%H:%M").ok();
     let mut windows = Vec::new();
     for window in tariff
         .get("peak_windows")
@@ -82,7 +80,10 @@ pub fn peak_windows(system: &System, day: NaiveDate) -> Vec<(i64, i64)> {
         } else {
             // Over midnight: the morning part and the evening part of this day.
             windows.push((local_ms(tz, day, NaiveTime::MIN), local_ms(tz, day, end)));
-            windows.push((local_ms(tz, day, start), local_ms(tz, next_day, NaiveTime::MIN)));
+            windows.push((
+                local_ms(tz, day, start),
+                local_ms(tz, next_day, NaiveTime::MIN),
+            ));
         }
     }
     windows
@@ -114,7 +115,11 @@ pub fn financial_today(
         .is_some_and(|w| !w.is_empty());
     let mut notes = Vec::new();
     if let Some(import) = today.grid_import_kwh {
-        let peak = if has_windows { *peak_import_kwh } else { Some(0.0) };
+        let peak = if has_windows {
+            *peak_import_kwh
+        } else {
+            Some(0.0)
+        };
         match peak {
             Some(peak) => {
                 let peak = peak.min(import);
