@@ -1,0 +1,632 @@
+//! The "now" API through real ingest and real gRPC, on both backends: known readings go in as a
+//! collector's batches, and every answer is checked field by field — array and system sums, the
+//! capacity-weighted SOC, stale devices left out and listed, pack failover to the priority-2
+//! adapter, the fallback to inverter SOC when packs are silent, today's energy and its price, and
+//! NOT_FOUND with the hierarchy context.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{TimeZone, Timelike};
+use common::{RunningHub, TestDb};
+use solarhub_proto::tonic::Code;
+use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
+use solarhub_proto::v1::live_service_client::LiveServiceClient;
+use solarhub_proto::v1::*;
+use tonic_types::StatusExt;
+
+const COLLECTOR: &str = "site";
+const TZ: chrono_tz::Tz = chrono_tz::Asia::Karachi;
+
+/// The real-installation fixture with every adapter assigned to `site`, pack capacities, poll
+/// intervals (inverters and meter 20 s, packs 4 s) and a tariff whose peak window starts at
+/// `peak_start` (local HH:MM) and lasts two hours.
+pub fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
+    let hub = RunningHub::start(db);
+    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+    let mut loaded = solarhub_hub::config_import::parse_config(
+        std::path::Path::new("installation.yaml"),
+        include_str!("fixtures/installation.yaml"),
+        &types,
+    )
+    .unwrap();
+    let installation = &mut loaded.installation;
+    for adapter in &mut installation.adapters {
+        adapter.collector_id = Some(COLLECTOR.into());
+        let mut config: serde_json::Value = serde_json::from_str(&adapter.config_json).unwrap();
+        let poll = if adapter.device_category == "battery" {
+            4.0
+        } else {
+            20.0
+        };
+        config["poll_interval_secs"] = poll.into();
+        adapter.config_json = config.to_string();
+    }
+    for pack in &mut installation.packs {
+        pack.nominal_kwh = Some(if pack.pack_id == "jkbms_bank" {
+            10.0
+        } else {
+            5.0
+        });
+    }
+    let (hour, minute) = peak_start.split_once(':').unwrap();
+    let end_hour = (hour.parse::<u32>().unwrap() + 2) % 24;
+    let system = installation.system.as_mut().unwrap();
+    system.tariff_json = Some(
+        serde_json::json!({
+            "currency": "PKR",
+            "price_offpeak_import": 50.0,
+            "price_peak_import": 60.0,
+            "price_export": 20.0,
+            "peak_windows": [{"start": peak_start, "end": format!("{end_hour:02}:{minute}")}],
+        })
+        .to_string(),
+    );
+    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
+    let mut conn = hub.database.get().unwrap();
+    solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, installation, false).unwrap();
+    hub
+}
+
+pub fn reading(device: &str, adapter: &str, at: i64, fields: &[(&str, f64)]) -> DeviceReading {
+    DeviceReading {
+        device_id: device.into(),
+        adapter_id: adapter.into(),
+        ts: Some(solarhub_proto::time::timestamp(at)),
+        fields: fields.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        ..DeviceReading::default()
+    }
+}
+
+fn inverter(id: &str, at: i64, values: [f64; 13]) -> DeviceReading {
+    let names = [
+        "pv_power_w",
+        "load_power_w",
+        "grid_power_w",
+        "battery_power_w",
+        "battery_soc_pct",
+        "battery_voltage_v",
+        "battery_current_a",
+        "pv_energy_today_wh",
+        "load_energy_today_wh",
+        "grid_import_today_wh",
+        "grid_export_today_wh",
+        "battery_charge_today_wh",
+        "battery_discharge_today_wh",
+    ];
+    let fields: Vec<(&str, f64)> = names.into_iter().zip(values).collect();
+    reading(id, &format!("{id}.adapter"), at, &fields)
+}
+
+fn meter(at: i64, power: f64, import_wh: f64, export_wh: f64) -> DeviceReading {
+    reading(
+        "grid_meter_1",
+        "grid_meter_1.adapter",
+        at,
+        &[
+            ("power_w", power),
+            ("voltage_v", 230.1),
+            ("frequency_hz", 50.0),
+            ("import_total_wh", import_wh),
+            ("export_total_wh", export_wh),
+        ],
+    )
+}
+
+fn jk(adapter: &str, at: i64, soc: f64, voltage: f64) -> DeviceReading {
+    let mut pack = reading(
+        "jkbms_bank",
+        adapter,
+        at,
+        &[
+            ("soc_pct", soc),
+            ("voltage_v", voltage),
+            ("current_a", 12.0),
+            ("power_w", 636.0),
+            ("temperature_c", 25.0),
+        ],
+    );
+    pack.batteries = (1..=2)
+        .map(|index| BatteryReading {
+            index,
+            fields: HashMap::from([
+                ("voltage_v".to_owned(), 26.5),
+                ("soc_pct".to_owned(), soc + f64::from(index)),
+            ]),
+            text: HashMap::from([("basic_st".to_owned(), "Charge".to_owned())]),
+            cells: (1..=2)
+                .map(|c| CellReading {
+                    index: c,
+                    fields: HashMap::from([(
+                        "voltage_v".to_owned(),
+                        3.3 + f64::from(index * 10 + c) / 1000.0,
+                    )]),
+                })
+                .collect(),
+        })
+        .collect();
+    pack
+}
+
+pub fn send(hub: &RunningHub, seq: u64, readings: Vec<DeviceReading>) -> Ack {
+    let mut client = CollectorServiceClient::new(hub.channel.clone());
+    let ack = hub
+        .runtime
+        .block_on(client.send_batch(TelemetryBatch {
+            collector_id: COLLECTOR.into(),
+            seq,
+            readings,
+        }))
+        .unwrap()
+        .into_inner();
+    assert!(ack.refused.is_empty(), "{:?}", ack.refused);
+    ack
+}
+
+#[track_caller]
+fn close(actual: Option<f64>, expected: f64) {
+    let actual = actual.unwrap_or_else(|| panic!("expected {expected}, got nothing"));
+    assert!(
+        (actual - expected).abs() < 1e-6,
+        "expected {expected}, got {actual}"
+    );
+}
+
+fn ms(ts: &Option<solarhub_proto::prost_types::Timestamp>) -> i64 {
+    solarhub_proto::time::millis(ts.as_ref().unwrap())
+}
+
+/// Waits while the local day is less than five minutes old, so every reading of the test lies in
+/// one local day.
+fn away_from_midnight() {
+    let local = chrono::Utc::now().with_timezone(&TZ);
+    let into_day = local.num_seconds_from_midnight();
+    if into_day < 300 {
+        std::thread::sleep(Duration::from_secs(u64::from(301 - into_day)));
+    }
+}
+
+fn every_now_answer(db: TestDb) {
+    away_from_midnight();
+    // The peak window starts at a minute edge 1-2 minutes ago: meter readings fall on both sides.
+    let now = chrono::Utc::now().timestamp_millis();
+    let edge = (now / 60_000 - 1) * 60_000;
+    let edge_local = TZ.timestamp_millis_opt(edge).unwrap();
+    let peak_start = format!("{:02}:{:02}", edge_local.hour(), edge_local.minute());
+    let hub = hub_for_live(&db, &peak_start);
+    let mut live = LiveServiceClient::new(hub.channel.clone());
+    let t = now - 1_000;
+
+    send(
+        &hub,
+        1,
+        vec![
+            inverter(
+                "powdrive2",
+                t,
+                [
+                    3000., 1200., -500., 400., 55., 52., 8., 12000., 6000., 1000., 3000., 2000.,
+                    1500.,
+                ],
+            ),
+            // Two minutes old: stale (poll 20 s).
+            inverter(
+                "senergy1",
+                t - 120_000,
+                [
+                    2000., 800., 100., -300., 65., 54., -5., 8000., 4000., 0., 0., 0., 0.,
+                ],
+            ),
+            inverter(
+                "powdrive1",
+                t,
+                [
+                    1500., 700., 200., -1000., 70., 51., -20., 5000., 3000., 500., 0., 1000., 800.,
+                ],
+            ),
+            meter(edge - 30_000, 90.0, 1_000_000.0, 500_000.0),
+            meter(edge, 120.0, 1_001_000.0, 500_300.0),
+            meter(t, 150.5, 1_002_500.0, 500_800.0),
+            jk("jkbms_bank.adapter1", t, 80.0, 53.0),
+            jk("jkbms_bank.adapter2", t - 500, 79.0, 52.9),
+            reading(
+                "battery1",
+                "battery1.adapter",
+                t,
+                &[
+                    ("soc_pct", 40.0),
+                    ("voltage_v", 50.0),
+                    ("current_a", -4.0),
+                    ("power_w", -200.0),
+                ],
+            ),
+        ],
+    );
+
+    let system = hub
+        .runtime
+        .block_on(live.get_system_now(GetSystemNowRequest {
+            system_id: "home".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(system.system_id, "home");
+    assert_eq!(system.timezone, "Asia/Karachi");
+    let totals = system.totals.unwrap();
+    close(totals.pv_power_w, 3000. + 1500.);
+    close(totals.load_power_w, 1200. + 700.);
+    close(totals.battery_power_w, 400. - 1000.);
+    close(totals.grid_power_w, 150.5);
+    assert_eq!(totals.grid_source, "meters");
+    close(totals.battery_voltage_v, (52. + 51.) / 2.);
+    close(totals.battery_current_a, 8. - 20.);
+    close(totals.battery_soc_pct, (80. * 10. + 40. * 5.) / 15.);
+    assert_eq!(totals.soc_source(), SocSource::Pack);
+    let stale: Vec<(&str, i64, f64)> = system
+        .stale_devices
+        .iter()
+        .map(|d| (d.device_id.as_str(), ms(&d.last_ts), d.poll_interval_secs))
+        .collect();
+    assert_eq!(stale, [("senergy1", t - 120_000, 20.0)]);
+
+    let arrays: HashMap<&str, &InverterArrayNow> = system
+        .arrays
+        .iter()
+        .map(|a| (a.array_id.as_str(), a))
+        .collect();
+    let array1 = arrays["array1"];
+    let a1 = array1.totals.as_ref().unwrap();
+    close(a1.pv_power_w, 3000.);
+    close(a1.load_power_w, 1200.);
+    close(a1.grid_power_w, -500.);
+    close(a1.battery_power_w, 400.);
+    close(a1.battery_voltage_v, 52.);
+    close(a1.battery_current_a, 8.);
+    close(a1.battery_soc_pct, 80.);
+    assert_eq!(a1.soc_source(), SocSource::Pack);
+    assert_eq!(a1.grid_source, "inverters");
+    assert_eq!(array1.stale_devices.len(), 1);
+    assert_eq!(array1.stale_devices[0].device_id, "senergy1");
+    let senergy = array1
+        .inverters
+        .iter()
+        .find(|i| i.inverter_id == "senergy1")
+        .unwrap();
+    assert!(senergy.stale);
+    close(senergy.pv_power_w, 2000.);
+    assert_eq!(ms(&senergy.ts), t - 120_000);
+    let battery_array1 = array1.battery_array.as_ref().unwrap();
+    assert_eq!(battery_array1.battery_array_id, "battery_array1");
+    assert_eq!(battery_array1.inverter_array_id, "array1");
+    close(battery_array1.soc_pct, 80.);
+    assert!(battery_array1.soc_capacity_weighted);
+    close(battery_array1.voltage_v, 53.);
+    close(battery_array1.current_a, 12.);
+    close(battery_array1.power_w, 636.);
+    let jk_pack = &battery_array1.packs[0];
+    assert_eq!(
+        (
+            jk_pack.adapter_id.as_str(),
+            jk_pack.adapter_priority,
+            jk_pack.stale
+        ),
+        ("jkbms_bank.adapter1", 1, false)
+    );
+    close(jk_pack.soc_pct, 80.);
+    let a2 = arrays["array2"].totals.as_ref().unwrap();
+    close(a2.pv_power_w, 1500.);
+    close(a2.grid_power_w, 200.);
+    close(a2.battery_soc_pct, 40.);
+    assert_eq!(a2.soc_source(), SocSource::Pack);
+    assert!(arrays["array2"].stale_devices.is_empty());
+
+    assert_eq!(system.meters.len(), 1);
+    let grid = &system.meters[0];
+    close(grid.power_w, 150.5);
+    close(grid.import_total_kwh, 1002.5);
+    close(grid.import_today_kwh, 2.5);
+    close(grid.export_today_kwh, 0.8);
+
+    let today = system.today.unwrap();
+    assert_eq!(
+        today.date,
+        TZ.timestamp_millis_opt(t)
+            .unwrap()
+            .format("%Y-%m-%d")
+            .to_string()
+    );
+    // Energy already produced does not go stale: senergy1's day counters count.
+    close(today.pv_kwh, 12. + 8. + 5.);
+    close(today.load_kwh, 6. + 4. + 3.);
+    close(today.battery_charge_kwh, 2. + 1.);
+    close(today.battery_discharge_kwh, 1.5 + 0.8);
+    assert_eq!(today.grid_source, "meters");
+    close(today.grid_import_kwh, 2.5);
+    close(today.grid_export_kwh, 0.8);
+    let money = system.financial.unwrap();
+    assert_eq!(money.currency, "PKR");
+    close(money.peak_import_kwh, 1.5);
+    close(money.offpeak_import_kwh, 1.0);
+    close(money.import_cost, 1.5 * 60. + 1.0 * 50.);
+    close(money.export_credit, 0.8 * 20.);
+    close(money.net_cost, 140. - 16.);
+    close(money.solar_value, (25. - 0.8) * 50.);
+    assert_eq!(money.note, "");
+
+    // The pack answer carries the batteries and cells of the reading it shows.
+    let pack = hub
+        .runtime
+        .block_on(live.get_battery_pack_now(GetBatteryPackNowRequest {
+            pack_id: "jkbms_bank".into(),
+            system_id: String::new(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(pack.battery_array_id, "battery_array1");
+    assert_eq!(pack.system_id, "home");
+    assert_eq!(ms(&pack.ts), t);
+    let batteries: Vec<(i32, Option<f64>, Vec<(i32, Option<f64>)>)> = pack
+        .batteries
+        .iter()
+        .map(|b| {
+            (
+                b.index,
+                b.soc_pct,
+                b.cells.iter().map(|c| (c.index, c.voltage_v)).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        batteries,
+        (1..=2)
+            .map(|b| (
+                b,
+                Some(80.0 + f64::from(b)),
+                (1..=2)
+                    .map(|c| (c, Some(3.3 + f64::from(b * 10 + c) / 1000.0)))
+                    .collect()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(pack.batteries[0].status["basic_st"], "Charge");
+
+    let inverter_now = hub
+        .runtime
+        .block_on(live.get_inverter_now(GetInverterNowRequest {
+            inverter_id: "powdrive1".into(),
+            system_id: "home".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            inverter_now.array_id.as_str(),
+            inverter_now.adapter_id.as_str(),
+            inverter_now.stale
+        ),
+        ("array2", "powdrive1.adapter", false)
+    );
+    close(inverter_now.battery_soc_pct, 70.);
+    close(inverter_now.pv_energy_today_kwh, 5.);
+    let meter_now = hub
+        .runtime
+        .block_on(live.get_meter_now(GetMeterNowRequest {
+            meter_id: "grid_meter_1".into(),
+            system_id: String::new(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(meter_now.array_id, "");
+    close(meter_now.frequency_hz, 50.);
+    let array_now = hub
+        .runtime
+        .block_on(live.get_inverter_array_now(GetInverterArrayNowRequest {
+            array_id: "array1".into(),
+            system_id: String::new(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(&array_now, array1);
+    let battery_array_now = hub
+        .runtime
+        .block_on(live.get_battery_array_now(GetBatteryArrayNowRequest {
+            battery_array_id: "battery_array2".into(),
+            system_id: String::new(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(battery_array_now.inverter_array_id, "array2");
+    close(battery_array_now.soc_pct, 40.);
+
+    // Packs fall silent (poll 4 s: stale after 12 s); the JK's priority-2 adapter keeps reporting.
+    let wait = (t + 12_500 - chrono::Utc::now().timestamp_millis()).max(0);
+    std::thread::sleep(Duration::from_millis(wait as u64));
+    let t2 = chrono::Utc::now().timestamp_millis() - 200;
+    send(
+        &hub,
+        2,
+        vec![
+            inverter(
+                "powdrive2",
+                t2,
+                [
+                    3100., 1200., -500., 400., 56., 52., 8., 12100., 6000., 1000., 3000., 2000.,
+                    1500.,
+                ],
+            ),
+            inverter(
+                "powdrive1",
+                t2,
+                [
+                    1500., 700., 200., -1000., 71., 51., -20., 5000., 3000., 500., 0., 1000., 800.,
+                ],
+            ),
+            jk("jkbms_bank.adapter2", t2, 78.0, 52.8),
+        ],
+    );
+    let system = hub
+        .runtime
+        .block_on(live.get_system_now(GetSystemNowRequest {
+            system_id: "home".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    let arrays: HashMap<&str, &InverterArrayNow> = system
+        .arrays
+        .iter()
+        .map(|a| (a.array_id.as_str(), a))
+        .collect();
+    let failed_over = &arrays["array1"].battery_array.as_ref().unwrap().packs[0];
+    assert_eq!(
+        (
+            failed_over.adapter_id.as_str(),
+            failed_over.adapter_priority,
+            failed_over.stale
+        ),
+        ("jkbms_bank.adapter2", 2, false)
+    );
+    close(failed_over.soc_pct, 78.);
+    close(
+        arrays["array1"].totals.as_ref().unwrap().battery_soc_pct,
+        78.,
+    );
+    // battery1 is silent: array2 takes its inverter's SOC, and says so.
+    let a2 = arrays["array2"].totals.as_ref().unwrap();
+    close(a2.battery_soc_pct, 71.);
+    assert_eq!(a2.soc_source(), SocSource::Inverter);
+    let battery_array2 = arrays["array2"].battery_array.as_ref().unwrap();
+    assert_eq!(battery_array2.soc_pct, None);
+    assert_eq!(battery_array2.soc_source(), SocSource::Unspecified);
+    assert_eq!(
+        battery_array2.voltage_v, None,
+        "a stale pack is not summed as 0"
+    );
+    assert_eq!(battery_array2.stale_devices[0].device_id, "battery1");
+    assert_eq!(ms(&battery_array2.stale_devices[0].last_ts), t);
+    // The system SOC: only battery arrays with pack data count.
+    let totals = system.totals.unwrap();
+    close(totals.battery_soc_pct, 78.);
+    assert_eq!(totals.soc_source(), SocSource::Pack);
+    let mut stale: Vec<&str> = system
+        .stale_devices
+        .iter()
+        .map(|d| d.device_id.as_str())
+        .collect();
+    stale.sort();
+    assert_eq!(stale, ["battery1", "senergy1"]);
+}
+
+fn not_found_with_context(db: TestDb) {
+    let hub = hub_for_live(&db, "17:00");
+    let mut live = LiveServiceClient::new(hub.channel.clone());
+    let check = |status: solarhub_proto::tonic::Status, kind: &str, id: &str, owner: &str| {
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        let info = status.get_error_details().resource_info().cloned().unwrap();
+        assert_eq!(
+            (
+                info.resource_type.as_str(),
+                info.resource_name.as_str(),
+                info.owner.as_str()
+            ),
+            (kind, id, owner),
+            "{status:?}"
+        );
+    };
+    let status = hub
+        .runtime
+        .block_on(live.get_system_now(GetSystemNowRequest {
+            system_id: "cabin".into(),
+        }))
+        .unwrap_err();
+    check(status, "system", "cabin", "");
+    let status = hub
+        .runtime
+        .block_on(live.get_inverter_now(GetInverterNowRequest {
+            inverter_id: "nope".into(),
+            system_id: String::new(),
+        }))
+        .unwrap_err();
+    check(status, "inverter", "nope", "");
+    // It exists, but not in the system the request names.
+    let status = hub
+        .runtime
+        .block_on(live.get_inverter_now(GetInverterNowRequest {
+            inverter_id: "powdrive1".into(),
+            system_id: "cabin".into(),
+        }))
+        .unwrap_err();
+    check(status, "inverter", "powdrive1", "system cabin");
+    assert_eq!(
+        status_message(&hub, &mut live),
+        "battery pack ghost not found in system home"
+    );
+    let status = hub
+        .runtime
+        .block_on(live.get_meter_now(GetMeterNowRequest {
+            meter_id: "gone".into(),
+            system_id: "home".into(),
+        }))
+        .unwrap_err();
+    check(status, "meter", "gone", "system home");
+    let status = hub
+        .runtime
+        .block_on(live.get_inverter_array_now(GetInverterArrayNowRequest {
+            array_id: "array9".into(),
+            system_id: String::new(),
+        }))
+        .unwrap_err();
+    check(status, "inverter array", "array9", "");
+    let status = hub
+        .runtime
+        .block_on(live.get_battery_array_now(GetBatteryArrayNowRequest {
+            battery_array_id: "battery_array9".into(),
+            system_id: String::new(),
+        }))
+        .unwrap_err();
+    check(status, "battery array", "battery_array9", "");
+    let status = hub
+        .runtime
+        .block_on(live.get_system_now(GetSystemNowRequest::default()))
+        .unwrap_err();
+    assert_eq!(
+        common::error_fields(&status),
+        (Code::InvalidArgument, vec!["system_id".to_owned()])
+    );
+    // No data yet is not an error: everything is unknown, and every device is listed as stale.
+    let system = hub
+        .runtime
+        .block_on(live.get_system_now(GetSystemNowRequest {
+            system_id: "home".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    let totals = system.totals.unwrap();
+    assert_eq!(
+        (
+            totals.pv_power_w,
+            totals.battery_soc_pct,
+            totals.soc_source()
+        ),
+        (None, None, SocSource::Unspecified)
+    );
+    assert_eq!(system.stale_devices.len(), 3 + 1 + 2);
+    assert!(system.stale_devices.iter().all(|d| d.last_ts.is_none()));
+}
+
+fn status_message(
+    hub: &RunningHub,
+    live: &mut LiveServiceClient<solarhub_proto::tonic::transport::Channel>,
+) -> String {
+    hub.runtime
+        .block_on(live.get_battery_pack_now(GetBatteryPackNowRequest {
+            pack_id: "ghost".into(),
+            system_id: "home".into(),
+        }))
+        .unwrap_err()
+        .message()
+        .to_owned()
+}
+
+on_both_backends!(every_now_answer, not_found_with_context);
