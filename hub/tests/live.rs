@@ -629,4 +629,285 @@ fn status_message(
         .to_owned()
 }
 
-on_both_backends!(every_now_answer, not_found_with_context);
+/// The newest powdrive1 reading a system answer shows.
+fn powdrive1_ts(system: &SystemNow) -> Option<i64> {
+    system
+        .arrays
+        .iter()
+        .flat_map(|a| &a.inverters)
+        .find(|i| i.inverter_id == "powdrive1")
+        .and_then(|i| i.ts.as_ref())
+        .map(solarhub_proto::time::millis)
+}
+
+fn powdrive1_batch(at: i64) -> Vec<DeviceReading> {
+    vec![inverter(
+        "powdrive1",
+        at,
+        [
+            1500., 700., 200., -1000., 70., 51., -20., 5000., 3000., 500., 0., 1000., 800.,
+        ],
+    )]
+}
+
+fn watchers_see_every_commit_and_never_slow_ingest(db: TestDb) {
+    let hub = hub_for_live(&db, "17:00");
+    let start = chrono::Utc::now().timestamp_millis();
+    let at = |seq: u64| start + seq as i64 * 10;
+    let burst = 300u64;
+    let send_burst = |seqs: std::ops::Range<u64>| {
+        let began = std::time::Instant::now();
+        for seq in seqs {
+            send(&hub, seq, powdrive1_batch(at(seq)));
+        }
+        began.elapsed()
+    };
+    // Baseline: the same burst with nobody watching.
+    let unwatched = send_burst(1..1 + burst);
+
+    let watch = |channel: solarhub_proto::tonic::transport::Channel| {
+        hub.runtime
+            .block_on(
+                LiveServiceClient::new(channel).watch_system(WatchSystemRequest {
+                    system_id: "home".into(),
+                }),
+            )
+            .unwrap()
+            .into_inner()
+    };
+    let mut prompt = watch(hub.channel.clone());
+    // A dashboard on a slow link: a small flow-control window, and it does not read until the end.
+    let slow_link = hub.runtime.block_on(async {
+        solarhub_proto::tonic::transport::Channel::from_shared(hub.url.clone())
+            .unwrap()
+            .initial_stream_window_size(Some(4 * 1024))
+            .connect()
+            .await
+            .unwrap()
+    });
+    let mut stalled = watch(slow_link);
+    let first = hub.runtime.block_on(prompt.message()).unwrap().unwrap();
+    assert_eq!(first.skipped_updates, 0);
+    assert_eq!(powdrive1_ts(first.now.as_ref().unwrap()), Some(at(burst)));
+
+    // Each commit reaches the prompt watcher within a second of its ack.
+    let mut latencies = Vec::new();
+    let mut seq = burst;
+    for _ in 0..20 {
+        seq += 1;
+        send(&hub, seq, powdrive1_batch(at(seq)));
+        let acked = std::time::Instant::now();
+        hub.runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), async {
+                loop {
+                    let update = prompt.message().await.unwrap().unwrap();
+                    if powdrive1_ts(update.now.as_ref().unwrap()) == Some(at(seq)) {
+                        break;
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("commit {seq} not seen by the watcher within 1 s"))
+        });
+        latencies.push(acked.elapsed());
+    }
+    drop(prompt);
+    latencies.sort();
+    println!(
+        "watch latency after ack: median {:?}, max {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+
+    // The same burst while the stalled watcher is open: every batch is acked.
+    let watched = send_burst(seq + 1..seq + 1 + burst);
+    let last = seq + burst;
+    println!(
+        "{burst} batches: {unwatched:?} unwatched, {watched:?} with a stalled watcher (ratio {:.2})",
+        watched.as_secs_f64() / unwatched.as_secs_f64()
+    );
+    // The stalled watcher then catches up with merged states, not one per commit, and every
+    // commit is accounted for in skipped_updates.
+    let commits = last - burst;
+    let (messages, accounted) = hub.runtime.block_on(async {
+        let mut messages = 0u64;
+        let mut accounted = 0u64;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let update = stalled.message().await.unwrap().unwrap();
+                messages += 1;
+                accounted += 1 + update.skipped_updates;
+                if powdrive1_ts(update.now.as_ref().unwrap()) == Some(at(last)) {
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the stalled watcher reaches the newest state");
+        (messages, accounted)
+    });
+    println!("stalled watcher: {messages} messages for {commits} commits");
+    assert!(
+        messages < commits / 2,
+        "a slow watcher gets merged states ({messages} messages for {commits} commits)"
+    );
+    // Its first message is the state before these commits; the rest cover every one of them.
+    assert!(
+        accounted > commits,
+        "skipped_updates accounts for every commit ({accounted} for {commits})"
+    );
+}
+
+/// Two hubs on one database: a collector streams real simulated readings to hub A (in this
+/// process), and hub B (a `solarhub-hub serve` process) answers every "now" call identically and
+/// pushes the commits made through A to its own watchers.
+fn two_hubs_answer_alike(db: TestDb) {
+    use solarhub_collector::uplink::{UplinkConfig, run_collector};
+
+    let hub_a = RunningHub::start(&db);
+    let port = hub_a.runtime.block_on(common::site::simulated_gateway());
+    // Polled every 2 s: the devices stay fresh for 6 s after the collector stops, while both hubs
+    // are asked.
+    common::site::assign_to_collector(&mut hub_a.database.get().unwrap(), COLLECTOR, port, 2.0);
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let b_port = common::free_port();
+    let _hub_b = Kill(
+        common::hub_binary()
+            .args([
+                "--database-url",
+                &db.url_arg(),
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{b_port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let b_channel = hub_a.runtime.block_on(async {
+        let endpoint = solarhub_proto::tonic::transport::Channel::from_shared(format!(
+            "http://127.0.0.1:{b_port}"
+        ))
+        .unwrap();
+        for _ in 0..100 {
+            if let Ok(channel) = endpoint.connect().await {
+                return channel;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("hub B did not start");
+    });
+    let mut a = LiveServiceClient::new(hub_a.channel.clone());
+    let mut b = LiveServiceClient::new(b_channel);
+    let mut b_watch = hub_a
+        .runtime
+        .block_on(b.watch_system(WatchSystemRequest {
+            system_id: "home".into(),
+        }))
+        .unwrap()
+        .into_inner();
+
+    let outbox = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let collector = hub_a.runtime.spawn({
+        let config = UplinkConfig {
+            hub: hub_a.url.clone(),
+            collector_id: COLLECTOR.into(),
+            version: "test".into(),
+            batch_max_readings: 2,
+            batch_max_wait: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(1),
+        };
+        let dir = outbox.path().to_owned();
+        async move { run_collector(config, &dir, None, stopped).await }
+    });
+    // Hub B's watcher sees the readings that hub A commits.
+    let seen: Vec<i64> = hub_a.runtime.block_on(async {
+        let mut seen = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while seen.len() < 3 {
+                let update = b_watch.message().await.unwrap().unwrap();
+                if let Some(ts) = powdrive1_ts(update.now.as_ref().unwrap())
+                    && seen.last() != Some(&ts)
+                {
+                    seen.push(ts);
+                }
+            }
+        })
+        .await
+        .expect("hub B's watcher sees hub A's commits");
+        seen
+    });
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+
+    // Stop the collector, then ask both hubs the same questions.
+    hub_a.runtime.block_on(async {
+        stop.send(true).unwrap();
+        collector.await.unwrap().unwrap();
+    });
+    let (from_a, from_b) = hub_a.runtime.block_on(async {
+        let ask = |client: &mut LiveServiceClient<_>| {
+            let mut client = client.clone();
+            async move {
+                let mut system = client
+                    .get_system_now(GetSystemNowRequest {
+                        system_id: "home".into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                system.as_of = None;
+                let inverter = client
+                    .get_inverter_now(GetInverterNowRequest {
+                        inverter_id: "powdrive1".into(),
+                        system_id: "home".into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let meter = client
+                    .get_meter_now(GetMeterNowRequest {
+                        meter_id: "grid_meter_1".into(),
+                        system_id: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let array = client
+                    .get_inverter_array_now(GetInverterArrayNowRequest {
+                        array_id: "array2".into(),
+                        system_id: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (system, inverter, meter, array)
+            }
+        };
+        (ask(&mut a).await, ask(&mut b).await)
+    });
+    assert_eq!(from_a, from_b, "both hubs give the same answers");
+    let (system, inverter_now, meter_now, _) = from_b;
+    assert!(inverter_now.pv_power_w.is_some() && meter_now.power_w.is_some());
+    assert!(
+        system
+            .arrays
+            .iter()
+            .any(|a| a.array_id == "array2" && a.totals.as_ref().unwrap().pv_power_w.is_some()),
+        "the answer has powdrive1's data: {system:?}"
+    );
+}
+
+on_both_backends!(
+    every_now_answer,
+    not_found_with_context,
+    watchers_see_every_commit_and_never_slow_ingest,
+    two_hubs_answer_alike,
+);

@@ -132,7 +132,10 @@ pub async fn serve_with(
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
     let served = Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|error| ServeError::Transport(error.to_string()));
     let _ = stop_sampler.send(());
