@@ -24,7 +24,15 @@ const TZ: chrono_tz::Tz = chrono_tz::Asia::Karachi;
 /// intervals (inverters and meter 20 s, packs 4 s) and a tariff whose peak window starts at
 /// `peak_start` (local HH:MM) and lasts two hours.
 pub fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
-    let hub = RunningHub::start(db);
+    hub_for_live_with(db, peak_start, Default::default())
+}
+
+pub fn hub_for_live_with(
+    db: &TestDb,
+    peak_start: &str,
+    options: solarhub_hub::grpc::ServeOptions,
+) -> RunningHub {
+    let hub = RunningHub::start_with(db, options);
     let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
     let mut loaded = solarhub_hub::config_import::parse_config(
         std::path::Path::new("installation.yaml"),
@@ -758,6 +766,107 @@ fn watchers_see_every_commit_and_never_slow_ingest(db: TestDb) {
     );
 }
 
+/// `array_samples` rows appear on the cadence, stamped on its multiples, with the array's sums and
+/// SOC source; an array whose inverters are all stale gets no row (a gap, not zeros).
+fn array_samples_follow_the_cadence(db: TestDb) {
+    let every = Duration::from_millis(500);
+    let hub = hub_for_live_with(
+        &db,
+        "17:00",
+        solarhub_hub::grpc::ServeOptions {
+            array_samples_every: Some(every),
+        },
+    );
+    let t = chrono::Utc::now().timestamp_millis();
+    send(
+        &hub,
+        1,
+        vec![
+            inverter(
+                "powdrive1",
+                t,
+                [
+                    1500., 700., 200., -1000., 70., 51., -20., 5000., 3000., 500., 0., 1000., 800.,
+                ],
+            ),
+            reading("battery1", "battery1.adapter", t, &[("soc_pct", 40.0)]),
+            // array1's inverters are both stale.
+            inverter("powdrive2", t - 300_000, [3000.; 13]),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1600));
+    let rows = stored_array_samples(&hub);
+    assert!(rows.len() >= 2, "{rows:?}");
+    for (array_id, ts, pv, grid, soc, source) in &rows {
+        assert_eq!(
+            array_id, "array2",
+            "no rows for an array with only stale inverters"
+        );
+        assert_eq!(ts % every.as_millis() as i64, 0, "stamped on the cadence");
+        assert!(*ts > t);
+        assert_eq!(
+            (*pv, *grid, *soc, source.as_deref()),
+            (Some(1500.), Some(200.), Some(40.), Some("pack"))
+        );
+    }
+    let stamps: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    assert!(
+        stamps
+            .windows(2)
+            .all(|w| w[1] - w[0] == every.as_millis() as i64),
+        "one row per tick: {stamps:?}"
+    );
+}
+
+#[allow(clippy::type_complexity)]
+fn stored_array_samples(
+    hub: &RunningHub,
+) -> Vec<(
+    String,
+    i64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<String>,
+)> {
+    use diesel::sql_types::{BigInt, Double, Nullable, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        array_id: String,
+        #[diesel(sql_type = BigInt)]
+        ts: i64,
+        #[diesel(sql_type = Nullable<Double>)]
+        pv_power_w: Option<f64>,
+        #[diesel(sql_type = Nullable<Double>)]
+        grid_power_w: Option<f64>,
+        #[diesel(sql_type = Nullable<Double>)]
+        battery_soc_pct: Option<f64>,
+        #[diesel(sql_type = Nullable<Text>)]
+        soc_source: Option<String>,
+    }
+    let rows: Vec<Row> = diesel::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT array_id, ts, pv_power_w, grid_power_w, battery_soc_pct, soc_source \
+             FROM array_samples ORDER BY array_id, ts",
+        ),
+        &mut *hub.database.get().unwrap(),
+    )
+    .unwrap();
+    rows.into_iter()
+        .map(|r| {
+            (
+                r.array_id,
+                r.ts,
+                r.pv_power_w,
+                r.grid_power_w,
+                r.battery_soc_pct,
+                r.soc_source,
+            )
+        })
+        .collect()
+}
+
 /// Two hubs on one database: a collector streams real simulated readings to hub A (in this
 /// process), and hub B (a `solarhub-hub serve` process) answers every "now" call identically and
 /// pushes the commits made through A to its own watchers.
@@ -910,4 +1019,5 @@ on_both_backends!(
     not_found_with_context,
     watchers_see_every_commit_and_never_slow_ingest,
     two_hubs_answer_alike,
+    array_samples_follow_the_cadence,
 );

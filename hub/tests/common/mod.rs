@@ -159,6 +159,10 @@ pub struct RunningHub {
 
 impl RunningHub {
     pub fn start(db: &TestDb) -> RunningHub {
+        RunningHub::start_with(db, solarhub_hub::grpc::ServeOptions::default())
+    }
+
+    pub fn start_with(db: &TestDb, options: solarhub_hub::grpc::ServeOptions) -> RunningHub {
         let database = db.migrated();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
@@ -172,9 +176,14 @@ impl RunningHub {
                 .await
                 .unwrap();
             let addr = listener.local_addr().unwrap();
-            tokio::spawn(solarhub_hub::grpc::serve(serving, listener, async move {
-                let _ = stopped.await;
-            }));
+            tokio::spawn(solarhub_hub::grpc::serve_with(
+                serving,
+                listener,
+                options,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
             let url = format!("http://{addr}");
             let channel = solarhub_proto::tonic::transport::Channel::from_shared(url.clone())
                 .unwrap()
