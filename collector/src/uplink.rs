@@ -239,7 +239,7 @@ pub async fn send_outbox(
         if *shutdown.borrow() {
             return;
         }
-        let session = session(&config, &outbox, &mut stored, &mut shutdown).await;
+        let session = session(&config, &outbox, &mut stored, &mut shutdown, &mut backoff).await;
         let wait = Backoff::jittered(backoff.failed());
         match session {
             Ok(()) => return,
@@ -268,6 +268,7 @@ async fn session(
     outbox: &Arc<Mutex<Outbox>>,
     stored: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
 ) -> Result<(), UplinkError> {
     let (mut client, registered) = connect_and_register(config).await?;
     {
@@ -287,6 +288,8 @@ async fn session(
         })?
         .into_inner();
     tracing::info!(hub = %config.hub, collector = %config.collector_id, last_committed_seq = registered.last_committed_seq, "streaming to the hub");
+    // This session got through: the next loss starts over from the shortest wait.
+    backoff.succeeded();
     let mut sent_up_to = registered.last_committed_seq;
     let mut input_closed = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
