@@ -375,7 +375,8 @@ fn every_now_answer(db: TestDb) {
     assert_eq!(pack.battery_array_id, "battery_array1");
     assert_eq!(pack.system_id, "home");
     assert_eq!(ms(&pack.ts), t);
-    let batteries: Vec<(i32, Option<f64>, Vec<(i32, Option<f64>)>)> = pack
+    type Cells = Vec<(i32, Option<f64>)>;
+    let batteries: Vec<(i32, Option<f64>, Cells)> = pack
         .batteries
         .iter()
         .map(|b| {

@@ -169,12 +169,15 @@ pub fn pack_detail_at(
     Ok((units, cells))
 }
 
+/// A meter's (import, export) energy counters, Wh.
+pub type Counters = (Option<f64>, Option<f64>);
+
 /// The first (import, export) counter reading of `meter_id` at or after `since`.
 pub fn meter_counters_since(
     conn: &mut DbConnection,
     meter_id: &str,
     since: i64,
-) -> Result<Option<(Option<f64>, Option<f64>)>, DbError> {
+) -> Result<Option<Counters>, DbError> {
     use schema::meter_samples::dsl as m;
     Ok(m::meter_samples
         .filter(m::meter_id.eq(meter_id).and(m::ts.ge(since)))

@@ -28,7 +28,7 @@ pub struct Inputs {
     pub meters: HashMap<(String, i64), MeterSample>,
     pub banks: HashMap<(String, i64), BatteryBankSample>,
     /// First (import, export) counters of each meter since the local day began.
-    pub meter_day_start: HashMap<String, (Option<f64>, Option<f64>)>,
+    pub meter_day_start: HashMap<String, crate::db::live::Counters>,
     /// Grid import counter (Wh) of a device (meter or inverter) at a time: its first reading at or
     /// after that time.
     pub import_counter_at: HashMap<(String, i64), f64>,
