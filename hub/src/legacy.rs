@@ -534,6 +534,7 @@ fn copy_legacy(
     copier.copy_units()?;
     copier.copy_cells()?;
     copier.copy_meters()?;
+    crate::db::live::latest_from_samples(copier.target)?;
     copier.note_tables_not_copied()?;
     Ok(copier.report)
 }

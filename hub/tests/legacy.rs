@@ -208,6 +208,34 @@ fn assert_matches_source(stored: &Stored, expected: &Expected) {
     );
 }
 
+/// After a legacy copy, each device's latest reading is its newest legacy sample.
+fn assert_latest_is_newest_sample(conn: &mut DbConnection) {
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        device_id: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        ts: i64,
+    }
+    let load = |conn: &mut DbConnection, sql: &str| -> Vec<Row> {
+        diesel::RunQueryDsl::load(diesel::sql_query(sql), conn).unwrap()
+    };
+    let latest = load(
+        conn,
+        "SELECT device_id, MAX(ts) AS ts FROM latest_readings GROUP BY device_id ORDER BY device_id",
+    );
+    let newest = load(
+        conn,
+        "SELECT device_id, MAX(ts) AS ts FROM (\
+           SELECT inverter_id AS device_id, ts FROM energy_samples \
+           UNION ALL SELECT meter_id, ts FROM meter_samples \
+           UNION ALL SELECT pack_id, ts FROM battery_bank_samples) AS s \
+         GROUP BY device_id ORDER BY device_id",
+    );
+    assert!(!newest.is_empty());
+    assert_eq!(latest, newest, "latest_readings after the copy");
+}
+
 fn write_config(dir: &Path, site: &Site) -> PathBuf {
     let path = dir.join("config.yaml");
     std::fs::write(&path, legacy_fixture::config_yaml(site)).unwrap();
@@ -276,6 +304,7 @@ fn in_place_upgrade(site: &Site, flavour: Flavour) {
     let mut conn = url.connect().unwrap();
     let stored_rows = stored(&mut conn);
     assert_matches_source(&stored_rows, &expected);
+    assert_latest_is_newest_sample(&mut conn);
     // The old tables are kept, renamed, and the ones solarhub does not use are untouched.
     assert_eq!(
         introspect::row_count(&mut conn, "legacy_energy_samples").unwrap() as usize,
@@ -367,6 +396,7 @@ fn import_legacy_into(db: TestDb) {
     let mut conn = database.get().unwrap();
     let first = stored(&mut conn);
     assert_matches_source(&first, &expected);
+    assert_latest_is_newest_sample(&mut conn);
 
     let again = legacy::import_legacy(&database, &file, Some(&config)).unwrap();
     assert_eq!(again.inserted_total(), 0, "{again}");

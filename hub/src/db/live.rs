@@ -213,3 +213,39 @@ pub fn system_ids(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
         .order(s::system_id)
         .load(conn)?)
 }
+
+/// Records, for every device with samples, its newest sample as its latest reading (where no newer
+/// one is recorded): after a legacy copy, "now" shows each device's last legacy reading as stale
+/// with its time, rather than "never reported". Inverter and meter samples carry no adapter; they
+/// are recorded under the device's adapter (or "").
+pub fn latest_from_samples(conn: &mut DbConnection) -> Result<(), DbError> {
+    use diesel::RunQueryDsl;
+    let now = super::now_ms();
+    // `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
+    let upsert = "ON CONFLICT (device_id, adapter_id) DO UPDATE SET ts = excluded.ts, \
+                  committed_at = excluded.committed_at WHERE latest_readings.ts < excluded.ts";
+    let statements = [
+        format!(
+            "INSERT INTO latest_readings (device_id, adapter_id, device_type, system_id, ts, committed_at) \
+             SELECT e.inverter_id, COALESCE(i.adapter_id, ''), 'inverter', i.system_id, MAX(e.ts), {now} \
+             FROM energy_samples e JOIN inverters i ON i.inverter_id = e.inverter_id WHERE true \
+             GROUP BY e.inverter_id, i.adapter_id, i.system_id {upsert}"
+        ),
+        format!(
+            "INSERT INTO latest_readings (device_id, adapter_id, device_type, system_id, ts, committed_at) \
+             SELECT s.meter_id, COALESCE(m.adapter_id, ''), 'meter', m.system_id, MAX(s.ts), {now} \
+             FROM meter_samples s JOIN meters m ON m.meter_id = s.meter_id WHERE true \
+             GROUP BY s.meter_id, m.adapter_id, m.system_id {upsert}"
+        ),
+        format!(
+            "INSERT INTO latest_readings (device_id, adapter_id, device_type, system_id, ts, committed_at) \
+             SELECT b.pack_id, COALESCE(b.adapter_id, ''), 'battery_pack', p.system_id, MAX(b.ts), {now} \
+             FROM battery_bank_samples b JOIN battery_packs p ON p.pack_id = b.pack_id WHERE true \
+             GROUP BY b.pack_id, COALESCE(b.adapter_id, ''), p.system_id {upsert}"
+        ),
+    ];
+    for statement in statements {
+        diesel::sql_query(statement).execute(conn)?;
+    }
+    Ok(())
+}
