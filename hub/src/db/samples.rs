@@ -8,7 +8,7 @@ use super::{DbConnection, DbError, schema};
 /// Rows per INSERT statement: well under both backends' bind-parameter limits for the widest table.
 pub const INSERT_BATCH_ROWS: usize = 500;
 
-#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = schema::energy_samples, treat_none_as_default_value = false)]
 pub struct EnergySample {
     pub inverter_id: String,
@@ -38,7 +38,7 @@ pub struct EnergySample {
     pub battery_discharge_total_wh: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = schema::array_samples, treat_none_as_default_value = false)]
 pub struct ArraySample {
     pub array_id: String,
@@ -54,7 +54,7 @@ pub struct ArraySample {
     pub battery_current_a: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = schema::battery_bank_samples, treat_none_as_default_value = false)]
 pub struct BatteryBankSample {
     pub pack_id: String,
@@ -72,7 +72,7 @@ pub struct BatteryBankSample {
     pub cells_per_battery: Option<i32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = schema::battery_unit_samples, treat_none_as_default_value = false)]
 pub struct BatteryUnitSample {
     pub battery_id: String,
@@ -98,7 +98,7 @@ pub struct BatteryUnitSample {
     pub sys_events: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = schema::battery_cell_samples, treat_none_as_default_value = false)]
 pub struct BatteryCellSample {
     pub cell_id: String,
@@ -115,7 +115,7 @@ pub struct BatteryCellSample {
     pub temp_st: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = schema::meter_samples, treat_none_as_default_value = false)]
 pub struct MeterSample {
     pub meter_id: String,

@@ -675,6 +675,191 @@ mod tests {
         assert!(is_stale(None, 5.0, 0));
     }
 
+    use crate::catalog::{
+        Adapter, BatteryArray, BatteryArrayAttachment, BatteryPack, Inverter, InverterArray,
+    };
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn adapter(id: &str, device: &str) -> Adapter {
+        Adapter {
+            adapter_id: id.into(),
+            adapter_type: "x".into(),
+            device_category: "x".into(),
+            device_id: Some(device.into()),
+            device_type: None,
+            collector_id: None,
+            config_json: "{}".into(),
+            priority: 1,
+            enabled: true,
+        }
+    }
+
+    fn pack(id: &str, battery_array: Option<&str>, kwh: Option<f64>) -> BatteryPack {
+        BatteryPack {
+            pack_id: id.into(),
+            battery_array_id: battery_array.map(str::to_owned),
+            system_id: "s".into(),
+            name: id.into(),
+            chemistry: None,
+            nominal_kwh: kwh,
+            max_charge_kw: None,
+            max_discharge_kw: None,
+            batteries_count: None,
+            cells_per_battery: None,
+        }
+    }
+
+    /// Array `a` with inverters i1 (SOC 50) and i2 (SOC 70), battery array `ba` attached to it
+    /// with packs p1 and p2, and pack p3 in no battery array; each pack reports `socs` at `age` ms.
+    fn inputs(kwh: [Option<f64>; 3], socs: [f64; 3], age: i64) -> Inputs {
+        let mut inputs = Inputs {
+            system: Some(System {
+                system_id: "s".into(),
+                name: "s".into(),
+                description: None,
+                timezone: "UTC".into(),
+                currency: None,
+                tariff_json: None,
+            }),
+            now: NOW,
+            ..Inputs::default()
+        };
+        let installation = &mut inputs.installation;
+        installation.arrays.push(InverterArray {
+            array_id: "a".into(),
+            system_id: "s".into(),
+            name: "a".into(),
+            pv_capacity_kw: None,
+        });
+        installation.battery_arrays.push(BatteryArray {
+            battery_array_id: "ba".into(),
+            system_id: "s".into(),
+            name: "ba".into(),
+        });
+        installation.attachments.push(BatteryArrayAttachment {
+            battery_array_id: "ba".into(),
+            attached_since: 0,
+            inverter_array_id: "a".into(),
+            system_id: "s".into(),
+            detached_at: None,
+        });
+        for (id, soc) in [("i1", 50.0), ("i2", 70.0)] {
+            installation.inverters.push(Inverter {
+                inverter_id: id.into(),
+                array_id: "a".into(),
+                system_id: "s".into(),
+                adapter_id: Some(format!("{id}.adapter")),
+                name: id.into(),
+                model: None,
+                serial_number: None,
+                vendor: None,
+                phase_type: None,
+                rated_power_w: None,
+                settings_json: None,
+            });
+            installation
+                .adapters
+                .push(adapter(&format!("{id}.adapter"), id));
+            inputs.latest.push(LatestReading {
+                device_id: id.into(),
+                adapter_id: format!("{id}.adapter"),
+                device_type: "inverter".into(),
+                system_id: "s".into(),
+                ts: NOW - 1000,
+                committed_at: NOW,
+            });
+            inputs.energy.insert(
+                (id.into(), NOW - 1000),
+                EnergySample {
+                    inverter_id: id.into(),
+                    ts: NOW - 1000,
+                    battery_soc_pct: Some(soc),
+                    ..EnergySample::default()
+                },
+            );
+        }
+        for (index, id) in ["p1", "p2", "p3"].into_iter().enumerate() {
+            let battery_array = (id != "p3").then_some("ba");
+            installation.packs.push(pack(id, battery_array, kwh[index]));
+            installation
+                .adapters
+                .push(adapter(&format!("{id}.adapter"), id));
+            inputs.latest.push(LatestReading {
+                device_id: id.into(),
+                adapter_id: format!("{id}.adapter"),
+                device_type: "battery_pack".into(),
+                system_id: "s".into(),
+                ts: NOW - age,
+                committed_at: NOW,
+            });
+            inputs.banks.insert(
+                (id.into(), NOW - age),
+                BatteryBankSample {
+                    pack_id: id.into(),
+                    ts: NOW - age,
+                    soc_pct: Some(socs[index]),
+                    ..BatteryBankSample::default()
+                },
+            );
+        }
+        inputs
+    }
+
+    #[test]
+    fn battery_array_soc_is_capacity_weighted_only_when_every_pack_has_a_capacity() {
+        let weighted = system_now(&inputs(
+            [Some(10.0), Some(30.0), Some(5.0)],
+            [80.0, 40.0, 90.0],
+            1000,
+        ))
+        .unwrap();
+        let ba = &weighted.battery_arrays[0];
+        assert_eq!((ba.soc_pct, ba.soc_capacity_weighted), (Some(50.0), true));
+        assert_eq!(weighted.arrays[0].totals.battery_soc_pct, Some(50.0));
+        assert_eq!(weighted.arrays[0].totals.soc_source, SocSource::Pack);
+        // System: battery array (40 kWh at 50 %) and the loose pack (5 kWh at 90 %).
+        let system_soc = weighted.totals.battery_soc_pct.unwrap();
+        assert!((system_soc - (50.0 * 40.0 + 90.0 * 5.0) / 45.0).abs() < 1e-9);
+
+        let plain = system_now(&inputs(
+            [Some(10.0), None, Some(5.0)],
+            [80.0, 40.0, 90.0],
+            1000,
+        ))
+        .unwrap();
+        let ba = &plain.battery_arrays[0];
+        assert_eq!((ba.soc_pct, ba.soc_capacity_weighted), (Some(60.0), false));
+        // A battery array of unknown capacity makes the system a plain mean too.
+        assert_eq!(plain.totals.battery_soc_pct, Some((60.0 + 90.0) / 2.0));
+    }
+
+    #[test]
+    fn silent_packs_fall_back_to_inverter_soc_everywhere() {
+        // Packs last reported a minute ago (poll 5 s): stale.
+        let now = system_now(&inputs(
+            [Some(10.0), Some(30.0), Some(5.0)],
+            [80.0, 40.0, 90.0],
+            60_000,
+        ))
+        .unwrap();
+        let ba = &now.battery_arrays[0];
+        assert_eq!((ba.soc_pct, ba.soc_source), (None, SocSource::None));
+        assert_eq!(ba.stale.len(), 2);
+        let array = &now.arrays[0].totals;
+        assert_eq!(
+            (array.battery_soc_pct, array.soc_source),
+            (Some(60.0), SocSource::Inverter)
+        );
+        assert_eq!(
+            (now.totals.battery_soc_pct, now.totals.soc_source),
+            (Some(60.0), SocSource::Inverter)
+        );
+        let mut stale: Vec<&str> = now.stale.iter().map(|d| d.device_id.as_str()).collect();
+        stale.sort();
+        assert_eq!(stale, ["p1", "p2", "p3"]);
+    }
+
     #[test]
     fn sums_of_nothing_are_unknown_not_zero() {
         assert_eq!(sum([None, None]), None);
