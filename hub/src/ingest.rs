@@ -445,6 +445,25 @@ fn build_rows(
             }
         }
     }
+    let mut ranges: HashMap<&str, crate::db::rollups::Pending> = HashMap::new();
+    for row in latest.values() {
+        let range = ranges
+            .entry(&row.device_id)
+            .or_insert_with(|| crate::db::rollups::Pending {
+                device_id: row.device_id.clone(),
+                system_id: row.system_id.clone(),
+                from_ts: row.ts,
+                to_ts: row.ts,
+            });
+        range.to_ts = range.to_ts.max(row.ts);
+    }
+    for reading in &batch.readings {
+        if let Some(range) = ranges.get_mut(reading.device_id.as_str()) {
+            range.from_ts = range.from_ts.min(reading.ts);
+        }
+    }
+    rows.pending = ranges.into_values().collect();
+    rows.pending.sort_by(|a, b| a.device_id.cmp(&b.device_id));
     rows.latest = latest.into_values().collect();
     (rows, refused, accepted)
 }

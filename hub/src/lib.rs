@@ -16,3 +16,4 @@ pub mod ingest;
 pub mod json_schema;
 pub mod legacy;
 pub mod live;
+pub mod rollup;

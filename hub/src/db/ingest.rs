@@ -126,6 +126,8 @@ pub struct BatchRows {
     pub new_cells: Vec<BatteryCell>,
     /// The newest reading of each (device, adapter) in the batch (`committed_at` is set on commit).
     pub latest: Vec<LatestReading>,
+    /// The time range of each device's readings, for the roller.
+    pub pending: Vec<super::rollups::Pending>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +250,9 @@ pub fn commit_batch(
         row.committed_at = now;
     }
     live::record_latest(conn, &mut latest)?;
+    if stored > 0 {
+        super::rollups::add_pending(conn, &rows.pending)?;
+    }
     diesel::update(c::collectors.find(collector_id))
         .set((
             c::last_seq.eq(seq),

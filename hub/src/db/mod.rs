@@ -14,6 +14,7 @@ pub mod legacy_imports;
 pub mod legacy_source;
 pub mod live;
 mod migrate;
+pub mod rollups;
 pub mod samples;
 pub mod schema;
 

@@ -704,3 +704,12 @@ diesel::table! {
         committed_at -> BigInt,
     }
 }
+
+diesel::table! {
+    rollup_pending (device_id, from_ts, to_ts) {
+        device_id -> Text,
+        system_id -> Text,
+        from_ts -> BigInt,
+        to_ts -> BigInt,
+    }
+}

@@ -1,1 +1,2 @@
+DROP TABLE rollup_pending;
 DROP TABLE latest_readings;

@@ -15,3 +15,16 @@ CREATE TABLE latest_readings (
     PRIMARY KEY (device_id, adapter_id)
 );
 CREATE INDEX latest_readings_system_id ON latest_readings (system_id);
+
+-- Time ranges of devices whose samples changed and whose rollups must be rolled again (DESIGN
+-- §3.3). Ingest adds one per device per batch inside the batch's transaction; the roller removes
+-- the ones it has rolled. Rolling is recomputing from raw samples, so a range rolled twice (two
+-- hubs, a crash between roll and delete) changes nothing.
+CREATE TABLE rollup_pending (
+    device_id TEXT NOT NULL,
+    system_id TEXT NOT NULL,
+    from_ts BIGINT NOT NULL,
+    to_ts BIGINT NOT NULL,
+    PRIMARY KEY (device_id, from_ts, to_ts)
+);
+CREATE INDEX rollup_pending_system_id ON rollup_pending (system_id);

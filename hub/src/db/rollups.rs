@@ -1,0 +1,349 @@
+//! Rollup storage (DESIGN §3.3): the ten rollup tables as rows, the samples a roll reads, and the
+//! pending ranges ingest leaves for the roller.
+
+use diesel::prelude::*;
+
+use super::samples::{BatteryBankSample, EnergySample, MeterSample};
+use super::{DbConnection, DbError, schema};
+
+/// Rows per INSERT statement: under both backends' bind-parameter limits for the widest table.
+const INSERT_ROWS: usize = 400;
+
+macro_rules! energy_table {
+    ($row:ident, $table:ident, [$($field:ident: $ty:ty),*]) => {
+        #[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+        #[diesel(table_name = schema::$table, treat_none_as_default_value = false)]
+        pub struct $row {
+            $(pub $field: $ty,)*
+            pub bucket_start: i64,
+            pub bucket_end: i64,
+            pub date: String,
+            pub solar_kwh: Option<f64>,
+            pub load_kwh: Option<f64>,
+            pub battery_charge_kwh: Option<f64>,
+            pub battery_discharge_kwh: Option<f64>,
+            pub grid_import_kwh: Option<f64>,
+            pub grid_export_kwh: Option<f64>,
+            pub avg_pv_power_w: Option<f64>,
+            pub peak_pv_power_w: Option<f64>,
+            pub avg_load_power_w: Option<f64>,
+            pub peak_load_power_w: Option<f64>,
+            pub avg_grid_power_w: Option<f64>,
+            pub peak_grid_import_w: Option<f64>,
+            pub peak_grid_export_w: Option<f64>,
+            pub avg_battery_power_w: Option<f64>,
+            pub soc_min_pct: Option<f64>,
+            pub soc_avg_pct: Option<f64>,
+            pub soc_max_pct: Option<f64>,
+            pub sample_count: i64,
+            pub coverage_pct: f64,
+            pub updated_at: i64,
+        }
+    };
+}
+
+energy_table!(InverterHour, hourly_energy, [inverter_id: String, hour_start: i32, array_id: Option<String>, system_id: String]);
+energy_table!(ArrayHour, array_hourly_energy, [array_id: String, hour_start: i32, system_id: String]);
+energy_table!(SystemHour, system_hourly_energy, [system_id: String, hour_start: i32]);
+energy_table!(InverterDay, daily_summary, [inverter_id: String, array_id: Option<String>, system_id: String, battery_cycles: Option<f64>]);
+energy_table!(ArrayDay, array_daily_summary, [array_id: String, system_id: String, battery_cycles: Option<f64>]);
+energy_table!(SystemDay, system_daily_summary, [system_id: String, battery_cycles: Option<f64>]);
+
+macro_rules! battery_table {
+    ($row:ident, $table:ident, [$($field:ident: $ty:ty),*]) => {
+        #[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+        #[diesel(table_name = schema::$table, treat_none_as_default_value = false)]
+        pub struct $row {
+            pub pack_id: String,
+            $(pub $field: $ty,)*
+            pub bucket_start: i64,
+            pub bucket_end: i64,
+            pub date: String,
+            pub battery_array_id: Option<String>,
+            pub system_id: String,
+            pub charge_kwh: Option<f64>,
+            pub discharge_kwh: Option<f64>,
+            pub avg_power_w: Option<f64>,
+            pub peak_charge_w: Option<f64>,
+            pub peak_discharge_w: Option<f64>,
+            pub avg_voltage_v: Option<f64>,
+            pub avg_current_a: Option<f64>,
+            pub avg_temperature_c: Option<f64>,
+            pub max_temperature_c: Option<f64>,
+            pub soc_min_pct: Option<f64>,
+            pub soc_avg_pct: Option<f64>,
+            pub soc_max_pct: Option<f64>,
+            pub sample_count: i64,
+            pub coverage_pct: f64,
+            pub updated_at: i64,
+        }
+    };
+}
+
+battery_table!(PackHour, battery_bank_hourly, [hour_start: i32]);
+battery_table!(PackDay, battery_bank_daily, [cycles: Option<f64>]);
+
+macro_rules! meter_table {
+    ($row:ident, $table:ident, [$($field:ident: $ty:ty),*]) => {
+        #[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+        #[diesel(table_name = schema::$table, treat_none_as_default_value = false)]
+        pub struct $row {
+            pub meter_id: String,
+            $(pub $field: $ty,)*
+            pub bucket_start: i64,
+            pub bucket_end: i64,
+            pub date: String,
+            pub system_id: String,
+            pub array_id: Option<String>,
+            pub import_kwh: Option<f64>,
+            pub export_kwh: Option<f64>,
+            pub net_kwh: Option<f64>,
+            pub avg_power_w: Option<f64>,
+            pub peak_import_w: Option<f64>,
+            pub peak_export_w: Option<f64>,
+            pub avg_voltage_v: Option<f64>,
+            pub avg_current_a: Option<f64>,
+            pub avg_frequency_hz: Option<f64>,
+            pub sample_count: i64,
+            pub coverage_pct: f64,
+            pub updated_at: i64,
+        }
+    };
+}
+
+meter_table!(MeterHour, meter_hourly_energy, [hour_start: i32]);
+meter_table!(MeterDay, meter_daily, []);
+
+/// Every rollup row of a system in a time range, table by table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RollupRows {
+    pub inverter_hours: Vec<InverterHour>,
+    pub array_hours: Vec<ArrayHour>,
+    pub system_hours: Vec<SystemHour>,
+    pub pack_hours: Vec<PackHour>,
+    pub meter_hours: Vec<MeterHour>,
+    pub inverter_days: Vec<InverterDay>,
+    pub array_days: Vec<ArrayDay>,
+    pub system_days: Vec<SystemDay>,
+    pub pack_days: Vec<PackDay>,
+    pub meter_days: Vec<MeterDay>,
+}
+
+impl RollupRows {
+    /// The same rows with `updated_at` cleared, for comparing two rolls.
+    pub fn without_times(mut self) -> RollupRows {
+        macro_rules! clear {
+            ($($rows:ident),*) => { $(for row in &mut self.$rows { row.updated_at = 0; })* };
+        }
+        clear!(
+            inverter_hours,
+            array_hours,
+            system_hours,
+            pack_hours,
+            meter_hours,
+            inverter_days,
+            array_days,
+            system_days,
+            pack_days,
+            meter_days
+        );
+        self
+    }
+}
+
+macro_rules! per_table {
+    ($m:ident) => {
+        $m!(inverter_hours, InverterHour, hourly_energy, inverter_id);
+        $m!(array_hours, ArrayHour, array_hourly_energy, array_id);
+        $m!(system_hours, SystemHour, system_hourly_energy, system_id);
+        $m!(pack_hours, PackHour, battery_bank_hourly, pack_id);
+        $m!(meter_hours, MeterHour, meter_hourly_energy, meter_id);
+        $m!(inverter_days, InverterDay, daily_summary, inverter_id);
+        $m!(array_days, ArrayDay, array_daily_summary, array_id);
+        $m!(system_days, SystemDay, system_daily_summary, system_id);
+        $m!(pack_days, PackDay, battery_bank_daily, pack_id);
+        $m!(meter_days, MeterDay, meter_daily, meter_id);
+    };
+}
+
+/// Which rollup rows a read or delete covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Hours,
+    Days,
+}
+
+/// The rows of `system_id` whose bucket starts in [from, to), at one level, in key order.
+pub fn load_rows(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+    level: Level,
+) -> Result<RollupRows, DbError> {
+    let mut rows = RollupRows::default();
+    macro_rules! load {
+        ($field:ident, $row:ident, $table:ident, $key:ident) => {
+            let hourly = stringify!($field).ends_with("hours");
+            if hourly == (level == Level::Hours) {
+                use schema::$table::dsl as t;
+                rows.$field = t::$table
+                    .filter(t::system_id.eq(system_id))
+                    .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
+                    .order((t::$key, t::bucket_start))
+                    .select($row::as_select())
+                    .load(conn)?;
+            }
+        };
+    }
+    per_table!(load);
+    Ok(rows)
+}
+
+/// Deletes the rows of `system_id` whose bucket starts in [from, to), at one level.
+pub fn delete_rows(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+    level: Level,
+) -> Result<(), DbError> {
+    macro_rules! delete {
+        ($field:ident, $row:ident, $table:ident, $key:ident) => {
+            let hourly = stringify!($field).ends_with("hours");
+            if hourly == (level == Level::Hours) {
+                use schema::$table::dsl as t;
+                diesel::delete(
+                    t::$table
+                        .filter(t::system_id.eq(system_id))
+                        .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to))),
+                )
+                .execute(conn)?;
+            }
+        };
+    }
+    per_table!(delete);
+    Ok(())
+}
+
+/// Inserts `rows` (after their buckets were deleted).
+pub fn insert_rows(conn: &mut DbConnection, rows: &RollupRows) -> Result<(), DbError> {
+    macro_rules! insert {
+        ($field:ident, $row:ident, $table:ident, $key:ident) => {
+            for chunk in rows.$field.chunks(INSERT_ROWS) {
+                let insert = diesel::insert_into(schema::$table::table).values(chunk);
+                match conn {
+                    DbConnection::Postgres(pg) => insert.execute(pg)?,
+                    DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+                };
+            }
+        };
+    }
+    per_table!(insert);
+    Ok(())
+}
+
+/// The samples of a system's devices in [from, to), each kind in (device, ts) order.
+pub fn load_samples(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<(Vec<EnergySample>, Vec<BatteryBankSample>, Vec<MeterSample>), DbError> {
+    use schema::battery_bank_samples::dsl as b;
+    use schema::energy_samples::dsl as e;
+    use schema::meter_samples::dsl as m;
+    let energy = e::energy_samples
+        .filter(e::system_id.eq(system_id))
+        .filter(e::ts.ge(from).and(e::ts.lt(to)))
+        .order((e::inverter_id, e::ts))
+        .select(EnergySample::as_select())
+        .load(conn)?;
+    let banks = b::battery_bank_samples
+        .filter(b::system_id.eq(system_id))
+        .filter(b::ts.ge(from).and(b::ts.lt(to)))
+        .order((b::pack_id, b::ts))
+        .select(BatteryBankSample::as_select())
+        .load(conn)?;
+    let meters = m::meter_samples
+        .filter(m::system_id.eq(system_id))
+        .filter(m::ts.ge(from).and(m::ts.lt(to)))
+        .order((m::meter_id, m::ts))
+        .select(MeterSample::as_select())
+        .load(conn)?;
+    Ok((energy, banks, meters))
+}
+
+/// The first and last sample time of a system, if it has samples.
+pub fn sample_span(
+    conn: &mut DbConnection,
+    system_id: &str,
+) -> Result<Option<(i64, i64)>, DbError> {
+    use diesel::dsl::{max, min};
+    use schema::battery_bank_samples::dsl as b;
+    use schema::energy_samples::dsl as e;
+    use schema::meter_samples::dsl as m;
+    let spans: [(Option<i64>, Option<i64>); 3] = [
+        e::energy_samples
+            .filter(e::system_id.eq(system_id))
+            .select((min(e::ts), max(e::ts)))
+            .first(conn)?,
+        b::battery_bank_samples
+            .filter(b::system_id.eq(system_id))
+            .select((min(b::ts), max(b::ts)))
+            .first(conn)?,
+        m::meter_samples
+            .filter(m::system_id.eq(system_id))
+            .select((min(m::ts), max(m::ts)))
+            .first(conn)?,
+    ];
+    let first = spans.iter().filter_map(|s| s.0).min();
+    let last = spans.iter().filter_map(|s| s.1).max();
+    Ok(first.zip(last))
+}
+
+/// A device's samples changed in [from_ts, to_ts]: its rollups must be rolled again.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::rollup_pending, treat_none_as_default_value = false)]
+pub struct Pending {
+    pub device_id: String,
+    pub system_id: String,
+    pub from_ts: i64,
+    pub to_ts: i64,
+}
+
+/// Records pending ranges (in the batch's transaction); one already recorded is kept.
+pub fn add_pending(conn: &mut DbConnection, rows: &[Pending]) -> Result<(), DbError> {
+    for chunk in rows.chunks(INSERT_ROWS) {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(schema::rollup_pending::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(schema::rollup_pending::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(sqlite)?,
+        };
+    }
+    Ok(())
+}
+
+/// Every pending range.
+pub fn pending(conn: &mut DbConnection) -> Result<Vec<Pending>, DbError> {
+    use schema::rollup_pending::dsl as p;
+    Ok(p::rollup_pending
+        .order((p::system_id, p::device_id, p::from_ts))
+        .select(Pending::as_select())
+        .load(conn)?)
+}
+
+/// Removes rolled ranges.
+pub fn remove_pending(conn: &mut DbConnection, rows: &[Pending]) -> Result<(), DbError> {
+    use schema::rollup_pending::dsl as p;
+    for row in rows {
+        diesel::delete(p::rollup_pending.find((&row.device_id, row.from_ts, row.to_ts)))
+            .execute(conn)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Local hours and days of a system's timezone as UTC [start, end) buckets (DESIGN §3.3). A
+//! spring-forward day has 23 hour buckets, a fall-back day 25, each distinct; labels (`date`,
+//! `hour`) are local, keys are the UTC start.
+
+use chrono::{NaiveDate, NaiveTime, TimeZone, Timelike};
+use chrono_tz::Tz;
+
+pub const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bucket {
+    pub start: i64,
+    pub end: i64,
+    /// Local date, YYYY-MM-DD.
+    pub date: String,
+    /// Local hour of the start (0-23); `None` for a day.
+    pub hour: Option<i32>,
+}
+
+fn local(tz: Tz, ts: i64) -> chrono::DateTime<Tz> {
+    tz.timestamp_millis_opt(ts).single().unwrap_or_else(|| {
+        chrono::DateTime::from_timestamp_millis(ts)
+            .unwrap_or_default()
+            .with_timezone(&tz)
+    })
+}
+
+/// The local hour that contains `ts`.
+pub fn hour_of(tz: Tz, ts: i64) -> Bucket {
+    let at = local(tz, ts);
+    let into_hour = i64::from(at.minute()) * 60_000
+        + i64::from(at.second()) * 1000
+        + i64::from(at.timestamp_subsec_millis());
+    let start = ts - into_hour;
+    let at_start = local(tz, start);
+    Bucket {
+        start,
+        end: start + HOUR_MS,
+        date: at_start.format("%Y-%m-%d").to_string(),
+        hour: Some(at_start.hour() as i32),
+    }
+}
+
+/// Every local hour that overlaps [from, to), in order.
+pub fn hours(tz: Tz, from: i64, to: i64) -> Vec<Bucket> {
+    let mut buckets = Vec::new();
+    if from >= to {
+        return buckets;
+    }
+    let mut bucket = hour_of(tz, from);
+    while bucket.start < to {
+        let next = bucket.end;
+        buckets.push(bucket);
+        bucket = hour_of(tz, next);
+    }
+    buckets
+}
+
+/// UTC epoch ms of local midnight starting `day`.
+pub fn midnight(tz: Tz, day: NaiveDate) -> i64 {
+    crate::live::tariff::local_ms(tz, day, NaiveTime::MIN)
+}
+
+/// The local day with this date.
+pub fn day(tz: Tz, date: NaiveDate) -> Bucket {
+    let next = date.succ_opt().unwrap_or(date);
+    Bucket {
+        start: midnight(tz, date),
+        end: midnight(tz, next),
+        date: date.format("%Y-%m-%d").to_string(),
+        hour: None,
+    }
+}
+
+/// The local day an hour bucket belongs to.
+pub fn day_of(tz: Tz, hour: &Bucket) -> Bucket {
+    let date = NaiveDate::parse_from_str(&hour.date, "%Y-%m-%d")
+        .unwrap_or_else(|_| local(tz, hour.start).date_naive());
+    day(tz, date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dst_days_have_23_and_25_distinct_hours() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let spring = day(tz, NaiveDate::from_ymd_opt(2025, 3, 30).unwrap());
+        let fall = day(tz, NaiveDate::from_ymd_opt(2025, 10, 26).unwrap());
+        assert_eq!(hours(tz, spring.start, spring.end).len(), 23);
+        let fall_hours = hours(tz, fall.start, fall.end);
+        assert_eq!(fall_hours.len(), 25);
+        let labels: Vec<i32> = fall_hours.iter().map(|b| b.hour.unwrap()).collect();
+        assert_eq!(&labels[..4], &[0, 1, 2, 2]);
+        assert!(fall_hours.iter().all(|b| b.date == "2025-10-26"));
+    }
+
+    #[test]
+    fn half_hour_zones_bucket_on_local_hours() {
+        let tz: Tz = "Asia/Kolkata".parse().unwrap();
+        // 2025-06-01 12:00 UTC is 17:30 local: the bucket starts at 17:00 local = 11:30 UTC.
+        let ts = chrono::Utc
+            .with_ymd_and_hms(2025, 6, 1, 12, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        let bucket = hour_of(tz, ts);
+        assert_eq!(bucket.start, ts - 30 * 60_000);
+        assert_eq!(bucket.hour, Some(17));
+    }
+}
