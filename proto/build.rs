@@ -9,6 +9,7 @@ const PROTO_FILES: &[&str] = &[
     "solarhub/v1/catalog.proto",
     "solarhub/v1/ingest.proto",
     "solarhub/v1/live.proto",
+    "solarhub/v1/history.proto",
     "solarhub/v1/server_info.proto",
 ];
 

@@ -75,6 +75,17 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Rebuild the hourly and daily rollups of a system from its raw samples.
+    Recompute {
+        #[arg(long, default_value = "home")]
+        system: String,
+        /// Start of the range (RFC 3339, e.g. 2025-06-01T00:00:00+05:00); default: first sample.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range (RFC 3339); default: last sample.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -137,7 +148,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
             let report = solarhub_hub::legacy::import_legacy(&database, &file, config.as_deref())?;
             println!("{report}");
-            Ok(())
+            recompute(&database, &report.system_id, None)
+        }
+        Command::Recompute { system, from, to } => {
+            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
+            let time = |flag: &str, text: Option<String>| -> anyhow::Result<Option<i64>> {
+                text.map(|text| {
+                    chrono::DateTime::parse_from_rfc3339(&text)
+                        .map(|t| t.timestamp_millis())
+                        .with_context(|| format!("--{flag} {text:?} is not an RFC 3339 time"))
+                })
+                .transpose()
+            };
+            let range = match (time("from", from)?, time("to", to)?) {
+                (None, None) => None,
+                (from, to) => Some((from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX))),
+            };
+            recompute(&database, &system, range)
         }
         Command::Serve {
             listen,
@@ -161,6 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let options = grpc::ServeOptions {
                     array_samples_every: (array_sample_secs > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
+                    ..grpc::ServeOptions::default()
                 };
                 grpc::serve_with(database, listener, options, shutdown_signal()).await?;
                 tracing::info!("stopped");
@@ -176,9 +204,8 @@ fn open_migrated(
     config: Option<&std::path::Path>,
     backup_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Database> {
-    if let Some(upgrade) =
-        solarhub_hub::legacy::upgrade_in_place_if_legacy(url, config, backup_dir)?
-    {
+    let upgrade = solarhub_hub::legacy::upgrade_in_place_if_legacy(url, config, backup_dir)?;
+    if let Some(upgrade) = &upgrade {
         println!("{upgrade}");
     }
     let database = Database::open(url.clone())?;
@@ -190,7 +217,31 @@ fn open_migrated(
         tracing::info!(database = %url, applied = ?report.applied, "applied migrations");
     }
     drop(conn);
+    if let Some(upgrade) = upgrade {
+        // The old app's samples get rollups of their own.
+        recompute(&database, &upgrade.system_id, None)?;
+    }
     Ok(database)
+}
+
+/// Rebuilds the rollups of `system_id` and says what it wrote.
+fn recompute(
+    database: &Database,
+    system_id: &str,
+    range: Option<(i64, i64)>,
+) -> anyhow::Result<()> {
+    let mut conn = database.get()?;
+    let settings = solarhub_hub::rollup::Settings::default();
+    match solarhub_hub::rollup::recompute(&mut conn, system_id, range, settings)? {
+        Some(report) => {
+            println!(
+                "rollups of {system_id}: {} hours and {} days recomputed, {} rows written",
+                report.hours, report.days, report.rows
+            );
+            Ok(())
+        }
+        None => anyhow::bail!("system {system_id} not found"),
+    }
 }
 
 fn apply_config(

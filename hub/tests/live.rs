@@ -776,6 +776,7 @@ fn array_samples_follow_the_cadence(db: TestDb) {
         "17:00",
         solarhub_hub::grpc::ServeOptions {
             array_samples_every: Some(every),
+            ..Default::default()
         },
     );
     let t = chrono::Utc::now().timestamp_millis();

@@ -202,4 +202,28 @@ fn serve_on_an_existing_app_database_backs_it_up_upgrades_it_and_serves() {
         solarhub_hub::db::introspect::row_count(&mut conn, "energy_samples").unwrap() as usize,
         expected.energy.len()
     );
+    // The old app's samples got rollups of their own.
+    assert!(stdout.contains("rollups of home:"), "{stdout}");
+    let hours = solarhub_hub::db::rollups::load_rows(
+        &mut conn,
+        "home",
+        i64::MIN,
+        i64::MAX,
+        solarhub_hub::db::rollups::Level::Hours,
+    )
+    .unwrap();
+    let days = solarhub_hub::db::rollups::load_rows(
+        &mut conn,
+        "home",
+        i64::MIN,
+        i64::MAX,
+        solarhub_hub::db::rollups::Level::Days,
+    )
+    .unwrap();
+    assert!(!hours.inverter_hours.is_empty() && !days.system_days.is_empty());
+    // Every migrated sample lands in exactly one hour and one day.
+    let in_hours: i64 = hours.inverter_hours.iter().map(|h| h.sample_count).sum();
+    let in_days: i64 = days.inverter_days.iter().map(|d| d.sample_count).sum();
+    assert_eq!(in_hours as usize, expected.energy.len());
+    assert_eq!(in_days, in_hours);
 }

@@ -347,3 +347,219 @@ pub fn remove_pending(conn: &mut DbConnection, rows: &[Pending]) -> Result<(), D
     }
     Ok(())
 }
+
+/// One energy row of any level, as the history API returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnergyView {
+    pub system_id: String,
+    pub array_id: Option<String>,
+    pub inverter_id: Option<String>,
+    pub bucket_start: i64,
+    pub bucket_end: i64,
+    pub date: String,
+    pub hour: Option<i32>,
+    /// solar, load, battery charge, battery discharge, grid import, grid export (kWh).
+    pub kwh: [Option<f64>; 6],
+    /// avg pv, peak pv, avg load, peak load, avg grid, peak import, peak export, avg battery (W).
+    pub powers: [Option<f64>; 8],
+    /// SOC min, avg, max (%).
+    pub soc: [Option<f64>; 3],
+    pub battery_cycles: Option<f64>,
+    pub sample_count: i64,
+    pub coverage_pct: f64,
+}
+
+macro_rules! energy_view {
+    ($r:expr, $array:expr, $inverter:expr, $hour:expr, $cycles:expr) => {{
+        let r = $r;
+        EnergyView {
+            array_id: $array,
+            inverter_id: $inverter,
+            hour: $hour,
+            battery_cycles: $cycles,
+            system_id: r.system_id,
+            bucket_start: r.bucket_start,
+            bucket_end: r.bucket_end,
+            date: r.date,
+            kwh: [
+                r.solar_kwh,
+                r.load_kwh,
+                r.battery_charge_kwh,
+                r.battery_discharge_kwh,
+                r.grid_import_kwh,
+                r.grid_export_kwh,
+            ],
+            powers: [
+                r.avg_pv_power_w,
+                r.peak_pv_power_w,
+                r.avg_load_power_w,
+                r.peak_load_power_w,
+                r.avg_grid_power_w,
+                r.peak_grid_import_w,
+                r.peak_grid_export_w,
+                r.avg_battery_power_w,
+            ],
+            soc: [r.soc_min_pct, r.soc_avg_pct, r.soc_max_pct],
+            sample_count: r.sample_count,
+            coverage_pct: r.coverage_pct,
+        }
+    }};
+}
+
+/// Whose energy rows a history request wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnergyScope {
+    System(String),
+    Array(String),
+    Inverter(String),
+}
+
+/// Energy rows of one scope whose bucket starts in [from, to), in time order.
+pub fn energy_history(
+    conn: &mut DbConnection,
+    scope: &EnergyScope,
+    level: Level,
+    from: i64,
+    to: i64,
+) -> Result<Vec<EnergyView>, DbError> {
+    macro_rules! load {
+        ($table:ident, $row:ident, $key:ident, $id:expr) => {{
+            use schema::$table::dsl as t;
+            t::$table
+                .filter(t::$key.eq($id))
+                .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
+                .order(t::bucket_start)
+                .select($row::as_select())
+                .load(conn)?
+        }};
+    }
+    Ok(match (scope, level) {
+        (EnergyScope::System(id), Level::Hours) => {
+            load!(system_hourly_energy, SystemHour, system_id, id)
+                .into_iter()
+                .map(|r: SystemHour| {
+                    let hour = Some(r.hour_start);
+                    energy_view!(r, None, None, hour, None)
+                })
+                .collect()
+        }
+        (EnergyScope::System(id), Level::Days) => {
+            load!(system_daily_summary, SystemDay, system_id, id)
+                .into_iter()
+                .map(|r: SystemDay| {
+                    let cycles = r.battery_cycles;
+                    energy_view!(r, None, None, None, cycles)
+                })
+                .collect()
+        }
+        (EnergyScope::Array(id), Level::Hours) => {
+            load!(array_hourly_energy, ArrayHour, array_id, id)
+                .into_iter()
+                .map(|r: ArrayHour| {
+                    let (array, hour) = (Some(r.array_id.clone()), Some(r.hour_start));
+                    energy_view!(r, array, None, hour, None)
+                })
+                .collect()
+        }
+        (EnergyScope::Array(id), Level::Days) => load!(array_daily_summary, ArrayDay, array_id, id)
+            .into_iter()
+            .map(|r: ArrayDay| {
+                let (array, cycles) = (Some(r.array_id.clone()), r.battery_cycles);
+                energy_view!(r, array, None, None, cycles)
+            })
+            .collect(),
+        (EnergyScope::Inverter(id), Level::Hours) => {
+            load!(hourly_energy, InverterHour, inverter_id, id)
+                .into_iter()
+                .map(|r: InverterHour| {
+                    let (array, inverter, hour) = (
+                        r.array_id.clone(),
+                        Some(r.inverter_id.clone()),
+                        Some(r.hour_start),
+                    );
+                    energy_view!(r, array, inverter, hour, None)
+                })
+                .collect()
+        }
+        (EnergyScope::Inverter(id), Level::Days) => {
+            load!(daily_summary, InverterDay, inverter_id, id)
+                .into_iter()
+                .map(|r: InverterDay| {
+                    let (array, inverter, cycles) = (
+                        r.array_id.clone(),
+                        Some(r.inverter_id.clone()),
+                        r.battery_cycles,
+                    );
+                    energy_view!(r, array, inverter, None, cycles)
+                })
+                .collect()
+        }
+    })
+}
+
+/// Which packs' or meters' rows a history request wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceScope {
+    System(String),
+    BatteryArray(String),
+    Device(String),
+}
+
+/// Pack rows (hours or days, by `level`) of a scope whose bucket starts in [from, to), by pack then time.
+pub fn battery_history(
+    conn: &mut DbConnection,
+    scope: &DeviceScope,
+    level: Level,
+    from: i64,
+    to: i64,
+) -> Result<(Vec<PackHour>, Vec<PackDay>), DbError> {
+    macro_rules! load {
+        ($table:ident, $row:ident) => {{
+            use schema::$table::dsl as t;
+            let query = t::$table
+                .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
+                .order((t::pack_id, t::bucket_start))
+                .select($row::as_select());
+            match scope {
+                DeviceScope::System(id) => query.filter(t::system_id.eq(id)).load(conn)?,
+                DeviceScope::BatteryArray(id) => {
+                    query.filter(t::battery_array_id.eq(id)).load(conn)?
+                }
+                DeviceScope::Device(id) => query.filter(t::pack_id.eq(id)).load(conn)?,
+            }
+        }};
+    }
+    Ok(match level {
+        Level::Hours => (load!(battery_bank_hourly, PackHour), Vec::new()),
+        Level::Days => (Vec::new(), load!(battery_bank_daily, PackDay)),
+    })
+}
+
+/// Meter rows (hours or days, by `level`) of a scope whose bucket starts in [from, to), by meter then time.
+pub fn meter_history(
+    conn: &mut DbConnection,
+    scope: &DeviceScope,
+    level: Level,
+    from: i64,
+    to: i64,
+) -> Result<(Vec<MeterHour>, Vec<MeterDay>), DbError> {
+    macro_rules! load {
+        ($table:ident, $row:ident) => {{
+            use schema::$table::dsl as t;
+            let query = t::$table
+                .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
+                .order((t::meter_id, t::bucket_start))
+                .select($row::as_select());
+            match scope {
+                DeviceScope::System(id) | DeviceScope::BatteryArray(id) => {
+                    query.filter(t::system_id.eq(id)).load(conn)?
+                }
+                DeviceScope::Device(id) => query.filter(t::meter_id.eq(id)).load(conn)?,
+            }
+        }};
+    }
+    Ok(match level {
+        Level::Hours => (load!(meter_hourly_energy, MeterHour), Vec::new()),
+        Level::Days => (Vec::new(), load!(meter_daily, MeterDay)),
+    })
+}

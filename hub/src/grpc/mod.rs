@@ -3,6 +3,7 @@
 //! `grpcurl` works without `.proto` files.
 
 mod catalog;
+mod history;
 mod ingest;
 mod live;
 mod server_info;
@@ -45,12 +46,15 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 pub struct ServeOptions {
     /// Cadence of the derived `array_samples`; `None` writes none.
     pub array_samples_every: Option<std::time::Duration>,
+    /// How often pending rollup ranges are rolled; `None` leaves them to another hub.
+    pub rollup_every: Option<std::time::Duration>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             array_samples_every: Some(crate::live::sampler::DEFAULT_EVERY),
+            rollup_every: Some(crate::rollup::roller::DEFAULT_EVERY),
         }
     }
 }
@@ -109,15 +113,39 @@ pub async fn serve_with(
             live.clone(),
         )),
     );
-    let (stop_sampler, sampler_stopped) = tokio::sync::oneshot::channel::<()>();
+    let history =
+        crate::rollup::history::History::new(database_for_ingest.clone(), repository.clone());
+    health_reporter
+        .set_serving::<solarhub_proto::v1::history_service_server::HistoryServiceServer<history::HistoryApi>>()
+        .await;
+    let routes = routes.add_service(
+        solarhub_proto::v1::history_service_server::HistoryServiceServer::new(
+            history::HistoryApi::new(history),
+        )
+        .max_encoding_message_size(64 * 1024 * 1024),
+    );
+    // Background work stops when serving does.
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut receiver = background_stopped.clone();
+        async move {
+            let _ = receiver.wait_for(|stop| *stop).await;
+        }
+    };
     if let Some(every) = options.array_samples_every {
         tokio::spawn(crate::live::sampler::run(
             live,
+            database_for_ingest.clone(),
+            every,
+            stopped(),
+        ));
+    }
+    if let Some(every) = options.rollup_every {
+        tokio::spawn(crate::rollup::roller::run(
             database_for_ingest,
             every,
-            async move {
-                let _ = sampler_stopped.await;
-            },
+            crate::rollup::Settings::default(),
+            stopped(),
         ));
     }
     health_reporter
@@ -138,6 +166,6 @@ pub async fn serve_with(
         )
         .await
         .map_err(|error| ServeError::Transport(error.to_string()));
-    let _ = stop_sampler.send(());
+    let _ = stop_background.send(true);
     served
 }

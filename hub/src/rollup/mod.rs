@@ -9,6 +9,7 @@
 
 pub mod buckets;
 pub mod energy;
+pub mod history;
 pub mod roller;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1106,26 +1107,56 @@ pub fn pending_by_system(
     Ok(by_system)
 }
 
-/// Recomputes every rollup row of `system_id` for the hours overlapping [from, to) (the whole
-/// sample span when `None`). Call outside a transaction: it commits a week at a time.
+/// The runs of hours a recompute of `system_id` over [from, to) rolls, a week each (the whole
+/// sample span when `range` is `None`); `None` when the system does not exist.
+pub fn recompute_chunks(
+    conn: &mut DbConnection,
+    system_id: &str,
+    range: Option<(i64, i64)>,
+) -> Result<Option<Vec<Vec<Bucket>>>, DbError> {
+    let Some(catalog) = load_catalog(conn, system_id)? else {
+        return Ok(None);
+    };
+    let Some((from, to)) = range.or(store::sample_span(conn, system_id)?.map(|(a, b)| (a, b + 1)))
+    else {
+        return Ok(Some(Vec::new()));
+    };
+    Ok(Some(
+        buckets::hours(catalog.tz, from, to)
+            .chunks(RECOMPUTE_CHUNK_HOURS)
+            .map(<[Bucket]>::to_vec)
+            .collect(),
+    ))
+}
+
+/// Rolls one run of a recompute. Call inside a transaction.
+pub fn roll_chunk(
+    conn: &mut DbConnection,
+    system_id: &str,
+    hours: &[Bucket],
+    settings: Settings,
+) -> Result<RollReport, DbError> {
+    match load_catalog(conn, system_id)? {
+        Some(catalog) => roll_hours(conn, &catalog, hours, settings),
+        None => Ok(RollReport::default()),
+    }
+}
+
+/// Recomputes every rollup row of `system_id` for the hours overlapping `range` (the whole sample
+/// span when `None`), a week per transaction. `None` when the system does not exist.
 pub fn recompute(
     conn: &mut DbConnection,
     system_id: &str,
     range: Option<(i64, i64)>,
     settings: Settings,
 ) -> Result<Option<RollReport>, DbError> {
-    let Some(catalog) = load_catalog(conn, system_id)? else {
+    let Some(chunks) = recompute_chunks(conn, system_id, range)? else {
         return Ok(None);
     };
-    let Some((from, to)) = range.or(store::sample_span(conn, system_id)?.map(|(a, b)| (a, b + 1)))
-    else {
-        return Ok(Some(RollReport::default()));
-    };
     let mut report = RollReport::default();
-    let all = buckets::hours(catalog.tz, from, to);
-    for chunk in all.chunks(RECOMPUTE_CHUNK_HOURS) {
+    for chunk in chunks {
         report +=
-            crate::db::in_transaction(conn, |conn| roll_hours(conn, &catalog, chunk, settings))?;
+            crate::db::in_transaction(conn, |conn| roll_chunk(conn, system_id, &chunk, settings))?;
     }
     Ok(Some(report))
 }

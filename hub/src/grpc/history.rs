@@ -1,0 +1,321 @@
+//! `HistoryService`: hourly and daily rollups, and `Recompute`.
+
+use solarhub_proto::time::{millis, timestamp};
+use solarhub_proto::tonic::{self, Request, Response, Status};
+use solarhub_proto::v1 as proto;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::db::rollups::{DeviceScope, EnergyScope, EnergyView, Level};
+use crate::rollup::history::History;
+
+use super::catalog::status;
+
+pub(crate) struct HistoryApi {
+    history: History,
+}
+
+impl HistoryApi {
+    pub(crate) fn new(history: History) -> Self {
+        HistoryApi { history }
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation(field, reason);
+    Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("{field}: {reason}"),
+        details,
+    )
+}
+
+/// Exactly one of the named ids must be set; returns its index.
+fn one_of(ids: &[(&str, &str)]) -> Result<usize, Status> {
+    let set: Vec<usize> = (0..ids.len()).filter(|&i| !ids[i].1.is_empty()).collect();
+    match set.as_slice() {
+        [one] => Ok(*one),
+        _ => {
+            let names: Vec<&str> = ids.iter().map(|(name, _)| *name).collect();
+            Err(invalid(
+                names[0],
+                &format!("set exactly one of {}", names.join(", ")),
+            ))
+        }
+    }
+}
+
+/// [from, to) in epoch ms; an unset end is open.
+fn range(range: Option<proto::TimeRange>) -> Result<(i64, i64), Status> {
+    let range = range.unwrap_or_default();
+    let from = range.from.as_ref().map(millis).unwrap_or(i64::MIN);
+    let to = range.to.as_ref().map(millis).unwrap_or(i64::MAX);
+    if from >= to {
+        return Err(invalid("range", "from must be before to"));
+    }
+    Ok((from, to))
+}
+
+fn hour(hour: Option<i32>) -> i32 {
+    hour.unwrap_or_default()
+}
+
+fn energy_bucket(v: EnergyView) -> proto::EnergyBucket {
+    proto::EnergyBucket {
+        system_id: v.system_id,
+        array_id: v.array_id.unwrap_or_default(),
+        inverter_id: v.inverter_id.unwrap_or_default(),
+        start: Some(timestamp(v.bucket_start)),
+        end: Some(timestamp(v.bucket_end)),
+        date: v.date,
+        hour: hour(v.hour),
+        solar_kwh: v.kwh[0],
+        load_kwh: v.kwh[1],
+        battery_charge_kwh: v.kwh[2],
+        battery_discharge_kwh: v.kwh[3],
+        grid_import_kwh: v.kwh[4],
+        grid_export_kwh: v.kwh[5],
+        avg_pv_power_w: v.powers[0],
+        peak_pv_power_w: v.powers[1],
+        avg_load_power_w: v.powers[2],
+        peak_load_power_w: v.powers[3],
+        avg_grid_power_w: v.powers[4],
+        peak_grid_import_w: v.powers[5],
+        peak_grid_export_w: v.powers[6],
+        avg_battery_power_w: v.powers[7],
+        soc_min_pct: v.soc[0],
+        soc_avg_pct: v.soc[1],
+        soc_max_pct: v.soc[2],
+        battery_cycles: v.battery_cycles,
+        sample_count: v.sample_count,
+        coverage_pct: v.coverage_pct,
+    }
+}
+
+macro_rules! battery_bucket {
+    ($r:expr, $hour:expr, $cycles:expr) => {{
+        let r = $r;
+        proto::BatteryBucket {
+            hour: $hour,
+            cycles: $cycles,
+            pack_id: r.pack_id,
+            battery_array_id: r.battery_array_id.unwrap_or_default(),
+            system_id: r.system_id,
+            start: Some(timestamp(r.bucket_start)),
+            end: Some(timestamp(r.bucket_end)),
+            date: r.date,
+            charge_kwh: r.charge_kwh,
+            discharge_kwh: r.discharge_kwh,
+            avg_power_w: r.avg_power_w,
+            peak_charge_w: r.peak_charge_w,
+            peak_discharge_w: r.peak_discharge_w,
+            avg_voltage_v: r.avg_voltage_v,
+            avg_current_a: r.avg_current_a,
+            avg_temperature_c: r.avg_temperature_c,
+            max_temperature_c: r.max_temperature_c,
+            soc_min_pct: r.soc_min_pct,
+            soc_avg_pct: r.soc_avg_pct,
+            soc_max_pct: r.soc_max_pct,
+            sample_count: r.sample_count,
+            coverage_pct: r.coverage_pct,
+        }
+    }};
+}
+
+macro_rules! meter_bucket {
+    ($r:expr, $hour:expr) => {{
+        let r = $r;
+        proto::MeterBucket {
+            hour: $hour,
+            meter_id: r.meter_id,
+            system_id: r.system_id,
+            array_id: r.array_id.unwrap_or_default(),
+            start: Some(timestamp(r.bucket_start)),
+            end: Some(timestamp(r.bucket_end)),
+            date: r.date,
+            import_kwh: r.import_kwh,
+            export_kwh: r.export_kwh,
+            net_kwh: r.net_kwh,
+            avg_power_w: r.avg_power_w,
+            peak_import_w: r.peak_import_w,
+            peak_export_w: r.peak_export_w,
+            avg_voltage_v: r.avg_voltage_v,
+            avg_current_a: r.avg_current_a,
+            avg_frequency_hz: r.avg_frequency_hz,
+            sample_count: r.sample_count,
+            coverage_pct: r.coverage_pct,
+        }
+    }};
+}
+
+impl HistoryApi {
+    async fn energy(
+        &self,
+        request: proto::EnergyHistoryRequest,
+        level: Level,
+    ) -> Result<proto::EnergyHistory, Status> {
+        let scope = match one_of(&[
+            ("system_id", &request.system_id),
+            ("array_id", &request.array_id),
+            ("inverter_id", &request.inverter_id),
+        ])? {
+            0 => EnergyScope::System(request.system_id),
+            1 => EnergyScope::Array(request.array_id),
+            _ => EnergyScope::Inverter(request.inverter_id),
+        };
+        let (from, to) = range(request.range)?;
+        let rows = self
+            .history
+            .energy(scope, level, from, to)
+            .await
+            .map_err(status)?;
+        Ok(proto::EnergyHistory {
+            buckets: rows.into_iter().map(energy_bucket).collect(),
+        })
+    }
+
+    async fn battery(
+        &self,
+        request: proto::BatteryHistoryRequest,
+        level: Level,
+    ) -> Result<proto::BatteryHistory, Status> {
+        let scope = match one_of(&[
+            ("system_id", &request.system_id),
+            ("battery_array_id", &request.battery_array_id),
+            ("pack_id", &request.pack_id),
+        ])? {
+            0 => DeviceScope::System(request.system_id),
+            1 => DeviceScope::BatteryArray(request.battery_array_id),
+            _ => DeviceScope::Device(request.pack_id),
+        };
+        let (from, to) = range(request.range)?;
+        let (hours, days) = self
+            .history
+            .battery(scope, level, from, to)
+            .await
+            .map_err(status)?;
+        let mut buckets: Vec<proto::BatteryBucket> = hours
+            .into_iter()
+            .map(|r| {
+                let hour = r.hour_start;
+                battery_bucket!(r, hour, None)
+            })
+            .collect();
+        buckets.extend(days.into_iter().map(|r| {
+            let cycles = r.cycles;
+            battery_bucket!(r, 0, cycles)
+        }));
+        Ok(proto::BatteryHistory { buckets })
+    }
+
+    async fn meter(
+        &self,
+        request: proto::MeterHistoryRequest,
+        level: Level,
+    ) -> Result<proto::MeterHistory, Status> {
+        let scope = match one_of(&[
+            ("system_id", &request.system_id),
+            ("meter_id", &request.meter_id),
+        ])? {
+            0 => DeviceScope::System(request.system_id),
+            _ => DeviceScope::Device(request.meter_id),
+        };
+        let (from, to) = range(request.range)?;
+        let (hours, days) = self
+            .history
+            .meter(scope, level, from, to)
+            .await
+            .map_err(status)?;
+        let mut buckets: Vec<proto::MeterBucket> = hours
+            .into_iter()
+            .map(|r| {
+                let hour = r.hour_start;
+                meter_bucket!(r, hour)
+            })
+            .collect();
+        buckets.extend(days.into_iter().map(|r| meter_bucket!(r, 0)));
+        Ok(proto::MeterHistory { buckets })
+    }
+}
+
+#[tonic::async_trait]
+impl proto::history_service_server::HistoryService for HistoryApi {
+    async fn get_hourly_energy(
+        &self,
+        request: Request<proto::EnergyHistoryRequest>,
+    ) -> Result<Response<proto::EnergyHistory>, Status> {
+        Ok(Response::new(
+            self.energy(request.into_inner(), Level::Hours).await?,
+        ))
+    }
+
+    async fn get_daily_energy(
+        &self,
+        request: Request<proto::EnergyHistoryRequest>,
+    ) -> Result<Response<proto::EnergyHistory>, Status> {
+        Ok(Response::new(
+            self.energy(request.into_inner(), Level::Days).await?,
+        ))
+    }
+
+    async fn get_battery_hourly(
+        &self,
+        request: Request<proto::BatteryHistoryRequest>,
+    ) -> Result<Response<proto::BatteryHistory>, Status> {
+        Ok(Response::new(
+            self.battery(request.into_inner(), Level::Hours).await?,
+        ))
+    }
+
+    async fn get_battery_daily(
+        &self,
+        request: Request<proto::BatteryHistoryRequest>,
+    ) -> Result<Response<proto::BatteryHistory>, Status> {
+        Ok(Response::new(
+            self.battery(request.into_inner(), Level::Days).await?,
+        ))
+    }
+
+    async fn get_meter_hourly(
+        &self,
+        request: Request<proto::MeterHistoryRequest>,
+    ) -> Result<Response<proto::MeterHistory>, Status> {
+        Ok(Response::new(
+            self.meter(request.into_inner(), Level::Hours).await?,
+        ))
+    }
+
+    async fn get_meter_daily(
+        &self,
+        request: Request<proto::MeterHistoryRequest>,
+    ) -> Result<Response<proto::MeterHistory>, Status> {
+        Ok(Response::new(
+            self.meter(request.into_inner(), Level::Days).await?,
+        ))
+    }
+
+    async fn recompute(
+        &self,
+        request: Request<proto::RecomputeRequest>,
+    ) -> Result<Response<proto::RecomputeResponse>, Status> {
+        let request = request.into_inner();
+        if request.system_id.is_empty() {
+            return Err(invalid("system_id", "must be set"));
+        }
+        let range = match request.range {
+            None => None,
+            Some(r) if r.from.is_none() && r.to.is_none() => None,
+            Some(r) => Some(range(Some(r))?),
+        };
+        let report = self
+            .history
+            .recompute(request.system_id, range)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::RecomputeResponse {
+            hours: report.hours as i64,
+            days: report.days as i64,
+            rows: report.rows as i64,
+        }))
+    }
+}
