@@ -563,3 +563,84 @@ pub fn meter_history(
         Level::Days => (Vec::new(), load!(meter_daily, MeterDay)),
     })
 }
+
+/// The samples of these devices just outside [from, to): for each, its last sample in
+/// [from - reach, from) and its first in [to, to + reach). With the samples inside the window they
+/// make every interval that overlaps it.
+pub fn edge_samples(
+    conn: &mut DbConnection,
+    devices: (&[String], &[String], &[String]),
+    from: i64,
+    to: i64,
+    reach: i64,
+) -> Result<(Vec<EnergySample>, Vec<BatteryBankSample>, Vec<MeterSample>), DbError> {
+    macro_rules! edges {
+        ($table:ident, $row:ident, $key:ident, $ids:expr) => {{
+            use schema::$table::dsl as t;
+            let mut rows = Vec::new();
+            for id in $ids {
+                rows.extend(
+                    t::$table
+                        .filter(t::$key.eq(id))
+                        .filter(t::ts.lt(from).and(t::ts.ge(from.saturating_sub(reach))))
+                        .order(t::ts.desc())
+                        .select($row::as_select())
+                        .first(conn)
+                        .optional()?,
+                );
+                rows.extend(
+                    t::$table
+                        .filter(t::$key.eq(id))
+                        .filter(t::ts.ge(to).and(t::ts.lt(to.saturating_add(reach))))
+                        .order(t::ts)
+                        .select($row::as_select())
+                        .first(conn)
+                        .optional()?,
+                );
+            }
+            rows
+        }};
+    }
+    Ok((
+        edges!(energy_samples, EnergySample, inverter_id, devices.0),
+        edges!(battery_bank_samples, BatteryBankSample, pack_id, devices.1),
+        edges!(meter_samples, MeterSample, meter_id, devices.2),
+    ))
+}
+
+/// The sample times of `device_id` (of any kind) nearest to [from, to] from outside: the last
+/// before `from` and the first after `to`, each within `reach`.
+pub fn neighbour_times(
+    conn: &mut DbConnection,
+    device_id: &str,
+    from: i64,
+    to: i64,
+    reach: i64,
+) -> Result<(Option<i64>, Option<i64>), DbError> {
+    use diesel::dsl::{max, min};
+    macro_rules! nearest {
+        ($table:ident, $key:ident) => {{
+            use schema::$table::dsl as t;
+            let before: Option<i64> = t::$table
+                .filter(t::$key.eq(device_id))
+                .filter(t::ts.lt(from).and(t::ts.ge(from.saturating_sub(reach))))
+                .select(max(t::ts))
+                .first(conn)?;
+            let after: Option<i64> = t::$table
+                .filter(t::$key.eq(device_id))
+                .filter(t::ts.gt(to).and(t::ts.le(to.saturating_add(reach))))
+                .select(min(t::ts))
+                .first(conn)?;
+            (before, after)
+        }};
+    }
+    let found = [
+        nearest!(energy_samples, inverter_id),
+        nearest!(battery_bank_samples, pack_id),
+        nearest!(meter_samples, meter_id),
+    ];
+    Ok((
+        found.iter().filter_map(|f| f.0).max(),
+        found.iter().filter_map(|f| f.1).min(),
+    ))
+}

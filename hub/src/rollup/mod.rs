@@ -23,8 +23,10 @@ use crate::db::{DbConnection, DbError, now_ms};
 use buckets::Bucket;
 use energy::{CHARGE, DISCHARGE, EXPORT, IMPORT, LOAD, Point, QUANTITIES, SOLAR, split};
 
-/// Intervals longer than this are not bridged.
+/// Intervals longer than this are not integrated (and are not coverage).
 pub const DEFAULT_GAP_MS: i64 = 5 * 60_000;
+/// Counter deltas over intervals longer than this are not taken either.
+pub const DEFAULT_COUNTER_GAP_MS: i64 = 12 * 3_600_000;
 /// A counter delta implying more power than this is a glitch, not energy.
 pub const MAX_POWER_W: f64 = 1_000_000.0;
 /// Hours rolled per transaction by a recompute.
@@ -33,12 +35,24 @@ const RECOMPUTE_CHUNK_HOURS: usize = 24 * 7;
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub gap_ms: i64,
+    pub counter_gap_ms: i64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             gap_ms: DEFAULT_GAP_MS,
+            counter_gap_ms: DEFAULT_COUNTER_GAP_MS,
+        }
+    }
+}
+
+impl Settings {
+    fn limits(&self) -> energy::Limits {
+        energy::Limits {
+            gap_ms: self.gap_ms,
+            counter_gap_ms: self.counter_gap_ms.max(self.gap_ms),
+            max_power_w: MAX_POWER_W,
         }
     }
 }
@@ -202,8 +216,12 @@ fn coverage(covered_ms: i64, bucket: &Bucket) -> f64 {
     100.0 * covered_ms as f64 / (bucket.end - bucket.start) as f64
 }
 
-fn inverter_figures(series: &Series<EnergySample>, bucket: &Bucket, gap: i64) -> Option<Figures> {
-    let integral = energy::integrate(&series.points, bucket.start, bucket.end, gap, MAX_POWER_W);
+fn inverter_figures(
+    series: &Series<EnergySample>,
+    bucket: &Bucket,
+    limits: &energy::Limits,
+) -> Option<Figures> {
+    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
     let inside = series.within(bucket.start, bucket.end, |s| s.ts);
     if inside.is_empty() && integral.covered_ms == 0 {
         return None;
@@ -303,7 +321,7 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 fn pack_windows(
     packs: &BTreeMap<String, Series<BatteryBankSample>>,
     windows: &[(&str, i64, i64)],
-    gap: i64,
+    limits: &energy::Limits,
 ) -> Option<(Option<f64>, Option<f64>, Stat)> {
     let mut charge = None;
     let mut discharge = None;
@@ -313,7 +331,7 @@ fn pack_windows(
         let Some(series) = packs.get(*pack_id) else {
             continue;
         };
-        let integral = energy::integrate(&series.points, *from, *to, gap, MAX_POWER_W);
+        let integral = energy::integrate(&series.points, *from, *to, limits);
         let inside = series.within(*from, *to, |s| s.ts);
         if integral.covered_ms == 0 && inside.is_empty() {
             continue;
@@ -447,14 +465,37 @@ fn hour_rows(
     let (Some(first), Some(last)) = (hours.first(), hours.last()) else {
         return Ok(rows);
     };
-    let gap = settings.gap_ms;
+    let limits = &settings.limits();
     let system_id = catalog.system.system_id.as_str();
-    let (energy, banks, meters) =
-        store::load_samples(conn, system_id, first.start - gap, last.end + gap)?;
+    let installation = &catalog.installation;
+    // The samples inside the run, and each device's nearest one on either side.
+    let (mut energy, mut banks, mut meters) =
+        store::load_samples(conn, system_id, first.start, last.end)?;
+    let ids = |ids: Vec<&String>| ids.into_iter().cloned().collect::<Vec<String>>();
+    let (e, b, m) = store::edge_samples(
+        conn,
+        (
+            &ids(installation
+                .inverters
+                .iter()
+                .map(|i| &i.inverter_id)
+                .collect()),
+            &ids(installation.packs.iter().map(|p| &p.pack_id).collect()),
+            &ids(installation.meters.iter().map(|m| &m.meter_id).collect()),
+        ),
+        first.start,
+        last.end,
+        limits.counter_gap_ms,
+    )?;
+    energy.extend(e);
+    banks.extend(b);
+    meters.extend(m);
+    energy.sort_by(|a, b| (&a.inverter_id, a.ts).cmp(&(&b.inverter_id, b.ts)));
+    banks.sort_by(|a, b| (&a.pack_id, a.ts).cmp(&(&b.pack_id, b.ts)));
+    meters.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
     let inverters = group(energy, |s| &s.inverter_id, inverter_point);
     let packs = group(banks, |s| &s.pack_id, pack_point);
     let meter_series = group(meters, |s| &s.meter_id, meter_point);
-    let installation = &catalog.installation;
     let array_of: BTreeMap<&str, &str> = installation
         .inverters
         .iter()
@@ -466,7 +507,7 @@ fn hour_rows(
         // Inverters.
         let mut by_array: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
         for (inverter_id, series) in &inverters {
-            let Some(figures) = inverter_figures(series, bucket, gap) else {
+            let Some(figures) = inverter_figures(series, bucket, limits) else {
                 continue;
             };
             let array_id = array_of.get(inverter_id.as_str()).copied();
@@ -487,14 +528,14 @@ fn hour_rows(
         }
         // Packs.
         for (pack_id, series) in &packs {
-            if let Some(row) = pack_hour(catalog, pack_id, series, bucket, gap, at) {
+            if let Some(row) = pack_hour(catalog, pack_id, series, bucket, limits, at) {
                 rows.pack_hours.push(row);
             }
         }
         // Meters.
         let mut grid_meters: Vec<&store::MeterHour> = Vec::new();
         for (meter_id, series) in &meter_series {
-            if let Some(row) = meter_hour(catalog, meter_id, series, bucket, gap, at) {
+            if let Some(row) = meter_hour(catalog, meter_id, series, bucket, limits, at) {
                 rows.meter_hours.push(row);
             }
         }
@@ -520,7 +561,7 @@ fn hour_rows(
                 .filter(|(_, inverter_array, _, _)| *inverter_array == array.array_id)
                 .map(|(pack, _, from, to)| (*pack, *from, *to))
                 .collect();
-            let battery = pack_windows(&packs, &own, gap);
+            let battery = pack_windows(&packs, &own, limits);
             let inverter_sum = by_array
                 .get(array.array_id.as_str())
                 .and_then(|parts| sum_figures(parts.iter()));
@@ -555,7 +596,7 @@ fn hour_rows(
                 .keys()
                 .map(|pack| (pack.as_str(), bucket.start, bucket.end))
                 .collect();
-            if let Some((_, _, soc)) = pack_windows(&packs, &all, gap)
+            if let Some((_, _, soc)) = pack_windows(&packs, &all, limits)
                 && soc.count > 0
             {
                 figures.soc_min = soc.min;
@@ -581,10 +622,10 @@ fn pack_hour(
     pack_id: &str,
     series: &Series<BatteryBankSample>,
     bucket: &Bucket,
-    gap: i64,
+    limits: &energy::Limits,
     at: i64,
 ) -> Option<store::PackHour> {
-    let integral = energy::integrate(&series.points, bucket.start, bucket.end, gap, MAX_POWER_W);
+    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
     let inside = series.within(bucket.start, bucket.end, |s| s.ts);
     if inside.is_empty() && integral.covered_ms == 0 {
         return None;
@@ -644,10 +685,10 @@ fn meter_hour(
     meter_id: &str,
     series: &Series<MeterSample>,
     bucket: &Bucket,
-    gap: i64,
+    limits: &energy::Limits,
     at: i64,
 ) -> Option<store::MeterHour> {
-    let integral = energy::integrate(&series.points, bucket.start, bucket.end, gap, MAX_POWER_W);
+    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
     let inside = series.within(bucket.start, bucket.end, |s| s.ts);
     if inside.is_empty() && integral.covered_ms == 0 {
         return None;
@@ -1077,12 +1118,17 @@ pub fn roll_pending_of(
 ) -> Result<RollReport, DbError> {
     let mut report = RollReport::default();
     if let Some(catalog) = load_catalog(conn, system_id)? {
+        // A new sample changes the intervals to its neighbours on both sides (and the one it
+        // split): every hour between those neighbours is rolled again.
+        let reach = settings.limits().counter_gap_ms;
         let mut hours = BTreeSet::new();
         for range in pending {
+            let (before, after) =
+                store::neighbour_times(conn, &range.device_id, range.from_ts, range.to_ts, reach)?;
             hours.extend(buckets::hours(
                 catalog.tz,
-                range.from_ts - settings.gap_ms,
-                range.to_ts + settings.gap_ms + 1,
+                before.unwrap_or(range.from_ts),
+                after.unwrap_or(range.to_ts) + 1,
             ));
         }
         for run in runs(hours.into_iter().collect()) {
