@@ -806,6 +806,23 @@ pub fn load_installations(
     conn: &mut DbConnection,
     system: Option<&str>,
 ) -> Result<(Vec<domain::System>, Installation), DbError> {
+    load_installations_with(conn, system, true)
+}
+
+/// The structure of one system only (system, arrays, inverters, battery arrays, attachments,
+/// packs, meters): what the rollups need, in 7 queries.
+pub fn load_structure(
+    conn: &mut DbConnection,
+    system: &str,
+) -> Result<(Vec<domain::System>, Installation), DbError> {
+    load_installations_with(conn, Some(system), false)
+}
+
+fn load_installations_with(
+    conn: &mut DbConnection,
+    system: Option<&str>,
+    everything: bool,
+) -> Result<(Vec<domain::System>, Installation), DbError> {
     use schema::*;
     let Some(system) = system else {
         let (_, installation, systems) = load_catalog(conn)?;
@@ -838,10 +855,14 @@ pub fn load_installations(
     let system_packs = battery_packs::table
         .filter(battery_packs::system_id.eq(system))
         .select(battery_packs::pack_id);
-    let batteries: Vec<BatteryRow> = batteries::table
-        .filter(batteries::pack_id.eq_any(system_packs))
-        .select(BatteryRow::as_select())
-        .load(conn)?;
+    let batteries: Vec<BatteryRow> = if everything {
+        batteries::table
+            .filter(batteries::pack_id.eq_any(system_packs))
+            .select(BatteryRow::as_select())
+            .load(conn)?
+    } else {
+        Vec::new()
+    };
     let system_batteries = batteries::table
         .filter(
             batteries::pack_id.eq_any(
@@ -851,14 +872,42 @@ pub fn load_installations(
             ),
         )
         .select(batteries::battery_id);
-    let cells: Vec<CellRow> = battery_cells::table
-        .filter(battery_cells::battery_id.eq_any(system_batteries))
-        .select(CellRow::as_select())
-        .load(conn)?;
+    let cells: Vec<CellRow> = if everything {
+        battery_cells::table
+            .filter(battery_cells::battery_id.eq_any(system_batteries))
+            .select(CellRow::as_select())
+            .load(conn)?
+    } else {
+        Vec::new()
+    };
     let meters: Vec<MeterRow> = meters::table
         .filter(meters::system_id.eq(system))
         .select(MeterRow::as_select())
         .load(conn)?;
+    if !everything {
+        return Ok((
+            systems.into_iter().map(SystemRow::into_domain).collect(),
+            Installation {
+                system: None,
+                arrays: arrays.into_iter().map(ArrayRow::into_domain).collect(),
+                inverters: inverters
+                    .into_iter()
+                    .map(InverterRow::into_domain)
+                    .collect(),
+                battery_arrays: battery_arrays
+                    .into_iter()
+                    .map(BatteryArrayRow::into_domain)
+                    .collect(),
+                attachments: attachments
+                    .into_iter()
+                    .map(AttachmentRow::into_domain)
+                    .collect(),
+                packs: packs.into_iter().map(PackRow::into_domain).collect(),
+                meters: meters.into_iter().map(MeterRow::into_domain).collect(),
+                ..Installation::default()
+            },
+        ));
+    }
     let pack_adapters: Vec<PackAdapterRow> = battery_pack_adapters::table
         .filter(
             battery_pack_adapters::pack_id.eq_any(

@@ -200,7 +200,8 @@ pub fn load_rows(
     Ok(rows)
 }
 
-/// Deletes the rows of `system_id` whose bucket starts in [from, to), at one level.
+/// Deletes the rows of `system_id` whose bucket starts in [from, to), at one level: one round
+/// trip for the five tables.
 pub fn delete_rows(
     conn: &mut DbConnection,
     system_id: &str,
@@ -208,21 +209,38 @@ pub fn delete_rows(
     to: i64,
     level: Level,
 ) -> Result<(), DbError> {
-    macro_rules! delete {
-        ($field:ident, $row:ident, $table:ident, $key:ident) => {
-            let hourly = stringify!($field).ends_with("hours");
-            if hourly == (level == Level::Hours) {
-                use schema::$table::dsl as t;
-                diesel::delete(
-                    t::$table
-                        .filter(t::system_id.eq(system_id))
-                        .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to))),
-                )
-                .execute(conn)?;
-            }
-        };
+    use diesel::connection::SimpleConnection;
+    if crate::catalog::id_problem(system_id).is_some() {
+        return Err(DbError::Invalid(format!(
+            "{system_id:?} is not a system id"
+        )));
     }
-    per_table!(delete);
+    let tables: [&str; 5] = match level {
+        Level::Hours => [
+            "hourly_energy",
+            "array_hourly_energy",
+            "system_hourly_energy",
+            "battery_bank_hourly",
+            "meter_hourly_energy",
+        ],
+        Level::Days => [
+            "daily_summary",
+            "array_daily_summary",
+            "system_daily_summary",
+            "battery_bank_daily",
+            "meter_daily",
+        ],
+    };
+    // A valid id is only letters, digits, '_', '.' and '-': safe inside quotes.
+    let statements: String = tables
+        .iter()
+        .map(|table| {
+            format!(
+                "DELETE FROM {table} WHERE system_id = '{system_id}' AND bucket_start >= {from} AND bucket_start < {to};"
+            )
+        })
+        .collect();
+    conn.batch_execute(&statements)?;
     Ok(())
 }
 
@@ -243,13 +261,16 @@ pub fn insert_rows(conn: &mut DbConnection, rows: &RollupRows) -> Result<(), DbE
     Ok(())
 }
 
+/// Samples of a system: inverters, packs, meters.
+pub type SystemSamples = (Vec<EnergySample>, Vec<BatteryBankSample>, Vec<MeterSample>);
+
 /// The samples of a system's devices in [from, to), each kind in (device, ts) order.
 pub fn load_samples(
     conn: &mut DbConnection,
     system_id: &str,
     from: i64,
     to: i64,
-) -> Result<(Vec<EnergySample>, Vec<BatteryBankSample>, Vec<MeterSample>), DbError> {
+) -> Result<SystemSamples, DbError> {
     use schema::battery_bank_samples::dsl as b;
     use schema::energy_samples::dsl as e;
     use schema::meter_samples::dsl as m;
@@ -564,21 +585,25 @@ pub fn meter_history(
     })
 }
 
-/// The samples of these devices just outside [from, to): for each, its last sample in
-/// [from - reach, from) and its first in [to, to + reach). With the samples inside the window they
-/// make every interval that overlaps it.
+/// Device ids per sample table: inverters, packs, meters.
+pub type DeviceIds<'a> = (&'a [String], &'a [String], &'a [String]);
+
+/// The samples just outside [from, to): for each device in `before`, its last sample in
+/// [from - reach, from); for each in `after`, its first in [to, to + reach). With the samples
+/// inside the window they make every interval that overlaps it.
 pub fn edge_samples(
     conn: &mut DbConnection,
-    devices: (&[String], &[String], &[String]),
+    before: DeviceIds<'_>,
+    after: DeviceIds<'_>,
     from: i64,
     to: i64,
     reach: i64,
-) -> Result<(Vec<EnergySample>, Vec<BatteryBankSample>, Vec<MeterSample>), DbError> {
+) -> Result<SystemSamples, DbError> {
     macro_rules! edges {
-        ($table:ident, $row:ident, $key:ident, $ids:expr) => {{
+        ($table:ident, $row:ident, $key:ident, $before:expr, $after:expr) => {{
             use schema::$table::dsl as t;
             let mut rows = Vec::new();
-            for id in $ids {
+            for id in $before {
                 rows.extend(
                     t::$table
                         .filter(t::$key.eq(id))
@@ -588,6 +613,8 @@ pub fn edge_samples(
                         .first(conn)
                         .optional()?,
                 );
+            }
+            for id in $after {
                 rows.extend(
                     t::$table
                         .filter(t::$key.eq(id))
@@ -602,16 +629,31 @@ pub fn edge_samples(
         }};
     }
     Ok((
-        edges!(energy_samples, EnergySample, inverter_id, devices.0),
-        edges!(battery_bank_samples, BatteryBankSample, pack_id, devices.1),
-        edges!(meter_samples, MeterSample, meter_id, devices.2),
+        edges!(energy_samples, EnergySample, inverter_id, before.0, after.0),
+        edges!(
+            battery_bank_samples,
+            BatteryBankSample,
+            pack_id,
+            before.1,
+            after.1
+        ),
+        edges!(meter_samples, MeterSample, meter_id, before.2, after.2),
     ))
 }
 
-/// The sample times of `device_id` (of any kind) nearest to [from, to] from outside: the last
-/// before `from` and the first after `to`, each within `reach`.
+/// Which sample table a device's samples are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Inverter,
+    Pack,
+    Meter,
+}
+
+/// The sample times of `device_id` nearest to [from, to] from outside: the last before `from` and
+/// the first after `to`, each within `reach`.
 pub fn neighbour_times(
     conn: &mut DbConnection,
+    kind: DeviceKind,
     device_id: &str,
     from: i64,
     to: i64,
@@ -634,13 +676,9 @@ pub fn neighbour_times(
             (before, after)
         }};
     }
-    let found = [
-        nearest!(energy_samples, inverter_id),
-        nearest!(battery_bank_samples, pack_id),
-        nearest!(meter_samples, meter_id),
-    ];
-    Ok((
-        found.iter().filter_map(|f| f.0).max(),
-        found.iter().filter_map(|f| f.1).min(),
-    ))
+    Ok(match kind {
+        DeviceKind::Inverter => nearest!(energy_samples, inverter_id),
+        DeviceKind::Pack => nearest!(battery_bank_samples, pack_id),
+        DeviceKind::Meter => nearest!(meter_samples, meter_id),
+    })
 }

@@ -80,7 +80,7 @@ struct Catalog {
 }
 
 fn load_catalog(conn: &mut DbConnection, system_id: &str) -> Result<Option<Catalog>, DbError> {
-    let (systems, installation) = crate::db::catalog::load_installations(conn, Some(system_id))?;
+    let (systems, installation) = crate::db::catalog::load_structure(conn, system_id)?;
     Ok(systems.into_iter().next().map(|system| Catalog {
         tz: crate::live::tariff::timezone(&system),
         system,
@@ -468,23 +468,64 @@ fn hour_rows(
     let limits = &settings.limits();
     let system_id = catalog.system.system_id.as_str();
     let installation = &catalog.installation;
-    // The samples inside the run, and each device's nearest one on either side.
-    let (mut energy, mut banks, mut meters) =
-        store::load_samples(conn, system_id, first.start, last.end)?;
-    let ids = |ids: Vec<&String>| ids.into_iter().cloned().collect::<Vec<String>>();
+    // The samples inside the run and one gap around it; a device with none in a margin gets its
+    // nearest sample on that side looked up (it may still close an interval into the run).
+    let (from, to) = (first.start - limits.gap_ms, last.end + limits.gap_ms);
+    let (mut energy, mut banks, mut meters) = store::load_samples(conn, system_id, from, to)?;
+    let lacking = |ids: Vec<&String>, times: &dyn Fn(&str) -> Vec<i64>| {
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        for id in ids {
+            let times = times(id);
+            if !times.iter().any(|ts| *ts < first.start) {
+                before.push(id.clone());
+            }
+            if !times.iter().any(|ts| *ts >= last.end) {
+                after.push(id.clone());
+            }
+        }
+        (before, after)
+    };
+    let (inverters_before, inverters_after) = lacking(
+        installation
+            .inverters
+            .iter()
+            .map(|i| &i.inverter_id)
+            .collect(),
+        &|id| {
+            energy
+                .iter()
+                .filter(|s| s.inverter_id == id)
+                .map(|s| s.ts)
+                .collect()
+        },
+    );
+    let (packs_before, packs_after) = lacking(
+        installation.packs.iter().map(|p| &p.pack_id).collect(),
+        &|id| {
+            banks
+                .iter()
+                .filter(|s| s.pack_id == id)
+                .map(|s| s.ts)
+                .collect()
+        },
+    );
+    let (meters_before, meters_after) = lacking(
+        installation.meters.iter().map(|m| &m.meter_id).collect(),
+        &|id| {
+            meters
+                .iter()
+                .filter(|s| s.meter_id == id)
+                .map(|s| s.ts)
+                .collect()
+        },
+    );
     let (e, b, m) = store::edge_samples(
         conn,
-        (
-            &ids(installation
-                .inverters
-                .iter()
-                .map(|i| &i.inverter_id)
-                .collect()),
-            &ids(installation.packs.iter().map(|p| &p.pack_id).collect()),
-            &ids(installation.meters.iter().map(|m| &m.meter_id).collect()),
-        ),
-        first.start,
-        last.end,
+        (&inverters_before, &packs_before, &meters_before),
+        (&inverters_after, &packs_after, &meters_after),
+        from,
+        to,
         limits.counter_gap_ms,
     )?;
     energy.extend(e);
@@ -1122,9 +1163,21 @@ pub fn roll_pending_of(
         // split): every hour between those neighbours is rolled again.
         let reach = settings.limits().counter_gap_ms;
         let mut hours = BTreeSet::new();
+        let installation = &catalog.installation;
         for range in pending {
+            let id = range.device_id.as_str();
+            let kind = if installation.inverters.iter().any(|i| i.inverter_id == id) {
+                store::DeviceKind::Inverter
+            } else if installation.packs.iter().any(|p| p.pack_id == id) {
+                store::DeviceKind::Pack
+            } else if installation.meters.iter().any(|m| m.meter_id == id) {
+                store::DeviceKind::Meter
+            } else {
+                // Gone from the catalog since: nothing of it to roll.
+                continue;
+            };
             let (before, after) =
-                store::neighbour_times(conn, &range.device_id, range.from_ts, range.to_ts, reach)?;
+                store::neighbour_times(conn, kind, id, range.from_ts, range.to_ts, reach)?;
             hours.extend(buckets::hours(
                 catalog.tz,
                 before.unwrap_or(range.from_ts),
