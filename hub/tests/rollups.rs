@@ -72,12 +72,19 @@ struct Site {
     ingest: Ingest,
     runtime: tokio::runtime::Runtime,
     seq: u64,
-    _db: TestDb,
+    _db: Option<TestDb>,
 }
 
 impl Site {
     fn new(db: TestDb) -> Site {
         let database = db.migrated();
+        let mut site = Site::on(database);
+        site._db = Some(db);
+        site
+    }
+
+    /// The installation in an already migrated database.
+    fn on(database: Database) -> Site {
         let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
         let mut loaded = solarhub_hub::config_import::parse_config(
             std::path::Path::new("rollups.yaml"),
@@ -104,7 +111,7 @@ impl Site {
                 .build()
                 .unwrap(),
             seq: 0,
-            _db: db,
+            _db: None,
         }
     }
 
@@ -550,4 +557,223 @@ fn battery_array_moved_mid_day(db: TestDb) {
     assert_eq!(site.rows(), rows);
 }
 
-on_both_backends!(known_answers, dst_days, battery_array_moved_mid_day);
+/// The history RPCs through a real hub: every scope, the errors, `Recompute`, and a year of hourly
+/// rows in one answer.
+fn history_api(db: TestDb) {
+    use solarhub_proto::tonic::Code;
+    use solarhub_proto::v1::history_service_client::HistoryServiceClient;
+    use solarhub_proto::v1::*;
+
+    let hub = common::RunningHub::start(&db);
+    let mut site = Site::on(hub.database.clone());
+    let start = local(2025, 5, 10, 10, 30);
+    let mut readings = Vec::new();
+    for i in 0..=720 {
+        let ts = start + i * 10_000;
+        readings.push(reading("inv1", ts, &[("pv_power_w", 1000.0)]));
+        readings.push(reading(
+            "pack1",
+            ts,
+            &[("power_w", -500.0), ("soc_pct", 50.0)],
+        ));
+        readings.push(reading("grid1", ts, &[("power_w", 2000.0)]));
+    }
+    site.send(readings);
+    site.roll();
+    let mut client = HistoryServiceClient::new(hub.channel.clone());
+    let ts = |ms: i64| Some(solarhub_proto::time::timestamp(ms));
+    let day = TimeRange {
+        from: ts(local(2025, 5, 10, 0, 0)),
+        to: ts(local(2025, 5, 11, 0, 0)),
+    };
+    let energy_client = client.clone();
+    let energy = |request: EnergyHistoryRequest, daily: bool| {
+        let mut client = energy_client.clone();
+        hub.runtime.block_on(async move {
+            if daily {
+                client.get_daily_energy(request).await
+            } else {
+                client.get_hourly_energy(request).await
+            }
+        })
+    };
+    let hours = energy(
+        EnergyHistoryRequest {
+            inverter_id: "inv1".into(),
+            range: Some(day),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap()
+    .into_inner()
+    .buckets;
+    let solar: Vec<(i32, Option<f64>)> = hours.iter().map(|b| (b.hour, b.solar_kwh)).collect();
+    assert_eq!(solar.len(), 3);
+    for ((hour, kwh), (want_hour, want)) in solar.iter().zip([(10, 0.5), (11, 1.0), (12, 0.5)]) {
+        assert_eq!(*hour, want_hour);
+        close(*kwh, want);
+    }
+    assert_eq!(
+        (hours[0].array_id.as_str(), hours[0].system_id.as_str()),
+        ("a1", "home")
+    );
+    let system_days = energy(
+        EnergyHistoryRequest {
+            system_id: "home".into(),
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap()
+    .into_inner()
+    .buckets;
+    assert_eq!(system_days.len(), 1);
+    close(system_days[0].solar_kwh, 2.0);
+    // The grid meter imported 2 kW for two hours; the system takes its grid from it.
+    close(system_days[0].grid_import_kwh, 4.0);
+    assert_eq!(system_days[0].date, "2025-05-10");
+    let array_hours = energy(
+        EnergyHistoryRequest {
+            array_id: "a1".into(),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap()
+    .into_inner()
+    .buckets;
+    close(array_hours[1].battery_charge_kwh, 0.5);
+    let battery = hub
+        .runtime
+        .block_on(client.get_battery_daily(BatteryHistoryRequest {
+            battery_array_id: "ba1".into(),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner()
+        .buckets;
+    assert_eq!(battery.len(), 1);
+    close(battery[0].charge_kwh, 1.0);
+    assert_eq!(battery[0].pack_id, "pack1");
+    let meter = hub
+        .runtime
+        .block_on(client.get_meter_hourly(MeterHistoryRequest {
+            meter_id: "grid1".into(),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner()
+        .buckets;
+    assert_eq!(meter.len(), 3);
+    close(meter[1].import_kwh, 2.0);
+
+    // Errors name the resource or the field.
+    let status = energy(
+        EnergyHistoryRequest {
+            inverter_id: "nope".into(),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = energy(
+        EnergyHistoryRequest {
+            system_id: "home".into(),
+            array_id: "a1".into(),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        common::error_fields(&status),
+        (Code::InvalidArgument, vec!["system_id".to_owned()])
+    );
+    let status = energy(
+        EnergyHistoryRequest {
+            system_id: "home".into(),
+            range: Some(TimeRange {
+                from: ts(local(2025, 5, 11, 0, 0)),
+                to: ts(local(2025, 5, 10, 0, 0)),
+            }),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        common::error_fields(&status),
+        (Code::InvalidArgument, vec!["range".to_owned()])
+    );
+
+    // Recompute changes nothing that was right.
+    let before = site.rows();
+    let report = hub
+        .runtime
+        .block_on(client.recompute(RecomputeRequest {
+            system_id: "home".into(),
+            range: None,
+        }))
+        .unwrap()
+        .into_inner();
+    assert!(report.hours >= 3 && report.days == 1, "{report:?}");
+    assert_eq!(site.rows(), before);
+
+    // A year of hourly rows in one answer.
+    let year_start = local(2024, 1, 1, 0, 0);
+    let template = before.system_hours[0].clone();
+    let year: Vec<rollups::SystemHour> =
+        rollup::buckets::hours(TZ, year_start, local(2025, 1, 1, 0, 0))
+            .into_iter()
+            .map(|bucket| rollups::SystemHour {
+                hour_start: bucket.hour.unwrap(),
+                bucket_start: bucket.start,
+                bucket_end: bucket.end,
+                date: bucket.date,
+                ..template.clone()
+            })
+            .collect();
+    assert_eq!(year.len(), 8784, "2024 is a leap year");
+    rollups::insert_rows(
+        &mut hub.database.get().unwrap(),
+        &RollupRows {
+            system_hours: year,
+            ..RollupRows::default()
+        },
+    )
+    .unwrap();
+    let began = std::time::Instant::now();
+    let answer = energy(
+        EnergyHistoryRequest {
+            system_id: "home".into(),
+            range: Some(TimeRange {
+                from: ts(year_start),
+                to: ts(local(2025, 1, 1, 0, 0)),
+            }),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap()
+    .into_inner()
+    .buckets;
+    println!(
+        "a year of hourly rows: {} rows in {:?}",
+        answer.len(),
+        began.elapsed()
+    );
+    assert_eq!(answer.len(), 8784);
+    assert!(
+        answer.windows(2).all(|w| w[0].end == w[1].start),
+        "contiguous, in order"
+    );
+}
+
+on_both_backends!(
+    known_answers,
+    dst_days,
+    battery_array_moved_mid_day,
+    history_api
+);
