@@ -148,7 +148,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
             let report = solarhub_hub::legacy::import_legacy(&database, &file, config.as_deref())?;
             println!("{report}");
-            recompute(&database, &report.system_id, None)
+            recompute(&database, &report.system_id, None)?;
+            let mut legacy = solarhub_hub::db::legacy_source::open_read_only(&file)?;
+            let comparison = solarhub_hub::legacy::compare_with_legacy(
+                &mut legacy,
+                &mut *database.get()?,
+                &report.system_id,
+            )?;
+            println!("{comparison}");
+            Ok(())
         }
         Command::Recompute { system, from, to } => {
             let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
@@ -218,8 +226,15 @@ fn open_migrated(
     }
     drop(conn);
     if let Some(upgrade) = upgrade {
-        // The old app's samples get rollups of their own.
+        // The old app's samples get rollups of their own, compared with the old app's figures
+        // (its tables stay in the file under the legacy_ prefix).
         recompute(&database, &upgrade.system_id, None)?;
+        let comparison = solarhub_hub::legacy::compare_with_legacy(
+            &mut *database.get()?,
+            &mut *database.get()?,
+            &upgrade.system_id,
+        )?;
+        println!("{comparison}");
     }
     Ok(database)
 }

@@ -202,8 +202,19 @@ fn serve_on_an_existing_app_database_backs_it_up_upgrades_it_and_serves() {
         solarhub_hub::db::introspect::row_count(&mut conn, "energy_samples").unwrap() as usize,
         expected.energy.len()
     );
-    // The old app's samples got rollups of their own.
+    // The old app's samples got rollups of their own, compared with the old app's own figures
+    // (the fixture's hourly_energy and pv_daily rows are made up, so they differ).
     assert!(stdout.contains("rollups of home:"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "the old app's figures: 1 hours compared, 1 differ; 1 days compared, 1 differ"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("powdrive1 2025-06-01 12:00 solar: 3.250 kWh in the old app"),
+        "{stdout}"
+    );
     let hours = solarhub_hub::db::rollups::load_rows(
         &mut conn,
         "home",

@@ -663,3 +663,84 @@ pub fn rename_table(conn: &mut DbConnection, from: &str, to: &str) -> Result<(),
     conn.batch_execute(&format!("ALTER TABLE \"{from}\" RENAME TO \"{to}\""))?;
     Ok(())
 }
+
+/// One row of the old app's own `hourly_energy` (its local date and hour).
+#[derive(Debug, QueryableByName)]
+pub struct LegacyHourRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub inverter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub date: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub hour: Option<i64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub solar_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub load_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub battery_charge_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub battery_discharge_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub grid_import_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub grid_export_kwh: Option<f64>,
+}
+
+pub fn read_legacy_hours(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+) -> Result<Vec<LegacyHourRow>, DbError> {
+    table.page(
+        conn,
+        &[
+            table.text("inverter_id", "inverter_id"),
+            table.text("date", "date"),
+            // Stored as a number or as "HH:MM": SQLite's CAST reads the leading hour either way.
+            if table.has("hour_start") {
+                "CAST(\"hour_start\" AS INTEGER) AS hour".to_owned()
+            } else {
+                "NULL AS hour".to_owned()
+            },
+            table.real("solar_energy_kwh", "solar_kwh"),
+            table.real("load_energy_kwh", "load_kwh"),
+            table.real("battery_charge_energy_kwh", "battery_charge_kwh"),
+            table.real("battery_discharge_energy_kwh", "battery_discharge_kwh"),
+            table.real("grid_import_energy_kwh", "grid_import_kwh"),
+            table.real("grid_export_energy_kwh", "grid_export_kwh"),
+        ],
+        0,
+        i64::MAX,
+    )
+}
+
+/// One row of the old app's `pv_daily` (PV energy per inverter and local day).
+#[derive(Debug, QueryableByName)]
+pub struct LegacyPvDayRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub inverter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub day: Option<String>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub pv_kwh: Option<f64>,
+}
+
+pub fn read_legacy_pv_days(
+    conn: &mut DbConnection,
+    table: &LegacyTable,
+) -> Result<Vec<LegacyPvDayRow>, DbError> {
+    table.page(
+        conn,
+        &[
+            table.text("inverter_id", "inverter_id"),
+            table.text("day", "day"),
+            table.real("pv_kwh", "pv_kwh"),
+        ],
+        0,
+        i64::MAX,
+    )
+}

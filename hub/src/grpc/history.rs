@@ -307,7 +307,7 @@ impl proto::history_service_server::HistoryService for HistoryApi {
             Some(r) if r.from.is_none() && r.to.is_none() => None,
             Some(r) => Some(range(Some(r))?),
         };
-        let report = self
+        let (report, legacy) = self
             .history
             .recompute(request.system_id, range)
             .await
@@ -316,6 +316,13 @@ impl proto::history_service_server::HistoryService for HistoryApi {
             hours: report.hours as i64,
             days: report.days as i64,
             rows: report.rows as i64,
+            legacy: Some(proto::LegacyComparison {
+                hours_compared: legacy.hours_compared as i64,
+                hours_differing: legacy.hours_differing as i64,
+                days_compared: legacy.days_compared as i64,
+                days_differing: legacy.days_differing as i64,
+                differences: legacy.differences,
+            }),
         }))
     }
 }

@@ -82,12 +82,13 @@ impl History {
             .await?)
     }
 
-    /// Rebuilds the rollups of `system_id` over `range` (its whole sample span when `None`).
+    /// Rebuilds the rollups of `system_id` over `range` (its whole sample span when `None`), and
+    /// compares them with the old app's figures when the database holds them.
     pub async fn recompute(
         &self,
         system_id: String,
         range: Option<(i64, i64)>,
-    ) -> Result<RollReport, CatalogError> {
+    ) -> Result<(RollReport, crate::legacy::LegacyComparison), CatalogError> {
         self.repository.get::<System>(system_id.clone()).await?;
         let id = system_id.clone();
         let chunks = self
@@ -104,6 +105,14 @@ impl History {
                 .run_write(move |conn| super::roll_chunk(conn, &id, &chunk, Settings::default()))
                 .await?;
         }
-        Ok(report)
+        let database = self.database.clone();
+        let comparison = self
+            .database
+            .run(move |conn| {
+                let mut target = database.get()?;
+                crate::legacy::compare_with_legacy(conn, &mut target, &system_id)
+            })
+            .await?;
+        Ok((report, comparison))
     }
 }
