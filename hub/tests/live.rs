@@ -23,8 +23,16 @@ const TZ: chrono_tz::Tz = chrono_tz::Asia::Karachi;
 /// The real-installation fixture with every adapter assigned to `site`, pack capacities, poll
 /// intervals (inverters and meter 20 s, packs 4 s) and a tariff whose peak window starts at
 /// `peak_start` (local HH:MM) and lasts two hours.
+/// With no roller: today's energy comes from the devices' counters.
 pub fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
-    hub_for_live_with(db, peak_start, Default::default())
+    hub_for_live_with(
+        db,
+        peak_start,
+        solarhub_hub::grpc::ServeOptions {
+            rollup_every: None,
+            ..Default::default()
+        },
+    )
 }
 
 pub fn hub_for_live_with(
@@ -188,16 +196,16 @@ fn ms(ts: &Option<solarhub_proto::prost_types::Timestamp>) -> i64 {
 
 /// Waits while the local day is less than five minutes old, so every reading of the test lies in
 /// one local day.
-fn away_from_midnight() {
+fn away_from_midnight(margin_secs: u32) {
     let local = chrono::Utc::now().with_timezone(&TZ);
     let into_day = local.num_seconds_from_midnight();
-    if into_day < 300 {
-        std::thread::sleep(Duration::from_secs(u64::from(301 - into_day)));
+    if into_day < margin_secs {
+        std::thread::sleep(Duration::from_secs(u64::from(margin_secs + 1 - into_day)));
     }
 }
 
 fn every_now_answer(db: TestDb) {
-    away_from_midnight();
+    away_from_midnight(300);
     // The peak window starts at a minute edge 1-2 minutes ago: meter readings fall on both sides.
     let now = chrono::Utc::now().timestamp_millis();
     let edge = (now / 60_000 - 1) * 60_000;
@@ -338,6 +346,7 @@ fn every_now_answer(db: TestDb) {
     close(grid.export_today_kwh, 0.8);
 
     let today = system.today.unwrap();
+    assert_eq!(today.source, "device counters");
     assert_eq!(
         today.date,
         TZ.timestamp_millis_opt(t)
@@ -636,6 +645,73 @@ fn status_message(
         .unwrap_err()
         .message()
         .to_owned()
+}
+
+/// Once the roller has rolled today's hours, today's energy and its price come from them.
+fn today_from_rollups(db: TestDb) {
+    away_from_midnight(700);
+    let now = chrono::Utc::now().timestamp_millis();
+    // A peak window from the start of the previous local hour, four hours long: every hour with
+    // data lies inside it.
+    let hour_ago = TZ.timestamp_millis_opt(now - 3_600_000).unwrap();
+    let peak_start = format!("{:02}:00", hour_ago.hour());
+    let hub = hub_for_live_with(
+        &db,
+        &peak_start,
+        solarhub_hub::grpc::ServeOptions {
+            rollup_every: Some(Duration::from_millis(200)),
+            ..Default::default()
+        },
+    );
+    let (from, to) = (now - 600_000, now - 1_000);
+    let mut readings = Vec::new();
+    let mut ts = from;
+    while ts <= to {
+        readings.push(reading(
+            "powdrive1",
+            "powdrive1.adapter",
+            ts,
+            &[("pv_power_w", 1200.0)],
+        ));
+        readings.push(reading(
+            "grid_meter_1",
+            "grid_meter_1.adapter",
+            ts,
+            &[("power_w", 2000.0)],
+        ));
+        ts += 10_000;
+    }
+    let last = ts - 10_000;
+    send(&hub, 1, readings);
+    let hours = (last - from) as f64 / 3_600_000.0;
+    let mut live = LiveServiceClient::new(hub.channel.clone());
+    let system = hub.runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let system = live
+                    .get_system_now(GetSystemNowRequest {
+                        system_id: "home".into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                if system.today.as_ref().unwrap().source == "rollups" {
+                    return system;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the roller rolls today's hours")
+    });
+    let today = system.today.unwrap();
+    close(today.pv_kwh, 1.2 * hours);
+    close(today.grid_import_kwh, 2.0 * hours);
+    assert_eq!(today.grid_source, "meters");
+    let money = system.financial.unwrap();
+    close(money.peak_import_kwh, 2.0 * hours);
+    close(money.offpeak_import_kwh, 0.0);
+    close(money.import_cost, 2.0 * hours * 60.0);
 }
 
 /// The newest powdrive1 reading a system answer shows.
@@ -1020,4 +1096,5 @@ on_both_backends!(
     watchers_see_every_commit_and_never_slow_ingest,
     two_hubs_answer_alike,
     array_samples_follow_the_cadence,
+    today_from_rollups,
 );

@@ -242,6 +242,7 @@ fn system(s: live::SystemNow) -> proto::SystemNow {
             battery_charge_kwh: t.battery_charge_kwh,
             battery_discharge_kwh: t.battery_discharge_kwh,
             grid_source: t.grid_source.to_owned(),
+            source: t.source.to_owned(),
         }),
         financial: Some(proto::FinancialToday {
             currency: f.currency,

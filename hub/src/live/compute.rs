@@ -36,8 +36,12 @@ pub struct Inputs {
     /// Start of the system's current local day (UTC epoch ms) and its date.
     pub day_start: i64,
     pub date: String,
-    /// Today's tariff peak windows as UTC [start, end) ms (from [`tariff::peak_windows_today`]).
+    /// Today's tariff peak windows as UTC [start, end) ms (from [`tariff::peak_windows`]).
     pub peak_windows: Vec<(i64, i64)>,
+    /// The system's hourly rollup rows of today so far.
+    pub today_hours: Vec<crate::db::rollups::SystemHour>,
+    /// Whether today's grid figures in those rows came from system-level grid meters.
+    pub today_grid_from_meters: bool,
 }
 
 fn poll_secs(adapter: Option<&Adapter>) -> f64 {
@@ -496,12 +500,14 @@ pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
     stale.extend(battery_arrays.iter().flat_map(|b| b.stale.iter().cloned()));
     stale.extend(loose_packs.iter().filter_map(stale_pack));
 
-    let today = energy_today(inputs, &inverters, &system_meters);
-    let financial = tariff::financial_today(
-        &system,
-        &today,
-        &import_split(inputs, &inverters, &system_meters, &today),
-    );
+    let (today, peak_import) = if inputs.today_hours.is_empty() {
+        let today = energy_today(inputs, &inverters, &system_meters);
+        let peak = import_split(inputs, &inverters, &system_meters, &today);
+        (today, peak)
+    } else {
+        rolled_today(inputs)
+    };
+    let financial = tariff::financial_today(&system, &today, &peak_import);
     Some(SystemNow {
         system,
         as_of: inputs.now,
@@ -515,8 +521,45 @@ pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
     })
 }
 
+/// Today's energy from the system's hourly rollups, and the import inside the tariff's peak
+/// windows (each hour's import in proportion to its time inside a window).
+fn rolled_today(inputs: &Inputs) -> (EnergyToday, Option<f64>) {
+    let hours = &inputs.today_hours;
+    let total =
+        |field: fn(&crate::db::rollups::SystemHour) -> Option<f64>| sum(hours.iter().map(field));
+    let mut peak = None;
+    for hour in hours {
+        let Some(import) = hour.grid_import_kwh else {
+            continue;
+        };
+        let inside: i64 = inputs
+            .peak_windows
+            .iter()
+            .map(|(from, to)| (hour.bucket_end.min(*to) - hour.bucket_start.max(*from)).max(0))
+            .sum();
+        *peak.get_or_insert(0.0) +=
+            import * inside as f64 / (hour.bucket_end - hour.bucket_start) as f64;
+    }
+    let today = EnergyToday {
+        date: inputs.date.clone(),
+        pv_kwh: total(|h| h.solar_kwh),
+        load_kwh: total(|h| h.load_kwh),
+        grid_import_kwh: total(|h| h.grid_import_kwh),
+        grid_export_kwh: total(|h| h.grid_export_kwh),
+        battery_charge_kwh: total(|h| h.battery_charge_kwh),
+        battery_discharge_kwh: total(|h| h.battery_discharge_kwh),
+        grid_source: if inputs.today_grid_from_meters {
+            "meters"
+        } else {
+            "inverters"
+        },
+        source: "rollups",
+    };
+    (today, peak)
+}
+
 /// Today's energy from the inverters' day counters, and grid figures from system-level grid meters
-/// when they have them.
+/// when they have them: until the rollups have today's first hour.
 fn energy_today(
     inputs: &Inputs,
     inverters: &[InverterNow],
@@ -554,6 +597,7 @@ fn energy_today(
         battery_charge_kwh: total(|s| s.battery_charge_today_wh),
         battery_discharge_kwh: total(|s| s.battery_discharge_today_wh),
         grid_source,
+        source: "device counters",
     }
 }
 

@@ -99,7 +99,27 @@ pub fn load_inputs(
             }
         }
     }
+    let day_end = tariff::local_ms(
+        tariff::timezone(&system),
+        date.succ_opt().unwrap_or(date),
+        chrono::NaiveTime::MIN,
+    );
+    let rolled = crate::db::rollups::load_rows(
+        conn,
+        system_id,
+        day_start,
+        day_end,
+        crate::db::rollups::Level::Hours,
+    )?;
+    let today_grid_from_meters = rolled.meter_hours.iter().any(|row| {
+        row.import_kwh.is_some()
+            && installation.meters.iter().any(|m| {
+                m.meter_id == row.meter_id && m.array_id.is_none() && m.meter_type == "grid"
+            })
+    });
     Ok(Some(Inputs {
+        today_hours: rolled.system_hours,
+        today_grid_from_meters,
         system: Some(system),
         installation,
         latest,

@@ -127,7 +127,7 @@ pub struct InverterArrayNow {
     pub stale: Vec<StaleDevice>,
 }
 
-/// Energy of the local day so far (kWh), from the devices' own counters.
+/// Energy of the local day so far (kWh).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EnergyToday {
     /// YYYY-MM-DD in the system's timezone.
@@ -139,6 +139,8 @@ pub struct EnergyToday {
     pub battery_charge_kwh: Option<f64>,
     pub battery_discharge_kwh: Option<f64>,
     pub grid_source: &'static str,
+    /// "rollups" (the system's hourly rows of today) or "device counters" (until there are any).
+    pub source: &'static str,
 }
 
 /// Today's energy priced with the system's tariff.
