@@ -884,62 +884,46 @@ fn load_installations_with(
         .filter(meters::system_id.eq(system))
         .select(MeterRow::as_select())
         .load(conn)?;
-    if !everything {
-        return Ok((
-            systems.into_iter().map(SystemRow::into_domain).collect(),
-            Installation {
-                system: None,
-                arrays: arrays.into_iter().map(ArrayRow::into_domain).collect(),
-                inverters: inverters
-                    .into_iter()
-                    .map(InverterRow::into_domain)
-                    .collect(),
-                battery_arrays: battery_arrays
-                    .into_iter()
-                    .map(BatteryArrayRow::into_domain)
-                    .collect(),
-                attachments: attachments
-                    .into_iter()
-                    .map(AttachmentRow::into_domain)
-                    .collect(),
-                packs: packs.into_iter().map(PackRow::into_domain).collect(),
-                meters: meters.into_iter().map(MeterRow::into_domain).collect(),
-                ..Installation::default()
-            },
-        ));
-    }
-    let pack_adapters: Vec<PackAdapterRow> = battery_pack_adapters::table
-        .filter(
-            battery_pack_adapters::pack_id.eq_any(
-                battery_packs::table
-                    .filter(battery_packs::system_id.eq(system))
-                    .select(battery_packs::pack_id),
-            ),
-        )
-        .select(PackAdapterRow::as_select())
-        .load(conn)?;
-    // Adapters belong to a system through the device they read.
-    let adapters: Vec<AdapterRow> = adapters::table
-        .filter(
-            adapters::device_id
-                .eq_any(
-                    inverters::table
-                        .filter(inverters::system_id.eq(system))
-                        .select(inverters::inverter_id.nullable()),
-                )
-                .or(adapters::device_id.eq_any(
-                    meters::table
-                        .filter(meters::system_id.eq(system))
-                        .select(meters::meter_id.nullable()),
-                ))
-                .or(adapters::device_id.eq_any(
+    let pack_adapters: Vec<PackAdapterRow> = if !everything {
+        Vec::new()
+    } else {
+        battery_pack_adapters::table
+            .filter(
+                battery_pack_adapters::pack_id.eq_any(
                     battery_packs::table
                         .filter(battery_packs::system_id.eq(system))
-                        .select(battery_packs::pack_id.nullable()),
-                )),
-        )
-        .select(AdapterRow::as_select())
-        .load(conn)?;
+                        .select(battery_packs::pack_id),
+                ),
+            )
+            .select(PackAdapterRow::as_select())
+            .load(conn)?
+    };
+    // Adapters belong to a system through the device they read.
+    let adapters: Vec<AdapterRow> = if !everything {
+        Vec::new()
+    } else {
+        adapters::table
+            .filter(
+                adapters::device_id
+                    .eq_any(
+                        inverters::table
+                            .filter(inverters::system_id.eq(system))
+                            .select(inverters::inverter_id.nullable()),
+                    )
+                    .or(adapters::device_id.eq_any(
+                        meters::table
+                            .filter(meters::system_id.eq(system))
+                            .select(meters::meter_id.nullable()),
+                    ))
+                    .or(adapters::device_id.eq_any(
+                        battery_packs::table
+                            .filter(battery_packs::system_id.eq(system))
+                            .select(battery_packs::pack_id.nullable()),
+                    )),
+            )
+            .select(AdapterRow::as_select())
+            .load(conn)?
+    };
     Ok((
         systems.into_iter().map(SystemRow::into_domain).collect(),
         Installation {

@@ -212,6 +212,23 @@ fn group<S>(
     series
 }
 
+/// A device's integral over a bucket and its samples inside it; `None` when it has neither data
+/// nor a bridged interval there.
+fn bucket_data<'a, S>(
+    series: &'a Series<S>,
+    bucket: &Bucket,
+    limits: &energy::Limits,
+    ts: impl Fn(&S) -> i64,
+) -> Option<(energy::Integral, &'a [S])> {
+    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
+    let inside = series.within(bucket.start, bucket.end, ts);
+    (!inside.is_empty() || integral.covered_ms > 0).then_some((integral, inside))
+}
+
+fn stats<const N: usize>() -> [Stat; N] {
+    std::array::from_fn(|_| Stat::default())
+}
+
 fn coverage(covered_ms: i64, bucket: &Bucket) -> f64 {
     100.0 * covered_ms as f64 / (bucket.end - bucket.start) as f64
 }
@@ -221,20 +238,16 @@ fn inverter_figures(
     bucket: &Bucket,
     limits: &energy::Limits,
 ) -> Option<Figures> {
-    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
-    let inside = series.within(bucket.start, bucket.end, |s| s.ts);
-    if inside.is_empty() && integral.covered_ms == 0 {
-        return None;
-    }
-    let (mut pv, mut load, mut grid, mut import, mut export, mut battery, mut soc) = (
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-    );
+    let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
+    let [
+        mut pv,
+        mut load,
+        mut grid,
+        mut import,
+        mut export,
+        mut battery,
+        mut soc,
+    ] = stats();
     for s in inside {
         pv.add(s.pv_power_w);
         load.add(s.load_power_w);
@@ -666,20 +679,16 @@ fn pack_hour(
     limits: &energy::Limits,
     at: i64,
 ) -> Option<store::PackHour> {
-    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
-    let inside = series.within(bucket.start, bucket.end, |s| s.ts);
-    if inside.is_empty() && integral.covered_ms == 0 {
-        return None;
-    }
-    let (mut power, mut charge, mut discharge, mut voltage, mut current, mut temperature, mut soc) = (
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-    );
+    let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
+    let [
+        mut power,
+        mut charge,
+        mut discharge,
+        mut voltage,
+        mut current,
+        mut temperature,
+        mut soc,
+    ] = stats();
     for s in inside {
         power.add(s.power_w);
         let (d, c) = split(s.power_w);
@@ -729,19 +738,15 @@ fn meter_hour(
     limits: &energy::Limits,
     at: i64,
 ) -> Option<store::MeterHour> {
-    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
-    let inside = series.within(bucket.start, bucket.end, |s| s.ts);
-    if inside.is_empty() && integral.covered_ms == 0 {
-        return None;
-    }
-    let (mut power, mut import, mut export, mut voltage, mut current, mut frequency) = (
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-        Stat::default(),
-    );
+    let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
+    let [
+        mut power,
+        mut import,
+        mut export,
+        mut voltage,
+        mut current,
+        mut frequency,
+    ] = stats();
     for s in inside {
         power.add(s.power_w);
         let (i, e) = split(s.power_w);
