@@ -771,9 +771,44 @@ fn history_api(db: TestDb) {
     );
 }
 
+/// Hubs sharing a database roll the same pending ranges at the same time without colliding, and
+/// the rows are what one roll alone gives.
+fn concurrent_rolls(db: TestDb) {
+    let mut site = Site::new(db);
+    let start = local(2025, 5, 10, 8, 0);
+    let readings: Vec<IncomingReading> = (0..=2160)
+        .map(|i| reading("inv1", start + i * 10_000, &[("pv_power_w", 1000.0)]))
+        .collect();
+    site.send(readings);
+    let rolls: Vec<_> = (0..4)
+        .map(|_| {
+            let database = site.database.clone();
+            std::thread::spawn(move || {
+                let mut conn = database.get().unwrap();
+                let pending = rollup::pending_by_system(&mut conn).unwrap();
+                let Some(ranges) = pending.get("home") else {
+                    return Ok(());
+                };
+                solarhub_hub::db::in_transaction(&mut conn, |conn| {
+                    rollup::roll_pending_of(conn, "home", ranges, Settings::default())
+                })
+                .map(|_| ())
+            })
+        })
+        .collect();
+    for roll in rolls {
+        roll.join().unwrap().expect("every roll succeeds");
+    }
+    let rows = site.rows();
+    site.recompute();
+    assert_eq!(site.rows(), rows);
+    close(rows.system_days[0].solar_kwh, 6.0);
+}
+
 on_both_backends!(
     known_answers,
     dst_days,
     battery_array_moved_mid_day,
-    history_api
+    history_api,
+    concurrent_rolls,
 );

@@ -436,13 +436,16 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Runs `work` in a transaction: committed when it returns `Ok`, rolled back when it returns `Err`
-/// (or the commit fails). Lets layers above run several db calls atomically without diesel.
+/// Runs `work` in one transaction: committed when it returns `Ok`, rolled back otherwise. On
+/// SQLite the transaction begins IMMEDIATE, taking the write lock at once (waiting for it under the
+/// busy timeout), so two processes writing the same file never deadlock upgrading a read to a
+/// write.
 pub fn in_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     E: From<DbError>,
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
     enum Failure<E> {
         Database(diesel::result::Error),
         Work(E),
@@ -452,9 +455,36 @@ where
             Failure::Database(error)
         }
     }
+    let failed = |failure: Failure<E>| match failure {
+        Failure::Database(error) => E::from(DbError::from(error)),
+        Failure::Work(error) => error,
+    };
+    if let DbConnection::Sqlite(sqlite) = conn
+        && AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()
+            == Ok(None)
+    {
+        AnsiTransactionManager::begin_transaction_sql(&mut *sqlite, "BEGIN IMMEDIATE")
+            .map_err(|error| E::from(DbError::from(error)))?;
+        let result = work(conn);
+        let DbConnection::Sqlite(sqlite) = conn else {
+            unreachable!("the connection cannot change backend")
+        };
+        return match result {
+            Ok(value) => {
+                <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(
+                    sqlite,
+                )
+                .map_err(|error| E::from(DbError::from(error)))?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(
+                    sqlite,
+                );
+                Err(error)
+            }
+        };
+    }
     conn.transaction(|conn| work(conn).map_err(Failure::Work))
-        .map_err(|failure| match failure {
-            Failure::Database(error) => E::from(DbError::from(error)),
-            Failure::Work(error) => error,
-        })
+        .map_err(failed)
 }

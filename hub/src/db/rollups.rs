@@ -686,3 +686,19 @@ pub fn neighbour_times(
         DeviceKind::Meter => nearest!(meter_samples, meter_id),
     })
 }
+
+/// Makes rolls of one system take turns across hubs sharing a Postgres database, until the
+/// transaction ends (two hubs replacing the same rows at once would collide on their keys). SQLite
+/// serializes writers by itself. Call inside the roll's transaction.
+pub fn lock_system_for_roll(conn: &mut DbConnection, system_id: &str) -> Result<(), DbError> {
+    if let DbConnection::Postgres(pg) = conn {
+        // FNV-1a of the id, in a key space of its own next to the migration lock.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in format!("rollup:{system_id}").bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({})", hash as i64)).execute(pg)?;
+    }
+    Ok(())
+}

@@ -1163,6 +1163,7 @@ pub fn roll_pending_of(
     settings: Settings,
 ) -> Result<RollReport, DbError> {
     let mut report = RollReport::default();
+    store::lock_system_for_roll(conn, system_id)?;
     if let Some(catalog) = load_catalog(conn, system_id)? {
         // A new sample changes the intervals to its neighbours on both sides (and the one it
         // split): every hour between those neighbours is rolled again.
@@ -1240,6 +1241,7 @@ pub fn roll_chunk(
     hours: &[Bucket],
     settings: Settings,
 ) -> Result<RollReport, DbError> {
+    store::lock_system_for_roll(conn, system_id)?;
     match load_catalog(conn, system_id)? {
         Some(catalog) => roll_hours(conn, &catalog, hours, settings),
         None => Ok(RollReport::default()),
