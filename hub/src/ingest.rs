@@ -445,25 +445,37 @@ fn build_rows(
             }
         }
     }
-    let mut ranges: HashMap<&str, crate::db::rollups::Pending> = HashMap::new();
+    // Each device's accepted reading times, cut where they are more than a counter gap apart:
+    // a collector whose clock jumped (a Pi booting without network) must not make the roller roll
+    // every hour in between.
+    let mut times: HashMap<&str, (&str, Vec<i64>)> = HashMap::new();
     for row in latest.values() {
-        let range = ranges
-            .entry(&row.device_id)
-            .or_insert_with(|| crate::db::rollups::Pending {
-                device_id: row.device_id.clone(),
-                system_id: row.system_id.clone(),
-                from_ts: row.ts,
-                to_ts: row.ts,
-            });
-        range.to_ts = range.to_ts.max(row.ts);
+        times.insert(&row.device_id, (&row.system_id, Vec::new()));
     }
     for reading in &batch.readings {
-        if let Some(range) = ranges.get_mut(reading.device_id.as_str()) {
-            range.from_ts = range.from_ts.min(reading.ts);
+        if let Some((_, list)) = times.get_mut(reading.device_id.as_str())
+            && reading.ts <= now + MAX_FUTURE.as_millis() as i64
+        {
+            list.push(reading.ts);
         }
     }
-    rows.pending = ranges.into_values().collect();
-    rows.pending.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    for (device_id, (system_id, mut list)) in times {
+        list.sort_unstable();
+        let mut start = 0;
+        for i in 1..=list.len() {
+            if i == list.len() || list[i] - list[i - 1] > crate::rollup::DEFAULT_COUNTER_GAP_MS {
+                rows.pending.push(crate::db::rollups::Pending {
+                    device_id: device_id.to_owned(),
+                    system_id: system_id.to_owned(),
+                    from_ts: list[start],
+                    to_ts: list[i - 1],
+                });
+                start = i;
+            }
+        }
+    }
+    rows.pending
+        .sort_by(|a, b| (&a.device_id, a.from_ts).cmp(&(&b.device_id, b.from_ts)));
     rows.latest = latest.into_values().collect();
     (rows, refused, accepted)
 }

@@ -720,6 +720,20 @@ fn history_api(db: TestDb) {
         .into_inner();
     assert!(report.hours >= 3 && report.days == 1, "{report:?}");
     assert_eq!(site.rows(), before);
+    // An open-ended range stops where the samples do.
+    let report = hub
+        .runtime
+        .block_on(client.recompute(RecomputeRequest {
+            system_id: "home".into(),
+            range: Some(TimeRange {
+                from: ts(local(2025, 1, 1, 0, 0)),
+                to: None,
+            }),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!((report.hours, report.days), (3, 1), "{report:?}");
+    assert_eq!(site.rows(), before);
 
     // A year of hourly rows in one answer.
     let year_start = local(2024, 1, 1, 0, 0);
@@ -771,6 +785,27 @@ fn history_api(db: TestDb) {
     );
 }
 
+/// A collector whose clock jumped sends readings decades apart in one batch: the roller is asked
+/// to roll the hours around each group, not every hour in between.
+fn clock_jumps_do_not_roll_the_decades_between(db: TestDb) {
+    let mut site = Site::new(db);
+    let now = chrono::Utc::now().timestamp_millis();
+    site.send(vec![
+        reading("inv1", 10_000, &[("pv_power_w", 100.0)]),
+        reading("inv1", 20_000, &[("pv_power_w", 100.0)]),
+        reading("inv1", now - 10_000, &[("pv_power_w", 100.0)]),
+        reading("inv1", now, &[("pv_power_w", 100.0)]),
+    ]);
+    let pending = rollups::pending(&mut site.database.get().unwrap()).unwrap();
+    let ranges: Vec<(i64, i64)> = pending.iter().map(|p| (p.from_ts, p.to_ts)).collect();
+    assert_eq!(ranges, [(10_000, 20_000), (now - 10_000, now)]);
+    let report = site
+        .runtime
+        .block_on(roller::roll_pending(&site.database, Settings::default()))
+        .unwrap();
+    assert!(report.hours <= 6, "{report:?}");
+}
+
 /// Hubs sharing a database roll the same pending ranges at the same time without colliding, and
 /// the rows are what one roll alone gives.
 fn concurrent_rolls(db: TestDb) {
@@ -811,4 +846,5 @@ on_both_backends!(
     battery_array_moved_mid_day,
     history_api,
     concurrent_rolls,
+    clock_jumps_do_not_roll_the_decades_between,
 );

@@ -1222,9 +1222,13 @@ pub fn recompute_chunks(
     let Some(catalog) = load_catalog(conn, system_id)? else {
         return Ok(None);
     };
-    let Some((from, to)) = range.or(store::sample_span(conn, system_id)?.map(|(a, b)| (a, b + 1)))
-    else {
+    // Only where samples are: an open end of the range (or none) stops at the first and last.
+    let Some((first, last)) = store::sample_span(conn, system_id)? else {
         return Ok(Some(Vec::new()));
+    };
+    let (from, to) = match range {
+        Some((from, to)) => (from.max(first), to.min(last + 1)),
+        None => (first, last + 1),
     };
     Ok(Some(
         buckets::hours(catalog.tz, from, to)
