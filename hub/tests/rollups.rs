@@ -785,6 +785,56 @@ fn history_api(db: TestDb) {
     );
 }
 
+/// Editing an attachment through the catalog re-rolls the time it covered: the battery array's
+/// energy moves to the array it is attached to now.
+fn editing_an_attachment_rolls_its_time_again(db: TestDb) {
+    use solarhub_hub::catalog::BatteryArrayAttachment;
+    use solarhub_hub::hierarchy::Repository;
+    let mut site = Site::new(db);
+    let mut readings = Vec::new();
+    let mut ts = local(2025, 6, 1, 0, 0);
+    while ts <= local(2025, 6, 2, 0, 0) {
+        readings.push(reading("pack1", ts, &[("power_w", 500.0)]));
+        readings.push(reading("inv1", ts, &[("pv_power_w", 100.0)]));
+        ts += 60_000;
+    }
+    site.send(readings);
+    site.roll();
+    let discharge = |site: &Site, array: &str| {
+        site.rows()
+            .array_days
+            .iter()
+            .find(|r| r.array_id == array && r.date == "2025-06-01")
+            .and_then(|r| r.battery_discharge_kwh)
+    };
+    close(discharge(&site, "a1"), 6.25);
+    // The move at 12:30 was a mistake: ba1 stayed on a1 all along.
+    let repository = Repository::new(site.database.clone());
+    let moved = local(2025, 6, 1, 12, 30);
+    site.runtime
+        .block_on(repository.delete::<BatteryArrayAttachment>(("ba1".into(), moved), false))
+        .unwrap();
+    let (first, _) = site
+        .runtime
+        .block_on(repository.get::<BatteryArrayAttachment>(("ba1".into(), local(2025, 1, 1, 0, 0))))
+        .unwrap();
+    site.runtime
+        .block_on(repository.update(
+            BatteryArrayAttachment {
+                detached_at: None,
+                ..first
+            },
+            vec!["detached_at".into()],
+        ))
+        .unwrap();
+    site.roll();
+    close(discharge(&site, "a1"), 12.0);
+    assert_eq!(discharge(&site, "a2"), None);
+    let rows = site.rows();
+    site.recompute();
+    assert_eq!(site.rows(), rows);
+}
+
 /// A collector whose clock jumped sends readings decades apart in one batch: the roller is asked
 /// to roll the hours around each group, not every hour in between.
 fn clock_jumps_do_not_roll_the_decades_between(db: TestDb) {
@@ -847,4 +897,5 @@ on_both_backends!(
     history_api,
     concurrent_rolls,
     clock_jumps_do_not_roll_the_decades_between,
+    editing_an_attachment_rolls_its_time_again,
 );

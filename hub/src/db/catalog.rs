@@ -996,3 +996,16 @@ pub fn ensure_batteries_and_cells(
     }
     Ok(())
 }
+
+/// The packs of a battery array.
+pub fn pack_ids_of(
+    conn: &mut DbConnection,
+    battery_array_id: &str,
+) -> Result<Vec<String>, DbError> {
+    use schema::battery_packs::dsl as p;
+    Ok(p::battery_packs
+        .filter(p::battery_array_id.eq(battery_array_id))
+        .select(p::pack_id)
+        .order(p::pack_id)
+        .load(conn)?)
+}

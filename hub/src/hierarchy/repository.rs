@@ -47,6 +47,15 @@ pub trait Linked: CatalogStore {
     fn unique_field() -> Option<&'static str> {
         None
     }
+    /// Runs in the write's transaction after a row was created (`before` is `None`), changed or
+    /// deleted (`after` is `None`): for derived data that depends on it.
+    fn written(
+        _conn: &mut DbConnection,
+        _before: Option<&Self>,
+        _after: Option<&Self>,
+    ) -> Result<(), CatalogError> {
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -139,6 +148,7 @@ impl Repository {
                     Err(DbError::UniqueViolation(_)) => return Err(unique_conflict::<R>(&row)),
                     Err(other) => return Err(other.into()),
                 }
+                R::written(conn, None, Some(&row))?;
                 let parents = R::parents(conn, std::slice::from_ref(&row))?
                     .pop()
                     .unwrap_or_default();
@@ -166,6 +176,7 @@ impl Repository {
                 let Some(mut row) = R::fetch(conn, &key)? else {
                     return Err(not_found::<R>(&key));
                 };
+                let before = row.clone();
                 for field in &fields {
                     row.copy_field(&update, field);
                 }
@@ -178,6 +189,7 @@ impl Repository {
                     Err(DbError::UniqueViolation(_)) => return Err(unique_conflict::<R>(&row)),
                     Err(other) => return Err(other.into()),
                 }
+                R::written(conn, Some(&before), Some(&row))?;
                 let parents = R::parents(conn, std::slice::from_ref(&row))?
                     .pop()
                     .unwrap_or_default();
@@ -200,9 +212,9 @@ impl Repository {
         let result = self
             .database
             .run_write(move |conn| -> Result<BTreeMap<String, i64>, CatalogError> {
-                if R::fetch(conn, &key)?.is_none() {
+                let Some(before) = R::fetch(conn, &key)? else {
                     return Err(not_found::<R>(&key));
-                }
+                };
                 let key_text = R::id_text(&key);
                 let mut deleted = BTreeMap::new();
                 // Nothing references attachments or pack adapters; everything else may have children.
@@ -218,6 +230,7 @@ impl Repository {
                     deleted = cascade::delete_dependents(conn, R::TABLE, &key_text)?;
                 }
                 let removed = R::remove(conn, &key)?;
+                R::written(conn, Some(&before), None)?;
                 *deleted.entry(R::TABLE.to_owned()).or_default() += removed as i64;
                 Ok(deleted)
             })
@@ -524,6 +537,32 @@ impl Linked for BatteryArray {
 }
 
 impl Linked for BatteryArrayAttachment {
+    /// The array rollups of the time it covered (before and after the change) are rolled again.
+    fn written(
+        conn: &mut DbConnection,
+        before: Option<&Self>,
+        after: Option<&Self>,
+    ) -> Result<(), CatalogError> {
+        let now = crate::db::now_ms();
+        let mut pending = Vec::new();
+        for attachment in before.into_iter().chain(after) {
+            let until = attachment.detached_at.unwrap_or(now).min(now);
+            if until < attachment.attached_since {
+                continue;
+            }
+            for pack_id in crate::db::catalog::pack_ids_of(conn, &attachment.battery_array_id)? {
+                pending.push(crate::db::rollups::Pending {
+                    device_id: pack_id,
+                    system_id: attachment.system_id.clone(),
+                    from_ts: attachment.attached_since,
+                    to_ts: until,
+                });
+            }
+        }
+        crate::db::rollups::add_pending(conn, &pending)?;
+        Ok(())
+    }
+
     fn resolve(conn: &mut DbConnection, row: &mut Self) -> Result<(), CatalogError> {
         let battery_array: BatteryArray = require(
             conn,

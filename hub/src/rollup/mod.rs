@@ -1190,8 +1190,12 @@ pub fn roll_pending_of(
                 after.unwrap_or(range.to_ts) + 1,
             ));
         }
+        // A week at a time, so a long range (an attachment edited a year back) never holds more
+        // than a week of samples in memory.
         for run in runs(hours.into_iter().collect()) {
-            report += roll_hours(conn, &catalog, &run, settings)?;
+            for chunk in run.chunks(RECOMPUTE_CHUNK_HOURS) {
+                report += roll_hours(conn, &catalog, chunk, settings)?;
+            }
         }
     }
     store::remove_pending(conn, pending)?;
