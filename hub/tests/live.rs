@@ -883,7 +883,10 @@ fn array_samples_follow_the_cadence(db: TestDb) {
         assert_eq!(ts % every.as_millis() as i64, 0, "stamped on the cadence");
         // A row is the state the sampler read at its tick: on a slow machine the tick just
         // before the reading's time may run after the reading was committed, and include it.
-        assert!(*ts > t - every.as_millis() as i64, "{ts} is long before {t}");
+        assert!(
+            *ts > t - every.as_millis() as i64,
+            "{ts} is long before {t}"
+        );
         assert_eq!(
             (*pv, *grid, *soc, source.as_deref()),
             (Some(1500.), Some(200.), Some(40.), Some("pack"))
@@ -1038,6 +1041,21 @@ fn two_hubs_answer_alike(db: TestDb) {
     hub_a.runtime.block_on(async {
         stop.send(true).unwrap();
         collector.await.unwrap().unwrap();
+    });
+    // And let the rollers finish what the last batches left, so today's energy holds still.
+    hub_a.runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let pending =
+                    solarhub_hub::db::rollups::pending(&mut hub_a.database.get().unwrap()).unwrap();
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the rollers roll what is pending");
     });
     let (from_a, from_b) = hub_a.runtime.block_on(async {
         let ask = |client: &mut LiveServiceClient<_>| {
