@@ -3,7 +3,9 @@
 //!
 //! Map: `db` is the only diesel user; `catalog` holds the domain types of the hierarchy;
 //! `config_import` turns a `config.yaml` into catalog rows; `legacy` upgrades the existing app's
-//! SQLite database; `grpc` is the only place that touches generated proto types.
+//! SQLite database; `ingest` stores collector batches exactly once; `live` answers "now" and
+//! watches; `rollup` keeps the hourly and daily energy; `grpc` is the only place that touches
+//! generated proto types.
 
 pub mod adapter_types;
 pub mod catalog;
