@@ -124,6 +124,14 @@ pub struct Meter {
     pub meter_type: String,
 }
 
+impl Meter {
+    /// A grid meter at system level (at the connection point): where a system's grid figures come
+    /// from when it has one.
+    pub fn is_system_grid(&self) -> bool {
+        self.array_id.is_none() && self.meter_type == "grid"
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterType {
     pub adapter_type: String,

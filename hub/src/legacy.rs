@@ -491,7 +491,7 @@ fn copy_legacy(
             }
         },
     };
-    let timezone: Tz = system.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let timezone: Tz = crate::rollup::buckets::timezone(&system);
     let (_, existing, _) = catalog::load_catalog(target)?;
     let view = CatalogView {
         system_id: system.system_id.clone(),

@@ -227,7 +227,7 @@ impl Builder<'_> {
 
         let (system, timezone_source) = self.build_system(&raw);
         let system_id = system.system_id.clone();
-        let timezone: chrono_tz::Tz = system.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let timezone = crate::rollup::buckets::timezone(&system);
         let mut installation = Installation {
             system: Some(system),
             ..Installation::default()

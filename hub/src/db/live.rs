@@ -91,62 +91,57 @@ pub fn system_fingerprint(
         .first(conn)?)
 }
 
-/// The energy samples with these (inverter, ts) keys.
-pub fn energy_samples_at(
-    conn: &mut DbConnection,
-    keys: &[(String, i64)],
-) -> Result<Vec<EnergySample>, DbError> {
-    use schema::energy_samples::dsl as e;
-    let mut rows = Vec::new();
-    for (id, ts) in keys {
-        rows.extend(
-            e::energy_samples
-                .find((id, ts))
-                .select(EnergySample::as_select())
-                .first(conn)
-                .optional()?,
-        );
-    }
-    Ok(rows)
+/// The rows of a sample table with these (device, ts) keys, in one query.
+macro_rules! samples_at {
+    ($name:ident, $row:ty, $table:ident, $key:ident, $what:literal) => {
+        #[doc = concat!("The ", $what, " samples with these (device, ts) keys.")]
+        pub fn $name(
+            conn: &mut DbConnection,
+            keys: &[(String, i64)],
+        ) -> Result<Vec<$row>, DbError> {
+            use schema::$table::dsl as t;
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<&str> = keys.iter().map(|(id, _)| id.as_str()).collect();
+            let times: Vec<i64> = keys.iter().map(|(_, ts)| *ts).collect();
+            let wanted: std::collections::HashSet<(&str, i64)> =
+                keys.iter().map(|(id, ts)| (id.as_str(), *ts)).collect();
+            // Devices and times matched separately, then the exact pairs kept.
+            let rows: Vec<$row> = t::$table
+                .filter(t::$key.eq_any(&ids))
+                .filter(t::ts.eq_any(&times))
+                .select(<$row>::as_select())
+                .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .filter(|row| wanted.contains(&(row.$key.as_str(), row.ts)))
+                .collect())
+        }
+    };
 }
 
-/// The meter samples with these (meter, ts) keys.
-pub fn meter_samples_at(
-    conn: &mut DbConnection,
-    keys: &[(String, i64)],
-) -> Result<Vec<MeterSample>, DbError> {
-    use schema::meter_samples::dsl as m;
-    let mut rows = Vec::new();
-    for (id, ts) in keys {
-        rows.extend(
-            m::meter_samples
-                .find((id, ts))
-                .select(MeterSample::as_select())
-                .first(conn)
-                .optional()?,
-        );
-    }
-    Ok(rows)
-}
-
-/// The pack samples with these (pack, ts) keys.
-pub fn bank_samples_at(
-    conn: &mut DbConnection,
-    keys: &[(String, i64)],
-) -> Result<Vec<BatteryBankSample>, DbError> {
-    use schema::battery_bank_samples::dsl as b;
-    let mut rows = Vec::new();
-    for (id, ts) in keys {
-        rows.extend(
-            b::battery_bank_samples
-                .find((id, ts))
-                .select(BatteryBankSample::as_select())
-                .first(conn)
-                .optional()?,
-        );
-    }
-    Ok(rows)
-}
+samples_at!(
+    energy_samples_at,
+    EnergySample,
+    energy_samples,
+    inverter_id,
+    "energy"
+);
+samples_at!(
+    meter_samples_at,
+    MeterSample,
+    meter_samples,
+    meter_id,
+    "meter"
+);
+samples_at!(
+    bank_samples_at,
+    BatteryBankSample,
+    battery_bank_samples,
+    pack_id,
+    "pack"
+);
 
 /// The battery and cell samples of `pack_id` taken at `ts` (one poll of the pack).
 pub fn pack_detail_at(

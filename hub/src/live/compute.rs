@@ -462,7 +462,7 @@ pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
     totals.battery_power_w = sum(arrays.iter().map(|a| a.totals.battery_power_w));
     let grid_meters: Vec<&MeterSample> = system_meters
         .iter()
-        .filter(|m| m.meter.meter_type == "grid")
+        .filter(|m| m.meter.is_system_grid())
         .filter_map(|m| m.reading.fresh())
         .filter(|s| s.power_w.is_some())
         .collect();
@@ -573,7 +573,7 @@ fn energy_today(
     let total = |field: fn(&EnergySample) -> Option<f64>| kwh(sum(today.iter().map(|s| field(s))));
     let grid_meters: Vec<&MeterNow> = system_meters
         .iter()
-        .filter(|m| m.meter.meter_type == "grid" && m.import_today_kwh.is_some())
+        .filter(|m| m.meter.is_system_grid() && m.import_today_kwh.is_some())
         .collect();
     let (grid_import_kwh, grid_export_kwh, grid_source) = if grid_meters.is_empty() {
         (
@@ -613,7 +613,7 @@ fn import_split(
     let devices: Vec<(&str, Option<f64>)> = if today.grid_source == "meters" {
         system_meters
             .iter()
-            .filter(|m| m.meter.meter_type == "grid" && m.import_today_kwh.is_some())
+            .filter(|m| m.meter.is_system_grid() && m.import_today_kwh.is_some())
             .map(|m| {
                 (
                     m.meter.meter_id.as_str(),
@@ -664,8 +664,8 @@ fn import_split(
     Some(peak_wh / 1000.0)
 }
 
-/// A pack that is in no battery array.
-pub fn loose_pack(inputs: &Inputs, pack_id: &str) -> Option<BatteryPackNow> {
+/// One pack, as the system answer shows it (in its battery array, or on its own).
+pub fn pack_now(inputs: &Inputs, pack_id: &str) -> Option<BatteryPackNow> {
     let pack = inputs
         .installation
         .packs

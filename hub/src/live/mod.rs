@@ -71,52 +71,54 @@ pub fn load_inputs(
         .into_iter()
         .map(|s| ((s.pack_id.clone(), s.ts), s))
         .collect();
-    let (date, day_start) = tariff::local_day(&system, now);
+    let tz = crate::rollup::buckets::timezone(&system);
+    let date = crate::rollup::buckets::local_date(tz, now);
+    let today = crate::rollup::buckets::day(tz, date);
     let mut meter_day_start = HashMap::new();
     for meter in &installation.meters {
-        if let Some(first) = stored::meter_counters_since(conn, &meter.meter_id, day_start)? {
+        if let Some(first) = stored::meter_counters_since(conn, &meter.meter_id, today.start)? {
             meter_day_start.insert(meter.meter_id.clone(), first);
         }
     }
-    let peak_windows = tariff::peak_windows(&system, date);
-    let mut import_counter_at = HashMap::new();
-    let edges = peak_windows
-        .iter()
-        .flat_map(|(start, end)| [*start, *end])
-        .filter(|edge| *edge <= now);
-    for edge in edges {
-        for meter in installation.meters.iter().filter(|m| m.array_id.is_none()) {
-            if let Some((Some(import), _)) =
-                stored::meter_counters_since(conn, &meter.meter_id, edge)?
-            {
-                import_counter_at.insert((meter.meter_id.clone(), edge), import);
-            }
-        }
-        for inverter in &installation.inverters {
-            if let Some(import) = stored::inverter_import_since(conn, &inverter.inverter_id, edge)?
-            {
-                import_counter_at.insert((inverter.inverter_id.clone(), edge), import);
-            }
-        }
-    }
-    let day_end = tariff::local_ms(
-        tariff::timezone(&system),
-        date.succ_opt().unwrap_or(date),
-        chrono::NaiveTime::MIN,
-    );
     let rolled = crate::db::rollups::load_rows(
         conn,
         system_id,
-        day_start,
-        day_end,
+        today.start,
+        today.end,
         crate::db::rollups::Level::Hours,
     )?;
     let today_grid_from_meters = rolled.meter_hours.iter().any(|row| {
         row.import_kwh.is_some()
-            && installation.meters.iter().any(|m| {
-                m.meter_id == row.meter_id && m.array_id.is_none() && m.meter_type == "grid"
-            })
+            && installation
+                .meters
+                .iter()
+                .any(|m| m.meter_id == row.meter_id && m.is_system_grid())
     });
+    let peak_windows = tariff::peak_windows(&system, date);
+    // The counters at the peak windows' edges only matter until today's first hour is rolled.
+    let mut import_counter_at = HashMap::new();
+    if rolled.system_hours.is_empty() {
+        let edges = peak_windows
+            .iter()
+            .flat_map(|(start, end)| [*start, *end])
+            .filter(|edge| *edge <= now);
+        for edge in edges {
+            for meter in installation.meters.iter().filter(|m| m.array_id.is_none()) {
+                if let Some((Some(import), _)) =
+                    stored::meter_counters_since(conn, &meter.meter_id, edge)?
+                {
+                    import_counter_at.insert((meter.meter_id.clone(), edge), import);
+                }
+            }
+            for inverter in &installation.inverters {
+                if let Some(import) =
+                    stored::inverter_import_since(conn, &inverter.inverter_id, edge)?
+                {
+                    import_counter_at.insert((inverter.inverter_id.clone(), edge), import);
+                }
+            }
+        }
+    }
     Ok(Some(Inputs {
         today_hours: rolled.system_hours,
         today_grid_from_meters,
@@ -129,8 +131,8 @@ pub fn load_inputs(
         meter_day_start,
         import_counter_at,
         now,
-        day_start,
-        date: date.format("%Y-%m-%d").to_string(),
+        day_start: today.start,
+        date: today.date,
         peak_windows,
     }))
 }
@@ -301,34 +303,27 @@ impl Live {
         let system = self
             .system_of::<BatteryPack>(pack_id.to_owned(), pack_id, system_id, |p| &p.system_id)
             .await?;
-        let now = self.system_now(&system).await?;
-        let mut pack = now
-            .battery_arrays
-            .into_iter()
-            .flat_map(|b| b.packs)
-            .find(|p| p.pack.pack_id == pack_id);
-        if pack.is_none() {
-            // A pack in no battery array: computed on its own.
-            let id = system.clone();
-            let at = now.as_of;
-            let inputs = self
-                .database
-                .run(move |conn| load_inputs(conn, &id, at))
-                .await?;
-            pack = inputs.and_then(|inputs| compute::loose_pack(&inputs, pack_id));
-        }
-        let mut pack = pack.ok_or_else(|| not_found::<BatteryPack>(pack_id, Some(&system)))?;
-        if let Some(ts) = pack.reading.sample.as_ref().map(|s| s.ts) {
-            let (id, system) = (pack_id.to_owned(), system.clone());
-            pack.batteries = self
-                .database
-                .run(move |conn| {
-                    let (units, cells) = stored::pack_detail_at(conn, &id, ts)?;
-                    let (_, installation) = store::load_installations(conn, Some(&system))?;
-                    Ok(pack_detail(&installation, units, cells))
-                })
-                .await?;
-        }
+        // One load: the pack as the system answer computes it, and the batteries and cells of
+        // the reading it shows.
+        let (id, pack) = (system.clone(), pack_id.to_owned());
+        let now = chrono::Utc::now().timestamp_millis();
+        let found = self
+            .database
+            .run(move |conn| {
+                let Some(inputs) = load_inputs(conn, &id, now)? else {
+                    return Ok(None);
+                };
+                let Some(mut pack_now) = compute::pack_now(&inputs, &pack) else {
+                    return Ok(None);
+                };
+                if let Some(ts) = pack_now.reading.sample.as_ref().map(|s| s.ts) {
+                    let (units, cells) = stored::pack_detail_at(conn, &pack, ts)?;
+                    pack_now.batteries = pack_detail(&inputs.installation, units, cells);
+                }
+                Ok(Some(pack_now))
+            })
+            .await?;
+        let pack = found.ok_or_else(|| not_found::<BatteryPack>(pack_id, Some(&system)))?;
         Ok(pack)
     }
 }

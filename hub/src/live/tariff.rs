@@ -6,10 +6,11 @@
 //! is not after its start runs over midnight). Other keys (anchor day, fixed charges) belong to
 //! billing periods, not to a day, and are not used here.
 
-use chrono::{NaiveDate, NaiveTime, TimeZone};
+use chrono::{NaiveDate, NaiveTime};
 use serde_json::Value;
 
 use crate::catalog::System;
+use crate::rollup::buckets::{local_ms, timezone};
 
 use super::model::{EnergyToday, FinancialToday};
 
@@ -23,38 +24,6 @@ fn tariff(system: &System) -> Option<Value> {
 
 fn price(tariff: &Value, key: &str) -> Option<f64> {
     tariff.get(key)?.as_f64().filter(|p| p.is_finite())
-}
-
-/// The system's timezone (UTC when it does not parse; the catalog refuses such names).
-pub fn timezone(system: &System) -> chrono_tz::Tz {
-    system.timezone.parse().unwrap_or(chrono_tz::UTC)
-}
-
-/// UTC epoch ms of a local wall time; in a DST gap, the first instant after it.
-pub fn local_ms(tz: chrono_tz::Tz, day: NaiveDate, time: NaiveTime) -> i64 {
-    let wall = day.and_time(time);
-    match tz.from_local_datetime(&wall) {
-        chrono::LocalResult::Single(t) => t.timestamp_millis(),
-        chrono::LocalResult::Ambiguous(first, _) => first.timestamp_millis(),
-        chrono::LocalResult::None => {
-            // Spring forward: the wall time does not exist; take the hour after.
-            let later = wall + chrono::Duration::hours(1);
-            tz.from_local_datetime(&later)
-                .earliest()
-                .map(|t| t.timestamp_millis())
-                .unwrap_or_else(|| later.and_utc().timestamp_millis())
-        }
-    }
-}
-
-/// The local day that contains `now`: its date and its start (UTC epoch ms).
-pub fn local_day(system: &System, now: i64) -> (NaiveDate, i64) {
-    let tz = timezone(system);
-    let day = chrono::DateTime::from_timestamp_millis(now)
-        .unwrap_or_default()
-        .with_timezone(&tz)
-        .date_naive();
-    (day, local_ms(tz, day, NaiveTime::MIN))
 }
 
 /// The tariff's peak windows on local `day` as UTC [start, end) ms.

@@ -17,6 +17,28 @@ pub struct Bucket {
     pub hour: Option<i32>,
 }
 
+/// A system's timezone (UTC when it does not parse; the catalog refuses such names).
+pub fn timezone(system: &crate::catalog::System) -> Tz {
+    system.timezone.parse().unwrap_or(chrono_tz::UTC)
+}
+
+/// UTC epoch ms of a local wall time; in a DST gap, the first instant after it.
+pub fn local_ms(tz: Tz, day: NaiveDate, time: NaiveTime) -> i64 {
+    let wall = day.and_time(time);
+    match tz.from_local_datetime(&wall) {
+        chrono::LocalResult::Single(t) => t.timestamp_millis(),
+        chrono::LocalResult::Ambiguous(first, _) => first.timestamp_millis(),
+        chrono::LocalResult::None => {
+            // Spring forward: the wall time does not exist; take the hour after.
+            let later = wall + chrono::Duration::hours(1);
+            tz.from_local_datetime(&later)
+                .earliest()
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(|| later.and_utc().timestamp_millis())
+        }
+    }
+}
+
 fn local(tz: Tz, ts: i64) -> chrono::DateTime<Tz> {
     tz.timestamp_millis_opt(ts).single().unwrap_or_else(|| {
         chrono::DateTime::from_timestamp_millis(ts)
@@ -58,7 +80,7 @@ pub fn hours(tz: Tz, from: i64, to: i64) -> Vec<Bucket> {
 
 /// UTC epoch ms of local midnight starting `day`.
 pub fn midnight(tz: Tz, day: NaiveDate) -> i64 {
-    crate::live::tariff::local_ms(tz, day, NaiveTime::MIN)
+    local_ms(tz, day, NaiveTime::MIN)
 }
 
 /// The local day with this date.
@@ -70,6 +92,11 @@ pub fn day(tz: Tz, date: NaiveDate) -> Bucket {
         date: date.format("%Y-%m-%d").to_string(),
         hour: None,
     }
+}
+
+/// The local date of `ts`.
+pub fn local_date(tz: Tz, ts: i64) -> NaiveDate {
+    local(tz, ts).date_naive()
 }
 
 /// The local day an hour bucket belongs to.

@@ -82,7 +82,7 @@ struct Catalog {
 fn load_catalog(conn: &mut DbConnection, system_id: &str) -> Result<Option<Catalog>, DbError> {
     let (systems, installation) = crate::db::catalog::load_structure(conn, system_id)?;
     Ok(systems.into_iter().next().map(|system| Catalog {
-        tz: crate::live::tariff::timezone(&system),
+        tz: buckets::timezone(&system),
         system,
         installation,
     }))
@@ -556,6 +556,12 @@ fn hour_rows(
         .map(|i| (i.inverter_id.as_str(), i.array_id.as_str()))
         .collect();
 
+    let system_grid: BTreeSet<&str> = installation
+        .meters
+        .iter()
+        .filter(|m| m.is_system_grid())
+        .map(|m| m.meter_id.as_str())
+        .collect();
     for bucket in hours {
         let hour = bucket.hour.unwrap_or_default();
         // Inverters.
@@ -586,19 +592,16 @@ fn hour_rows(
                 rows.pack_hours.push(row);
             }
         }
-        // Meters.
-        let mut grid_meters: Vec<&store::MeterHour> = Vec::new();
+        // Meters; the system-level grid meters' energy, when they have some, is the system's grid.
+        let mut grid: Option<[Option<f64>; 2]> = None;
         for (meter_id, series) in &meter_series {
             if let Some(row) = meter_hour(catalog, meter_id, series, bucket, limits, at) {
+                if system_grid.contains(meter_id.as_str()) && row.import_kwh.is_some() {
+                    let [import, export] = grid.get_or_insert([None, None]);
+                    add_opt(import, row.import_kwh);
+                    add_opt(export, row.export_kwh);
+                }
                 rows.meter_hours.push(row);
-            }
-        }
-        for row in &rows.meter_hours {
-            let is_grid = installation.meters.iter().any(|m| {
-                m.meter_id == row.meter_id && m.array_id.is_none() && m.meter_type == "grid"
-            });
-            if row.bucket_start == bucket.start && is_grid && row.import_kwh.is_some() {
-                grid_meters.push(row);
             }
         }
         // Arrays: their inverters, and the packs attached to them at the time.
@@ -638,13 +641,9 @@ fn hour_rows(
         }
         // The system: its arrays, with grid energy from system-level grid meters when they have it.
         if let Some(mut figures) = sum_figures(array_figures.iter()) {
-            if !grid_meters.is_empty() {
-                figures.kwh[IMPORT] = None;
-                figures.kwh[EXPORT] = None;
-                for meter in &grid_meters {
-                    add_opt(&mut figures.kwh[IMPORT], meter.import_kwh);
-                    add_opt(&mut figures.kwh[EXPORT], meter.export_kwh);
-                }
+            if let Some([import, export]) = grid {
+                figures.kwh[IMPORT] = import;
+                figures.kwh[EXPORT] = export;
             }
             let all: Vec<(&str, i64, i64)> = packs
                 .keys()
