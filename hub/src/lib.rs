@@ -19,3 +19,4 @@ pub mod json_schema;
 pub mod legacy;
 pub mod live;
 pub mod rollup;
+pub mod values;

@@ -9,6 +9,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::live::{self, Live, Reading};
+use crate::values::kwh;
 
 pub(crate) struct LiveApi {
     live: Live,
@@ -57,10 +58,6 @@ fn totals(t: live::PowerTotals) -> proto::PowerTotals {
         battery_current_a: t.battery_current_a,
         grid_source: t.grid_source.to_owned(),
     }
-}
-
-fn kwh(wh: Option<f64>) -> Option<f64> {
-    wh.map(|wh| wh / 1000.0)
 }
 
 fn inverter(i: live::InverterNow) -> proto::InverterNow {

@@ -10,6 +10,7 @@ use crate::db::samples::{BatteryBankSample, EnergySample, MeterSample};
 
 use super::model::*;
 use super::tariff;
+use crate::values::{kwh, mean, sum};
 
 /// A device is stale after this many poll intervals without data.
 pub const STALE_AFTER_POLLS: f64 = 3.0;
@@ -59,18 +60,6 @@ fn is_stale(ts: Option<i64>, poll_interval_secs: f64, now: i64) -> bool {
     }
 }
 
-fn sum(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    values
-        .into_iter()
-        .flatten()
-        .fold(None, |total, v| Some(total.unwrap_or(0.0) + v))
-}
-
-fn mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    let values: Vec<f64> = values.into_iter().flatten().collect();
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-}
-
 /// Weighted by `weight` when every value has one (> 0), else the plain mean; and whether it was
 /// weighted.
 fn weighted_mean(values: &[(f64, Option<f64>)]) -> Option<(f64, bool)> {
@@ -86,10 +75,6 @@ fn weighted_mean(values: &[(f64, Option<f64>)]) -> Option<(f64, bool)> {
         values.iter().map(|(v, _)| v).sum::<f64>() / values.len() as f64,
         false,
     ))
-}
-
-fn kwh(wh: Option<f64>) -> Option<f64> {
-    wh.map(|wh| wh / 1000.0)
 }
 
 struct Context<'a> {
@@ -902,12 +887,5 @@ mod tests {
         let mut stale: Vec<&str> = now.stale.iter().map(|d| d.device_id.as_str()).collect();
         stale.sort();
         assert_eq!(stale, ["p1", "p2", "p3"]);
-    }
-
-    #[test]
-    fn sums_of_nothing_are_unknown_not_zero() {
-        assert_eq!(sum([None, None]), None);
-        assert_eq!(sum([Some(1.0), None, Some(2.0)]), Some(3.0));
-        assert_eq!(mean([None]), None);
     }
 }

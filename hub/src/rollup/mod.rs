@@ -20,6 +20,7 @@ use crate::catalog::{BatteryArrayAttachment, BatteryPack, Installation, System};
 use crate::db::rollups::{self as store, Level, Pending, RollupRows};
 use crate::db::samples::{BatteryBankSample, EnergySample, MeterSample};
 use crate::db::{DbConnection, DbError, now_ms};
+use crate::values::{add, kwh, max, min};
 use buckets::Bucket;
 use energy::{CHARGE, DISCHARGE, EXPORT, IMPORT, LOAD, Point, QUANTITIES, SOLAR, split};
 
@@ -86,10 +87,6 @@ fn load_catalog(conn: &mut DbConnection, system_id: &str) -> Result<Option<Catal
         system,
         installation,
     }))
-}
-
-fn kwh(wh: Option<f64>) -> Option<f64> {
-    wh.map(|wh| wh / 1000.0)
 }
 
 /// Mean and max of the values that are present.
@@ -276,12 +273,6 @@ fn inverter_figures(
     })
 }
 
-fn add_opt(total: &mut Option<f64>, value: Option<f64>) {
-    if let Some(v) = value {
-        *total = Some(total.unwrap_or(0.0) + v);
-    }
-}
-
 /// Sums of several devices' figures in one bucket (averages summed: the average of a sum).
 fn sum_figures<'a>(parts: impl IntoIterator<Item = &'a Figures>) -> Option<Figures> {
     let mut total = Figures::default();
@@ -292,14 +283,14 @@ fn sum_figures<'a>(parts: impl IntoIterator<Item = &'a Figures>) -> Option<Figur
     for part in parts {
         count += 1;
         for q in 0..QUANTITIES {
-            add_opt(&mut total.kwh[q], part.kwh[q]);
+            add(&mut total.kwh[q], part.kwh[q]);
         }
-        add_opt(&mut total.avg_pv, part.avg_pv);
-        add_opt(&mut total.avg_load, part.avg_load);
-        add_opt(&mut total.avg_grid, part.avg_grid);
-        add_opt(&mut total.avg_battery, part.avg_battery);
-        total.soc_min = min_opt(total.soc_min, part.soc_min);
-        total.soc_max = max_opt(total.soc_max, part.soc_max);
+        add(&mut total.avg_pv, part.avg_pv);
+        add(&mut total.avg_load, part.avg_load);
+        add(&mut total.avg_grid, part.avg_grid);
+        add(&mut total.avg_battery, part.avg_battery);
+        total.soc_min = min(total.soc_min, part.soc_min);
+        total.soc_max = max(total.soc_max, part.soc_max);
         if let Some(avg) = part.soc_avg {
             soc_weighted += avg * part.sample_count as f64;
             soc_samples += part.sample_count;
@@ -313,20 +304,6 @@ fn sum_figures<'a>(parts: impl IntoIterator<Item = &'a Figures>) -> Option<Figur
     total.soc_avg = (soc_samples > 0).then(|| soc_weighted / soc_samples as f64);
     total.coverage_pct = coverage / f64::from(count);
     Some(total)
-}
-
-fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Battery energy and SOC of packs over windows: (charge kWh, discharge kWh, SOC stat), `None`
@@ -350,8 +327,8 @@ fn pack_windows(
             continue;
         }
         any = true;
-        add_opt(&mut charge, kwh(integral.energy_wh[CHARGE]));
-        add_opt(&mut discharge, kwh(integral.energy_wh[DISCHARGE]));
+        add(&mut charge, kwh(integral.energy_wh[CHARGE]));
+        add(&mut discharge, kwh(integral.energy_wh[DISCHARGE]));
         for s in inside {
             soc.add(s.soc_pct);
         }
@@ -598,8 +575,8 @@ fn hour_rows(
             if let Some(row) = meter_hour(catalog, meter_id, series, bucket, limits, at) {
                 if system_grid.contains(meter_id.as_str()) && row.import_kwh.is_some() {
                     let [import, export] = grid.get_or_insert([None, None]);
-                    add_opt(import, row.import_kwh);
-                    add_opt(export, row.export_kwh);
+                    add(import, row.import_kwh);
+                    add(export, row.export_kwh);
                 }
                 rows.meter_hours.push(row);
             }
@@ -801,7 +778,7 @@ fn day_figures<'a>(
     let mut covered = 0.0;
     for (figures, span) in hours.into_iter().zip(spans) {
         for q in 0..QUANTITIES {
-            add_opt(&mut total.kwh[q], figures.kwh[q]);
+            add(&mut total.kwh[q], figures.kwh[q]);
         }
         let n = figures.sample_count as f64;
         for (i, avg) in [
@@ -819,12 +796,12 @@ fn day_figures<'a>(
                 weights[i] += n;
             }
         }
-        total.peak_pv = max_opt(total.peak_pv, figures.peak_pv);
-        total.peak_load = max_opt(total.peak_load, figures.peak_load);
-        total.peak_import = max_opt(total.peak_import, figures.peak_import);
-        total.peak_export = max_opt(total.peak_export, figures.peak_export);
-        total.soc_min = min_opt(total.soc_min, figures.soc_min);
-        total.soc_max = max_opt(total.soc_max, figures.soc_max);
+        total.peak_pv = max(total.peak_pv, figures.peak_pv);
+        total.peak_load = max(total.peak_load, figures.peak_load);
+        total.peak_import = max(total.peak_import, figures.peak_import);
+        total.peak_export = max(total.peak_export, figures.peak_export);
+        total.soc_min = min(total.soc_min, figures.soc_min);
+        total.soc_max = max(total.soc_max, figures.soc_max);
         total.sample_count += figures.sample_count;
         covered += figures.coverage_pct * *span as f64;
     }
@@ -1002,8 +979,8 @@ fn pack_day(
     let mut charge = None;
     let mut discharge = None;
     for h in hours {
-        add_opt(&mut charge, h.charge_kwh);
-        add_opt(&mut discharge, h.discharge_kwh);
+        add(&mut charge, h.charge_kwh);
+        add(&mut discharge, h.discharge_kwh);
     }
     let pack = installation.packs.iter().find(|p| p.pack_id == pack_id);
     let fold = |f: fn(&store::PackHour) -> Option<f64>,
@@ -1024,17 +1001,17 @@ fn pack_day(
         charge_kwh: charge,
         discharge_kwh: discharge,
         avg_power_w: weighted_mean(hours.iter().map(|h| (h.avg_power_w, h.sample_count))),
-        peak_charge_w: fold(|h| h.peak_charge_w, max_opt),
-        peak_discharge_w: fold(|h| h.peak_discharge_w, max_opt),
+        peak_charge_w: fold(|h| h.peak_charge_w, max),
+        peak_discharge_w: fold(|h| h.peak_discharge_w, max),
         avg_voltage_v: weighted_mean(hours.iter().map(|h| (h.avg_voltage_v, h.sample_count))),
         avg_current_a: weighted_mean(hours.iter().map(|h| (h.avg_current_a, h.sample_count))),
         avg_temperature_c: weighted_mean(
             hours.iter().map(|h| (h.avg_temperature_c, h.sample_count)),
         ),
-        max_temperature_c: fold(|h| h.max_temperature_c, max_opt),
-        soc_min_pct: fold(|h| h.soc_min_pct, min_opt),
+        max_temperature_c: fold(|h| h.max_temperature_c, max),
+        soc_min_pct: fold(|h| h.soc_min_pct, min),
         soc_avg_pct: weighted_mean(hours.iter().map(|h| (h.soc_avg_pct, h.sample_count))),
-        soc_max_pct: fold(|h| h.soc_max_pct, max_opt),
+        soc_max_pct: fold(|h| h.soc_max_pct, max),
         sample_count: hours.iter().map(|h| h.sample_count).sum(),
         coverage_pct: day_coverage(
             hours
@@ -1056,13 +1033,12 @@ fn meter_day(
     let mut export = None;
     let mut net = None;
     for h in hours {
-        add_opt(&mut import, h.import_kwh);
-        add_opt(&mut export, h.export_kwh);
-        add_opt(&mut net, h.net_kwh);
+        add(&mut import, h.import_kwh);
+        add(&mut export, h.export_kwh);
+        add(&mut net, h.net_kwh);
     }
-    let fold = |f: fn(&store::MeterHour) -> Option<f64>| {
-        hours.iter().fold(None, |acc, h| max_opt(acc, f(h)))
-    };
+    let fold =
+        |f: fn(&store::MeterHour) -> Option<f64>| hours.iter().fold(None, |acc, h| max(acc, f(h)));
     store::MeterDay {
         meter_id: meter_id.to_owned(),
         bucket_start: day.start,
