@@ -39,7 +39,56 @@ macro_rules! energy_table {
             pub coverage_pct: f64,
             pub updated_at: i64,
         }
+
+        impl EnergyColumns for $row {
+            fn kwh(&self) -> [Option<f64>; 6] {
+                [
+                    self.solar_kwh,
+                    self.load_kwh,
+                    self.battery_charge_kwh,
+                    self.battery_discharge_kwh,
+                    self.grid_import_kwh,
+                    self.grid_export_kwh,
+                ]
+            }
+            fn powers(&self) -> [Option<f64>; 8] {
+                [
+                    self.avg_pv_power_w,
+                    self.peak_pv_power_w,
+                    self.avg_load_power_w,
+                    self.peak_load_power_w,
+                    self.avg_grid_power_w,
+                    self.peak_grid_import_w,
+                    self.peak_grid_export_w,
+                    self.avg_battery_power_w,
+                ]
+            }
+            fn soc(&self) -> [Option<f64>; 3] {
+                [self.soc_min_pct, self.soc_avg_pct, self.soc_max_pct]
+            }
+            fn counts(&self) -> (i64, f64) {
+                (self.sample_count, self.coverage_pct)
+            }
+            fn span_ms(&self) -> i64 {
+                self.bucket_end - self.bucket_start
+            }
+        }
     };
+}
+
+/// The figures every energy table (inverter, array, system; hours and days) has, in one order.
+pub trait EnergyColumns {
+    /// Solar, load, battery charge, battery discharge, grid import, grid export (kWh).
+    fn kwh(&self) -> [Option<f64>; 6];
+    /// Average and peak PV, average and peak load, average grid, peak import, peak export,
+    /// average battery (W).
+    fn powers(&self) -> [Option<f64>; 8];
+    /// SOC min, avg, max (%).
+    fn soc(&self) -> [Option<f64>; 3];
+    /// Sample count and coverage (%).
+    fn counts(&self) -> (i64, f64);
+    /// Length of the bucket (ms).
+    fn span_ms(&self) -> i64;
 }
 
 energy_table!(InverterHour, hourly_energy, [inverter_id: String, hour_start: i32, array_id: Option<String>, system_id: String]);
@@ -393,36 +442,21 @@ pub struct EnergyView {
 macro_rules! energy_view {
     ($r:expr, $array:expr, $inverter:expr, $hour:expr, $cycles:expr) => {{
         let r = $r;
+        let (sample_count, coverage_pct) = r.counts();
         EnergyView {
             array_id: $array,
             inverter_id: $inverter,
             hour: $hour,
             battery_cycles: $cycles,
+            kwh: r.kwh(),
+            powers: r.powers(),
+            soc: r.soc(),
+            sample_count,
+            coverage_pct,
             system_id: r.system_id,
             bucket_start: r.bucket_start,
             bucket_end: r.bucket_end,
             date: r.date,
-            kwh: [
-                r.solar_kwh,
-                r.load_kwh,
-                r.battery_charge_kwh,
-                r.battery_discharge_kwh,
-                r.grid_import_kwh,
-                r.grid_export_kwh,
-            ],
-            powers: [
-                r.avg_pv_power_w,
-                r.peak_pv_power_w,
-                r.avg_load_power_w,
-                r.peak_load_power_w,
-                r.avg_grid_power_w,
-                r.peak_grid_import_w,
-                r.peak_grid_export_w,
-                r.avg_battery_power_w,
-            ],
-            soc: [r.soc_min_pct, r.soc_avg_pct, r.soc_max_pct],
-            sample_count: r.sample_count,
-            coverage_pct: r.coverage_pct,
         }
     }};
 }

@@ -414,33 +414,36 @@ macro_rules! energy_row {
     }};
 }
 
-macro_rules! figures_of {
-    ($row:expr) => {{
-        let r = $row;
-        Figures {
-            kwh: [
-                r.solar_kwh,
-                r.load_kwh,
-                r.battery_charge_kwh,
-                r.battery_discharge_kwh,
-                r.grid_import_kwh,
-                r.grid_export_kwh,
-            ],
-            avg_pv: r.avg_pv_power_w,
-            peak_pv: r.peak_pv_power_w,
-            avg_load: r.avg_load_power_w,
-            peak_load: r.peak_load_power_w,
-            avg_grid: r.avg_grid_power_w,
-            peak_import: r.peak_grid_import_w,
-            peak_export: r.peak_grid_export_w,
-            avg_battery: r.avg_battery_power_w,
-            soc_min: r.soc_min_pct,
-            soc_avg: r.soc_avg_pct,
-            soc_max: r.soc_max_pct,
-            sample_count: r.sample_count,
-            coverage_pct: r.coverage_pct,
-        }
-    }};
+/// The figures of a stored energy row.
+fn figures_of(row: &impl store::EnergyColumns) -> Figures {
+    let [
+        avg_pv,
+        peak_pv,
+        avg_load,
+        peak_load,
+        avg_grid,
+        peak_import,
+        peak_export,
+        avg_battery,
+    ] = row.powers();
+    let [soc_min, soc_avg, soc_max] = row.soc();
+    let (sample_count, coverage_pct) = row.counts();
+    Figures {
+        kwh: row.kwh(),
+        avg_pv,
+        peak_pv,
+        avg_load,
+        peak_load,
+        avg_grid,
+        peak_import,
+        peak_export,
+        avg_battery,
+        soc_min,
+        soc_avg,
+        soc_max,
+        sample_count,
+        coverage_pct,
+    }
 }
 
 /// Computes every hour row of the system for `hours` (contiguous, in order) from raw samples.
@@ -767,16 +770,14 @@ fn meter_hour(
 
 /// A day's figures from its hour rows (energies summed, averages weighted by samples, peaks the
 /// highest, coverage over the day's length).
-fn day_figures<'a>(
-    hours: impl IntoIterator<Item = &'a Figures>,
-    day: &Bucket,
-    spans: &[i64],
-) -> Figures {
+fn day_figures<R: store::EnergyColumns>(hours: &[&R], day: &Bucket) -> Figures {
     let mut total = Figures::default();
     let mut weights = [0.0f64; 5];
     let mut weighted = [0.0f64; 5];
     let mut covered = 0.0;
-    for (figures, span) in hours.into_iter().zip(spans) {
+    for hour in hours {
+        let figures = &figures_of(*hour);
+        let span = hour.span_ms();
         for q in 0..QUANTITIES {
             add(&mut total.kwh[q], figures.kwh[q]);
         }
@@ -803,7 +804,7 @@ fn day_figures<'a>(
         total.soc_min = min(total.soc_min, figures.soc_min);
         total.soc_max = max(total.soc_max, figures.soc_max);
         total.sample_count += figures.sample_count;
-        covered += figures.coverage_pct * *span as f64;
+        covered += figures.coverage_pct * span as f64;
     }
     let mean = |i: usize| (weights[i] > 0.0).then(|| weighted[i] / weights[i]);
     total.avg_pv = mean(0);
@@ -841,16 +842,7 @@ fn day_rows(
         inverters.entry(&row.inverter_id).or_default().push(row);
     }
     for (inverter_id, own) in inverters {
-        let figures = day_figures(
-            own.iter()
-                .map(|r| figures_of!(*r))
-                .collect::<Vec<_>>()
-                .iter(),
-            day,
-            &own.iter()
-                .map(|r| r.bucket_end - r.bucket_start)
-                .collect::<Vec<_>>(),
-        );
+        let figures = day_figures(&own, day);
         rows.inverter_days.push(energy_row!(
             InverterDay {
                 inverter_id: inverter_id.to_owned(),
@@ -868,16 +860,7 @@ fn day_rows(
         arrays.entry(&row.array_id).or_default().push(row);
     }
     for (array_id, own) in arrays {
-        let figures = day_figures(
-            own.iter()
-                .map(|r| figures_of!(*r))
-                .collect::<Vec<_>>()
-                .iter(),
-            day,
-            &own.iter()
-                .map(|r| r.bucket_end - r.bucket_start)
-                .collect::<Vec<_>>(),
-        );
+        let figures = day_figures(&own, day);
         let attached: Vec<&BatteryPack> = {
             let ids: BTreeSet<&str> = pack_attachments(
                 &installation.packs,
@@ -907,20 +890,7 @@ fn day_rows(
         ));
     }
     if !hours.system_hours.is_empty() {
-        let figures = day_figures(
-            hours
-                .system_hours
-                .iter()
-                .map(|r| figures_of!(r))
-                .collect::<Vec<_>>()
-                .iter(),
-            day,
-            &hours
-                .system_hours
-                .iter()
-                .map(|r| r.bucket_end - r.bucket_start)
-                .collect::<Vec<_>>(),
-        );
+        let figures = day_figures(&hours.system_hours.iter().collect::<Vec<_>>(), day);
         let all: Vec<&BatteryPack> = installation.packs.iter().collect();
         rows.system_days.push(energy_row!(
             SystemDay {
