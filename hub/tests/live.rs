@@ -166,19 +166,28 @@ fn jk(adapter: &str, at: i64, soc: f64, voltage: f64) -> DeviceReading {
     pack
 }
 
-pub fn send(hub: &RunningHub, seq: u64, readings: Vec<DeviceReading>) -> Ack {
-    let mut client = CollectorServiceClient::new(hub.channel.clone());
-    let ack = hub
-        .runtime
-        .block_on(client.send_batch(TelemetryBatch {
+/// Sends one batch as the collector and checks that nothing in it was refused.
+async fn send_async(
+    client: &mut CollectorServiceClient<solarhub_proto::tonic::transport::Channel>,
+    seq: u64,
+    readings: Vec<DeviceReading>,
+) -> Ack {
+    let ack = client
+        .send_batch(TelemetryBatch {
             collector_id: COLLECTOR.into(),
             seq,
             readings,
-        }))
+        })
+        .await
         .unwrap()
         .into_inner();
     assert!(ack.refused.is_empty(), "{:?}", ack.refused);
     ack
+}
+
+pub fn send(hub: &RunningHub, seq: u64, readings: Vec<DeviceReading>) -> Ack {
+    let mut client = CollectorServiceClient::new(hub.channel.clone());
+    hub.runtime.block_on(send_async(&mut client, seq, readings))
 }
 
 #[track_caller]
@@ -740,11 +749,19 @@ fn watchers_see_every_commit_and_never_slow_ingest(db: TestDb) {
     let start = chrono::Utc::now().timestamp_millis();
     let at = |seq: u64| start + seq as i64 * 10;
     let burst = 300u64;
+    // A burst of SendBatch calls; a stuck ingest fails the test instead of hanging it.
     let send_burst = |seqs: std::ops::Range<u64>| {
+        let mut client = CollectorServiceClient::new(hub.channel.clone());
         let began = std::time::Instant::now();
-        for seq in seqs {
-            send(&hub, seq, powdrive1_batch(at(seq)));
-        }
+        hub.runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(120), async {
+                for seq in seqs {
+                    send_async(&mut client, seq, powdrive1_batch(at(seq))).await;
+                }
+            })
+            .await
+            .expect("every batch is acked while a watcher is stalled")
+        });
         began.elapsed()
     };
     // Baseline: the same burst with nobody watching.
