@@ -81,6 +81,47 @@ pub enum BusEvent {
     },
 }
 
+impl BusEvent {
+    /// Logs an event that is not a reading (readings are the caller's business).
+    pub fn log(&self) {
+        match self {
+            BusEvent::Reading(_) => {}
+            BusEvent::Silent {
+                device_id,
+                retry_in,
+            } => tracing::warn!(device = %device_id, ?retry_in, "device not answering"),
+            BusEvent::Partial {
+                device_id,
+                failed_requests,
+            } => tracing::warn!(device = %device_id, failed_requests, "some reads failed"),
+            BusEvent::Disconnected { reason, retry_in } => {
+                tracing::warn!(%reason, ?retry_in, "bus not reachable")
+            }
+        }
+    }
+}
+
+/// Reports that a line could not be opened, then waits `wait` before the next try. `false` when
+/// the collector is stopping (nobody listens any more, or shutdown fired while waiting).
+pub async fn report_disconnected(
+    events: &mpsc::Sender<BusEvent>,
+    reason: String,
+    wait: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let event = BusEvent::Disconnected {
+        reason,
+        retry_in: wait,
+    };
+    if events.send(event).await.is_err() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
 struct DeviceSlot {
     spec: DeviceSpec,
     plan: Vec<ReadRequest>,
@@ -248,13 +289,8 @@ pub async fn run_bus(
                 Err(error) => {
                     tracing::warn!(%error, ?transport, "cannot open the bus");
                     let wait = reconnect.failed();
-                    let event = BusEvent::Disconnected { reason: error.to_string(), retry_in: wait };
-                    if events.send(event).await.is_err() {
+                    if !report_disconnected(&events, error.to_string(), wait, &mut shutdown).await {
                         return;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => return,
                     }
                     continue 'connection;
                 }

@@ -437,17 +437,7 @@ async fn poll(
                     break;
                 }
             }
-            BusEvent::Silent {
-                device_id,
-                retry_in,
-            } => tracing::warn!(device = %device_id, ?retry_in, "device not answering"),
-            BusEvent::Partial {
-                device_id,
-                failed_requests,
-            } => tracing::warn!(device = %device_id, failed_requests, "some reads failed"),
-            BusEvent::Disconnected { reason, retry_in } => {
-                tracing::warn!(%reason, ?retry_in, "bus not reachable")
-            }
+            other => other.log(),
         }
     }
     let _ = stop.send(true);

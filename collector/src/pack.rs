@@ -260,13 +260,8 @@ pub async fn listen_jkbms(
                 Ok(stream) => stream,
                 Err(error) => {
                     let wait = reconnect.failed();
-                    let event = BusEvent::Disconnected { reason: error.to_string(), retry_in: wait };
-                    if events.send(event).await.is_err() {
+                    if !crate::bus::report_disconnected(&events, error.to_string(), wait, &mut shutdown).await {
                         return;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => return,
                     }
                     continue;
                 }

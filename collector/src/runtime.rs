@@ -32,16 +32,9 @@ async fn run_console(
             Ok(port) => port,
             Err(error) => {
                 let wait = reopen.failed();
-                let event = BusEvent::Disconnected {
-                    reason: format!("{}: {error}", path.display()),
-                    retry_in: wait,
-                };
-                if events.send(event).await.is_err() {
+                let reason = format!("{}: {error}", path.display());
+                if !crate::bus::report_disconnected(&events, reason, wait, &mut shutdown).await {
                     return;
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return,
                 }
                 continue;
             }
@@ -127,17 +120,7 @@ pub async fn run(plan: Plan, readings: mpsc::Sender<Reading>, shutdown: watch::R
                     break;
                 }
             }
-            BusEvent::Silent {
-                device_id,
-                retry_in,
-            } => tracing::warn!(device = %device_id, ?retry_in, "device not answering"),
-            BusEvent::Partial {
-                device_id,
-                failed_requests,
-            } => tracing::warn!(device = %device_id, failed_requests, "some reads failed"),
-            BusEvent::Disconnected { reason, retry_in } => {
-                tracing::warn!(%reason, ?retry_in, "bus not reachable")
-            }
+            other => other.log(),
         }
     }
     for task in tasks {
