@@ -175,6 +175,7 @@ fn year_of_hours(backend: &str, database: &Database) -> anyhow::Result<()> {
             sample_count: 360,
             coverage_pct: 100.0,
             updated_at: 0,
+            source: rollups::FROM_SAMPLES.to_owned(),
         })
         .collect();
     in_transaction(&mut conn, |conn| {

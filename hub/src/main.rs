@@ -10,6 +10,7 @@ use solarhub_hub::catalog::ChangeKind;
 use solarhub_hub::config_import::{LoadedConfig, load_config};
 use solarhub_hub::db::{self, Database, DatabaseUrl};
 use solarhub_hub::grpc;
+use solarhub_hub::legacy::LegacyOptions;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,10 @@ enum Command {
         /// The existing app's config.yaml, imported before serving (and used for a legacy upgrade).
         #[arg(long, env = "SOLARHUB_CONFIG")]
         config: Option<PathBuf>,
+        /// The timezone the old app wrote its local times in (IANA name, e.g. Asia/Karachi), for
+        /// a legacy upgrade; wins over the config and the file.
+        #[arg(long, env = "SOLARHUB_TIMEZONE")]
+        timezone: Option<String>,
         /// Write derived array samples (array sums, SOC) this often, in seconds; 0 writes none.
         #[arg(long, env = "SOLARHUB_ARRAY_SAMPLE_SECS", default_value = "10")]
         array_sample_secs: f64,
@@ -59,8 +64,15 @@ enum Command {
         #[arg(long, default_value = "5")]
         poll_secs: f64,
     },
-    /// Apply pending migrations and exit.
-    Migrate,
+    /// Apply pending migrations (upgrading a legacy database in place first) and exit.
+    Migrate {
+        /// The existing app's config.yaml: used for a legacy upgrade, then imported.
+        #[arg(long, env = "SOLARHUB_CONFIG")]
+        config: Option<PathBuf>,
+        /// The timezone the old app wrote its local times in (IANA name, e.g. Asia/Karachi).
+        #[arg(long, env = "SOLARHUB_TIMEZONE")]
+        timezone: Option<String>,
+    },
     /// Import the existing app's config.yaml into the catalog.
     ImportConfig {
         file: PathBuf,
@@ -74,15 +86,19 @@ enum Command {
         /// The existing app's config.yaml: systems, arrays and timezone for the samples.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The timezone the old app wrote its local times in (IANA name, e.g. Asia/Karachi).
+        #[arg(long)]
+        timezone: Option<String>,
     },
     /// Rebuild the hourly and daily rollups of a system from its raw samples.
     Recompute {
         #[arg(long, default_value = "home")]
         system: String,
-        /// Start of the range (RFC 3339, e.g. 2025-06-01T00:00:00+05:00); default: first sample.
+        /// Start of the range: a date (2025-06-01, local midnight of the system) or an RFC 3339
+        /// time (2025-06-01T00:00:00+05:00); default: the first sample.
         #[arg(long)]
         from: Option<String>,
-        /// End of the range (RFC 3339); default: last sample.
+        /// End of the range (exclusive), in the same forms; default: the last sample.
         #[arg(long)]
         to: Option<String>,
     },
@@ -116,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             outbox_dir,
             poll_secs,
         } => {
-            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let options = solarhub_hub::demo::DemoOptions {
@@ -132,21 +148,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 shutdown_signal(),
             ))
         }
-        Command::Migrate => {
-            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
-            drop(database);
+        Command::Migrate { config, timezone } => {
+            // A broken config is refused before the database is even opened.
+            let loaded = match &config {
+                Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
+                None => None,
+            };
+            let options = legacy_options(&cli.backup_dir, config, timezone);
+            let database = open_migrated(&url, &options)?;
+            if let Some((file, loaded)) = loaded {
+                apply_config(&database, &file, loaded, builtin_adapter_types()?, false)?;
+            }
             Ok(())
         }
         Command::ImportConfig { file, prune } => {
             // A broken file is refused before the database is even opened.
             let adapter_types = builtin_adapter_types()?;
             let loaded = load_config(&file, &adapter_types)?;
-            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             apply_config(&database, &file, loaded, adapter_types, prune)
         }
-        Command::ImportLegacy { file, config } => {
-            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
-            let report = solarhub_hub::legacy::import_legacy(&database, &file, config.as_deref())?;
+        Command::ImportLegacy {
+            file,
+            config,
+            timezone,
+        } => {
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
+            let options = legacy_options(&None, config, timezone);
+            let report = solarhub_hub::legacy::import_legacy(&database, &file, &options)?;
             println!("{report}");
             recompute(&database, &report.system_id, None)?;
             let mut legacy = solarhub_hub::db::legacy_source::open_read_only(&file)?;
@@ -159,12 +188,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Recompute { system, from, to } => {
-            let database = open_migrated(&url, None, cli.backup_dir.as_deref())?;
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
+            let tz = {
+                let mut conn = database.get()?;
+                let systems = db::catalog::load_systems(&mut conn)?;
+                let found = systems.iter().find(|s| s.system_id == system);
+                let found = found.with_context(|| format!("system {system} not found"))?;
+                solarhub_hub::rollup::buckets::timezone(found)
+            };
             let time = |flag: &str, text: Option<String>| -> anyhow::Result<Option<i64>> {
                 text.map(|text| {
-                    chrono::DateTime::parse_from_rfc3339(&text)
-                        .map(|t| t.timestamp_millis())
-                        .with_context(|| format!("--{flag} {text:?} is not an RFC 3339 time"))
+                    solarhub_hub::rollup::buckets::parse_time(&text, tz).with_context(|| {
+                        format!(
+                            "--{flag} {text:?} is neither a date (2025-06-01, local midnight of \
+                             system {system}) nor an RFC 3339 time (2025-06-01T00:00:00+05:00)"
+                        )
+                    })
                 })
                 .transpose()
             };
@@ -177,13 +216,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             config,
+            timezone,
             array_sample_secs,
         } => {
             let loaded = match &config {
                 Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
                 None => None,
             };
-            let database = open_migrated(&url, config.as_deref(), cli.backup_dir.as_deref())?;
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, config, timezone))?;
             if let Some((file, loaded)) = loaded {
                 apply_config(&database, &file, loaded, builtin_adapter_types()?, false)?;
             }
@@ -206,13 +246,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn legacy_options(
+    backup_dir: &Option<PathBuf>,
+    config: Option<PathBuf>,
+    timezone: Option<String>,
+) -> LegacyOptions {
+    LegacyOptions {
+        config,
+        timezone,
+        backup_dir: backup_dir.clone(),
+    }
+}
+
 /// Opens the database, upgrading a legacy SQLite file in place first, and applies migrations.
-fn open_migrated(
-    url: &DatabaseUrl,
-    config: Option<&std::path::Path>,
-    backup_dir: Option<&std::path::Path>,
-) -> anyhow::Result<Database> {
-    let upgrade = solarhub_hub::legacy::upgrade_in_place_if_legacy(url, config, backup_dir)?;
+fn open_migrated(url: &DatabaseUrl, options: &LegacyOptions) -> anyhow::Result<Database> {
+    let upgrade = solarhub_hub::legacy::upgrade_in_place_if_legacy(url, options)?;
     if let Some(upgrade) = &upgrade {
         println!("{upgrade}");
     }
@@ -269,9 +317,18 @@ fn apply_config(
     for note in &loaded.ignored {
         tracing::info!(file = %file.display(), "{note}");
     }
-    tracing::info!(file = %file.display(), "timezone taken from {}", loaded.timezone_source);
-    let rows: Vec<_> = adapter_types.into_iter().map(|t| t.row).collect();
+    let mut loaded = loaded;
     let mut conn = database.get()?;
+    match loaded.keep_known_timezone(&db::catalog::load_systems(&mut conn)?) {
+        Some(zone) => tracing::info!(
+            file = %file.display(),
+            "the file names no timezone; the system keeps its timezone {zone}"
+        ),
+        None => {
+            tracing::info!(file = %file.display(), "timezone taken from {}", loaded.timezone_source)
+        }
+    }
+    let rows: Vec<_> = adapter_types.into_iter().map(|t| t.row).collect();
     let report = db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, prune)?;
     for change in &report.changes {
         println!("{change}");

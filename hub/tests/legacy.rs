@@ -14,7 +14,7 @@ use solarhub_hub::db::samples::{
     BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
 };
 use solarhub_hub::db::{DatabaseUrl, DbConnection, catalog, introspect, legacy_source, schema};
-use solarhub_hub::legacy::{self, LegacyReport};
+use solarhub_hub::legacy::{self, LegacyOptions, LegacyReport};
 
 struct Stored {
     energy: Vec<EnergySample>,
@@ -246,10 +246,8 @@ fn assert_report(report: &LegacyReport, expected: &Expected) {
     let energy = &report.tables["energy_samples"];
     assert_eq!(energy.read as usize, expected.energy_rows_in_source);
     assert_eq!(energy.inserted as usize, expected.energy.len());
-    assert_eq!(
-        energy.already_present, 7,
-        "the seven duplicates are reported"
-    );
+    assert_eq!(energy.duplicates, 7, "the seven duplicates are reported");
+    assert_eq!(energy.conflicts, 0);
     assert_eq!(energy.unplaceable, 0);
     // Each naive instant was written once per table row: 2 inverters, 1 bank, 3 batteries, 6 cells,
     // plus one meter row and one array row where the file has those tables.
@@ -286,7 +284,7 @@ fn in_place_upgrade(site: &Site, flavour: Flavour) {
     let config = write_config(dir.path(), site);
     let url = DatabaseUrl::Sqlite(file.clone());
 
-    let report = legacy::upgrade_in_place_if_legacy(&url, Some(&config), None)
+    let report = legacy::upgrade_in_place_if_legacy(&url, &LegacyOptions::with_config(&config))
         .unwrap()
         .expect("a legacy file is upgraded");
     assert_report(&report, &expected);
@@ -336,7 +334,7 @@ fn in_place_upgrade(site: &Site, flavour: Flavour) {
     .collect();
     drop(conn);
     assert!(
-        legacy::upgrade_in_place_if_legacy(&url, Some(&config), None)
+        legacy::upgrade_in_place_if_legacy(&url, &LegacyOptions::with_config(&config))
             .unwrap()
             .is_none()
     );
@@ -385,7 +383,8 @@ fn import_legacy_into(db: TestDb) {
     let config = write_config(dir.path(), &KARACHI);
     let source_before = file_bytes(&file);
 
-    let report = legacy::import_legacy(&database, &file, Some(&config)).unwrap();
+    let report =
+        legacy::import_legacy(&database, &file, &LegacyOptions::with_config(&config)).unwrap();
     assert_report(&report, &expected);
     assert_eq!(
         file_bytes(&file),
@@ -398,7 +397,8 @@ fn import_legacy_into(db: TestDb) {
     assert_matches_source(&first, &expected);
     assert_latest_is_newest_sample(&mut conn);
 
-    let again = legacy::import_legacy(&database, &file, Some(&config)).unwrap();
+    let again =
+        legacy::import_legacy(&database, &file, &LegacyOptions::with_config(&config)).unwrap();
     assert_eq!(again.inserted_total(), 0, "{again}");
     assert!(again.placeholders.is_empty(), "{again}");
     let second = stored(&mut conn);
@@ -421,11 +421,16 @@ fn in_place_upgrade_and_import_into_postgres_store_the_same_rows() {
     legacy_fixture::build(&import_file, &KARACHI, Flavour::Current);
 
     let sqlite_url = DatabaseUrl::Sqlite(in_place_file);
-    legacy::upgrade_in_place_if_legacy(&sqlite_url, Some(&config), None)
+    legacy::upgrade_in_place_if_legacy(&sqlite_url, &LegacyOptions::with_config(&config))
         .unwrap()
         .unwrap();
     let database = postgres.migrated();
-    legacy::import_legacy(&database, &import_file, Some(&config)).unwrap();
+    legacy::import_legacy(
+        &database,
+        &import_file,
+        &LegacyOptions::with_config(&config),
+    )
+    .unwrap();
 
     let sqlite_rows = stored(&mut sqlite_url.connect().unwrap());
     let postgres_rows = stored(&mut database.get().unwrap());
@@ -531,4 +536,849 @@ fn an_unreachable_database_fails_with_one_line() {
         "{stderr:?}"
     );
     assert_eq!(file_bytes(&file), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whatever shape the file is in: naive timestamps and no zone, DST, the old app's own hierarchy,
+// battery signs, its rollups, conflicts, and a zone that changes afterwards.
+
+use chrono::{Offset, TimeZone};
+use legacy_fixture::takeover::{self, Row};
+
+#[derive(diesel::QueryableByName)]
+struct ValueRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    device: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ts: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    v0: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    v1: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    v2: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    v3: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    v4: Option<f64>,
+}
+
+/// `columns` is `device, ts, v0[, v1 …]` of `table`, in (device, ts) order.
+fn value_rows(conn: &mut DbConnection, table: &str, device: &str, values: &[&str]) -> Vec<Row> {
+    let mut select: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{v} AS v{i}"))
+        .collect();
+    for i in values.len()..5 {
+        select.push(format!("CAST(NULL AS DOUBLE PRECISION) AS v{i}"));
+    }
+    let sql = format!(
+        "SELECT {device} AS device, ts, {} FROM {table} ORDER BY {device}, ts",
+        select.join(", ")
+    );
+    let sql = match conn {
+        DbConnection::Sqlite(_) => sql.replace("DOUBLE PRECISION", "REAL"),
+        DbConnection::Postgres(_) => sql,
+    };
+    let rows: Vec<ValueRow> = diesel::RunQueryDsl::load(diesel::sql_query(sql), conn).unwrap();
+    rows.into_iter()
+        .map(|r| Row {
+            device: r.device,
+            ts: r.ts,
+            values: [r.v0, r.v1, r.v2, r.v3, r.v4]
+                .into_iter()
+                .take(values.len())
+                .map(|v| v.expect("no value is missing in the fixture"))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Every stored row is the one the fixture wrote: device, UTC time and values.
+fn assert_rows(table: &str, got: Vec<Row>, mut want: Vec<Row>) {
+    want.sort_by(|a, b| (&a.device, a.ts).cmp(&(&b.device, b.ts)));
+    assert_eq!(got.len(), want.len(), "{table}: stored rows");
+    for (got, want) in got.iter().zip(&want) {
+        let same_values = got
+            .values
+            .iter()
+            .zip(&want.values)
+            .all(|(g, w)| (g - w).abs() <= 1e-9 * w.abs().max(1.0));
+        assert!(
+            got.device == want.device && got.ts == want.ts && same_values,
+            "{table}: stored {got:?}, the file says {want:?}"
+        );
+    }
+}
+
+fn conflicts(conn: &mut DbConnection) -> Vec<(String, String, String)> {
+    #[derive(diesel::QueryableByName)]
+    struct C {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        source_table: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        device_id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        raw_ts: String,
+    }
+    let rows: Vec<C> = diesel::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT source_table, device_id, raw_ts FROM legacy_conflicts ORDER BY source_table, device_id, raw_ts",
+        ),
+        conn,
+    )
+    .unwrap();
+    rows.into_iter()
+        .map(|c| (c.source_table, c.device_id, c.raw_ts))
+        .collect()
+}
+
+/// Runs the hub binary; returns (success, stdout, stderr lines).
+fn hub(args: &[&str]) -> (bool, String, Vec<String>) {
+    let output = common::hub_binary()
+        .env("RUST_LOG", "off")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    )
+}
+
+/// The UTC offset (seconds) of the only system's zone at `ms`.
+fn system_offset_at(conn: &mut DbConnection, ms: i64) -> (String, i32) {
+    let systems = catalog::load_systems(conn).unwrap();
+    assert_eq!(systems.len(), 1, "{systems:?}");
+    let tz: chrono_tz::Tz = systems[0].timezone.parse().unwrap();
+    let offset = tz
+        .timestamp_millis_opt(ms)
+        .unwrap()
+        .offset()
+        .fix()
+        .local_minus_utc();
+    (systems[0].system_id.clone(), offset)
+}
+
+/// Everything the early installation must have become, whichever way it was copied.
+fn assert_early_installation(
+    conn: &mut DbConnection,
+    expected: &takeover::EarlyExpected,
+    output: &str,
+) {
+    assert_rows(
+        "energy_samples",
+        value_rows(
+            conn,
+            "energy_samples",
+            "inverter_id",
+            &[
+                "pv_power_w",
+                "grid_power_w",
+                "battery_voltage_v",
+                "battery_current_a",
+                "battery_power_w",
+            ],
+        ),
+        expected.energy.clone(),
+    );
+    assert_rows(
+        "meter_samples",
+        value_rows(
+            conn,
+            "meter_samples",
+            "meter_id",
+            &["power_w", "import_total_wh"],
+        ),
+        expected.meters.clone(),
+    );
+    assert_rows(
+        "battery_bank_samples",
+        value_rows(
+            conn,
+            "battery_bank_samples",
+            "pack_id",
+            &["voltage_v", "current_a", "soc_pct"],
+        ),
+        expected.banks.clone(),
+    );
+    assert_rows(
+        "battery_unit_samples",
+        value_rows(
+            conn,
+            "battery_unit_samples",
+            "battery_id",
+            &["voltage_v", "current_a"],
+        ),
+        expected.units.clone(),
+    );
+    assert_rows(
+        "battery_cell_samples",
+        value_rows(conn, "battery_cell_samples", "cell_id", &["voltage_v"]),
+        expected.cells.clone(),
+    );
+    // The naive rows are at their true instants: the first is 2025-06-15 00:00:00.156 in Karachi.
+    let first = value_rows(conn, "energy_samples", "inverter_id", &["pv_power_w"])[0].ts;
+    assert_eq!(first, takeover::early_start().timestamp_millis() + 156);
+    // Conflicts are kept, with the timestamp as the old app wrote it.
+    let kept = conflicts(conn);
+    assert_eq!(kept.len(), 7, "{kept:?}");
+    assert_eq!(
+        kept.iter()
+            .filter(|c| c.0 == "battery_bank_samples")
+            .count(),
+        3
+    );
+    assert!(
+        kept.iter()
+            .any(|c| c.0 == "energy_samples" && c.1 == "inv2" && c.2.ends_with("+05:00"))
+    );
+    // The site is in a zone of +05:00.
+    let (system_id, offset) = system_offset_at(conn, first);
+    assert_eq!((system_id.as_str(), offset), ("home", 5 * 3600));
+    // The report adds up, table by table, and says where the zone came from.
+    for (table, read) in &expected.read {
+        let duplicates = expected.duplicates.get(table).copied().unwrap_or(0);
+        let conflicts = expected.conflicts.get(table).copied().unwrap_or(0);
+        let line = format!(
+            "  {table}: {read} read = {} inserted + {duplicates} exact duplicates + {conflicts} conflicts + 0 unplaceable",
+            read - duplicates - conflicts
+        );
+        assert!(output.contains(&line), "missing {line:?} in\n{output}");
+    }
+    assert!(
+        output.contains("from the UTC offsets the file's timestamps were written with (+05:00)"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "timestamps: {} naive",
+            expected.naive_timestamps + 10 + 3
+        )),
+        "{output}"
+    );
+}
+
+/// `migrate` on an early installation's file, with no config: nothing lost, naive rows placed.
+#[test]
+fn an_early_installation_upgraded_in_place_without_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("solar.db");
+    let expected = takeover::early_installation(&file);
+    let (ok, output, stderr) = hub(&["--database-url", file.to_str().unwrap(), "migrate"]);
+    assert!(ok, "{stderr:?}");
+    let mut conn = DatabaseUrl::Sqlite(file.clone()).connect().unwrap();
+    assert_early_installation(&mut conn, &expected, &output);
+    // The old app's tables are listed as kept; solarhub's own are not.
+    let kept = output
+        .lines()
+        .find(|l| l.contains("tables kept but not copied"))
+        .unwrap_or_default();
+    assert!(
+        kept.contains("configuration") && kept.contains("pv_daily"),
+        "{kept}"
+    );
+    for ours in [
+        "latest_readings",
+        "rollup_pending",
+        "legacy_conflicts",
+        "hourly_energy",
+    ] {
+        assert!(!kept.contains(ours), "{ours} listed in {kept}");
+    }
+}
+
+/// `import-legacy` of the same file into Postgres, twice: the second run changes nothing.
+#[test]
+fn an_early_installation_imported_into_postgres_without_config() {
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("solar.db");
+    let expected = takeover::early_installation(&file);
+    let before = file_bytes(&file);
+    let url = db.url_arg();
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "import-legacy",
+        file.to_str().unwrap(),
+    ];
+    let (ok, output, stderr) = hub(&args);
+    assert!(ok, "{stderr:?}");
+    assert_eq!(
+        file_bytes(&file),
+        before,
+        "import-legacy must not modify its source"
+    );
+    let mut conn = db.connect();
+    assert_early_installation(&mut conn, &expected, &output);
+    let tables = [
+        "energy_samples",
+        "battery_bank_samples",
+        "legacy_conflicts",
+        "systems",
+        "hourly_energy",
+    ];
+    let fingerprint = |conn: &mut DbConnection| -> Vec<Vec<String>> {
+        tables
+            .iter()
+            .map(|t| introspect::table_fingerprint(conn, t).unwrap())
+            .collect()
+    };
+    let first = fingerprint(&mut conn);
+    let (ok, again, stderr) = hub(&args);
+    assert!(ok, "{stderr:?}");
+    assert!(again.contains("0 rows inserted in all"), "{again}");
+    assert_eq!(fingerprint(&mut conn), first);
+}
+
+/// Naive rows before and after Berlin's spring-forward take the offset of their side.
+#[test]
+fn naive_rows_on_both_sides_of_a_dst_change_land_at_their_instants() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("solar.db");
+    let times = takeover::berlin_dst(&file, false);
+    let (ok, output, stderr) = hub(&["--database-url", file.to_str().unwrap(), "migrate"]);
+    assert!(ok, "{stderr:?}");
+    let mut conn = DatabaseUrl::Sqlite(file).connect().unwrap();
+    let stored: Vec<i64> = value_rows(&mut conn, "energy_samples", "inverter_id", &["pv_power_w"])
+        .into_iter()
+        .map(|r| r.ts)
+        .collect();
+    assert_eq!(stored, times, "{output}");
+    // The zone chosen has both offsets at their times.
+    assert_eq!(system_offset_at(&mut conn, times[0]).1, 3600);
+    assert_eq!(system_offset_at(&mut conn, *times.last().unwrap()).1, 7200);
+}
+
+/// A file of naive timestamps alone, with no zone anywhere, is refused untouched with one line
+/// naming `--timezone`; given one, it imports.
+#[test]
+fn an_all_naive_file_is_refused_until_given_a_timezone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("solar.db");
+    let times = takeover::berlin_dst(&file, true);
+    let before = file_bytes(&file);
+    let path = file.to_str().unwrap();
+    for args in [
+        vec!["--database-url", path, "migrate"],
+        vec![
+            "--database-url",
+            dir.path().join("target.db").to_str().unwrap(),
+            "import-legacy",
+            path,
+        ],
+    ] {
+        let (ok, _, stderr) = hub(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert_eq!(stderr.len(), 1, "{stderr:?}");
+        assert!(stderr[0].contains("--timezone"), "{stderr:?}");
+        assert_eq!(file_bytes(&file), before, "the file was modified");
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("backup"))
+        .collect();
+    assert!(
+        files.is_empty(),
+        "a refused upgrade made a backup: {files:?}"
+    );
+    let (ok, output, stderr) = hub(&[
+        "--database-url",
+        path,
+        "migrate",
+        "--timezone",
+        "Europe/Berlin",
+    ]);
+    assert!(ok, "{stderr:?}");
+    assert!(
+        output.contains("timezone Europe/Berlin from --timezone"),
+        "{output}"
+    );
+    let mut conn = DatabaseUrl::Sqlite(file.clone()).connect().unwrap();
+    let stored: Vec<i64> = value_rows(&mut conn, "energy_samples", "inverter_id", &["pv_power_w"])
+        .into_iter()
+        .map(|r| r.ts)
+        .collect();
+    assert_eq!(stored, times);
+}
+
+/// What a Phase-1 file must have become: one system in the file's zone with the file's names,
+/// adapters and attachment; battery energy at every level equal to the old app's own figures, in
+/// solarhub's sign; and the old app's month without raw samples served by the history API.
+fn assert_phase1(db: &TestDb, expected: &takeover::Phase1Expected, output: &str) {
+    use solarhub_proto::v1::history_service_client::HistoryServiceClient;
+    use solarhub_proto::v1::{BucketSource, EnergyHistoryRequest, MeterHistoryRequest, TimeRange};
+    let mut conn = db.connect();
+    let (_, installation, systems) = catalog::load_catalog(&mut conn).unwrap();
+    assert_eq!(systems.len(), 1, "{systems:?}");
+    assert_eq!(
+        (
+            systems[0].system_id.as_str(),
+            systems[0].timezone.as_str(),
+            systems[0].name.as_str()
+        ),
+        ("home", "Asia/Karachi", "Legacy Home")
+    );
+    assert!(
+        output.contains("timezone Asia/Karachi from the file's configuration table (timezone)"),
+        "{output}"
+    );
+    assert!(
+        output.contains("the file's systems system folded into home"),
+        "{output}"
+    );
+    let inverter = installation
+        .inverters
+        .iter()
+        .find(|i| i.inverter_id == "powdrive1")
+        .unwrap();
+    assert_eq!(
+        (
+            inverter.name.as_str(),
+            inverter.array_id.as_str(),
+            inverter.serial_number.as_deref()
+        ),
+        ("Roof Powdrive", "array1", Some("PD123"))
+    );
+    assert_eq!(inverter.adapter_id.as_deref(), Some("powdrive1.adapter"));
+    let array = installation
+        .arrays
+        .iter()
+        .find(|a| a.array_id == "array1")
+        .unwrap();
+    assert_eq!(array.name, "Default Inverter Array");
+    let adapter = installation
+        .adapters
+        .iter()
+        .find(|a| a.adapter_id == "powdrive1.adapter")
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_str(&adapter.config_json).unwrap();
+    assert_eq!(config["serial_port"], "/dev/ttyUSB0");
+    assert!(config.get("type").is_none(), "{config}");
+    let meter = installation
+        .meters
+        .iter()
+        .find(|m| m.meter_id == "grid_meter_1")
+        .unwrap();
+    assert_eq!(
+        (meter.name.as_str(), meter.array_id.as_deref()),
+        ("Grid connection", None)
+    );
+    assert_eq!(meter.adapter_id.as_deref(), Some("grid_meter_1.adapter"));
+    let pack = installation
+        .packs
+        .iter()
+        .find(|p| p.pack_id == "battery1")
+        .unwrap();
+    assert_eq!(
+        (
+            pack.name.as_str(),
+            pack.battery_array_id.as_deref(),
+            pack.nominal_kwh
+        ),
+        ("Pytes bank", Some("battery_array1"), Some(10.0))
+    );
+    assert!(
+        installation
+            .pack_adapters
+            .iter()
+            .any(|l| l.pack_id == "battery1" && l.adapter_id == "battery1.adapter")
+    );
+    let attachment = &installation.attachments;
+    assert_eq!(attachment.len(), 1, "{attachment:?}");
+    assert_eq!(
+        (
+            attachment[0].inverter_array_id.as_str(),
+            attachment[0].attached_since
+        ),
+        (
+            "array1",
+            chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00+05:00")
+                .unwrap()
+                .timestamp_millis()
+        )
+    );
+    assert!(
+        !installation
+            .inverters
+            .iter()
+            .any(|i| i.name.contains("not in config")),
+        "no placeholder where the file has the device"
+    );
+
+    // Sign: the state of charge rises exactly while solarhub's battery power is negative.
+    let energy = value_rows(
+        &mut conn,
+        "energy_samples",
+        "inverter_id",
+        &["battery_power_w", "battery_soc_pct"],
+    );
+    assert_eq!(energy.len(), expected.samples);
+    for pair in energy.windows(2) {
+        let (power, rise) = (pair[0].values[0], pair[1].values[1] - pair[0].values[1]);
+        if power.abs() > 50.0 {
+            assert_eq!(
+                power < 0.0,
+                rise > 0.0,
+                "power {power} W while SOC moves by {rise}"
+            );
+        }
+    }
+
+    // Battery energy of the raw day: per hour and per day, at the inverter, array and system.
+    let server = common::RunningHub::start(db);
+    let mut client = HistoryServiceClient::new(server.channel.clone());
+    let range = |from: &str, to: &str| TimeRange {
+        from: Some(solarhub_proto::time::timestamp(
+            chrono::DateTime::parse_from_rfc3339(from)
+                .unwrap()
+                .timestamp_millis(),
+        )),
+        to: Some(solarhub_proto::time::timestamp(
+            chrono::DateTime::parse_from_rfc3339(to)
+                .unwrap()
+                .timestamp_millis(),
+        )),
+    };
+    let day = range("2025-06-15T00:00:00+05:00", "2025-06-16T00:00:00+05:00");
+    let request =
+        |system: &str, array: &str, inverter: &str, range: &TimeRange| EnergyHistoryRequest {
+            system_id: system.into(),
+            array_id: array.into(),
+            inverter_id: inverter.into(),
+            range: Some(*range),
+        };
+    let hours = server
+        .runtime
+        .block_on(client.get_hourly_energy(request("", "", "powdrive1", &day)))
+        .unwrap()
+        .into_inner()
+        .buckets;
+    assert_eq!(hours.len(), 24);
+    for (hour, (charge, discharge)) in hours.iter().zip(&expected.day_hours) {
+        assert_eq!(hour.source, BucketSource::Samples as i32);
+        for (ours, theirs, what) in [
+            (hour.battery_charge_kwh.unwrap_or(0.0), *charge, "charge"),
+            (
+                hour.battery_discharge_kwh.unwrap_or(0.0),
+                *discharge,
+                "discharge",
+            ),
+        ] {
+            assert!(
+                (ours - theirs).abs() <= 0.02 * theirs.max(0.25),
+                "hour {} {what}: {ours} kWh, the old app {theirs} kWh",
+                hour.hour
+            );
+        }
+    }
+    let (charged, discharged) = expected
+        .day_hours
+        .iter()
+        .fold((0.0, 0.0), |(c, d), (hc, hd)| (c + hc, d + hd));
+    for (what, request) in [
+        ("inverter", request("", "", "powdrive1", &day)),
+        ("array", request("", "array1", "", &day)),
+        ("system", request("home", "", "", &day)),
+    ] {
+        let days = server
+            .runtime
+            .block_on(client.get_daily_energy(request))
+            .unwrap()
+            .into_inner()
+            .buckets;
+        assert_eq!(days.len(), 1, "{what}");
+        let (c, d) = (
+            days[0].battery_charge_kwh.unwrap(),
+            days[0].battery_discharge_kwh.unwrap(),
+        );
+        assert!(
+            (c - charged).abs() <= 0.02 * charged,
+            "{what} charged {c}, the old app {charged}"
+        );
+        assert!(
+            (d - discharged).abs() <= 0.02 * discharged,
+            "{what} discharged {d}, the old app {discharged}"
+        );
+    }
+
+    // May: only the old app's figures, served with their source.
+    let may = range("2025-05-01T00:00:00+05:00", "2025-06-01T00:00:00+05:00");
+    let days = server
+        .runtime
+        .block_on(client.get_daily_energy(request("home", "", "", &may)))
+        .unwrap()
+        .into_inner()
+        .buckets;
+    assert_eq!(days.len(), 31);
+    for day in &days {
+        let (pv, load) = expected.may_days[&day.date];
+        assert_eq!(day.source, BucketSource::Legacy as i32, "{}", day.date);
+        assert!((day.solar_kwh.unwrap() - pv).abs() < 1e-9, "{}", day.date);
+        assert!((day.load_kwh.unwrap() - load).abs() < 1e-9, "{}", day.date);
+        // Battery energy the old app's days lack comes from its hours; grid from its meter.
+        assert!(
+            (day.battery_charge_kwh.unwrap() - 12.0).abs() < 1e-9,
+            "{}",
+            day.date
+        );
+        let import = expected.may_meter_import[&day.date];
+        assert!(
+            (day.grid_import_kwh.unwrap() - import).abs() < 1e-9,
+            "{}",
+            day.date
+        );
+    }
+    let first_day = range("2025-05-01T00:00:00+05:00", "2025-05-02T00:00:00+05:00");
+    let hours = server
+        .runtime
+        .block_on(client.get_hourly_energy(request("", "", "powdrive1", &first_day)))
+        .unwrap()
+        .into_inner()
+        .buckets;
+    let solar: Vec<f64> = hours.iter().map(|h| h.solar_kwh.unwrap()).collect();
+    assert_eq!(solar, expected.may_first_hours);
+    assert!(
+        hours
+            .iter()
+            .all(|h| h.source == BucketSource::Legacy as i32)
+    );
+    // The old app's battery power is positive when charging: its average turned to ours.
+    assert_eq!(hours[0].avg_battery_power_w, Some(-250.0));
+    let meter_days = server
+        .runtime
+        .block_on(client.get_meter_daily(MeterHistoryRequest {
+            system_id: String::new(),
+            meter_id: "grid_meter_1".into(),
+            range: Some(may),
+        }))
+        .unwrap()
+        .into_inner()
+        .buckets;
+    assert_eq!(meter_days.len(), 31);
+    assert!(
+        meter_days
+            .iter()
+            .all(|d| d.source == BucketSource::Legacy as i32)
+    );
+    // A recompute leaves the old app's month as it is.
+    let before = introspect::table_fingerprint(&mut conn, "system_daily_summary").unwrap();
+    let (ok, _, stderr) = hub(&[
+        "--database-url",
+        &db.url_arg(),
+        "recompute",
+        "--system",
+        "home",
+    ]);
+    assert!(ok, "{stderr:?}");
+    let after = introspect::table_fingerprint(&mut conn, "system_daily_summary").unwrap();
+    let may_rows = |rows: &[String]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.contains("2025-05-"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(may_rows(&after), may_rows(&before));
+    assert_eq!(may_rows(&after).len(), 31);
+}
+
+/// The newest old app's file, with no config: in place on SQLite, `import-legacy` into Postgres.
+fn a_phase1_file_without_config(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = match &db.url {
+        DatabaseUrl::Sqlite(path) => path.clone(),
+        DatabaseUrl::Postgres(_) => dir.path().join("solar.db"),
+    };
+    let expected = takeover::phase1(&file);
+    let url = db.url_arg();
+    let (ok, output, stderr) = match &db.url {
+        DatabaseUrl::Sqlite(_) => hub(&["--database-url", &url, "migrate"]),
+        DatabaseUrl::Postgres(_) => hub(&[
+            "--database-url",
+            &url,
+            "import-legacy",
+            file.to_str().unwrap(),
+        ]),
+    };
+    assert!(ok, "{stderr:?}");
+    assert_phase1(&db, &expected, &output);
+}
+
+on_both_backends!(a_phase1_file_without_config);
+
+/// After the upgrade the config names the zone, and a recompute follows: exactly one rollup row
+/// per local hour and day, whatever zone the first run used. Run as the issue describes (no config,
+/// then the config), and with a wrong zone given first (UTC, so the old rows start at UTC midnight,
+/// five hours after Karachi's).
+#[test]
+fn a_zone_change_leaves_one_rollup_row_per_local_hour_and_day() {
+    // (first run's extra arguments, naive rows in the file, system days after the first run)
+    let scenarios: [(&[&str], i64, &[&str]); 2] = [
+        (
+            &[],
+            takeover::EARLY_NAIVE_STEPS,
+            &["2025-06-15 1749927600000", "2025-06-16 1750014000000"],
+        ),
+        (
+            &["--timezone", "UTC"],
+            0,
+            &[
+                "2025-06-14 1749859200000",
+                "2025-06-15 1749945600000",
+                "2025-06-16 1750032000000",
+            ],
+        ),
+    ];
+    for (first_run, naive_steps, first_days) in scenarios {
+        zone_change(first_run, naive_steps, first_days);
+    }
+}
+
+fn zone_change(first_run: &[&str], naive_steps: i64, first_days: &[&str]) {
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        date: String,
+        /// How many rows share it.
+        #[allow(dead_code)]
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("solar.db");
+    takeover::early_installation_with(&file, naive_steps);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, takeover::early_config()).unwrap();
+    let path = file.to_str().unwrap();
+    let mut args = vec!["--database-url", path, "migrate"];
+    args.extend(first_run);
+    let (ok, _, stderr) = hub(&args);
+    assert!(ok, "{stderr:?}");
+    let mut conn = DatabaseUrl::Sqlite(file.clone()).connect().unwrap();
+    let load = |conn: &mut DbConnection, sql: &str| -> Vec<Key> {
+        diesel::RunQueryDsl::load(diesel::sql_query(sql), conn).unwrap()
+    };
+    let days = |conn: &mut DbConnection| -> Vec<String> {
+        load(
+            conn,
+            "SELECT date || ' ' || CAST(bucket_start AS TEXT) AS date, 1 AS n FROM system_daily_summary ORDER BY bucket_start",
+        )
+        .into_iter()
+        .map(|k| k.date)
+        .collect()
+    };
+    assert_eq!(days(&mut conn), first_days, "{first_run:?}");
+    let (ok, _, stderr) = hub(&[
+        "--database-url",
+        path,
+        "migrate",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr:?}");
+    let (ok, output, stderr) = hub(&[
+        "--database-url",
+        path,
+        "recompute",
+        "--system",
+        "home",
+        "--from",
+        "2025-06-15",
+        "--to",
+        "2025-06-17",
+    ]);
+    assert!(ok, "{stderr:?}");
+    assert!(output.contains("rollups of home"), "{output}");
+    // Karachi's days start at 19:00 UTC the day before: the UTC-aligned rows are gone.
+    assert_eq!(
+        days(&mut conn),
+        ["2025-06-15 1749927600000", "2025-06-16 1750014000000"]
+    );
+    for table in [
+        "daily_summary",
+        "array_daily_summary",
+        "system_daily_summary",
+        "battery_bank_daily",
+        "meter_daily",
+    ] {
+        let device = match table {
+            "daily_summary" => "inverter_id",
+            "array_daily_summary" => "array_id",
+            "system_daily_summary" => "system_id",
+            "battery_bank_daily" => "pack_id",
+            _ => "meter_id",
+        };
+        let twice = load(
+            &mut conn,
+            &format!(
+                "SELECT date, COUNT(*) AS n FROM {table} GROUP BY {device}, date HAVING COUNT(*) > 1"
+            ),
+        );
+        assert!(twice.is_empty(), "{table}: {twice:?}");
+        let stray = load(
+            &mut conn,
+            &format!(
+                "SELECT date, COUNT(*) AS n FROM {table} WHERE date NOT IN ('2025-06-15', '2025-06-16') GROUP BY date"
+            ),
+        );
+        assert!(stray.is_empty(), "{table}: {stray:?}");
+    }
+    for (table, device) in [
+        ("hourly_energy", "inverter_id"),
+        ("array_hourly_energy", "array_id"),
+        ("system_hourly_energy", "system_id"),
+        ("battery_bank_hourly", "pack_id"),
+        ("meter_hourly_energy", "meter_id"),
+    ] {
+        let twice = load(
+            &mut conn,
+            &format!(
+                "SELECT date, COUNT(*) AS n FROM {table} GROUP BY {device}, date, hour_start HAVING COUNT(*) > 1"
+            ),
+        );
+        assert!(twice.is_empty(), "{table}: {twice:?}");
+        // Every hour is labelled with its Karachi hour (08:00 in Karachi is 03:00 UTC).
+        let mislabelled = load(
+            &mut conn,
+            &format!(
+                "SELECT date, COUNT(*) AS n FROM {table} WHERE (bucket_start / 3600000 + 5) % 24 <> hour_start GROUP BY date"
+            ),
+        );
+        assert!(mislabelled.is_empty(), "{table}: {mislabelled:?}");
+    }
+    // A second run with the same config changes nothing.
+    let tables = [
+        "energy_samples",
+        "legacy_conflicts",
+        "systems",
+        "inverters",
+        "system_daily_summary",
+    ];
+    let fingerprint = |conn: &mut DbConnection| -> Vec<Vec<String>> {
+        tables
+            .iter()
+            .map(|t| introspect::table_fingerprint(conn, t).unwrap())
+            .collect()
+    };
+    let before = fingerprint(&mut conn);
+    let (ok, _, stderr) = hub(&[
+        "--database-url",
+        path,
+        "migrate",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr:?}");
+    assert_eq!(fingerprint(&mut conn), before);
 }

@@ -106,6 +106,21 @@ pub struct LoadedConfig {
     pub ignored: Vec<String>,
 }
 
+impl LoadedConfig {
+    /// A config that names no timezone does not undo one the system already has (from an
+    /// earlier import, or a legacy upgrade that found the zone in the old app's data). Returns
+    /// the zone kept, if any.
+    pub fn keep_known_timezone(&mut self, existing: &[crate::catalog::System]) -> Option<String> {
+        if self.timezone_source != TimezoneSource::DefaultUtc {
+            return None;
+        }
+        let system = self.installation.system.as_mut()?;
+        let known = existing.iter().find(|e| e.system_id == system.system_id)?;
+        system.timezone = known.timezone.clone();
+        Some(known.timezone.clone())
+    }
+}
+
 /// Reads, validates and converts `path`. Nothing is written anywhere.
 pub fn load_config(
     path: &Path,

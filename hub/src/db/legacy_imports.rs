@@ -1,8 +1,10 @@
-//! The `legacy_imports` bookkeeping table.
+//! The legacy-import bookkeeping tables: `legacy_imports` (every import and its report) and
+//! `legacy_conflicts` (legacy rows that disagree with a stored row).
 
 use diesel::prelude::*;
 
-use super::{DbConnection, DbError, schema::legacy_imports};
+use super::schema::{self, legacy_imports};
+use super::{DbConnection, DbError};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = legacy_imports)]
@@ -53,4 +55,44 @@ pub fn all(conn: &mut DbConnection) -> Result<Vec<LegacyImportRow>, DbError> {
         .order(legacy_imports::started_at)
         .select(LegacyImportRow::as_select())
         .load(conn)?)
+}
+
+/// A legacy sample row that disagrees with a stored row of the same (device, time).
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = schema::legacy_conflicts, treat_none_as_default_value = false)]
+pub struct LegacyConflictRow {
+    /// The legacy file (as given), so several files can be imported into one database.
+    pub source: String,
+    /// The legacy table, by its original name.
+    pub source_table: String,
+    pub source_rowid: i64,
+    pub import_id: String,
+    pub device_id: String,
+    /// UTC epoch ms it was read as.
+    pub ts: i64,
+    /// The timestamp as the old app wrote it.
+    pub raw_ts: String,
+    /// The row's values as they would have been stored, as JSON.
+    pub values_json: String,
+}
+
+/// Keeps conflicting rows; one kept by an earlier run of the same import stays as it is.
+pub fn record_conflicts(
+    conn: &mut DbConnection,
+    rows: &[LegacyConflictRow],
+) -> Result<usize, DbError> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(500) {
+        inserted += match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(schema::legacy_conflicts::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(schema::legacy_conflicts::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(sqlite)?,
+        };
+    }
+    Ok(inserted)
 }

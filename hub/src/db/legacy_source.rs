@@ -142,6 +142,15 @@ impl LegacyTable {
         Ok(total)
     }
 
+    /// Every row of the table (for the small catalog and settings tables).
+    fn all<T: QueryableByName<diesel::sqlite::Sqlite> + 'static>(
+        &self,
+        conn: &mut DbConnection,
+        select: &[String],
+    ) -> Result<Vec<T>, DbError> {
+        self.page(conn, select, 0, i64::MAX)
+    }
+
     fn page<T: QueryableByName<diesel::sqlite::Sqlite> + 'static>(
         &self,
         conn: &mut DbConnection,
@@ -191,6 +200,9 @@ pub struct LegacyEnergyRow {
     pub battery_voltage_v: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
     pub battery_current_a: Option<f64>,
+    /// Only some versions stored it; in the old app's sign (positive = charging).
+    #[diesel(sql_type = Nullable<Double>)]
+    pub battery_power_w: Option<f64>,
     #[diesel(sql_type = Nullable<Integer>)]
     pub inverter_mode: Option<i32>,
     #[diesel(sql_type = Nullable<Double>)]
@@ -212,6 +224,8 @@ pub const ENERGY_NUMERIC_COLUMNS: &[&str] = &[
     "battery_soc",
     "battery_voltage_v",
     "battery_current_a",
+    "battery_power_w",
+    "batt_power_w",
     "inverter_mode",
     "inverter_temp_c",
     "grid_import_wh",
@@ -242,6 +256,7 @@ pub fn read_energy_page(
             &["battery_current_a", "batt_current_a"],
             "battery_current_a",
         ),
+        t.real_first(&["battery_power_w", "batt_power_w"], "battery_power_w"),
         t.integer("inverter_mode", "inverter_mode"),
         t.real("inverter_temp_c", "inverter_temp_c"),
         t.real("grid_import_wh", "grid_import_wh"),
@@ -540,7 +555,8 @@ pub fn read_meter_page(
     t.page(conn, &select, after, limit)
 }
 
-/// Legacy catalog rows: `arrays` (id, name) and `battery_packs`.
+/// Legacy catalog rows: `arrays` (id, name; the system since the old app's hierarchy migration)
+/// and `battery_packs`.
 #[derive(Debug, QueryableByName)]
 pub struct LegacyArrayCatalogRow {
     #[diesel(sql_type = BigInt)]
@@ -549,20 +565,21 @@ pub struct LegacyArrayCatalogRow {
     pub array_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub system_id: Option<String>,
 }
 
 pub fn read_legacy_arrays(
     conn: &mut DbConnection,
     table: &LegacyTable,
 ) -> Result<Vec<LegacyArrayCatalogRow>, DbError> {
-    table.page(
+    table.all(
         conn,
         &[
             table.text("array_id", "array_id"),
             table.text("name", "name"),
+            table.text("system_id", "system_id"),
         ],
-        0,
-        i64::MAX,
     )
 }
 
@@ -582,6 +599,8 @@ pub struct LegacyPackCatalogRow {
     pub max_charge_kw: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
     pub max_discharge_kw: Option<f64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub battery_array_id: Option<String>,
 }
 
 pub fn read_legacy_packs(
@@ -596,8 +615,9 @@ pub fn read_legacy_packs(
         t.real("nominal_kwh", "nominal_kwh"),
         t.real("max_charge_kw", "max_charge_kw"),
         t.real("max_discharge_kw", "max_discharge_kw"),
+        t.text("battery_array_id", "battery_array_id"),
     ];
-    t.page(conn, &select, 0, i64::MAX)
+    t.all(conn, &select)
 }
 
 /// Opens a SQLite file read-only. Cheap: it reads only the schema; see [`check_integrity`].
@@ -687,13 +707,23 @@ pub struct LegacyHourRow {
     pub grid_import_kwh: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
     pub grid_export_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_pv_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_load_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_battery_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_grid_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub sample_count: Option<i64>,
 }
 
 pub fn read_legacy_hours(
     conn: &mut DbConnection,
     table: &LegacyTable,
 ) -> Result<Vec<LegacyHourRow>, DbError> {
-    table.page(
+    table.all(
         conn,
         &[
             table.text("inverter_id", "inverter_id"),
@@ -710,9 +740,12 @@ pub fn read_legacy_hours(
             table.real("battery_discharge_energy_kwh", "battery_discharge_kwh"),
             table.real("grid_import_energy_kwh", "grid_import_kwh"),
             table.real("grid_export_energy_kwh", "grid_export_kwh"),
+            table.real("avg_solar_power_w", "avg_pv_power_w"),
+            table.real("avg_load_power_w", "avg_load_power_w"),
+            table.real("avg_battery_power_w", "avg_battery_power_w"),
+            table.real("avg_grid_power_w", "avg_grid_power_w"),
+            table.integer("sample_count", "sample_count"),
         ],
-        0,
-        i64::MAX,
     )
 }
 
@@ -733,14 +766,462 @@ pub fn read_legacy_pv_days(
     conn: &mut DbConnection,
     table: &LegacyTable,
 ) -> Result<Vec<LegacyPvDayRow>, DbError> {
-    table.page(
+    table.all(
         conn,
         &[
             table.text("inverter_id", "inverter_id"),
             table.text("day", "day"),
             table.real("pv_kwh", "pv_kwh"),
         ],
-        0,
-        i64::MAX,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The old app's own hierarchy (its "Phase 1" migration), settings and daily figures.
+
+/// A row of the old app's `systems`.
+#[derive(Debug, QueryableByName)]
+pub struct OldSystemRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub system_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub description: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub timezone: Option<String>,
+}
+
+pub fn read_old_systems(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldSystemRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("system_id", "system_id"),
+            t.text("name", "name"),
+            t.text("description", "description"),
+            t.text("timezone", "timezone"),
+        ],
+    )
+}
+
+/// A row of the old app's `inverters`.
+#[derive(Debug, QueryableByName)]
+pub struct OldInverterRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub inverter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub array_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub adapter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub model: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub serial_number: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub vendor: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub phase_type: Option<String>,
+}
+
+pub fn read_old_inverters(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldInverterRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("inverter_id", "inverter_id"),
+            t.text("array_id", "array_id"),
+            t.text("adapter_id", "adapter_id"),
+            t.text("name", "name"),
+            t.text("model", "model"),
+            t.text("serial_number", "serial_number"),
+            t.text("vendor", "vendor"),
+            t.text("phase_type", "phase_type"),
+        ],
+    )
+}
+
+/// A row of the old app's `meters` (`type` is its meter type; `array_id` NULL is system level).
+#[derive(Debug, QueryableByName)]
+pub struct OldMeterRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub meter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub array_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub adapter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub model: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub meter_type: Option<String>,
+}
+
+pub fn read_old_meters(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldMeterRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("meter_id", "meter_id"),
+            t.text("array_id", "array_id"),
+            t.text("adapter_id", "adapter_id"),
+            t.text("name", "name"),
+            t.text("model", "model"),
+            t.text("type", "meter_type"),
+        ],
+    )
+}
+
+/// A row of the old app's `adapters` (`config_json` is the config.yaml adapter block, with `type`).
+#[derive(Debug, QueryableByName)]
+pub struct OldAdapterRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub adapter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub adapter_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub config_json: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub device_id: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub priority: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub enabled: Option<i32>,
+}
+
+pub fn read_old_adapters(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldAdapterRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("adapter_id", "adapter_id"),
+            t.text("adapter_type", "adapter_type"),
+            t.text("config_json", "config_json"),
+            t.text("device_id", "device_id"),
+            t.integer("priority", "priority"),
+            t.integer("enabled", "enabled"),
+        ],
+    )
+}
+
+/// A row of the old app's `battery_arrays`.
+#[derive(Debug, QueryableByName)]
+pub struct OldBatteryArrayRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub battery_array_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
+}
+
+pub fn read_old_battery_arrays(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldBatteryArrayRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("battery_array_id", "battery_array_id"),
+            t.text("name", "name"),
+        ],
+    )
+}
+
+/// A row of the old app's `battery_pack_adapters`.
+#[derive(Debug, QueryableByName)]
+pub struct OldPackAdapterRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub pack_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub adapter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub priority: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub enabled: Option<i32>,
+}
+
+pub fn read_old_pack_adapters(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldPackAdapterRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("pack_id", "pack_id"),
+            t.text("adapter_id", "adapter_id"),
+            t.integer("priority", "priority"),
+            t.integer("enabled", "enabled"),
+        ],
+    )
+}
+
+/// A row of the old app's `battery_array_attachments` (times as the app wrote them).
+#[derive(Debug, QueryableByName)]
+pub struct OldAttachmentRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub battery_array_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub inverter_array_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub attached_since: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub detached_at: Option<String>,
+}
+
+pub fn read_old_attachments(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldAttachmentRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("battery_array_id", "battery_array_id"),
+            t.text("inverter_array_id", "inverter_array_id"),
+            t.text("attached_since", "attached_since"),
+            t.text("detached_at", "detached_at"),
+        ],
+    )
+}
+
+/// A setting of the old app's `configuration` table (flattened keys such as `timezone`).
+#[derive(Debug, QueryableByName)]
+pub struct SettingRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub key: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub value: Option<String>,
+}
+
+pub fn read_settings(conn: &mut DbConnection, t: &LegacyTable) -> Result<Vec<SettingRow>, DbError> {
+    t.all(conn, &[t.text("key", "key"), t.text("value", "value")])
+}
+
+/// The edges of runs of one UTC offset in a sample table: per device, local hours in order, where
+/// the offset the timestamps were written with (or none: naive) changes. `offset_minutes` is `None`
+/// for naive timestamps.
+#[derive(Debug, QueryableByName)]
+pub struct OffsetEdgeRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub device: Option<String>,
+    /// Local wall-clock hour, `YYYY-MM-DD HH`.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub hour: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub offset_minutes: Option<i32>,
+    /// The first hour of a run.
+    #[diesel(sql_type = Integer)]
+    pub starts: i32,
+    /// The last hour of a run.
+    #[diesel(sql_type = Integer)]
+    pub ends: i32,
+}
+
+/// Which column names a sample table's device.
+pub fn device_column(t: &LegacyTable) -> String {
+    for column in ["inverter_id", "meter_id", "array_id"] {
+        if t.has(column) && !t.has("bank_id") {
+            return format!("CAST(\"{column}\" AS TEXT)");
+        }
+    }
+    match (t.has("pack_id"), t.has("bank_id")) {
+        (true, true) => "COALESCE(CAST(pack_id AS TEXT), CAST(bank_id AS TEXT))".into(),
+        (true, false) => "CAST(pack_id AS TEXT)".into(),
+        (false, true) => "CAST(bank_id AS TEXT)".into(),
+        (false, false) => "NULL".into(),
+    }
+}
+
+/// One pass over a sample table: where, per device and local hour, the UTC offset of its
+/// timestamps changes (timestamps are read as the app wrote them: `…+05:00`, `…Z`, or naive).
+/// Memory stays small whatever the size of the table: only the edges come back.
+pub fn offset_edges(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OffsetEdgeRow>, DbError> {
+    if !t.has("ts") {
+        return Ok(Vec::new());
+    }
+    let device = device_column(t);
+    let query = format!(
+        "WITH stamps AS (SELECT trim(CAST(ts AS TEXT)) AS ts, {device} AS device FROM \"{table}\" WHERE ts IS NOT NULL), \
+         hours AS (SELECT device, substr(replace(ts, 'T', ' '), 1, 13) AS hour, \
+             CASE WHEN ts GLOB '*[Zz]' THEN 0 \
+                  WHEN ts GLOB '*[+-][0-9][0-9]:[0-9][0-9]' THEN \
+                      (CASE substr(ts, -6, 1) WHEN '-' THEN -1 ELSE 1 END) \
+                      * (CAST(substr(ts, -5, 2) AS INTEGER) * 60 + CAST(substr(ts, -2, 2) AS INTEGER)) \
+                  WHEN ts GLOB '*[0-9][0-9]:[0-9][0-9]:[0-9][0-9]*[+-][0-9][0-9][0-9][0-9]' THEN \
+                      (CASE substr(ts, -5, 1) WHEN '-' THEN -1 ELSE 1 END) \
+                      * (CAST(substr(ts, -4, 2) AS INTEGER) * 60 + CAST(substr(ts, -2, 2) AS INTEGER)) \
+                  ELSE NULL END AS offset_minutes \
+             FROM stamps GROUP BY 1, 2, 3), \
+         edges AS (SELECT device, hour, offset_minutes, \
+             (LAG(offset_minutes, 1, -99999) OVER w IS NOT offset_minutes) AS starts, \
+             (LEAD(offset_minutes, 1, -99999) OVER w IS NOT offset_minutes) AS ends \
+             FROM hours WINDOW w AS (PARTITION BY device ORDER BY hour, offset_minutes DESC)) \
+         SELECT device, hour, offset_minutes, starts, ends FROM edges WHERE starts OR ends \
+         ORDER BY device, hour, offset_minutes DESC",
+        table = t.name
+    );
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return Err(DbError::Invalid(
+            "a legacy database is always SQLite".into(),
+        ));
+    };
+    Ok(diesel::sql_query(query).load(sqlite)?)
+}
+
+/// One row of the old app's `daily_summary` (per inverter and local day).
+#[derive(Debug, QueryableByName)]
+pub struct OldDayRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub inverter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub date: Option<String>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub solar_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub load_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub grid_import_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub grid_export_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_pv_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub peak_pv_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_load_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub peak_load_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub peak_grid_import_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub peak_grid_export_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub soc_min_pct: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub soc_avg_pct: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub soc_max_pct: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub battery_cycles: Option<f64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub sample_count: Option<i64>,
+}
+
+pub fn read_old_days(conn: &mut DbConnection, t: &LegacyTable) -> Result<Vec<OldDayRow>, DbError> {
+    t.all(
+        conn,
+        &[
+            t.text("inverter_id", "inverter_id"),
+            t.text("date", "date"),
+            t.real("pv_energy_kwh", "solar_kwh"),
+            t.real("load_energy_kwh", "load_kwh"),
+            t.real("grid_energy_imported_kwh", "grid_import_kwh"),
+            t.real("grid_energy_exported_kwh", "grid_export_kwh"),
+            t.real("pv_avg_power_w", "avg_pv_power_w"),
+            t.real("pv_max_power_w", "peak_pv_power_w"),
+            t.real("load_avg_power_w", "avg_load_power_w"),
+            t.real("load_max_power_w", "peak_load_power_w"),
+            t.real("grid_max_import_w", "peak_grid_import_w"),
+            t.real("grid_max_export_w", "peak_grid_export_w"),
+            t.real("battery_min_soc_pct", "soc_min_pct"),
+            t.real("battery_avg_soc_pct", "soc_avg_pct"),
+            t.real("battery_max_soc_pct", "soc_max_pct"),
+            t.real("battery_cycles", "battery_cycles"),
+            t.integer("sample_count", "sample_count"),
+        ],
+    )
+}
+
+/// One row of the old app's `meter_hourly_energy` (hour set) or `meter_daily` (hour `None`).
+#[derive(Debug, QueryableByName)]
+pub struct OldMeterFigureRow {
+    #[diesel(sql_type = BigInt)]
+    pub row_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub meter_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub date: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub hour: Option<i64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub import_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub export_kwh: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_power_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub peak_import_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub peak_export_w: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_voltage_v: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_current_a: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub avg_frequency_hz: Option<f64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub sample_count: Option<i64>,
+}
+
+pub fn read_old_meter_figures(
+    conn: &mut DbConnection,
+    t: &LegacyTable,
+) -> Result<Vec<OldMeterFigureRow>, DbError> {
+    let hour = if t.has("hour_start") {
+        "CAST(\"hour_start\" AS INTEGER) AS hour".to_owned()
+    } else {
+        "NULL AS hour".to_owned()
+    };
+    let date = if t.has("date") {
+        t.text("date", "date")
+    } else {
+        t.text("day", "date")
+    };
+    t.all(
+        conn,
+        &[
+            t.text("meter_id", "meter_id"),
+            date,
+            hour,
+            t.real("import_energy_kwh", "import_kwh"),
+            t.real("export_energy_kwh", "export_kwh"),
+            t.real("avg_power_w", "avg_power_w"),
+            t.real("max_import_power_w", "peak_import_w"),
+            t.real("max_export_power_w", "peak_export_w"),
+            t.real("avg_voltage_v", "avg_voltage_v"),
+            t.real("avg_current_a", "avg_current_a"),
+            t.real("avg_frequency_hz", "avg_frequency_hz"),
+            t.integer("sample_count", "sample_count"),
+        ],
     )
 }

@@ -56,3 +56,14 @@ pub fn applied_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbErro
     versions.sort();
     Ok(versions)
 }
+
+/// Every table the migrations create, read from a scratch in-memory database migrated for the
+/// purpose: the one list of solarhub's own tables, whatever migrations come later.
+pub fn schema_tables() -> Result<Vec<String>, DbError> {
+    use diesel::Connection;
+    let scratch = diesel::SqliteConnection::establish(":memory:")
+        .map_err(|error| DbError::Migration(format!("cannot open a scratch database: {error}")))?;
+    let mut conn = DbConnection::Sqlite(scratch);
+    run_migrations(&mut conn)?;
+    super::introspect::table_names(&mut conn)
+}

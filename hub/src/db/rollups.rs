@@ -6,6 +6,11 @@ use diesel::prelude::*;
 use super::samples::{BatteryBankSample, EnergySample, MeterSample};
 use super::{DbConnection, DbError, schema};
 
+/// `source` of a row computed from raw samples.
+pub const FROM_SAMPLES: &str = "samples";
+/// `source` of a row carried over from the old app's own hourly and daily tables.
+pub const FROM_LEGACY: &str = "legacy";
+
 /// Rows per INSERT statement: under both backends' bind-parameter limits for the widest table.
 const INSERT_ROWS: usize = 400;
 
@@ -38,6 +43,8 @@ macro_rules! energy_table {
             pub sample_count: i64,
             pub coverage_pct: f64,
             pub updated_at: i64,
+            /// [`FROM_SAMPLES`] or [`FROM_LEGACY`].
+            pub source: String,
         }
 
         impl EnergyColumns for $row {
@@ -125,6 +132,8 @@ macro_rules! battery_table {
             pub sample_count: i64,
             pub coverage_pct: f64,
             pub updated_at: i64,
+            /// [`FROM_SAMPLES`] or [`FROM_LEGACY`].
+            pub source: String,
         }
     };
 }
@@ -156,6 +165,8 @@ macro_rules! meter_table {
             pub sample_count: i64,
             pub coverage_pct: f64,
             pub updated_at: i64,
+            /// [`FROM_SAMPLES`] or [`FROM_LEGACY`].
+            pub source: String,
         }
     };
 }
@@ -249,22 +260,9 @@ pub fn load_rows(
     Ok(rows)
 }
 
-/// Deletes the rows of `system_id` whose bucket starts in [from, to), at one level: one round
-/// trip for the five tables.
-pub fn delete_rows(
-    conn: &mut DbConnection,
-    system_id: &str,
-    from: i64,
-    to: i64,
-    level: Level,
-) -> Result<(), DbError> {
-    use diesel::connection::SimpleConnection;
-    if crate::catalog::id_problem(system_id).is_some() {
-        return Err(DbError::Invalid(format!(
-            "{system_id:?} is not a system id"
-        )));
-    }
-    let tables: [&str; 5] = match level {
+/// The tables of one level.
+fn tables(level: Level) -> [&'static str; 5] {
+    match level {
         Level::Hours => [
             "hourly_energy",
             "array_hourly_energy",
@@ -279,17 +277,74 @@ pub fn delete_rows(
             "battery_bank_daily",
             "meter_daily",
         ],
-    };
+    }
+}
+
+fn checked_id(id: &str) -> Result<&str, DbError> {
     // A valid id is only letters, digits, '_', '.' and '-': safe inside quotes.
-    let statements: String = tables
+    match crate::catalog::id_problem(id) {
+        None => Ok(id),
+        Some(_) => Err(DbError::Invalid(format!("{id:?} is not an id"))),
+    }
+}
+
+/// Removes the computed rows of `system_id` at one level whose bucket overlaps [from, to),
+/// whatever their alignment: rows written under another timezone (an upgrade that did not know
+/// the zone yet) have other edges, and must not survive beside the new ones. Rows carried over
+/// from the old app stay; [`delete_superseded_legacy`] removes those a roll replaces.
+pub fn delete_rows(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+    level: Level,
+) -> Result<(), DbError> {
+    use diesel::connection::SimpleConnection;
+    let system_id = checked_id(system_id)?;
+    let statements: String = tables(level)
         .iter()
         .map(|table| {
             format!(
-                "DELETE FROM {table} WHERE system_id = '{system_id}' AND bucket_start >= {from} AND bucket_start < {to};"
+                "DELETE FROM {table} WHERE system_id = '{system_id}' AND bucket_start < {to} \
+                 AND bucket_end > {from} AND source = '{FROM_SAMPLES}';"
             )
         })
         .collect();
     conn.batch_execute(&statements)?;
+    Ok(())
+}
+
+/// Removes the old app's rows that overlap, for the same device, the rows a roll is about to
+/// write: where there are samples now, the computed row replaces the carried-over one.
+pub fn delete_superseded_legacy(conn: &mut DbConnection, rows: &RollupRows) -> Result<(), DbError> {
+    use diesel::connection::SimpleConnection;
+    use std::collections::BTreeMap;
+    let mut statements = String::new();
+    macro_rules! superseded {
+        ($field:ident, $row:ident, $table:ident, $key:ident) => {
+            let mut spans: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+            for row in &rows.$field {
+                let span = spans
+                    .entry(row.$key.as_str())
+                    .or_insert((row.bucket_start, row.bucket_end));
+                span.0 = span.0.min(row.bucket_start);
+                span.1 = span.1.max(row.bucket_end);
+            }
+            for (id, (from, to)) in spans {
+                let id = checked_id(id)?;
+                statements.push_str(&format!(
+                    "DELETE FROM {} WHERE {} = '{id}' AND bucket_start < {to} \
+                     AND bucket_end > {from} AND source = '{FROM_LEGACY}';",
+                    stringify!($table),
+                    stringify!($key),
+                ));
+            }
+        };
+    }
+    per_table!(superseded);
+    if !statements.is_empty() {
+        conn.batch_execute(&statements)?;
+    }
     Ok(())
 }
 
@@ -437,6 +492,8 @@ pub struct EnergyView {
     pub battery_cycles: Option<f64>,
     pub sample_count: i64,
     pub coverage_pct: f64,
+    /// [`FROM_SAMPLES`] or [`FROM_LEGACY`].
+    pub source: String,
 }
 
 macro_rules! energy_view {
@@ -457,6 +514,7 @@ macro_rules! energy_view {
             bucket_start: r.bucket_start,
             bucket_end: r.bucket_end,
             date: r.date,
+            source: r.source,
         }
     }};
 }
@@ -735,4 +793,75 @@ pub fn lock_system_for_roll(conn: &mut DbConnection, system_id: &str) -> Result<
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({})", hash as i64)).execute(pg)?;
     }
     Ok(())
+}
+
+/// The quarter hours (`ts / 900 000`) in which `device_id` has samples, in order: enough to tell
+/// whether any local hour (local offsets are whole quarter hours) has samples.
+pub fn sample_quarters(
+    conn: &mut DbConnection,
+    kind: DeviceKind,
+    device_id: &str,
+) -> Result<Vec<i64>, DbError> {
+    const QUARTER_MS: i64 = 900_000;
+    macro_rules! quarters {
+        ($table:ident, $key:ident) => {{
+            use schema::$table::dsl as t;
+            t::$table
+                .filter(t::$key.eq(device_id))
+                .select(t::ts / QUARTER_MS)
+                .distinct()
+                .load::<i64>(conn)?
+        }};
+    }
+    let mut quarters = match kind {
+        DeviceKind::Inverter => quarters!(energy_samples, inverter_id),
+        DeviceKind::Pack => quarters!(battery_bank_samples, pack_id),
+        DeviceKind::Meter => quarters!(meter_samples, meter_id),
+    };
+    quarters.sort_unstable();
+    Ok(quarters)
+}
+
+/// The keys of a system's stored rollup rows: (table, device, bucket start).
+pub fn stored_keys(
+    conn: &mut DbConnection,
+    system_id: &str,
+) -> Result<std::collections::HashSet<(&'static str, String, i64)>, DbError> {
+    let mut keys = std::collections::HashSet::new();
+    macro_rules! keys {
+        ($field:ident, $row:ident, $table:ident, $key:ident) => {
+            use schema::$table::dsl as $table;
+            let rows: Vec<(String, i64)> = $table::$table
+                .filter($table::system_id.eq(system_id))
+                .select(($table::$key, $table::bucket_start))
+                .load(conn)?;
+            keys.extend(
+                rows.into_iter()
+                    .map(|(id, start)| (stringify!($table), id, start)),
+            );
+        };
+    }
+    per_table!(keys);
+    Ok(keys)
+}
+
+impl RollupRows {
+    /// Drops the rows whose (table, device, bucket start) is in `keys`; returns how many per table.
+    pub fn drop_keys(
+        &mut self,
+        keys: &std::collections::HashSet<(&'static str, String, i64)>,
+    ) -> std::collections::BTreeMap<&'static str, u64> {
+        let mut dropped = std::collections::BTreeMap::new();
+        macro_rules! drop_keys {
+            ($field:ident, $row:ident, $table:ident, $key:ident) => {
+                let before = self.$field.len();
+                self.$field.retain(|row| {
+                    !keys.contains(&(stringify!($table), row.$key.clone(), row.bucket_start))
+                });
+                dropped.insert(stringify!($table), (before - self.$field.len()) as u64);
+            };
+        }
+        per_table!(drop_keys);
+        dropped
+    }
 }

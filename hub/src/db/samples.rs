@@ -8,7 +8,7 @@ use super::{DbConnection, DbError, schema};
 /// Rows per INSERT statement: well under both backends' bind-parameter limits for the widest table.
 pub const INSERT_BATCH_ROWS: usize = 500;
 
-#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = schema::energy_samples, treat_none_as_default_value = false)]
 pub struct EnergySample {
     pub inverter_id: String,
@@ -38,7 +38,7 @@ pub struct EnergySample {
     pub battery_discharge_total_wh: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = schema::array_samples, treat_none_as_default_value = false)]
 pub struct ArraySample {
     pub array_id: String,
@@ -54,7 +54,7 @@ pub struct ArraySample {
     pub battery_current_a: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = schema::battery_bank_samples, treat_none_as_default_value = false)]
 pub struct BatteryBankSample {
     pub pack_id: String,
@@ -72,7 +72,7 @@ pub struct BatteryBankSample {
     pub cells_per_battery: Option<i32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = schema::battery_unit_samples, treat_none_as_default_value = false)]
 pub struct BatteryUnitSample {
     pub battery_id: String,
@@ -98,7 +98,7 @@ pub struct BatteryUnitSample {
     pub sys_events: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = schema::battery_cell_samples, treat_none_as_default_value = false)]
 pub struct BatteryCellSample {
     pub cell_id: String,
@@ -115,7 +115,7 @@ pub struct BatteryCellSample {
     pub temp_st: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable)]
+#[derive(Debug, Clone, Default, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = schema::meter_samples, treat_none_as_default_value = false)]
 pub struct MeterSample {
     pub meter_id: String,
@@ -141,10 +141,27 @@ pub struct MeterSample {
     pub l3_power_w: Option<f64>,
 }
 
-/// Inserts `rows`, skipping any whose (device, ts) is already stored. Returns how many were new.
-macro_rules! insert_new_rows {
-    ($fn_name:ident, $row:ty, $table:ident) => {
-        pub fn $fn_name(conn: &mut DbConnection, rows: &[$row]) -> Result<usize, DbError> {
+/// What every sample table has: a device, a time, and writes that skip stored keys.
+pub trait SampleRow: Sized + PartialEq + serde::Serialize {
+    /// The table's name.
+    const TABLE: &'static str;
+    fn device_id(&self) -> &str;
+    fn ts(&self) -> i64;
+    /// Inserts `rows`, skipping any whose (device, ts) is already stored. Returns how many were new.
+    fn insert_new(conn: &mut DbConnection, rows: &[Self]) -> Result<usize, DbError>;
+    /// The stored rows of `devices` with ts in [from, to].
+    fn stored(
+        conn: &mut DbConnection,
+        devices: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Self>, DbError>;
+}
+
+macro_rules! sample_row {
+    ($row:ty, $table:ident, $device:ident, $insert:ident) => {
+        /// Inserts `rows`, skipping any whose (device, ts) is already stored. Returns how many were new.
+        pub fn $insert(conn: &mut DbConnection, rows: &[$row]) -> Result<usize, DbError> {
             let mut inserted = 0;
             for batch in rows.chunks(INSERT_BATCH_ROWS) {
                 // `MultiBackend` has no ON CONFLICT clause, so the statement is built per backend.
@@ -161,24 +178,58 @@ macro_rules! insert_new_rows {
             }
             Ok(inserted)
         }
+
+        impl SampleRow for $row {
+            const TABLE: &'static str = stringify!($table);
+            fn device_id(&self) -> &str {
+                &self.$device
+            }
+            fn ts(&self) -> i64 {
+                self.ts
+            }
+            fn insert_new(conn: &mut DbConnection, rows: &[Self]) -> Result<usize, DbError> {
+                $insert(conn, rows)
+            }
+            fn stored(
+                conn: &mut DbConnection,
+                devices: &[String],
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<Self>, DbError> {
+                use schema::$table::dsl as t;
+                Ok(t::$table
+                    .filter(t::$device.eq_any(devices))
+                    .filter(t::ts.ge(from).and(t::ts.le(to)))
+                    .select(<$row>::as_select())
+                    .load(conn)?)
+            }
+        }
     };
 }
 
-insert_new_rows!(insert_energy_samples, EnergySample, energy_samples);
-insert_new_rows!(insert_array_samples, ArraySample, array_samples);
-insert_new_rows!(
-    insert_battery_bank_samples,
+sample_row!(
+    EnergySample,
+    energy_samples,
+    inverter_id,
+    insert_energy_samples
+);
+sample_row!(ArraySample, array_samples, array_id, insert_array_samples);
+sample_row!(
     BatteryBankSample,
-    battery_bank_samples
+    battery_bank_samples,
+    pack_id,
+    insert_battery_bank_samples
 );
-insert_new_rows!(
-    insert_battery_unit_samples,
+sample_row!(
     BatteryUnitSample,
-    battery_unit_samples
+    battery_unit_samples,
+    battery_id,
+    insert_battery_unit_samples
 );
-insert_new_rows!(
-    insert_battery_cell_samples,
+sample_row!(
     BatteryCellSample,
-    battery_cell_samples
+    battery_cell_samples,
+    cell_id,
+    insert_battery_cell_samples
 );
-insert_new_rows!(insert_meter_samples, MeterSample, meter_samples);
+sample_row!(MeterSample, meter_samples, meter_id, insert_meter_samples);

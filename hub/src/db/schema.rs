@@ -323,6 +323,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -354,6 +355,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -384,6 +386,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -416,6 +419,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -447,6 +451,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -477,6 +482,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -504,6 +510,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -531,6 +538,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -555,6 +563,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -578,6 +587,7 @@ diesel::table! {
         sample_count -> BigInt,
         coverage_pct -> Double,
         updated_at -> BigInt,
+        source -> Text,
     }
 }
 
@@ -711,5 +721,18 @@ diesel::table! {
         system_id -> Text,
         from_ts -> BigInt,
         to_ts -> BigInt,
+    }
+}
+
+diesel::table! {
+    legacy_conflicts (source, source_table, source_rowid) {
+        source -> Text,
+        source_table -> Text,
+        source_rowid -> BigInt,
+        import_id -> Text,
+        device_id -> Text,
+        ts -> BigInt,
+        raw_ts -> Text,
+        values_json -> Text,
     }
 }

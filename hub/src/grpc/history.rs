@@ -5,7 +5,7 @@ use solarhub_proto::tonic::{self, Request, Response, Status};
 use solarhub_proto::v1 as proto;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::db::rollups::{DeviceScope, EnergyScope, EnergyView, Level};
+use crate::db::rollups::{self as store, DeviceScope, EnergyScope, EnergyView, Level};
 use crate::rollup::history::History;
 
 use super::catalog::status;
@@ -89,6 +89,15 @@ fn energy_bucket(v: EnergyView) -> proto::EnergyBucket {
         battery_cycles: v.battery_cycles,
         sample_count: v.sample_count,
         coverage_pct: v.coverage_pct,
+        source: bucket_source(&v.source) as i32,
+    }
+}
+
+/// A stored row's `source` as the API says it.
+fn bucket_source(source: &str) -> proto::BucketSource {
+    match source {
+        store::FROM_LEGACY => proto::BucketSource::Legacy,
+        _ => proto::BucketSource::Samples,
     }
 }
 
@@ -118,6 +127,7 @@ macro_rules! battery_bucket {
             soc_max_pct: r.soc_max_pct,
             sample_count: r.sample_count,
             coverage_pct: r.coverage_pct,
+            source: bucket_source(&r.source) as i32,
         }
     }};
 }
@@ -144,6 +154,7 @@ macro_rules! meter_bucket {
             avg_frequency_hz: r.avg_frequency_hz,
             sample_count: r.sample_count,
             coverage_pct: r.coverage_pct,
+            source: bucket_source(&r.source) as i32,
         }
     }};
 }

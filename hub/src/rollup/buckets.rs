@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 
 pub const HOUR_MS: i64 = 3_600_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Bucket {
     pub start: i64,
     pub end: i64,
@@ -106,6 +106,18 @@ pub fn day_of(tz: Tz, hour: &Bucket) -> Bucket {
     day(tz, date)
 }
 
+/// A time a person typed: RFC 3339 (`2025-06-01T00:00:00+05:00`), or a plain date
+/// (`2025-06-01`), which means local midnight of that day in `tz`.
+pub fn parse_time(text: &str, tz: Tz) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(time.timestamp_millis());
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|date| midnight(tz, date))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +133,25 @@ mod tests {
         let labels: Vec<i32> = fall_hours.iter().map(|b| b.hour.unwrap()).collect();
         assert_eq!(&labels[..4], &[0, 1, 2, 2]);
         assert!(fall_hours.iter().all(|b| b.date == "2025-10-26"));
+    }
+
+    #[test]
+    fn typed_times_are_rfc_3339_or_local_dates() {
+        let karachi: Tz = "Asia/Karachi".parse().unwrap();
+        let midnight_utc = chrono::Utc
+            .with_ymd_and_hms(2025, 5, 31, 19, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(parse_time("2025-06-01", karachi), Some(midnight_utc));
+        assert_eq!(
+            parse_time("2025-06-01T00:00:00+05:00", karachi),
+            Some(midnight_utc)
+        );
+        assert_eq!(
+            parse_time("2025-06-01T00:00:00Z", karachi),
+            Some(midnight_utc + 5 * HOUR_MS)
+        );
+        assert_eq!(parse_time("June 1st", karachi), None);
     }
 
     #[test]

@@ -383,19 +383,19 @@ fn with_battery(
 
 macro_rules! energy_row {
     ($row:ident { $($field:ident: $value:expr),* $(,)? }, $bucket:expr, $f:expr, $at:expr) => {{
-        let f: &Figures = $f;
-        let bucket: &Bucket = $bucket;
-        store::$row {
+        let f: &$crate::rollup::Figures = $f;
+        let bucket: &$crate::rollup::buckets::Bucket = $bucket;
+        $crate::db::rollups::$row {
             $($field: $value,)*
             bucket_start: bucket.start,
             bucket_end: bucket.end,
             date: bucket.date.clone(),
-            solar_kwh: f.kwh[SOLAR],
-            load_kwh: f.kwh[LOAD],
-            battery_charge_kwh: f.kwh[CHARGE],
-            battery_discharge_kwh: f.kwh[DISCHARGE],
-            grid_import_kwh: f.kwh[IMPORT],
-            grid_export_kwh: f.kwh[EXPORT],
+            solar_kwh: f.kwh[$crate::rollup::energy::SOLAR],
+            load_kwh: f.kwh[$crate::rollup::energy::LOAD],
+            battery_charge_kwh: f.kwh[$crate::rollup::energy::CHARGE],
+            battery_discharge_kwh: f.kwh[$crate::rollup::energy::DISCHARGE],
+            grid_import_kwh: f.kwh[$crate::rollup::energy::IMPORT],
+            grid_export_kwh: f.kwh[$crate::rollup::energy::EXPORT],
             avg_pv_power_w: f.avg_pv,
             peak_pv_power_w: f.peak_pv,
             avg_load_power_w: f.avg_load,
@@ -410,9 +410,13 @@ macro_rules! energy_row {
             sample_count: f.sample_count,
             coverage_pct: f.coverage_pct,
             updated_at: $at,
+            source: $crate::db::rollups::FROM_SAMPLES.to_owned(),
         }
     }};
 }
+
+// After `energy_row!`, which it uses.
+pub mod carried;
 
 /// The figures of a stored energy row.
 fn figures_of(row: &impl store::EnergyColumns) -> Figures {
@@ -706,6 +710,7 @@ fn pack_hour(
         sample_count: inside.len() as i64,
         coverage_pct: coverage(integral.covered_ms, bucket),
         updated_at: at,
+        source: store::FROM_SAMPLES.to_owned(),
     })
 }
 
@@ -752,10 +757,7 @@ fn meter_hour(
         array_id: meter.and_then(|m| m.array_id.clone()),
         import_kwh,
         export_kwh,
-        net_kwh: match (import_kwh, export_kwh) {
-            (Some(i), Some(e)) => Some(i - e),
-            (i, e) => i.or(e.map(|e| -e)),
-        },
+        net_kwh: net_kwh(import_kwh, export_kwh),
         avg_power_w: power.mean(),
         peak_import_w: import.max,
         peak_export_w: export.max,
@@ -765,7 +767,16 @@ fn meter_hour(
         sample_count: inside.len() as i64,
         coverage_pct: coverage(integral.covered_ms, bucket),
         updated_at: at,
+        source: store::FROM_SAMPLES.to_owned(),
     })
+}
+
+/// Import minus export, when either is known.
+fn net_kwh(import: Option<f64>, export: Option<f64>) -> Option<f64> {
+    match (import, export) {
+        (Some(i), Some(e)) => Some(i - e),
+        (i, e) => i.or(e.map(|e| -e)),
+    }
 }
 
 /// A day's figures from its hour rows (energies summed, averages weighted by samples, peaks the
@@ -816,6 +827,14 @@ fn day_figures<R: store::EnergyColumns>(hours: &[&R], day: &Bucket) -> Figures {
     total
 }
 
+/// A day is the old app's when every hour it sums is; else it is computed.
+fn source_of<'a>(mut hours: impl Iterator<Item = &'a str>) -> String {
+    match hours.all(|source| source == store::FROM_LEGACY) {
+        true => store::FROM_LEGACY.to_owned(),
+        false => store::FROM_SAMPLES.to_owned(),
+    }
+}
+
 /// Cycles: energy discharged over the nominal capacity, when every pack counted has one.
 fn cycles(discharge_kwh: Option<f64>, packs: &[&BatteryPack]) -> Option<f64> {
     let capacity = packs
@@ -825,15 +844,33 @@ fn cycles(discharge_kwh: Option<f64>, packs: &[&BatteryPack]) -> Option<f64> {
     (!packs.is_empty() && capacity > 0.0).then(|| discharge_kwh.unwrap_or(0.0) / capacity)
 }
 
-/// Computes the day rows of `day` from the hour rows stored for it.
+/// Whether every stored hour row is the old app's (and there is at least one).
+fn only_legacy(hours: &RollupRows) -> bool {
+    let mut sources = hours
+        .inverter_hours
+        .iter()
+        .map(|h| &h.source)
+        .chain(hours.array_hours.iter().map(|h| &h.source))
+        .chain(hours.system_hours.iter().map(|h| &h.source))
+        .chain(hours.pack_hours.iter().map(|h| &h.source))
+        .chain(hours.meter_hours.iter().map(|h| &h.source))
+        .peekable();
+    sources.peek().is_some() && sources.all(|s| s == store::FROM_LEGACY)
+}
+
+/// Computes the day rows of `day` from the hour rows stored for it; `None` for a day of the old
+/// app's figures alone, which has nothing to compute from and is left as it is.
 fn day_rows(
     conn: &mut DbConnection,
     catalog: &Catalog,
     day: &Bucket,
     at: i64,
-) -> Result<RollupRows, DbError> {
+) -> Result<Option<RollupRows>, DbError> {
     let system_id = catalog.system.system_id.as_str();
     let hours = store::load_rows(conn, system_id, day.start, day.end, Level::Hours)?;
+    if only_legacy(&hours) {
+        return Ok(None);
+    }
     let mut rows = RollupRows::default();
     let installation = &catalog.installation;
 
@@ -843,6 +880,7 @@ fn day_rows(
     }
     for (inverter_id, own) in inverters {
         let figures = day_figures(&own, day);
+        let source = source_of(own.iter().map(|h| h.source.as_str()));
         rows.inverter_days.push(energy_row!(
             InverterDay {
                 inverter_id: inverter_id.to_owned(),
@@ -854,6 +892,9 @@ fn day_rows(
             &figures,
             at
         ));
+        if let Some(row) = rows.inverter_days.last_mut() {
+            row.source = source;
+        }
     }
     let mut arrays: BTreeMap<&str, Vec<&store::ArrayHour>> = BTreeMap::new();
     for row in &hours.array_hours {
@@ -861,6 +902,7 @@ fn day_rows(
     }
     for (array_id, own) in arrays {
         let figures = day_figures(&own, day);
+        let source = source_of(own.iter().map(|h| h.source.as_str()));
         let attached: Vec<&BatteryPack> = {
             let ids: BTreeSet<&str> = pack_attachments(
                 &installation.packs,
@@ -888,6 +930,9 @@ fn day_rows(
             &figures,
             at
         ));
+        if let Some(row) = rows.array_days.last_mut() {
+            row.source = source;
+        }
     }
     if !hours.system_hours.is_empty() {
         let figures = day_figures(&hours.system_hours.iter().collect::<Vec<_>>(), day);
@@ -901,6 +946,9 @@ fn day_rows(
             &figures,
             at
         ));
+        if let Some(row) = rows.system_days.last_mut() {
+            row.source = source_of(hours.system_hours.iter().map(|h| h.source.as_str()));
+        }
     }
     let mut packs: BTreeMap<&str, Vec<&store::PackHour>> = BTreeMap::new();
     for row in &hours.pack_hours {
@@ -917,7 +965,7 @@ fn day_rows(
     for (meter_id, own) in meters {
         rows.meter_days.push(meter_day(meter_id, &own, day, at));
     }
-    Ok(rows)
+    Ok(Some(rows))
 }
 
 fn weighted_mean(values: impl IntoIterator<Item = (Option<f64>, i64)>) -> Option<f64> {
@@ -990,6 +1038,7 @@ fn pack_day(
             day,
         ),
         updated_at: at,
+        source: source_of(hours.iter().map(|h| h.source.as_str())),
     }
 }
 
@@ -1036,6 +1085,7 @@ fn meter_day(
             day,
         ),
         updated_at: at,
+        source: source_of(hours.iter().map(|h| h.source.as_str())),
     }
 }
 
@@ -1067,6 +1117,7 @@ fn roll_hours(
     let system_id = catalog.system.system_id.as_str();
     let rows = hour_rows(conn, catalog, hours, settings, at)?;
     store::delete_rows(conn, system_id, first.start, last.end, Level::Hours)?;
+    store::delete_superseded_legacy(conn, &rows)?;
     store::insert_rows(conn, &rows)?;
     let mut report = RollReport {
         hours: hours.len(),
@@ -1078,8 +1129,11 @@ fn roll_hours(
         .map(|h| buckets::day_of(catalog.tz, h))
         .collect();
     for day in days {
-        let rows = day_rows(conn, catalog, &day, at)?;
-        store::delete_rows(conn, system_id, day.start, day.start + 1, Level::Days)?;
+        let Some(rows) = day_rows(conn, catalog, &day, at)? else {
+            continue;
+        };
+        store::delete_rows(conn, system_id, day.start, day.end, Level::Days)?;
+        store::delete_superseded_legacy(conn, &rows)?;
         store::insert_rows(conn, &rows)?;
         report.days += 1;
         report.rows += row_count(&rows);

@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod takeover;
+
 use std::path::Path;
 
 use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};

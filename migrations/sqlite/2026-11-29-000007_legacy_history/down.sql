@@ -1,0 +1,11 @@
+DROP TABLE legacy_conflicts;
+ALTER TABLE hourly_energy DROP COLUMN source;
+ALTER TABLE array_hourly_energy DROP COLUMN source;
+ALTER TABLE system_hourly_energy DROP COLUMN source;
+ALTER TABLE daily_summary DROP COLUMN source;
+ALTER TABLE array_daily_summary DROP COLUMN source;
+ALTER TABLE system_daily_summary DROP COLUMN source;
+ALTER TABLE battery_bank_hourly DROP COLUMN source;
+ALTER TABLE battery_bank_daily DROP COLUMN source;
+ALTER TABLE meter_hourly_energy DROP COLUMN source;
+ALTER TABLE meter_daily DROP COLUMN source;
