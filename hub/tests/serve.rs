@@ -182,9 +182,10 @@ fn serve_on_an_existing_app_database_backs_it_up_upgrades_it_and_serves() {
     assert!(stdout.contains("backup:"), "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "energy_samples: {} read, {} inserted",
+            "energy_samples: {} read = {} inserted + {} exact duplicates + 0 conflicts + 0 unplaceable",
             expected.energy_rows_in_source,
-            expected.energy.len()
+            expected.energy.len(),
+            expected.energy_rows_in_source - expected.energy.len()
         )),
         "{stdout}"
     );

@@ -201,7 +201,9 @@ impl FileHierarchy {
             let config = match text(&old.config_json).map(serde_json::from_str::<serde_json::Value>)
             {
                 Some(Ok(serde_json::Value::Object(mut block))) => {
+                    // `type` is the adapter's type; a null is a key the old app left unset.
                     block.remove("type");
+                    block.retain(|_, value| !value.is_null());
                     serde_json::Value::Object(block)
                 }
                 None => serde_json::Value::Object(serde_json::Map::new()),
