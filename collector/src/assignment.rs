@@ -18,8 +18,7 @@ use crate::register_map::{RegisterMap, builtin_map};
 use crate::serial::SerialSettings;
 use crate::sunspec::Layouts;
 
-/// How often a device is polled when its adapter config has no `poll_interval_secs`.
-pub const DEFAULT_POLL_INTERVAL_SECS: f64 = 5.0;
+use solarhub_proto::contract::DEFAULT_POLL_INTERVAL_SECS;
 
 /// One adapter the collector must run.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use solarhub_proto::contract::{battery, cell, pack};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -123,7 +124,7 @@ pub fn pack_reading(
             ) else {
                 continue;
             };
-            let mut cell_fields = BTreeMap::from([("voltage_v".to_owned(), volts)]);
+            let mut cell_fields = BTreeMap::from([(cell::VOLTAGE_V.to_owned(), volts)]);
             let temperature = unit.cell_temperatures_c.get(cell).copied();
             if let Some(t) = check(
                 &mut reading,
@@ -131,7 +132,7 @@ pub fn pack_reading(
                 temperature,
                 &TEMPERATURE,
             ) {
-                cell_fields.insert("temperature_c".to_owned(), t);
+                cell_fields.insert(cell::TEMPERATURE_C.to_owned(), t);
             }
             cells.push(CellReading {
                 index: cell_index,
@@ -145,7 +146,7 @@ pub fn pack_reading(
             &PACK_VOLTS,
         );
         if let Some(volts) = voltage {
-            fields.insert("voltage_v".to_owned(), volts);
+            fields.insert(battery::VOLTAGE_V.to_owned(), volts);
             voltage_sum += volts;
             voltages += 1;
         }
@@ -156,7 +157,7 @@ pub fn pack_reading(
             &CURRENT,
         ) {
             let discharging = -charging;
-            fields.insert("current_a".to_owned(), discharging);
+            fields.insert(battery::CURRENT_A.to_owned(), discharging);
             current += discharging;
             currents += 1;
             if let Some(volts) = voltage {
@@ -169,7 +170,7 @@ pub fn pack_reading(
             unit.temperature_c,
             &TEMPERATURE,
         ) {
-            fields.insert("temperature_c".to_owned(), t);
+            fields.insert(battery::TEMPERATURE_C.to_owned(), t);
             temperatures.push(t);
         }
         if let Some(soc) = check(
@@ -178,7 +179,7 @@ pub fn pack_reading(
             unit.soc_pct,
             &PERCENT,
         ) {
-            fields.insert("soc_pct".to_owned(), soc);
+            fields.insert(battery::SOC_PCT.to_owned(), soc);
             let weight = unit.capacity_ah.filter(|ah| *ah > 0.0).unwrap_or(1.0);
             soc_weighted += soc * weight;
             capacity += weight;
@@ -189,7 +190,7 @@ pub fn pack_reading(
             unit.soh_pct,
             &PERCENT,
         ) {
-            fields.insert("soh_pct".to_owned(), soh);
+            fields.insert(battery::SOH_PCT.to_owned(), soh);
         }
         for (word, value) in &unit.status {
             reading
@@ -205,36 +206,37 @@ pub fn pack_reading(
     // Batteries of a pack are in parallel: one voltage, currents add.
     if voltages > 0 {
         reading.fields.insert(
-            "voltage_v".into(),
+            pack::VOLTAGE_V.into(),
             crate::codec::round_to_resolution(voltage_sum / f64::from(voltages), 0.01),
         );
     }
     if currents > 0 {
         reading.fields.insert(
-            "current_a".into(),
+            pack::CURRENT_A.into(),
             crate::codec::round_to_resolution(current, 0.001),
         );
         reading.fields.insert(
-            "power_w".into(),
+            pack::POWER_W.into(),
             crate::codec::round_to_resolution(power, 0.01),
         );
     }
     reading
         .fields
-        .insert("batteries_count".into(), units.len() as f64);
-    reading
-        .fields
-        .insert("cells_per_battery".into(), spec.cells_per_battery as f64);
+        .insert(pack::BATTERIES_COUNT.into(), units.len() as f64);
+    reading.fields.insert(
+        pack::CELLS_PER_BATTERY.into(),
+        spec.cells_per_battery as f64,
+    );
     if capacity > 0.0 {
         reading.fields.insert(
-            "soc_pct".into(),
+            pack::SOC_PCT.into(),
             crate::codec::round_to_resolution(soc_weighted / capacity, 0.01),
         );
     }
     if !temperatures.is_empty() {
         let mean = temperatures.iter().sum::<f64>() / temperatures.len() as f64;
         reading.fields.insert(
-            "temperature_c".into(),
+            pack::TEMPERATURE_C.into(),
             crate::codec::round_to_resolution(mean, 0.1),
         );
     }

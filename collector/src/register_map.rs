@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use solarhub_proto::contract;
 
 /// The Modbus read limit for holding and input registers.
 pub const MAX_REGISTERS_PER_READ: u16 = 125;
@@ -161,48 +162,6 @@ pub enum MapError {
     },
 }
 
-/// Canonical fields a map may produce, with their units in the name (DESIGN §3.2).
-pub const CANONICAL_FIELDS: &[&str] = &[
-    "pv_power_w",
-    "load_power_w",
-    "grid_power_w",
-    "battery_power_w",
-    "battery_soc_pct",
-    "battery_voltage_v",
-    "battery_current_a",
-    "inverter_mode",
-    "inverter_temp_c",
-    "pv_energy_today_wh",
-    "pv_energy_total_wh",
-    "load_energy_today_wh",
-    "load_energy_total_wh",
-    "grid_import_today_wh",
-    "grid_import_total_wh",
-    "grid_export_today_wh",
-    "grid_export_total_wh",
-    "battery_charge_today_wh",
-    "battery_charge_total_wh",
-    "battery_discharge_today_wh",
-    "battery_discharge_total_wh",
-    "power_w",
-    "voltage_v",
-    "current_a",
-    "frequency_hz",
-    "power_factor",
-    "import_total_wh",
-    "export_total_wh",
-    "l1_voltage_v",
-    "l2_voltage_v",
-    "l3_voltage_v",
-    "l1_current_a",
-    "l2_current_a",
-    "l3_current_a",
-    "l1_power_w",
-    "l2_power_w",
-    "l3_power_w",
-    "rated_power_w",
-];
-
 impl RegisterMap {
     pub fn load(path: &Path) -> Result<RegisterMap, MapError> {
         let text = std::fs::read_to_string(path).map_err(|e| MapError::Read {
@@ -287,12 +246,12 @@ impl RegisterMap {
         }
         for (field, rule) in &self.fields {
             let entry = format!("fields.{field}");
-            if !CANONICAL_FIELDS.contains(&field.as_str()) {
+            if !contract::is_map_field(field) {
                 return Err((
                     entry,
                     format!(
                         "is not a canonical field; expected one of: {}",
-                        CANONICAL_FIELDS.join(", ")
+                        contract::map_field_names().join(", ")
                     ),
                 ));
             }

@@ -11,6 +11,7 @@ pub mod adapter_types;
 pub mod catalog;
 pub mod config_import;
 pub mod db;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod grpc;
 pub mod hierarchy;

@@ -53,6 +53,7 @@ enum Command {
     /// The whole system in one process: migrate (or create) the database, put the demo
     /// installation in it, simulate one device of every driver type, serve gRPC, and stream the
     /// simulated readings through a real collector. Ctrl-C stops it; the next start continues.
+    #[cfg(feature = "demo")]
     Demo {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
@@ -126,6 +127,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(&cli.database_url)?;
     match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             simulate,

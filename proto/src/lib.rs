@@ -1,9 +1,13 @@
 //! Every solarhub `.proto`, compiled once for both services.
 //!
-//! This crate owns the wire types and nothing else: no domain logic. The hub and the collector
-//! convert to their own domain types at their gRPC edge; the one conversion shared here is time
-//! ([`time`]), because both sides keep it the same way (UTC epoch milliseconds). It re-exports `tonic` and `prost`
-//! so both services build against the exact versions the generated code was made with.
+//! This crate owns the wire types and what the two services must agree on beyond them
+//! ([`contract`]: canonical field names and units, the default poll interval, the ids of batteries
+//! and cells), and no domain logic. The hub and the collector convert to their own domain types at
+//! their gRPC edge; the one conversion shared here is time ([`time`]), because both sides keep it
+//! the same way (UTC epoch milliseconds). It re-exports `tonic` and `prost` so both services build
+//! against the exact versions the generated code was made with.
+
+pub mod contract;
 
 pub use prost;
 pub use prost_types;

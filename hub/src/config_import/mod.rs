@@ -797,15 +797,7 @@ impl Builder<'_> {
     }
 }
 
-/// Id of battery `index` (1-based) of a pack.
-pub fn battery_id(pack_id: &str, index: i32) -> String {
-    format!("{pack_id}.b{index}")
-}
-
-/// Id of cell `index` (1-based) of a battery.
-pub fn cell_id(battery_id: &str, index: i32) -> String {
-    format!("{battery_id}.c{index}")
-}
+pub use solarhub_proto::contract::{battery_id, cell_id};
 
 fn yaml_to_json(value: &serde_yaml::Value) -> Json {
     match value {

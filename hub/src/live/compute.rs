@@ -16,8 +16,7 @@ use crate::values::{kwh, mean, sum};
 pub const STALE_AFTER_POLLS: f64 = 3.0;
 
 /// The poll interval a collector uses when the adapter's config does not set one.
-pub const DEFAULT_POLL_INTERVAL_SECS: f64 =
-    solarhub_collector::assignment::DEFAULT_POLL_INTERVAL_SECS;
+pub use solarhub_proto::contract::DEFAULT_POLL_INTERVAL_SECS;
 
 /// Everything one system's "now" is computed from.
 #[derive(Debug, Clone, Default)]
