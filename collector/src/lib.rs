@@ -9,6 +9,7 @@ pub mod assignment;
 pub mod backoff;
 pub mod bus;
 pub mod codec;
+pub mod crc;
 pub mod jkbms;
 pub mod modbus_poll;
 pub mod normalize;

@@ -9,11 +9,33 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use solarhub_collector::uplink::{UplinkConfig, run_collector};
 use tokio::sync::{oneshot, watch};
 
-use crate::db::Database;
+use crate::adapter_types::AdapterTypeError;
+use crate::config_import::ConfigError;
+use crate::db::{Database, DbError};
+use crate::grpc::ServeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    AdapterTypes(#[from] AdapterTypeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("the simulated site: {0}")]
+    Site(String),
+    #[error("the demo simulates no device for {0}")]
+    NotSimulated(String),
+    #[error("cannot create the outbox directory {path}: {reason}")]
+    Outbox { path: PathBuf, reason: String },
+    #[error("the {0} failed: {1}")]
+    Stopped(&'static str, String),
+}
 
 /// The demo installation, in the existing app's config.yaml format.
 pub const DEMO_CONFIG: &str = include_str!("../../deploy/demo.yaml");
@@ -37,9 +59,11 @@ pub async fn run_demo(
     options: DemoOptions,
     ready: Option<oneshot::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let tz: chrono_tz::Tz = "Asia/Karachi".parse().map_err(anyhow::Error::msg)?;
-    let site = solarhub_collector::simulator::site::serve_site(options.simulate, tz, true).await?;
+) -> Result<(), DemoError> {
+    let tz = chrono_tz::Asia::Karachi;
+    let site = solarhub_collector::simulator::site::serve_site(options.simulate, tz, true)
+        .await
+        .map_err(|error| DemoError::Site(format!("{error:#}")))?;
     for line in site.describe() {
         tracing::info!("{line}");
     }
@@ -50,18 +74,18 @@ pub async fn run_demo(
     )?;
 
     let listener = crate::grpc::bind(options.listen).await?;
-    let addr = listener.local_addr().context("listener has no address")?;
+    let addr = listener
+        .local_addr()
+        .map_err(|error| DemoError::Stopped("hub listener", error.to_string()))?;
     let (stop_hub, hub_stopped) = oneshot::channel::<()>();
     let hub = tokio::spawn(crate::grpc::serve(database.clone(), listener, async {
         let _ = hub_stopped.await;
     }));
     tracing::info!(%addr, database = %database.url(), "hub serving gRPC");
 
-    std::fs::create_dir_all(&options.outbox_dir).with_context(|| {
-        format!(
-            "cannot create the outbox directory {}",
-            options.outbox_dir.display()
-        )
+    std::fs::create_dir_all(&options.outbox_dir).map_err(|error| DemoError::Outbox {
+        path: options.outbox_dir.clone(),
+        reason: error.to_string(),
     })?;
     let (stop_collector, collector_stopped) = watch::channel(false);
     let collector = tokio::spawn({
@@ -83,12 +107,16 @@ pub async fn run_demo(
     shutdown.await;
     tracing::info!("stopping: the collector hands over its last readings, then the hub stops");
     let _ = stop_collector.send(true);
-    let collected = collector.await.context("the collector task failed")?;
+    let collected = collector
+        .await
+        .map_err(|error| DemoError::Stopped("collector task", error.to_string()))?;
     let _ = stop_hub.send(());
-    let served = hub.await.context("the hub task failed")?;
+    let served = hub
+        .await
+        .map_err(|error| DemoError::Stopped("hub task", error.to_string()))?;
     drop(site);
-    collected.context("collector")?;
-    served.context("hub")?;
+    collected.map_err(|error| DemoError::Stopped("collector", format!("{error:#}")))?;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -99,7 +127,7 @@ pub fn install(
     database: &Database,
     collector: &str,
     simulated: Option<&[solarhub_collector::assignment::Assignment]>,
-) -> anyhow::Result<()> {
+) -> Result<(), DemoError> {
     let types = crate::adapter_types::builtin_adapter_types()?;
     let mut loaded =
         crate::config_import::parse_config(Path::new("deploy/demo.yaml"), DEMO_CONFIG, &types)?;
@@ -109,9 +137,7 @@ pub fn install(
             let device = simulated
                 .iter()
                 .find(|a| a.adapter_id == adapter.adapter_id)
-                .with_context(|| {
-                    format!("the demo simulates no device for {}", adapter.adapter_id)
-                })?;
+                .ok_or_else(|| DemoError::NotSimulated(adapter.adapter_id.clone()))?;
             adapter.config_json = device.config.to_string();
         }
     }

@@ -148,7 +148,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 options,
                 None,
                 shutdown_signal(),
-            ))
+            ))?;
+            Ok(())
         }
         Command::Migrate { config, timezone } => {
             // A broken config is refused before the database is even opened.

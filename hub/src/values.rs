@@ -45,6 +45,19 @@ pub fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The mean of several means, each weighted by how many values it stands for (a day's average
+/// from its hours' averages and sample counts); missing means are left out.
+pub fn mean_by_count(means: impl IntoIterator<Item = (Option<f64>, i64)>) -> Option<f64> {
+    let (mut sum, mut weight) = (0.0, 0.0);
+    for (mean, count) in means {
+        if let Some(mean) = mean {
+            sum += mean * count as f64;
+            weight += count as f64;
+        }
+    }
+    (weight > 0.0).then(|| sum / weight)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,12 +8,11 @@ mod legacy_fixture;
 use std::path::{Path, PathBuf};
 
 use common::TestDb;
-use diesel::prelude::*;
 use legacy_fixture::{BERLIN, Expected, Flavour, KARACHI, Site};
 use solarhub_hub::db::samples::{
-    BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
+    BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample, SampleRow,
 };
-use solarhub_hub::db::{DatabaseUrl, DbConnection, catalog, introspect, legacy_source, schema};
+use solarhub_hub::db::{DatabaseUrl, DbConnection, catalog, introspect, legacy_source};
 use solarhub_hub::legacy::{self, LegacyOptions, LegacyReport};
 
 struct Stored {
@@ -26,33 +25,12 @@ struct Stored {
 }
 
 fn stored(conn: &mut DbConnection) -> Stored {
-    use schema::*;
     Stored {
-        energy: energy_samples::table
-            .order((energy_samples::inverter_id, energy_samples::ts))
-            .select(EnergySample::as_select())
-            .load(conn)
-            .unwrap(),
-        meters: meter_samples::table
-            .order((meter_samples::meter_id, meter_samples::ts))
-            .select(MeterSample::as_select())
-            .load(conn)
-            .unwrap(),
-        banks: battery_bank_samples::table
-            .order((battery_bank_samples::pack_id, battery_bank_samples::ts))
-            .select(BatteryBankSample::as_select())
-            .load(conn)
-            .unwrap(),
-        units: battery_unit_samples::table
-            .order((battery_unit_samples::battery_id, battery_unit_samples::ts))
-            .select(BatteryUnitSample::as_select())
-            .load(conn)
-            .unwrap(),
-        cells: battery_cell_samples::table
-            .order((battery_cell_samples::cell_id, battery_cell_samples::ts))
-            .select(BatteryCellSample::as_select())
-            .load(conn)
-            .unwrap(),
+        energy: EnergySample::all(conn).unwrap(),
+        meters: MeterSample::all(conn).unwrap(),
+        banks: BatteryBankSample::all(conn).unwrap(),
+        units: BatteryUnitSample::all(conn).unwrap(),
+        cells: BatteryCellSample::all(conn).unwrap(),
         array_samples: introspect::row_count(conn, "array_samples").unwrap(),
     }
 }

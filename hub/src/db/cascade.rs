@@ -253,3 +253,63 @@ fn placeholder(conn: &DbConnection) -> &'static str {
         DbConnection::Sqlite(_) => "?",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use diesel::Connection;
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct ForeignKey {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+        #[diesel(sql_type = Text)]
+        table: String,
+        #[diesel(sql_type = Text)]
+        from: String,
+    }
+
+    /// The relations above are a hand copy of the migrations' foreign keys: every foreign key of
+    /// the schema (by its first column) is here, and nothing else is.
+    #[test]
+    fn the_relations_are_the_schemas_foreign_keys() {
+        let scratch = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let mut conn = DbConnection::Sqlite(scratch);
+        crate::db::run_migrations(&mut conn).unwrap();
+        let mut schema = BTreeSet::new();
+        for table in crate::db::introspect::table_names(&mut conn).unwrap() {
+            let keys: Vec<ForeignKey> = diesel::sql_query(format!(
+                "SELECT id, seq, \"table\", \"from\" FROM pragma_foreign_key_list('{table}')"
+            ))
+            .load(&mut conn)
+            .unwrap();
+            let mut seen = BTreeSet::new();
+            for key in keys.iter().filter(|k| k.seq == 0) {
+                if seen.insert(key.id) {
+                    schema.insert((table.clone(), key.from.clone(), key.table.clone()));
+                }
+            }
+        }
+        let relations: BTreeSet<(String, String, String)> = RELATIONS
+            .iter()
+            .map(|(child, column, parent, _)| {
+                (
+                    (*child).to_owned(),
+                    (*column).to_owned(),
+                    (*parent).to_owned(),
+                )
+            })
+            .collect();
+        let missing: Vec<_> = schema.difference(&relations).collect();
+        let extra: Vec<_> = relations.difference(&schema).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "foreign keys cascade.rs does not know: {missing:?}; relations the schema does not have: {extra:?}"
+        );
+    }
+}

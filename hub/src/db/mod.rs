@@ -16,7 +16,7 @@ pub mod live;
 mod migrate;
 pub mod rollups;
 pub mod samples;
-pub mod schema;
+mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -149,6 +149,8 @@ pub trait SampleRow: Sized + PartialEq + serde::Serialize {
     fn ts(&self) -> i64;
     /// Inserts `rows`, skipping any whose (device, ts) is already stored. Returns how many were new.
     fn insert_new(conn: &mut DbConnection, rows: &[Self]) -> Result<usize, DbError>;
+    /// Every stored row, in (device, ts) order (for checks and exports).
+    fn all(conn: &mut DbConnection) -> Result<Vec<Self>, DbError>;
     /// The stored rows of `devices` with ts in [from, to].
     fn stored(
         conn: &mut DbConnection,
@@ -189,6 +191,13 @@ macro_rules! sample_row {
             }
             fn insert_new(conn: &mut DbConnection, rows: &[Self]) -> Result<usize, DbError> {
                 $insert(conn, rows)
+            }
+            fn all(conn: &mut DbConnection) -> Result<Vec<Self>, DbError> {
+                use schema::$table::dsl as t;
+                Ok(t::$table
+                    .order((t::$device, t::ts))
+                    .select(<$row>::as_select())
+                    .load(conn)?)
             }
             fn stored(
                 conn: &mut DbConnection,

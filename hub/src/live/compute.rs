@@ -59,9 +59,9 @@ fn is_stale(ts: Option<i64>, poll_interval_secs: f64, now: i64) -> bool {
     }
 }
 
-/// Weighted by `weight` when every value has one (> 0), else the plain mean; and whether it was
-/// weighted.
-fn weighted_mean(values: &[(f64, Option<f64>)]) -> Option<(f64, bool)> {
+/// The mean of SOCs weighted by capacity when every one has a capacity (> 0), else the plain
+/// mean; and whether it was weighted.
+fn capacity_weighted(values: &[(f64, Option<f64>)]) -> Option<(f64, bool)> {
     if values.is_empty() {
         return None;
     }
@@ -290,7 +290,7 @@ impl<'a> Context<'a> {
             .iter()
             .filter_map(|(p, s)| s.soc_pct.map(|soc| (soc, p.pack.nominal_kwh)))
             .collect();
-        let soc = weighted_mean(&socs);
+        let soc = capacity_weighted(&socs);
         let inverter_array_id = installation
             .attachments
             .iter()
@@ -474,7 +474,7 @@ pub fn system_now(inputs: &Inputs) -> Option<SystemNow> {
             Some((soc, p.pack.nominal_kwh))
         }))
         .collect();
-    if let Some((soc, _)) = weighted_mean(&array_socs) {
+    if let Some((soc, _)) = capacity_weighted(&array_socs) {
         totals.battery_soc_pct = Some(soc);
         totals.soc_source = SocSource::Pack;
     }
@@ -684,16 +684,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn weighted_mean_needs_every_weight() {
+    fn capacity_weighting_needs_every_capacity() {
         assert_eq!(
-            weighted_mean(&[(80.0, Some(10.0)), (40.0, Some(5.0))]),
+            capacity_weighted(&[(80.0, Some(10.0)), (40.0, Some(5.0))]),
             Some(((800.0 + 200.0) / 15.0, true))
         );
         assert_eq!(
-            weighted_mean(&[(80.0, Some(10.0)), (40.0, None)]),
+            capacity_weighted(&[(80.0, Some(10.0)), (40.0, None)]),
             Some((60.0, false))
         );
-        assert_eq!(weighted_mean(&[]), None);
+        assert_eq!(capacity_weighted(&[]), None);
     }
 
     #[test]

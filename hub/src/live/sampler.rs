@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use super::{Live, compute};
 use crate::db::{Database, live as stored, samples};
+use crate::hierarchy::CatalogError;
 
 /// The default cadence of `array_samples`.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(10);
 
 /// Writes one round of array samples for every system, stamped `ts`. Returns rows written.
-pub async fn sample_once(live: &Live, database: &Database, ts: i64) -> anyhow::Result<usize> {
+pub async fn sample_once(live: &Live, database: &Database, ts: i64) -> Result<usize, CatalogError> {
     let systems = database.run(stored::system_ids).await?;
     let mut written = 0;
     for system_id in systems {

@@ -20,7 +20,7 @@ use crate::catalog::{BatteryArrayAttachment, BatteryPack, Installation, System};
 use crate::db::rollups::{self as store, Level, Pending, RollupRows};
 use crate::db::samples::{BatteryBankSample, EnergySample, MeterSample};
 use crate::db::{DbConnection, DbError, now_ms};
-use crate::values::{add, kwh, max, min};
+use crate::values::{add, kwh, max, mean_by_count, min};
 use buckets::Bucket;
 use energy::{CHARGE, DISCHARGE, EXPORT, IMPORT, LOAD, Point, QUANTITIES, SOLAR, split};
 
@@ -968,17 +968,6 @@ fn day_rows(
     Ok(Some(rows))
 }
 
-fn weighted_mean(values: impl IntoIterator<Item = (Option<f64>, i64)>) -> Option<f64> {
-    let (mut sum, mut weight) = (0.0, 0.0);
-    for (value, n) in values {
-        if let Some(v) = value {
-            sum += v * n as f64;
-            weight += n as f64;
-        }
-    }
-    (weight > 0.0).then(|| sum / weight)
-}
-
 fn day_coverage(spans: impl IntoIterator<Item = (f64, i64)>, day: &Bucket) -> f64 {
     spans
         .into_iter()
@@ -1018,17 +1007,17 @@ fn pack_day(
             .unwrap_or_default(),
         charge_kwh: charge,
         discharge_kwh: discharge,
-        avg_power_w: weighted_mean(hours.iter().map(|h| (h.avg_power_w, h.sample_count))),
+        avg_power_w: mean_by_count(hours.iter().map(|h| (h.avg_power_w, h.sample_count))),
         peak_charge_w: fold(|h| h.peak_charge_w, max),
         peak_discharge_w: fold(|h| h.peak_discharge_w, max),
-        avg_voltage_v: weighted_mean(hours.iter().map(|h| (h.avg_voltage_v, h.sample_count))),
-        avg_current_a: weighted_mean(hours.iter().map(|h| (h.avg_current_a, h.sample_count))),
-        avg_temperature_c: weighted_mean(
+        avg_voltage_v: mean_by_count(hours.iter().map(|h| (h.avg_voltage_v, h.sample_count))),
+        avg_current_a: mean_by_count(hours.iter().map(|h| (h.avg_current_a, h.sample_count))),
+        avg_temperature_c: mean_by_count(
             hours.iter().map(|h| (h.avg_temperature_c, h.sample_count)),
         ),
         max_temperature_c: fold(|h| h.max_temperature_c, max),
         soc_min_pct: fold(|h| h.soc_min_pct, min),
-        soc_avg_pct: weighted_mean(hours.iter().map(|h| (h.soc_avg_pct, h.sample_count))),
+        soc_avg_pct: mean_by_count(hours.iter().map(|h| (h.soc_avg_pct, h.sample_count))),
         soc_max_pct: fold(|h| h.soc_max_pct, max),
         sample_count: hours.iter().map(|h| h.sample_count).sum(),
         coverage_pct: day_coverage(
@@ -1071,12 +1060,12 @@ fn meter_day(
         import_kwh: import,
         export_kwh: export,
         net_kwh: net,
-        avg_power_w: weighted_mean(hours.iter().map(|h| (h.avg_power_w, h.sample_count))),
+        avg_power_w: mean_by_count(hours.iter().map(|h| (h.avg_power_w, h.sample_count))),
         peak_import_w: fold(|h| h.peak_import_w),
         peak_export_w: fold(|h| h.peak_export_w),
-        avg_voltage_v: weighted_mean(hours.iter().map(|h| (h.avg_voltage_v, h.sample_count))),
-        avg_current_a: weighted_mean(hours.iter().map(|h| (h.avg_current_a, h.sample_count))),
-        avg_frequency_hz: weighted_mean(hours.iter().map(|h| (h.avg_frequency_hz, h.sample_count))),
+        avg_voltage_v: mean_by_count(hours.iter().map(|h| (h.avg_voltage_v, h.sample_count))),
+        avg_current_a: mean_by_count(hours.iter().map(|h| (h.avg_current_a, h.sample_count))),
+        avg_frequency_hz: mean_by_count(hours.iter().map(|h| (h.avg_frequency_hz, h.sample_count))),
         sample_count: hours.iter().map(|h| h.sample_count).sum(),
         coverage_pct: day_coverage(
             hours
