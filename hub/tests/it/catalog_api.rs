@@ -2,7 +2,7 @@
 //! every resource's lifecycle, the documented errors with the field they name, GetConfig of an
 //! imported installation, and a fixed number of loader queries whatever the number of devices.
 
-mod common;
+use crate::common;
 
 use common::{RunningHub, TestDb, error_fields};
 use solarhub_proto::prost_types::{FieldMask, Timestamp};
@@ -60,23 +60,91 @@ fn every_resource_lifecycle(db: TestDb) {
     hub.runtime.block_on(lifecycle(channel));
 }
 
-async fn lifecycle(channel: Channel) {
-    let mut systems = SystemServiceClient::new(channel.clone());
-    let mut arrays = InverterArrayServiceClient::new(channel.clone());
-    let mut inverters = InverterServiceClient::new(channel.clone());
-    let mut battery_arrays = BatteryArrayServiceClient::new(channel.clone());
-    let mut attachments = BatteryArrayAttachmentServiceClient::new(channel.clone());
-    let mut packs = BatteryPackServiceClient::new(channel.clone());
-    let mut batteries = BatteryServiceClient::new(channel.clone());
-    let mut cells = BatteryCellServiceClient::new(channel.clone());
-    let mut meters = MeterServiceClient::new(channel.clone());
-    let mut adapter_types = AdapterTypeServiceClient::new(channel.clone());
-    let mut adapters = AdapterServiceClient::new(channel.clone());
-    let mut pack_adapters = BatteryPackAdapterServiceClient::new(channel.clone());
+/// The clients of every catalog service, on one channel.
+struct Clients {
+    systems: SystemServiceClient<Channel>,
+    arrays: InverterArrayServiceClient<Channel>,
+    inverters: InverterServiceClient<Channel>,
+    battery_arrays: BatteryArrayServiceClient<Channel>,
+    attachments: BatteryArrayAttachmentServiceClient<Channel>,
+    packs: BatteryPackServiceClient<Channel>,
+    batteries: BatteryServiceClient<Channel>,
+    cells: BatteryCellServiceClient<Channel>,
+    meters: MeterServiceClient<Channel>,
+    adapter_types: AdapterTypeServiceClient<Channel>,
+    adapters: AdapterServiceClient<Channel>,
+    pack_adapters: BatteryPackAdapterServiceClient<Channel>,
+}
 
+impl Clients {
+    fn new(channel: &Channel) -> Clients {
+        Clients {
+            systems: SystemServiceClient::new(channel.clone()),
+            arrays: InverterArrayServiceClient::new(channel.clone()),
+            inverters: InverterServiceClient::new(channel.clone()),
+            battery_arrays: BatteryArrayServiceClient::new(channel.clone()),
+            attachments: BatteryArrayAttachmentServiceClient::new(channel.clone()),
+            packs: BatteryPackServiceClient::new(channel.clone()),
+            batteries: BatteryServiceClient::new(channel.clone()),
+            cells: BatteryCellServiceClient::new(channel.clone()),
+            meters: MeterServiceClient::new(channel.clone()),
+            adapter_types: AdapterTypeServiceClient::new(channel.clone()),
+            adapters: AdapterServiceClient::new(channel.clone()),
+            pack_adapters: BatteryPackAdapterServiceClient::new(channel.clone()),
+        }
+    }
+}
+
+type Step = fn(Channel) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The lifecycle of every resource as named steps, each building on the ones before; a failure
+/// names its step.
+async fn lifecycle(channel: Channel) {
+    let steps: [(&str, Step); 8] = [
+        (
+            "Systems: create two, get, page through them one at a time, update one field.",
+            |c| Box::pin(systems(c)),
+        ),
+        ("Inverter arrays, filtered by system.", |c| {
+            Box::pin(inverter_arrays(c))
+        }),
+        (
+            "Inverters: system_id comes from the array; list by array, paged.",
+            |c| Box::pin(inverters(c)),
+        ),
+        (
+            "Battery arrays, attachments, packs, batteries, cells.",
+            |c| Box::pin(battery_resources(c)),
+        ),
+        ("Adapter types, adapters, meters, pack adapters.", |c| {
+            Box::pin(adapters_and_meters(c))
+        }),
+        (
+            "Get and list every remaining resource once more: each answers with its parent ids.",
+            |c| Box::pin(every_answer_has_its_parents(c)),
+        ),
+        (
+            "Delete leaves first: each delete needs no cascade, and afterwards the resource is gone.",
+            |c| Box::pin(deletes_leaves_first(c)),
+        ),
+        (
+            "A system with children goes only with cascade, which reports what it took along.",
+            |c| Box::pin(cascade_deletes_a_system(c)),
+        ),
+    ];
+    for (name, step) in steps {
+        if let Err(error) = tokio::spawn(step(channel.clone())).await {
+            panic!("lifecycle step {name:?} failed: {error}");
+        }
+    }
+}
+
+async fn systems(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // Systems: create two, get, page through them one at a time, update one field.
     for id in ["home", "cabin"] {
-        let created = systems
+        let created = c
+            .systems
             .create_system(CreateSystemRequest {
                 system: Some(system(id)),
             })
@@ -85,7 +153,8 @@ async fn lifecycle(channel: Channel) {
             .into_inner();
         assert_eq!(created.system_id, id);
     }
-    let got = systems
+    let got = c
+        .systems
         .get_system(GetSystemRequest {
             system_id: "home".into(),
         })
@@ -96,7 +165,8 @@ async fn lifecycle(channel: Channel) {
         (got.name.as_str(), got.timezone.as_str()),
         ("System home", "Europe/Berlin")
     );
-    let first = systems
+    let first = c
+        .systems
         .list_systems(ListSystemsRequest {
             page_size: 1,
             page_token: String::new(),
@@ -113,7 +183,8 @@ async fn lifecycle(channel: Channel) {
         ["cabin"]
     );
     assert!(!first.next_page_token.is_empty());
-    let second = systems
+    let second = c
+        .systems
         .list_systems(ListSystemsRequest {
             page_size: 1,
             page_token: first.next_page_token,
@@ -130,7 +201,8 @@ async fn lifecycle(channel: Channel) {
         ["home"]
     );
     assert!(second.next_page_token.is_empty());
-    let updated = systems
+    let updated = c
+        .systems
         .update_system(UpdateSystemRequest {
             system: Some(System {
                 system_id: "home".into(),
@@ -148,10 +220,13 @@ async fn lifecycle(channel: Channel) {
         ("Renamed", "Europe/Berlin"),
         "only the masked field changes"
     );
+}
 
+async fn inverter_arrays(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // Inverter arrays, filtered by system.
     for (id, system_id) in [("a1", "home"), ("a2", "home"), ("c1", "cabin")] {
-        arrays
+        c.arrays
             .create_inverter_array(CreateInverterArrayRequest {
                 inverter_array: Some(InverterArray {
                     array_id: id.into(),
@@ -163,7 +238,8 @@ async fn lifecycle(channel: Channel) {
             .await
             .unwrap();
     }
-    let home_arrays = arrays
+    let home_arrays = c
+        .arrays
         .list_inverter_arrays(ListInverterArraysRequest {
             system_id: "home".into(),
             page_size: 0,
@@ -180,7 +256,8 @@ async fn lifecycle(channel: Channel) {
             .collect::<Vec<_>>(),
         ["a1", "a2"]
     );
-    let array = arrays
+    let array = c
+        .arrays
         .update_inverter_array(UpdateInverterArrayRequest {
             inverter_array: Some(InverterArray {
                 array_id: "a1".into(),
@@ -200,10 +277,14 @@ async fn lifecycle(channel: Channel) {
         ),
         (Some(9.5), "home", "a1")
     );
+}
 
+async fn inverters(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // Inverters: system_id comes from the array; list by array, paged.
     for (id, array) in [("inv1", "a1"), ("inv2", "a1"), ("inv3", "a2")] {
-        let created = inverters
+        let created = c
+            .inverters
             .create_inverter(CreateInverterRequest {
                 inverter: Some(inverter(id, array)),
             })
@@ -212,7 +293,8 @@ async fn lifecycle(channel: Channel) {
             .into_inner();
         assert_eq!(created.system_id, "home");
     }
-    let page = inverters
+    let page = c
+        .inverters
         .list_inverters(ListInvertersRequest {
             array_id: "a1".into(),
             page_size: 1,
@@ -228,7 +310,8 @@ async fn lifecycle(channel: Channel) {
             .collect::<Vec<_>>(),
         ["inv1"]
     );
-    let rest = inverters
+    let rest = c
+        .inverters
         .list_inverters(ListInvertersRequest {
             array_id: "a1".into(),
             page_size: 10,
@@ -245,7 +328,8 @@ async fn lifecycle(channel: Channel) {
             .collect::<Vec<_>>(),
         ["inv2"]
     );
-    let moved = inverters
+    let moved = c
+        .inverters
         .update_inverter(UpdateInverterRequest {
             inverter: Some(Inverter {
                 inverter_id: "inv2".into(),
@@ -266,7 +350,8 @@ async fn lifecycle(channel: Channel) {
         ),
         ("a2", Some(5000.0), "Inverter inv2")
     );
-    let got = inverters
+    let got = c
+        .inverters
         .get_inverter(GetInverterRequest {
             inverter_id: "inv2".into(),
         })
@@ -274,9 +359,12 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(got, moved);
+}
 
+async fn battery_resources(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // Battery arrays, attachments, packs, batteries, cells.
-    battery_arrays
+    c.battery_arrays
         .create_battery_array(CreateBatteryArrayRequest {
             battery_array: Some(BatteryArray {
                 battery_array_id: "ba1".into(),
@@ -286,7 +374,8 @@ async fn lifecycle(channel: Channel) {
         })
         .await
         .unwrap();
-    let attachment = attachments
+    let attachment = c
+        .attachments
         .create_battery_array_attachment(CreateBatteryArrayAttachmentRequest {
             battery_array_attachment: Some(BatteryArrayAttachment {
                 battery_array_id: "ba1".into(),
@@ -302,7 +391,8 @@ async fn lifecycle(channel: Channel) {
         (attachment.system_id.as_str(), attachment.detached_at),
         ("home", None)
     );
-    let detached = attachments
+    let detached = c
+        .attachments
         .update_battery_array_attachment(UpdateBatteryArrayAttachmentRequest {
             battery_array_attachment: Some(BatteryArrayAttachment {
                 battery_array_id: "ba1".into(),
@@ -316,7 +406,7 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(detached.detached_at, ts(1_736_000_000));
-    attachments
+    c.attachments
         .create_battery_array_attachment(CreateBatteryArrayAttachmentRequest {
             battery_array_attachment: Some(BatteryArrayAttachment {
                 battery_array_id: "ba1".into(),
@@ -327,7 +417,8 @@ async fn lifecycle(channel: Channel) {
         })
         .await
         .unwrap();
-    let active = attachments
+    let active = c
+        .attachments
         .list_battery_array_attachments(ListBatteryArrayAttachmentsRequest {
             battery_array_id: "ba1".into(),
             active_only: true,
@@ -345,7 +436,8 @@ async fn lifecycle(channel: Channel) {
         ["a2"]
     );
 
-    let pack = packs
+    let pack = c
+        .packs
         .create_battery_pack(CreateBatteryPackRequest {
             battery_pack: Some(BatteryPack {
                 pack_id: "p1".into(),
@@ -359,7 +451,7 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(pack.system_id, "home");
-    batteries
+    c.batteries
         .create_battery(CreateBatteryRequest {
             battery: Some(Battery {
                 battery_id: "p1.b1".into(),
@@ -370,7 +462,8 @@ async fn lifecycle(channel: Channel) {
         })
         .await
         .unwrap();
-    let cell = cells
+    let cell = c
+        .cells
         .create_battery_cell(CreateBatteryCellRequest {
             battery_cell: Some(BatteryCell {
                 cell_id: "p1.b1.c1".into(),
@@ -388,7 +481,8 @@ async fn lifecycle(channel: Channel) {
         ("p1", "home"),
         "a cell answers with its parents"
     );
-    let battery = batteries
+    let battery = c
+        .batteries
         .get_battery(GetBatteryRequest {
             battery_id: "p1.b1".into(),
         })
@@ -402,7 +496,8 @@ async fn lifecycle(channel: Channel) {
         ),
         ("home", Some("ba1"))
     );
-    let listed_cells = cells
+    let listed_cells = c
+        .cells
         .list_battery_cells(ListBatteryCellsRequest {
             system_id: "home".into(),
             ..ListBatteryCellsRequest::default()
@@ -411,7 +506,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(listed_cells.battery_cells.len(), 1);
-    let updated_cell = cells
+    let updated_cell = c
+        .cells
         .update_battery_cell(UpdateBatteryCellRequest {
             battery_cell: Some(BatteryCell {
                 cell_id: "p1.b1.c1".into(),
@@ -427,9 +523,12 @@ async fn lifecycle(channel: Channel) {
         (updated_cell.nominal_voltage, updated_cell.cell_index),
         (Some(3.3), 1)
     );
+}
 
+async fn adapters_and_meters(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // Adapter types, adapters, meters, pack adapters.
-    adapter_types
+    c.adapter_types
         .create_adapter_type(CreateAdapterTypeRequest {
             adapter_type: Some(AdapterType {
                 adapter_type: "test_meter".into(),
@@ -442,7 +541,8 @@ async fn lifecycle(channel: Channel) {
         })
         .await
         .unwrap();
-    let adapter = adapters
+    let adapter = c
+        .adapters
         .create_adapter(CreateAdapterRequest {
             adapter: Some(Adapter {
                 adapter_id: "m1.adapter".into(),
@@ -464,7 +564,8 @@ async fn lifecycle(channel: Channel) {
         ("meter", Some(true), 1)
     );
     assert_eq!(adapter.config_json, r#"{"host":"10.0.0.5","port":502}"#);
-    let meter = meters
+    let meter = c
+        .meters
         .create_meter(CreateMeterRequest {
             meter: Some(Meter {
                 meter_id: "m1".into(),
@@ -478,7 +579,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!((meter.meter_type.as_str(), meter.array_id), ("grid", None));
-    let meter = meters
+    let meter = c
+        .meters
         .update_meter(UpdateMeterRequest {
             meter: Some(Meter {
                 meter_id: "m1".into(),
@@ -491,7 +593,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(meter.array_id.as_deref(), Some("a1"));
-    let by_array = meters
+    let by_array = c
+        .meters
         .list_meters(ListMetersRequest {
             array_id: "a1".into(),
             ..ListMetersRequest::default()
@@ -500,7 +603,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(by_array.meters.len(), 1);
-    let pack_adapter = pack_adapters
+    let pack_adapter = c
+        .pack_adapters
         .create_battery_pack_adapter(CreateBatteryPackAdapterRequest {
             battery_pack_adapter: Some(BatteryPackAdapter {
                 pack_id: "p1".into(),
@@ -520,7 +624,8 @@ async fn lifecycle(channel: Channel) {
         ),
         ("home", 2, Some(true))
     );
-    let pack_adapter = pack_adapters
+    let pack_adapter = c
+        .pack_adapters
         .update_battery_pack_adapter(UpdateBatteryPackAdapterRequest {
             battery_pack_adapter: Some(BatteryPackAdapter {
                 pack_id: "p1".into(),
@@ -537,7 +642,8 @@ async fn lifecycle(channel: Channel) {
         (pack_adapter.priority, pack_adapter.enabled),
         (2, Some(false))
     );
-    let listed = adapter_types
+    let listed = c
+        .adapter_types
         .list_adapter_types(ListAdapterTypesRequest {
             device_category: "meter".into(),
             ..ListAdapterTypesRequest::default()
@@ -553,7 +659,8 @@ async fn lifecycle(channel: Channel) {
             .collect::<Vec<_>>(),
         ["test_meter"]
     );
-    let renamed = adapter_types
+    let renamed = c
+        .adapter_types
         .update_adapter_type(UpdateAdapterTypeRequest {
             adapter_type: Some(AdapterType {
                 adapter_type: "test_meter".into(),
@@ -569,7 +676,8 @@ async fn lifecycle(channel: Channel) {
         (renamed.name.as_str(), renamed.config_schema.as_str()),
         ("Renamed", METER_SCHEMA)
     );
-    let adapter = adapters
+    let adapter = c
+        .adapters
         .update_adapter(UpdateAdapterRequest {
             adapter: Some(Adapter {
                 adapter_id: "m1.adapter".into(),
@@ -582,7 +690,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(adapter.collector_id.as_deref(), Some("site-a"));
-    let by_collector = adapters
+    let by_collector = c
+        .adapters
         .list_adapters(ListAdaptersRequest {
             collector_id: "site-a".into(),
             ..ListAdaptersRequest::default()
@@ -591,7 +700,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(by_collector.adapters.len(), 1);
-    let battery = batteries
+    let battery = c
+        .batteries
         .update_battery(UpdateBatteryRequest {
             battery: Some(Battery {
                 battery_id: "p1.b1".into(),
@@ -607,7 +717,8 @@ async fn lifecycle(channel: Channel) {
         (battery.serial_number.as_str(), battery.battery_index),
         ("SN-1", 1)
     );
-    let pack = packs
+    let pack = c
+        .packs
         .update_battery_pack(UpdateBatteryPackRequest {
             battery_pack: Some(BatteryPack {
                 pack_id: "p1".into(),
@@ -623,7 +734,8 @@ async fn lifecycle(channel: Channel) {
         (pack.chemistry.as_str(), pack.nominal_kwh),
         ("LFP", Some(10.0))
     );
-    let battery_array = battery_arrays
+    let battery_array = c
+        .battery_arrays
         .update_battery_array(UpdateBatteryArrayRequest {
             battery_array: Some(BatteryArray {
                 battery_array_id: "ba1".into(),
@@ -636,9 +748,13 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(battery_array.name, "Bank 1");
+}
 
+async fn every_answer_has_its_parents(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // Get and list every remaining resource once more: each answers with its parent ids.
-    let got = arrays
+    let got = c
+        .arrays
         .get_inverter_array(GetInverterArrayRequest {
             array_id: "a1".into(),
         })
@@ -649,7 +765,8 @@ async fn lifecycle(channel: Channel) {
         (got.system_id.as_str(), got.pv_capacity_kw),
         ("home", Some(9.5))
     );
-    let got = battery_arrays
+    let got = c
+        .battery_arrays
         .get_battery_array(GetBatteryArrayRequest {
             battery_array_id: "ba1".into(),
         })
@@ -660,7 +777,8 @@ async fn lifecycle(channel: Channel) {
         (got.name.as_str(), got.system_id.as_str()),
         ("Bank 1", "home")
     );
-    let listed = battery_arrays
+    let listed = c
+        .battery_arrays
         .list_battery_arrays(ListBatteryArraysRequest {
             system_id: "home".into(),
             ..ListBatteryArraysRequest::default()
@@ -669,7 +787,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(listed.battery_arrays.len(), 1);
-    let got = attachments
+    let got = c
+        .attachments
         .get_battery_array_attachment(GetBatteryArrayAttachmentRequest {
             battery_array_id: "ba1".into(),
             attached_since: ts(1_735_689_600),
@@ -681,7 +800,8 @@ async fn lifecycle(channel: Channel) {
         (got.inverter_array_id.as_str(), got.detached_at),
         ("a1", ts(1_736_000_000))
     );
-    let got = packs
+    let got = c
+        .packs
         .get_battery_pack(GetBatteryPackRequest {
             pack_id: "p1".into(),
         })
@@ -692,7 +812,8 @@ async fn lifecycle(channel: Channel) {
         (got.battery_array_id.as_deref(), got.chemistry.as_str()),
         (Some("ba1"), "LFP")
     );
-    let listed = packs
+    let listed = c
+        .packs
         .list_battery_packs(ListBatteryPacksRequest {
             battery_array_id: "ba1".into(),
             ..ListBatteryPacksRequest::default()
@@ -708,7 +829,8 @@ async fn lifecycle(channel: Channel) {
             .collect::<Vec<_>>(),
         ["p1"]
     );
-    let listed = batteries
+    let listed = c
+        .batteries
         .list_batteries(ListBatteriesRequest {
             pack_id: "p1".into(),
             ..ListBatteriesRequest::default()
@@ -724,7 +846,8 @@ async fn lifecycle(channel: Channel) {
             .collect::<Vec<_>>(),
         [("p1.b1", "home")]
     );
-    let got = cells
+    let got = c
+        .cells
         .get_battery_cell(GetBatteryCellRequest {
             cell_id: "p1.b1.c1".into(),
         })
@@ -739,7 +862,8 @@ async fn lifecycle(channel: Channel) {
         ),
         ("p1.b1", "p1", Some(3.3))
     );
-    let got = meters
+    let got = c
+        .meters
         .get_meter(GetMeterRequest {
             meter_id: "m1".into(),
         })
@@ -750,7 +874,8 @@ async fn lifecycle(channel: Channel) {
         (got.system_id.as_str(), got.adapter_id.as_deref()),
         ("home", Some("m1.adapter"))
     );
-    let got = adapter_types
+    let got = c
+        .adapter_types
         .get_adapter_type(GetAdapterTypeRequest {
             adapter_type: "test_meter".into(),
         })
@@ -761,7 +886,8 @@ async fn lifecycle(channel: Channel) {
         (got.name.as_str(), got.supported_transports.clone()),
         ("Renamed", vec!["tcp".to_owned()])
     );
-    let got = adapters
+    let got = c
+        .adapters
         .get_adapter(GetAdapterRequest {
             adapter_id: "m1.adapter".into(),
         })
@@ -772,7 +898,8 @@ async fn lifecycle(channel: Channel) {
         (got.collector_id.as_deref(), got.device_id.as_str()),
         (Some("site-a"), "m1")
     );
-    let got = pack_adapters
+    let got = c
+        .pack_adapters
         .get_battery_pack_adapter(GetBatteryPackAdapterRequest {
             pack_id: "p1".into(),
             adapter_id: "m1.adapter".into(),
@@ -781,7 +908,8 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!((got.system_id.as_str(), got.enabled), ("home", Some(false)));
-    let listed = pack_adapters
+    let listed = c
+        .pack_adapters
         .list_battery_pack_adapters(ListBatteryPackAdaptersRequest {
             pack_id: "p1".into(),
             ..ListBatteryPackAdaptersRequest::default()
@@ -790,9 +918,12 @@ async fn lifecycle(channel: Channel) {
         .unwrap()
         .into_inner();
     assert_eq!(listed.battery_pack_adapters.len(), 1);
+}
 
+async fn deletes_leaves_first(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // Delete leaves first: each delete needs no cascade, and afterwards the resource is gone.
-    pack_adapters
+    c.pack_adapters
         .delete_battery_pack_adapter(DeleteBatteryPackAdapterRequest {
             pack_id: "p1".into(),
             adapter_id: "m1.adapter".into(),
@@ -800,42 +931,42 @@ async fn lifecycle(channel: Channel) {
         })
         .await
         .unwrap();
-    meters
+    c.meters
         .delete_meter(DeleteMeterRequest {
             meter_id: "m1".into(),
             cascade: false,
         })
         .await
         .unwrap();
-    adapters
+    c.adapters
         .delete_adapter(DeleteAdapterRequest {
             adapter_id: "m1.adapter".into(),
             cascade: false,
         })
         .await
         .unwrap();
-    adapter_types
+    c.adapter_types
         .delete_adapter_type(DeleteAdapterTypeRequest {
             adapter_type: "test_meter".into(),
             cascade: false,
         })
         .await
         .unwrap();
-    cells
+    c.cells
         .delete_battery_cell(DeleteBatteryCellRequest {
             cell_id: "p1.b1.c1".into(),
             cascade: false,
         })
         .await
         .unwrap();
-    batteries
+    c.batteries
         .delete_battery(DeleteBatteryRequest {
             battery_id: "p1.b1".into(),
             cascade: false,
         })
         .await
         .unwrap();
-    packs
+    c.packs
         .delete_battery_pack(DeleteBatteryPackRequest {
             pack_id: "p1".into(),
             cascade: false,
@@ -843,7 +974,8 @@ async fn lifecycle(channel: Channel) {
         .await
         .unwrap();
     for since in [1_735_689_600, 1_736_000_000] {
-        let deleted = attachments
+        let deleted = c
+            .attachments
             .delete_battery_array_attachment(DeleteBatteryArrayAttachmentRequest {
                 battery_array_id: "ba1".into(),
                 attached_since: ts(since),
@@ -854,7 +986,7 @@ async fn lifecycle(channel: Channel) {
             .into_inner();
         assert_eq!(deleted.deleted.get("battery_array_attachments"), Some(&1));
     }
-    battery_arrays
+    c.battery_arrays
         .delete_battery_array(DeleteBatteryArrayRequest {
             battery_array_id: "ba1".into(),
             cascade: false,
@@ -862,7 +994,7 @@ async fn lifecycle(channel: Channel) {
         .await
         .unwrap();
     for id in ["inv1", "inv2", "inv3"] {
-        inverters
+        c.inverters
             .delete_inverter(DeleteInverterRequest {
                 inverter_id: id.into(),
                 cascade: false,
@@ -870,7 +1002,8 @@ async fn lifecycle(channel: Channel) {
             .await
             .unwrap();
     }
-    let error = inverters
+    let error = c
+        .inverters
         .get_inverter(GetInverterRequest {
             inverter_id: "inv1".into(),
         })
@@ -878,7 +1011,7 @@ async fn lifecycle(channel: Channel) {
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
     for id in ["a1", "a2"] {
-        arrays
+        c.arrays
             .delete_inverter_array(DeleteInverterArrayRequest {
                 array_id: id.into(),
                 cascade: false,
@@ -886,8 +1019,13 @@ async fn lifecycle(channel: Channel) {
             .await
             .unwrap();
     }
+}
+
+async fn cascade_deletes_a_system(channel: Channel) {
+    let mut c = Clients::new(&channel);
     // A system with children goes only with cascade, which reports what it took along.
-    let error = systems
+    let error = c
+        .systems
         .delete_system(DeleteSystemRequest {
             system_id: "cabin".into(),
             cascade: false,
@@ -895,7 +1033,8 @@ async fn lifecycle(channel: Channel) {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
-    let deleted = systems
+    let deleted = c
+        .systems
         .delete_system(DeleteSystemRequest {
             system_id: "cabin".into(),
             cascade: true,
@@ -910,14 +1049,15 @@ async fn lifecycle(channel: Channel) {
         ),
         (Some(&1), Some(&1))
     );
-    systems
+    c.systems
         .delete_system(DeleteSystemRequest {
             system_id: "home".into(),
             cascade: false,
         })
         .await
         .unwrap();
-    let left = systems
+    let left = c
+        .systems
         .list_systems(ListSystemsRequest::default())
         .await
         .unwrap()

@@ -1,7 +1,7 @@
 //! Importing the existing app's `config.yaml`: the exact catalog rows, idempotence, precise change
 //! reports, and located errors that write nothing.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

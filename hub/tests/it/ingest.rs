@@ -2,7 +2,7 @@
 //! nothing), readings a collector may not write — devices not assigned to it, times far in the future
 //! — are refused in the ack and stored nowhere while the rest of the batch is stored.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

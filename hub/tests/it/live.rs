@@ -4,7 +4,7 @@
 //! adapter, the fallback to inverter SOC when packs are silent, today's energy and its price, and
 //! NOT_FOUND with the hierarchy context.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,7 +24,7 @@ const TZ: chrono_tz::Tz = chrono_tz::Asia::Karachi;
 /// intervals (inverters and meter 20 s, packs 4 s) and a tariff whose peak window starts at
 /// `peak_start` (local HH:MM) and lasts two hours.
 /// With no roller: today's energy comes from the devices' counters.
-pub fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
+fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
     hub_for_live_with(
         db,
         peak_start,
@@ -35,7 +35,7 @@ pub fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
     )
 }
 
-pub fn hub_for_live_with(
+fn hub_for_live_with(
     db: &TestDb,
     peak_start: &str,
     options: solarhub_hub::grpc::ServeOptions,
@@ -86,7 +86,7 @@ pub fn hub_for_live_with(
     hub
 }
 
-pub fn reading(device: &str, adapter: &str, at: i64, fields: &[(&str, f64)]) -> DeviceReading {
+fn reading(device: &str, adapter: &str, at: i64, fields: &[(&str, f64)]) -> DeviceReading {
     DeviceReading {
         device_id: device.into(),
         adapter_id: adapter.into(),
@@ -185,7 +185,7 @@ async fn send_async(
     ack
 }
 
-pub fn send(hub: &RunningHub, seq: u64, readings: Vec<DeviceReading>) -> Ack {
+fn send(hub: &RunningHub, seq: u64, readings: Vec<DeviceReading>) -> Ack {
     let mut client = CollectorServiceClient::new(hub.channel.clone());
     hub.runtime.block_on(send_async(&mut client, seq, readings))
 }

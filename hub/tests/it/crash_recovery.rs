@@ -11,7 +11,7 @@
 //! The collector binary is taken from the same target directory as the hub's; `cargo test
 //! --workspace` builds both.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

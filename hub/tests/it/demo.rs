@@ -2,7 +2,7 @@
 //! and a collector streaming to it. Every device's samples are in the database within 30 seconds,
 //! it stops cleanly, and a second start continues on the same database and outbox.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,8 @@
 //! `import-legacy` into either backend. Every sample lands once, with its hierarchy ids and the
 //! right UTC time; counts and sums match the source minus its duplicates; nothing is dropped.
 
-mod common;
-mod legacy_fixture;
+use crate::common;
+use crate::legacy_fixture;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! The migrations give both backends the same schema, with working foreign keys, applied once.
 
-mod common;
+use crate::common;
 
 use common::TestDb;
 use solarhub_hub::catalog::{BatteryCell, Installation, Inverter, System};

@@ -4,7 +4,7 @@
 //! out-of-order and late samples: incremental rows == a full recompute, row for row), DST days,
 //! and a battery array moved between inverter arrays mid-day.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

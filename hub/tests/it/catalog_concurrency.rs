@@ -1,7 +1,7 @@
 //! Twenty clients creating, updating and deleting under one system for ten seconds leave the catalog
 //! consistent on both backends, and every failed request failed with a documented code.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

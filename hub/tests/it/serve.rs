@@ -1,8 +1,8 @@
 //! `serve`: a real gRPC server on 127.0.0.1:0 with health and reflection, on both backends, and
 //! the binary upgrading an existing app's database before it serves.
 
-mod common;
-mod legacy_fixture;
+use crate::common;
+use crate::legacy_fixture;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

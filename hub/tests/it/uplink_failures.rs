@@ -4,7 +4,7 @@
 //! and a collector that registered once polls and buffers with its cached assignments while the
 //! hub is away.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! readings through its on-disk outbox, and the hub storing them on SQLite and on Postgres. Every
 //! reading the collector took is a row in the hub, once, with its values.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,0 +1,21 @@
+//! The hub's integration tests, in one binary so the hub is linked once: a module per area. Every
+//! database test runs on SQLite and on Postgres (`on_both_backends!`, `common`); the end-to-end
+//! ones run the real collector and the real hub binary.
+
+#[macro_use]
+mod common;
+mod legacy_fixture;
+
+mod catalog_api;
+mod catalog_concurrency;
+mod config_import;
+mod crash_recovery;
+mod demo;
+mod end_to_end;
+mod ingest;
+mod legacy;
+mod live;
+mod rollups;
+mod schema;
+mod serve;
+mod uplink_failures;
