@@ -19,5 +19,6 @@ pub mod ingest;
 pub mod json_schema;
 pub mod legacy;
 pub mod live;
+pub mod local_time;
 pub mod rollup;
 pub mod values;

@@ -197,11 +197,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let systems = db::catalog::load_systems(&mut conn)?;
                 let found = systems.iter().find(|s| s.system_id == system);
                 let found = found.with_context(|| format!("system {system} not found"))?;
-                solarhub_hub::rollup::buckets::timezone(found)
+                solarhub_hub::local_time::timezone(found)
             };
             let time = |flag: &str, text: Option<String>| -> anyhow::Result<Option<i64>> {
                 text.map(|text| {
-                    solarhub_hub::rollup::buckets::parse_time(&text, tz).with_context(|| {
+                    solarhub_hub::local_time::parse_time(&text, tz).with_context(|| {
                         format!(
                             "--{flag} {text:?} is neither a date (2025-06-01, local midnight of \
                              system {system}) nor an RFC 3339 time (2025-06-01T00:00:00+05:00)"

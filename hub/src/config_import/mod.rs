@@ -242,7 +242,7 @@ impl Builder<'_> {
 
         let (system, timezone_source) = self.build_system(&raw);
         let system_id = system.system_id.clone();
-        let timezone = crate::rollup::buckets::timezone(&system);
+        let timezone = crate::local_time::timezone(&system);
         let mut installation = Installation {
             system: Some(system),
             ..Installation::default()

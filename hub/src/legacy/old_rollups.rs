@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use crate::db::DbError;
 use crate::db::legacy_source as source;
 use crate::db::rollups::{self as store, DeviceKind};
-use crate::rollup::buckets::{self, Bucket};
+use crate::local_time::{self, Bucket};
 use crate::rollup::carried::{self, OldEnergy, OldMeter};
 
 use super::copy::Copier;
@@ -38,7 +38,7 @@ fn date(text: Option<&str>) -> Option<NaiveDate> {
 /// The local hour `hour` of `date`, when that hour exists on that day.
 fn hour_bucket(tz: Tz, date: NaiveDate, hour: i64) -> Option<Bucket> {
     let time = NaiveTime::from_hms_opt(u32::try_from(hour).ok()?, 0, 0)?;
-    let bucket = buckets::hour_of(tz, buckets::local_ms(tz, date, time));
+    let bucket = local_time::hour_of(tz, local_time::local_ms(tz, date, time));
     (bucket.hour == Some(hour as i32) && bucket.date == date.format("%Y-%m-%d").to_string())
         .then_some(bucket)
 }
@@ -135,7 +135,7 @@ impl Copier<'_> {
                     report.unplaceable += 1;
                     continue;
                 };
-                let bucket = buckets::day(tz, day);
+                let bucket = local_time::day(tz, day);
                 if inverters.has_samples(self, &inverter_id, &bucket)? {
                     report.covered_by_samples += 1;
                     continue;
@@ -185,7 +185,7 @@ impl Copier<'_> {
                     true => date(row.date.as_deref())
                         .zip(row.hour)
                         .and_then(|(d, h)| hour_bucket(tz, d, h)),
-                    false => date(row.date.as_deref()).map(|d| buckets::day(tz, d)),
+                    false => date(row.date.as_deref()).map(|d| local_time::day(tz, d)),
                 };
                 let (Some(meter_id), Some(bucket)) = (meter, bucket) else {
                     report.unplaceable += 1;

@@ -71,9 +71,9 @@ pub fn load_inputs(
         .into_iter()
         .map(|s| ((s.pack_id.clone(), s.ts), s))
         .collect();
-    let tz = crate::rollup::buckets::timezone(&system);
-    let date = crate::rollup::buckets::local_date(tz, now);
-    let today = crate::rollup::buckets::day(tz, date);
+    let tz = crate::local_time::timezone(&system);
+    let date = crate::local_time::local_date(tz, now);
+    let today = crate::local_time::day(tz, date);
     let mut meter_day_start = HashMap::new();
     for meter in &installation.meters {
         if let Some(first) = stored::meter_counters_since(conn, &meter.meter_id, today.start)? {

@@ -10,7 +10,7 @@ use chrono::{NaiveDate, NaiveTime};
 use serde_json::Value;
 
 use crate::catalog::System;
-use crate::rollup::buckets::{local_ms, timezone};
+use crate::local_time::{local_ms, timezone};
 
 use super::model::{EnergyToday, FinancialToday};
 

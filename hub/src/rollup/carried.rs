@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use crate::db::rollups::{self as store, FROM_LEGACY, RollupRows};
 use crate::db::{DbConnection, DbError, now_ms};
 
-use super::buckets::Bucket;
+use super::days::day_figures;
 use super::energy::{EXPORT, IMPORT, QUANTITIES};
-use super::{Figures, day_figures, load_catalog, sum_figures};
+use super::figures::{Figures, net_kwh, sum_figures};
+use super::load_system_structure;
+use crate::local_time::Bucket;
 
 /// One hourly or daily figure set of one inverter, as the old app kept it (battery power in
 /// solarhub's sign).
@@ -113,11 +115,11 @@ pub fn carried_rows(
     meter_days: &[OldMeter],
 ) -> Result<RollupRows, DbError> {
     let mut rows = RollupRows::default();
-    let Some(catalog) = load_catalog(conn, system_id)? else {
+    let Some(structure) = load_system_structure(conn, system_id)? else {
         return Ok(rows);
     };
     let at = now_ms();
-    let installation = &catalog.installation;
+    let installation = &structure.installation;
     let array_of: BTreeMap<&str, &str> = installation
         .inverters
         .iter()
@@ -173,7 +175,7 @@ pub fn carried_rows(
                 array_id,
                 import_kwh: m.import_kwh,
                 export_kwh: m.export_kwh,
-                net_kwh: super::net_kwh(m.import_kwh, m.export_kwh),
+                net_kwh: net_kwh(m.import_kwh, m.export_kwh),
                 avg_power_w: m.avg_power_w,
                 peak_import_w: m.peak_import_w,
                 peak_export_w: m.peak_export_w,
@@ -249,8 +251,8 @@ pub fn carried_rows(
     }
     for ((inverter_id, date), own) in &hours_of_day {
         let Some(first) = own.first() else { continue };
-        let day = super::buckets::day_of(
-            catalog.tz,
+        let day = crate::local_time::day_of(
+            structure.tz,
             &Bucket {
                 start: first.bucket_start,
                 end: first.bucket_end,
@@ -301,7 +303,7 @@ pub fn carried_rows(
     let mut meter_day_list: Vec<OldMeter> = meter_days.to_vec();
     let mut summed: BTreeMap<(String, Bucket), OldMeter> = BTreeMap::new();
     for hour in meter_hours {
-        let day = super::buckets::day_of(catalog.tz, &hour.bucket);
+        let day = crate::local_time::day_of(structure.tz, &hour.bucket);
         if meter_days
             .iter()
             .any(|d| d.meter_id == hour.meter_id && d.bucket == day)
@@ -333,7 +335,7 @@ pub fn carried_rows(
             array_id,
             import_kwh: m.import_kwh,
             export_kwh: m.export_kwh,
-            net_kwh: super::net_kwh(m.import_kwh, m.export_kwh),
+            net_kwh: net_kwh(m.import_kwh, m.export_kwh),
             avg_power_w: m.avg_power_w,
             peak_import_w: m.peak_import_w,
             peak_export_w: m.peak_export_w,

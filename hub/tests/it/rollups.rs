@@ -739,7 +739,7 @@ fn history_api(db: TestDb) {
     let year_start = local(2024, 1, 1, 0, 0);
     let template = before.system_hours[0].clone();
     let year: Vec<rollups::SystemHour> =
-        rollup::buckets::hours(TZ, year_start, local(2025, 1, 1, 0, 0))
+        solarhub_hub::local_time::hours(TZ, year_start, local(2025, 1, 1, 0, 0))
             .into_iter()
             .map(|bucket| rollups::SystemHour {
                 hour_start: bucket.hour.unwrap(),

@@ -1,6 +1,8 @@
-//! Local hours and days of a system's timezone as UTC [start, end) buckets (DESIGN §3.3). A
-//! spring-forward day has 23 hour buckets, a fall-back day 25, each distinct; labels (`date`,
-//! `hour`) are local, keys are the UTC start.
+//! Local time of a system: its timezone, local wall times as UTC instants, the times people type,
+//! and local hours and days as UTC [start, end) buckets (DESIGN §3.3). A spring-forward day has 23
+//! hour buckets, a fall-back day 25, each distinct; labels (`date`, `hour`) are local, keys are the
+//! UTC start. A ground-floor module: rollups, live, the legacy copy and the config import all read
+//! local time through it, and it imports nothing of theirs.
 
 use chrono::{NaiveDate, NaiveTime, TimeZone, Timelike};
 use chrono_tz::Tz;
