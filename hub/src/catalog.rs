@@ -32,97 +32,213 @@ pub fn id_problem(id: &str) -> Option<String> {
     None
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct System {
-    pub system_id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub timezone: String,
-    pub currency: Option<String>,
-    pub tariff_json: Option<String>,
+/// Every catalog type, declared once, parents before children: its name, its `CatalogTable`
+/// variant, its SQL table and how a composite key is joined in reports, then its fields in three
+/// groups: the `key`, the `fixed` fields (taken from the parent; an update cannot change them) and
+/// the `mutable` ones (what an update may change). Everything that lists a type's fields is made
+/// from this: the structs and `CatalogRecord` here, the row models in `db::catalog`. Adding a field
+/// is one line here plus the migration; the gRPC conversions (`grpc::catalog::convert`) destructure
+/// every field, so a field they do not handle does not compile.
+macro_rules! with_catalog_types {
+    ($callback:ident) => {
+        $callback! {
+            /// A site: everything one owner monitors under one timezone.
+            System(Systems, systems, "/")
+            key { system_id: String }
+            fixed {}
+            mutable {
+                name: String,
+                description: Option<String>,
+                timezone: String,
+                currency: Option<String>,
+                tariff_json: Option<String>,
+            };
+            /// A driver type (`adapter_base`).
+            AdapterType(AdapterBase, adapter_base, "/")
+            key { adapter_type: String }
+            fixed {}
+            mutable {
+                device_category: String,
+                name: String,
+                description: Option<String>,
+                /// JSON Schema of `Adapter::config_json` for this type.
+                config_schema: String,
+                /// JSON array of transport names.
+                supported_transports: String,
+                default_config: Option<String>,
+                version: i32,
+            };
+            /// One configured device driver: its type, config and the collector that runs it.
+            Adapter(Adapters, adapters, "/")
+            key { adapter_id: String }
+            fixed {}
+            mutable {
+                adapter_type: String,
+                device_category: String,
+                device_id: Option<String>,
+                device_type: Option<String>,
+                collector_id: Option<String>,
+                config_json: String,
+                priority: i32,
+                enabled: bool,
+            };
+            /// An inverter array.
+            InverterArray(Arrays, arrays, "/")
+            key { array_id: String }
+            fixed { system_id: String }
+            mutable {
+                name: String,
+                pv_capacity_kw: Option<f64>,
+            };
+            Inverter(Inverters, inverters, "/")
+            key { inverter_id: String }
+            fixed { system_id: String }
+            mutable {
+                array_id: String,
+                adapter_id: Option<String>,
+                name: String,
+                model: Option<String>,
+                serial_number: Option<String>,
+                vendor: Option<String>,
+                phase_type: Option<String>,
+                rated_power_w: Option<f64>,
+                settings_json: Option<String>,
+            };
+            BatteryArray(BatteryArrays, battery_arrays, "/")
+            key { battery_array_id: String }
+            fixed { system_id: String }
+            mutable { name: String };
+            /// A battery array attached to an inverter array from `attached_since` until
+            /// `detached_at` (open while `None`).
+            BatteryArrayAttachment(BatteryArrayAttachments, battery_array_attachments, "@")
+            key { battery_array_id: String, attached_since: i64 }
+            fixed { system_id: String }
+            mutable {
+                inverter_array_id: String,
+                detached_at: Option<i64>,
+            };
+            BatteryPack(BatteryPacks, battery_packs, "/")
+            key { pack_id: String }
+            fixed { system_id: String }
+            mutable {
+                battery_array_id: Option<String>,
+                name: String,
+                chemistry: Option<String>,
+                nominal_kwh: Option<f64>,
+                max_charge_kw: Option<f64>,
+                max_discharge_kw: Option<f64>,
+                batteries_count: Option<i32>,
+                cells_per_battery: Option<i32>,
+            };
+            Battery(Batteries, batteries, "/")
+            key { battery_id: String }
+            fixed { pack_id: String }
+            mutable {
+                battery_index: i32,
+                serial_number: Option<String>,
+                model: Option<String>,
+            };
+            BatteryCell(BatteryCells, battery_cells, "/")
+            key { cell_id: String }
+            fixed { battery_id: String }
+            mutable {
+                cell_index: i32,
+                nominal_voltage: Option<f64>,
+            };
+            Meter(Meters, meters, "/")
+            key { meter_id: String }
+            fixed { system_id: String }
+            mutable {
+                /// `None` for a system-level meter.
+                array_id: Option<String>,
+                adapter_id: Option<String>,
+                name: String,
+                model: Option<String>,
+                meter_type: String,
+            };
+            /// An adapter reading a pack, with its failover priority (lower wins).
+            BatteryPackAdapter(BatteryPackAdapters, battery_pack_adapters, "/")
+            key { pack_id: String, adapter_id: String }
+            fixed {}
+            mutable {
+                priority: i32,
+                enabled: bool,
+            };
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use with_catalog_types;
+
+/// Makes the domain types, `CatalogTable` and `CatalogRecord` from the declaration.
+macro_rules! domain_types {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident($variant:ident, $table:ident, $sep:literal)
+        key { $($key:ident: $key_ty:ty),+ $(,)? }
+        fixed { $($(#[$fixed_doc:meta])* $fixed:ident: $fixed_ty:ty),* $(,)? }
+        mutable { $($(#[$mutable_doc:meta])* $mutable:ident: $mutable_ty:ty),* $(,)? }
+    );+ $(;)?) => {
+        /// The catalog tables, in the order parents come before children.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum CatalogTable {
+            $($variant),+
+        }
+
+        impl CatalogTable {
+            pub const ALL: &'static [CatalogTable] = &[$(CatalogTable::$variant),+];
+
+            pub fn table_name(self) -> &'static str {
+                match self {
+                    $(CatalogTable::$variant => stringify!($table)),+
+                }
+            }
+        }
+
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, PartialEq)]
+            pub struct $name {
+                $(pub $key: $key_ty,)+
+                $($(#[$fixed_doc])* pub $fixed: $fixed_ty,)*
+                $($(#[$mutable_doc])* pub $mutable: $mutable_ty,)*
+            }
+
+            // A one-field key is that field, not a tuple of one.
+            #[allow(unused_parens)]
+            impl CatalogRecord for $name {
+                type Key = ($($key_ty),+);
+                const TABLE: CatalogTable = CatalogTable::$variant;
+                const MUTABLE_FIELDS: &'static [&'static str] = &[$(stringify!($mutable)),*];
+
+                fn id(&self) -> Self::Key {
+                    ($(self.$key.clone()),+)
+                }
+
+                fn key(&self) -> String {
+                    [$(self.$key.to_string()),+].join($sep)
+                }
+
+                fn changed_columns(&self, other: &Self) -> Vec<&'static str> {
+                    let mut changed = Vec::new();
+                    $(if self.$fixed != other.$fixed { changed.push(stringify!($fixed)); })*
+                    $(if self.$mutable != other.$mutable { changed.push(stringify!($mutable)); })*
+                    changed
+                }
+
+                fn copy_field(&mut self, from: &Self, field: &str) -> bool {
+                    match field {
+                        $(stringify!($mutable) => self.$mutable = from.$mutable.clone(),)*
+                        _ => return false,
+                    }
+                    true
+                }
+            }
+        )+
+    };
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct InverterArray {
-    pub array_id: String,
-    pub system_id: String,
-    pub name: String,
-    pub pv_capacity_kw: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Inverter {
-    pub inverter_id: String,
-    pub array_id: String,
-    pub system_id: String,
-    pub adapter_id: Option<String>,
-    pub name: String,
-    pub model: Option<String>,
-    pub serial_number: Option<String>,
-    pub vendor: Option<String>,
-    pub phase_type: Option<String>,
-    pub rated_power_w: Option<f64>,
-    pub settings_json: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatteryArray {
-    pub battery_array_id: String,
-    pub system_id: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatteryArrayAttachment {
-    pub battery_array_id: String,
-    pub attached_since: i64,
-    pub inverter_array_id: String,
-    pub system_id: String,
-    pub detached_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatteryPack {
-    pub pack_id: String,
-    pub battery_array_id: Option<String>,
-    pub system_id: String,
-    pub name: String,
-    pub chemistry: Option<String>,
-    pub nominal_kwh: Option<f64>,
-    pub max_charge_kw: Option<f64>,
-    pub max_discharge_kw: Option<f64>,
-    pub batteries_count: Option<i32>,
-    pub cells_per_battery: Option<i32>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Battery {
-    pub battery_id: String,
-    pub pack_id: String,
-    pub battery_index: i32,
-    pub serial_number: Option<String>,
-    pub model: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatteryCell {
-    pub cell_id: String,
-    pub battery_id: String,
-    pub cell_index: i32,
-    pub nominal_voltage: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Meter {
-    pub meter_id: String,
-    pub system_id: String,
-    /// `None` for a system-level meter.
-    pub array_id: Option<String>,
-    pub adapter_id: Option<String>,
-    pub name: String,
-    pub model: Option<String>,
-    pub meter_type: String,
-}
+with_catalog_types!(domain_types);
 
 impl Meter {
     /// A grid meter at system level (at the connection point): where a system's grid figures come
@@ -130,41 +246,6 @@ impl Meter {
     pub fn is_system_grid(&self) -> bool {
         self.array_id.is_none() && self.meter_type == "grid"
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdapterType {
-    pub adapter_type: String,
-    pub device_category: String,
-    pub name: String,
-    pub description: Option<String>,
-    /// JSON Schema of `Adapter::config_json` for this type.
-    pub config_schema: String,
-    /// JSON array of transport names.
-    pub supported_transports: String,
-    pub default_config: Option<String>,
-    pub version: i32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Adapter {
-    pub adapter_id: String,
-    pub adapter_type: String,
-    pub device_category: String,
-    pub device_id: Option<String>,
-    pub device_type: Option<String>,
-    pub collector_id: Option<String>,
-    pub config_json: String,
-    pub priority: i32,
-    pub enabled: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatteryPackAdapter {
-    pub pack_id: String,
-    pub adapter_id: String,
-    pub priority: i32,
-    pub enabled: bool,
 }
 
 /// One installation as a flat set of catalog rows: what `config.yaml` describes.
@@ -183,61 +264,27 @@ pub struct Installation {
     pub pack_adapters: Vec<BatteryPackAdapter>,
 }
 
-/// The catalog tables, in the order parents come before children.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CatalogTable {
-    Systems,
-    AdapterBase,
-    Adapters,
-    Arrays,
-    Inverters,
-    BatteryArrays,
-    BatteryArrayAttachments,
-    BatteryPacks,
-    Batteries,
-    BatteryCells,
-    Meters,
-    BatteryPackAdapters,
-}
-
-impl CatalogTable {
-    pub const ALL: [CatalogTable; 12] = [
-        CatalogTable::Systems,
-        CatalogTable::AdapterBase,
-        CatalogTable::Adapters,
-        CatalogTable::Arrays,
-        CatalogTable::Inverters,
-        CatalogTable::BatteryArrays,
-        CatalogTable::BatteryArrayAttachments,
-        CatalogTable::BatteryPacks,
-        CatalogTable::Batteries,
-        CatalogTable::BatteryCells,
-        CatalogTable::Meters,
-        CatalogTable::BatteryPackAdapters,
-    ];
-
-    pub fn table_name(self) -> &'static str {
-        match self {
-            CatalogTable::Systems => "systems",
-            CatalogTable::AdapterBase => "adapter_base",
-            CatalogTable::Adapters => "adapters",
-            CatalogTable::Arrays => "arrays",
-            CatalogTable::Inverters => "inverters",
-            CatalogTable::BatteryArrays => "battery_arrays",
-            CatalogTable::BatteryArrayAttachments => "battery_array_attachments",
-            CatalogTable::BatteryPacks => "battery_packs",
-            CatalogTable::Batteries => "batteries",
-            CatalogTable::BatteryCells => "battery_cells",
-            CatalogTable::Meters => "meters",
-            CatalogTable::BatteryPackAdapters => "battery_pack_adapters",
-        }
-    }
-}
-
 impl fmt::Display for CatalogTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.table_name())
     }
+}
+
+/// Filters of the List calls; `None` means "any". Each resource uses the ones that apply to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub system_id: Option<String>,
+    pub array_id: Option<String>,
+    pub inverter_array_id: Option<String>,
+    pub battery_array_id: Option<String>,
+    pub pack_id: Option<String>,
+    pub battery_id: Option<String>,
+    pub adapter_id: Option<String>,
+    pub adapter_type: Option<String>,
+    pub collector_id: Option<String>,
+    pub device_id: Option<String>,
+    pub device_category: Option<String>,
+    pub active_only: bool,
 }
 
 /// What applying an [`Installation`] changed, row by row.
@@ -287,142 +334,23 @@ impl fmt::Display for Change {
     }
 }
 
-/// A catalog row seen as a key plus comparable columns, so imports can say exactly what changed.
-pub trait CatalogRecord: Clone + PartialEq {
+/// A catalog row: its key, the columns an import compares, and the fields an update may change.
+/// Made for every catalog type from its one declaration (`with_catalog_types!`).
+pub trait CatalogRecord: Clone + PartialEq + fmt::Debug + Send + Sync + 'static {
+    /// The primary key: the id, or a tuple for a composite key.
+    type Key: Clone + PartialEq + fmt::Debug + Send + Sync + 'static;
     const TABLE: CatalogTable;
+    /// Fields an update may change (an empty update mask means all of them).
+    const MUTABLE_FIELDS: &'static [&'static str];
+    fn id(&self) -> Self::Key;
     /// The primary key, rendered for reports (`battery1`, `battery_array1@1735671600000`).
     fn key(&self) -> String;
     /// The names of the columns whose values differ between `self` and `other`.
     fn changed_columns(&self, other: &Self) -> Vec<&'static str>;
+    /// Copies `field` from `from`; false (and nothing copied) unless it is one of
+    /// `MUTABLE_FIELDS`.
+    fn copy_field(&mut self, from: &Self, field: &str) -> bool;
 }
-
-macro_rules! catalog_record {
-    ($ty:ty, $table:ident, key = |$row:ident| $key:expr, [$($field:ident),* $(,)?]) => {
-        impl CatalogRecord for $ty {
-            const TABLE: CatalogTable = CatalogTable::$table;
-            fn key(&self) -> String {
-                let $row = self;
-                $key
-            }
-            fn changed_columns(&self, other: &Self) -> Vec<&'static str> {
-                let mut changed = Vec::new();
-                $(if self.$field != other.$field { changed.push(stringify!($field)); })*
-                changed
-            }
-        }
-    };
-}
-
-catalog_record!(
-    System,
-    Systems,
-    key = |r| r.system_id.clone(),
-    [name, description, timezone, currency, tariff_json]
-);
-catalog_record!(
-    AdapterType,
-    AdapterBase,
-    key = |r| r.adapter_type.clone(),
-    [
-        device_category,
-        name,
-        description,
-        config_schema,
-        supported_transports,
-        default_config,
-        version
-    ]
-);
-catalog_record!(
-    Adapter,
-    Adapters,
-    key = |r| r.adapter_id.clone(),
-    [
-        adapter_type,
-        device_category,
-        device_id,
-        device_type,
-        collector_id,
-        config_json,
-        priority,
-        enabled
-    ]
-);
-catalog_record!(
-    InverterArray,
-    Arrays,
-    key = |r| r.array_id.clone(),
-    [system_id, name, pv_capacity_kw]
-);
-catalog_record!(
-    Inverter,
-    Inverters,
-    key = |r| r.inverter_id.clone(),
-    [
-        array_id,
-        system_id,
-        adapter_id,
-        name,
-        model,
-        serial_number,
-        vendor,
-        phase_type,
-        rated_power_w,
-        settings_json
-    ]
-);
-catalog_record!(
-    BatteryArray,
-    BatteryArrays,
-    key = |r| r.battery_array_id.clone(),
-    [system_id, name]
-);
-catalog_record!(
-    BatteryArrayAttachment,
-    BatteryArrayAttachments,
-    key = |r| format!("{}@{}", r.battery_array_id, r.attached_since),
-    [inverter_array_id, system_id, detached_at]
-);
-catalog_record!(
-    BatteryPack,
-    BatteryPacks,
-    key = |r| r.pack_id.clone(),
-    [
-        battery_array_id,
-        system_id,
-        name,
-        chemistry,
-        nominal_kwh,
-        max_charge_kw,
-        max_discharge_kw,
-        batteries_count,
-        cells_per_battery
-    ]
-);
-catalog_record!(
-    Battery,
-    Batteries,
-    key = |r| r.battery_id.clone(),
-    [pack_id, battery_index, serial_number, model]
-);
-catalog_record!(
-    BatteryCell,
-    BatteryCells,
-    key = |r| r.cell_id.clone(),
-    [battery_id, cell_index, nominal_voltage]
-);
-catalog_record!(
-    Meter,
-    Meters,
-    key = |r| r.meter_id.clone(),
-    [system_id, array_id, adapter_id, name, model, meter_type]
-);
-catalog_record!(
-    BatteryPackAdapter,
-    BatteryPackAdapters,
-    key = |r| format!("{}/{}", r.pack_id, r.adapter_id),
-    [priority, enabled]
-);
 
 /// What to do to one table so it holds `desired`: rows to create, rows to update (with the columns
 /// that change) and, when pruning, rows of `existing` that `desired` no longer has and `in_scope`

@@ -10,205 +10,114 @@ use crate::catalog::{
     self as domain, CatalogRecord, ChangeReport, Installation, TablePlan, plan_table,
 };
 
-/// Declares the row model of one catalog table: the domain fields plus the audit columns, with the
-/// four operations the import needs.
-macro_rules! catalog_model {
-    ($model:ident => $domain:path, $table:ident, key($($pk:ident),+), { $($field:ident : $ty:ty),* $(,)? }) => {
-        #[derive(Queryable, Selectable, Insertable, AsChangeset, Identifiable)]
-        #[diesel(table_name = schema::$table, primary_key($($pk),+), treat_none_as_null = true)]
-        struct $model {
-            $($pk: String,)+
-            $($field: $ty,)*
-            created_at: i64,
-            updated_at: i64,
+/// Makes the row model of every catalog table from its one declaration
+/// (`catalog::with_catalog_types!`): a module named after the table holding `Row` (the domain
+/// fields plus the audit columns) and the operations the import and the CRUD store need.
+macro_rules! row_models {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident($variant:ident, $table:ident, $sep:literal)
+        key { $($key:ident: $key_ty:ty),+ $(,)? }
+        fixed { $($(#[$fixed_doc:meta])* $fixed:ident: $fixed_ty:ty),* $(,)? }
+        mutable { $($(#[$mutable_doc:meta])* $mutable:ident: $mutable_ty:ty),* $(,)? }
+    );+ $(;)?) => {$(
+        mod $table {
+            use diesel::prelude::*;
+
+            use super::super::schema;
+            use super::DbConnection;
+
+            #[derive(Queryable, Selectable, Insertable, Identifiable)]
+            #[diesel(table_name = schema::$table, primary_key($($key),+), treat_none_as_null = true)]
+            pub(super) struct Row {
+                $($key: $key_ty,)+
+                $($fixed: $fixed_ty,)*
+                $($mutable: $mutable_ty,)*
+                created_at: i64,
+                updated_at: i64,
+            }
+
+            impl Row {
+                pub(super) fn from_domain(row: &crate::catalog::$name, created_at: i64, updated_at: i64) -> Self {
+                    Row {
+                        $($key: row.$key.clone(),)+
+                        $($fixed: row.$fixed.clone(),)*
+                        $($mutable: row.$mutable.clone(),)*
+                        created_at,
+                        updated_at,
+                    }
+                }
+
+                pub(super) fn into_domain(self) -> crate::catalog::$name {
+                    crate::catalog::$name {
+                        $($key: self.$key,)+
+                        $($fixed: self.$fixed,)*
+                        $($mutable: self.$mutable,)*
+                    }
+                }
+
+                pub(super) fn load_all(conn: &mut DbConnection) -> QueryResult<Vec<crate::catalog::$name>> {
+                    let rows: Vec<Row> = schema::$table::table.select(Row::as_select()).load(conn)?;
+                    Ok(rows.into_iter().map(Row::into_domain).collect())
+                }
+
+                pub(super) fn insert(conn: &mut DbConnection, row: &crate::catalog::$name, now: i64) -> QueryResult<()> {
+                    diesel::insert_into(schema::$table::table)
+                        .values(Row::from_domain(row, now, now))
+                        .execute(conn)?;
+                    Ok(())
+                }
+
+                /// Overwrites every column but the key and `created_at`.
+                pub(super) fn update(conn: &mut DbConnection, row: &crate::catalog::$name, now: i64) -> QueryResult<()> {
+                    let model = Row::from_domain(row, 0, now);
+                    diesel::update(&model)
+                        .set((
+                            $(schema::$table::$fixed.eq(&model.$fixed),)*
+                            $(schema::$table::$mutable.eq(&model.$mutable),)*
+                            schema::$table::updated_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                    Ok(())
+                }
+
+                // Import never prunes systems or adapter types; the CRUD API does.
+                #[allow(dead_code)]
+                pub(super) fn delete(conn: &mut DbConnection, row: &crate::catalog::$name) -> QueryResult<()> {
+                    let model = Row::from_domain(row, 0, 0);
+                    diesel::delete(&model).execute(conn)?;
+                    Ok(())
+                }
+            }
         }
-
-        impl $model {
-            fn from_domain(row: &$domain, created_at: i64, updated_at: i64) -> Self {
-                $model { $($pk: row.$pk.clone(),)+ $($field: row.$field.clone(),)* created_at, updated_at }
-            }
-
-            fn into_domain(self) -> $domain {
-                $domain { $($pk: self.$pk,)+ $($field: self.$field,)* }
-            }
-
-            fn load_all(conn: &mut DbConnection) -> QueryResult<Vec<$domain>> {
-                let rows: Vec<$model> = schema::$table::table.select($model::as_select()).load(conn)?;
-                Ok(rows.into_iter().map($model::into_domain).collect())
-            }
-
-            fn insert(conn: &mut DbConnection, row: &$domain, now: i64) -> QueryResult<()> {
-                diesel::insert_into(schema::$table::table).values($model::from_domain(row, now, now)).execute(conn)?;
-                Ok(())
-            }
-
-            /// Overwrites every column but the key and `created_at`.
-            fn update(conn: &mut DbConnection, row: &$domain, now: i64) -> QueryResult<()> {
-                let model = $model::from_domain(row, 0, now);
-                diesel::update(&model)
-                    .set((
-                        $(schema::$table::$field.eq(&model.$field),)*
-                        schema::$table::updated_at.eq(now),
-                    ))
-                    .execute(conn)?;
-                Ok(())
-            }
-
-            // Import never prunes systems or adapter types; the CRUD API will.
-            #[allow(dead_code)]
-            fn delete(conn: &mut DbConnection, row: &$domain) -> QueryResult<()> {
-                let model = $model::from_domain(row, 0, 0);
-                diesel::delete(&model).execute(conn)?;
-                Ok(())
-            }
-        }
-    };
+    )+};
 }
 
-catalog_model!(SystemRow => domain::System, systems, key(system_id), {
-    name: String, description: Option<String>, timezone: String, currency: Option<String>, tariff_json: Option<String>,
-});
-catalog_model!(AdapterTypeRow => domain::AdapterType, adapter_base, key(adapter_type), {
-    device_category: String, name: String, description: Option<String>, config_schema: String,
-    supported_transports: String, default_config: Option<String>, version: i32,
-});
-catalog_model!(AdapterRow => domain::Adapter, adapters, key(adapter_id), {
-    adapter_type: String, device_category: String, device_id: Option<String>, device_type: Option<String>,
-    collector_id: Option<String>, config_json: String, priority: i32, enabled: bool,
-});
-catalog_model!(ArrayRow => domain::InverterArray, arrays, key(array_id), {
-    system_id: String, name: String, pv_capacity_kw: Option<f64>,
-});
-catalog_model!(InverterRow => domain::Inverter, inverters, key(inverter_id), {
-    array_id: String, system_id: String, adapter_id: Option<String>, name: String, model: Option<String>,
-    serial_number: Option<String>, vendor: Option<String>, phase_type: Option<String>, rated_power_w: Option<f64>,
-    settings_json: Option<String>,
-});
-catalog_model!(BatteryArrayRow => domain::BatteryArray, battery_arrays, key(battery_array_id), {
-    system_id: String, name: String,
-});
-catalog_model!(PackRow => domain::BatteryPack, battery_packs, key(pack_id), {
-    battery_array_id: Option<String>, system_id: String, name: String, chemistry: Option<String>,
-    nominal_kwh: Option<f64>, max_charge_kw: Option<f64>, max_discharge_kw: Option<f64>,
-    batteries_count: Option<i32>, cells_per_battery: Option<i32>,
-});
-catalog_model!(BatteryRow => domain::Battery, batteries, key(battery_id), {
-    pack_id: String, battery_index: i32, serial_number: Option<String>, model: Option<String>,
-});
-catalog_model!(CellRow => domain::BatteryCell, battery_cells, key(cell_id), {
-    battery_id: String, cell_index: i32, nominal_voltage: Option<f64>,
-});
-catalog_model!(MeterRow => domain::Meter, meters, key(meter_id), {
-    system_id: String, array_id: Option<String>, adapter_id: Option<String>, name: String, model: Option<String>,
-    meter_type: String,
-});
-catalog_model!(PackAdapterRow => domain::BatteryPackAdapter, battery_pack_adapters, key(pack_id, adapter_id), {
-    priority: i32, enabled: bool,
-});
-
-// The attachment key mixes a text and a time column, so its model is written out.
-#[derive(Queryable, Selectable, Insertable, Identifiable)]
-#[diesel(table_name = schema::battery_array_attachments, primary_key(battery_array_id, attached_since))]
-struct AttachmentRow {
-    battery_array_id: String,
-    attached_since: i64,
-    inverter_array_id: String,
-    system_id: String,
-    detached_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl AttachmentRow {
-    fn from_domain(row: &domain::BatteryArrayAttachment, created_at: i64, updated_at: i64) -> Self {
-        AttachmentRow {
-            battery_array_id: row.battery_array_id.clone(),
-            attached_since: row.attached_since,
-            inverter_array_id: row.inverter_array_id.clone(),
-            system_id: row.system_id.clone(),
-            detached_at: row.detached_at,
-            created_at,
-            updated_at,
-        }
-    }
-
-    fn into_domain(self) -> domain::BatteryArrayAttachment {
-        domain::BatteryArrayAttachment {
-            battery_array_id: self.battery_array_id,
-            attached_since: self.attached_since,
-            inverter_array_id: self.inverter_array_id,
-            system_id: self.system_id,
-            detached_at: self.detached_at,
-        }
-    }
-
-    fn load_all(conn: &mut DbConnection) -> QueryResult<Vec<domain::BatteryArrayAttachment>> {
-        use schema::battery_array_attachments::dsl::*;
-        let rows: Vec<AttachmentRow> = battery_array_attachments
-            .select(AttachmentRow::as_select())
-            .load(conn)?;
-        Ok(rows.into_iter().map(AttachmentRow::into_domain).collect())
-    }
-
-    fn insert(
-        conn: &mut DbConnection,
-        row: &domain::BatteryArrayAttachment,
-        now: i64,
-    ) -> QueryResult<()> {
-        diesel::insert_into(schema::battery_array_attachments::table)
-            .values(AttachmentRow::from_domain(row, now, now))
-            .execute(conn)?;
-        Ok(())
-    }
-
-    fn update(
-        conn: &mut DbConnection,
-        row: &domain::BatteryArrayAttachment,
-        now: i64,
-    ) -> QueryResult<()> {
-        use schema::battery_array_attachments::dsl::*;
-        diesel::update(battery_array_attachments.find((&row.battery_array_id, row.attached_since)))
-            .set((
-                inverter_array_id.eq(&row.inverter_array_id),
-                system_id.eq(&row.system_id),
-                detached_at.eq(row.detached_at),
-                updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        Ok(())
-    }
-
-    fn delete(conn: &mut DbConnection, row: &domain::BatteryArrayAttachment) -> QueryResult<()> {
-        use schema::battery_array_attachments::dsl::*;
-        diesel::delete(battery_array_attachments.find((&row.battery_array_id, row.attached_since)))
-            .execute(conn)?;
-        Ok(())
-    }
-}
+crate::catalog::with_catalog_types!(row_models);
 
 /// Every catalog row of the database, as domain types.
 pub fn load_catalog(
     conn: &mut DbConnection,
 ) -> Result<(Vec<domain::AdapterType>, Installation, Vec<domain::System>), DbError> {
-    let systems = SystemRow::load_all(conn)?;
+    let systems = systems::Row::load_all(conn)?;
     let installation = Installation {
         system: None,
-        arrays: ArrayRow::load_all(conn)?,
-        adapters: AdapterRow::load_all(conn)?,
-        inverters: InverterRow::load_all(conn)?,
-        battery_arrays: BatteryArrayRow::load_all(conn)?,
-        attachments: AttachmentRow::load_all(conn)?,
-        packs: PackRow::load_all(conn)?,
-        batteries: BatteryRow::load_all(conn)?,
-        cells: CellRow::load_all(conn)?,
-        meters: MeterRow::load_all(conn)?,
-        pack_adapters: PackAdapterRow::load_all(conn)?,
+        arrays: arrays::Row::load_all(conn)?,
+        adapters: adapters::Row::load_all(conn)?,
+        inverters: inverters::Row::load_all(conn)?,
+        battery_arrays: battery_arrays::Row::load_all(conn)?,
+        attachments: self::battery_array_attachments::Row::load_all(conn)?,
+        packs: battery_packs::Row::load_all(conn)?,
+        batteries: batteries::Row::load_all(conn)?,
+        cells: battery_cells::Row::load_all(conn)?,
+        meters: meters::Row::load_all(conn)?,
+        pack_adapters: self::battery_pack_adapters::Row::load_all(conn)?,
     };
-    Ok((AdapterTypeRow::load_all(conn)?, installation, systems))
+    Ok((adapter_base::Row::load_all(conn)?, installation, systems))
 }
 
 pub fn load_systems(conn: &mut DbConnection) -> Result<Vec<domain::System>, DbError> {
-    Ok(SystemRow::load_all(conn)?)
+    Ok(systems::Row::load_all(conn)?)
 }
 
 /// Makes the catalog hold `adapter_types` and `installation`, in one transaction. Rows that already
@@ -299,71 +208,77 @@ pub fn apply_installation(
 
         // Children are deleted before their parents, parents created before their children.
         for row in &pack_adapter_plan.delete {
-            PackAdapterRow::delete(conn, row)?;
+            self::battery_pack_adapters::Row::delete(conn, row)?;
         }
         for row in &meter_plan.delete {
-            MeterRow::delete(conn, row)?;
+            meters::Row::delete(conn, row)?;
         }
         for row in &cell_plan.delete {
-            CellRow::delete(conn, row)?;
+            battery_cells::Row::delete(conn, row)?;
         }
         for row in &battery_plan.delete {
-            BatteryRow::delete(conn, row)?;
+            batteries::Row::delete(conn, row)?;
         }
         for row in &attachment_plan.delete {
-            AttachmentRow::delete(conn, row)?;
+            self::battery_array_attachments::Row::delete(conn, row)?;
         }
         for row in &inverter_plan.delete {
-            InverterRow::delete(conn, row)?;
+            inverters::Row::delete(conn, row)?;
         }
         for row in &pack_plan.delete {
-            PackRow::delete(conn, row)?;
+            battery_packs::Row::delete(conn, row)?;
         }
         for row in &adapter_plan.delete {
-            AdapterRow::delete(conn, row)?;
+            adapters::Row::delete(conn, row)?;
         }
         for row in &battery_array_plan.delete {
-            BatteryArrayRow::delete(conn, row)?;
+            battery_arrays::Row::delete(conn, row)?;
         }
         for row in &array_plan.delete {
-            ArrayRow::delete(conn, row)?;
+            arrays::Row::delete(conn, row)?;
         }
 
         apply_plan(
             conn,
             &system_plan,
             now,
-            SystemRow::insert,
-            SystemRow::update,
+            systems::Row::insert,
+            systems::Row::update,
         )?;
         apply_plan(
             conn,
             &type_plan,
             now,
-            AdapterTypeRow::insert,
-            AdapterTypeRow::update,
+            adapter_base::Row::insert,
+            adapter_base::Row::update,
         )?;
         apply_plan(
             conn,
             &adapter_plan,
             now,
-            AdapterRow::insert,
-            AdapterRow::update,
+            adapters::Row::insert,
+            adapters::Row::update,
         )?;
-        apply_plan(conn, &array_plan, now, ArrayRow::insert, ArrayRow::update)?;
+        apply_plan(
+            conn,
+            &array_plan,
+            now,
+            arrays::Row::insert,
+            arrays::Row::update,
+        )?;
         apply_plan(
             conn,
             &inverter_plan,
             now,
-            InverterRow::insert,
-            InverterRow::update,
+            inverters::Row::insert,
+            inverters::Row::update,
         )?;
         apply_plan(
             conn,
             &battery_array_plan,
             now,
-            BatteryArrayRow::insert,
-            BatteryArrayRow::update,
+            battery_arrays::Row::insert,
+            battery_arrays::Row::update,
         )?;
         // An attachment that becomes inactive is updated before a new active one is created, so the
         // "one active attachment" index never sees two.
@@ -371,25 +286,43 @@ pub fn apply_installation(
             conn,
             &attachment_plan,
             now,
-            AttachmentRow::insert,
-            AttachmentRow::update,
+            self::battery_array_attachments::Row::insert,
+            self::battery_array_attachments::Row::update,
         )?;
-        apply_plan(conn, &pack_plan, now, PackRow::insert, PackRow::update)?;
+        apply_plan(
+            conn,
+            &pack_plan,
+            now,
+            battery_packs::Row::insert,
+            battery_packs::Row::update,
+        )?;
         apply_plan(
             conn,
             &battery_plan,
             now,
-            BatteryRow::insert,
-            BatteryRow::update,
+            batteries::Row::insert,
+            batteries::Row::update,
         )?;
-        apply_plan(conn, &cell_plan, now, CellRow::insert, CellRow::update)?;
-        apply_plan(conn, &meter_plan, now, MeterRow::insert, MeterRow::update)?;
+        apply_plan(
+            conn,
+            &cell_plan,
+            now,
+            battery_cells::Row::insert,
+            battery_cells::Row::update,
+        )?;
+        apply_plan(
+            conn,
+            &meter_plan,
+            now,
+            meters::Row::insert,
+            meters::Row::update,
+        )?;
         apply_plan(
             conn,
             &pack_adapter_plan,
             now,
-            PackAdapterRow::insert,
-            PackAdapterRow::update,
+            self::battery_pack_adapters::Row::insert,
+            self::battery_pack_adapters::Row::update,
         )?;
 
         let mut report = ChangeReport::default();
@@ -430,37 +363,37 @@ fn apply_plan<T: CatalogRecord>(
 pub fn insert_rows(conn: &mut DbConnection, rows: &Installation) -> Result<(), DbError> {
     let now = now_ms();
     if let Some(row) = &rows.system {
-        SystemRow::insert(conn, row, now)?;
+        systems::Row::insert(conn, row, now)?;
     }
     for row in &rows.adapters {
-        AdapterRow::insert(conn, row, now)?;
+        adapters::Row::insert(conn, row, now)?;
     }
     for row in &rows.arrays {
-        ArrayRow::insert(conn, row, now)?;
+        arrays::Row::insert(conn, row, now)?;
     }
     for row in &rows.inverters {
-        InverterRow::insert(conn, row, now)?;
+        inverters::Row::insert(conn, row, now)?;
     }
     for row in &rows.battery_arrays {
-        BatteryArrayRow::insert(conn, row, now)?;
+        battery_arrays::Row::insert(conn, row, now)?;
     }
     for row in &rows.attachments {
-        AttachmentRow::insert(conn, row, now)?;
+        self::battery_array_attachments::Row::insert(conn, row, now)?;
     }
     for row in &rows.packs {
-        PackRow::insert(conn, row, now)?;
+        battery_packs::Row::insert(conn, row, now)?;
     }
     for row in &rows.batteries {
-        BatteryRow::insert(conn, row, now)?;
+        batteries::Row::insert(conn, row, now)?;
     }
     for row in &rows.cells {
-        CellRow::insert(conn, row, now)?;
+        battery_cells::Row::insert(conn, row, now)?;
     }
     for row in &rows.meters {
-        MeterRow::insert(conn, row, now)?;
+        meters::Row::insert(conn, row, now)?;
     }
     for row in &rows.pack_adapters {
-        PackAdapterRow::insert(conn, row, now)?;
+        self::battery_pack_adapters::Row::insert(conn, row, now)?;
     }
     Ok(())
 }
@@ -468,12 +401,10 @@ pub fn insert_rows(conn: &mut DbConnection, rows: &Installation) -> Result<(), D
 // ---------------------------------------------------------------------------------------------
 // The CRUD API's view of the catalog: one resource at a time, by key, filtered and paged.
 
-use crate::hierarchy::{ListFilter, Resource};
+use crate::catalog::ListFilter;
 
 /// Storage of one catalog resource. Implemented for every domain type of the hierarchy.
-pub trait CatalogStore: Resource {
-    /// The table that holds it.
-    const TABLE: &'static str;
+pub trait CatalogStore: CatalogRecord {
     fn fetch(conn: &mut DbConnection, key: &Self::Key) -> Result<Option<Self>, DbError>;
     /// Rows matching `filter` with a key after `after`, in key order, at most `limit`.
     fn fetch_page(
@@ -490,20 +421,18 @@ pub trait CatalogStore: Resource {
 }
 
 macro_rules! single_key_store {
-    ($domain:ty, $model:ident, $table:ident, $key:ident, |$q:ident, $f:ident| $filters:block) => {
+    ($domain:ty, $table:ident, $key:ident, |$q:ident, $f:ident| $filters:block) => {
         impl CatalogStore for $domain {
-            const TABLE: &'static str = stringify!($table);
-
             fn fetch(conn: &mut DbConnection, key: &String) -> Result<Option<Self>, DbError> {
-                let row: Option<$model> =
-                    schema::$table::table.find(key).select($model::as_select()).first(conn).optional()?;
-                Ok(row.map($model::into_domain))
+                let row: Option<$table::Row> =
+                    schema::$table::table.find(key).select($table::Row::as_select()).first(conn).optional()?;
+                Ok(row.map($table::Row::into_domain))
             }
 
             fn fetch_page(conn: &mut DbConnection, filter: &ListFilter, after: Option<&String>, limit: i64) -> Result<Vec<Self>, DbError> {
                 #[allow(unused_mut)]
                 let mut $q = schema::$table::table
-                    .select($model::as_select())
+                    .select($table::Row::as_select())
                     .order(schema::$table::$key)
                     .limit(limit)
                     .into_boxed();
@@ -512,16 +441,16 @@ macro_rules! single_key_store {
                 }
                 let $f = filter;
                 $filters
-                let rows: Vec<$model> = $q.load(conn)?;
-                Ok(rows.into_iter().map($model::into_domain).collect())
+                let rows: Vec<$table::Row> = $q.load(conn)?;
+                Ok(rows.into_iter().map($table::Row::into_domain).collect())
             }
 
             fn store_new(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
-                Ok($model::insert(conn, row, now_ms())?)
+                Ok($table::Row::insert(conn, row, now_ms())?)
             }
 
             fn store_changed(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
-                Ok($model::update(conn, row, now_ms())?)
+                Ok($table::Row::update(conn, row, now_ms())?)
             }
 
             fn remove(conn: &mut DbConnection, key: &String) -> Result<usize, DbError> {
@@ -531,31 +460,24 @@ macro_rules! single_key_store {
     };
 }
 
-single_key_store!(domain::System, SystemRow, systems, system_id, |q, f| {
+single_key_store!(domain::System, systems, system_id, |q, f| {
     let _ = f;
 });
-single_key_store!(domain::InverterArray, ArrayRow, arrays, array_id, |q, f| {
+single_key_store!(domain::InverterArray, arrays, array_id, |q, f| {
     if let Some(system) = &f.system_id {
         q = q.filter(schema::arrays::system_id.eq(system.clone()));
     }
 });
-single_key_store!(
-    domain::Inverter,
-    InverterRow,
-    inverters,
-    inverter_id,
-    |q, f| {
-        if let Some(system) = &f.system_id {
-            q = q.filter(schema::inverters::system_id.eq(system.clone()));
-        }
-        if let Some(array) = &f.array_id {
-            q = q.filter(schema::inverters::array_id.eq(array.clone()));
-        }
+single_key_store!(domain::Inverter, inverters, inverter_id, |q, f| {
+    if let Some(system) = &f.system_id {
+        q = q.filter(schema::inverters::system_id.eq(system.clone()));
     }
-);
+    if let Some(array) = &f.array_id {
+        q = q.filter(schema::inverters::array_id.eq(array.clone()));
+    }
+});
 single_key_store!(
     domain::BatteryArray,
-    BatteryArrayRow,
     battery_arrays,
     battery_array_id,
     |q, f| {
@@ -564,64 +486,46 @@ single_key_store!(
         }
     }
 );
-single_key_store!(
-    domain::BatteryPack,
-    PackRow,
-    battery_packs,
-    pack_id,
-    |q, f| {
-        if let Some(system) = &f.system_id {
-            q = q.filter(schema::battery_packs::system_id.eq(system.clone()));
-        }
-        if let Some(battery_array) = &f.battery_array_id {
-            q = q.filter(schema::battery_packs::battery_array_id.eq(battery_array.clone()));
-        }
+single_key_store!(domain::BatteryPack, battery_packs, pack_id, |q, f| {
+    if let Some(system) = &f.system_id {
+        q = q.filter(schema::battery_packs::system_id.eq(system.clone()));
     }
-);
-single_key_store!(
-    domain::Battery,
-    BatteryRow,
-    batteries,
-    battery_id,
-    |q, f| {
-        if let Some(system) = &f.system_id {
-            let packs = schema::battery_packs::table
-                .filter(schema::battery_packs::system_id.eq(system.clone()))
-                .select(schema::battery_packs::pack_id);
-            q = q.filter(schema::batteries::pack_id.eq_any(packs));
-        }
-        if let Some(pack) = &f.pack_id {
-            q = q.filter(schema::batteries::pack_id.eq(pack.clone()));
-        }
+    if let Some(battery_array) = &f.battery_array_id {
+        q = q.filter(schema::battery_packs::battery_array_id.eq(battery_array.clone()));
     }
-);
-single_key_store!(
-    domain::BatteryCell,
-    CellRow,
-    battery_cells,
-    cell_id,
-    |q, f| {
-        if let Some(system) = &f.system_id {
-            let packs = schema::battery_packs::table
-                .filter(schema::battery_packs::system_id.eq(system.clone()))
-                .select(schema::battery_packs::pack_id);
-            let batteries = schema::batteries::table
-                .filter(schema::batteries::pack_id.eq_any(packs))
-                .select(schema::batteries::battery_id);
-            q = q.filter(schema::battery_cells::battery_id.eq_any(batteries));
-        }
-        if let Some(pack) = &f.pack_id {
-            let batteries = schema::batteries::table
-                .filter(schema::batteries::pack_id.eq(pack.clone()))
-                .select(schema::batteries::battery_id);
-            q = q.filter(schema::battery_cells::battery_id.eq_any(batteries));
-        }
-        if let Some(battery) = &f.battery_id {
-            q = q.filter(schema::battery_cells::battery_id.eq(battery.clone()));
-        }
+});
+single_key_store!(domain::Battery, batteries, battery_id, |q, f| {
+    if let Some(system) = &f.system_id {
+        let packs = schema::battery_packs::table
+            .filter(schema::battery_packs::system_id.eq(system.clone()))
+            .select(schema::battery_packs::pack_id);
+        q = q.filter(schema::batteries::pack_id.eq_any(packs));
     }
-);
-single_key_store!(domain::Meter, MeterRow, meters, meter_id, |q, f| {
+    if let Some(pack) = &f.pack_id {
+        q = q.filter(schema::batteries::pack_id.eq(pack.clone()));
+    }
+});
+single_key_store!(domain::BatteryCell, battery_cells, cell_id, |q, f| {
+    if let Some(system) = &f.system_id {
+        let packs = schema::battery_packs::table
+            .filter(schema::battery_packs::system_id.eq(system.clone()))
+            .select(schema::battery_packs::pack_id);
+        let batteries = schema::batteries::table
+            .filter(schema::batteries::pack_id.eq_any(packs))
+            .select(schema::batteries::battery_id);
+        q = q.filter(schema::battery_cells::battery_id.eq_any(batteries));
+    }
+    if let Some(pack) = &f.pack_id {
+        let batteries = schema::batteries::table
+            .filter(schema::batteries::pack_id.eq(pack.clone()))
+            .select(schema::batteries::battery_id);
+        q = q.filter(schema::battery_cells::battery_id.eq_any(batteries));
+    }
+    if let Some(battery) = &f.battery_id {
+        q = q.filter(schema::battery_cells::battery_id.eq(battery.clone()));
+    }
+});
+single_key_store!(domain::Meter, meters, meter_id, |q, f| {
     if let Some(system) = &f.system_id {
         q = q.filter(schema::meters::system_id.eq(system.clone()));
     }
@@ -629,18 +533,12 @@ single_key_store!(domain::Meter, MeterRow, meters, meter_id, |q, f| {
         q = q.filter(schema::meters::array_id.eq(array.clone()));
     }
 });
-single_key_store!(
-    domain::AdapterType,
-    AdapterTypeRow,
-    adapter_base,
-    adapter_type,
-    |q, f| {
-        if let Some(category) = &f.device_category {
-            q = q.filter(schema::adapter_base::device_category.eq(category.clone()));
-        }
+single_key_store!(domain::AdapterType, adapter_base, adapter_type, |q, f| {
+    if let Some(category) = &f.device_category {
+        q = q.filter(schema::adapter_base::device_category.eq(category.clone()));
     }
-);
-single_key_store!(domain::Adapter, AdapterRow, adapters, adapter_id, |q, f| {
+});
+single_key_store!(domain::Adapter, adapters, adapter_id, |q, f| {
     if let Some(adapter_type) = &f.adapter_type {
         q = q.filter(schema::adapters::adapter_type.eq(adapter_type.clone()));
     }
@@ -653,16 +551,14 @@ single_key_store!(domain::Adapter, AdapterRow, adapters, adapter_id, |q, f| {
 });
 
 impl CatalogStore for domain::BatteryArrayAttachment {
-    const TABLE: &'static str = "battery_array_attachments";
-
     fn fetch(conn: &mut DbConnection, key: &(String, i64)) -> Result<Option<Self>, DbError> {
         use schema::battery_array_attachments::dsl::*;
-        let row: Option<AttachmentRow> = battery_array_attachments
+        let row: Option<self::battery_array_attachments::Row> = battery_array_attachments
             .find((&key.0, key.1))
-            .select(AttachmentRow::as_select())
+            .select(self::battery_array_attachments::Row::as_select())
             .first(conn)
             .optional()?;
-        Ok(row.map(AttachmentRow::into_domain))
+        Ok(row.map(self::battery_array_attachments::Row::into_domain))
     }
 
     fn fetch_page(
@@ -673,7 +569,7 @@ impl CatalogStore for domain::BatteryArrayAttachment {
     ) -> Result<Vec<Self>, DbError> {
         use schema::battery_array_attachments::dsl::*;
         let mut query = battery_array_attachments
-            .select(AttachmentRow::as_select())
+            .select(self::battery_array_attachments::Row::as_select())
             .order((battery_array_id, attached_since))
             .limit(limit)
             .into_boxed();
@@ -696,16 +592,27 @@ impl CatalogStore for domain::BatteryArrayAttachment {
         if filter.active_only {
             query = query.filter(detached_at.is_null());
         }
-        let rows: Vec<AttachmentRow> = query.load(conn)?;
-        Ok(rows.into_iter().map(AttachmentRow::into_domain).collect())
+        let rows: Vec<self::battery_array_attachments::Row> = query.load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(self::battery_array_attachments::Row::into_domain)
+            .collect())
     }
 
     fn store_new(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
-        Ok(AttachmentRow::insert(conn, row, now_ms())?)
+        Ok(self::battery_array_attachments::Row::insert(
+            conn,
+            row,
+            now_ms(),
+        )?)
     }
 
     fn store_changed(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
-        Ok(AttachmentRow::update(conn, row, now_ms())?)
+        Ok(self::battery_array_attachments::Row::update(
+            conn,
+            row,
+            now_ms(),
+        )?)
     }
 
     fn remove(conn: &mut DbConnection, key: &(String, i64)) -> Result<usize, DbError> {
@@ -715,15 +622,13 @@ impl CatalogStore for domain::BatteryArrayAttachment {
 }
 
 impl CatalogStore for domain::BatteryPackAdapter {
-    const TABLE: &'static str = "battery_pack_adapters";
-
     fn fetch(conn: &mut DbConnection, key: &(String, String)) -> Result<Option<Self>, DbError> {
-        let row: Option<PackAdapterRow> = schema::battery_pack_adapters::table
+        let row: Option<self::battery_pack_adapters::Row> = schema::battery_pack_adapters::table
             .find((&key.0, &key.1))
-            .select(PackAdapterRow::as_select())
+            .select(self::battery_pack_adapters::Row::as_select())
             .first(conn)
             .optional()?;
-        Ok(row.map(PackAdapterRow::into_domain))
+        Ok(row.map(self::battery_pack_adapters::Row::into_domain))
     }
 
     fn fetch_page(
@@ -734,7 +639,7 @@ impl CatalogStore for domain::BatteryPackAdapter {
     ) -> Result<Vec<Self>, DbError> {
         use schema::battery_pack_adapters::dsl::*;
         let mut query = battery_pack_adapters
-            .select(PackAdapterRow::as_select())
+            .select(self::battery_pack_adapters::Row::as_select())
             .order((pack_id, adapter_id))
             .limit(limit)
             .into_boxed();
@@ -757,16 +662,27 @@ impl CatalogStore for domain::BatteryPackAdapter {
                 .select(schema::battery_packs::pack_id);
             query = query.filter(pack_id.eq_any(packs));
         }
-        let rows: Vec<PackAdapterRow> = query.load(conn)?;
-        Ok(rows.into_iter().map(PackAdapterRow::into_domain).collect())
+        let rows: Vec<self::battery_pack_adapters::Row> = query.load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(self::battery_pack_adapters::Row::into_domain)
+            .collect())
     }
 
     fn store_new(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
-        Ok(PackAdapterRow::insert(conn, row, now_ms())?)
+        Ok(self::battery_pack_adapters::Row::insert(
+            conn,
+            row,
+            now_ms(),
+        )?)
     }
 
     fn store_changed(conn: &mut DbConnection, row: &Self) -> Result<(), DbError> {
-        Ok(PackAdapterRow::update(conn, row, now_ms())?)
+        Ok(self::battery_pack_adapters::Row::update(
+            conn,
+            row,
+            now_ms(),
+        )?)
     }
 
     fn remove(conn: &mut DbConnection, key: &(String, String)) -> Result<usize, DbError> {
@@ -782,22 +698,25 @@ pub fn packs_by_id(
     conn: &mut DbConnection,
     ids: &[String],
 ) -> Result<Vec<domain::BatteryPack>, DbError> {
-    let rows: Vec<PackRow> = schema::battery_packs::table
+    let rows: Vec<battery_packs::Row> = schema::battery_packs::table
         .filter(schema::battery_packs::pack_id.eq_any(ids))
-        .select(PackRow::as_select())
+        .select(battery_packs::Row::as_select())
         .load(conn)?;
-    Ok(rows.into_iter().map(PackRow::into_domain).collect())
+    Ok(rows
+        .into_iter()
+        .map(battery_packs::Row::into_domain)
+        .collect())
 }
 
 pub fn batteries_by_id(
     conn: &mut DbConnection,
     ids: &[String],
 ) -> Result<Vec<domain::Battery>, DbError> {
-    let rows: Vec<BatteryRow> = schema::batteries::table
+    let rows: Vec<batteries::Row> = schema::batteries::table
         .filter(schema::batteries::battery_id.eq_any(ids))
-        .select(BatteryRow::as_select())
+        .select(batteries::Row::as_select())
         .load(conn)?;
-    Ok(rows.into_iter().map(BatteryRow::into_domain).collect())
+    Ok(rows.into_iter().map(batteries::Row::into_domain).collect())
 }
 
 /// Every catalog row of one system (or of all systems), one query per table whatever the number of
@@ -823,132 +742,144 @@ fn load_installations_with(
     system: Option<&str>,
     everything: bool,
 ) -> Result<(Vec<domain::System>, Installation), DbError> {
-    use schema::*;
     let Some(system) = system else {
         let (_, installation, systems) = load_catalog(conn)?;
         return Ok((systems, installation));
     };
-    let systems: Vec<SystemRow> = systems::table
-        .filter(systems::system_id.eq(system))
-        .select(SystemRow::as_select())
+    let systems: Vec<systems::Row> = schema::systems::table
+        .filter(schema::systems::system_id.eq(system))
+        .select(systems::Row::as_select())
         .load(conn)?;
-    let arrays: Vec<ArrayRow> = arrays::table
-        .filter(arrays::system_id.eq(system))
-        .select(ArrayRow::as_select())
+    let arrays: Vec<arrays::Row> = schema::arrays::table
+        .filter(schema::arrays::system_id.eq(system))
+        .select(arrays::Row::as_select())
         .load(conn)?;
-    let inverters: Vec<InverterRow> = inverters::table
-        .filter(inverters::system_id.eq(system))
-        .select(InverterRow::as_select())
+    let inverters: Vec<inverters::Row> = schema::inverters::table
+        .filter(schema::inverters::system_id.eq(system))
+        .select(inverters::Row::as_select())
         .load(conn)?;
-    let battery_arrays: Vec<BatteryArrayRow> = battery_arrays::table
-        .filter(battery_arrays::system_id.eq(system))
-        .select(BatteryArrayRow::as_select())
+    let battery_arrays: Vec<battery_arrays::Row> = schema::battery_arrays::table
+        .filter(schema::battery_arrays::system_id.eq(system))
+        .select(battery_arrays::Row::as_select())
         .load(conn)?;
-    let attachments: Vec<AttachmentRow> = battery_array_attachments::table
-        .filter(battery_array_attachments::system_id.eq(system))
-        .select(AttachmentRow::as_select())
+    let attachments: Vec<self::battery_array_attachments::Row> =
+        schema::battery_array_attachments::table
+            .filter(schema::battery_array_attachments::system_id.eq(system))
+            .select(self::battery_array_attachments::Row::as_select())
+            .load(conn)?;
+    let packs: Vec<battery_packs::Row> = schema::battery_packs::table
+        .filter(schema::battery_packs::system_id.eq(system))
+        .select(battery_packs::Row::as_select())
         .load(conn)?;
-    let packs: Vec<PackRow> = battery_packs::table
-        .filter(battery_packs::system_id.eq(system))
-        .select(PackRow::as_select())
-        .load(conn)?;
-    let system_packs = battery_packs::table
-        .filter(battery_packs::system_id.eq(system))
-        .select(battery_packs::pack_id);
-    let batteries: Vec<BatteryRow> = if everything {
-        batteries::table
-            .filter(batteries::pack_id.eq_any(system_packs))
-            .select(BatteryRow::as_select())
+    let system_packs = schema::battery_packs::table
+        .filter(schema::battery_packs::system_id.eq(system))
+        .select(schema::battery_packs::pack_id);
+    let batteries: Vec<batteries::Row> = if everything {
+        schema::batteries::table
+            .filter(schema::batteries::pack_id.eq_any(system_packs))
+            .select(batteries::Row::as_select())
             .load(conn)?
     } else {
         Vec::new()
     };
-    let system_batteries = batteries::table
+    let system_batteries = schema::batteries::table
         .filter(
-            batteries::pack_id.eq_any(
-                battery_packs::table
-                    .filter(battery_packs::system_id.eq(system))
-                    .select(battery_packs::pack_id),
+            schema::batteries::pack_id.eq_any(
+                schema::battery_packs::table
+                    .filter(schema::battery_packs::system_id.eq(system))
+                    .select(schema::battery_packs::pack_id),
             ),
         )
-        .select(batteries::battery_id);
-    let cells: Vec<CellRow> = if everything {
-        battery_cells::table
-            .filter(battery_cells::battery_id.eq_any(system_batteries))
-            .select(CellRow::as_select())
+        .select(schema::batteries::battery_id);
+    let cells: Vec<battery_cells::Row> = if everything {
+        schema::battery_cells::table
+            .filter(schema::battery_cells::battery_id.eq_any(system_batteries))
+            .select(battery_cells::Row::as_select())
             .load(conn)?
     } else {
         Vec::new()
     };
-    let meters: Vec<MeterRow> = meters::table
-        .filter(meters::system_id.eq(system))
-        .select(MeterRow::as_select())
+    let meters: Vec<meters::Row> = schema::meters::table
+        .filter(schema::meters::system_id.eq(system))
+        .select(meters::Row::as_select())
         .load(conn)?;
-    let pack_adapters: Vec<PackAdapterRow> = if !everything {
+    let pack_adapters: Vec<self::battery_pack_adapters::Row> = if !everything {
         Vec::new()
     } else {
-        battery_pack_adapters::table
+        schema::battery_pack_adapters::table
             .filter(
-                battery_pack_adapters::pack_id.eq_any(
-                    battery_packs::table
-                        .filter(battery_packs::system_id.eq(system))
-                        .select(battery_packs::pack_id),
+                schema::battery_pack_adapters::pack_id.eq_any(
+                    schema::battery_packs::table
+                        .filter(schema::battery_packs::system_id.eq(system))
+                        .select(schema::battery_packs::pack_id),
                 ),
             )
-            .select(PackAdapterRow::as_select())
+            .select(self::battery_pack_adapters::Row::as_select())
             .load(conn)?
     };
     // Adapters belong to a system through the device they read.
-    let adapters: Vec<AdapterRow> = if !everything {
+    let adapters: Vec<adapters::Row> = if !everything {
         Vec::new()
     } else {
-        adapters::table
+        schema::adapters::table
             .filter(
-                adapters::device_id
+                schema::adapters::device_id
                     .eq_any(
-                        inverters::table
-                            .filter(inverters::system_id.eq(system))
-                            .select(inverters::inverter_id.nullable()),
+                        schema::inverters::table
+                            .filter(schema::inverters::system_id.eq(system))
+                            .select(schema::inverters::inverter_id.nullable()),
                     )
-                    .or(adapters::device_id.eq_any(
-                        meters::table
-                            .filter(meters::system_id.eq(system))
-                            .select(meters::meter_id.nullable()),
+                    .or(schema::adapters::device_id.eq_any(
+                        schema::meters::table
+                            .filter(schema::meters::system_id.eq(system))
+                            .select(schema::meters::meter_id.nullable()),
                     ))
-                    .or(adapters::device_id.eq_any(
-                        battery_packs::table
-                            .filter(battery_packs::system_id.eq(system))
-                            .select(battery_packs::pack_id.nullable()),
+                    .or(schema::adapters::device_id.eq_any(
+                        schema::battery_packs::table
+                            .filter(schema::battery_packs::system_id.eq(system))
+                            .select(schema::battery_packs::pack_id.nullable()),
                     )),
             )
-            .select(AdapterRow::as_select())
+            .select(adapters::Row::as_select())
             .load(conn)?
     };
     Ok((
-        systems.into_iter().map(SystemRow::into_domain).collect(),
+        systems.into_iter().map(systems::Row::into_domain).collect(),
         Installation {
             system: None,
-            arrays: arrays.into_iter().map(ArrayRow::into_domain).collect(),
-            adapters: adapters.into_iter().map(AdapterRow::into_domain).collect(),
+            arrays: arrays.into_iter().map(arrays::Row::into_domain).collect(),
+            adapters: adapters
+                .into_iter()
+                .map(adapters::Row::into_domain)
+                .collect(),
             inverters: inverters
                 .into_iter()
-                .map(InverterRow::into_domain)
+                .map(inverters::Row::into_domain)
                 .collect(),
             battery_arrays: battery_arrays
                 .into_iter()
-                .map(BatteryArrayRow::into_domain)
+                .map(battery_arrays::Row::into_domain)
                 .collect(),
             attachments: attachments
                 .into_iter()
-                .map(AttachmentRow::into_domain)
+                .map(self::battery_array_attachments::Row::into_domain)
                 .collect(),
-            packs: packs.into_iter().map(PackRow::into_domain).collect(),
-            batteries: batteries.into_iter().map(BatteryRow::into_domain).collect(),
-            cells: cells.into_iter().map(CellRow::into_domain).collect(),
-            meters: meters.into_iter().map(MeterRow::into_domain).collect(),
+            packs: packs
+                .into_iter()
+                .map(battery_packs::Row::into_domain)
+                .collect(),
+            batteries: batteries
+                .into_iter()
+                .map(batteries::Row::into_domain)
+                .collect(),
+            cells: cells
+                .into_iter()
+                .map(battery_cells::Row::into_domain)
+                .collect(),
+            meters: meters.into_iter().map(meters::Row::into_domain).collect(),
             pack_adapters: pack_adapters
                 .into_iter()
-                .map(PackAdapterRow::into_domain)
+                .map(self::battery_pack_adapters::Row::into_domain)
                 .collect(),
         },
     ))
@@ -962,13 +893,13 @@ pub fn ensure_batteries_and_cells(
     cells: &[domain::BatteryCell],
 ) -> Result<(), DbError> {
     let now = now_ms();
-    let battery_rows: Vec<BatteryRow> = batteries
+    let battery_rows: Vec<batteries::Row> = batteries
         .iter()
-        .map(|b| BatteryRow::from_domain(b, now, now))
+        .map(|b| batteries::Row::from_domain(b, now, now))
         .collect();
-    let cell_rows: Vec<CellRow> = cells
+    let cell_rows: Vec<battery_cells::Row> = cells
         .iter()
-        .map(|c| CellRow::from_domain(c, now, now))
+        .map(|c| battery_cells::Row::from_domain(c, now, now))
         .collect();
     for row in &battery_rows {
         match conn {

@@ -7,9 +7,10 @@ use solarhub_proto::tonic::{self, Request, Response, Status, Streaming};
 use solarhub_proto::v1 as proto;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::catalog::ListFilter;
 use crate::catalog::{Adapter, id_problem};
 use crate::db::DbError;
-use crate::hierarchy::{ListFilter, Repository};
+use crate::hierarchy::Repository;
 use crate::ingest::{
     Batch, IncomingBattery, IncomingReading, Ingest, IngestError, Outcome, Refusal,
 };

@@ -72,23 +72,6 @@ impl fmt::Display for Parents {
     }
 }
 
-/// Filters of the List calls; `None` means "any". Each resource uses the ones that apply to it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    pub system_id: Option<String>,
-    pub array_id: Option<String>,
-    pub inverter_array_id: Option<String>,
-    pub battery_array_id: Option<String>,
-    pub pack_id: Option<String>,
-    pub battery_id: Option<String>,
-    pub adapter_id: Option<String>,
-    pub adapter_type: Option<String>,
-    pub collector_id: Option<String>,
-    pub device_id: Option<String>,
-    pub device_category: Option<String>,
-    pub active_only: bool,
-}
-
 /// Why a catalog request failed. Messages name resources by kind and id, never SQL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {

@@ -15,7 +15,8 @@ use crate::db::catalog::{self as store, CatalogStore};
 use crate::db::{Database, DbConnection, DbError};
 use crate::json_schema::JsonSchema;
 
-use super::{CatalogError, ListFilter, Parents, Resource, Violations};
+use super::{CatalogError, Parents, Resource, Violations};
+use crate::catalog::ListFilter;
 
 /// Default and largest page of the List calls.
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
@@ -38,7 +39,7 @@ pub struct ConfigTree {
 }
 
 /// How a resource hangs in the hierarchy: the references it must check and the parents it reports.
-pub trait Linked: CatalogStore {
+pub trait Linked: CatalogStore + Resource {
     /// Checks that what `row` references exists and fits, and fills derived fields.
     fn resolve(conn: &mut DbConnection, row: &mut Self) -> Result<(), CatalogError>;
     /// The parent ids of each row, in order.
@@ -218,8 +219,8 @@ impl Repository {
                 let key_text = R::id_text(&key);
                 let mut deleted = BTreeMap::new();
                 // Nothing references attachments or pack adapters; everything else may have children.
-                if cascade::is_referenced(R::TABLE) {
-                    let children = cascade::dependents(conn, R::TABLE, &key_text)?;
+                if cascade::is_referenced(R::TABLE.table_name()) {
+                    let children = cascade::dependents(conn, R::TABLE.table_name(), &key_text)?;
                     if !children.is_empty() && !cascade {
                         return Err(CatalogError::HasChildren {
                             kind: R::KIND,
@@ -227,11 +228,11 @@ impl Repository {
                             children,
                         });
                     }
-                    deleted = cascade::delete_dependents(conn, R::TABLE, &key_text)?;
+                    deleted = cascade::delete_dependents(conn, R::TABLE.table_name(), &key_text)?;
                 }
                 let removed = R::remove(conn, &key)?;
                 R::written(conn, Some(&before), None)?;
-                *deleted.entry(R::TABLE.to_owned()).or_default() += removed as i64;
+                *deleted.entry(R::TABLE.table_name().to_owned()).or_default() += removed as i64;
                 Ok(deleted)
             })
             .await;
@@ -306,7 +307,7 @@ fn unique_conflict<R: Linked>(row: &R) -> CatalogError {
 }
 
 /// Looks up a referenced resource; a missing one is NOT_FOUND naming the request field.
-fn require<P: CatalogStore>(
+fn require<P: CatalogStore + Resource>(
     conn: &mut DbConnection,
     id: &P::Key,
     field: &str,

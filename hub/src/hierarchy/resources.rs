@@ -1,36 +1,28 @@
 //! What each catalog resource is as an API resource: its key, its checks on values alone, and which
 //! of its fields an update may change.
 
-use std::fmt;
-
 use crate::catalog::{
     Adapter, AdapterType, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
-    BatteryPackAdapter, Inverter, InverterArray, Meter, System, id_problem,
+    BatteryPackAdapter, CatalogRecord, Inverter, InverterArray, Meter, System, id_problem,
 };
 use crate::json_schema::JsonSchema;
 
 use super::Violations;
 
-/// A resource of the hierarchy API.
-pub trait Resource: Clone + PartialEq + fmt::Debug + Send + Sync + 'static {
-    type Key: Clone + PartialEq + fmt::Debug + Send + Sync + 'static;
+/// A resource of the hierarchy API. Its key, fields and which of them an update may change come
+/// from its one declaration (`CatalogRecord`); this adds what the API says about it.
+pub trait Resource: CatalogRecord {
     /// How people call it: "inverter array".
     const KIND: &'static str;
     /// The request field that carries it: "inverter_array".
     const FIELD: &'static str;
     /// Fields that identify it; an update cannot change them.
     const ID_FIELDS: &'static [&'static str];
-    /// Fields an update may change (an empty update mask means all of them).
-    const MUTABLE_FIELDS: &'static [&'static str];
-
-    fn id(&self) -> Self::Key;
     /// The key as text, for messages and page tokens.
     fn id_text(key: &Self::Key) -> String;
     fn id_from_text(text: &str) -> Option<Self::Key>;
     /// Checks that need nothing but the value itself.
     fn check_values(&self, violations: &mut Violations);
-    /// Copies `field` (one of `MUTABLE_FIELDS`) from `from`.
-    fn copy_field(&mut self, from: &Self, field: &str);
 }
 
 fn check_id(violations: &mut Violations, field: String, id: &str) {
@@ -86,31 +78,16 @@ fn check_json_object(violations: &mut Violations, field: String, text: Option<&s
     }
 }
 
-macro_rules! copy_fields {
-    ($target:expr, $from:expr, $field:expr, [$($name:ident),* $(,)?]) => {
-        match $field {
-            $(stringify!($name) => $target.$name = $from.$name.clone(),)*
-            _ => {}
-        }
-    };
-}
-
 /// Meter types the API accepts.
 pub const METER_TYPES: &[&str] = &["grid", "consumption", "pv", "generator", "battery", "other"];
 /// Device categories of adapter types.
 pub const DEVICE_CATEGORIES: &[&str] = &["inverter", "battery", "meter"];
 
 impl Resource for System {
-    type Key = String;
     const KIND: &'static str = "system";
     const FIELD: &'static str = "system";
     const ID_FIELDS: &'static [&'static str] = &["system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] =
-        &["name", "description", "timezone", "currency", "tariff_json"];
 
-    fn id(&self) -> String {
-        self.system_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -139,26 +116,13 @@ impl Resource for System {
         }
         check_json_object(v, "system.tariff_json".into(), self.tariff_json.as_deref());
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(
-            self,
-            from,
-            field,
-            [name, description, timezone, currency, tariff_json]
-        );
-    }
 }
 
 impl Resource for InverterArray {
-    type Key = String;
     const KIND: &'static str = "inverter array";
     const FIELD: &'static str = "inverter_array";
     const ID_FIELDS: &'static [&'static str] = &["array_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &["name", "pv_capacity_kw"];
 
-    fn id(&self) -> String {
-        self.array_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -175,31 +139,13 @@ impl Resource for InverterArray {
             self.pv_capacity_kw,
         );
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(self, from, field, [name, pv_capacity_kw]);
-    }
 }
 
 impl Resource for Inverter {
-    type Key = String;
     const KIND: &'static str = "inverter";
     const FIELD: &'static str = "inverter";
     const ID_FIELDS: &'static [&'static str] = &["inverter_id", "system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &[
-        "array_id",
-        "adapter_id",
-        "name",
-        "model",
-        "serial_number",
-        "vendor",
-        "phase_type",
-        "rated_power_w",
-        "settings_json",
-    ];
 
-    fn id(&self) -> String {
-        self.inverter_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -227,36 +173,13 @@ impl Resource for Inverter {
             self.settings_json.as_deref(),
         );
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(
-            self,
-            from,
-            field,
-            [
-                array_id,
-                adapter_id,
-                name,
-                model,
-                serial_number,
-                vendor,
-                phase_type,
-                rated_power_w,
-                settings_json
-            ]
-        );
-    }
 }
 
 impl Resource for BatteryArray {
-    type Key = String;
     const KIND: &'static str = "battery array";
     const FIELD: &'static str = "battery_array";
     const ID_FIELDS: &'static [&'static str] = &["battery_array_id", "system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &["name"];
 
-    fn id(&self) -> String {
-        self.battery_array_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -272,21 +195,13 @@ impl Resource for BatteryArray {
         check_id(v, "battery_array.system_id".into(), &self.system_id);
         check_name(v, "battery_array.name".into(), &self.name);
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(self, from, field, [name]);
-    }
 }
 
 impl Resource for BatteryArrayAttachment {
-    type Key = (String, i64);
     const KIND: &'static str = "battery array attachment";
     const FIELD: &'static str = "battery_array_attachment";
     const ID_FIELDS: &'static [&'static str] = &["battery_array_id", "attached_since", "system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &["inverter_array_id", "detached_at"];
 
-    fn id(&self) -> (String, i64) {
-        (self.battery_array_id.clone(), self.attached_since)
-    }
     fn id_text(key: &(String, i64)) -> String {
         format!("{}@{}", key.0, key.1)
     }
@@ -319,30 +234,13 @@ impl Resource for BatteryArrayAttachment {
             );
         }
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(self, from, field, [inverter_array_id, detached_at]);
-    }
 }
 
 impl Resource for BatteryPack {
-    type Key = String;
     const KIND: &'static str = "battery pack";
     const FIELD: &'static str = "battery_pack";
     const ID_FIELDS: &'static [&'static str] = &["pack_id", "system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &[
-        "battery_array_id",
-        "name",
-        "chemistry",
-        "nominal_kwh",
-        "max_charge_kw",
-        "max_discharge_kw",
-        "batteries_count",
-        "cells_per_battery",
-    ];
 
-    fn id(&self) -> String {
-        self.pack_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -379,36 +277,14 @@ impl Resource for BatteryPack {
             }
         }
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(
-            self,
-            from,
-            field,
-            [
-                battery_array_id,
-                name,
-                chemistry,
-                nominal_kwh,
-                max_charge_kw,
-                max_discharge_kw,
-                batteries_count,
-                cells_per_battery
-            ]
-        );
-    }
 }
 
 impl Resource for Battery {
-    type Key = String;
     const KIND: &'static str = "battery";
     const FIELD: &'static str = "battery";
     const ID_FIELDS: &'static [&'static str] =
         &["battery_id", "pack_id", "system_id", "battery_array_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &["battery_index", "serial_number", "model"];
 
-    fn id(&self) -> String {
-        self.battery_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -425,21 +301,13 @@ impl Resource for Battery {
             );
         }
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(self, from, field, [battery_index, serial_number, model]);
-    }
 }
 
 impl Resource for BatteryCell {
-    type Key = String;
     const KIND: &'static str = "battery cell";
     const FIELD: &'static str = "battery_cell";
     const ID_FIELDS: &'static [&'static str] = &["cell_id", "battery_id", "pack_id", "system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &["cell_index", "nominal_voltage"];
 
-    fn id(&self) -> String {
-        self.cell_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -461,22 +329,13 @@ impl Resource for BatteryCell {
             self.nominal_voltage,
         );
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(self, from, field, [cell_index, nominal_voltage]);
-    }
 }
 
 impl Resource for Meter {
-    type Key = String;
     const KIND: &'static str = "meter";
     const FIELD: &'static str = "meter";
     const ID_FIELDS: &'static [&'static str] = &["meter_id", "system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] =
-        &["array_id", "adapter_id", "name", "model", "meter_type"];
 
-    fn id(&self) -> String {
-        self.meter_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -500,34 +359,13 @@ impl Resource for Meter {
             );
         }
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(
-            self,
-            from,
-            field,
-            [array_id, adapter_id, name, model, meter_type]
-        );
-    }
 }
 
 impl Resource for AdapterType {
-    type Key = String;
     const KIND: &'static str = "adapter type";
     const FIELD: &'static str = "adapter_type";
     const ID_FIELDS: &'static [&'static str] = &["adapter_type"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &[
-        "device_category",
-        "name",
-        "description",
-        "config_schema",
-        "supported_transports",
-        "default_config",
-        "version",
-    ];
 
-    fn id(&self) -> String {
-        self.adapter_type.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -582,43 +420,13 @@ impl Resource for AdapterType {
             v.add("adapter_type.version", "must be 1 or more");
         }
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(
-            self,
-            from,
-            field,
-            [
-                device_category,
-                name,
-                description,
-                config_schema,
-                supported_transports,
-                default_config,
-                version
-            ]
-        );
-    }
 }
 
 impl Resource for Adapter {
-    type Key = String;
     const KIND: &'static str = "adapter";
     const FIELD: &'static str = "adapter";
     const ID_FIELDS: &'static [&'static str] = &["adapter_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &[
-        "adapter_type",
-        "device_category",
-        "device_id",
-        "device_type",
-        "collector_id",
-        "config_json",
-        "priority",
-        "enabled",
-    ];
 
-    fn id(&self) -> String {
-        self.adapter_id.clone()
-    }
     fn id_text(key: &String) -> String {
         key.clone()
     }
@@ -642,35 +450,13 @@ impl Resource for Adapter {
         }
         check_json_object(v, "adapter.config_json".into(), Some(&self.config_json));
     }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(
-            self,
-            from,
-            field,
-            [
-                adapter_type,
-                device_category,
-                device_id,
-                device_type,
-                collector_id,
-                config_json,
-                priority,
-                enabled
-            ]
-        );
-    }
 }
 
 impl Resource for BatteryPackAdapter {
-    type Key = (String, String);
     const KIND: &'static str = "battery pack adapter";
     const FIELD: &'static str = "battery_pack_adapter";
     const ID_FIELDS: &'static [&'static str] = &["pack_id", "adapter_id", "system_id"];
-    const MUTABLE_FIELDS: &'static [&'static str] = &["priority", "enabled"];
 
-    fn id(&self) -> (String, String) {
-        (self.pack_id.clone(), self.adapter_id.clone())
-    }
     fn id_text(key: &(String, String)) -> String {
         format!("{}/{}", key.0, key.1)
     }
@@ -691,8 +477,5 @@ impl Resource for BatteryPackAdapter {
                 format!("must be 1 or more, got {}", self.priority),
             );
         }
-    }
-    fn copy_field(&mut self, from: &Self, field: &str) {
-        copy_fields!(self, from, field, [priority, enabled]);
     }
 }

@@ -12,11 +12,12 @@ use solarhub_proto::tonic::{self, Request, Response, Status};
 use solarhub_proto::v1 as proto;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::catalog::ListFilter;
 use crate::catalog::{
     Adapter, AdapterType, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
     BatteryPackAdapter, Inverter, InverterArray, Meter, System,
 };
-use crate::hierarchy::{CatalogError, ConfigTree, ListFilter, Parents, Repository, Violations};
+use crate::hierarchy::{CatalogError, ConfigTree, Parents, Repository, Violations};
 use convert::{FromMessage, ToMessage};
 use solarhub_proto::time::millis;
 
