@@ -5,12 +5,14 @@
 //! reaches the database only through `crate::db`. Every write runs in one transaction that checks the
 //! references it needs, so concurrent clients leave the catalog consistent.
 
+mod linked;
 mod repository;
 mod resources;
 
 use std::fmt;
 
-pub use repository::{ConfigTree, DEFAULT_PAGE_SIZE, Linked, MAX_PAGE_SIZE, Page, Repository};
+pub use linked::Linked;
+pub use repository::{ConfigTree, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, Repository};
 pub use resources::{DEVICE_CATEGORIES, METER_TYPES, Resource};
 
 use crate::db::DbError;
