@@ -17,8 +17,9 @@ use tokio_modbus::prelude::SlaveContext;
 
 use crate::backoff::Backoff;
 use crate::modbus_poll::{self, RequestError};
-use crate::normalize::{Normalizer, Reading};
+use crate::normalize::Normalizer;
 use crate::read_plan::{self, ReadRequest};
+use crate::reading::Reading;
 use crate::register_map::RegisterMap;
 use crate::serial::SerialSettings;
 use crate::sunspec::{self, FoundModel, Layouts, SunSpecError};

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod pack;
 pub mod pytes;
 pub mod read_plan;
+pub mod reading;
 pub mod register_map;
 pub mod runtime;
 pub mod serial;

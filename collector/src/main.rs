@@ -185,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => {
                     let mut sink = open_output(&path)?;
                     let (tx, mut rx) =
-                        tokio::sync::mpsc::channel::<solarhub_collector::normalize::Reading>(1024);
+                        tokio::sync::mpsc::channel::<solarhub_collector::reading::Reading>(1024);
                     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                         while let Some(reading) = rx.blocking_recv() {
                             serde_json::to_writer(&mut sink, &reading)?;

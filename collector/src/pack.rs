@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, MAX_BACKOFF};
 use crate::bus::{BusEvent, Transport};
 use crate::jkbms::{self, BatteryStatus, BusFrame, FrameScanner};
-use crate::normalize::{BatteryReading, CellReading, DropReason, Normalizer, Reading};
+use crate::normalize::Normalizer;
+use crate::reading::{BatteryReading, CellReading, DropReason, Reading};
 
 /// A pack read through one adapter.
 #[derive(Debug, Clone)]

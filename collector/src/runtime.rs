@@ -10,8 +10,9 @@ use tokio::time::Instant;
 use crate::assignment::Plan;
 use crate::backoff::{Backoff, MAX_BACKOFF};
 use crate::bus::{BusEvent, Transport, run_bus};
-use crate::normalize::{Normalizer, Reading};
+use crate::normalize::Normalizer;
 use crate::pack::{Failover, PackSpec, listen_jkbms, pack_reading};
+use crate::reading::Reading;
 
 /// Polls a Pytes console every `interval`.
 async fn run_console(

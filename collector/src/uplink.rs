@@ -13,8 +13,8 @@ use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
-use crate::normalize::Reading;
 use crate::outbox::{Outbox, OutboxError};
+use crate::reading::Reading;
 
 /// How readings become batches and how hard the uplink retries.
 #[derive(Debug, Clone)]

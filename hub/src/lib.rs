@@ -14,7 +14,6 @@ pub mod db;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod grpc;
-pub mod hierarchy;
 pub mod ingest;
 pub mod json_schema;
 pub mod legacy;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use solarhub_collector::bus::{BusEvent, Transport};
-use solarhub_collector::normalize::{DropReason, Reading};
 use solarhub_collector::pack::{Failover, PackSpec, listen_jkbms};
+use solarhub_collector::reading::{DropReason, Reading};
 use solarhub_collector::simulator::jkbms::{JkBank, Line, broadcast, serve_gateway};
 use tokio::sync::{mpsc, watch};
 

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use solarhub_collector::normalize::{DropReason, Normalizer};
+use solarhub_collector::normalize::Normalizer;
 use solarhub_collector::pack::{PackSpec, pack_reading};
 use solarhub_collector::pytes::{self, ConsoleError};
+use solarhub_collector::reading::DropReason;
 use solarhub_collector::serial::{self, SerialSettings};
 use solarhub_collector::simulator::pytes::{Console, serve_console};
 

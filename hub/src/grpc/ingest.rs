@@ -8,9 +8,9 @@ use solarhub_proto::v1 as proto;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::catalog::ListFilter;
+use crate::catalog::Repository;
 use crate::catalog::{Adapter, id_problem};
 use crate::db::DbError;
-use crate::hierarchy::Repository;
 use crate::ingest::{
     Batch, IncomingBattery, IncomingReading, Ingest, IngestError, Outcome, Refusal,
 };

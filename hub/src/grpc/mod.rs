@@ -16,8 +16,8 @@ use solarhub_proto::tonic::transport::server::TcpIncoming;
 use solarhub_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use tokio::net::TcpListener;
 
+use crate::catalog::Repository;
 use crate::db::Database;
-use crate::hierarchy::Repository;
 
 pub use server_info::ServerInfo;
 

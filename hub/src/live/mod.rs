@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::catalog::{BatteryArray, BatteryPack, Inverter, InverterArray, Meter, System};
+use crate::catalog::{CatalogError, Parents, Repository, Resource};
 use crate::db::catalog as store;
 use crate::db::live as stored;
 use crate::db::{Database, DbConnection, DbError};
-use crate::hierarchy::{CatalogError, Parents, Repository, Resource};
 
 pub use compute::{DEFAULT_POLL_INTERVAL_SECS, Inputs, STALE_AFTER_POLLS};
 pub use model::*;
@@ -203,7 +203,7 @@ impl Live {
     }
 
     /// The system a device belongs to, checked against the request's scope.
-    async fn system_of<R: crate::hierarchy::Linked>(
+    async fn system_of<R: crate::catalog::Linked>(
         &self,
         key: R::Key,
         id: &str,

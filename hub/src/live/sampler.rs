@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use super::{Live, compute};
+use crate::catalog::CatalogError;
 use crate::db::{Database, live as stored, samples};
-use crate::hierarchy::CatalogError;
 
 /// The default cadence of `array_samples`.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(10);

@@ -16,7 +16,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc;
 
 use super::{Live, SystemNow};
-use crate::hierarchy::CatalogError;
+use crate::catalog::CatalogError;
 
 /// How often a watcher looks for commits made by other hubs.
 pub const OTHER_HUBS_POLL: Duration = Duration::from_millis(400);

@@ -2,12 +2,12 @@
 //! (unknown ids are NOT_FOUND), and `Recompute`.
 
 use crate::catalog::{BatteryArray, BatteryPack, Inverter, InverterArray, Meter, System};
+use crate::catalog::{CatalogError, Repository};
 use crate::db::Database;
 use crate::db::rollups::{
     self as store, DeviceScope, EnergyScope, EnergyView, Level, MeterDay, MeterHour, PackDay,
     PackHour,
 };
-use crate::hierarchy::{CatalogError, Repository};
 
 use super::{RollReport, Settings};
 

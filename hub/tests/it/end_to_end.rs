@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{RunningHub, TestDb, site};
-use solarhub_collector::normalize::Reading;
 use solarhub_collector::outbox::{Limits, Outbox};
+use solarhub_collector::reading::Reading;
 use solarhub_collector::uplink::{UplinkConfig, run_collector};
 use tokio::sync::{mpsc, watch};
 

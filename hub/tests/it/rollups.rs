@@ -789,7 +789,7 @@ fn history_api(db: TestDb) {
 /// energy moves to the array it is attached to now.
 fn editing_an_attachment_rolls_its_time_again(db: TestDb) {
     use solarhub_hub::catalog::BatteryArrayAttachment;
-    use solarhub_hub::hierarchy::Repository;
+    use solarhub_hub::catalog::Repository;
     let mut site = Site::new(db);
     let mut readings = Vec::new();
     let mut ts = local(2025, 6, 1, 0, 0);

@@ -8,7 +8,7 @@ use crate::catalog::{
     Adapter, AdapterType, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
     BatteryPackAdapter, Inverter, InverterArray, Meter, System,
 };
-use crate::hierarchy::{Parents, Violations};
+use crate::catalog::{Parents, Violations};
 
 /// A domain resource as its message, with its parent ids.
 pub(crate) trait ToMessage {

@@ -17,7 +17,7 @@ use crate::catalog::{
     Adapter, AdapterType, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
     BatteryPackAdapter, Inverter, InverterArray, Meter, System,
 };
-use crate::hierarchy::{CatalogError, ConfigTree, Parents, Repository, Violations};
+use crate::catalog::{CatalogError, ConfigTree, Parents, Repository, Violations};
 use convert::{FromMessage, ToMessage};
 use solarhub_proto::time::millis;
 

@@ -1,19 +1,7 @@
-//! The installation hierarchy as a service: validation, referential checks and the repository that
-//! reads and changes it (DESIGN §3.1, §4 CRUD).
-//!
-//! It speaks domain types (`crate::catalog`) and [`CatalogError`]; it never sees proto types, and it
-//! reaches the database only through `crate::db`. Every write runs in one transaction that checks the
-//! references it needs, so concurrent clients leave the catalog consistent.
-
-mod linked;
-mod repository;
-mod resources;
+//! What the catalog API says back: field violations, the parent ids every answer carries, and
+//! [`CatalogError`], the one error of every catalog read and write (never SQL text).
 
 use std::fmt;
-
-pub use linked::Linked;
-pub use repository::{ConfigTree, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, Repository};
-pub use resources::{DEVICE_CATEGORIES, METER_TYPES, Resource};
 
 use crate::db::DbError;
 

@@ -1,11 +1,28 @@
-//! Domain types of the installation hierarchy (DESIGN §3.1): what a system is made of.
+//! The catalog: the installation hierarchy (DESIGN §3.1), what a system is made of, and the
+//! service that reads and changes it (DESIGN §4 CRUD).
+//!
+//! The types here are declared once (`with_catalog_types!`) and everything that lists their
+//! fields is made from that declaration. [`Repository`] is the service: validation
+//! ([`Resource`]), referential checks and derived ids ([`Linked`]), paging, update masks, cascade
+//! delete and `GetConfig`, every write one transaction; it speaks [`CatalogError`], never proto
+//! types, and reaches the database only through `crate::db`.
 //!
 //! Plain data, free of diesel and of proto types. The database layer maps them to rows, the gRPC layer
 //! to messages. Times are UTC epoch milliseconds. Audit columns (`created_at`, `updated_at`) are the
 //! database's business and do not appear here, so two descriptions of the same installation compare
 //! equal whatever their history.
 
+mod errors;
+mod linked;
+mod repository;
+mod resources;
+
 use std::fmt;
+
+pub use errors::{CatalogError, FieldViolation, Parents, Violations};
+pub use linked::Linked;
+pub use repository::{ConfigTree, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, Repository};
+pub use resources::{DEVICE_CATEGORIES, METER_TYPES, Resource};
 
 /// Ids are user-visible slugs: 1-64 characters of `[A-Za-z0-9_.-]`.
 pub const MAX_ID_LEN: usize = 64;
