@@ -5,6 +5,7 @@
 //! context), `normalize` (canonical fields, implausible values dropped and counted), `simulator`
 //! (simulated devices over real Modbus). The collector never opens the hub's database.
 
+pub mod app;
 pub mod assignment;
 pub mod backoff;
 pub mod bus;

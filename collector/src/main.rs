@@ -198,7 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => (None, None),
             };
-            solarhub_collector::uplink::run_collector(config, &outbox_dir, tee_tx, stopped).await?;
+            solarhub_collector::app::run_collector(config, &outbox_dir, tee_tx, stopped).await?;
             if let Some(writer) = writer {
                 writer.await??;
             }

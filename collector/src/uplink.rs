@@ -363,7 +363,7 @@ pub fn assignments_from_proto(list: &[proto::Assignment]) -> Vec<crate::assignme
 /// The assignments to poll: from the hub when it answers (and cached for next time), else the ones
 /// cached last time. With neither, registration is retried with back-off, logging every failure,
 /// until it succeeds; `None` when `shutdown` fires first.
-async fn obtain_assignments(
+pub async fn obtain_assignments(
     config: &UplinkConfig,
     outbox: &mut Outbox,
     shutdown: &mut watch::Receiver<bool>,
@@ -390,45 +390,6 @@ async fn obtain_assignments(
             _ = shutdown.changed() => return Ok(None),
         }
     }
-}
-
-/// Runs a collector against a hub: registers (or, when the hub is unreachable or refuses it, uses
-/// the assignments it cached last time; with none cached, keeps trying), polls its devices, and
-/// streams their readings through the outbox in `outbox_dir`. Readings are also copied to `tee`,
-/// when given, once they are safe in the outbox.
-/// Returns when `shutdown` fires, after handing the hub what it can within [`DRAIN_TIMEOUT`].
-pub async fn run_collector(
-    config: UplinkConfig,
-    outbox_dir: &std::path::Path,
-    tee: Option<mpsc::Sender<Reading>>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let mut outbox = Outbox::open(outbox_dir, crate::outbox::Limits::default())?;
-    let Some(assignments) = obtain_assignments(&config, &mut outbox, &mut shutdown.clone()).await?
-    else {
-        return Ok(());
-    };
-    let plan = crate::assignment::build_plan(
-        &format!("assignments from {}", config.hub),
-        &assignments,
-        None,
-    )?;
-    let outbox = Arc::new(Mutex::new(outbox));
-    let (readings_in, readings_out) = mpsc::channel::<Reading>(1024);
-    let (stored_tx, stored_rx) = watch::channel(0u64);
-    let runtime = tokio::spawn(crate::runtime::run(plan, readings_in, shutdown.clone()));
-    let batcher = tokio::spawn(batch_readings(
-        config.clone(),
-        outbox.clone(),
-        readings_out,
-        stored_tx,
-        tee,
-    ));
-    let sender = tokio::spawn(send_outbox(config, outbox, stored_rx, shutdown.clone()));
-    let _ = runtime.await;
-    let _ = batcher.await;
-    let _ = sender.await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ fn run(backend: &str, url: DatabaseUrl, samples: usize) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(solarhub_hub::grpc::serve(
+        tokio::spawn(solarhub_hub::server::serve(
             database.clone(),
             listener,
             std::future::pending(),

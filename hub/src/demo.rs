@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use solarhub_collector::uplink::{UplinkConfig, run_collector};
+use solarhub_collector::app::run_collector;
+use solarhub_collector::uplink::UplinkConfig;
 use tokio::sync::{oneshot, watch};
 
 use crate::adapter_types::AdapterTypeError;
@@ -78,7 +79,7 @@ pub async fn run_demo(
         .local_addr()
         .map_err(|error| DemoError::Stopped("hub listener", error.to_string()))?;
     let (stop_hub, hub_stopped) = oneshot::channel::<()>();
-    let hub = tokio::spawn(crate::grpc::serve(database.clone(), listener, async {
+    let hub = tokio::spawn(crate::server::serve(database.clone(), listener, async {
         let _ = hub_stopped.await;
     }));
     tracing::info!(%addr, database = %database.url(), "hub serving gRPC");

@@ -20,4 +20,5 @@ pub mod legacy;
 pub mod live;
 pub mod local_time;
 pub mod rollup;
+pub mod server;
 pub mod values;

@@ -236,12 +236,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = grpc::bind(listen).await?;
                 let local = listener.local_addr().context("listener has no address")?;
                 tracing::info!(addr = %local, database = %database.url(), "serving gRPC");
-                let options = grpc::ServeOptions {
+                let options = solarhub_hub::server::ServeOptions {
                     array_samples_every: (array_sample_secs > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
-                    ..grpc::ServeOptions::default()
+                    ..solarhub_hub::server::ServeOptions::default()
                 };
-                grpc::serve_with(database, listener, options, shutdown_signal()).await?;
+                solarhub_hub::server::serve_with(database, listener, options, shutdown_signal())
+                    .await?;
                 tracing::info!("stopped");
                 Ok(())
             })

@@ -41,40 +41,29 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         })
 }
 
-/// How a hub serves, beyond where.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// Cadence of the derived `array_samples`; `None` writes none.
-    pub array_samples_every: Option<std::time::Duration>,
-    /// How often pending rollup ranges are rolled; `None` leaves them to another hub.
-    pub rollup_every: Option<std::time::Duration>,
+/// The parts the API adapts, built by `crate::server`.
+pub struct Parts {
+    pub database: Database,
+    pub repository: Repository,
+    pub ingest: crate::ingest::Ingest,
+    pub live: crate::live::Live,
+    pub history: crate::rollup::history::History,
 }
 
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            array_samples_every: Some(crate::live::sampler::DEFAULT_EVERY),
-            rollup_every: Some(crate::rollup::roller::DEFAULT_EVERY),
-        }
-    }
-}
-
-/// Serves the hub API on `listener` until `shutdown` completes, with default options.
-pub async fn serve(
-    database: Database,
+/// Serves the API of `parts` on `listener` until `shutdown` completes: health, reflection (v1 and
+/// v1alpha), and one service per area, each turning requests into calls on its part.
+pub async fn serve_parts(
+    parts: Parts,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    serve_with(database, listener, ServeOptions::default(), shutdown).await
-}
-
-/// Serves the hub API on `listener` until `shutdown` completes.
-pub async fn serve_with(
-    database: Database,
-    listener: TcpListener,
-    options: ServeOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+    let Parts {
+        database,
+        repository,
+        ingest,
+        live,
+        history,
+    } = parts;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ServerInfoServiceServer<ServerInfo>>()
@@ -93,28 +82,16 @@ pub async fn serve_with(
         .build_v1alpha()
         .map_err(|error| ServeError::Reflection(error.to_string()))?;
 
-    let repository = Repository::new(database.clone());
-    let database_for_ingest = database.clone();
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ServerInfoServiceServer::new(ServerInfo::new(database)));
-    let ingest = crate::ingest::Ingest::new(database_for_ingest.clone(), repository.generation());
-    let live = crate::live::Live::new(
-        database_for_ingest.clone(),
-        repository.clone(),
-        ingest.updates(),
-    );
     health_reporter
         .set_serving::<solarhub_proto::v1::live_service_server::LiveServiceServer<live::LiveApi>>()
         .await;
     let routes = routes.add_service(
-        solarhub_proto::v1::live_service_server::LiveServiceServer::new(live::LiveApi::new(
-            live.clone(),
-        )),
+        solarhub_proto::v1::live_service_server::LiveServiceServer::new(live::LiveApi::new(live)),
     );
-    let history =
-        crate::rollup::history::History::new(database_for_ingest.clone(), repository.clone());
     health_reporter
         .set_serving::<solarhub_proto::v1::history_service_server::HistoryServiceServer<history::HistoryApi>>()
         .await;
@@ -124,30 +101,6 @@ pub async fn serve_with(
         )
         .max_encoding_message_size(64 * 1024 * 1024),
     );
-    // Background work stops when serving does.
-    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut receiver = background_stopped.clone();
-        async move {
-            let _ = receiver.wait_for(|stop| *stop).await;
-        }
-    };
-    if let Some(every) = options.array_samples_every {
-        tokio::spawn(crate::live::sampler::run(
-            live,
-            database_for_ingest.clone(),
-            every,
-            stopped(),
-        ));
-    }
-    if let Some(every) = options.rollup_every {
-        tokio::spawn(crate::rollup::roller::run(
-            database_for_ingest,
-            every,
-            crate::rollup::Settings::default(),
-            stopped(),
-        ));
-    }
     health_reporter
         .set_serving::<solarhub_proto::v1::collector_service_server::CollectorServiceServer<ingest::CollectorApi>>()
         .await;
@@ -158,14 +111,12 @@ pub async fn serve_with(
         .max_decoding_message_size(16 * 1024 * 1024),
     );
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
-    let served = Server::builder()
+    Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await
-        .map_err(|error| ServeError::Transport(error.to_string()));
-    let _ = stop_background.send(true);
-    served
+        .map_err(|error| ServeError::Transport(error.to_string()))
 }

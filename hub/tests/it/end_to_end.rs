@@ -9,9 +9,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{RunningHub, TestDb, site};
+use solarhub_collector::app::run_collector;
 use solarhub_collector::outbox::{Limits, Outbox};
 use solarhub_collector::reading::Reading;
-use solarhub_collector::uplink::{UplinkConfig, run_collector};
+use solarhub_collector::uplink::UplinkConfig;
 use tokio::sync::{mpsc, watch};
 
 const COLLECTOR: &str = "site-a";

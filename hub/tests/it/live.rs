@@ -28,7 +28,7 @@ fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
     hub_for_live_with(
         db,
         peak_start,
-        solarhub_hub::grpc::ServeOptions {
+        solarhub_hub::server::ServeOptions {
             rollup_every: None,
             ..Default::default()
         },
@@ -38,7 +38,7 @@ fn hub_for_live(db: &TestDb, peak_start: &str) -> RunningHub {
 fn hub_for_live_with(
     db: &TestDb,
     peak_start: &str,
-    options: solarhub_hub::grpc::ServeOptions,
+    options: solarhub_hub::server::ServeOptions,
 ) -> RunningHub {
     let hub = RunningHub::start_with(db, options);
     let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
@@ -667,7 +667,7 @@ fn today_from_rollups(db: TestDb) {
     let hub = hub_for_live_with(
         &db,
         &peak_start,
-        solarhub_hub::grpc::ServeOptions {
+        solarhub_hub::server::ServeOptions {
             rollup_every: Some(Duration::from_millis(200)),
             ..Default::default()
         },
@@ -867,7 +867,7 @@ fn array_samples_follow_the_cadence(db: TestDb) {
     let hub = hub_for_live_with(
         &db,
         "17:00",
-        solarhub_hub::grpc::ServeOptions {
+        solarhub_hub::server::ServeOptions {
             array_samples_every: Some(every),
             ..Default::default()
         },
@@ -969,7 +969,8 @@ fn stored_array_samples(
 /// process), and hub B (a `solarhub-hub serve` process) answers every "now" call identically and
 /// pushes the commits made through A to its own watchers.
 fn two_hubs_answer_alike(db: TestDb) {
-    use solarhub_collector::uplink::{UplinkConfig, run_collector};
+    use solarhub_collector::app::run_collector;
+    use solarhub_collector::uplink::UplinkConfig;
 
     let hub_a = RunningHub::start(&db);
     let port = hub_a.runtime.block_on(common::site::simulated_gateway());

@@ -78,9 +78,13 @@ fn serves_health_reflection_and_server_info(db: TestDb) {
         let listener = grpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(grpc::serve(database, listener, async move {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(solarhub_hub::server::serve(
+            database,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()

@@ -9,9 +9,10 @@ use crate::common;
 use std::time::Duration;
 
 use common::{RunningHub, TestDb, site};
+use solarhub_collector::app::run_collector;
 use solarhub_collector::outbox::{Limits, Outbox};
 use solarhub_collector::reading::Reading;
-use solarhub_collector::uplink::{UplinkConfig, UplinkError, run_collector};
+use solarhub_collector::uplink::{UplinkConfig, UplinkError};
 use tokio::sync::{mpsc, watch};
 
 fn config(hub: &str, collector: &str) -> UplinkConfig {

@@ -159,10 +159,10 @@ pub struct RunningHub {
 
 impl RunningHub {
     pub fn start(db: &TestDb) -> RunningHub {
-        RunningHub::start_with(db, solarhub_hub::grpc::ServeOptions::default())
+        RunningHub::start_with(db, solarhub_hub::server::ServeOptions::default())
     }
 
-    pub fn start_with(db: &TestDb, options: solarhub_hub::grpc::ServeOptions) -> RunningHub {
+    pub fn start_with(db: &TestDb, options: solarhub_hub::server::ServeOptions) -> RunningHub {
         let database = db.migrated();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
@@ -176,7 +176,7 @@ impl RunningHub {
                 .await
                 .unwrap();
             let addr = listener.local_addr().unwrap();
-            tokio::spawn(solarhub_hub::grpc::serve_with(
+            tokio::spawn(solarhub_hub::server::serve_with(
                 serving,
                 listener,
                 options,

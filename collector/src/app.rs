@@ -1,0 +1,50 @@
+//! The collector's composition root: opens the outbox, obtains its assignments (from the hub, or
+//! the ones cached last time), builds the plan of buses, consoles and packs, and runs the runtime,
+//! the batcher and the sender until shutdown. Metrics and authentication plug in here.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::outbox::Outbox;
+use crate::reading::Reading;
+use crate::uplink::{UplinkConfig, batch_readings, obtain_assignments, send_outbox};
+
+/// Runs a collector against a hub: registers (or, when the hub is unreachable or refuses it, uses
+/// the assignments it cached last time; with none cached, keeps trying), polls its devices, and
+/// streams their readings through the outbox in `outbox_dir`. Readings are also copied to `tee`,
+/// when given, once they are safe in the outbox.
+/// Returns when `shutdown` fires, after handing the hub what it can within [`DRAIN_TIMEOUT`].
+pub async fn run_collector(
+    config: UplinkConfig,
+    outbox_dir: &std::path::Path,
+    tee: Option<mpsc::Sender<Reading>>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut outbox = Outbox::open(outbox_dir, crate::outbox::Limits::default())?;
+    let Some(assignments) = obtain_assignments(&config, &mut outbox, &mut shutdown.clone()).await?
+    else {
+        return Ok(());
+    };
+    let plan = crate::assignment::build_plan(
+        &format!("assignments from {}", config.hub),
+        &assignments,
+        None,
+    )?;
+    let outbox = Arc::new(Mutex::new(outbox));
+    let (readings_in, readings_out) = mpsc::channel::<Reading>(1024);
+    let (stored_tx, stored_rx) = watch::channel(0u64);
+    let runtime = tokio::spawn(crate::runtime::run(plan, readings_in, shutdown.clone()));
+    let batcher = tokio::spawn(batch_readings(
+        config.clone(),
+        outbox.clone(),
+        readings_out,
+        stored_tx,
+        tee,
+    ));
+    let sender = tokio::spawn(send_outbox(config, outbox, stored_rx, shutdown.clone()));
+    let _ = runtime.await;
+    let _ = batcher.await;
+    let _ = sender.await;
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! The hub's composition root: every part built on one database (the catalog repository, ingest,
+//! live, history), the background jobs started (the roller, the array sampler), and the parts
+//! handed to the gRPC edge, which only adapts requests to them. Authentication and metrics plug in
+//! here.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::catalog::Repository;
+use crate::db::Database;
+use crate::grpc::{Parts, ServeError};
+
+/// How a hub serves, beyond where.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Cadence of the derived `array_samples`; `None` writes none.
+    pub array_samples_every: Option<Duration>,
+    /// How often pending rollup ranges are rolled; `None` leaves them to another hub.
+    pub rollup_every: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            array_samples_every: Some(crate::live::sampler::DEFAULT_EVERY),
+            rollup_every: Some(crate::rollup::roller::DEFAULT_EVERY),
+        }
+    }
+}
+
+/// Serves the hub on `listener` until `shutdown` completes, with default options.
+pub async fn serve(
+    database: Database,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(database, listener, ServeOptions::default(), shutdown).await
+}
+
+/// Builds the parts, starts the background jobs, and serves until `shutdown` completes; the jobs
+/// stop when serving does.
+pub async fn serve_with(
+    database: Database,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let repository = Repository::new(database.clone());
+    let ingest = crate::ingest::Ingest::new(database.clone(), repository.generation());
+    let live = crate::live::Live::new(database.clone(), repository.clone(), ingest.updates());
+    let history = crate::rollup::history::History::new(database.clone(), repository.clone());
+
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut receiver = background_stopped.clone();
+        async move {
+            let _ = receiver.wait_for(|stop| *stop).await;
+        }
+    };
+    if let Some(every) = options.array_samples_every {
+        tokio::spawn(crate::live::sampler::run(
+            live.clone(),
+            database.clone(),
+            every,
+            stopped(),
+        ));
+    }
+    if let Some(every) = options.rollup_every {
+        tokio::spawn(crate::rollup::roller::run(
+            database.clone(),
+            every,
+            crate::rollup::Settings::default(),
+            stopped(),
+        ));
+    }
+    let parts = Parts {
+        database,
+        repository,
+        ingest,
+        live,
+        history,
+    };
+    let served = crate::grpc::serve_parts(parts, listener, shutdown).await;
+    let _ = stop_background.send(true);
+    served
+}
