@@ -2042,7 +2042,8 @@ fn error_cases(channel: &Channel) -> Vec<(&'static str, Code, &'static str, Call
                         adapter_type: "t9".into(),
                         device_category: "meter".into(),
                         name: "x".into(),
-                        config_schema: r#"{"pattern":"^a"}"#.into(),
+                        // Not a JSON Schema: no such type.
+                        config_schema: r#"{"type":"objekt"}"#.into(),
                         supported_transports: vec!["tcp".into()],
                         ..AdapterType::default()
                     })
