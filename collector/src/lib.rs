@@ -1,9 +1,21 @@
-//! The solarhub collector: polls devices next to the bus and turns registers into readings.
+//! The solarhub collector: owns the buses and the devices next to them, turns registers and
+//! console lines into readings, and streams them to the hub through a durable outbox. It never
+//! opens the hub's database.
 //!
-//! Map: `register_map` (the map file format and its checks), `read_plan` (which reads one poll
-//! needs), `codec` (registers ↔ values, both directions), `modbus_poll` (one poll over a Modbus
-//! context), `normalize` (canonical fields, implausible values dropped and counted), `simulator`
-//! (simulated devices over real Modbus). The collector never opens the hub's database.
+//! Map:
+//! - the run: `app` (the composition root: outbox, assignments, plan, runtime, uplink),
+//!   `assignment` (assignments from the hub or a `collector.yaml` → the `Plan`), `runtime` (runs a
+//!   plan: every bus, console and pack task), `uplink` (batches → outbox → one stream with acks),
+//!   `outbox` (the durable SQLite outbox), `backoff` (the one retry rhythm);
+//! - buses and devices: `bus` (one task per bus, devices polled in turn), `modbus_poll` (one poll
+//!   of one device), `read_plan` (which reads a poll needs), `serial` (serial lines and
+//!   pseudo-terminals);
+//! - what devices say: `register_map` (the map format and its checks), `codec` (registers ↔
+//!   values, both directions), `crc` (the Modbus CRC), `sunspec` (the SunSpec model chain),
+//!   `jkbms` (JK BMS frames), `pytes` (the Pytes console), `pack` (pack readings and adapter
+//!   failover), `normalize` (canonical fields, implausible values dropped and counted), `reading`
+//!   (the reading every driver produces);
+//! - `simulator`: simulated devices of every driver type over real Modbus, RTU and consoles.
 
 pub mod app;
 pub mod assignment;

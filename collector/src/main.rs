@@ -1,5 +1,6 @@
-//! `solarhub-collector`: simulated devices (`simulate`) and polling real or simulated devices
-//! (`poll`, readings as JSON lines). Streaming to the hub arrives with the uplink issue.
+//! `solarhub-collector`: `run` (poll the assigned devices and stream their readings to the hub
+//! through the outbox, or print them), `poll` (poll devices given on the command line, readings
+//! as JSON lines) and `simulate` (simulated devices of every driver type).
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,11 +1,20 @@
-//! The solarhub hub: owns the hierarchy schema, imports the existing app's config and database, and
-//! serves the gRPC API.
+//! The solarhub hub: owns the hierarchy schema, imports the existing app's config and database,
+//! stores telemetry exactly once, keeps the rollups, and serves the gRPC API.
 //!
-//! Map: `db` is the only diesel user; `catalog` holds the domain types of the hierarchy;
-//! `config_import` turns a `config.yaml` into catalog rows; `legacy` upgrades the existing app's
-//! SQLite database; `ingest` stores collector batches exactly once; `live` answers "now" and
-//! watches; `rollup` keeps the hourly and daily energy; `grpc` is the only place that touches
-//! generated proto types.
+//! Map, from the ground up:
+//! - `db`: the only diesel user (rows, queries, migrations; its `schema` is private to it);
+//! - `values` (arithmetic on maybe-missing values), `local_time` (a system's zone, local hours and
+//!   days), `json_schema` (adapter configs against their type's schema), `adapter_types` (the
+//!   driver types as data);
+//! - `catalog`: the installation hierarchy, its types declared once, and the repository that
+//!   reads and changes it;
+//! - `config_import` (`config.yaml` → catalog rows), `legacy` (the old app's database, in place or
+//!   imported), `ingest` (collector batches, exactly once), `live` ("now" and the watch), `rollup`
+//!   (hourly and daily energy, history);
+//! - `server`: the composition root that builds the parts and starts the background jobs; `grpc`:
+//!   the only place that touches generated proto types, adapting requests to the parts;
+//! - `demo` (feature `demo`): the whole system in one process, the only code that reaches the
+//!   collector crate.
 
 pub mod adapter_types;
 pub mod catalog;

@@ -86,7 +86,7 @@ pub async fn serve_site(
         served
     });
     let others = if every_driver {
-        Some(serve_others(listen, &mut servers).await?)
+        Some(serve_others(listen, tz, &mut servers).await?)
     } else {
         None
     };
@@ -101,6 +101,7 @@ pub async fn serve_site(
 
 async fn serve_others(
     listen: SocketAddr,
+    tz: chrono_tz::Tz,
     servers: &mut JoinSet<std::io::Result<()>>,
 ) -> anyhow::Result<Others> {
     // A SunSpec inverter with storage and battery models at 40000.
@@ -126,7 +127,10 @@ async fn serve_others(
             text: BTreeMap::new(),
         },
     ];
-    let sunspec_unit: Arc<dyn SimUnit> = Arc::new(SunSpecSim::new(40000, &models, &layouts));
+    // It follows the sun and its battery like the map-based inverters (not fixed numbers at night).
+    let physics = super::model::DeviceModel::inverter(tz, 6000.0, 40);
+    let sunspec_unit: Arc<dyn SimUnit> =
+        Arc::new(SunSpecSim::following(40000, physics, models, layouts));
     let sunspec_listener = bind(listen, 1).await?;
     let sunspec = sunspec_listener.local_addr()?;
     servers.spawn(serve_tcp(

@@ -1,5 +1,6 @@
 // Diesel schema of both backends. Written to match migrations/sqlite and migrations/postgres,
-// which create the same columns with the same SQL types (tests/schema_parity.rs checks it).
+// which create the same columns with the same SQL types (hub/tests/it/schema.rs checks it).
+// Private to `db`: nothing else may name a table or a column.
 
 diesel::table! {
     systems (system_id) {
