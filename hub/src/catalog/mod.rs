@@ -281,6 +281,33 @@ pub struct Installation {
     pub pack_adapters: Vec<BatteryPackAdapter>,
 }
 
+/// One row as an installation of its own (to insert a single row with `insert_rows`).
+macro_rules! single_row {
+    ($($ty:ty => $field:ident),* $(,)?) => {$(
+        impl From<$ty> for Installation {
+            fn from(row: $ty) -> Installation {
+                Installation {
+                    $field: vec![row],
+                    ..Installation::default()
+                }
+            }
+        }
+    )*};
+}
+
+single_row!(
+    InverterArray => arrays,
+    Adapter => adapters,
+    Inverter => inverters,
+    BatteryArray => battery_arrays,
+    BatteryArrayAttachment => attachments,
+    BatteryPack => packs,
+    Battery => batteries,
+    BatteryCell => cells,
+    Meter => meters,
+    BatteryPackAdapter => pack_adapters,
+);
+
 impl fmt::Display for CatalogTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.table_name())

@@ -44,6 +44,14 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// A successful write changed the catalog: caches built from it must read it again.
+    fn bump_on_success<T>(&self, result: Result<T, CatalogError>) -> Result<T, CatalogError> {
+        if result.is_ok() {
+            self.generation.bump();
+        }
+        result
+    }
+
     pub fn new(database: Database) -> Repository {
         Repository {
             database,
@@ -115,29 +123,14 @@ impl Repository {
             .database
             .run_write(move |conn| -> Result<(R, Parents), CatalogError> {
                 let mut row = new_row.clone();
-                let mut violations = Violations::default();
-                row.check_values(&mut violations);
-                violations.into_result()?;
-                R::resolve(conn, &mut row)?;
+                check_and_resolve(conn, &mut row)?;
                 if R::fetch(conn, &row.id())?.is_some() {
                     return Err(already_exists::<R>(&row.id()));
                 }
-                match R::store_new(conn, &row) {
-                    Ok(()) => {}
-                    Err(DbError::UniqueViolation(_)) => return Err(unique_conflict::<R>(&row)),
-                    Err(other) => return Err(other.into()),
-                }
-                R::written(conn, None, Some(&row))?;
-                let parents = R::parents(conn, std::slice::from_ref(&row))?
-                    .pop()
-                    .unwrap_or_default();
-                Ok((row, parents))
+                store_and_answer(conn, None, row, R::store_new)
             })
             .await;
-        if result.is_ok() {
-            self.generation.bump();
-        }
-        result
+        self.bump_on_success(result)
     }
 
     /// Changes the fields of `mask` (all changeable fields when it is empty) to the values in
@@ -159,26 +152,11 @@ impl Repository {
                 for field in &fields {
                     row.copy_field(&update, field);
                 }
-                let mut violations = Violations::default();
-                row.check_values(&mut violations);
-                violations.into_result()?;
-                R::resolve(conn, &mut row)?;
-                match R::store_changed(conn, &row) {
-                    Ok(()) => {}
-                    Err(DbError::UniqueViolation(_)) => return Err(unique_conflict::<R>(&row)),
-                    Err(other) => return Err(other.into()),
-                }
-                R::written(conn, Some(&before), Some(&row))?;
-                let parents = R::parents(conn, std::slice::from_ref(&row))?
-                    .pop()
-                    .unwrap_or_default();
-                Ok((row, parents))
+                check_and_resolve(conn, &mut row)?;
+                store_and_answer(conn, Some(&before), row, R::store_changed)
             })
             .await;
-        if result.is_ok() {
-            self.generation.bump();
-        }
-        result
+        self.bump_on_success(result)
     }
 
     /// Deletes the resource. With children (or samples) it is refused unless `cascade`, which deletes
@@ -214,10 +192,7 @@ impl Repository {
                 Ok(deleted)
             })
             .await;
-        if result.is_ok() {
-            self.generation.bump();
-        }
-        result
+        self.bump_on_success(result)
     }
 
     /// The whole hierarchy of one system (or of all systems when `system_id` is `None`).
@@ -243,6 +218,34 @@ impl Repository {
             )
             .await?
     }
+}
+
+/// A write's checks: values alone, then references (filling derived ids).
+fn check_and_resolve<R: Linked>(conn: &mut DbConnection, row: &mut R) -> Result<(), CatalogError> {
+    let mut violations = Violations::default();
+    row.check_values(&mut violations);
+    violations.into_result()?;
+    R::resolve(conn, row)
+}
+
+/// A write's tail: stores `row` with `store` (a unique index lost to another writer is a
+/// conflict, not a crash), runs what the write implies, and answers with the row and its parents.
+fn store_and_answer<R: Linked>(
+    conn: &mut DbConnection,
+    before: Option<&R>,
+    row: R,
+    store: fn(&mut DbConnection, &R) -> Result<(), DbError>,
+) -> Result<(R, Parents), CatalogError> {
+    match store(conn, &row) {
+        Ok(()) => {}
+        Err(DbError::UniqueViolation(_)) => return Err(unique_conflict::<R>(&row)),
+        Err(other) => return Err(other.into()),
+    }
+    R::written(conn, before, Some(&row))?;
+    let parents = R::parents(conn, std::slice::from_ref(&row))?
+        .pop()
+        .unwrap_or_default();
+    Ok((row, parents))
 }
 
 fn get_in<R: Linked>(conn: &mut DbConnection, key: &R::Key) -> Result<(R, Parents), CatalogError> {

@@ -172,45 +172,116 @@ impl LegacyTable {
     }
 }
 
+/// Declares a row of a legacy table and its reader in one place: each field with how it is read
+/// (`text`, `real` or `integer`/`bigint` of a column that may be missing or hold the wrong type,
+/// `real_first` of several columns, or `*_sql` for a select written out), so the struct and the
+/// select list cannot drift apart. Readers are `all` rows or `paged` (after a rowid, at most a
+/// count).
+macro_rules! legacy_rows {
+    (
+        $(#[$doc:meta])*
+        pub struct $row:ident;
+        pub fn $reader:ident($t:ident) $how:ident;
+        { $($fields:tt)* }
+    ) => {
+        legacy_rows!(@field [$(#[$doc])*] $row $reader $t $how [] [] $($fields)*);
+    };
+    (@field $docs:tt $row:ident $reader:ident $t:ident $how:ident [$($struct:tt)*] [$($select:expr,)*]
+        $(#[$field_doc:meta])* $field:ident: $ty:ident = $kind:ident($($arg:tt)*), $($rest:tt)*) => {
+        legacy_rows!(@field $docs $row $reader $t $how
+            [$($struct)* $(#[$field_doc])* $field: $ty,]
+            [$($select,)* legacy_rows!(@select $t $field $kind($($arg)*)),]
+            $($rest)*);
+    };
+    (@field [$($doc:tt)*] $row:ident $reader:ident $t:ident $how:ident
+        [$($(#[$field_doc:meta])* $field:ident: $ty:ident,)*] [$($select:expr,)*]) => {
+        $($doc)*
+        #[derive(Debug, QueryableByName)]
+        pub struct $row {
+            #[diesel(sql_type = BigInt)]
+            pub row_id: i64,
+            $(
+                $(#[$field_doc])*
+                #[diesel(sql_type = Nullable<<$ty as LegacyValue>::Sql>)]
+                pub $field: Option<$ty>,
+            )*
+        }
+        legacy_rows!(@reader $how $row $reader $t [$($select,)*]);
+    };
+    (@reader all $row:ident $reader:ident $t:ident [$($select:expr,)*]) => {
+        pub fn $reader(conn: &mut DbConnection, $t: &LegacyTable) -> Result<Vec<$row>, DbError> {
+            $t.all(conn, &[$($select),*])
+        }
+    };
+    (@reader paged $row:ident $reader:ident $t:ident [$($select:expr,)*]) => {
+        pub fn $reader(
+            conn: &mut DbConnection,
+            $t: &LegacyTable,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<$row>, DbError> {
+            $t.page(conn, &[$($select),*], after, limit)
+        }
+    };
+    (@select $t:ident $field:ident text($column:literal)) => { $t.text($column, stringify!($field)) };
+    (@select $t:ident $field:ident real($column:literal)) => { $t.real($column, stringify!($field)) };
+    (@select $t:ident $field:ident integer($column:literal)) => { $t.integer($column, stringify!($field)) };
+    (@select $t:ident $field:ident bigint($column:literal)) => { $t.integer($column, stringify!($field)) };
+    (@select $t:ident $field:ident real_first([$($column:literal),+])) => {
+        $t.real_first(&[$($column),+], stringify!($field))
+    };
+    (@select $t:ident $field:ident $kind:ident($sql:expr)) => { $sql };
+}
+
+/// The SQL type a legacy value is read as.
+trait LegacyValue {
+    type Sql: diesel::sql_types::SqlType + diesel::sql_types::SingleValue;
+}
+
+impl LegacyValue for String {
+    type Sql = Text;
+}
+
+impl LegacyValue for f64 {
+    type Sql = Double;
+}
+
+impl LegacyValue for i32 {
+    type Sql = Integer;
+}
+
+impl LegacyValue for i64 {
+    type Sql = BigInt;
+}
+
 #[derive(QueryableByName)]
 struct CountRow {
     #[diesel(sql_type = BigInt)]
     count: i64,
 }
 
-#[derive(Debug, QueryableByName)]
-pub struct LegacyEnergyRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub ts: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub inverter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub pv_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub load_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_soc_pct: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_voltage_v: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_current_a: Option<f64>,
-    /// Only some versions stored it; in the old app's sign (positive = charging).
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub inverter_mode: Option<i32>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub inverter_temp_c: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_import_wh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_export_wh: Option<f64>,
+legacy_rows! {
+    /// A row of the old app's `energy_samples` (one inverter at one time).
+    pub struct LegacyEnergyRow;
+    pub fn read_energy_page(t) paged;
+    {
+        ts: String = text("ts"),
+        inverter_id: String = text("inverter_id"),
+        array_id: String = text("array_id"),
+        pv_power_w: f64 = real("pv_power_w"),
+        load_power_w: f64 = real("load_power_w"),
+        grid_power_w: f64 = real("grid_power_w"),
+        /// The old app wrote `soc` first and `battery_soc` later; the newer column wins.
+        battery_soc_pct: f64 = real_first(["battery_soc", "soc"]),
+        battery_voltage_v: f64 = real_first(["battery_voltage_v", "batt_voltage_v"]),
+        battery_current_a: f64 = real_first(["battery_current_a", "batt_current_a"]),
+        /// Only some versions stored it; in the old app's sign (positive = charging).
+        battery_power_w: f64 = real_first(["battery_power_w", "batt_power_w"]),
+        inverter_mode: i32 = integer("inverter_mode"),
+        inverter_temp_c: f64 = real("inverter_temp_c"),
+        grid_import_wh: f64 = real("grid_import_wh"),
+        grid_export_wh: f64 = real("grid_export_wh"),
+    }
 }
 
 /// Numeric columns of legacy `energy_samples`, for counting unreadable values.
@@ -232,105 +303,36 @@ pub const ENERGY_NUMERIC_COLUMNS: &[&str] = &[
     "grid_export_wh",
 ];
 
-pub fn read_energy_page(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LegacyEnergyRow>, DbError> {
-    let t = table;
-    let select = vec![
-        t.text("ts", "ts"),
-        t.text("inverter_id", "inverter_id"),
-        t.text("array_id", "array_id"),
-        t.real("pv_power_w", "pv_power_w"),
-        t.real("load_power_w", "load_power_w"),
-        t.real("grid_power_w", "grid_power_w"),
-        // The old app wrote `soc` first and `battery_soc` later; the newer column wins.
-        t.real_first(&["battery_soc", "soc"], "battery_soc_pct"),
-        t.real_first(
-            &["battery_voltage_v", "batt_voltage_v"],
-            "battery_voltage_v",
-        ),
-        t.real_first(
-            &["battery_current_a", "batt_current_a"],
-            "battery_current_a",
-        ),
-        t.real_first(&["battery_power_w", "batt_power_w"], "battery_power_w"),
-        t.integer("inverter_mode", "inverter_mode"),
-        t.real("inverter_temp_c", "inverter_temp_c"),
-        t.real("grid_import_wh", "grid_import_wh"),
-        t.real("grid_export_wh", "grid_export_wh"),
-    ];
-    t.page(conn, &select, after, limit)
+legacy_rows! {
+    pub struct LegacyArrayRow;
+    pub fn read_array_page(t) paged;
+    {
+        ts: String = text("ts"),
+        array_id: String = text("array_id"),
+        pv_power_w: f64 = real("pv_power_w"),
+        load_power_w: f64 = real("load_power_w"),
+        grid_power_w: f64 = real("grid_power_w"),
+        battery_power_w: f64 = real("batt_power_w"),
+        battery_soc_pct: f64 = real("batt_soc_pct"),
+        battery_voltage_v: f64 = real("batt_voltage_v"),
+        battery_current_a: f64 = real("batt_current_a"),
+    }
 }
 
-#[derive(Debug, QueryableByName)]
-pub struct LegacyArrayRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub ts: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub pv_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub load_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_soc_pct: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_voltage_v: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_current_a: Option<f64>,
-}
-
-pub fn read_array_page(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LegacyArrayRow>, DbError> {
-    let t = table;
-    let select = vec![
-        t.text("ts", "ts"),
-        t.text("array_id", "array_id"),
-        t.real("pv_power_w", "pv_power_w"),
-        t.real("load_power_w", "load_power_w"),
-        t.real("grid_power_w", "grid_power_w"),
-        t.real("batt_power_w", "battery_power_w"),
-        t.real("batt_soc_pct", "battery_soc_pct"),
-        t.real("batt_voltage_v", "battery_voltage_v"),
-        t.real("batt_current_a", "battery_current_a"),
-    ];
-    t.page(conn, &select, after, limit)
-}
-
-#[derive(Debug, QueryableByName)]
-pub struct LegacyBankRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub ts: Option<String>,
-    /// `pack_id` where the old app wrote it, else `bank_id`.
-    #[diesel(sql_type = Nullable<Text>)]
-    pub pack_id: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub voltage: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub current: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub temperature: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub soc: Option<f64>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub batteries_count: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub cells_per_battery: Option<i32>,
+legacy_rows! {
+    pub struct LegacyBankRow;
+    pub fn read_bank_page(t) paged;
+    {
+        ts: String = text("ts"),
+        /// `pack_id` where the old app wrote it, else `bank_id`.
+        pack_id: String = text_sql(pack_column(t)),
+        voltage: f64 = real("voltage"),
+        current: f64 = real("current"),
+        temperature: f64 = real("temperature"),
+        soc: f64 = real("soc"),
+        batteries_count: i32 = integer("batteries_count"),
+        cells_per_battery: i32 = integer("cells_per_battery"),
+    }
 }
 
 fn pack_column(t: &LegacyTable) -> String {
@@ -342,282 +344,98 @@ fn pack_column(t: &LegacyTable) -> String {
     }
 }
 
-pub fn read_bank_page(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LegacyBankRow>, DbError> {
-    let t = table;
-    let select = vec![
-        t.text("ts", "ts"),
-        pack_column(t),
-        t.real("voltage", "voltage"),
-        t.real("current", "current"),
-        t.real("temperature", "temperature"),
-        t.real("soc", "soc"),
-        t.integer("batteries_count", "batteries_count"),
-        t.integer("cells_per_battery", "cells_per_battery"),
-    ];
-    t.page(conn, &select, after, limit)
+legacy_rows! {
+    pub struct LegacyUnitRow;
+    pub fn read_unit_page(t) paged;
+    {
+        ts: String = text("ts"),
+        pack_id: String = text_sql(pack_column(t)),
+        /// The 1-based battery index, stored by the old app in a column named `power`.
+        battery_index: i32 = integer("power"),
+        voltage: f64 = real("voltage"),
+        current: f64 = real("current"),
+        temperature: f64 = real("temperature"),
+        soc: f64 = real("soc"),
+        basic_st: String = text("basic_st"),
+        volt_st: String = text("volt_st"),
+        current_st: String = text("current_st"),
+        temp_st: String = text("temp_st"),
+        soh_st: String = text("soh_st"),
+        coul_st: String = text("coul_st"),
+        heater_st: String = text("heater_st"),
+        bat_events: i64 = bigint("bat_events"),
+        power_events: i64 = bigint("power_events"),
+        sys_events: i64 = bigint("sys_events"),
+    }
 }
 
-#[derive(Debug, QueryableByName)]
-pub struct LegacyUnitRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub ts: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub pack_id: Option<String>,
-    /// The 1-based battery index, stored by the old app in a column named `power`.
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub battery_index: Option<i32>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub voltage: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub current: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub temperature: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub soc: Option<f64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub basic_st: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub volt_st: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub current_st: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub temp_st: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub soh_st: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub coul_st: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub heater_st: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub bat_events: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub power_events: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub sys_events: Option<i64>,
+legacy_rows! {
+    pub struct LegacyCellRow;
+    pub fn read_cell_page(t) paged;
+    {
+        ts: String = text("ts"),
+        pack_id: String = text_sql(pack_column(t)),
+        battery_index: i32 = integer("power"),
+        cell_index: i32 = integer("cell"),
+        voltage: f64 = real("voltage"),
+        temperature: f64 = real("temperature"),
+        soc: f64 = real("soc"),
+        volt_st: String = text("volt_st"),
+        temp_st: String = text("temp_st"),
+    }
 }
 
-pub fn read_unit_page(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LegacyUnitRow>, DbError> {
-    let t = table;
-    let select = vec![
-        t.text("ts", "ts"),
-        pack_column(t),
-        t.integer("power", "battery_index"),
-        t.real("voltage", "voltage"),
-        t.real("current", "current"),
-        t.real("temperature", "temperature"),
-        t.real("soc", "soc"),
-        t.text("basic_st", "basic_st"),
-        t.text("volt_st", "volt_st"),
-        t.text("current_st", "current_st"),
-        t.text("temp_st", "temp_st"),
-        t.text("soh_st", "soh_st"),
-        t.text("coul_st", "coul_st"),
-        t.text("heater_st", "heater_st"),
-        t.integer("bat_events", "bat_events"),
-        t.integer("power_events", "power_events"),
-        t.integer("sys_events", "sys_events"),
-    ];
-    t.page(conn, &select, after, limit)
+legacy_rows! {
+    pub struct LegacyMeterRow;
+    pub fn read_meter_page(t) paged;
+    {
+        ts: String = text("ts"),
+        meter_id: String = text("meter_id"),
+        array_id: String = text("array_id"),
+        power_w: f64 = real("grid_power_w"),
+        voltage_v: f64 = real("grid_voltage_v"),
+        current_a: f64 = real("grid_current_a"),
+        frequency_hz: f64 = real("grid_frequency_hz"),
+        import_wh: f64 = real("grid_import_wh"),
+        export_wh: f64 = real("grid_export_wh"),
+        energy_kwh: f64 = real("energy_kwh"),
+        power_factor: f64 = real("power_factor"),
+        l1_voltage_v: f64 = real("voltage_phase_a"),
+        l2_voltage_v: f64 = real("voltage_phase_b"),
+        l3_voltage_v: f64 = real("voltage_phase_c"),
+        l1_current_a: f64 = real("current_phase_a"),
+        l2_current_a: f64 = real("current_phase_b"),
+        l3_current_a: f64 = real("current_phase_c"),
+        l1_power_w: f64 = real("power_phase_a"),
+        l2_power_w: f64 = real("power_phase_b"),
+        l3_power_w: f64 = real("power_phase_c"),
+    }
 }
 
-#[derive(Debug, QueryableByName)]
-pub struct LegacyCellRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub ts: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub pack_id: Option<String>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub battery_index: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub cell_index: Option<i32>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub voltage: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub temperature: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub soc: Option<f64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub volt_st: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub temp_st: Option<String>,
+legacy_rows! {
+    /// Legacy catalog rows: `arrays` (id, name; the system since the old app's hierarchy migration)
+    /// and `battery_packs`.
+    pub struct LegacyArrayCatalogRow;
+    pub fn read_legacy_arrays(t) all;
+    {
+        array_id: String = text("array_id"),
+        name: String = text("name"),
+        system_id: String = text("system_id"),
+    }
 }
 
-pub fn read_cell_page(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LegacyCellRow>, DbError> {
-    let t = table;
-    let select = vec![
-        t.text("ts", "ts"),
-        pack_column(t),
-        t.integer("power", "battery_index"),
-        t.integer("cell", "cell_index"),
-        t.real("voltage", "voltage"),
-        t.real("temperature", "temperature"),
-        t.real("soc", "soc"),
-        t.text("volt_st", "volt_st"),
-        t.text("temp_st", "temp_st"),
-    ];
-    t.page(conn, &select, after, limit)
-}
-
-#[derive(Debug, QueryableByName)]
-pub struct LegacyMeterRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub ts: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub meter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub voltage_v: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub current_a: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub frequency_hz: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub import_wh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub export_wh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub energy_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub power_factor: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l1_voltage_v: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l2_voltage_v: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l3_voltage_v: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l1_current_a: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l2_current_a: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l3_current_a: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l1_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l2_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub l3_power_w: Option<f64>,
-}
-
-pub fn read_meter_page(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LegacyMeterRow>, DbError> {
-    let t = table;
-    let select = vec![
-        t.text("ts", "ts"),
-        t.text("meter_id", "meter_id"),
-        t.text("array_id", "array_id"),
-        t.real("grid_power_w", "power_w"),
-        t.real("grid_voltage_v", "voltage_v"),
-        t.real("grid_current_a", "current_a"),
-        t.real("grid_frequency_hz", "frequency_hz"),
-        t.real("grid_import_wh", "import_wh"),
-        t.real("grid_export_wh", "export_wh"),
-        t.real("energy_kwh", "energy_kwh"),
-        t.real("power_factor", "power_factor"),
-        t.real("voltage_phase_a", "l1_voltage_v"),
-        t.real("voltage_phase_b", "l2_voltage_v"),
-        t.real("voltage_phase_c", "l3_voltage_v"),
-        t.real("current_phase_a", "l1_current_a"),
-        t.real("current_phase_b", "l2_current_a"),
-        t.real("current_phase_c", "l3_current_a"),
-        t.real("power_phase_a", "l1_power_w"),
-        t.real("power_phase_b", "l2_power_w"),
-        t.real("power_phase_c", "l3_power_w"),
-    ];
-    t.page(conn, &select, after, limit)
-}
-
-/// Legacy catalog rows: `arrays` (id, name; the system since the old app's hierarchy migration)
-/// and `battery_packs`.
-#[derive(Debug, QueryableByName)]
-pub struct LegacyArrayCatalogRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub name: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub system_id: Option<String>,
-}
-
-pub fn read_legacy_arrays(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-) -> Result<Vec<LegacyArrayCatalogRow>, DbError> {
-    table.all(
-        conn,
-        &[
-            table.text("array_id", "array_id"),
-            table.text("name", "name"),
-            table.text("system_id", "system_id"),
-        ],
-    )
-}
-
-#[derive(Debug, QueryableByName)]
-pub struct LegacyPackCatalogRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub pack_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub name: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub chemistry: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub nominal_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub max_charge_kw: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub max_discharge_kw: Option<f64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub battery_array_id: Option<String>,
-}
-
-pub fn read_legacy_packs(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-) -> Result<Vec<LegacyPackCatalogRow>, DbError> {
-    let t = table;
-    let select = vec![
-        t.text("pack_id", "pack_id"),
-        t.text("name", "name"),
-        t.text("chemistry", "chemistry"),
-        t.real("nominal_kwh", "nominal_kwh"),
-        t.real("max_charge_kw", "max_charge_kw"),
-        t.real("max_discharge_kw", "max_discharge_kw"),
-        t.text("battery_array_id", "battery_array_id"),
-    ];
-    t.all(conn, &select)
+legacy_rows! {
+    pub struct LegacyPackCatalogRow;
+    pub fn read_legacy_packs(t) all;
+    {
+        pack_id: String = text("pack_id"),
+        name: String = text("name"),
+        chemistry: String = text("chemistry"),
+        nominal_kwh: f64 = real("nominal_kwh"),
+        max_charge_kw: f64 = real("max_charge_kw"),
+        max_discharge_kw: f64 = real("max_discharge_kw"),
+        battery_array_id: String = text("battery_array_id"),
+    }
 }
 
 /// Opens a SQLite file read-only. Cheap: it reads only the schema; see [`check_integrity`].
@@ -684,342 +502,144 @@ pub fn rename_table(conn: &mut DbConnection, from: &str, to: &str) -> Result<(),
     Ok(())
 }
 
-/// One row of the old app's own `hourly_energy` (its local date and hour).
-#[derive(Debug, QueryableByName)]
-pub struct LegacyHourRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub inverter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub date: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub hour: Option<i64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub solar_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub load_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_charge_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_discharge_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_import_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_export_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_pv_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_load_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_battery_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_grid_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub sample_count: Option<i64>,
-}
-
-pub fn read_legacy_hours(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-) -> Result<Vec<LegacyHourRow>, DbError> {
-    table.all(
-        conn,
-        &[
-            table.text("inverter_id", "inverter_id"),
-            table.text("date", "date"),
-            // Stored as a number or as "HH:MM": SQLite's CAST reads the leading hour either way.
-            if table.has("hour_start") {
+legacy_rows! {
+    /// One row of the old app's own `hourly_energy` (its local date and hour).
+    pub struct LegacyHourRow;
+    pub fn read_legacy_hours(t) all;
+    {
+        inverter_id: String = text("inverter_id"),
+        date: String = text("date"),
+        hour: i64 = bigint_sql(if t.has("hour_start") {
                 "CAST(\"hour_start\" AS INTEGER) AS hour".to_owned()
             } else {
                 "NULL AS hour".to_owned()
-            },
-            table.real("solar_energy_kwh", "solar_kwh"),
-            table.real("load_energy_kwh", "load_kwh"),
-            table.real("battery_charge_energy_kwh", "battery_charge_kwh"),
-            table.real("battery_discharge_energy_kwh", "battery_discharge_kwh"),
-            table.real("grid_import_energy_kwh", "grid_import_kwh"),
-            table.real("grid_export_energy_kwh", "grid_export_kwh"),
-            table.real("avg_solar_power_w", "avg_pv_power_w"),
-            table.real("avg_load_power_w", "avg_load_power_w"),
-            table.real("avg_battery_power_w", "avg_battery_power_w"),
-            table.real("avg_grid_power_w", "avg_grid_power_w"),
-            table.integer("sample_count", "sample_count"),
-        ],
-    )
+            }),
+        solar_kwh: f64 = real("solar_energy_kwh"),
+        load_kwh: f64 = real("load_energy_kwh"),
+        battery_charge_kwh: f64 = real("battery_charge_energy_kwh"),
+        battery_discharge_kwh: f64 = real("battery_discharge_energy_kwh"),
+        grid_import_kwh: f64 = real("grid_import_energy_kwh"),
+        grid_export_kwh: f64 = real("grid_export_energy_kwh"),
+        avg_pv_power_w: f64 = real("avg_solar_power_w"),
+        avg_load_power_w: f64 = real("avg_load_power_w"),
+        avg_battery_power_w: f64 = real("avg_battery_power_w"),
+        avg_grid_power_w: f64 = real("avg_grid_power_w"),
+        sample_count: i64 = bigint("sample_count"),
+    }
 }
 
-/// One row of the old app's `pv_daily` (PV energy per inverter and local day).
-#[derive(Debug, QueryableByName)]
-pub struct LegacyPvDayRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub inverter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub day: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub pv_kwh: Option<f64>,
-}
-
-pub fn read_legacy_pv_days(
-    conn: &mut DbConnection,
-    table: &LegacyTable,
-) -> Result<Vec<LegacyPvDayRow>, DbError> {
-    table.all(
-        conn,
-        &[
-            table.text("inverter_id", "inverter_id"),
-            table.text("day", "day"),
-            table.real("pv_kwh", "pv_kwh"),
-        ],
-    )
+legacy_rows! {
+    /// One row of the old app's `pv_daily` (PV energy per inverter and local day).
+    pub struct LegacyPvDayRow;
+    pub fn read_legacy_pv_days(t) all;
+    {
+        inverter_id: String = text("inverter_id"),
+        day: String = text("day"),
+        pv_kwh: f64 = real("pv_kwh"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The old app's own hierarchy (its "Phase 1" migration), settings and daily figures.
 
-/// A row of the old app's `systems`.
-#[derive(Debug, QueryableByName)]
-pub struct OldSystemRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub system_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub name: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub description: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub timezone: Option<String>,
+legacy_rows! {
+    /// A row of the old app's `systems`.
+    pub struct OldSystemRow;
+    pub fn read_old_systems(t) all;
+    {
+        system_id: String = text("system_id"),
+        name: String = text("name"),
+        description: String = text("description"),
+        timezone: String = text("timezone"),
+    }
 }
 
-pub fn read_old_systems(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldSystemRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("system_id", "system_id"),
-            t.text("name", "name"),
-            t.text("description", "description"),
-            t.text("timezone", "timezone"),
-        ],
-    )
+legacy_rows! {
+    /// A row of the old app's `inverters`.
+    pub struct OldInverterRow;
+    pub fn read_old_inverters(t) all;
+    {
+        inverter_id: String = text("inverter_id"),
+        array_id: String = text("array_id"),
+        adapter_id: String = text("adapter_id"),
+        name: String = text("name"),
+        model: String = text("model"),
+        serial_number: String = text("serial_number"),
+        vendor: String = text("vendor"),
+        phase_type: String = text("phase_type"),
+    }
 }
 
-/// A row of the old app's `inverters`.
-#[derive(Debug, QueryableByName)]
-pub struct OldInverterRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub inverter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub adapter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub name: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub model: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub serial_number: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub vendor: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub phase_type: Option<String>,
+legacy_rows! {
+    /// A row of the old app's `meters` (`type` is its meter type; `array_id` NULL is system level).
+    pub struct OldMeterRow;
+    pub fn read_old_meters(t) all;
+    {
+        meter_id: String = text("meter_id"),
+        array_id: String = text("array_id"),
+        adapter_id: String = text("adapter_id"),
+        name: String = text("name"),
+        model: String = text("model"),
+        meter_type: String = text("type"),
+    }
 }
 
-pub fn read_old_inverters(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldInverterRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("inverter_id", "inverter_id"),
-            t.text("array_id", "array_id"),
-            t.text("adapter_id", "adapter_id"),
-            t.text("name", "name"),
-            t.text("model", "model"),
-            t.text("serial_number", "serial_number"),
-            t.text("vendor", "vendor"),
-            t.text("phase_type", "phase_type"),
-        ],
-    )
+legacy_rows! {
+    /// A row of the old app's `adapters` (`config_json` is the config.yaml adapter block, with `type`).
+    pub struct OldAdapterRow;
+    pub fn read_old_adapters(t) all;
+    {
+        adapter_id: String = text("adapter_id"),
+        adapter_type: String = text("adapter_type"),
+        config_json: String = text("config_json"),
+        device_id: String = text("device_id"),
+        priority: i32 = integer("priority"),
+        enabled: i32 = integer("enabled"),
+    }
 }
 
-/// A row of the old app's `meters` (`type` is its meter type; `array_id` NULL is system level).
-#[derive(Debug, QueryableByName)]
-pub struct OldMeterRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub meter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub adapter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub name: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub model: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub meter_type: Option<String>,
+legacy_rows! {
+    /// A row of the old app's `battery_arrays`.
+    pub struct OldBatteryArrayRow;
+    pub fn read_old_battery_arrays(t) all;
+    {
+        battery_array_id: String = text("battery_array_id"),
+        name: String = text("name"),
+    }
 }
 
-pub fn read_old_meters(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldMeterRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("meter_id", "meter_id"),
-            t.text("array_id", "array_id"),
-            t.text("adapter_id", "adapter_id"),
-            t.text("name", "name"),
-            t.text("model", "model"),
-            t.text("type", "meter_type"),
-        ],
-    )
+legacy_rows! {
+    /// A row of the old app's `battery_pack_adapters`.
+    pub struct OldPackAdapterRow;
+    pub fn read_old_pack_adapters(t) all;
+    {
+        pack_id: String = text("pack_id"),
+        adapter_id: String = text("adapter_id"),
+        priority: i32 = integer("priority"),
+        enabled: i32 = integer("enabled"),
+    }
 }
 
-/// A row of the old app's `adapters` (`config_json` is the config.yaml adapter block, with `type`).
-#[derive(Debug, QueryableByName)]
-pub struct OldAdapterRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub adapter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub adapter_type: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub config_json: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub device_id: Option<String>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub priority: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub enabled: Option<i32>,
+legacy_rows! {
+    /// A row of the old app's `battery_array_attachments` (times as the app wrote them).
+    pub struct OldAttachmentRow;
+    pub fn read_old_attachments(t) all;
+    {
+        battery_array_id: String = text("battery_array_id"),
+        inverter_array_id: String = text("inverter_array_id"),
+        attached_since: String = text("attached_since"),
+        detached_at: String = text("detached_at"),
+    }
 }
 
-pub fn read_old_adapters(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldAdapterRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("adapter_id", "adapter_id"),
-            t.text("adapter_type", "adapter_type"),
-            t.text("config_json", "config_json"),
-            t.text("device_id", "device_id"),
-            t.integer("priority", "priority"),
-            t.integer("enabled", "enabled"),
-        ],
-    )
-}
-
-/// A row of the old app's `battery_arrays`.
-#[derive(Debug, QueryableByName)]
-pub struct OldBatteryArrayRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub battery_array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub name: Option<String>,
-}
-
-pub fn read_old_battery_arrays(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldBatteryArrayRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("battery_array_id", "battery_array_id"),
-            t.text("name", "name"),
-        ],
-    )
-}
-
-/// A row of the old app's `battery_pack_adapters`.
-#[derive(Debug, QueryableByName)]
-pub struct OldPackAdapterRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub pack_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub adapter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub priority: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    pub enabled: Option<i32>,
-}
-
-pub fn read_old_pack_adapters(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldPackAdapterRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("pack_id", "pack_id"),
-            t.text("adapter_id", "adapter_id"),
-            t.integer("priority", "priority"),
-            t.integer("enabled", "enabled"),
-        ],
-    )
-}
-
-/// A row of the old app's `battery_array_attachments` (times as the app wrote them).
-#[derive(Debug, QueryableByName)]
-pub struct OldAttachmentRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub battery_array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub inverter_array_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub attached_since: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub detached_at: Option<String>,
-}
-
-pub fn read_old_attachments(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldAttachmentRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("battery_array_id", "battery_array_id"),
-            t.text("inverter_array_id", "inverter_array_id"),
-            t.text("attached_since", "attached_since"),
-            t.text("detached_at", "detached_at"),
-        ],
-    )
-}
-
-/// A setting of the old app's `configuration` table (flattened keys such as `timezone`).
-#[derive(Debug, QueryableByName)]
-pub struct SettingRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub key: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub value: Option<String>,
-}
-
-pub fn read_settings(conn: &mut DbConnection, t: &LegacyTable) -> Result<Vec<SettingRow>, DbError> {
-    t.all(conn, &[t.text("key", "key"), t.text("value", "value")])
+legacy_rows! {
+    /// A setting of the old app's `configuration` table (flattened keys such as `timezone`).
+    pub struct SettingRow;
+    pub fn read_settings(t) all;
+    {
+        key: String = text("key"),
+        value: String = text("value"),
+    }
 }
 
 /// The edges of runs of one UTC offset in a sample table: per device, local hours in order, where
@@ -1096,132 +716,55 @@ pub fn offset_edges(
     Ok(diesel::sql_query(query).load(sqlite)?)
 }
 
-/// One row of the old app's `daily_summary` (per inverter and local day).
-#[derive(Debug, QueryableByName)]
-pub struct OldDayRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub inverter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub date: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub solar_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub load_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_import_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub grid_export_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_pv_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub peak_pv_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_load_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub peak_load_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub peak_grid_import_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub peak_grid_export_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub soc_min_pct: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub soc_avg_pct: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub soc_max_pct: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub battery_cycles: Option<f64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub sample_count: Option<i64>,
+legacy_rows! {
+    /// One row of the old app's `daily_summary` (per inverter and local day).
+    pub struct OldDayRow;
+    pub fn read_old_days(t) all;
+    {
+        inverter_id: String = text("inverter_id"),
+        date: String = text("date"),
+        solar_kwh: f64 = real("pv_energy_kwh"),
+        load_kwh: f64 = real("load_energy_kwh"),
+        grid_import_kwh: f64 = real("grid_energy_imported_kwh"),
+        grid_export_kwh: f64 = real("grid_energy_exported_kwh"),
+        avg_pv_power_w: f64 = real("pv_avg_power_w"),
+        peak_pv_power_w: f64 = real("pv_max_power_w"),
+        avg_load_power_w: f64 = real("load_avg_power_w"),
+        peak_load_power_w: f64 = real("load_max_power_w"),
+        peak_grid_import_w: f64 = real("grid_max_import_w"),
+        peak_grid_export_w: f64 = real("grid_max_export_w"),
+        soc_min_pct: f64 = real("battery_min_soc_pct"),
+        soc_avg_pct: f64 = real("battery_avg_soc_pct"),
+        soc_max_pct: f64 = real("battery_max_soc_pct"),
+        battery_cycles: f64 = real("battery_cycles"),
+        sample_count: i64 = bigint("sample_count"),
+    }
 }
 
-pub fn read_old_days(conn: &mut DbConnection, t: &LegacyTable) -> Result<Vec<OldDayRow>, DbError> {
-    t.all(
-        conn,
-        &[
-            t.text("inverter_id", "inverter_id"),
-            t.text("date", "date"),
-            t.real("pv_energy_kwh", "solar_kwh"),
-            t.real("load_energy_kwh", "load_kwh"),
-            t.real("grid_energy_imported_kwh", "grid_import_kwh"),
-            t.real("grid_energy_exported_kwh", "grid_export_kwh"),
-            t.real("pv_avg_power_w", "avg_pv_power_w"),
-            t.real("pv_max_power_w", "peak_pv_power_w"),
-            t.real("load_avg_power_w", "avg_load_power_w"),
-            t.real("load_max_power_w", "peak_load_power_w"),
-            t.real("grid_max_import_w", "peak_grid_import_w"),
-            t.real("grid_max_export_w", "peak_grid_export_w"),
-            t.real("battery_min_soc_pct", "soc_min_pct"),
-            t.real("battery_avg_soc_pct", "soc_avg_pct"),
-            t.real("battery_max_soc_pct", "soc_max_pct"),
-            t.real("battery_cycles", "battery_cycles"),
-            t.integer("sample_count", "sample_count"),
-        ],
-    )
-}
-
-/// One row of the old app's `meter_hourly_energy` (hour set) or `meter_daily` (hour `None`).
-#[derive(Debug, QueryableByName)]
-pub struct OldMeterFigureRow {
-    #[diesel(sql_type = BigInt)]
-    pub row_id: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub meter_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub date: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub hour: Option<i64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub import_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub export_kwh: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_power_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub peak_import_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub peak_export_w: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_voltage_v: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_current_a: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    pub avg_frequency_hz: Option<f64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub sample_count: Option<i64>,
-}
-
-pub fn read_old_meter_figures(
-    conn: &mut DbConnection,
-    t: &LegacyTable,
-) -> Result<Vec<OldMeterFigureRow>, DbError> {
-    let hour = if t.has("hour_start") {
-        "CAST(\"hour_start\" AS INTEGER) AS hour".to_owned()
-    } else {
-        "NULL AS hour".to_owned()
-    };
-    let date = if t.has("date") {
-        t.text("date", "date")
-    } else {
-        t.text("day", "date")
-    };
-    t.all(
-        conn,
-        &[
-            t.text("meter_id", "meter_id"),
-            date,
-            hour,
-            t.real("import_energy_kwh", "import_kwh"),
-            t.real("export_energy_kwh", "export_kwh"),
-            t.real("avg_power_w", "avg_power_w"),
-            t.real("max_import_power_w", "peak_import_w"),
-            t.real("max_export_power_w", "peak_export_w"),
-            t.real("avg_voltage_v", "avg_voltage_v"),
-            t.real("avg_current_a", "avg_current_a"),
-            t.real("avg_frequency_hz", "avg_frequency_hz"),
-            t.integer("sample_count", "sample_count"),
-        ],
-    )
+legacy_rows! {
+    /// One row of the old app's `meter_hourly_energy` (hour set) or `meter_daily` (hour `None`).
+    pub struct OldMeterFigureRow;
+    pub fn read_old_meter_figures(t) all;
+    {
+        meter_id: String = text("meter_id"),
+        date: String = text_sql(if t.has("date") {
+            t.text("date", "date")
+        } else {
+            t.text("day", "date")
+        }),
+        hour: i64 = bigint_sql(if t.has("hour_start") {
+            "CAST(\"hour_start\" AS INTEGER) AS hour".to_owned()
+        } else {
+            "NULL AS hour".to_owned()
+        }),
+        import_kwh: f64 = real("import_energy_kwh"),
+        export_kwh: f64 = real("export_energy_kwh"),
+        avg_power_w: f64 = real("avg_power_w"),
+        peak_import_w: f64 = real("max_import_power_w"),
+        peak_export_w: f64 = real("max_export_power_w"),
+        avg_voltage_v: f64 = real("avg_voltage_v"),
+        avg_current_a: f64 = real("avg_current_a"),
+        avg_frequency_hz: f64 = real("avg_frequency_hz"),
+        sample_count: i64 = bigint("sample_count"),
+    }
 }

@@ -206,8 +206,13 @@ impl<'a> Copier<'a> {
         Some(id)
     }
 
-    fn add_placeholders(&mut self, rows: Installation, description: String) -> Result<(), DbError> {
-        catalog::insert_rows(self.target, &rows)?;
+    /// Creates `row`, a catalog row nothing but the samples knows, and reports it.
+    fn add_placeholder(
+        &mut self,
+        row: impl Into<Installation>,
+        description: String,
+    ) -> Result<(), DbError> {
+        catalog::insert_rows(self.target, &row.into())?;
         self.report.placeholders.push(description);
         Ok(())
     }
@@ -366,13 +371,7 @@ impl<'a> Copier<'a> {
             name,
             pv_capacity_kw: None,
         };
-        self.add_placeholders(
-            Installation {
-                arrays: vec![array],
-                ..Installation::default()
-            },
-            format!("array {array_id}"),
-        )
+        self.add_placeholder(array, format!("array {array_id}"))
     }
 
     /// The array an inverter belongs to, creating the inverter (and its array) as placeholders.
@@ -413,11 +412,8 @@ impl<'a> Copier<'a> {
         self.view
             .inverter_array
             .insert(inverter_id.to_owned(), array_id.clone());
-        self.add_placeholders(
-            Installation {
-                inverters: vec![inverter],
-                ..Installation::default()
-            },
+        self.add_placeholder(
+            inverter,
             format!("inverter {inverter_id} in array {array_id}"),
         )?;
         Ok(array_id)
@@ -442,13 +438,7 @@ impl<'a> Copier<'a> {
         self.view
             .pack_battery_array
             .insert(pack_id.to_owned(), None);
-        self.add_placeholders(
-            Installation {
-                packs: vec![pack],
-                ..Installation::default()
-            },
-            format!("battery bank {pack_id}"),
-        )?;
+        self.add_placeholder(pack, format!("battery bank {pack_id}"))?;
         Ok(None)
     }
 
@@ -467,11 +457,8 @@ impl<'a> Copier<'a> {
                 serial_number: None,
                 model: None,
             };
-            self.add_placeholders(
-                Installation {
-                    batteries: vec![battery],
-                    ..Installation::default()
-                },
+            self.add_placeholder(
+                battery,
                 format!("battery {id} (index {index} of bank {pack_id})"),
             )?;
         }
@@ -487,13 +474,7 @@ impl<'a> Copier<'a> {
                 cell_index: index,
                 nominal_voltage: None,
             };
-            self.add_placeholders(
-                Installation {
-                    cells: vec![cell],
-                    ..Installation::default()
-                },
-                format!("cell {id}"),
-            )?;
+            self.add_placeholder(cell, format!("cell {id}"))?;
         }
         Ok(id)
     }
@@ -516,13 +497,7 @@ impl<'a> Copier<'a> {
             meter_type: "grid".into(),
         };
         self.view.meters.insert(meter_id.to_owned());
-        self.add_placeholders(
-            Installation {
-                meters: vec![meter],
-                ..Installation::default()
-            },
-            format!("meter {meter_id}"),
-        )
+        self.add_placeholder(meter, format!("meter {meter_id}"))
     }
 
     /// A legacy array id as the meter and array tables use it: `home` (or the system id) means the

@@ -411,6 +411,40 @@ pub(super) fn hour_rows(
     Ok(rows)
 }
 
+/// A device's power in a bucket (both directions apart) and other measured values.
+struct PowerStats<const N: usize> {
+    power: Stat,
+    /// Power > 0: discharging, importing.
+    positive: Stat,
+    /// Power < 0, as a positive number: charging, exporting.
+    negative: Stat,
+    other: [Stat; N],
+}
+
+fn power_stats<S, const N: usize>(
+    samples: &[S],
+    power: fn(&S) -> Option<f64>,
+    other: [fn(&S) -> Option<f64>; N],
+) -> PowerStats<N> {
+    let mut stats = PowerStats {
+        power: Stat::default(),
+        positive: Stat::default(),
+        negative: Stat::default(),
+        other: std::array::from_fn(|_| Stat::default()),
+    };
+    for sample in samples {
+        let value = power(sample);
+        stats.power.add(value);
+        let (positive, negative) = split(value);
+        stats.positive.add(positive);
+        stats.negative.add(negative);
+        for (stat, read) in stats.other.iter_mut().zip(other) {
+            stat.add(read(sample));
+        }
+    }
+    stats
+}
+
 pub(super) fn pack_hour(
     structure: &SystemStructure,
     pack_id: &str,
@@ -420,25 +454,21 @@ pub(super) fn pack_hour(
     at: i64,
 ) -> Option<store::PackHour> {
     let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
-    let [
-        mut power,
-        mut charge,
-        mut discharge,
-        mut voltage,
-        mut current,
-        mut temperature,
-        mut soc,
-    ] = stats();
-    for s in inside {
-        power.add(s.power_w);
-        let (d, c) = split(s.power_w);
-        discharge.add(d);
-        charge.add(c);
-        voltage.add(s.voltage_v);
-        current.add(s.current_a);
-        temperature.add(s.temperature_c);
-        soc.add(s.soc_pct);
-    }
+    let PowerStats {
+        power,
+        positive: discharge,
+        negative: charge,
+        other: [voltage, current, temperature, soc],
+    } = power_stats(
+        inside,
+        |s| s.power_w,
+        [
+            |s| s.voltage_v,
+            |s| s.current_a,
+            |s| s.temperature_c,
+            |s| s.soc_pct,
+        ],
+    );
     let pack = structure
         .installation
         .packs
@@ -480,23 +510,16 @@ pub(super) fn meter_hour(
     at: i64,
 ) -> Option<store::MeterHour> {
     let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
-    let [
-        mut power,
-        mut import,
-        mut export,
-        mut voltage,
-        mut current,
-        mut frequency,
-    ] = stats();
-    for s in inside {
-        power.add(s.power_w);
-        let (i, e) = split(s.power_w);
-        import.add(i);
-        export.add(e);
-        voltage.add(s.voltage_v);
-        current.add(s.current_a);
-        frequency.add(s.frequency_hz);
-    }
+    let PowerStats {
+        power,
+        positive: import,
+        negative: export,
+        other: [voltage, current, frequency],
+    } = power_stats(
+        inside,
+        |s| s.power_w,
+        [|s| s.voltage_v, |s| s.current_a, |s| s.frequency_hz],
+    );
     let import_kwh = kwh(integral.energy_wh[IMPORT]);
     let export_kwh = kwh(integral.energy_wh[EXPORT]);
     let meter = structure
