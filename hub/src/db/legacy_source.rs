@@ -528,6 +528,21 @@ legacy_rows! {
     }
 }
 
+impl LegacyHourRow {
+    /// Solar, load, battery charge, battery discharge, grid import, grid export (kWh), in the
+    /// order of the rollups' `EnergyColumns::kwh`.
+    pub fn kwh(&self) -> [Option<f64>; 6] {
+        [
+            self.solar_kwh,
+            self.load_kwh,
+            self.battery_charge_kwh,
+            self.battery_discharge_kwh,
+            self.grid_import_kwh,
+            self.grid_export_kwh,
+        ]
+    }
+}
+
 legacy_rows! {
     /// One row of the old app's `pv_daily` (PV energy per inverter and local day).
     pub struct LegacyPvDayRow;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::db::legacy_source::{self as source, LEGACY_PREFIX, LegacyTable};
-use crate::db::rollups::FROM_SAMPLES;
+use crate::db::rollups::{EnergyColumns, FROM_SAMPLES};
 use crate::db::{DbConnection, DbError};
 
 /// How the old app's own hourly and daily figures compare with the recomputed rollups.
@@ -97,15 +97,7 @@ pub fn compare_with_legacy(
                 i64::from(row.hour_start),
             ))
             .or_default();
-        let values = [
-            row.solar_kwh,
-            row.load_kwh,
-            row.battery_charge_kwh,
-            row.battery_discharge_kwh,
-            row.grid_import_kwh,
-            row.grid_export_kwh,
-        ];
-        for (total, value) in entry.iter_mut().zip(values) {
+        for (total, value) in entry.iter_mut().zip(row.kwh()) {
             if let Some(v) = value {
                 *total = Some(total.unwrap_or(0.0) + v);
             }
@@ -126,6 +118,7 @@ pub fn compare_with_legacy(
             "grid export",
         ];
         for row in source::read_legacy_hours(legacy, &table)? {
+            let theirs = row.kwh();
             let (Some(inverter), Some(date), Some(hour)) = (row.inverter_id, row.date, row.hour)
             else {
                 continue;
@@ -133,14 +126,6 @@ pub fn compare_with_legacy(
             if carried.contains(&(inverter.as_str(), date.as_str(), hour)) {
                 continue;
             }
-            let theirs = [
-                row.solar_kwh,
-                row.load_kwh,
-                row.battery_charge_kwh,
-                row.battery_discharge_kwh,
-                row.grid_import_kwh,
-                row.grid_export_kwh,
-            ];
             let mine = ours
                 .get(&(inverter.clone(), date.clone(), hour))
                 .copied()

@@ -104,14 +104,7 @@ impl Copier<'_> {
                 hours.push(OldEnergy {
                     inverter_id,
                     bucket,
-                    kwh: [
-                        row.solar_kwh,
-                        row.load_kwh,
-                        row.battery_charge_kwh,
-                        row.battery_discharge_kwh,
-                        row.grid_import_kwh,
-                        row.grid_export_kwh,
-                    ],
+                    kwh: row.kwh(),
                     avg_pv_power_w: row.avg_pv_power_w,
                     avg_load_power_w: row.avg_load_power_w,
                     avg_grid_power_w: row.avg_grid_power_w,

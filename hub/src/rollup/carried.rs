@@ -79,6 +79,35 @@ fn figures(old: &OldEnergy) -> Figures {
     }
 }
 
+/// A meter row of `$row` from the old app's figures `$m`.
+macro_rules! old_meter_row {
+    ($row:ident { $($field:ident: $value:expr),* }, $m:expr, $array_id:expr, $system_id:expr, $at:expr) => {{
+        let old: &OldMeter = $m;
+        store::$row {
+            $($field: $value,)*
+            meter_id: old.meter_id.clone(),
+            bucket_start: old.bucket.start,
+            bucket_end: old.bucket.end,
+            date: old.bucket.date.clone(),
+            system_id: $system_id.to_owned(),
+            array_id: $array_id,
+            import_kwh: old.import_kwh,
+            export_kwh: old.export_kwh,
+            net_kwh: net_kwh(old.import_kwh, old.export_kwh),
+            avg_power_w: old.avg_power_w,
+            peak_import_w: old.peak_import_w,
+            peak_export_w: old.peak_export_w,
+            avg_voltage_v: old.avg_voltage_v,
+            avg_current_a: old.avg_current_a,
+            avg_frequency_hz: old.avg_frequency_hz,
+            sample_count: old.sample_count,
+            coverage_pct: CARRIED_COVERAGE_PCT,
+            updated_at: $at,
+            source: FROM_LEGACY.to_owned(),
+        }
+    }};
+}
+
 /// Meter rows and, per bucket start, the system-level grid meters' import and export.
 fn meter_rows<R>(
     old: &[OldMeter],
@@ -136,7 +165,6 @@ pub fn carried_rows(
         .filter(|m| m.is_system_grid())
         .map(|m| m.meter_id.as_str())
         .collect();
-    let legacy = || FROM_LEGACY.to_owned();
 
     // Hours.
     let mut by_bucket: BTreeMap<&Bucket, BTreeMap<&str, Vec<Figures>>> = BTreeMap::new();
@@ -165,28 +193,15 @@ pub fn carried_rows(
     }
     let (meter_hour_rows, hour_grid) =
         meter_rows(meter_hours, &meter_array, &system_grid, |m, array_id| {
-            store::MeterHour {
-                meter_id: m.meter_id.clone(),
-                hour_start: m.bucket.hour.unwrap_or_default(),
-                bucket_start: m.bucket.start,
-                bucket_end: m.bucket.end,
-                date: m.bucket.date.clone(),
-                system_id: system_id.to_owned(),
+            old_meter_row!(
+                MeterHour {
+                    hour_start: m.bucket.hour.unwrap_or_default()
+                },
+                m,
                 array_id,
-                import_kwh: m.import_kwh,
-                export_kwh: m.export_kwh,
-                net_kwh: net_kwh(m.import_kwh, m.export_kwh),
-                avg_power_w: m.avg_power_w,
-                peak_import_w: m.peak_import_w,
-                peak_export_w: m.peak_export_w,
-                avg_voltage_v: m.avg_voltage_v,
-                avg_current_a: m.avg_current_a,
-                avg_frequency_hz: m.avg_frequency_hz,
-                sample_count: m.sample_count,
-                coverage_pct: CARRIED_COVERAGE_PCT,
-                updated_at: at,
-                source: legacy(),
-            }
+                system_id,
+                at
+            )
         });
     rows.meter_hours = meter_hour_rows;
     for (bucket, arrays) in &by_bucket {
@@ -326,27 +341,7 @@ pub fn carried_rows(
         &meter_day_list,
         &meter_array,
         &system_grid,
-        |m, array_id| store::MeterDay {
-            meter_id: m.meter_id.clone(),
-            bucket_start: m.bucket.start,
-            bucket_end: m.bucket.end,
-            date: m.bucket.date.clone(),
-            system_id: system_id.to_owned(),
-            array_id,
-            import_kwh: m.import_kwh,
-            export_kwh: m.export_kwh,
-            net_kwh: net_kwh(m.import_kwh, m.export_kwh),
-            avg_power_w: m.avg_power_w,
-            peak_import_w: m.peak_import_w,
-            peak_export_w: m.peak_export_w,
-            avg_voltage_v: m.avg_voltage_v,
-            avg_current_a: m.avg_current_a,
-            avg_frequency_hz: m.avg_frequency_hz,
-            sample_count: m.sample_count,
-            coverage_pct: CARRIED_COVERAGE_PCT,
-            updated_at: at,
-            source: legacy(),
-        },
+        |m, array_id| old_meter_row!(MeterDay {}, m, array_id, system_id, at),
     );
     rows.meter_days = meter_day_rows;
     for (day, arrays) in &days_by_bucket {
