@@ -83,6 +83,11 @@ pub async fn run_demo(
         let _ = hub_stopped.await;
     }));
     tracing::info!(%addr, database = %database.url(), "hub serving gRPC");
+    tracing::warn!(
+        %addr,
+        "the demo serves without authentication or TLS, for this machine only; `solarhub-hub \
+         serve` requires tokens (README \"Security\")"
+    );
 
     std::fs::create_dir_all(&options.outbox_dir).map_err(|error| DemoError::Outbox {
         path: options.outbox_dir.clone(),

@@ -17,6 +17,7 @@
 //!   collector crate.
 
 pub mod adapter_types;
+pub mod auth;
 pub mod catalog;
 pub mod config_import;
 pub mod db;

@@ -49,6 +49,8 @@ enum Command {
         /// Write derived array samples (array sums, SOC) this often, in seconds; 0 writes none.
         #[arg(long, env = "SOLARHUB_ARRAY_SAMPLE_SECS", default_value = "10")]
         array_sample_secs: f64,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// The whole system in one process: migrate (or create) the database, put the demo
     /// installation in it, simulate one device of every driver type, serve gRPC, and stream the
@@ -64,6 +66,9 @@ enum Command {
         outbox_dir: PathBuf,
         #[arg(long, default_value = "5")]
         poll_secs: f64,
+        /// Allow the unauthenticated demo on a non-loopback --listen address.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Apply pending migrations (upgrading a legacy database in place first) and exit.
     Migrate {
@@ -74,9 +79,19 @@ enum Command {
         #[arg(long, env = "SOLARHUB_TIMEZONE")]
         timezone: Option<String>,
     },
+    /// Make, list and revoke the tokens callers present (on the database directly, so the first
+    /// admin token needs no running hub).
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
     /// Import the existing app's config.yaml into the catalog.
     ImportConfig {
         file: PathBuf,
+        /// Assign the file's adapters to this collector (an adapter block's own `collector_id`
+        /// wins); pair it with `token create --role collector --collector-id ID`.
+        #[arg(long)]
+        collector_id: Option<String>,
         /// Delete catalog rows of the imported system that the file no longer has.
         #[arg(long)]
         prune: bool,
@@ -103,6 +118,72 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a principal and print its token (once: only its hash is kept).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin (everything), reader (queries) or collector (ingest as one collector id).
+        #[arg(long, value_parser = ["admin", "reader", "collector"])]
+        role: String,
+        /// For --role collector: the one collector id the token may act as.
+        #[arg(long)]
+        collector_id: Option<String>,
+    },
+    /// Every principal: name, role, bound collector, created and revoked times (never a token).
+    List,
+    /// Revoke a principal's token; every hub on this database refuses it within a few seconds.
+    Revoke { name: String },
+}
+
+/// How `serve` is exposed (DESIGN §7).
+#[derive(clap::Args)]
+struct SecurityArgs {
+    /// Serve without authentication: every caller is an admin. Loopback only, unless --insecure.
+    #[arg(long, env = "SOLARHUB_WITHOUT_AUTH")]
+    without_auth: bool,
+    /// Allow plaintext or --without-auth on a non-loopback address.
+    #[arg(long, env = "SOLARHUB_INSECURE")]
+    insecure: bool,
+    /// The hub's TLS certificate chain (PEM).
+    #[arg(long, env = "SOLARHUB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The hub's TLS private key (PEM).
+    #[arg(long, env = "SOLARHUB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM); a certificate's first DNS name (or
+    /// its CN) is the collector id it may act as.
+    #[arg(long, env = "SOLARHUB_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The security to serve with, after refusing an unsafe exposure of `listen`.
+    fn check(self, listen: SocketAddr) -> anyhow::Result<solarhub_hub::server::Security> {
+        use solarhub_hub::auth::exposure::{Exposure, check};
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(solarhub_hub::auth::tls::TlsFiles {
+                cert,
+                key,
+                client_ca: self.client_ca,
+            }),
+            _ => None,
+        };
+        check(Exposure {
+            listen,
+            tls: tls.is_some(),
+            auth: !self.without_auth,
+            insecure: self.insecure,
+        })
+        .map_err(anyhow::Error::msg)?;
+        Ok(solarhub_hub::server::Security {
+            auth: !self.without_auth,
+            tls,
+        })
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -133,7 +214,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             simulate,
             outbox_dir,
             poll_secs,
+            insecure,
         } => {
+            solarhub_hub::auth::exposure::check(solarhub_hub::auth::exposure::Exposure {
+                listen,
+                tls: false,
+                auth: false,
+                insecure,
+            })
+            .map_err(anyhow::Error::msg)?;
             let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -164,10 +253,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::ImportConfig { file, prune } => {
+        Command::Token { action } => {
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
+            let mut conn = database.get()?;
+            token_command(&mut conn, action)
+        }
+        Command::ImportConfig {
+            file,
+            collector_id,
+            prune,
+        } => {
             // A broken file is refused before the database is even opened.
             let adapter_types = builtin_adapter_types()?;
-            let loaded = load_config(&file, &adapter_types)?;
+            let mut loaded = load_config(&file, &adapter_types)?;
+            if let Some(collector_id) = &collector_id {
+                loaded.assign_collector(collector_id)?;
+            }
             let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             apply_config(&database, &file, loaded, adapter_types, prune)
         }
@@ -179,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             let options = legacy_options(&None, config, timezone);
             let report = solarhub_hub::legacy::import_legacy(&database, &file, &options)?;
+            tracing::info!(target: solarhub_hub::auth::layer::AUDIT, principal = "cli", file = %file.display(), system = %report.system_id, "legacy database imported");
             println!("{report}");
             recompute(&database, &report.system_id, None)?;
             let mut legacy = solarhub_hub::db::legacy_source::open_read_only(&file)?;
@@ -221,7 +323,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             timezone,
             array_sample_secs,
+            security,
         } => {
+            // An unsafe exposure is refused before anything is opened.
+            let security = security.check(listen)?;
             let loaded = match &config {
                 Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
                 None => None,
@@ -235,8 +340,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(async move {
                 let listener = grpc::bind(listen).await?;
                 let local = listener.local_addr().context("listener has no address")?;
-                tracing::info!(addr = %local, database = %database.url(), "serving gRPC");
+                tracing::info!(
+                    addr = %local,
+                    database = %database.url(),
+                    tls = security.tls.is_some(),
+                    client_certificates = security.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+                    authentication = security.auth,
+                    "serving gRPC"
+                );
                 let options = solarhub_hub::server::ServeOptions {
+                    security,
                     array_samples_every: (array_sample_secs > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
                     ..solarhub_hub::server::ServeOptions::default()
@@ -246,6 +359,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!("stopped");
                 Ok(())
             })
+        }
+    }
+}
+
+fn token_command(conn: &mut db::DbConnection, action: TokenCommand) -> anyhow::Result<()> {
+    use solarhub_hub::auth::{Role, principals};
+    match action {
+        TokenCommand::Create {
+            name,
+            role,
+            collector_id,
+        } => {
+            let role = Role::parse(&role).context("unknown role")?;
+            let created = principals::create(conn, &name, role, collector_id.as_deref())?;
+            // The token alone on standard output (TOKEN=$(solarhub-hub token create …)); what it
+            // is, on standard error.
+            match &created.principal.collector_id {
+                Some(id) => eprintln!("{role} token for {name}, bound to collector {id}:"),
+                None => eprintln!("{role} token for {name}:"),
+            }
+            println!("{}", created.token.expose());
+            eprintln!("it is shown only now: the hub keeps its SHA-256, not the token");
+            Ok(())
+        }
+        TokenCommand::List => {
+            for principal in principals::list(conn)? {
+                println!("{principal}");
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { name } => {
+            principals::revoke(conn, &name)?;
+            println!(
+                "revoked {name}: every hub on this database refuses it within {} s",
+                solarhub_hub::auth::authenticator::CACHE_TTL.as_secs()
+            );
+            Ok(())
         }
     }
 }
@@ -301,6 +451,7 @@ fn recompute(
     let settings = solarhub_hub::rollup::Settings::default();
     match solarhub_hub::rollup::recompute(&mut conn, system_id, range, settings)? {
         Some(report) => {
+            tracing::info!(target: solarhub_hub::auth::layer::AUDIT, principal = "cli", system = system_id, hours = report.hours, days = report.days, "recomputed");
             println!(
                 "rollups of {system_id}: {} hours and {} days recomputed, {} rows written",
                 report.hours, report.days, report.rows
@@ -332,8 +483,14 @@ fn apply_config(
             tracing::info!(file = %file.display(), "timezone taken from {}", loaded.timezone_source)
         }
     }
+    let (_, existing, _) = db::catalog::load_catalog(&mut conn)?;
+    let kept = loaded.keep_assigned_collectors(&existing.adapters);
+    if !kept.is_empty() {
+        tracing::info!(file = %file.display(), adapters = ?kept, "the file names no collector for these adapters; they keep the one the catalog gives them");
+    }
     let rows: Vec<_> = adapter_types.into_iter().map(|t| t.row).collect();
     let report = db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, prune)?;
+    tracing::info!(target: solarhub_hub::auth::layer::AUDIT, principal = "cli", file = %file.display(), changes = report.changes.len(), "config imported");
     for change in &report.changes {
         println!("{change}");
     }

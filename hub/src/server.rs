@@ -1,12 +1,13 @@
 //! The hub's composition root: every part built on one database (the catalog repository, ingest,
 //! live, history), the background jobs started (the roller, the array sampler), and the parts
-//! handed to the gRPC edge, which only adapts requests to them. Authentication and metrics plug in
-//! here.
+//! handed to the gRPC edge, which only adapts requests to them, behind the authentication layer.
 
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::auth::tls::TlsFiles;
+use crate::auth::{AuthLayer, Authenticator};
 use crate::catalog::Repository;
 use crate::db::Database;
 use crate::grpc::{Parts, ServeError};
@@ -18,6 +19,16 @@ pub struct ServeOptions {
     pub array_samples_every: Option<Duration>,
     /// How often pending rollup ranges are rolled; `None` leaves them to another hub.
     pub rollup_every: Option<Duration>,
+    pub security: Security,
+}
+
+/// Who may call, and over what. The library's default is no authentication and plaintext (tests
+/// and the loopback demo); the `serve` command requires authentication unless told otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Require a bearer token (or a client certificate) on every call but health and reflection.
+    pub auth: bool,
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeOptions {
@@ -25,6 +36,7 @@ impl Default for ServeOptions {
         ServeOptions {
             array_samples_every: Some(crate::live::sampler::DEFAULT_EVERY),
             rollup_every: Some(crate::rollup::roller::DEFAULT_EVERY),
+            security: Security::default(),
         }
     }
 }
@@ -50,6 +62,22 @@ pub async fn serve_with(
     let ingest = crate::ingest::Ingest::new(database.clone(), repository.generation());
     let live = crate::live::Live::new(database.clone(), repository.clone(), ingest.updates());
     let history = crate::rollup::history::History::new(database.clone(), repository.clone());
+    let tls = match &options.security.tls {
+        Some(files) => Some(
+            files
+                .load()
+                .map_err(|error| ServeError::Tls(error.to_string()))?,
+        ),
+        None => None,
+    };
+    let authenticator = options
+        .security
+        .auth
+        .then(|| Authenticator::new(database.clone()));
+    let auth = match &authenticator {
+        Some(authenticator) => AuthLayer::required(authenticator.clone()),
+        None => AuthLayer::off(),
+    };
 
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -80,6 +108,9 @@ pub async fn serve_with(
         ingest,
         live,
         history,
+        auth,
+        authenticator,
+        tls,
     };
     let served = crate::grpc::serve_parts(parts, listener, shutdown).await;
     let _ = stop_background.send(true);

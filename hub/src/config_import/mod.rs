@@ -106,7 +106,51 @@ pub struct LoadedConfig {
     pub ignored: Vec<String>,
 }
 
+/// `import-config --collector-id` with an id that cannot be one.
+#[derive(Debug, thiserror::Error)]
+#[error("--collector-id {id:?} {problem}")]
+pub struct BadCollectorId {
+    pub id: String,
+    pub problem: String,
+}
+
 impl LoadedConfig {
+    /// Assigns every adapter of the file that names no collector of its own to `collector_id`.
+    pub fn assign_collector(&mut self, collector_id: &str) -> Result<(), BadCollectorId> {
+        if let Some(problem) = id_problem(collector_id) {
+            return Err(BadCollectorId {
+                id: collector_id.to_owned(),
+                problem,
+            });
+        }
+        for adapter in &mut self.installation.adapters {
+            adapter
+                .collector_id
+                .get_or_insert_with(|| collector_id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// An adapter the file assigns to no collector keeps the collector the catalog already gives
+    /// it (set by an earlier import or by `UpdateAdapter`): importing the same file again never
+    /// takes devices away from a remote collector. Returns the adapters that kept one.
+    pub fn keep_assigned_collectors(&mut self, existing: &[crate::catalog::Adapter]) -> Vec<String> {
+        let mut kept = Vec::new();
+        for adapter in &mut self.installation.adapters {
+            if adapter.collector_id.is_some() {
+                continue;
+            }
+            if let Some(known) = existing
+                .iter()
+                .find(|e| e.adapter_id == adapter.adapter_id && e.collector_id.is_some())
+            {
+                adapter.collector_id = known.collector_id.clone();
+                kept.push(adapter.adapter_id.clone());
+            }
+        }
+        kept
+    }
+
     /// A config that names no timezone does not undo one the system already has (from an
     /// earlier import, or a legacy upgrade that found the zone in the old app's data). Returns
     /// the zone kept, if any.
@@ -715,6 +759,9 @@ impl Builder<'_> {
                 format!("{} (adapter type {adapter_type})", violation.message),
             );
         }
+        if let Some(problem) = block.collector_id.as_deref().and_then(id_problem) {
+            self.problem(format!("{field}.collector_id"), problem);
+        }
         if let Some(problem) = id_problem(&adapter_id) {
             self.problem(
                 field.to_owned(),
@@ -732,7 +779,7 @@ impl Builder<'_> {
             device_category: known.row.device_category.clone(),
             device_id: Some(device_id.to_owned()),
             device_type: Some(device_type.to_owned()),
-            collector_id: None,
+            collector_id: block.collector_id.clone(),
             config_json: config.to_string(),
             priority: 1,
             enabled,

@@ -133,6 +133,9 @@ pub(super) struct RawAttachment {
 pub(super) struct RawAdapterBlock {
     #[serde(rename = "type")]
     pub(super) adapter_type: Option<String>,
+    /// The collector that runs this adapter (otherwise `import-config --collector-id`, or
+    /// whatever the catalog already says).
+    pub(super) collector_id: Option<String>,
     #[serde(flatten)]
     pub(super) rest: BTreeMap<String, serde_yaml::Value>,
 }

@@ -13,6 +13,7 @@ pub mod introspect;
 pub mod legacy_imports;
 pub mod legacy_source;
 pub mod live;
+pub mod principals;
 mod migrate;
 pub mod rollups;
 pub mod samples;

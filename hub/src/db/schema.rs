@@ -737,3 +737,14 @@ diesel::table! {
         values_json -> Text,
     }
 }
+
+diesel::table! {
+    principals (name) {
+        name -> Text,
+        role -> Text,
+        collector_id -> Nullable<Text>,
+        token_sha256 -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}

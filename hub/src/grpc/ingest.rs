@@ -7,6 +7,7 @@ use solarhub_proto::tonic::{self, Request, Response, Status, Streaming};
 use solarhub_proto::v1 as proto;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::auth::{Authenticator, Caller};
 use crate::catalog::ListFilter;
 use crate::catalog::Repository;
 use crate::catalog::{Adapter, id_problem};
@@ -18,12 +19,37 @@ use crate::ingest::{
 pub(crate) struct CollectorApi {
     ingest: Ingest,
     repository: Repository,
+    authenticator: Option<Authenticator>,
 }
 
 impl CollectorApi {
-    pub(crate) fn new(ingest: Ingest, repository: Repository) -> Self {
-        CollectorApi { ingest, repository }
+    pub(crate) fn new(
+        ingest: Ingest,
+        repository: Repository,
+        authenticator: Option<Authenticator>,
+    ) -> Self {
+        CollectorApi {
+            ingest,
+            repository,
+            authenticator,
+        }
     }
+}
+
+/// The caller the auth layer admitted; a call without one never passed the layer.
+pub(super) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request.extensions().get::<Caller>().cloned().ok_or_else(|| {
+        tracing::error!("a call reached a service without passing the auth layer");
+        Status::internal("internal error")
+    })
+}
+
+/// A collector may only register and send as the collector id it is bound to.
+fn acting_as(caller: &Caller, collector_id: &str) -> Result<(), Status> {
+    caller.may_act_as(collector_id).map_err(|refused| {
+        tracing::warn!(target: crate::auth::layer::AUDIT, principal = %caller.name, wanted = collector_id, "collector id refused");
+        Status::permission_denied(refused.to_string())
+    })
 }
 
 /// The batch, and the readings refused before ingest looked at them (no timestamp).
@@ -135,6 +161,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         &self,
         request: Request<proto::RegisterRequest>,
     ) -> Result<Response<proto::RegisterResponse>, Status> {
+        let caller = caller(&request)?;
         let proto::RegisterRequest {
             collector_id,
             version,
@@ -142,6 +169,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         if let Some(problem) = id_problem(&collector_id) {
             return Err(Status::invalid_argument(format!("collector_id {problem}")));
         }
+        acting_as(&caller, &collector_id)?;
         let filter = ListFilter {
             collector_id: Some(collector_id.clone()),
             ..ListFilter::default()
@@ -200,8 +228,10 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         &self,
         request: Request<Streaming<proto::TelemetryBatch>>,
     ) -> Result<Response<AckStream>, Status> {
+        let caller = caller(&request)?;
         let mut inbound = request.into_inner();
         let ingest = self.ingest.clone();
+        let authenticator = self.authenticator.clone();
         // A small buffer: a collector that stops reading acks stops the stream, not the hub.
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
@@ -214,12 +244,33 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
                         return;
                     }
                 };
-                let (batch, early) = batch_from_proto(batch);
-                let answer = ingest
-                    .commit(batch, None)
-                    .await
-                    .map(|outcome| ack(outcome, early))
-                    .map_err(status);
+                // A token revoked while the stream is open stops it within the cache's lifetime.
+                let revoked = match &authenticator {
+                    Some(authenticator) => match authenticator.still_valid(&caller).await {
+                        Ok(valid) => (!valid).then(|| {
+                            Status::unauthenticated("the token is not valid (unknown or revoked)")
+                        }),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot check a token");
+                            Some(Status::unavailable("cannot check credentials now; try again"))
+                        }
+                    },
+                    None => None,
+                };
+                let answer = match revoked {
+                    Some(refusal) => Err(refusal),
+                    None => match acting_as(&caller, &batch.collector_id) {
+                        Err(refusal) => Err(refusal),
+                        Ok(()) => {
+                            let (batch, early) = batch_from_proto(batch);
+                            ingest
+                                .commit(batch, None)
+                                .await
+                                .map(|outcome| ack(outcome, early))
+                                .map_err(status)
+                        }
+                    },
+                };
                 let failed = answer.is_err();
                 if sender.send(answer).await.is_err() || failed {
                     return;
@@ -233,7 +284,10 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         &self,
         request: Request<proto::TelemetryBatch>,
     ) -> Result<Response<proto::Ack>, Status> {
-        let (batch, early) = batch_from_proto(request.into_inner());
+        let caller = caller(&request)?;
+        let batch = request.into_inner();
+        acting_as(&caller, &batch.collector_id)?;
+        let (batch, early) = batch_from_proto(batch);
         let outcome = self.ingest.commit(batch, None).await.map_err(status)?;
         Ok(Response::new(ack(outcome, early)))
     }

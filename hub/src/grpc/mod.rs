@@ -29,6 +29,28 @@ pub enum ServeError {
     Transport(String),
     #[error("reflection setup failed: {0}")]
     Reflection(String),
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Limits every hub serves with (DESIGN §7).
+pub mod limits {
+    use std::time::Duration;
+
+    /// The largest request a catalog, live or history call may send.
+    pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+    /// The largest telemetry batch (a few thousand readings with cells fit in a few MiB).
+    pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+    /// The largest answer (a history of years of hours).
+    pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+    /// Calls one connection may have in progress at once.
+    pub const CONCURRENCY_PER_CONNECTION: usize = 64;
+    /// How long a unary call may take before the hub answers DEADLINE_EXCEEDED (streams are not
+    /// cut: their handlers answer at once and the stream lives on).
+    pub const UNARY_DEADLINE: Duration = Duration::from_secs(60);
+    /// HTTP/2 pings on an idle connection, so a vanished collector's stream is noticed.
+    pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 /// A bound listener, so callers (tests) can learn the port before serving.
@@ -48,6 +70,11 @@ pub struct Parts {
     pub ingest: crate::ingest::Ingest,
     pub live: crate::live::Live,
     pub history: crate::rollup::history::History,
+    /// In front of every service.
+    pub auth: crate::auth::AuthLayer,
+    /// Present when tokens are checked (long streams check theirs again).
+    pub authenticator: Option<crate::auth::Authenticator>,
+    pub tls: Option<solarhub_proto::tonic::transport::ServerTlsConfig>,
 }
 
 /// Serves the API of `parts` on `listener` until `shutdown` completes: health, reflection (v1 and
@@ -63,6 +90,9 @@ pub async fn serve_parts(
         ingest,
         live,
         history,
+        auth,
+        authenticator,
+        tls,
     } = parts;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -99,19 +129,32 @@ pub async fn serve_parts(
         solarhub_proto::v1::history_service_server::HistoryServiceServer::new(
             history::HistoryApi::new(history),
         )
-        .max_encoding_message_size(64 * 1024 * 1024),
+        .max_decoding_message_size(limits::MAX_REQUEST_BYTES)
+        .max_encoding_message_size(limits::MAX_ANSWER_BYTES),
     );
     health_reporter
         .set_serving::<solarhub_proto::v1::collector_service_server::CollectorServiceServer<ingest::CollectorApi>>()
         .await;
     let routes = routes.add_service(
         solarhub_proto::v1::collector_service_server::CollectorServiceServer::new(
-            ingest::CollectorApi::new(ingest, repository.clone()),
+            ingest::CollectorApi::new(ingest, repository.clone(), authenticator),
         )
-        .max_decoding_message_size(16 * 1024 * 1024),
+        .max_decoding_message_size(limits::MAX_BATCH_BYTES),
     );
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
-    Server::builder()
+    let mut server = Server::builder()
+        .timeout(limits::UNARY_DEADLINE)
+        .concurrency_limit_per_connection(limits::CONCURRENCY_PER_CONNECTION)
+        .http2_keepalive_interval(Some(limits::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(limits::KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(limits::KEEPALIVE_INTERVAL));
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|error| ServeError::Tls(format!("TLS setup failed: {error}")))?;
+    }
+    server
+        .layer(auth)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

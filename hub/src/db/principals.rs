@@ -1,0 +1,89 @@
+//! Principals (DESIGN §7): who may call the hub, by the SHA-256 of their token. The token itself
+//! never reaches this module.
+
+use diesel::prelude::*;
+
+use super::{DbConnection, DbError, now_ms, schema::principals};
+
+/// One principal as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = principals)]
+pub struct PrincipalRow {
+    pub name: String,
+    pub role: String,
+    pub collector_id: Option<String>,
+    pub token_sha256: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Stores a new principal; a name already taken (revoked or not) is a `UniqueViolation`.
+pub fn insert(
+    conn: &mut DbConnection,
+    name: &str,
+    role: &str,
+    collector_id: Option<&str>,
+    token_sha256: &str,
+) -> Result<PrincipalRow, DbError> {
+    let row = PrincipalRow {
+        name: name.to_owned(),
+        role: role.to_owned(),
+        collector_id: collector_id.map(str::to_owned),
+        token_sha256: token_sha256.to_owned(),
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    diesel::insert_into(principals::table)
+        .values((
+            principals::name.eq(&row.name),
+            principals::role.eq(&row.role),
+            principals::collector_id.eq(&row.collector_id),
+            principals::token_sha256.eq(&row.token_sha256),
+            principals::created_at.eq(row.created_at),
+        ))
+        .execute(conn)?;
+    Ok(row)
+}
+
+/// Every principal, revoked ones included, by name.
+pub fn list(conn: &mut DbConnection) -> Result<Vec<PrincipalRow>, DbError> {
+    Ok(principals::table
+        .select(PrincipalRow::as_select())
+        .order(principals::name)
+        .load(conn)?)
+}
+
+/// The principal whose token hashes to `token_sha256`, revoked or not.
+pub fn by_token_hash(
+    conn: &mut DbConnection,
+    token_sha256: &str,
+) -> Result<Option<PrincipalRow>, DbError> {
+    Ok(principals::table
+        .filter(principals::token_sha256.eq(token_sha256))
+        .select(PrincipalRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Marks `name` revoked now; `None` when there is no such principal, the earlier time when it
+/// was already revoked.
+pub fn revoke(conn: &mut DbConnection, name: &str) -> Result<Option<i64>, DbError> {
+    conn.transaction(|conn| {
+        let found: Option<Option<i64>> = principals::table
+            .filter(principals::name.eq(name))
+            .select(principals::revoked_at)
+            .first(conn)
+            .optional()?;
+        match found {
+            None => Ok(None),
+            Some(Some(at)) => Ok(Some(at)),
+            Some(None) => {
+                let at = now_ms();
+                diesel::update(principals::table.filter(principals::name.eq(name)))
+                    .set(principals::revoked_at.eq(at))
+                    .execute(conn)?;
+                Ok(Some(at))
+            }
+        }
+    })
+}
