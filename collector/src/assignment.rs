@@ -62,8 +62,16 @@ pub struct HubLink {
     /// The hub's gRPC address, e.g. `http://hub.lan:50051`.
     pub url: String,
     pub collector_id: String,
-    /// Where the outbox lives; relative paths are taken from the config file's directory.
+    /// Where the outbox lives; relative paths are taken from the config file's directory (as
+    /// for every path below).
     pub outbox_dir: Option<std::path::PathBuf>,
+    /// A file holding this collector's token.
+    pub token_file: Option<std::path::PathBuf>,
+    /// The CA that signed the hub's certificate, for an `https://` hub.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// This collector's certificate and key, for a hub that requires client certificates.
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Reads a collector config file; a file that names a hub must not also list adapters.
@@ -79,10 +87,18 @@ pub fn read_file(path: &Path) -> Result<CollectorFile, PlanError> {
             ));
         }
         Some(hub) => {
-            if let (Some(dir), Some(base)) = (&hub.outbox_dir, path.parent())
-                && dir.is_relative()
-            {
-                hub.outbox_dir = Some(base.join(dir));
+            if let Some(base) = path.parent() {
+                for file in [
+                    &mut hub.outbox_dir,
+                    &mut hub.token_file,
+                    &mut hub.ca_cert,
+                    &mut hub.client_cert,
+                    &mut hub.client_key,
+                ] {
+                    if let Some(relative) = file.as_ref().filter(|f| f.is_relative()) {
+                        *file = Some(base.join(relative));
+                    }
+                }
             }
         }
         None if file.adapters.is_empty() => {

@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod bus;
 pub mod codec;
 pub mod crc;
+pub mod hub_access;
 pub mod jkbms;
 pub mod modbus_poll;
 pub mod normalize;

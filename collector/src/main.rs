@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use solarhub_collector::assignment::HubLink;
 use solarhub_collector::bus::{BusEvent, DeviceSpec, Transport, run_bus};
+use solarhub_collector::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::register_map::{RegisterMap, builtin_map};
 use solarhub_collector::simulator::SimDevice;
 
@@ -76,6 +77,19 @@ enum Command {
         /// output) once it is safe in the outbox.
         #[arg(long)]
         tee: Option<String>,
+        /// A file holding this collector's token (`solarhub-hub token create --role collector`);
+        /// otherwise the SOLARHUB_TOKEN environment variable, or `hub: {token_file: …}`.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The CA that signed the hub's certificate (PEM), for an https:// hub; otherwise the
+        /// system's trusted roots.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// This collector's certificate (PEM), for a hub that requires client certificates.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
     },
     /// Poll devices and write each reading as one JSON line.
     Poll {
@@ -141,12 +155,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_backoff_secs,
             output,
             tee,
+            token_file,
+            ca_cert,
+            client_cert,
+            client_key,
         } => {
             let link = match (config, hub, id) {
                 (_, Some(url), Some(collector_id)) => HubLink {
                     url,
                     collector_id,
                     outbox_dir: None,
+                    token_file: None,
+                    ca_cert: None,
+                    client_cert: None,
+                    client_key: None,
                 },
                 (Some(config), _, _) => {
                     let file = solarhub_collector::assignment::read_file(&config)?;
@@ -160,7 +182,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let outbox_dir = outbox_dir
                 .or(link.outbox_dir)
                 .unwrap_or_else(|| PathBuf::from("collector-outbox"));
+            // A token: --token-file, else SOLARHUB_TOKEN, else the config's `hub.token_file`.
+            let env_token = std::env::var("SOLARHUB_TOKEN")
+                .ok()
+                .filter(|token| !token.trim().is_empty());
+            let (token_file, token) = match (token_file, env_token, link.token_file) {
+                (Some(file), _, _) => (Some(file), None),
+                (None, Some(token), _) => (None, Some(token)),
+                (None, None, file) => (file, None),
+            };
+            let files = AccessFiles {
+                token_file,
+                token,
+                ca_cert: ca_cert.or(link.ca_cert),
+                client_cert: client_cert.or(link.client_cert),
+                client_key: client_key.or(link.client_key),
+            };
+            let access = HubAccess::load(&link.url, &files)?;
             let config = solarhub_collector::uplink::UplinkConfig {
+                access,
                 hub: link.url,
                 collector_id: link.collector_id,
                 version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use solarhub_proto::time::timestamp;
+use solarhub_proto::tonic::service::interceptor::InterceptedService;
 use solarhub_proto::tonic::transport::{Channel, Endpoint};
 use solarhub_proto::v1 as proto;
 use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
+use crate::hub_access::{Credentials, HubAccess};
 use crate::outbox::{Outbox, OutboxError};
 use crate::reading::Reading;
 
@@ -20,6 +22,8 @@ use crate::reading::Reading;
 #[derive(Debug, Clone)]
 pub struct UplinkConfig {
     pub hub: String,
+    /// The token and TLS settings the hub is reached with.
+    pub access: HubAccess,
     pub collector_id: String,
     pub version: String,
     /// A batch is closed at this many readings…
@@ -43,33 +47,56 @@ pub enum UplinkError {
     Outbox(#[from] OutboxError),
 }
 
-pub async fn connect(hub: &str) -> Result<CollectorServiceClient<Channel>, UplinkError> {
+/// A client of the hub's collector service that sends this collector's credentials.
+pub type HubClient = CollectorServiceClient<InterceptedService<Channel, Credentials>>;
+
+pub async fn connect(hub: &str, access: &HubAccess) -> Result<HubClient, UplinkError> {
     let unreachable = |reason: String| UplinkError::Unreachable {
         hub: hub.to_owned(),
         reason,
     };
-    let endpoint = Endpoint::from_shared(hub.to_owned())
+    let mut endpoint = Endpoint::from_shared(hub.to_owned())
         .map_err(|e| unreachable(e.to_string()))?
         .connect_timeout(Duration::from_secs(5));
+    if let Some(tls) = access.tls() {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| unreachable(error_chain(&e)))?;
+    }
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    Ok(CollectorServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+        .map_err(|e| unreachable(error_chain(&e)))?;
+    Ok(
+        CollectorServiceClient::with_interceptor(channel, access.credentials())
+            .max_decoding_message_size(16 * 1024 * 1024),
+    )
+}
+
+/// An error and its causes on one line (a TLS failure hides under "transport error").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Connects and registers: the client, the collector's assignments and the hub's last committed seq.
 async fn connect_and_register(
     config: &UplinkConfig,
-) -> Result<(CollectorServiceClient<Channel>, proto::RegisterResponse), UplinkError> {
-    let mut client = connect(&config.hub).await?;
+) -> Result<(HubClient, proto::RegisterResponse), UplinkError> {
+    let mut client = connect(&config.hub, &config.access).await?;
     let registered = register(&mut client, config).await?;
     Ok((client, registered))
 }
 
 /// Registers and returns the collector's assignments and the hub's last committed seq.
 pub async fn register(
-    client: &mut CollectorServiceClient<Channel>,
+    client: &mut HubClient,
     config: &UplinkConfig,
 ) -> Result<proto::RegisterResponse, UplinkError> {
     let request = proto::RegisterRequest {
@@ -428,6 +455,7 @@ mod tests {
             Outbox::open(dir.path(), Limits::default()).unwrap(),
         ));
         let config = UplinkConfig {
+            access: crate::hub_access::HubAccess::none(),
             hub: "http://127.0.0.1:1".into(),
             collector_id: "c".into(),
             version: "t".into(),

@@ -96,6 +96,7 @@ pub async fn run_demo(
     let (stop_collector, collector_stopped) = watch::channel(false);
     let collector = tokio::spawn({
         let config = UplinkConfig {
+            access: solarhub_collector::hub_access::HubAccess::none(),
             hub: format!("http://{addr}"),
             collector_id: DEMO_COLLECTOR.into(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

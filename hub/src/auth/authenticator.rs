@@ -15,10 +15,13 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Cached answers kept at most (garbage tokens cannot grow the cache without bound).
 const CACHE_MAX: usize = 10_000;
 
+/// Each token hash asked about: when, and who it was (`None`: nobody valid).
+type Answers = HashMap<TokenHash, (Instant, Option<Arc<Caller>>)>;
+
 #[derive(Clone)]
 pub struct Authenticator {
     database: Database,
-    cache: Arc<Mutex<HashMap<TokenHash, (Instant, Option<Arc<Caller>>)>>>,
+    cache: Arc<Mutex<Answers>>,
 }
 
 impl Authenticator {
@@ -82,7 +85,7 @@ impl Authenticator {
             .map(|(_, answer)| answer.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, (Instant, Option<Arc<Caller>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Answers> {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

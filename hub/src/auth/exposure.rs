@@ -62,8 +62,16 @@ mod tests {
     #[test]
     fn elsewhere_needs_tls_and_auth_or_insecure() {
         assert!(at("0.0.0.0:1", true, true, false).is_ok());
-        assert!(at("0.0.0.0:1", false, true, false).unwrap_err().contains("--insecure"));
-        assert!(at("0.0.0.0:1", true, false, false).unwrap_err().contains("--without-auth"));
+        assert!(
+            at("0.0.0.0:1", false, true, false)
+                .unwrap_err()
+                .contains("--insecure")
+        );
+        assert!(
+            at("0.0.0.0:1", true, false, false)
+                .unwrap_err()
+                .contains("--without-auth")
+        );
         assert!(at("0.0.0.0:1", false, false, true).is_ok());
     }
 }

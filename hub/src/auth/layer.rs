@@ -154,14 +154,14 @@ impl Gate {
                             Status::unauthenticated("the token is not valid (unknown or revoked)")
                         })?;
                         let caller = Caller::clone(&caller);
-                        if let (Some(cert), Role::Collector) = (&certified, caller.role) {
-                            if cert.collector_id != caller.collector_id {
-                                return Err(Status::permission_denied(format!(
-                                    "{caller} is bound to collector {}, but the client certificate names collector {}",
-                                    caller.collector_id.as_deref().unwrap_or_default(),
-                                    cert.collector_id.as_deref().unwrap_or_default(),
-                                )));
-                            }
+                        if let (Some(cert), Role::Collector) = (&certified, caller.role)
+                            && cert.collector_id != caller.collector_id
+                        {
+                            return Err(Status::permission_denied(format!(
+                                "{caller} is bound to collector {}, but the client certificate names collector {}",
+                                caller.collector_id.as_deref().unwrap_or_default(),
+                                cert.collector_id.as_deref().unwrap_or_default(),
+                            )));
                         }
                         caller
                     }

@@ -52,11 +52,13 @@ impl Role {
 
     /// Whether this role may call a method of `access`.
     pub fn may(self, access: Access) -> bool {
-        match (self, access) {
-            (_, Access::Open) | (Role::Admin, _) => true,
-            (Role::Reader, Access::Read) | (Role::Collector, Access::Ingest) => true,
-            _ => false,
-        }
+        matches!(
+            (self, access),
+            (_, Access::Open)
+                | (Role::Admin, _)
+                | (Role::Reader, Access::Read)
+                | (Role::Collector, Access::Ingest)
+        )
     }
 }
 
@@ -187,13 +189,28 @@ mod tests {
             access("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
             Access::Open
         );
-        assert_eq!(access("/solarhub.v1.SystemService/ListSystems"), Access::Read);
+        assert_eq!(
+            access("/solarhub.v1.SystemService/ListSystems"),
+            Access::Read
+        );
         assert_eq!(access("/solarhub.v1.LiveService/WatchSystem"), Access::Read);
         assert_eq!(access("/solarhub.v1.ConfigService/GetConfig"), Access::Read);
-        assert_eq!(access("/solarhub.v1.CollectorService/ListCollectors"), Access::Read);
-        assert_eq!(access("/solarhub.v1.CollectorService/SendBatch"), Access::Ingest);
-        assert_eq!(access("/solarhub.v1.HistoryService/Recompute"), Access::Admin);
-        assert_eq!(access("/solarhub.v1.SystemService/DeleteSystem"), Access::Admin);
+        assert_eq!(
+            access("/solarhub.v1.CollectorService/ListCollectors"),
+            Access::Read
+        );
+        assert_eq!(
+            access("/solarhub.v1.CollectorService/SendBatch"),
+            Access::Ingest
+        );
+        assert_eq!(
+            access("/solarhub.v1.HistoryService/Recompute"),
+            Access::Admin
+        );
+        assert_eq!(
+            access("/solarhub.v1.SystemService/DeleteSystem"),
+            Access::Admin
+        );
         assert_eq!(access("/other.Service/GetThing"), Access::Admin);
         assert_eq!(access("garbage"), Access::Admin);
     }
@@ -201,7 +218,11 @@ mod tests {
     #[test]
     fn roles_allow_their_access_only() {
         use Access::*;
-        assert!([Open, Read, Ingest, Admin].iter().all(|a| Role::Admin.may(*a)));
+        assert!(
+            [Open, Read, Ingest, Admin]
+                .iter()
+                .all(|a| Role::Admin.may(*a))
+        );
         assert!(Role::Reader.may(Read) && !Role::Reader.may(Ingest) && !Role::Reader.may(Admin));
         assert!(Role::Collector.may(Ingest) && !Role::Collector.may(Read));
     }

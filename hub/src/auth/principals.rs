@@ -97,7 +97,8 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Principal>, PrincipalError> {
 
 /// Revokes `name`; returns when it was revoked (earlier, if it already was).
 pub fn revoke(conn: &mut DbConnection, name: &str) -> Result<i64, PrincipalError> {
-    let at = principals::revoke(conn, name)?.ok_or_else(|| PrincipalError::NotFound(name.into()))?;
+    let at =
+        principals::revoke(conn, name)?.ok_or_else(|| PrincipalError::NotFound(name.into()))?;
     tracing::info!(target: "solarhub::audit", principal = "cli", name, "token revoked");
     Ok(at)
 }

@@ -61,10 +61,12 @@ pub fn well_formed(text: &str) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 /// Why an `authorization` header was not a bearer token.
@@ -78,7 +80,10 @@ pub enum BearerProblem {
 pub fn bearer(header: Option<&[u8]>) -> Result<&str, BearerProblem> {
     let header = header.ok_or(BearerProblem::Missing)?;
     let header = std::str::from_utf8(header).map_err(|_| BearerProblem::Malformed)?;
-    let (scheme, token) = header.trim().split_once(' ').ok_or(BearerProblem::Malformed)?;
+    let (scheme, token) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(BearerProblem::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(BearerProblem::Malformed);
     }

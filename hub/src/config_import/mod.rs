@@ -134,7 +134,10 @@ impl LoadedConfig {
     /// An adapter the file assigns to no collector keeps the collector the catalog already gives
     /// it (set by an earlier import or by `UpdateAdapter`): importing the same file again never
     /// takes devices away from a remote collector. Returns the adapters that kept one.
-    pub fn keep_assigned_collectors(&mut self, existing: &[crate::catalog::Adapter]) -> Vec<String> {
+    pub fn keep_assigned_collectors(
+        &mut self,
+        existing: &[crate::catalog::Adapter],
+    ) -> Vec<String> {
         let mut kept = Vec::new();
         for adapter in &mut self.installation.adapters {
             if adapter.collector_id.is_some() {

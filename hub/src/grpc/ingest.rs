@@ -38,14 +38,22 @@ impl CollectorApi {
 
 /// The caller the auth layer admitted; a call without one never passed the layer.
 pub(super) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    request.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        tracing::error!("a call reached a service without passing the auth layer");
-        Status::internal("internal error")
-    })
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("a call reached a service without passing the auth layer");
+            Status::internal("internal error")
+        })
 }
 
-/// A collector may only register and send as the collector id it is bound to.
+/// A collector may only register and send as the collector id it is bound to (an id that cannot
+/// be one is refused as such first, whoever sends it).
 fn acting_as(caller: &Caller, collector_id: &str) -> Result<(), Status> {
+    if let Some(problem) = id_problem(collector_id) {
+        return Err(Status::invalid_argument(format!("collector_id {problem}")));
+    }
     caller.may_act_as(collector_id).map_err(|refused| {
         tracing::warn!(target: crate::auth::layer::AUDIT, principal = %caller.name, wanted = collector_id, "collector id refused");
         Status::permission_denied(refused.to_string())
@@ -252,7 +260,9 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
                         }),
                         Err(error) => {
                             tracing::warn!(%error, "cannot check a token");
-                            Some(Status::unavailable("cannot check credentials now; try again"))
+                            Some(Status::unavailable(
+                                "cannot check credentials now; try again",
+                            ))
                         }
                     },
                     None => None,

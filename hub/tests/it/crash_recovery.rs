@@ -114,17 +114,26 @@ impl Setup {
             ]),
             &setup.log(),
         );
-        common::site::assign_to_collector(
-            &mut setup.db.migrated().get().unwrap(),
-            COLLECTOR,
-            sim_port,
-            0.25,
-        );
+        let database = setup.db.migrated();
+        common::site::assign_to_collector(&mut database.get().unwrap(), COLLECTOR, sim_port, 0.25);
+        // The hub requires authentication, as `serve` does by default: the collector has a token.
+        let created = solarhub_hub::auth::principals::create(
+            &mut database.get().unwrap(),
+            "crash-site",
+            solarhub_hub::auth::Role::Collector,
+            Some(COLLECTOR),
+        )
+        .unwrap();
+        std::fs::write(setup.token_file(), created.token.expose()).unwrap();
         (setup, simulator)
     }
 
     fn log(&self) -> PathBuf {
         self.dir.path().join("processes.log")
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.dir.path().join("collector.token")
     }
 
     fn tee(&self) -> PathBuf {
@@ -162,7 +171,9 @@ impl Setup {
             .arg("--outbox-dir")
             .arg(self.dir.path().join("outbox"))
             .arg("--tee")
-            .arg(self.tee());
+            .arg(self.tee())
+            .arg("--token-file")
+            .arg(self.token_file());
         Proc::spawn("collector", &mut command, &self.log())
     }
 

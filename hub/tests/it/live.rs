@@ -991,6 +991,7 @@ fn two_hubs_answer_alike(db: TestDb) {
                 "--database-url",
                 &db.url_arg(),
                 "serve",
+                "--without-auth",
                 "--listen",
                 &format!("127.0.0.1:{b_port}"),
             ])
@@ -1026,6 +1027,7 @@ fn two_hubs_answer_alike(db: TestDb) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let collector = hub_a.runtime.spawn({
         let config = UplinkConfig {
+            access: solarhub_collector::hub_access::HubAccess::none(),
             hub: hub_a.url.clone(),
             collector_id: COLLECTOR.into(),
             version: "test".into(),

@@ -17,5 +17,6 @@ mod legacy;
 mod live;
 mod rollups;
 mod schema;
+mod security;
 mod serve;
 mod uplink_failures;

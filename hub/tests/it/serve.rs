@@ -18,7 +18,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-async fn list_services_v1(channel: Channel) -> Vec<String> {
+pub(crate) async fn list_services_v1(channel: Channel) -> Vec<String> {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
@@ -42,7 +42,7 @@ async fn list_services_v1(channel: Channel) -> Vec<String> {
     }
 }
 
-async fn list_services_v1alpha(channel: Channel) -> Vec<String> {
+pub(crate) async fn list_services_v1alpha(channel: Channel) -> Vec<String> {
     use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
@@ -159,6 +159,7 @@ fn serve_on_an_existing_app_database_backs_it_up_upgrades_it_and_serves() {
             "--database-url",
             file.to_str().unwrap(),
             "serve",
+            "--without-auth",
             "--listen",
             "127.0.0.1:0",
             "--config",

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 fn config(hub: &str, collector: &str) -> UplinkConfig {
     UplinkConfig {
+        access: solarhub_collector::hub_access::HubAccess::none(),
         hub: hub.into(),
         collector_id: collector.into(),
         version: "test".into(),
@@ -88,7 +89,12 @@ fn an_unreachable_hub_at_first_start_is_retried_until_stopped() {
 fn a_refused_collector_id_is_reported_and_retried(db: TestDb) {
     let hub = RunningHub::start(&db);
     let refused = hub.runtime.block_on(async {
-        let mut client = solarhub_collector::uplink::connect(&hub.url).await.unwrap();
+        let mut client = solarhub_collector::uplink::connect(
+            &hub.url,
+            &solarhub_collector::hub_access::HubAccess::none(),
+        )
+        .await
+        .unwrap();
         solarhub_collector::uplink::register(&mut client, &config(&hub.url, "not an id!"))
             .await
             .unwrap_err()

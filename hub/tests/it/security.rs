@@ -1,0 +1,977 @@
+//! Who may do what (#13, DESIGN §7): every RPC against every kind of caller, a collector bound to
+//! its id, TLS and client certificates, start-up refusals, no token in clear anywhere, revocation
+//! across hubs, and the message size limit. Real tonic clients against hubs on 127.0.0.1:0.
+
+use crate::common::{self, RunningHub, TestDb};
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use solarhub_hub::auth::{Role, principals};
+use solarhub_hub::server::{Security, ServeOptions};
+use solarhub_proto::prost::Message;
+use solarhub_proto::tonic::transport::Channel;
+use solarhub_proto::tonic::{Code, Request};
+
+/// What a method needs, as the issue states it (not as the hub computes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Open,
+    Read,
+    Write,
+    Ingest,
+}
+use Needs::{Ingest, Read, Write};
+
+/// Every RPC of the hub's own services: what it needs, and what it answers an empty request from
+/// a caller allowed to make it. A new RPC without a row here fails `auth_matrix`.
+const MATRIX: &[(&str, Needs, Code)] = {
+    use Code::*;
+    &[
+        ("solarhub.v1.SystemService/ListSystems", Read, Ok),
+        ("solarhub.v1.SystemService/GetSystem", Read, NotFound),
+        (
+            "solarhub.v1.SystemService/CreateSystem",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.SystemService/UpdateSystem",
+            Write,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.SystemService/DeleteSystem", Write, NotFound),
+        (
+            "solarhub.v1.InverterArrayService/ListInverterArrays",
+            Read,
+            Ok,
+        ),
+        (
+            "solarhub.v1.InverterArrayService/GetInverterArray",
+            Read,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.InverterArrayService/CreateInverterArray",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.InverterArrayService/UpdateInverterArray",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.InverterArrayService/DeleteInverterArray",
+            Write,
+            NotFound,
+        ),
+        ("solarhub.v1.InverterService/ListInverters", Read, Ok),
+        ("solarhub.v1.InverterService/GetInverter", Read, NotFound),
+        (
+            "solarhub.v1.InverterService/CreateInverter",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.InverterService/UpdateInverter",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.InverterService/DeleteInverter",
+            Write,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.BatteryArrayService/ListBatteryArrays",
+            Read,
+            Ok,
+        ),
+        (
+            "solarhub.v1.BatteryArrayService/GetBatteryArray",
+            Read,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.BatteryArrayService/CreateBatteryArray",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryArrayService/UpdateBatteryArray",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryArrayService/DeleteBatteryArray",
+            Write,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.BatteryArrayAttachmentService/ListBatteryArrayAttachments",
+            Read,
+            Ok,
+        ),
+        (
+            "solarhub.v1.BatteryArrayAttachmentService/GetBatteryArrayAttachment",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryArrayAttachmentService/CreateBatteryArrayAttachment",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryArrayAttachmentService/UpdateBatteryArrayAttachment",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryArrayAttachmentService/DeleteBatteryArrayAttachment",
+            Write,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.BatteryPackService/ListBatteryPacks", Read, Ok),
+        (
+            "solarhub.v1.BatteryPackService/GetBatteryPack",
+            Read,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.BatteryPackService/CreateBatteryPack",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryPackService/UpdateBatteryPack",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryPackService/DeleteBatteryPack",
+            Write,
+            NotFound,
+        ),
+        ("solarhub.v1.BatteryService/ListBatteries", Read, Ok),
+        ("solarhub.v1.BatteryService/GetBattery", Read, NotFound),
+        (
+            "solarhub.v1.BatteryService/CreateBattery",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryService/UpdateBattery",
+            Write,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.BatteryService/DeleteBattery", Write, NotFound),
+        ("solarhub.v1.BatteryCellService/ListBatteryCells", Read, Ok),
+        (
+            "solarhub.v1.BatteryCellService/GetBatteryCell",
+            Read,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.BatteryCellService/CreateBatteryCell",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryCellService/UpdateBatteryCell",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryCellService/DeleteBatteryCell",
+            Write,
+            NotFound,
+        ),
+        ("solarhub.v1.MeterService/ListMeters", Read, Ok),
+        ("solarhub.v1.MeterService/GetMeter", Read, NotFound),
+        (
+            "solarhub.v1.MeterService/CreateMeter",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.MeterService/UpdateMeter",
+            Write,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.MeterService/DeleteMeter", Write, NotFound),
+        ("solarhub.v1.AdapterService/ListAdapters", Read, Ok),
+        ("solarhub.v1.AdapterService/GetAdapter", Read, NotFound),
+        (
+            "solarhub.v1.AdapterService/CreateAdapter",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.AdapterService/UpdateAdapter",
+            Write,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.AdapterService/DeleteAdapter", Write, NotFound),
+        ("solarhub.v1.AdapterTypeService/ListAdapterTypes", Read, Ok),
+        (
+            "solarhub.v1.AdapterTypeService/GetAdapterType",
+            Read,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.AdapterTypeService/CreateAdapterType",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.AdapterTypeService/UpdateAdapterType",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.AdapterTypeService/DeleteAdapterType",
+            Write,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.BatteryPackAdapterService/ListBatteryPackAdapters",
+            Read,
+            Ok,
+        ),
+        (
+            "solarhub.v1.BatteryPackAdapterService/GetBatteryPackAdapter",
+            Read,
+            NotFound,
+        ),
+        (
+            "solarhub.v1.BatteryPackAdapterService/CreateBatteryPackAdapter",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryPackAdapterService/UpdateBatteryPackAdapter",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.BatteryPackAdapterService/DeleteBatteryPackAdapter",
+            Write,
+            NotFound,
+        ),
+        ("solarhub.v1.ConfigService/GetConfig", Read, Ok),
+        (
+            "solarhub.v1.HistoryService/GetHourlyEnergy",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.HistoryService/GetDailyEnergy",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.HistoryService/GetBatteryHourly",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.HistoryService/GetBatteryDaily",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.HistoryService/GetMeterHourly",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.HistoryService/GetMeterDaily",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.HistoryService/Recompute",
+            Write,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.CollectorService/Register",
+            Ingest,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.CollectorService/StreamTelemetry", Ingest, Ok),
+        (
+            "solarhub.v1.CollectorService/SendBatch",
+            Ingest,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.CollectorService/ListCollectors", Read, Ok),
+        (
+            "solarhub.v1.LiveService/GetSystemNow",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.LiveService/GetInverterArrayNow",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.LiveService/GetBatteryArrayNow",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.LiveService/GetBatteryPackNow",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.LiveService/GetInverterNow",
+            Read,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.LiveService/GetMeterNow", Read, InvalidArgument),
+        ("solarhub.v1.LiveService/WatchSystem", Read, InvalidArgument),
+        ("solarhub.v1.ServerInfoService/GetServerInfo", Read, Ok),
+    ]
+};
+
+/// Health and reflection: open to everyone.
+const OPEN: &[(&str, Code)] = &[
+    ("grpc.health.v1.Health/Check", Code::Ok),
+    ("grpc.health.v1.Health/Watch", Code::Ok),
+    (
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        Code::Ok,
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        Code::Ok,
+    ),
+];
+
+/// The kinds of caller the matrix tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    NoToken,
+    Malformed,
+    Unknown,
+    Revoked,
+    Reader,
+    Admin,
+    CollectorA,
+    CollectorB,
+}
+
+const EVERYONE: [Who; 8] = [
+    Who::NoToken,
+    Who::Malformed,
+    Who::Unknown,
+    Who::Revoked,
+    Who::Reader,
+    Who::Admin,
+    Who::CollectorA,
+    Who::CollectorB,
+];
+
+/// The tokens of one test's principals, made on the database directly (as `token create` does).
+pub(crate) struct Tokens {
+    pub admin: String,
+    pub reader: String,
+    pub a: String,
+    pub b: String,
+    pub revoked: String,
+}
+
+impl Tokens {
+    pub(crate) fn create(database: &solarhub_hub::db::Database) -> Tokens {
+        let mut conn = database.get().unwrap();
+        let mut make = |name: &str, role: Role, collector: Option<&str>| {
+            principals::create(&mut conn, name, role, collector)
+                .unwrap()
+                .token
+                .expose()
+                .to_owned()
+        };
+        let tokens = Tokens {
+            admin: make("ops", Role::Admin, None),
+            reader: make("dashboard", Role::Reader, None),
+            a: make("site-a", Role::Collector, Some("a")),
+            b: make("site-b", Role::Collector, Some("b")),
+            revoked: make("old-laptop", Role::Admin, None),
+        };
+        principals::revoke(&mut conn, "old-laptop").unwrap();
+        tokens
+    }
+
+    pub(crate) fn all(&self) -> [&str; 5] {
+        [&self.admin, &self.reader, &self.a, &self.b, &self.revoked]
+    }
+
+    fn header(&self, who: Who) -> Option<String> {
+        let bearer = |token: &str| Some(format!("Bearer {token}"));
+        match who {
+            Who::NoToken => None,
+            Who::Malformed => Some(format!("Token {}", self.admin)),
+            // Well formed, never issued.
+            Who::Unknown => bearer(&format!("shub_{}", "0".repeat(64))),
+            Who::Revoked => bearer(&self.revoked),
+            Who::Reader => bearer(&self.reader),
+            Who::Admin => bearer(&self.admin),
+            Who::CollectorA => bearer(&self.a),
+            Who::CollectorB => bearer(&self.b),
+        }
+    }
+}
+
+/// The installation fixture with powdrive1 run by collector `a` and grid_meter_1 by `b`.
+pub(crate) fn install_two_sites(database: &solarhub_hub::db::Database) {
+    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+    let mut loaded = solarhub_hub::config_import::parse_config(
+        std::path::Path::new("installation.yaml"),
+        include_str!("fixtures/installation.yaml"),
+        &types,
+    )
+    .unwrap();
+    for adapter in &mut loaded.installation.adapters {
+        adapter.collector_id = match adapter.adapter_id.as_str() {
+            "powdrive1.adapter" => Some("a".into()),
+            "grid_meter_1.adapter" => Some("b".into()),
+            _ => None,
+        };
+    }
+    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
+    solarhub_hub::db::catalog::apply_installation(
+        &mut database.get().unwrap(),
+        &rows,
+        &loaded.installation,
+        false,
+    )
+    .unwrap();
+}
+
+fn with_auth() -> ServeOptions {
+    ServeOptions {
+        security: Security {
+            auth: true,
+            tls: None,
+        },
+        array_samples_every: None,
+        rollup_every: None,
+    }
+}
+
+/// One method as reflection describes it.
+#[derive(Debug, Clone)]
+struct Method {
+    path: String,
+    client_streaming: bool,
+    server_streaming: bool,
+}
+
+/// Every method of every service in these descriptor sets, by service name.
+fn methods(sets: &[&[u8]]) -> BTreeMap<String, Vec<Method>> {
+    let mut services = BTreeMap::new();
+    for bytes in sets {
+        let set = solarhub_proto::prost_types::FileDescriptorSet::decode(*bytes).unwrap();
+        for file in set.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                let methods = service
+                    .method
+                    .iter()
+                    .map(|m| Method {
+                        path: format!("{name}/{}", m.name()),
+                        client_streaming: m.client_streaming(),
+                        server_streaming: m.server_streaming(),
+                    })
+                    .collect();
+                services.insert(name, methods);
+            }
+        }
+    }
+    services
+}
+
+/// Calls `method` with an empty request (or an empty request stream) and returns the code it
+/// ends with: the call's status, or for a stream, the status it ends with.
+pub(crate) async fn call_code(
+    channel: Channel,
+    method: &str,
+    streaming: (bool, bool),
+    header: Option<&str>,
+) -> Code {
+    use solarhub_proto::tonic::client::Grpc;
+    let mut grpc = Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path: http::uri::PathAndQuery = format!("/{method}").parse().unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    fn with<T>(mut request: Request<T>, header: Option<&str>) -> Request<T> {
+        if let Some(header) = header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.parse().unwrap());
+        }
+        request
+    }
+    let with_header = |request: Request<()>| with(request, header);
+    let ended = |result: Result<Option<()>, solarhub_proto::tonic::Status>| match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    match streaming {
+        (false, false) => match grpc.unary(with_header(Request::new(())), path, codec).await {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        },
+        (false, true) => {
+            match grpc
+                .server_streaming(with_header(Request::new(())), path, codec)
+                .await
+            {
+                // An endless stream (a watch) that started is an answer.
+                Ok(mut stream) => match tokio::time::timeout(
+                    std::time::Duration::from_millis(300),
+                    stream.get_mut().message(),
+                )
+                .await
+                {
+                    Ok(result) => ended(result),
+                    Err(_) => Code::Ok,
+                },
+                Err(status) => status.code(),
+            }
+        }
+        (true, _) => {
+            let request = with(Request::new(tokio_stream::empty::<()>()), header);
+            match grpc.streaming(request, path, codec).await {
+                Ok(mut stream) => ended(stream.get_mut().message().await),
+                Err(status) => status.code(),
+            }
+        }
+    }
+}
+
+/// What `who` must get from a method that `needs` this and answers `answer` when allowed.
+fn expected(who: Who, needs: Needs, answer: Code) -> Code {
+    if needs == Needs::Open {
+        return answer;
+    }
+    match (who, needs) {
+        (Who::NoToken | Who::Malformed | Who::Unknown | Who::Revoked, _) => Code::Unauthenticated,
+        (Who::Admin, _) => answer,
+        (Who::Reader, Read) => answer,
+        (Who::CollectorA | Who::CollectorB, Ingest) => answer,
+        _ => Code::PermissionDenied,
+    }
+}
+
+/// Row counts of every table, and the catalog as rows: what a refused call must not change.
+pub(crate) fn snapshot(database: &solarhub_hub::db::Database) -> String {
+    let mut conn = database.get().unwrap();
+    let mut counts = BTreeMap::new();
+    for table in solarhub_hub::db::schema_tables().unwrap() {
+        let count = solarhub_hub::db::introspect::row_count(&mut conn, &table).unwrap();
+        counts.insert(table, count);
+    }
+    let catalog = solarhub_hub::db::catalog::load_catalog(&mut conn).unwrap();
+    format!("{counts:?}\n{catalog:?}")
+}
+
+fn auth_matrix(db: TestDb) {
+    let hub = RunningHub::start_with(&db, with_auth());
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let before = snapshot(&hub.database);
+
+    let rows: BTreeMap<&str, (Needs, Code)> = MATRIX
+        .iter()
+        .map(|(path, needs, answer)| (*path, (*needs, *answer)))
+        .chain(
+            OPEN.iter()
+                .map(|(path, answer)| (*path, (Needs::Open, *answer))),
+        )
+        .collect();
+    let described = methods(&[
+        solarhub_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]);
+    let mut registered: BTreeSet<String> = hub
+        .runtime
+        .block_on(crate::serve::list_services_v1(hub.channel.clone()))
+        .into_iter()
+        .collect();
+    registered.extend(
+        hub.runtime
+            .block_on(crate::serve::list_services_v1alpha(hub.channel.clone())),
+    );
+    // Reflection does not list itself; the hub serves both versions of it.
+    registered.extend([
+        "grpc.reflection.v1.ServerReflection".to_owned(),
+        "grpc.reflection.v1alpha.ServerReflection".to_owned(),
+    ]);
+    let mut called = BTreeSet::new();
+    let mut wrong = Vec::new();
+    for service in &registered {
+        let methods = described
+            .get(service)
+            .unwrap_or_else(|| panic!("the hub serves {service}, which no descriptor describes"));
+        for method in methods {
+            let Some((needs, answer)) = rows.get(method.path.as_str()) else {
+                panic!("{} has no row in the auth matrix: add one", method.path);
+            };
+            called.insert(method.path.clone());
+            for who in EVERYONE {
+                let header = tokens.header(who);
+                let got = hub.runtime.block_on(call_code(
+                    hub.channel.clone(),
+                    &method.path,
+                    (method.client_streaming, method.server_streaming),
+                    header.as_deref(),
+                ));
+                let want = expected(who, *needs, *answer);
+                if got != want {
+                    wrong.push(format!(
+                        "{} as {who:?}: got {got:?}, expected {want:?}",
+                        method.path
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    let stale: Vec<_> = rows
+        .keys()
+        .filter(|path| !called.contains(**path))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "rows for methods the hub does not serve: {stale:?}"
+    );
+    assert!(called.len() >= 80, "only {} methods called", called.len());
+    assert_eq!(
+        snapshot(&hub.database),
+        before,
+        "a call changed the database"
+    );
+}
+
+on_both_backends!(auth_matrix);
+
+/// `message` with `authorization: Bearer token`.
+pub(crate) fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Calls that would change or reveal a lot, made by everyone who may not make them, with real
+/// payloads; then once by the admin, to show the refusals were refusals.
+fn refused_writes_change_nothing(db: TestDb) {
+    use solarhub_proto::v1::*;
+    let hub = RunningHub::start_with(&db, with_auth());
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let before = snapshot(&hub.database);
+    let channel = hub.channel.clone();
+    let refused_by = [
+        ("reader", tokens.reader.clone()),
+        ("collector a", tokens.a.clone()),
+        ("revoked admin", tokens.revoked.clone()),
+    ];
+    hub.runtime.block_on(async {
+        let mut systems = system_service_client::SystemServiceClient::new(channel.clone());
+        let mut adapters = adapter_service_client::AdapterServiceClient::new(channel.clone());
+        let mut history = history_service_client::HistoryServiceClient::new(channel.clone());
+        let mut collectors = collector_service_client::CollectorServiceClient::new(channel.clone());
+        for (who, token) in &refused_by {
+            let delete = DeleteSystemRequest {
+                system_id: "home".into(),
+                cascade: true,
+            };
+            let code = systems
+                .delete_system(authed(delete, token))
+                .await
+                .unwrap_err()
+                .code();
+            assert!(
+                matches!(code, Code::PermissionDenied | Code::Unauthenticated),
+                "{who}: {code:?}"
+            );
+            let create = CreateSystemRequest {
+                system: Some(System {
+                    system_id: "intruder".into(),
+                    name: "x".into(),
+                    timezone: "UTC".into(),
+                    ..System::default()
+                }),
+            };
+            assert!(
+                systems.create_system(authed(create, token)).await.is_err(),
+                "{who}"
+            );
+            let delete = DeleteAdapterRequest {
+                adapter_id: "powdrive1.adapter".into(),
+                cascade: true,
+            };
+            assert!(
+                adapters
+                    .delete_adapter(authed(delete, token))
+                    .await
+                    .is_err(),
+                "{who}"
+            );
+            let recompute = RecomputeRequest {
+                system_id: "home".into(),
+                range: None,
+            };
+            assert!(
+                history.recompute(authed(recompute, token)).await.is_err(),
+                "{who}"
+            );
+        }
+        // A reader may not send readings, even for a device it can see.
+        let batch = TelemetryBatch {
+            collector_id: "a".into(),
+            seq: 1,
+            readings: vec![reading("powdrive1", "powdrive1.adapter", 0)],
+        };
+        let code = collectors
+            .send_batch(authed(batch, &tokens.reader))
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::PermissionDenied);
+        // Without any token at all.
+        let code = systems
+            .delete_system(DeleteSystemRequest {
+                system_id: "home".into(),
+                cascade: true,
+            })
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::Unauthenticated);
+    });
+    assert_eq!(
+        snapshot(&hub.database),
+        before,
+        "a refused call changed the database"
+    );
+    hub.runtime.block_on(async {
+        let mut systems = system_service_client::SystemServiceClient::new(channel.clone());
+        let delete = DeleteSystemRequest {
+            system_id: "home".into(),
+            cascade: true,
+        };
+        systems
+            .delete_system(authed(delete, &tokens.admin))
+            .await
+            .unwrap();
+    });
+    assert_ne!(
+        snapshot(&hub.database),
+        before,
+        "the admin's delete changed nothing"
+    );
+}
+
+/// One inverter or meter reading, `minutes` after an hour well in the past.
+fn reading(device: &str, adapter: &str, minutes: i64) -> solarhub_proto::v1::DeviceReading {
+    let ts = chrono::Utc::now().timestamp_millis() - 3_600_000 + minutes * 60_000;
+    let field = if device.starts_with("grid_meter") {
+        "power_w"
+    } else {
+        "pv_power_w"
+    };
+    solarhub_proto::v1::DeviceReading {
+        device_id: device.into(),
+        adapter_id: adapter.into(),
+        ts: Some(solarhub_proto::time::timestamp(ts)),
+        fields: [(field.to_owned(), 1234.0)].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn count(database: &solarhub_hub::db::Database, table: &str) -> i64 {
+    solarhub_hub::db::introspect::row_count(&mut database.get().unwrap(), table).unwrap()
+}
+
+/// Acceptance 2: collector A may act only as A; a batch from A with B's device stores A's
+/// readings and none of B's, and the ack names B's.
+fn collectors_act_only_as_themselves(db: TestDb) {
+    use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
+    use solarhub_proto::v1::*;
+    let hub = RunningHub::start_with(&db, with_auth());
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    hub.runtime.block_on(async {
+        let mut client = CollectorServiceClient::new(hub.channel.clone());
+        let register = |id: &str| RegisterRequest {
+            collector_id: id.into(),
+            version: "test".into(),
+        };
+        let refused = client
+            .register(authed(register("b"), &tokens.a))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        assert_eq!(
+            refused.message(),
+            "collector site-a is bound to collector a and may not act as collector b"
+        );
+        let registered = client
+            .register(authed(register("a"), &tokens.a))
+            .await
+            .unwrap()
+            .into_inner();
+        let ids: Vec<_> = registered
+            .assignments
+            .iter()
+            .map(|a| a.adapter_id.as_str())
+            .collect();
+        assert_eq!(ids, ["powdrive1.adapter"]);
+
+        // A batch sent as B by A's token: refused whole, nothing stored.
+        let as_b = TelemetryBatch {
+            collector_id: "b".into(),
+            seq: 1,
+            readings: vec![reading("grid_meter_1", "grid_meter_1.adapter", 0)],
+        };
+        let code = client
+            .send_batch(authed(as_b.clone(), &tokens.a))
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::PermissionDenied);
+        let mut acks = client
+            .stream_telemetry(authed(tokio_stream::iter(vec![as_b]), &tokens.a))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            acks.message().await.unwrap_err().code(),
+            Code::PermissionDenied
+        );
+
+        // A's batch with B's meter in it: A's readings land, B's are refused by name.
+        let mixed = TelemetryBatch {
+            collector_id: "a".into(),
+            seq: 1,
+            readings: vec![
+                reading("powdrive1", "powdrive1.adapter", 0),
+                reading("grid_meter_1", "grid_meter_1.adapter", 0),
+                reading("powdrive1", "powdrive1.adapter", 1),
+            ],
+        };
+        let ack = client
+            .send_batch(authed(mixed, &tokens.a))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ack.stored, 2);
+        let refused: Vec<_> = ack.refused.iter().map(|r| r.device_id.as_str()).collect();
+        assert_eq!(refused, ["grid_meter_1"]);
+        assert!(
+            ack.refused[0]
+                .reason
+                .contains("not assigned to collector a"),
+            "{:?}",
+            ack.refused
+        );
+
+        // B writes its own meter.
+        let own = TelemetryBatch {
+            collector_id: "b".into(),
+            seq: 1,
+            readings: vec![reading("grid_meter_1", "grid_meter_1.adapter", 2)],
+        };
+        let ack = client
+            .send_batch(authed(own, &tokens.b))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((ack.stored, ack.refused.len()), (1, 0));
+    });
+    assert_eq!(count(&hub.database, "energy_samples"), 2);
+    assert_eq!(
+        count(&hub.database, "meter_samples"),
+        1,
+        "only B's own reading"
+    );
+}
+
+/// `import-config --collector-id` assigns a file's adapters, an adapter block's own
+/// `collector_id` wins, and importing the file again without the flag takes nothing away.
+fn import_config_assigns_collectors(db: TestDb) {
+    db.migrated();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    let text = include_str!("fixtures/installation.yaml").replacen(
+        "    adapter:\n      type: iammeter\n",
+        "    adapter:\n      type: iammeter\n      collector_id: b\n",
+        1,
+    );
+    assert!(text.contains("collector_id: b"));
+    std::fs::write(&file, text).unwrap();
+    let import = |extra: &[&str]| {
+        let output = common::hub_binary()
+            .args(["--database-url", &db.url_arg(), "import-config"])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let assigned = || -> BTreeMap<String, Option<String>> {
+        let (_, installation, _) =
+            solarhub_hub::db::catalog::load_catalog(&mut db.connect()).unwrap();
+        installation
+            .adapters
+            .into_iter()
+            .map(|a| (a.adapter_id, a.collector_id))
+            .collect()
+    };
+    import(&["--collector-id", "a"]);
+    let first = assigned();
+    assert_eq!(first["grid_meter_1.adapter"].as_deref(), Some("b"));
+    assert_eq!(first["powdrive1.adapter"].as_deref(), Some("a"));
+    assert!(first.values().all(Option::is_some), "{first:?}");
+    import(&[]);
+    assert_eq!(
+        assigned(),
+        first,
+        "a plain re-import took devices away from a collector"
+    );
+
+    let output = common::hub_binary()
+        .args(["--database-url", &db.url_arg(), "import-config"])
+        .arg(&file)
+        .args(["--collector-id", "bad id"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--collector-id \"bad id\""), "{stderr}");
+}
+
+on_both_backends!(
+    refused_writes_change_nothing,
+    collectors_act_only_as_themselves,
+    import_config_assigns_collectors
+);
