@@ -975,3 +975,281 @@ on_both_backends!(
     collectors_act_only_as_themselves,
     import_config_assigns_collectors
 );
+
+/// A CA, the hub's certificate (localhost, 127.0.0.1) and client certificates, as PEM files.
+pub(crate) struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub(crate) fn generate() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "solarhub test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        write("ca.pem", ca_cert.pem());
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut leaf = |name: &str, sans: &[&str], common_name: Option<&str>| {
+            let key = KeyPair::generate().unwrap();
+            let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+            let mut params = CertificateParams::new(sans).unwrap();
+            if let Some(cn) = common_name {
+                params
+                    .distinguished_name
+                    .push(rcgen::DnType::CommonName, cn);
+            }
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        };
+        leaf("hub", &["localhost", "127.0.0.1"], None);
+        // Collector a named by a DNS SAN, collector b only by its subject CN.
+        leaf("collector-a", &["a"], Some("ignored when a SAN is present"));
+        leaf("collector-b", &[], Some("b"));
+        Pki { dir }
+    }
+
+    pub(crate) fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub(crate) fn hub_tls(&self, client_ca: bool) -> solarhub_hub::auth::tls::TlsFiles {
+        solarhub_hub::auth::tls::TlsFiles {
+            cert: self.path("hub.pem"),
+            key: self.path("hub.key"),
+            client_ca: client_ca.then(|| self.path("ca.pem")),
+        }
+    }
+
+    /// What a collector reads: the CA, optionally a client certificate, optionally a token.
+    pub(crate) fn access(
+        &self,
+        url: &str,
+        client: Option<&str>,
+        token: Option<&str>,
+    ) -> solarhub_collector::hub_access::HubAccess {
+        let files = solarhub_collector::hub_access::AccessFiles {
+            token_file: None,
+            token: token.map(str::to_owned),
+            ca_cert: Some(self.path("ca.pem")),
+            client_cert: client.map(|c| self.path(&format!("{c}.pem"))),
+            client_key: client.map(|c| self.path(&format!("{c}.key"))),
+        };
+        solarhub_collector::hub_access::HubAccess::load(url, &files).unwrap()
+    }
+}
+
+/// `https://localhost:PORT` for a hub started by `RunningHub` (which names it by `http://`).
+fn https(hub: &RunningHub) -> String {
+    let port = hub.url.rsplit(':').next().unwrap();
+    format!("https://localhost:{port}")
+}
+
+fn tls_options(pki: &Pki, client_ca: bool) -> ServeOptions {
+    ServeOptions {
+        security: Security {
+            auth: true,
+            tls: Some(pki.hub_tls(client_ca)),
+        },
+        ..with_auth()
+    }
+}
+
+/// Acceptance 3, first half: the real collector streams to a TLS hub with its token, every
+/// reading lands once; a plaintext client gets nowhere.
+fn collector_streams_over_tls_exactly_once(db: TestDb) {
+    use solarhub_collector::app::run_collector;
+    use solarhub_collector::reading::Reading;
+    use std::time::Duration;
+    let pki = Pki::generate();
+    let hub = RunningHub::start_with(&db, tls_options(&pki, false));
+    let tokens = Tokens::create(&hub.database);
+    let port = hub.runtime.block_on(common::site::simulated_gateway());
+    common::site::assign_to_collector(&mut hub.database.get().unwrap(), "a", port, 0.3);
+    let url = https(&hub);
+    let config = solarhub_collector::uplink::UplinkConfig {
+        access: pki.access(&url, None, Some(&tokens.a)),
+        hub: url.clone(),
+        collector_id: "a".into(),
+        version: "test".into(),
+        batch_max_readings: 3,
+        batch_max_wait: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+    };
+    let outbox = tempfile::tempdir().unwrap();
+    let (tee, mut taken) = tokio::sync::mpsc::channel::<Reading>(10_000);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let collector = hub.runtime.spawn({
+        let dir = outbox.path().to_owned();
+        async move { run_collector(config, &dir, Some(tee), stopped).await }
+    });
+    let mut readings: Vec<Reading> = Vec::new();
+    hub.runtime.block_on(async {
+        let enough = |readings: &[Reading], device: &str| {
+            readings.iter().filter(|r| r.device_id == device).count() >= 4
+        };
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while !(enough(&readings, "powdrive1") && enough(&readings, "grid_meter_1")) {
+                readings.push(taken.recv().await.expect("the collector stopped early"));
+            }
+        })
+        .await
+        .expect("both devices report over TLS within 60 s");
+        stop.send(true).unwrap();
+        collector
+            .await
+            .unwrap()
+            .expect("the collector stops cleanly");
+        while let Some(reading) = taken.recv().await {
+            readings.push(reading);
+        }
+    });
+    for (device, table, id_column, field) in common::site::DEVICES {
+        let taken: Vec<(i64, Option<f64>)> = readings
+            .iter()
+            .filter(|r| r.device_id == device)
+            .map(|r| (r.ts, r.fields.get(field).copied()))
+            .collect();
+        let rows = common::site::stored_values(
+            &mut hub.database.get().unwrap(),
+            table,
+            id_column,
+            device,
+            field,
+        );
+        assert_eq!(rows, taken, "{device}: every reading once, over TLS");
+    }
+    // Plaintext to a TLS hub: no answer at all.
+    let plain = hub.runtime.block_on(async {
+        let channel = Channel::from_shared(hub.url.clone())
+            .unwrap()
+            .connect_lazy();
+        solarhub_proto::v1::system_service_client::SystemServiceClient::new(channel)
+            .list_systems(authed(Default::default(), &tokens.admin))
+            .await
+    });
+    assert!(plain.is_err(), "a plaintext call to a TLS hub was answered");
+}
+
+/// Acceptance 3, second half: with `--client-ca`, no certificate, no connection; a certificate
+/// names its collector and binds it like a token.
+fn client_certificates_bind_collectors(db: TestDb) {
+    use solarhub_proto::v1::*;
+    let pki = Pki::generate();
+    let hub = RunningHub::start_with(&db, tls_options(&pki, true));
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let url = https(&hub);
+    let register = |id: &str| RegisterRequest {
+        collector_id: id.into(),
+        version: "test".into(),
+    };
+    hub.runtime.block_on(async {
+        // No client certificate: the handshake fails, even with a valid token.
+        let client =
+            solarhub_collector::uplink::connect(&url, &pki.access(&url, None, Some(&tokens.admin)))
+                .await;
+        let refused = match client {
+            Err(error) => error.to_string(),
+            Ok(mut client) => client
+                .register(register("a"))
+                .await
+                .expect_err("a call without a client certificate was answered")
+                .to_string(),
+        };
+        assert!(!refused.is_empty());
+
+        // Collector a's certificate (a DNS SAN), no token: a and only a.
+        let mut a =
+            solarhub_collector::uplink::connect(&url, &pki.access(&url, Some("collector-a"), None))
+                .await
+                .unwrap();
+        let registered = a.register(register("a")).await.unwrap().into_inner();
+        assert_eq!(registered.assignments[0].adapter_id, "powdrive1.adapter");
+        let refused = a.register(register("b")).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert!(
+            refused.message().contains("certificate:a"),
+            "{}",
+            refused.message()
+        );
+        let batch = TelemetryBatch {
+            collector_id: "a".into(),
+            seq: 1,
+            readings: vec![
+                reading("powdrive1", "powdrive1.adapter", 0),
+                reading("grid_meter_1", "grid_meter_1.adapter", 0),
+            ],
+        };
+        let ack = a.send_batch(batch).await.unwrap().into_inner();
+        assert_eq!((ack.stored, ack.refused.len()), (1, 1));
+
+        // Collector b's certificate names it by CN only.
+        let mut b =
+            solarhub_collector::uplink::connect(&url, &pki.access(&url, Some("collector-b"), None))
+                .await
+                .unwrap();
+        assert!(b.register(register("b")).await.is_ok());
+        assert_eq!(
+            b.register(register("a")).await.unwrap_err().code(),
+            Code::PermissionDenied
+        );
+
+        // A's certificate with B's token: the two disagree, refused.
+        let mut mixed = solarhub_collector::uplink::connect(
+            &url,
+            &pki.access(&url, Some("collector-a"), Some(&tokens.b)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            mixed.register(register("b")).await.unwrap_err().code(),
+            Code::PermissionDenied
+        );
+
+        // An admin's token over A's certificate is an admin: the certificate only opened the door.
+        let channel = Channel::from_shared(url.clone())
+            .unwrap()
+            .tls_config(
+                pki.access(&url, Some("collector-a"), None)
+                    .tls()
+                    .unwrap()
+                    .clone(),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut systems = system_service_client::SystemServiceClient::new(channel.clone());
+        let listed = systems
+            .list_systems(authed(ListSystemsRequest::default(), &tokens.admin))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.systems.len(), 1);
+        // The certificate alone is a collector, not a reader.
+        let code = systems
+            .list_systems(ListSystemsRequest::default())
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::PermissionDenied);
+    });
+    assert_eq!(count(&hub.database, "energy_samples"), 1);
+    assert_eq!(count(&hub.database, "meter_samples"), 0);
+}
+
+on_both_backends!(
+    collector_streams_over_tls_exactly_once,
+    client_certificates_bind_collectors
+);
