@@ -104,7 +104,8 @@ where
             let audited = needs == Access::Admin;
             let principal = caller.name.clone();
             request.extensions_mut().insert(caller);
-            let response = inner.call(request).await?;
+            let mut response = inner.call(request).await?;
+            crate::grpc::limits::oversized_is_resource_exhausted(response.headers_mut());
             if audited {
                 // A unary call that failed answers with its status in the headers; one that
                 // succeeded carries it in the trailers.

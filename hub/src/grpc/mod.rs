@@ -51,6 +51,25 @@ pub mod limits {
     /// HTTP/2 pings on an idle connection, so a vanished collector's stream is noticed.
     pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
     pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// tonic answers a request over its size limit with OUT_OF_RANGE; gRPC names the case
+    /// RESOURCE_EXHAUSTED ("message larger than the configured maximum"), and clients retry on
+    /// that knowledge. Rewrites the status of such an answer (a trailers-only response: the
+    /// request was refused before its handler ran).
+    pub fn oversized_is_resource_exhausted(headers: &mut http::HeaderMap) {
+        let out_of_range = headers
+            .get("grpc-status")
+            .is_some_and(|code| code.as_bytes() == b"11");
+        let oversized = headers.get("grpc-message").is_some_and(|message| {
+            message
+                .as_bytes()
+                .windows(b"message%20length%20too%20large".len())
+                .any(|w| w == b"message%20length%20too%20large")
+        });
+        if out_of_range && oversized {
+            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        }
+    }
 }
 
 /// A bound listener, so callers (tests) can learn the port before serving.

@@ -406,10 +406,6 @@ impl Tokens {
         tokens
     }
 
-    pub(crate) fn all(&self) -> [&str; 5] {
-        [&self.admin, &self.reader, &self.a, &self.b, &self.revoked]
-    }
-
     fn header(&self, who: Who) -> Option<String> {
         let bearer = |token: &str| Some(format!("Bearer {token}"));
         match who {
@@ -1252,4 +1248,437 @@ fn client_certificates_bind_collectors(db: TestDb) {
 on_both_backends!(
     collector_streams_over_tls_exactly_once,
     client_certificates_bind_collectors
+);
+
+/// Acceptance 4: an unsafe exposure is refused before anything opens, in one line naming
+/// `--insecure`, with a non-zero exit.
+#[test]
+fn unsafe_exposure_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let pki = Pki::generate();
+    let run = |args: &[&str]| {
+        common::hub_binary()
+            .env("NO_COLOR", "1")
+            .arg("--database-url")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cert = pki.path("hub.pem").display().to_string();
+    let key = pki.path("hub.key").display().to_string();
+    for (args, flag) in [
+        (vec!["serve", "--listen", "0.0.0.0:50999"], "plaintext"),
+        (
+            vec![
+                "serve",
+                "--listen",
+                "0.0.0.0:50999",
+                "--without-auth",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ],
+            "--without-auth",
+        ),
+        (
+            vec!["serve", "--listen", "0.0.0.0:50999", "--without-auth"],
+            "--without-auth",
+        ),
+        (vec!["demo", "--listen", "0.0.0.0:50999"], "--without-auth"),
+    ] {
+        let output = run(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line, got:\n{stderr}");
+        assert!(
+            lines[0].starts_with("error: refusing"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            lines[0].contains(flag) && lines[0].contains("--insecure"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !db.exists(),
+            "{args:?}: the database was opened before the refusal"
+        );
+    }
+}
+
+/// Lines a child process writes to standard error, gathered as they come.
+struct Captured {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Captured {
+    fn spawn(child: &mut std::process::Child) -> (Captured, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (found, address) = std::sync::mpsc::channel();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(at) = line.find("addr=") {
+                    let addr = line[at + 5..].split_whitespace().next().unwrap_or_default();
+                    let _ = found.send(addr.to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        (Captured { lines }, address)
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+/// Every text value of every table, for searching (SQLite: the file's bytes, WAL included).
+fn database_text(db: &TestDb) -> String {
+    use diesel::prelude::*;
+    match &db.url {
+        solarhub_hub::db::DatabaseUrl::Sqlite(path) => {
+            let mut text = String::new();
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let file = format!("{}{suffix}", path.display());
+                if let Ok(bytes) = std::fs::read(&file) {
+                    text.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+            text
+        }
+        solarhub_hub::db::DatabaseUrl::Postgres(url) => {
+            #[derive(QueryableByName)]
+            struct Row {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                row: String,
+            }
+            let mut conn = diesel::PgConnection::establish(url).unwrap();
+            let mut text = String::new();
+            for table in solarhub_hub::db::schema_tables().unwrap() {
+                let rows: Vec<Row> = diesel::sql_query(format!(
+                    "SELECT row_to_json(t)::text AS row FROM \"{table}\" t"
+                ))
+                .load(&mut conn)
+                .unwrap();
+                for row in rows {
+                    text.push_str(&row.row);
+                    text.push('\n');
+                }
+            }
+            text
+        }
+    }
+}
+
+/// Acceptance 5: tokens made by the CLI, used (and misused) against the real binary with debug
+/// logging, then revoked and listed: no token in clear in the database, the logs or `token list`.
+fn tokens_never_appear_in_clear(db: TestDb) {
+    let cli = |args: &[&str]| {
+        let output = common::hub_binary()
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .args(["--database-url", &db.url_arg()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    db.migrated();
+    install_two_sites(&solarhub_hub::db::Database::open(db.url.clone()).unwrap());
+    let mut logs = String::new();
+    let mut make = |name: &str, role: &str, collector: Option<&str>| {
+        let mut args = vec!["token", "create", "--name", name, "--role", role];
+        if let Some(id) = collector {
+            args.extend(["--collector-id", id]);
+        }
+        let (stdout, stderr) = cli(&args);
+        logs.push_str(&stderr);
+        let token = stdout.trim().to_owned();
+        assert!(
+            token.starts_with("shub_") && token.len() == 69,
+            "{stdout:?}"
+        );
+        token
+    };
+    let admin = make("ops", "admin", None);
+    let reader = make("dashboard", "reader", None);
+    let a = make("site-a", "collector", Some("a"));
+    let tokens = [admin.clone(), reader.clone(), a.clone()];
+
+    let mut child = common::hub_binary()
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .args([
+            "--database-url",
+            &db.url_arg(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (captured, address) = Captured::spawn(&mut child);
+    let addr = address
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the hub never served:\n{}", captured.text()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use solarhub_proto::v1::*;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut systems = system_service_client::SystemServiceClient::new(channel.clone());
+        let mut collectors = collector_service_client::CollectorServiceClient::new(channel.clone());
+        systems
+            .list_systems(authed(ListSystemsRequest::default(), &admin))
+            .await
+            .unwrap();
+        systems
+            .list_systems(authed(ListSystemsRequest::default(), &reader))
+            .await
+            .unwrap();
+        // An audited write, a refused write, a refused register, a batch with a refusal in it.
+        let create = CreateSystemRequest {
+            system: Some(System {
+                system_id: "cabin".into(),
+                name: "Cabin".into(),
+                timezone: "UTC".into(),
+                ..System::default()
+            }),
+        };
+        systems
+            .create_system(authed(create.clone(), &admin))
+            .await
+            .unwrap();
+        systems
+            .create_system(authed(create, &reader))
+            .await
+            .unwrap_err();
+        let register = RegisterRequest {
+            collector_id: "b".into(),
+            version: "t".into(),
+        };
+        collectors.register(authed(register, &a)).await.unwrap_err();
+        let batch = TelemetryBatch {
+            collector_id: "a".into(),
+            seq: 1,
+            readings: vec![
+                reading("powdrive1", "powdrive1.adapter", 0),
+                reading("grid_meter_1", "grid_meter_1.adapter", 0),
+            ],
+        };
+        collectors.send_batch(authed(batch, &a)).await.unwrap();
+        // A token sent the wrong way, and a token with one character changed.
+        let mut request = Request::new(ListSystemsRequest::default());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Token {admin}").parse().unwrap());
+        systems.list_systems(request).await.unwrap_err();
+        let altered = format!("{}0", &admin[..admin.len() - 1]);
+        systems
+            .list_systems(authed(ListSystemsRequest::default(), &altered))
+            .await
+            .unwrap_err();
+    });
+    let (_, stderr) = cli(&["token", "revoke", "dashboard"]);
+    logs.push_str(&stderr);
+    let (listed, stderr) = cli(&["token", "list"]);
+    logs.push_str(&stderr);
+    assert!(
+        listed.contains("dashboard") && listed.contains("revoked"),
+        "{listed}"
+    );
+    // Let the hub see the revocation with a call, then stop it.
+    runtime.block_on(async {
+        tokio::time::sleep(solarhub_hub::auth::authenticator::CACHE_TTL).await;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let code = solarhub_proto::v1::system_service_client::SystemServiceClient::new(channel)
+            .list_systems(authed(Default::default(), &reader))
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::Unauthenticated);
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    logs.push_str(&captured.text());
+    assert!(
+        logs.contains("solarhub::audit"),
+        "the audit lines are in the logs"
+    );
+    assert!(
+        logs.contains("principal=ops"),
+        "writes are logged with the principal's name"
+    );
+    let stored = database_text(&db);
+    assert!(
+        stored.contains("site-a"),
+        "the principals are in the database"
+    );
+    for token in &tokens {
+        let secret = &token["shub_".len()..];
+        for (place, text) in [
+            ("the database", &stored),
+            ("the logs", &logs),
+            ("token list", &listed),
+        ] {
+            assert!(!text.contains(secret), "a token in clear in {place}");
+        }
+    }
+}
+
+/// Acceptance 6: a token revoked on the database is refused by every hub on it within 5 s, and
+/// an open telemetry stream made with it ends.
+fn revocation_reaches_every_hub(db: TestDb) {
+    use solarhub_proto::v1::*;
+    let first = RunningHub::start_with(&db, with_auth());
+    let second = RunningHub::start_with(&db, with_auth());
+    install_two_sites(&first.database);
+    let tokens = Tokens::create(&first.database);
+    let ask = |hub: &RunningHub| {
+        hub.runtime.block_on(async {
+            system_service_client::SystemServiceClient::new(hub.channel.clone())
+                .list_systems(authed(ListSystemsRequest::default(), &tokens.admin))
+                .await
+                .map(|_| ())
+                .map_err(|status| status.code())
+        })
+    };
+    assert_eq!(ask(&first), Ok(()));
+    assert_eq!(
+        ask(&second),
+        Ok(()),
+        "the second hub knows the token (and caches it)"
+    );
+    // A stream opened on the second hub with collector a's token.
+    let (batches, inbound) = tokio::sync::mpsc::channel::<TelemetryBatch>(4);
+    let mut acks = second.runtime.block_on(async {
+        collector_service_client::CollectorServiceClient::new(second.channel.clone())
+            .stream_telemetry(authed(
+                tokio_stream::wrappers::ReceiverStream::new(inbound),
+                &tokens.a,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let batch = |seq: u64| TelemetryBatch {
+        collector_id: "a".into(),
+        seq,
+        readings: vec![reading("powdrive1", "powdrive1.adapter", seq as i64)],
+    };
+    second.runtime.block_on(async {
+        batches.send(batch(1)).await.unwrap();
+        assert_eq!(acks.message().await.unwrap().unwrap().stored, 1);
+    });
+
+    let revoked_at = std::time::Instant::now();
+    for name in ["ops", "site-a"] {
+        principals::revoke(&mut first.database.get().unwrap(), name).unwrap();
+    }
+    let refused_within = loop {
+        if ask(&second) == Err(Code::Unauthenticated) {
+            break revoked_at.elapsed();
+        }
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(10),
+            "never refused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        refused_within < std::time::Duration::from_secs(5),
+        "the second hub refused the revoked token only after {refused_within:?}"
+    );
+    assert_eq!(ask(&first), Err(Code::Unauthenticated));
+    second.runtime.block_on(async {
+        batches.send(batch(2)).await.unwrap();
+        let ended = acks.message().await.unwrap_err();
+        assert_eq!(ended.code(), Code::Unauthenticated);
+    });
+    assert_eq!(
+        count(&first.database, "energy_samples"),
+        1,
+        "nothing after the revocation"
+    );
+}
+
+/// Acceptance 7: a 64 MiB batch is refused with RESOURCE_EXHAUSTED; the hub stays up and the
+/// next call, on a new connection, succeeds.
+fn oversized_batches_are_refused_and_the_hub_stays_up(db: TestDb) {
+    use solarhub_proto::v1::*;
+    let hub = RunningHub::start_with(&db, with_auth());
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let mut huge = reading("powdrive1", "powdrive1.adapter", 0);
+    huge.text
+        .insert("padding".into(), "x".repeat(64 * 1024 * 1024));
+    let connect = || {
+        Channel::from_shared(hub.url.clone())
+            .unwrap()
+            .connect_lazy()
+    };
+    let refused = hub.runtime.block_on(async {
+        collector_service_client::CollectorServiceClient::new(connect())
+            .send_batch(authed(
+                TelemetryBatch {
+                    collector_id: "a".into(),
+                    seq: 1,
+                    readings: vec![huge],
+                },
+                &tokens.a,
+            ))
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let ack = hub.runtime.block_on(async {
+        collector_service_client::CollectorServiceClient::new(connect())
+            .send_batch(authed(
+                TelemetryBatch {
+                    collector_id: "a".into(),
+                    seq: 1,
+                    readings: vec![reading("powdrive1", "powdrive1.adapter", 0)],
+                },
+                &tokens.a,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(ack.stored, 1);
+    assert_eq!(count(&hub.database, "energy_samples"), 1);
+}
+
+on_both_backends!(
+    tokens_never_appear_in_clear,
+    revocation_reaches_every_hub,
+    oversized_batches_are_refused_and_the_hub_stays_up
 );
