@@ -111,6 +111,7 @@ pub async fn register(
                 solarhub_proto::tonic::Code::NotFound
                     | solarhub_proto::tonic::Code::InvalidArgument
                     | solarhub_proto::tonic::Code::PermissionDenied
+                    | solarhub_proto::tonic::Code::Unauthenticated
             ) =>
         {
             Err(UplinkError::Refused {
