@@ -1,18 +1,24 @@
 //! Samples per second from a client into the hub's sample tables, through real gRPC and real
 //! commits: batched streaming (`StreamTelemetry`, batches of 200, as the collector sends) against
-//! one unary `SendBatch` call per sample, measured in the same run on the same database, and the
-//! ratio (DESIGN §8: at least 20x). SQLite always; Postgres too when `SOLARHUB_TEST_DATABASE_URL`
-//! names a server (a database is created for the run and dropped after it).
+//! one unary `SendBatch` call per sample, measured in the same run, and the ratio (DESIGN §8: at
+//! least 20x). Then the cost of security (#13): the same streamed and unary runs with a bearer
+//! token checked on every call (target: within 5% of plaintext without authentication, since token
+//! answers are cached, not queried per call), and streamed over TLS with a token. Each variant has
+//! its own hub and database; rounds alternate between them and each rate is the median of its
+//! rounds. SQLite always; Postgres too when `SOLARHUB_TEST_DATABASE_URL` names a server (databases
+//! are created for the run and dropped after it).
 //!
 //! `cargo bench -p solarhub-hub --bench uplink` (release build). `SOLARHUB_BENCH_SAMPLES` sets the
-//! streamed sample count (default 20000); the unary run takes a tenth of it.
+//! streamed sample count per round (default 20000); unary runs take a tenth of it;
+//! `SOLARHUB_BENCH_ROUNDS` the rounds (default 3).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use solarhub_collector::hub_access::{AccessFiles, HubAccess};
+use solarhub_collector::uplink::{HubClient, connect};
 use solarhub_hub::db::{self, Database, DatabaseUrl, admin};
-use solarhub_proto::tonic::transport::Channel;
-use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
+use solarhub_hub::server::{Security, ServeOptions};
 use solarhub_proto::v1::{DeviceReading, TelemetryBatch};
 
 const BATCH: usize = 200;
@@ -22,17 +28,31 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    let rounds: usize = std::env::var("SOLARHUB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = tempfile::tempdir()?;
-    run(
-        "sqlite",
-        DatabaseUrl::Sqlite(dir.path().join("bench.db")),
-        samples,
-    )?;
+    let sqlite = |name: &str| Ok(DatabaseUrl::Sqlite(dir.path().join(format!("{name}.db"))));
+    run("sqlite", sqlite, samples, rounds, dir.path())?;
     if let Ok(admin_url) = std::env::var("SOLARHUB_TEST_DATABASE_URL") {
-        let name = format!("solarhub_bench_{}", std::process::id());
-        let url = admin::create_postgres_database(&admin_url, &name)?;
-        let result = run("postgres", DatabaseUrl::Postgres(url), samples);
-        admin::drop_postgres_database(&admin_url, &name)?;
+        let mut created = Vec::new();
+        let result = run(
+            "postgres",
+            |name: &str| {
+                let db = format!("solarhub_bench_{}_{name}", std::process::id());
+                let url = admin::create_postgres_database(&admin_url, &db)?;
+                created.push(db);
+                Ok(DatabaseUrl::Postgres(url))
+            },
+            samples,
+            rounds,
+            dir.path(),
+        );
+        for db in created {
+            admin::drop_postgres_database(&admin_url, &db)?;
+        }
         result?;
     } else {
         println!("postgres: skipped (SOLARHUB_TEST_DATABASE_URL is not set)");
@@ -40,54 +60,192 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(backend: &str, url: DatabaseUrl, samples: usize) -> anyhow::Result<()> {
-    let database = Database::open(url)?;
-    db::run_migrations(&mut *database.get()?)?;
-    // The demo installation, every adapter assigned to the bench's collector.
-    solarhub_hub::demo::install(&database, "bench", None)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(solarhub_hub::server::serve(
-            database.clone(),
-            listener,
-            std::future::pending(),
-        ));
-        let channel = Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await?;
-        let client = CollectorServiceClient::new(channel);
-        // Warm-up: connections, caches, the first pages of the database.
-        streamed(client.clone(), 1, 0, 2 * BATCH).await?;
+/// How a variant's hub is reached.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Plain,
+    Token,
+    TlsToken,
+}
 
-        let base = 1_000_000;
-        let streamed_rate = samples as f64
-            / streamed(client.clone(), 10, base, samples)
-                .await?
-                .as_secs_f64();
-        let unary_samples = (samples / 10).max(1);
-        let unary_rate = unary_samples as f64
-            / unary(client, base + samples as i64, unary_samples)
-                .await?
-                .as_secs_f64();
+impl Variant {
+    const ALL: [Variant; 3] = [Variant::Plain, Variant::Token, Variant::TlsToken];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Plain => "plaintext, no authentication",
+            Variant::Token => "plaintext, token",
+            Variant::TlsToken => "TLS, token",
+        }
+    }
+}
+
+/// A CA and a certificate for localhost, as PEM files in `dir`.
+fn certificates(dir: &std::path::Path) -> anyhow::Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key)?.pem())?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &issuer)?;
+    std::fs::write(dir.join("hub.pem"), cert.pem())?;
+    std::fs::write(dir.join("hub.key"), key.serialize_pem())?;
+    Ok(())
+}
+
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+fn run(
+    backend: &str,
+    mut database_for: impl FnMut(&str) -> anyhow::Result<DatabaseUrl>,
+    samples: usize,
+    rounds: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    certificates(dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut hubs = Vec::new();
+    for (n, variant) in Variant::ALL.into_iter().enumerate() {
+        let database = Database::open(database_for(&format!("v{n}"))?)?;
+        db::run_migrations(&mut *database.get()?)?;
+        // The demo installation, every adapter assigned to the bench's collector.
+        solarhub_hub::demo::install(&database, "bench", None)?;
+        let token = solarhub_hub::auth::principals::create(
+            &mut *database.get()?,
+            "bench",
+            solarhub_hub::auth::Role::Collector,
+            Some("bench"),
+        )?;
+        let security = Security {
+            auth: variant != Variant::Plain,
+            tls: (variant == Variant::TlsToken).then(|| solarhub_hub::auth::tls::TlsFiles {
+                cert: dir.join("hub.pem"),
+                key: dir.join("hub.key"),
+                client_ca: None,
+            }),
+        };
+        let client = runtime.block_on(async {
+            let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
+            let port = listener.local_addr()?.port();
+            let options = ServeOptions {
+                security,
+                ..ServeOptions::default()
+            };
+            tokio::spawn(solarhub_hub::server::serve_with(
+                database.clone(),
+                listener,
+                options,
+                std::future::pending(),
+            ));
+            let (url, access) = match variant {
+                Variant::Plain => (format!("http://127.0.0.1:{port}"), HubAccess::none()),
+                Variant::Token => {
+                    let url = format!("http://127.0.0.1:{port}");
+                    let files = AccessFiles {
+                        token: Some(token.token.expose().to_owned()),
+                        ..AccessFiles::default()
+                    };
+                    (url.clone(), HubAccess::load(&url, &files)?)
+                }
+                Variant::TlsToken => {
+                    let url = format!("https://localhost:{port}");
+                    let files = AccessFiles {
+                        token: Some(token.token.expose().to_owned()),
+                        ca_cert: Some(dir.join("ca.pem")),
+                        ..AccessFiles::default()
+                    };
+                    (url.clone(), HubAccess::load(&url, &files)?)
+                }
+            };
+            let client = connect(&url, &access).await?;
+            // Warm-up: connections, caches, the first pages of the database.
+            streamed(client.clone(), 1, 0, 2 * BATCH).await?;
+            anyhow::Ok(client)
+        })?;
+        // Seqs go up across every call to a hub (the warm-up used 1 and 2).
+        hubs.push((variant, database, client, 3u64));
+    }
+
+    let unary_samples = (samples / 10).max(1);
+    let mut streamed_rates: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut unary_rates: HashMap<&str, Vec<f64>> = HashMap::new();
+    for round in 0..rounds {
+        for (variant, _, client, next_seq) in &mut hubs {
+            let base = 1_000_000 + (round * (samples + unary_samples)) as i64;
+            let took = runtime.block_on(streamed(client.clone(), *next_seq, base, samples))?;
+            *next_seq += samples.div_ceil(BATCH) as u64;
+            streamed_rates
+                .entry(variant.name())
+                .or_default()
+                .push(samples as f64 / took.as_secs_f64());
+            if *variant != Variant::TlsToken {
+                let took = runtime.block_on(unary(
+                    client.clone(),
+                    *next_seq,
+                    base + samples as i64,
+                    unary_samples,
+                ))?;
+                *next_seq += unary_samples as u64;
+                unary_rates
+                    .entry(variant.name())
+                    .or_default()
+                    .push(unary_samples as f64 / took.as_secs_f64());
+            }
+        }
+    }
+    for (variant, database, _, _) in &hubs {
         // Every sample sent is a row: the rates are of work done, not of work refused.
-        let rows =
-            solarhub_hub::db::introspect::row_count(&mut *database.get()?, "energy_samples")?;
-        let sent = 2 * BATCH + samples + unary_samples;
-        anyhow::ensure!(rows == sent as i64, "{rows} rows stored of {sent} samples sent");
-        println!(
-            "{backend}: streamed, batches of {BATCH}: {samples} samples, {streamed_rate:.0} samples/s"
+        let rows = db::introspect::row_count(&mut *database.get()?, "energy_samples")?;
+        let unary = if *variant == Variant::TlsToken {
+            0
+        } else {
+            unary_samples
+        };
+        let sent = 2 * BATCH + rounds * (samples + unary);
+        anyhow::ensure!(
+            rows == sent as i64,
+            "{rows} rows stored of {sent} samples sent"
         );
+    }
+    let streamed = |v: Variant| median(streamed_rates[v.name()].clone());
+    let unary = |v: Variant| median(unary_rates[v.name()].clone());
+    for variant in Variant::ALL {
         println!(
-            "{backend}: unary, one call per sample: {unary_samples} samples, {unary_rate:.0} samples/s"
+            "{backend}: streamed, batches of {BATCH}, {}: {samples} samples x {rounds} rounds, median {:.0} samples/s",
+            variant.name(),
+            streamed(variant)
         );
+    }
+    for variant in [Variant::Plain, Variant::Token] {
         println!(
-            "{backend}: ratio streamed / unary: {:.1}x (target: at least 20x)",
-            streamed_rate / unary_rate
+            "{backend}: unary, one call per sample, {}: {unary_samples} samples x {rounds} rounds, median {:.0} samples/s",
+            variant.name(),
+            unary(variant)
         );
-        anyhow::Ok(())
-    })
+    }
+    println!(
+        "{backend}: ratio streamed / unary (plaintext): {:.1}x (target: at least 20x)",
+        streamed(Variant::Plain) / unary(Variant::Plain)
+    );
+    println!(
+        "{backend}: token / no authentication: streamed {:.3}, unary {:.3} (target: streamed at least 0.95)",
+        streamed(Variant::Token) / streamed(Variant::Plain),
+        unary(Variant::Token) / unary(Variant::Plain)
+    );
+    println!(
+        "{backend}: TLS with token / plaintext without authentication, streamed: {:.3}",
+        streamed(Variant::TlsToken) / streamed(Variant::Plain)
+    );
+    Ok(())
 }
 
 /// One inverter reading with the fields a powdrive reports, at `base + i` seconds.
@@ -121,7 +279,7 @@ fn reading(i: i64) -> DeviceReading {
 /// Streams `count` readings from `first` in batches of [`BATCH`], numbered from `first_seq`, and
 /// waits for every ack.
 async fn streamed(
-    mut client: CollectorServiceClient<Channel>,
+    mut client: HubClient,
     first_seq: u64,
     first: i64,
     count: usize,
@@ -157,7 +315,8 @@ async fn streamed(
 
 /// One `SendBatch` call per reading, one after the other.
 async fn unary(
-    mut client: CollectorServiceClient<Channel>,
+    mut client: HubClient,
+    first_seq: u64,
     first: i64,
     count: usize,
 ) -> anyhow::Result<Duration> {
@@ -166,7 +325,7 @@ async fn unary(
         let ack = client
             .send_batch(TelemetryBatch {
                 collector_id: "bench".into(),
-                seq: 1_000_000 + i as u64,
+                seq: first_seq + i as u64,
                 readings: vec![reading(first + i as i64)],
             })
             .await?

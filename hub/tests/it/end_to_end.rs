@@ -9,11 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{RunningHub, TestDb, site};
-use solarhub_collector::app::run_collector;
 use solarhub_collector::outbox::{Limits, Outbox};
-use solarhub_collector::reading::Reading;
 use solarhub_collector::uplink::UplinkConfig;
-use tokio::sync::{mpsc, watch};
 
 const COLLECTOR: &str = "site-a";
 
@@ -33,61 +30,10 @@ fn every_reading_lands_once_with_its_values(db: TestDb) {
         batch_max_wait: Duration::from_millis(200),
         max_backoff: Duration::from_secs(1),
     };
-    let (tee, mut taken) = mpsc::channel::<Reading>(10_000);
-    let (stop, stopped) = watch::channel(false);
-    let collector = hub.runtime.spawn({
-        let dir = outbox_dir.path().to_owned();
-        async move { run_collector(config, &dir, Some(tee), stopped).await }
-    });
-    // Run until both devices have reported a few times, then stop the collector.
-    let mut readings: Vec<Reading> = Vec::new();
-    hub.runtime.block_on(async {
-        let enough = |readings: &[Reading], device: &str| {
-            readings.iter().filter(|r| r.device_id == device).count() >= 5
-        };
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while !(enough(&readings, "powdrive1") && enough(&readings, "grid_meter_1")) {
-                readings.push(taken.recv().await.expect("the collector stopped early"));
-            }
-        })
-        .await
-        .expect("both devices report within 60 s");
-        stop.send(true).unwrap();
-        collector
-            .await
-            .unwrap()
-            .expect("the collector stops cleanly");
-        while let Some(reading) = taken.recv().await {
-            readings.push(reading);
-        }
-    });
-
+    let readings = site::collect_until(&hub, config, outbox_dir.path(), 5);
     let devices: BTreeSet<&str> = readings.iter().map(|r| r.device_id.as_str()).collect();
     assert_eq!(devices, BTreeSet::from(["grid_meter_1", "powdrive1"]));
-    for (device, table, id_column, field) in site::DEVICES {
-        let taken: Vec<(i64, Option<f64>)> = readings
-            .iter()
-            .filter(|r| r.device_id == device)
-            .map(|r| (r.ts, r.fields.get(field).copied()))
-            .collect();
-        let rows = site::stored_values(
-            &mut hub.database.get().unwrap(),
-            table,
-            id_column,
-            device,
-            field,
-        );
-        assert_eq!(
-            rows, taken,
-            "{device}: the hub's rows are exactly the readings the collector took"
-        );
-        assert!(
-            taken
-                .iter()
-                .any(|(_, value)| value.is_some_and(|v| v != 0.0)),
-            "{device} reported a non-zero {field}"
-        );
-    }
+    site::assert_stored_once(&mut hub.database.get().unwrap(), &readings);
     // The hub's own account of the collector agrees.
     let status = hub.runtime.block_on(async {
         solarhub_proto::v1::collector_service_client::CollectorServiceClient::new(

@@ -25,28 +25,19 @@ const SAMPLE_TABLES: [&str; 5] = [
 /// assigned to collector `site-a`.
 fn hub_with_installation(db: &TestDb) -> RunningHub {
     let hub = RunningHub::start(db);
-    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
-    let mut loaded = solarhub_hub::config_import::parse_config(
-        std::path::Path::new("installation.yaml"),
-        include_str!("fixtures/installation.yaml"),
-        &types,
-    )
-    .unwrap();
-    for adapter in &mut loaded.installation.adapters {
-        if [
-            "powdrive1.adapter",
-            "grid_meter_1.adapter",
-            "jkbms_bank.adapter1",
-        ]
-        .contains(&adapter.adapter_id.as_str())
-        {
-            adapter.collector_id = Some("site-a".into());
+    common::site::install_fixture(&mut hub.database.get().unwrap(), |installation| {
+        for adapter in &mut installation.adapters {
+            if [
+                "powdrive1.adapter",
+                "grid_meter_1.adapter",
+                "jkbms_bank.adapter1",
+            ]
+            .contains(&adapter.adapter_id.as_str())
+            {
+                adapter.collector_id = Some("site-a".into());
+            }
         }
-    }
-    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-    let mut conn = hub.database.get().unwrap();
-    solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, &loaded.installation, false)
-        .unwrap();
+    });
     hub
 }
 

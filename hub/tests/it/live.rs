@@ -41,48 +41,39 @@ fn hub_for_live_with(
     options: solarhub_hub::server::ServeOptions,
 ) -> RunningHub {
     let hub = RunningHub::start_with(db, options);
-    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
-    let mut loaded = solarhub_hub::config_import::parse_config(
-        std::path::Path::new("installation.yaml"),
-        include_str!("fixtures/installation.yaml"),
-        &types,
-    )
-    .unwrap();
-    let installation = &mut loaded.installation;
-    for adapter in &mut installation.adapters {
-        adapter.collector_id = Some(COLLECTOR.into());
-        let mut config: serde_json::Value = serde_json::from_str(&adapter.config_json).unwrap();
-        let poll = if adapter.device_category == "battery" {
-            4.0
-        } else {
-            20.0
-        };
-        config["poll_interval_secs"] = poll.into();
-        adapter.config_json = config.to_string();
-    }
-    for pack in &mut installation.packs {
-        pack.nominal_kwh = Some(if pack.pack_id == "jkbms_bank" {
-            10.0
-        } else {
-            5.0
-        });
-    }
-    let (hour, minute) = peak_start.split_once(':').unwrap();
-    let end_hour = (hour.parse::<u32>().unwrap() + 2) % 24;
-    let system = installation.system.as_mut().unwrap();
-    system.tariff_json = Some(
-        serde_json::json!({
-            "currency": "PKR",
-            "price_offpeak_import": 50.0,
-            "price_peak_import": 60.0,
-            "price_export": 20.0,
-            "peak_windows": [{"start": peak_start, "end": format!("{end_hour:02}:{minute}")}],
-        })
-        .to_string(),
-    );
-    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-    let mut conn = hub.database.get().unwrap();
-    solarhub_hub::db::catalog::apply_installation(&mut conn, &rows, installation, false).unwrap();
+    common::site::install_fixture(&mut hub.database.get().unwrap(), |installation| {
+        for adapter in &mut installation.adapters {
+            adapter.collector_id = Some(COLLECTOR.into());
+            let mut config: serde_json::Value = serde_json::from_str(&adapter.config_json).unwrap();
+            let poll = if adapter.device_category == "battery" {
+                4.0
+            } else {
+                20.0
+            };
+            config["poll_interval_secs"] = poll.into();
+            adapter.config_json = config.to_string();
+        }
+        for pack in &mut installation.packs {
+            pack.nominal_kwh = Some(if pack.pack_id == "jkbms_bank" {
+                10.0
+            } else {
+                5.0
+            });
+        }
+        let (hour, minute) = peak_start.split_once(':').unwrap();
+        let end_hour = (hour.parse::<u32>().unwrap() + 2) % 24;
+        let system = installation.system.as_mut().unwrap();
+        system.tariff_json = Some(
+            serde_json::json!({
+                "currency": "PKR",
+                "price_offpeak_import": 50.0,
+                "price_peak_import": 60.0,
+                "price_export": 20.0,
+                "peak_windows": [{"start": peak_start, "end": format!("{end_hour:02}:{minute}")}],
+            })
+            .to_string(),
+        );
+    });
     hub
 }
 

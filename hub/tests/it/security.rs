@@ -424,28 +424,15 @@ impl Tokens {
 
 /// The installation fixture with powdrive1 run by collector `a` and grid_meter_1 by `b`.
 pub(crate) fn install_two_sites(database: &solarhub_hub::db::Database) {
-    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
-    let mut loaded = solarhub_hub::config_import::parse_config(
-        std::path::Path::new("installation.yaml"),
-        include_str!("fixtures/installation.yaml"),
-        &types,
-    )
-    .unwrap();
-    for adapter in &mut loaded.installation.adapters {
-        adapter.collector_id = match adapter.adapter_id.as_str() {
-            "powdrive1.adapter" => Some("a".into()),
-            "grid_meter_1.adapter" => Some("b".into()),
-            _ => None,
-        };
-    }
-    let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-    solarhub_hub::db::catalog::apply_installation(
-        &mut database.get().unwrap(),
-        &rows,
-        &loaded.installation,
-        false,
-    )
-    .unwrap();
+    common::site::install_fixture(&mut database.get().unwrap(), |installation| {
+        for adapter in &mut installation.adapters {
+            adapter.collector_id = match adapter.adapter_id.as_str() {
+                "powdrive1.adapter" => Some("a".into()),
+                "grid_meter_1.adapter" => Some("b".into()),
+                _ => None,
+            };
+        }
+    });
 }
 
 fn with_auth() -> ServeOptions {
@@ -995,7 +982,7 @@ impl Pki {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         write("ca.pem", ca_cert.pem());
         let issuer = Issuer::new(ca_params, ca_key);
-        let mut leaf = |name: &str, sans: &[&str], common_name: Option<&str>| {
+        let leaf = |name: &str, sans: &[&str], common_name: Option<&str>| {
             let key = KeyPair::generate().unwrap();
             let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
             let mut params = CertificateParams::new(sans).unwrap();
@@ -1064,8 +1051,6 @@ fn tls_options(pki: &Pki, client_ca: bool) -> ServeOptions {
 /// Acceptance 3, first half: the real collector streams to a TLS hub with its token, every
 /// reading lands once; a plaintext client gets nowhere.
 fn collector_streams_over_tls_exactly_once(db: TestDb) {
-    use solarhub_collector::app::run_collector;
-    use solarhub_collector::reading::Reading;
     use std::time::Duration;
     let pki = Pki::generate();
     let hub = RunningHub::start_with(&db, tls_options(&pki, false));
@@ -1083,48 +1068,8 @@ fn collector_streams_over_tls_exactly_once(db: TestDb) {
         max_backoff: Duration::from_secs(1),
     };
     let outbox = tempfile::tempdir().unwrap();
-    let (tee, mut taken) = tokio::sync::mpsc::channel::<Reading>(10_000);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let collector = hub.runtime.spawn({
-        let dir = outbox.path().to_owned();
-        async move { run_collector(config, &dir, Some(tee), stopped).await }
-    });
-    let mut readings: Vec<Reading> = Vec::new();
-    hub.runtime.block_on(async {
-        let enough = |readings: &[Reading], device: &str| {
-            readings.iter().filter(|r| r.device_id == device).count() >= 4
-        };
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while !(enough(&readings, "powdrive1") && enough(&readings, "grid_meter_1")) {
-                readings.push(taken.recv().await.expect("the collector stopped early"));
-            }
-        })
-        .await
-        .expect("both devices report over TLS within 60 s");
-        stop.send(true).unwrap();
-        collector
-            .await
-            .unwrap()
-            .expect("the collector stops cleanly");
-        while let Some(reading) = taken.recv().await {
-            readings.push(reading);
-        }
-    });
-    for (device, table, id_column, field) in common::site::DEVICES {
-        let taken: Vec<(i64, Option<f64>)> = readings
-            .iter()
-            .filter(|r| r.device_id == device)
-            .map(|r| (r.ts, r.fields.get(field).copied()))
-            .collect();
-        let rows = common::site::stored_values(
-            &mut hub.database.get().unwrap(),
-            table,
-            id_column,
-            device,
-            field,
-        );
-        assert_eq!(rows, taken, "{device}: every reading once, over TLS");
-    }
+    let readings = common::site::collect_until(&hub, config, outbox.path(), 4);
+    common::site::assert_stored_once(&mut hub.database.get().unwrap(), &readings);
     // Plaintext to a TLS hub: no answer at all.
     let plain = hub.runtime.block_on(async {
         let channel = Channel::from_shared(hub.url.clone())
@@ -1389,7 +1334,8 @@ fn tokens_never_appear_in_clear(db: TestDb) {
             .unwrap();
         assert!(
             output.status.success(),
-            "{args:?}: {}",
+            "{args:?} ended with {:?}: {}",
+            output.status,
             String::from_utf8_lossy(&output.stderr)
         );
         (

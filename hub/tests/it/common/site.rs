@@ -70,9 +70,12 @@ pub async fn simulated_gateway() -> u16 {
     port
 }
 
-/// Imports the real-installation fixture with powdrive1 (unit 1) and grid_meter_1 (unit 3)
-/// assigned to `collector`, polled every `poll_secs` from the gateway on `port`.
-pub fn assign_to_collector(conn: &mut DbConnection, collector: &str, port: u16, poll_secs: f64) {
+/// Imports the real-installation fixture (`fixtures/installation.yaml`) after `edit` has had its
+/// way with it (assigning adapters to collectors, pointing them at simulators, sizing packs).
+pub fn install_fixture(
+    conn: &mut DbConnection,
+    edit: impl FnOnce(&mut solarhub_hub::catalog::Installation),
+) {
     let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
     let mut loaded = solarhub_hub::config_import::parse_config(
         std::path::Path::new("installation.yaml"),
@@ -80,23 +83,97 @@ pub fn assign_to_collector(conn: &mut DbConnection, collector: &str, port: u16, 
         &types,
     )
     .unwrap();
-    for adapter in &mut loaded.installation.adapters {
-        let unit = match adapter.adapter_id.as_str() {
-            "powdrive1.adapter" => 1,
-            "grid_meter_1.adapter" => 3,
-            _ => continue,
-        };
-        adapter.collector_id = Some(collector.into());
-        adapter.config_json = serde_json::json!({
-            "transport": "tcp",
-            "host": "127.0.0.1",
-            "port": port,
-            "unit_id": unit,
-            "poll_interval_secs": poll_secs,
-        })
-        .to_string();
-    }
+    edit(&mut loaded.installation);
     let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
     solarhub_hub::db::catalog::apply_installation(conn, &rows, &loaded.installation, false)
         .unwrap();
+}
+
+/// The fixture with powdrive1 (unit 1) and grid_meter_1 (unit 3) assigned to `collector`,
+/// polled every `poll_secs` from the gateway on `port`.
+pub fn assign_to_collector(conn: &mut DbConnection, collector: &str, port: u16, poll_secs: f64) {
+    install_fixture(conn, |installation| {
+        for adapter in &mut installation.adapters {
+            let unit = match adapter.adapter_id.as_str() {
+                "powdrive1.adapter" => 1,
+                "grid_meter_1.adapter" => 3,
+                _ => continue,
+            };
+            adapter.collector_id = Some(collector.into());
+            adapter.config_json = serde_json::json!({
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "port": port,
+                "unit_id": unit,
+                "poll_interval_secs": poll_secs,
+            })
+            .to_string();
+        }
+    });
+}
+
+/// Runs the real collector with `config` (outbox in `outbox`) on the hub's runtime until each of
+/// [`DEVICES`] has reported `enough` times, stops it (it drains its outbox), and returns every
+/// reading it took.
+pub fn collect_until(
+    hub: &super::RunningHub,
+    config: solarhub_collector::uplink::UplinkConfig,
+    outbox: &std::path::Path,
+    enough: usize,
+) -> Vec<solarhub_collector::reading::Reading> {
+    use solarhub_collector::reading::Reading;
+    let (tee, mut taken) = tokio::sync::mpsc::channel::<Reading>(10_000);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let collector = hub.runtime.spawn({
+        let dir = outbox.to_owned();
+        async move { solarhub_collector::app::run_collector(config, &dir, Some(tee), stopped).await }
+    });
+    let mut readings: Vec<Reading> = Vec::new();
+    hub.runtime.block_on(async {
+        let reported = |readings: &[Reading], device: &str| {
+            readings.iter().filter(|r| r.device_id == device).count() >= enough
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while !DEVICES.iter().all(|d| reported(&readings, d.0)) {
+                readings.push(taken.recv().await.expect("the collector stopped early"));
+            }
+        })
+        .await
+        .expect("both devices report within 60 s");
+        stop.send(true).unwrap();
+        collector
+            .await
+            .unwrap()
+            .expect("the collector stops cleanly");
+        while let Some(reading) = taken.recv().await {
+            readings.push(reading);
+        }
+    });
+    readings
+}
+
+/// Asserts that the hub's rows of each of [`DEVICES`] are exactly the readings the collector
+/// took, once each, with their values.
+pub fn assert_stored_once(
+    conn: &mut DbConnection,
+    readings: &[solarhub_collector::reading::Reading],
+) {
+    for (device, table, id_column, field) in DEVICES {
+        let taken: Vec<(i64, Option<f64>)> = readings
+            .iter()
+            .filter(|r| r.device_id == device)
+            .map(|r| (r.ts, r.fields.get(field).copied()))
+            .collect();
+        let rows = stored_values(conn, table, id_column, device, field);
+        assert_eq!(
+            rows, taken,
+            "{device}: the hub's rows are exactly the readings the collector took"
+        );
+        assert!(
+            taken
+                .iter()
+                .any(|(_, value)| value.is_some_and(|v| v != 0.0)),
+            "{device} reported a non-zero {field}"
+        );
+    }
 }
