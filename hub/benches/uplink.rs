@@ -179,6 +179,8 @@ fn run(
     let mut streamed_rates: HashMap<&str, Vec<f64>> = HashMap::new();
     let mut unary_rates: HashMap<&str, Vec<f64>> = HashMap::new();
     for round in 0..rounds {
+        // Each round starts with another variant, so none always follows a quiet database.
+        hubs.rotate_left(1);
         for (variant, _, client, next_seq) in &mut hubs {
             let base = 1_000_000 + (round * (samples + unary_samples)) as i64;
             let took = runtime.block_on(streamed(client.clone(), *next_seq, base, samples))?;
