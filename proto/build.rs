@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "solarhub/v1/live.proto",
     "solarhub/v1/history.proto",
     "solarhub/v1/server_info.proto",
+    "solarhub/v1/quality.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,11 +1,12 @@
 //! The collector's composition root: opens the outbox, obtains its assignments (from the hub, or
 //! the ones cached last time), builds the plan of buses, consoles and packs, and runs the runtime,
-//! the batcher and the sender until shutdown. Metrics and authentication plug in here.
+//! the batcher and the sender until shutdown. Its `Observer` (metrics, data-quality tallies) is given by the caller, who may serve its metrics.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::observe::Observer;
 use crate::outbox::Outbox;
 use crate::reading::Reading;
 use crate::uplink::{UplinkConfig, batch_readings, obtain_assignments, send_outbox};
@@ -14,11 +15,14 @@ use crate::uplink::{UplinkConfig, batch_readings, obtain_assignments, send_outbo
 /// the assignments it cached last time; with none cached, keeps trying), polls its devices, and
 /// streams their readings through the outbox in `outbox_dir`. Readings are also copied to `tee`,
 /// when given, once they are safe in the outbox.
+/// Every poll and dropped value is reported to `observer` (metrics, and the data-quality tallies
+/// that travel with the batches).
 /// Returns when `shutdown` fires, after handing the hub what it can within [`DRAIN_TIMEOUT`].
 pub async fn run_collector(
     config: UplinkConfig,
     outbox_dir: &std::path::Path,
     tee: Option<mpsc::Sender<Reading>>,
+    observer: Arc<Observer>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut outbox = Outbox::open(outbox_dir, crate::outbox::Limits::default())?;
@@ -32,17 +36,30 @@ pub async fn run_collector(
         None,
     )?;
     let outbox = Arc::new(Mutex::new(outbox));
+    observer.metrics().attach_outbox(outbox.clone());
     let (readings_in, readings_out) = mpsc::channel::<Reading>(1024);
     let (stored_tx, stored_rx) = watch::channel(0u64);
-    let runtime = tokio::spawn(crate::runtime::run(plan, readings_in, shutdown.clone()));
+    let runtime = tokio::spawn(crate::runtime::run(
+        plan,
+        readings_in,
+        observer.clone(),
+        shutdown.clone(),
+    ));
     let batcher = tokio::spawn(batch_readings(
         config.clone(),
         outbox.clone(),
         readings_out,
         stored_tx,
         tee,
+        observer.clone(),
     ));
-    let sender = tokio::spawn(send_outbox(config, outbox, stored_rx, shutdown.clone()));
+    let sender = tokio::spawn(send_outbox(
+        config,
+        outbox,
+        stored_rx,
+        shutdown.clone(),
+        observer,
+    ));
     let _ = runtime.await;
     let _ = batcher.await;
     let _ = sender.await;

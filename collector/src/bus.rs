@@ -18,6 +18,7 @@ use tokio_modbus::prelude::SlaveContext;
 use crate::backoff::Backoff;
 use crate::modbus_poll::{self, RequestError};
 use crate::normalize::Normalizer;
+use crate::observe::{PollRecord, PollResult};
 use crate::read_plan::{self, ReadRequest};
 use crate::reading::Reading;
 use crate::register_map::RegisterMap;
@@ -39,6 +40,17 @@ pub enum Transport {
         path: PathBuf,
         settings: SerialSettings,
     },
+}
+
+impl std::fmt::Display for Transport {
+    /// The bus's name in logs and metric labels.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Tcp(address) => write!(f, "tcp {address}"),
+            Transport::RtuOverTcp(address) => write!(f, "rtu-over-tcp {address}"),
+            Transport::RtuSerial { path, .. } => write!(f, "rtu {}", path.display()),
+        }
+    }
 }
 
 /// How a device's registers become a reading.
@@ -65,6 +77,8 @@ pub struct DeviceSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum BusEvent {
     Reading(Reading),
+    /// A poll ended (whatever its outcome): for metrics and data quality.
+    Polled(PollRecord),
     /// The device gave no answer; it is next tried after `retry_in`.
     Silent {
         device_id: String,
@@ -86,7 +100,7 @@ impl BusEvent {
     /// Logs an event that is not a reading (readings are the caller's business).
     pub fn log(&self) {
         match self {
-            BusEvent::Reading(_) => {}
+            BusEvent::Reading(_) | BusEvent::Polled(_) => {}
             BusEvent::Silent {
                 device_id,
                 retry_in,
@@ -171,6 +185,28 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// How the poll ended, for metrics and data quality: an answer is an answer even when some
+    /// requests failed; otherwise the worst failure names it.
+    fn result(&self) -> PollResult {
+        if self.reading.is_some() {
+            PollResult::Answered
+        } else if self
+            .failures
+            .iter()
+            .any(|e| matches!(e, RequestError::Timeout(_)))
+        {
+            PollResult::Timeout
+        } else if self
+            .failures
+            .iter()
+            .any(|e| matches!(e, RequestError::Exception(_)))
+        {
+            PollResult::Exception
+        } else {
+            PollResult::Failed
+        }
+    }
+
     fn silent(&self) -> bool {
         self.reading.is_none()
             && self
@@ -283,6 +319,7 @@ pub async fn run_bus(
         })
         .collect();
     let mut reconnect = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
+    let bus = transport.to_string();
     'connection: loop {
         let mut context = tokio::select! {
             connected = connect(&transport) => match connected {
@@ -311,7 +348,13 @@ pub async fn run_bus(
             context.set_slave(Slave(slot.spec.unit_id));
             let started = Instant::now();
             let outcome = poll_device(&mut context, slot).await;
-            let mut to_send = Vec::new();
+            let mut to_send = vec![BusEvent::Polled(PollRecord {
+                bus: bus.clone(),
+                device_id: slot.spec.device_id.clone(),
+                result: outcome.result(),
+                duration: started.elapsed(),
+                at: chrono::Utc::now().timestamp_millis(),
+            })];
             if outcome.silent() {
                 let retry_in = slot.silent(Instant::now());
                 tracing::debug!(device = %slot.spec.device_id, ?retry_in, "device silent");

@@ -6,7 +6,8 @@
 //! - the run: `app` (the composition root: outbox, assignments, plan, runtime, uplink),
 //!   `assignment` (assignments from the hub or a `collector.yaml` → the `Plan`), `runtime` (runs a
 //!   plan: every bus, console and pack task), `uplink` (batches → outbox → one stream with acks),
-//!   `outbox` (the durable SQLite outbox), `backoff` (the one retry rhythm);
+//!   `outbox` (the durable SQLite outbox), `backoff` (the one retry rhythm), `observe` (every poll
+//!   and dropped value, once: Prometheus metrics and the data-quality tallies sent to the hub);
 //! - buses and devices: `bus` (one task per bus, devices polled in turn), `modbus_poll` (one poll
 //!   of one device), `read_plan` (which reads a poll needs), `serial` (serial lines and
 //!   pseudo-terminals);
@@ -27,6 +28,7 @@ pub mod hub_access;
 pub mod jkbms;
 pub mod modbus_poll;
 pub mod normalize;
+pub mod observe;
 pub mod outbox;
 pub mod pack;
 pub mod pytes;

@@ -14,8 +14,10 @@ use clap::{Parser, Subcommand};
 use solarhub_collector::assignment::HubLink;
 use solarhub_collector::bus::{BusEvent, DeviceSpec, Transport, run_bus};
 use solarhub_collector::hub_access::{AccessFiles, HubAccess};
+use solarhub_collector::observe::Observer;
 use solarhub_collector::register_map::{RegisterMap, builtin_map};
 use solarhub_collector::simulator::SimDevice;
+use solarhub_proto::ops::{LogFormat, serve_metrics};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +28,15 @@ use solarhub_collector::simulator::SimDevice;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to standard error: text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SOLARHUB_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +101,10 @@ enum Command {
         client_cert: Option<PathBuf>,
         #[arg(long, requires = "client_cert")]
         client_key: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (polls, dropped values, bus time, the
+        /// outbox, the uplink), e.g. 127.0.0.1:9101.
+        #[arg(long, env = "SOLARHUB_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Poll devices and write each reading as one JSON line.
     Poll {
@@ -114,14 +129,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    solarhub_proto::ops::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -159,7 +168,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ca_cert,
             client_cert,
             client_key,
+            metrics_listen,
         } => {
+            let observer = Arc::new(Observer::new());
+            let _metrics = match metrics_listen {
+                Some(listen) => Some(
+                    serve_metrics(listen, Arc::new(observer.metrics().registry()))
+                        .await
+                        .with_context(|| format!("--metrics-listen {listen}"))?,
+                ),
+                None => None,
+            };
             let link = match (config, hub, id) {
                 (_, Some(url), Some(collector_id)) => HubLink {
                     url,
@@ -174,7 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let file = solarhub_collector::assignment::read_file(&config)?;
                     match file.hub {
                         Some(link) => link,
-                        None => return run_config(&config, &output).await,
+                        None => return run_config(&config, &output, observer).await,
                     }
                 }
                 _ => bail!("give --config FILE, or --hub URL and --id ID"),
@@ -239,7 +258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => (None, None),
             };
-            solarhub_collector::app::run_collector(config, &outbox_dir, tee_tx, stopped).await?;
+            solarhub_collector::app::run_collector(config, &outbox_dir, tee_tx, observer, stopped)
+                .await?;
             if let Some(writer) = writer {
                 writer.await??;
             }
@@ -354,12 +374,18 @@ fn open_output(output: &str) -> anyhow::Result<Box<dyn Write + Send>> {
     })
 }
 
-async fn run_config(config: &std::path::Path, output: &str) -> anyhow::Result<()> {
+async fn run_config(
+    config: &std::path::Path,
+    output: &str,
+    observer: Arc<Observer>,
+) -> anyhow::Result<()> {
     let plan = solarhub_collector::assignment::load_file(config)?;
     let mut sink = open_output(output)?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runtime = tokio::spawn(solarhub_collector::runtime::run(plan, sender, stopped));
+    let runtime = tokio::spawn(solarhub_collector::runtime::run(
+        plan, sender, observer, stopped,
+    ));
     loop {
         let reading = tokio::select! {
             reading = receiver.recv() => reading,

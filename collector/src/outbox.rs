@@ -42,10 +42,27 @@ impl Default for Limits {
     }
 }
 
+/// What the outbox holds, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub batches: i64,
+    pub bytes: i64,
+    /// UTC epoch milliseconds; `None` when empty.
+    pub oldest_created_at: Option<i64>,
+}
+
 pub struct Outbox {
     conn: SqliteConnection,
     path: PathBuf,
     limits: Limits,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(QueryableByName)]
@@ -188,6 +205,28 @@ impl Outbox {
             .execute(&mut self.conn)?)
     }
 
+    /// How much is waiting: batches, their bytes, and when the oldest was stored.
+    pub fn depth(&mut self) -> Result<Depth, OutboxError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            batches: i64,
+            #[diesel(sql_type = BigInt)]
+            bytes: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+            oldest: Option<i64>,
+        }
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT COUNT(*) AS batches, COALESCE(SUM(LENGTH(payload)), 0) AS bytes, MIN(created_at) AS oldest FROM batches",
+        )
+        .load(&mut self.conn)?;
+        Ok(rows.first().map_or(Depth::default(), |row| Depth {
+            batches: row.batches,
+            bytes: row.bytes,
+            oldest_created_at: row.oldest,
+        }))
+    }
+
     pub fn len(&mut self) -> Result<i64, OutboxError> {
         let rows: Vec<Number> =
             diesel::sql_query("SELECT COUNT(*) AS value FROM batches").load(&mut self.conn)?;
@@ -256,6 +295,7 @@ mod tests {
                 device_id: device.into(),
                 ..Default::default()
             }],
+            polls: Vec::new(),
         }
     }
 

@@ -20,6 +20,19 @@ pub enum DropReason {
     CounterBackwards,
 }
 
+impl DropReason {
+    /// The reason's name in data-quality tallies and metrics (`solarhub_proto::contract::quality`).
+    pub fn name(self) -> &'static str {
+        use solarhub_proto::contract::quality;
+        match self {
+            DropReason::Sentinel => quality::SENTINEL,
+            DropReason::OutOfRange => quality::OUT_OF_RANGE,
+            DropReason::AboveRating => quality::ABOVE_RATING,
+            DropReason::CounterBackwards => quality::COUNTER_BACKWARDS,
+        }
+    }
+}
+
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -11,6 +11,7 @@ use crate::assignment::Plan;
 use crate::backoff::{Backoff, MAX_BACKOFF};
 use crate::bus::{BusEvent, Transport, run_bus};
 use crate::normalize::Normalizer;
+use crate::observe::{Observer, PollRecord, PollResult};
 use crate::pack::{Failover, PackSpec, listen_jkbms, pack_reading};
 use crate::reading::Reading;
 
@@ -22,6 +23,7 @@ async fn run_console(
     events: mpsc::Sender<BusEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let bus = transport.to_string();
     let Transport::RtuSerial { path, settings } = transport else {
         return;
     };
@@ -44,8 +46,22 @@ async fn run_console(
         loop {
             let started = Instant::now();
             let mut wait = interval;
-            let event = match crate::pytes::read_bank(&mut port, spec.batteries, spec.silence).await
-            {
+            let read = crate::pytes::read_bank(&mut port, spec.batteries, spec.silence).await;
+            let polled = BusEvent::Polled(PollRecord {
+                bus: bus.clone(),
+                device_id: spec.pack_id.clone(),
+                result: if read.is_ok() {
+                    PollResult::Answered
+                } else {
+                    PollResult::Timeout
+                },
+                duration: started.elapsed(),
+                at: chrono::Utc::now().timestamp_millis(),
+            });
+            if events.send(polled).await.is_err() {
+                return;
+            }
+            let event = match read {
                 Ok(units) => {
                     silent.succeeded();
                     let ts = chrono::Utc::now().timestamp_millis();
@@ -70,8 +86,14 @@ async fn run_console(
     }
 }
 
-/// Starts every task of `plan` and forwards the readings that count to `readings`.
-pub async fn run(plan: Plan, readings: mpsc::Sender<Reading>, shutdown: watch::Receiver<bool>) {
+/// Starts every task of `plan` and forwards the readings that count to `readings`; every poll and
+/// every dropped value is reported to `observer`.
+pub async fn run(
+    plan: Plan,
+    readings: mpsc::Sender<Reading>,
+    observer: std::sync::Arc<Observer>,
+    shutdown: watch::Receiver<bool>,
+) {
     let (events, mut incoming) = mpsc::channel::<BusEvent>(1024);
     let mut tasks = Vec::new();
     for (transport, devices) in plan.buses {
@@ -110,7 +132,9 @@ pub async fn run(plan: Plan, readings: mpsc::Sender<Reading>, shutdown: watch::R
         .collect();
     while let Some(event) = incoming.recv().await {
         match event {
+            BusEvent::Polled(record) => observer.polled(&record),
             BusEvent::Reading(reading) => {
+                observer.read(&reading);
                 let reading = match failover.get_mut(&reading.device_id) {
                     Some(chooser) => chooser.offer(reading, Instant::now()),
                     None => Some(reading),

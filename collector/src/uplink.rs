@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::hub_access::{Credentials, HubAccess};
+use crate::observe::Observer;
 use crate::outbox::{Outbox, OutboxError};
 use crate::reading::Reading;
 
@@ -163,16 +164,25 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// How often the poll tallies travel alone when no reading comes (every device silent): the hub
+/// learns that the devices are failing although nothing else is sent.
+const TALLY_ONLY_EVERY: Duration = Duration::from_secs(10);
+
 /// Moves readings into the outbox in batches until `readings` closes; the last partial batch is
 /// stored then too, so a reading that was taken is never dropped on the way to the outbox. Once a
-/// batch is safe in the outbox its readings are copied to `tee`, when given.
+/// batch is safe in the outbox its readings are copied to `tee`, when given. Each batch carries the
+/// poll tallies `observer` gathered since the previous one.
 pub async fn batch_readings(
     config: UplinkConfig,
     outbox: Arc<Mutex<Outbox>>,
     mut readings: mpsc::Receiver<Reading>,
     stored: watch::Sender<u64>,
     tee: Option<mpsc::Sender<Reading>>,
+    observer: Arc<Observer>,
 ) {
+    let mut tally_tick = tokio::time::interval(TALLY_ONLY_EVERY);
+    tally_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tally_tick.tick().await;
     // While the outbox cannot be written (disk full, say) readings wait here, up to this many.
     let max_held = config.batch_max_readings.max(1) * 20;
     let mut pending: Vec<Reading> = Vec::new();
@@ -189,10 +199,35 @@ pub async fn batch_readings(
                 None => (true, true),
             },
             () = sleep_until(deadline) => (true, false),
+            _ = tally_tick.tick() => {
+                if pending.is_empty() && failing_until.is_none() && observer.has_tallies() {
+                    let batch = proto::TelemetryBatch {
+                        collector_id: config.collector_id.clone(),
+                        seq: 0,
+                        readings: Vec::new(),
+                        polls: observer.take_tallies(),
+                    };
+                    let pushed = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(batch);
+                    match pushed {
+                        Ok(batch) => { let _ = stored.send(batch.seq); }
+                        Err(error) => tracing::error!(%error, "cannot store the poll tallies in the outbox: they are lost"),
+                    }
+                }
+                (false, false)
+            }
         };
         let may_try = done || failing_until.is_none_or(|t| tokio::time::Instant::now() >= t);
         if flush && may_try && !pending.is_empty() {
-            if let Err(error) = store(&config, &outbox, &mut pending, &stored, tee.as_ref()).await {
+            if let Err(error) = store(
+                &config,
+                &outbox,
+                &mut pending,
+                &stored,
+                tee.as_ref(),
+                &observer,
+            )
+            .await
+            {
                 let retry = tokio::time::Instant::now() + Duration::from_secs(1);
                 tracing::error!(%error, held = pending.len(), "cannot store readings in the outbox: holding them in memory and trying again in 1 s");
                 failing_until = Some(retry);
@@ -231,18 +266,29 @@ async fn store(
     pending: &mut Vec<Reading>,
     stored: &watch::Sender<u64>,
     tee: Option<&mpsc::Sender<Reading>>,
+    observer: &Observer,
 ) -> Result<(), OutboxError> {
     while !pending.is_empty() {
         let n = pending.len().min(config.batch_max_readings.max(1));
+        let polls = observer.take_tallies();
         let batch = proto::TelemetryBatch {
             collector_id: config.collector_id.clone(),
             seq: 0,
             readings: pending[..n].iter().cloned().map(to_proto).collect(),
+            polls,
         };
-        let batch = outbox
+        let pushed = outbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(batch)?;
+            .push(batch.clone());
+        let batch = match pushed {
+            Ok(batch) => batch,
+            Err(error) => {
+                // The tallies go with the next batch.
+                observer.restore_tallies(batch.polls);
+                return Err(error);
+            }
+        };
         let _ = stored.send(batch.seq);
         let taken: Vec<Reading> = pending.drain(..n).collect();
         if let Some(tee) = tee {
@@ -261,13 +307,25 @@ pub async fn send_outbox(
     outbox: Arc<Mutex<Outbox>>,
     mut stored: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
+    observer: Arc<Observer>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
+    let mut sessions = 0u64;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let session = session(&config, &outbox, &mut stored, &mut shutdown, &mut backoff).await;
+        let session = session(
+            &config,
+            &outbox,
+            &mut stored,
+            &mut shutdown,
+            &mut backoff,
+            &observer,
+            &mut sessions,
+        )
+        .await;
+        observer.metrics().uplink_down();
         let wait = Backoff::jittered(backoff.failed());
         match session {
             Ok(()) => return,
@@ -297,6 +355,8 @@ async fn session(
     stored: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
+    observer: &Observer,
+    sessions: &mut u64,
 ) -> Result<(), UplinkError> {
     let (mut client, registered) = connect_and_register(config).await?;
     {
@@ -318,6 +378,8 @@ async fn session(
     tracing::info!(hub = %config.hub, collector = %config.collector_id, last_committed_seq = registered.last_committed_seq, "streaming to the hub");
     // This session got through: the next loss starts over from the shortest wait.
     backoff.succeeded();
+    observer.metrics().uplink_up(*sessions == 0);
+    *sessions += 1;
     let mut sent_up_to = registered.last_committed_seq;
     let mut input_closed = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
@@ -352,7 +414,8 @@ async fn session(
                     for refusal in &ack.refused {
                         tracing::warn!(device = %refusal.device_id, reason = %refusal.reason, "the hub refused a reading");
                     }
-                    outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).acknowledge(ack.seq)?;
+                    let removed = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).acknowledge(ack.seq)?;
+                    observer.metrics().acknowledged(removed);
                 }
                 Ok(None) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: "the hub ended the stream".into() }),
                 Err(status) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: status.message().to_owned() }),
@@ -474,6 +537,7 @@ mod tests {
             readings_out,
             stored,
             Some(tee),
+            Arc::new(Observer::new()),
         ));
         for second in 1..=5 {
             readings.send(reading(second * 1000)).await.unwrap();

@@ -290,6 +290,7 @@ async fn streamed(
         .step_by(BATCH)
         .enumerate()
         .map(|(n, start)| TelemetryBatch {
+            polls: Vec::new(),
             collector_id: "bench".into(),
             seq: first_seq + n as u64,
             readings: (start..(start + BATCH).min(count))
@@ -326,6 +327,7 @@ async fn unary(
     for i in 0..count {
         let ack = client
             .send_batch(TelemetryBatch {
+                polls: Vec::new(),
                 collector_id: "bench".into(),
                 seq: first_seq + i as u64,
                 readings: vec![reading(first + i as i64)],

@@ -105,7 +105,8 @@ pub async fn run_demo(
             max_backoff: Duration::from_secs(5),
         };
         let dir = options.outbox_dir.clone();
-        async move { run_collector(config, &dir, None, collector_stopped).await }
+        let observer = std::sync::Arc::new(solarhub_collector::observe::Observer::new());
+        async move { run_collector(config, &dir, None, observer, collector_stopped).await }
     });
     if let Some(ready) = ready {
         let _ = ready.send(addr);

@@ -48,12 +48,54 @@ pub struct Batch {
     pub collector_id: String,
     pub seq: u64,
     pub readings: Vec<IncomingReading>,
+    /// What the collector's polls did since its previous batch (data quality).
+    pub polls: Vec<PollTally>,
+}
+
+/// The polls of one device over a stretch of time, as a collector tallies them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PollTally {
+    pub device_id: String,
+    /// When the stretch ended (UTC epoch milliseconds): its bucket.
+    pub until: i64,
+    pub polls: u32,
+    pub answered: u32,
+    pub timeouts: u32,
+    pub exceptions: u32,
+    pub other_failures: u32,
+    /// Values left out, by reason (names from `solarhub_proto::contract::quality`).
+    pub dropped: BTreeMap<String, u32>,
+}
+
+/// Why a reading was refused, as a bounded name (metrics label it by this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalKind {
+    /// The device is not assigned to the sending collector.
+    Unassigned,
+    /// Stamped too far in the future.
+    Future,
+    /// The device is not in the catalog.
+    Unknown,
+    /// The reading carries no timestamp.
+    NoTimestamp,
+}
+
+impl RefusalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Unassigned => "unassigned",
+            RefusalKind::Future => "future",
+            RefusalKind::Unknown => "unknown_device",
+            RefusalKind::NoTimestamp => "no_timestamp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub device_id: String,
     pub ts: i64,
+    pub kind: RefusalKind,
     pub reason: String,
 }
 
@@ -272,30 +314,37 @@ fn build_rows(
     let mut new_cells = std::collections::HashSet::new();
     let mut latest = HashMap::new();
     for reading in &batch.readings {
-        let refuse = |reason: String| Refusal {
+        let refuse = |kind: RefusalKind, reason: String| Refusal {
             device_id: reading.device_id.clone(),
             ts: reading.ts,
+            kind,
             reason,
         };
         if !allowed.is_some_and(|devices| devices.contains(&reading.device_id)) {
-            refused.push(refuse(format!(
-                "device {} is not assigned to collector {}",
-                reading.device_id, batch.collector_id
-            )));
+            refused.push(refuse(
+                RefusalKind::Unassigned,
+                format!(
+                    "device {} is not assigned to collector {}",
+                    reading.device_id, batch.collector_id
+                ),
+            ));
             continue;
         }
         if reading.ts > now + MAX_FUTURE.as_millis() as i64 {
-            refused.push(refuse(format!(
-                "timestamp {} is more than 5 minutes ahead of the hub's clock",
-                reading.ts
-            )));
+            refused.push(refuse(
+                RefusalKind::Future,
+                format!(
+                    "timestamp {} is more than 5 minutes ahead of the hub's clock",
+                    reading.ts
+                ),
+            ));
             continue;
         }
         let Some(entry) = directory.devices.get(&reading.device_id) else {
-            refused.push(refuse(format!(
-                "device {} is not in the catalog",
-                reading.device_id
-            )));
+            refused.push(refuse(
+                RefusalKind::Unknown,
+                format!("device {} is not in the catalog", reading.device_id),
+            ));
             continue;
         };
         accepted += 1;
@@ -478,7 +527,65 @@ fn build_rows(
     rows.pending
         .sort_by(|a, b| (&a.device_id, a.from_ts).cmp(&(&b.device_id, b.from_ts)));
     rows.latest = latest.into_values().collect();
+    rows.polls = poll_counts(directory, batch);
     (rows, refused, accepted)
+}
+
+/// The batch's poll tallies as counts to add, for the devices this collector may report on (the
+/// rest are ignored: a tally is no reading, and nobody else's data quality is this collector's).
+fn poll_counts(directory: &DeviceDirectory, batch: &Batch) -> Vec<crate::db::quality::PollCount> {
+    use crate::db::quality::{BUCKET_MS, PollCount};
+    use solarhub_proto::contract::quality::DROP_REASONS;
+    let allowed = directory.assigned.get(&batch.collector_id);
+    let mut counts = Vec::new();
+    for tally in &batch.polls {
+        if !allowed.is_some_and(|devices| devices.contains(&tally.device_id))
+            || !directory.devices.contains_key(&tally.device_id)
+        {
+            continue;
+        }
+        let bucket_start = tally.until.div_euclid(BUCKET_MS) * BUCKET_MS;
+        let mut add = |counter: String, amount: u32| {
+            if amount > 0 {
+                counts.push(PollCount {
+                    device_id: tally.device_id.clone(),
+                    bucket_start,
+                    counter,
+                    amount: i64::from(amount),
+                });
+            }
+        };
+        add(quality_counter::POLLS.into(), tally.polls);
+        add(quality_counter::ANSWERED.into(), tally.answered);
+        add(quality_counter::TIMEOUTS.into(), tally.timeouts);
+        add(quality_counter::EXCEPTIONS.into(), tally.exceptions);
+        add(quality_counter::OTHER_FAILURES.into(), tally.other_failures);
+        for (reason, amount) in &tally.dropped {
+            if DROP_REASONS.contains(&reason.as_str()) {
+                add(quality_counter::dropped(reason), *amount);
+            }
+        }
+    }
+    counts
+}
+
+/// The names of the stored poll counters (`poll_counts.counter`).
+pub mod quality_counter {
+    pub const POLLS: &str = "polls";
+    pub const ANSWERED: &str = "answered";
+    pub const TIMEOUTS: &str = "timeouts";
+    pub const EXCEPTIONS: &str = "exceptions";
+    pub const OTHER_FAILURES: &str = "other_failures";
+    const DROPPED_PREFIX: &str = "dropped_";
+
+    pub fn dropped(reason: &str) -> String {
+        format!("{DROPPED_PREFIX}{reason}")
+    }
+
+    /// The reason of a `dropped_<reason>` counter.
+    pub fn dropped_reason(counter: &str) -> Option<&str> {
+        counter.strip_prefix(DROPPED_PREFIX)
+    }
 }
 
 /// Keeps the newest reading of each (device, adapter) seen in a batch.

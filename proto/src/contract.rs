@@ -174,6 +174,21 @@ pub fn map_field_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Data quality: why a collector leaves a value out of a reading. The collector counts drops under
+/// these names (in `PollTally.dropped`), the hub stores and answers them under the same names.
+pub mod quality {
+    /// The device's "not available" marker (0xFFFF, 0x7FFF, 0x8000, ...).
+    pub const SENTINEL: &str = "sentinel";
+    /// Outside the register's plausible range.
+    pub const OUT_OF_RANGE: &str = "out_of_range";
+    /// A power far beyond the device's rating.
+    pub const ABOVE_RATING: &str = "above_rating";
+    /// A cumulative counter below its last value.
+    pub const COUNTER_BACKWARDS: &str = "counter_backwards";
+    /// Every reason, in the order answers list them.
+    pub const DROP_REASONS: &[&str] = &[SENTINEL, OUT_OF_RANGE, ABOVE_RATING, COUNTER_BACKWARDS];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,12 @@ async fn every_driver_type_reports_from_one_config_file() {
 
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runtime = tokio::spawn(solarhub_collector::runtime::run(plan, sender, stopped));
+    let runtime = tokio::spawn(solarhub_collector::runtime::run(
+        plan,
+        sender,
+        std::sync::Arc::new(solarhub_collector::observe::Observer::new()),
+        stopped,
+    ));
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let everyone = [

@@ -128,6 +128,8 @@ pub struct BatchRows {
     pub latest: Vec<LatestReading>,
     /// The time range of each device's readings, for the roller.
     pub pending: Vec<super::rollups::Pending>,
+    /// The batch's poll tallies, as counts to add (data quality).
+    pub polls: Vec<super::quality::PollCount>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +255,7 @@ pub fn commit_batch(
     if stored > 0 {
         super::rollups::add_pending(conn, &rows.pending)?;
     }
+    super::quality::add_poll_counts(conn, &rows.polls)?;
     diesel::update(c::collectors.find(collector_id))
         .set((
             c::last_seq.eq(seq),

@@ -15,6 +15,7 @@ pub mod legacy_source;
 pub mod live;
 mod migrate;
 pub mod principals;
+pub mod quality;
 pub mod rollups;
 pub mod samples;
 mod schema;

@@ -748,3 +748,12 @@ diesel::table! {
         revoked_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    poll_counts (device_id, bucket_start, counter) {
+        device_id -> Text,
+        bucket_start -> BigInt,
+        counter -> Text,
+        amount -> BigInt,
+    }
+}

@@ -13,7 +13,8 @@ use crate::catalog::Repository;
 use crate::catalog::{Adapter, id_problem};
 use crate::db::DbError;
 use crate::ingest::{
-    Batch, IncomingBattery, IncomingReading, Ingest, IngestError, Outcome, Refusal,
+    Batch, IncomingBattery, IncomingReading, Ingest, IngestError, Outcome, PollTally, Refusal,
+    RefusalKind,
 };
 
 pub(crate) struct CollectorApi {
@@ -66,6 +67,7 @@ fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
         collector_id,
         seq,
         readings,
+        polls,
     } = batch;
     let mut refused = Vec::new();
     let mut incoming = Vec::with_capacity(readings.len());
@@ -82,6 +84,7 @@ fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
             refused.push(Refusal {
                 device_id,
                 ts: 0,
+                kind: RefusalKind::NoTimestamp,
                 reason: "the reading has no timestamp".into(),
             });
             continue;
@@ -122,9 +125,37 @@ fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
             collector_id,
             seq,
             readings: incoming,
+            polls: polls.into_iter().map(tally_from_proto).collect(),
         },
         refused,
     )
+}
+
+fn tally_from_proto(tally: proto::PollTally) -> PollTally {
+    let proto::PollTally {
+        device_id,
+        since,
+        until,
+        polls,
+        answered,
+        timeouts,
+        exceptions,
+        other_failures,
+        dropped,
+    } = tally;
+    let until = until
+        .or(since)
+        .map_or_else(|| chrono::Utc::now().timestamp_millis(), |t| millis(&t));
+    PollTally {
+        device_id,
+        until,
+        polls,
+        answered,
+        timeouts,
+        exceptions,
+        other_failures,
+        dropped: dropped.into_iter().collect(),
+    }
 }
 
 fn ack(outcome: Outcome, mut early: Vec<Refusal>) -> proto::Ack {

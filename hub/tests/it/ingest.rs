@@ -79,6 +79,7 @@ fn batch(seq: u64, at: i64) -> TelemetryBatch {
         })
         .collect();
     TelemetryBatch {
+        polls: Vec::new(),
         collector_id: "site-a".into(),
         seq,
         readings: vec![

@@ -165,6 +165,7 @@ async fn send_async(
 ) -> Ack {
     let ack = client
         .send_batch(TelemetryBatch {
+            polls: Vec::new(),
             collector_id: COLLECTOR.into(),
             seq,
             readings,
@@ -1027,7 +1028,7 @@ fn two_hubs_answer_alike(db: TestDb) {
             max_backoff: Duration::from_secs(1),
         };
         let dir = outbox.path().to_owned();
-        async move { run_collector(config, &dir, None, stopped).await }
+        async move { run_collector(config, &dir, None, std::sync::Arc::default(), stopped).await }
     });
     // Hub B's watcher sees the readings that hub A commits.
     let seen: Vec<i64> = hub_a.runtime.block_on(async {

@@ -125,6 +125,7 @@ impl Site {
                         collector_id: COLLECTOR.into(),
                         seq: self.seq,
                         readings: chunk.to_vec(),
+                        polls: Vec::new(),
                     },
                     None,
                 ))

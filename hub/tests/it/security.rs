@@ -726,6 +726,7 @@ fn refused_writes_change_nothing(db: TestDb) {
         }
         // A reader may not send readings, even for a device it can see.
         let batch = TelemetryBatch {
+            polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
             readings: vec![reading("powdrive1", "powdrive1.adapter", 0)],
@@ -828,6 +829,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // A batch sent as B by A's token: refused whole, nothing stored.
         let as_b = TelemetryBatch {
+            polls: Vec::new(),
             collector_id: "b".into(),
             seq: 1,
             readings: vec![reading("grid_meter_1", "grid_meter_1.adapter", 0)],
@@ -850,6 +852,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // A's batch with B's meter in it: A's readings land, B's are refused by name.
         let mixed = TelemetryBatch {
+            polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
             readings: vec![
@@ -876,6 +879,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // B writes its own meter.
         let own = TelemetryBatch {
+            polls: Vec::new(),
             collector_id: "b".into(),
             seq: 1,
             readings: vec![reading("grid_meter_1", "grid_meter_1.adapter", 2)],
@@ -1125,6 +1129,7 @@ fn client_certificates_bind_collectors(db: TestDb) {
             refused.message()
         );
         let batch = TelemetryBatch {
+            polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
             readings: vec![
@@ -1424,6 +1429,7 @@ fn tokens_never_appear_in_clear(db: TestDb) {
         };
         collectors.register(authed(register, &a)).await.unwrap_err();
         let batch = TelemetryBatch {
+            polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
             readings: vec![
@@ -1536,6 +1542,7 @@ fn revocation_reaches_every_hub(db: TestDb) {
             .into_inner()
     });
     let batch = |seq: u64| TelemetryBatch {
+        polls: Vec::new(),
         collector_id: "a".into(),
         seq,
         readings: vec![reading("powdrive1", "powdrive1.adapter", seq as i64)],
@@ -1595,6 +1602,7 @@ fn oversized_batches_are_refused_and_the_hub_stays_up(db: TestDb) {
         collector_service_client::CollectorServiceClient::new(connect())
             .send_batch(authed(
                 TelemetryBatch {
+                    polls: Vec::new(),
                     collector_id: "a".into(),
                     seq: 1,
                     readings: vec![huge],
@@ -1609,6 +1617,7 @@ fn oversized_batches_are_refused_and_the_hub_stays_up(db: TestDb) {
         collector_service_client::CollectorServiceClient::new(connect())
             .send_batch(authed(
                 TelemetryBatch {
+                    polls: Vec::new(),
                     collector_id: "a".into(),
                     seq: 1,
                     readings: vec![reading("powdrive1", "powdrive1.adapter", 0)],

@@ -52,6 +52,7 @@ fn an_unusable_outbox_directory_stops_start_up_naming_it() {
             config(&dead_hub(), "site-a"),
             &not_a_dir,
             None,
+            std::sync::Arc::default(),
             stopped,
         ))
         .unwrap_err();
@@ -69,7 +70,7 @@ fn keeps_trying_then_stops_cleanly(config: UplinkConfig) {
     let (stop, stopped) = watch::channel(false);
     let collector = runtime.spawn({
         let dir = dir.path().to_owned();
-        async move { run_collector(config, &dir, None, stopped).await }
+        async move { run_collector(config, &dir, None, std::sync::Arc::default(), stopped).await }
     });
     runtime.block_on(async { tokio::time::sleep(Duration::from_secs(2)).await });
     assert!(!collector.is_finished(), "the collector keeps trying");
@@ -121,7 +122,9 @@ fn with_the_hub_away_cached_assignments_are_polled_into_the_outbox(db: TestDb) {
         let (tee, mut taken) = mpsc::channel::<Reading>(1000);
         let collector = hub.runtime.spawn({
             let (config, dir) = (config(&hub.url, "site-a"), dir.path().to_owned());
-            async move { run_collector(config, &dir, Some(tee), stopped).await }
+            async move {
+                run_collector(config, &dir, Some(tee), std::sync::Arc::default(), stopped).await
+            }
         });
         hub.runtime.block_on(async {
             tokio::time::timeout(Duration::from_secs(30), taken.recv())
@@ -152,7 +155,9 @@ fn with_the_hub_away_cached_assignments_are_polled_into_the_outbox(db: TestDb) {
         let (tee, mut taken) = mpsc::channel::<Reading>(1000);
         let collector = runtime.spawn({
             let (config, dir) = (config(&url, "site-a"), dir.path().to_owned());
-            async move { run_collector(config, &dir, Some(tee), stopped).await }
+            async move {
+                run_collector(config, &dir, Some(tee), std::sync::Arc::default(), stopped).await
+            }
         });
         let reading = runtime.block_on(async {
             tokio::time::timeout(Duration::from_secs(30), taken.recv())

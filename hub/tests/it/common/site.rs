@@ -126,7 +126,16 @@ pub fn collect_until(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let collector = hub.runtime.spawn({
         let dir = outbox.to_owned();
-        async move { solarhub_collector::app::run_collector(config, &dir, Some(tee), stopped).await }
+        async move {
+            solarhub_collector::app::run_collector(
+                config,
+                &dir,
+                Some(tee),
+                std::sync::Arc::default(),
+                stopped,
+            )
+            .await
+        }
     });
     let mut readings: Vec<Reading> = Vec::new();
     hub.runtime.block_on(async {
