@@ -10,7 +10,8 @@
 //!   reads and changes it;
 //! - `config_import` (`config.yaml` → catalog rows), `legacy` (the old app's database, in place or
 //!   imported), `ingest` (collector batches, exactly once), `live` ("now" and the watch), `rollup`
-//!   (hourly and daily energy, history);
+//!   (hourly and daily energy, history), `quality` (per-device data quality from the collectors'
+//!   poll tallies);
 //! - `server`: the composition root that builds the parts and starts the background jobs; `grpc`:
 //!   the only place that touches generated proto types, adapting requests to the parts;
 //! - `demo` (feature `demo`): the whole system in one process, the only code that reaches the
@@ -28,6 +29,7 @@ pub mod ingest;
 pub mod json_schema;
 pub mod legacy;
 pub mod live;
+pub mod quality;
 pub mod local_time;
 pub mod rollup;
 pub mod server;

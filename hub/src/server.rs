@@ -1,5 +1,6 @@
 //! The hub's composition root: every part built on one database (the catalog repository, ingest,
-//! live, history), the background jobs started (the roller, the array sampler), and the parts
+//! live, history, data quality), the background jobs started (the roller, the array sampler, the
+//! pruning of old poll counts), and the parts
 //! handed to the gRPC edge, which only adapts requests to them, behind the authentication layer.
 
 use std::time::Duration;
@@ -62,6 +63,7 @@ pub async fn serve_with(
     let ingest = crate::ingest::Ingest::new(database.clone(), repository.generation());
     let live = crate::live::Live::new(database.clone(), repository.clone(), ingest.updates());
     let history = crate::rollup::history::History::new(database.clone(), repository.clone());
+    let quality = crate::quality::DataQuality::new(database.clone());
     let tls = match &options.security.tls {
         Some(files) => Some(
             files
@@ -102,12 +104,14 @@ pub async fn serve_with(
             stopped(),
         ));
     }
+    tokio::spawn(crate::quality::run_pruner(database.clone(), stopped()));
     let parts = Parts {
         database,
         repository,
         ingest,
         live,
         history,
+        quality,
         auth,
         authenticator,
         tls,

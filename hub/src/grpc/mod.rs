@@ -6,6 +6,7 @@ mod catalog;
 mod history;
 mod ingest;
 mod live;
+mod quality;
 mod server_info;
 
 use std::net::SocketAddr;
@@ -89,6 +90,7 @@ pub struct Parts {
     pub ingest: crate::ingest::Ingest,
     pub live: crate::live::Live,
     pub history: crate::rollup::history::History,
+    pub quality: crate::quality::DataQuality,
     /// In front of every service.
     pub auth: crate::auth::AuthLayer,
     /// Present when tokens are checked (long streams check theirs again).
@@ -109,6 +111,7 @@ pub async fn serve_parts(
         ingest,
         live,
         history,
+        quality,
         auth,
         authenticator,
         tls,
@@ -159,6 +162,16 @@ pub async fn serve_parts(
             ingest::CollectorApi::new(ingest, repository.clone(), authenticator),
         )
         .max_decoding_message_size(limits::MAX_BATCH_BYTES),
+    );
+    health_reporter
+        .set_serving::<solarhub_proto::v1::data_quality_service_server::DataQualityServiceServer<quality::QualityApi>>()
+        .await;
+    let routes = routes.add_service(
+        solarhub_proto::v1::data_quality_service_server::DataQualityServiceServer::new(
+            quality::QualityApi::new(quality),
+        )
+        .max_decoding_message_size(limits::MAX_REQUEST_BYTES)
+        .max_encoding_message_size(limits::MAX_ANSWER_BYTES),
     );
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
     let mut server = Server::builder()

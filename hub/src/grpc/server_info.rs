@@ -45,7 +45,7 @@ impl ServerInfoService for ServerInfo {
     }
 }
 
-fn status_from_db(error: DbError) -> Status {
+pub(super) fn status_from_db(error: DbError) -> Status {
     tracing::warn!(%error, "database call failed");
     match error {
         DbError::BadUrl(_) | DbError::Connect { .. } | DbError::Unavailable(_) => {

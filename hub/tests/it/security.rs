@@ -335,6 +335,12 @@ const MATRIX: &[(&str, Needs, Code)] = {
         ("solarhub.v1.LiveService/GetMeterNow", Read, InvalidArgument),
         ("solarhub.v1.LiveService/WatchSystem", Read, InvalidArgument),
         ("solarhub.v1.ServerInfoService/GetServerInfo", Read, Ok),
+        ("solarhub.v1.DataQualityService/ListDeviceQuality", Read, Ok),
+        (
+            "solarhub.v1.DataQualityService/GetDeviceQuality",
+            Read,
+            InvalidArgument,
+        ),
     ]
 };
 
