@@ -51,6 +51,8 @@ pub struct DemoOptions {
     pub simulate: SocketAddr,
     pub outbox_dir: PathBuf,
     pub poll_secs: f64,
+    /// Serve the hub's Prometheus metrics here.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs the demo on a migrated database until `shutdown` resolves. `ready` receives the hub's
@@ -79,9 +81,18 @@ pub async fn run_demo(
         .local_addr()
         .map_err(|error| DemoError::Stopped("hub listener", error.to_string()))?;
     let (stop_hub, hub_stopped) = oneshot::channel::<()>();
-    let hub = tokio::spawn(crate::server::serve(database.clone(), listener, async {
-        let _ = hub_stopped.await;
-    }));
+    let serve_options = crate::server::ServeOptions {
+        metrics_listen: options.metrics_listen,
+        ..crate::server::ServeOptions::default()
+    };
+    let hub = tokio::spawn(crate::server::serve_with(
+        database.clone(),
+        listener,
+        serve_options,
+        async {
+            let _ = hub_stopped.await;
+        },
+    ));
     tracing::info!(%addr, database = %database.url(), "hub serving gRPC");
     tracing::warn!(
         %addr,

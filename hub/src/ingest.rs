@@ -135,6 +135,7 @@ pub struct Ingest {
     generation: CatalogGeneration,
     directory: Arc<Mutex<Option<CachedDirectory>>>,
     updates: crate::live::Updates,
+    metrics: crate::metrics::IngestMetrics,
 }
 
 fn f(fields: &BTreeMap<String, f64>, name: &str) -> Option<f64> {
@@ -165,7 +166,13 @@ impl Ingest {
             generation,
             directory: Arc::new(Mutex::new(None)),
             updates: crate::live::updates(),
+            metrics: crate::metrics::IngestMetrics::default(),
         }
+    }
+
+    /// What this ingest counts (batches, samples, refusals, commit time).
+    pub fn metrics(&self) -> &crate::metrics::IngestMetrics {
+        &self.metrics
     }
 
     /// Where this ingest announces, after each commit, the systems that got new data.
@@ -257,6 +264,7 @@ impl Ingest {
         touched.sort();
         touched.dedup();
         let rows = Arc::new(rows);
+        let started = Instant::now();
         let result = self
             .database
             .run_write(move |conn| -> Result<CommitResult, IngestError> {
@@ -271,6 +279,16 @@ impl Ingest {
             .await?;
         if adds_structure {
             self.invalidate();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            CommitResult::Replay => self.metrics.committed(true, 0, 0, seconds),
+            CommitResult::Committed { stored, duplicates } => {
+                self.metrics.committed(false, stored, duplicates, seconds);
+                for refusal in &refused {
+                    self.metrics.refused(refusal.kind.as_str());
+                }
+            }
         }
         if matches!(result, CommitResult::Committed { stored, .. } if stored > 0) {
             for system in touched {

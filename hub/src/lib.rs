@@ -12,6 +12,7 @@
 //!   imported), `ingest` (collector batches, exactly once), `live` ("now" and the watch), `rollup`
 //!   (hourly and daily energy, history), `quality` (per-device data quality from the collectors'
 //!   poll tallies);
+//! - `metrics`: what the parts count for Prometheus, and the registry that gathers it;
 //! - `server`: the composition root that builds the parts and starts the background jobs; `grpc`:
 //!   the only place that touches generated proto types, adapting requests to the parts;
 //! - `demo` (feature `demo`): the whole system in one process, the only code that reaches the
@@ -29,8 +30,9 @@ pub mod ingest;
 pub mod json_schema;
 pub mod legacy;
 pub mod live;
-pub mod quality;
 pub mod local_time;
+pub mod metrics;
+pub mod quality;
 pub mod rollup;
 pub mod server;
 pub mod values;

@@ -28,6 +28,16 @@ struct Cli {
     #[arg(long, env = "SOLARHUB_BACKUP_DIR", global = true)]
     backup_dir: Option<PathBuf>,
 
+    /// How log lines are written to standard error: text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SOLARHUB_LOG_FORMAT"
+    )]
+    log_format: solarhub_proto::ops::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +59,10 @@ enum Command {
         /// Write derived array samples (array sums, SOC) this often, in seconds; 0 writes none.
         #[arg(long, env = "SOLARHUB_ARRAY_SAMPLE_SECS", default_value = "10")]
         array_sample_secs: f64,
+        /// Serve Prometheus metrics at http://ADDR/metrics (ingest, database pool, rollup lag,
+        /// watchers, calls by method and code), e.g. 127.0.0.1:9100.
+        #[arg(long, env = "SOLARHUB_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -69,6 +83,9 @@ enum Command {
         /// Allow the unauthenticated demo on a non-loopback --listen address.
         #[arg(long)]
         insecure: bool,
+        /// Serve the hub's Prometheus metrics at http://ADDR/metrics.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Apply pending migrations (upgrading a legacy database in place first) and exit.
     Migrate {
@@ -187,14 +204,8 @@ impl SecurityArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    solarhub_proto::ops::init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -215,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             outbox_dir,
             poll_secs,
             insecure,
+            metrics_listen,
         } => {
             solarhub_hub::auth::exposure::check(solarhub_hub::auth::exposure::Exposure {
                 listen,
@@ -231,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 simulate,
                 outbox_dir,
                 poll_secs,
+                metrics_listen,
             };
             runtime.block_on(solarhub_hub::demo::run_demo(
                 database,
@@ -323,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             timezone,
             array_sample_secs,
+            metrics_listen,
             security,
         } => {
             // An unsafe exposure is refused before anything is opened.
@@ -350,6 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 let options = solarhub_hub::server::ServeOptions {
                     security,
+                    metrics_listen,
                     array_samples_every: (array_sample_secs > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
                     ..solarhub_hub::server::ServeOptions::default()

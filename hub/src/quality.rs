@@ -159,9 +159,7 @@ fn report(
             quality_of(device, rows, seen, hours_rolled, mean_coverage_pct, now)
         })
         .collect();
-    answer.sort_by(|a, b| {
-        (a.status, &a.device.device_id).cmp(&(b.status, &b.device.device_id))
-    });
+    answer.sort_by(|a, b| (a.status, &a.device.device_id).cmp(&(b.status, &b.device.device_id)));
     Ok(QualityReport {
         devices: answer,
         as_of: now,

@@ -21,6 +21,8 @@ pub struct ServeOptions {
     /// How often pending rollup ranges are rolled; `None` leaves them to another hub.
     pub rollup_every: Option<Duration>,
     pub security: Security,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Who may call, and over what. The library's default is no authentication and plaintext (tests
@@ -38,6 +40,7 @@ impl Default for ServeOptions {
             array_samples_every: Some(crate::live::sampler::DEFAULT_EVERY),
             rollup_every: Some(crate::rollup::roller::DEFAULT_EVERY),
             security: Security::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -105,6 +108,24 @@ pub async fn serve_with(
         ));
     }
     tokio::spawn(crate::quality::run_pruner(database.clone(), stopped()));
+    let rpc_metrics = options
+        .metrics_listen
+        .map(|_| crate::metrics::RpcMetrics::new());
+    let _metrics_endpoint = match (options.metrics_listen, &rpc_metrics) {
+        (Some(listen), Some(rpc)) => {
+            let registry =
+                crate::metrics::registry(&database, ingest.metrics(), live.watchers(), rpc);
+            Some(
+                solarhub_proto::ops::serve_metrics(listen, std::sync::Arc::new(registry))
+                    .await
+                    .map_err(|error| ServeError::Bind {
+                        addr: listen,
+                        reason: format!("--metrics-listen: {error}"),
+                    })?,
+            )
+        }
+        _ => None,
+    };
     let parts = Parts {
         database,
         repository,
@@ -112,6 +133,7 @@ pub async fn serve_with(
         live,
         history,
         quality,
+        rpc_metrics: crate::metrics::RpcLayer::new(rpc_metrics),
         auth,
         authenticator,
         tls,

@@ -226,6 +226,30 @@ pub struct Database {
     /// SQLite has one writer: writes of this process take turns here instead of failing with
     /// "database is locked" when two deferred transactions both try to upgrade to writing.
     sqlite_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Calls waiting for a pooled connection right now (metrics).
+    waiting: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// How the pool is doing, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: u32,
+    pub open: u32,
+    pub idle: u32,
+    /// Calls waiting for a connection.
+    pub waiting: i64,
+}
+
+/// Takes a connection from `pool`, counted in `waiting` while it waits.
+fn checkout(
+    pool: &Pool,
+    waiting: &std::sync::atomic::AtomicI64,
+) -> Result<PooledConnection, DbError> {
+    use std::sync::atomic::Ordering;
+    waiting.fetch_add(1, Ordering::Relaxed);
+    let conn = pool.get();
+    waiting.fetch_sub(1, Ordering::Relaxed);
+    conn.map_err(|error| DbError::Unavailable(error.to_string()))
 }
 
 impl Database {
@@ -256,6 +280,7 @@ impl Database {
             url,
             pool,
             sqlite_writer: Default::default(),
+            waiting: Default::default(),
         })
     }
 
@@ -268,9 +293,20 @@ impl Database {
     }
 
     pub fn get(&self) -> Result<PooledConnection, DbError> {
-        self.pool
-            .get()
-            .map_err(|error| DbError::Unavailable(error.to_string()))
+        checkout(&self.pool, &self.waiting)
+    }
+
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus {
+            max_size: self.pool.max_size(),
+            open: state.connections,
+            idle: state.idle_connections,
+            waiting: self
+                .waiting
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(0),
+        }
     }
 
     /// Runs `work` with a pooled connection on tokio's blocking pool.
@@ -280,10 +316,9 @@ impl Database {
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let waiting = self.waiting.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|error| DbError::Unavailable(error.to_string()))?;
+            let mut conn = checkout(&pool, &waiting)?;
             work(&mut conn)
         })
         .await
@@ -304,6 +339,7 @@ impl Database {
         F: Fn(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let waiting = self.waiting.clone();
         let writer = self.sqlite_writer.clone();
         let backend = self.backend();
         tokio::task::spawn_blocking(move || {
@@ -316,9 +352,7 @@ impl Database {
                 ),
                 Backend::Postgres => None,
             };
-            let mut conn = pool
-                .get()
-                .map_err(|error| E::from(DbError::Unavailable(error.to_string())))?;
+            let mut conn = checkout(&pool, &waiting).map_err(E::from)?;
             let mut attempt = 1;
             loop {
                 match in_transaction(&mut conn, &work) {

@@ -463,6 +463,15 @@ pub fn pending(conn: &mut DbConnection) -> Result<Vec<Pending>, DbError> {
         .load(conn)?)
 }
 
+/// How many ranges wait for the roller, and the start of the oldest (epoch ms).
+pub fn pending_summary(conn: &mut DbConnection) -> Result<(i64, Option<i64>), DbError> {
+    use diesel::dsl::{count_star, min};
+    use schema::rollup_pending::dsl as p;
+    Ok(p::rollup_pending
+        .select((count_star(), min(p::from_ts)))
+        .first(conn)?)
+}
+
 /// Removes rolled ranges.
 pub fn remove_pending(conn: &mut DbConnection, rows: &[Pending]) -> Result<(), DbError> {
     use schema::rollup_pending::dsl as p;

@@ -158,7 +158,16 @@ fn tally_from_proto(tally: proto::PollTally) -> PollTally {
     }
 }
 
-fn ack(outcome: Outcome, mut early: Vec<Refusal>) -> proto::Ack {
+fn ack(
+    outcome: Outcome,
+    mut early: Vec<Refusal>,
+    metrics: &crate::metrics::IngestMetrics,
+) -> proto::Ack {
+    if !outcome.replay {
+        for refusal in &early {
+            metrics.refused(refusal.kind.as_str());
+        }
+    }
     early.extend(outcome.refused);
     proto::Ack {
         seq: outcome.seq,
@@ -307,7 +316,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
                             ingest
                                 .commit(batch, None)
                                 .await
-                                .map(|outcome| ack(outcome, early))
+                                .map(|outcome| ack(outcome, early, ingest.metrics()))
                                 .map_err(status)
                         }
                     },
@@ -330,7 +339,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         acting_as(&caller, &batch.collector_id)?;
         let (batch, early) = batch_from_proto(batch);
         let outcome = self.ingest.commit(batch, None).await.map_err(status)?;
-        Ok(Response::new(ack(outcome, early)))
+        Ok(Response::new(ack(outcome, early, self.ingest.metrics())))
     }
 
     async fn list_collectors(

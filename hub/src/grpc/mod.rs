@@ -91,6 +91,9 @@ pub struct Parts {
     pub live: crate::live::Live,
     pub history: crate::rollup::history::History,
     pub quality: crate::quality::DataQuality,
+    /// In front of every service, outermost: per-method calls by status code (pass-through when
+    /// metrics are off).
+    pub rpc_metrics: crate::metrics::RpcLayer,
     /// In front of every service.
     pub auth: crate::auth::AuthLayer,
     /// Present when tokens are checked (long streams check theirs again).
@@ -112,6 +115,7 @@ pub async fn serve_parts(
         live,
         history,
         quality,
+        rpc_metrics,
         auth,
         authenticator,
         tls,
@@ -164,7 +168,9 @@ pub async fn serve_parts(
         .max_decoding_message_size(limits::MAX_BATCH_BYTES),
     );
     health_reporter
-        .set_serving::<solarhub_proto::v1::data_quality_service_server::DataQualityServiceServer<quality::QualityApi>>()
+        .set_serving::<solarhub_proto::v1::data_quality_service_server::DataQualityServiceServer<
+            quality::QualityApi,
+        >>()
         .await;
     let routes = routes.add_service(
         solarhub_proto::v1::data_quality_service_server::DataQualityServiceServer::new(
@@ -186,6 +192,7 @@ pub async fn serve_parts(
             .map_err(|error| ServeError::Tls(format!("TLS setup failed: {error}")))?;
     }
     server
+        .layer(rpc_metrics)
         .layer(auth)
         .add_routes(routes)
         .serve_with_incoming_shutdown(

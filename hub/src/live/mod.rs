@@ -39,6 +39,7 @@ pub struct Live {
     database: Database,
     repository: Repository,
     updates: Updates,
+    watchers: crate::metrics::Watchers,
 }
 
 /// Loads what [`compute::system_now`] needs for one system at `now`; `None` when it does not exist.
@@ -160,7 +161,13 @@ impl Live {
             database,
             repository,
             updates,
+            watchers: crate::metrics::Watchers::default(),
         }
+    }
+
+    /// Open watches (metrics).
+    pub fn watchers(&self) -> &crate::metrics::Watchers {
+        &self.watchers
     }
 
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {

@@ -38,7 +38,9 @@ pub async fn watch(live: Live, system_id: String) -> Result<WatchStream, Catalog
     let mut fingerprint = live.fingerprint(&system_id).await.ok();
     let first = live.system_now(&system_id).await?;
     let (sender, receiver) = mpsc::channel(WATCHER_BUFFER);
+    let watching = live.watchers().watching();
     tokio::spawn(async move {
+        let _watching = watching;
         let system_id: Arc<str> = system_id.into();
         let mut update = WatchUpdate {
             now: first,

@@ -48,6 +48,7 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
             simulate: "127.0.0.1:0".parse().unwrap(),
             outbox_dir: outbox.to_owned(),
             poll_secs: 0.5,
+            metrics_listen: None,
         },
         Some(ready),
         async {

@@ -1,0 +1,220 @@
+//! The hub's Prometheus metrics (`serve --metrics-listen ADDR`): what each part counts, and the
+//! registry that gathers them. Parts own their handles (ingest its counters, live its watcher
+//! gauge, the gRPC edge its per-method histogram); what is cheaper to read than to keep (the
+//! database pool, the roller's backlog) is read at scrape time. Label sets are bounded: methods
+//! come from the served descriptor sets, reasons and codes from fixed lists.
+
+pub mod rpc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::db::Database;
+pub use rpc::{RpcLayer, RpcMetrics};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// What ingest counts: batches, samples, refusals, and how long a commit takes.
+#[derive(Debug, Clone)]
+pub struct IngestMetrics {
+    batches_committed: Counter,
+    batches_replayed: Counter,
+    samples_committed: Counter,
+    samples_duplicate: Counter,
+    refused: Family<ReasonLabels, Counter>,
+    commit_seconds: Histogram,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        IngestMetrics {
+            batches_committed: Counter::default(),
+            batches_replayed: Counter::default(),
+            samples_committed: Counter::default(),
+            samples_duplicate: Counter::default(),
+            refused: Family::default(),
+            // 1 ms … 4 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
+        }
+    }
+}
+
+impl IngestMetrics {
+    /// A batch committed now (`replay`: it had been committed before and wrote nothing).
+    pub fn committed(&self, replay: bool, stored: usize, duplicates: usize, seconds: f64) {
+        if replay {
+            self.batches_replayed.inc();
+        } else {
+            self.batches_committed.inc();
+            self.samples_committed.inc_by(stored as u64);
+            self.samples_duplicate.inc_by(duplicates as u64);
+        }
+        self.commit_seconds.observe(seconds);
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "solarhub_hub_batches_committed",
+            "Telemetry batches committed (each seq once)",
+            self.batches_committed.clone(),
+        );
+        registry.register(
+            "solarhub_hub_batches_replayed",
+            "Batches received again after their commit (nothing written)",
+            self.batches_replayed.clone(),
+        );
+        registry.register(
+            "solarhub_hub_samples_committed",
+            "Device readings stored (inverter, meter and pack sample rows)",
+            self.samples_committed.clone(),
+        );
+        registry.register(
+            "solarhub_hub_samples_duplicate",
+            "Readings whose device and time were already stored (not stored again)",
+            self.samples_duplicate.clone(),
+        );
+        registry.register(
+            "solarhub_hub_readings_refused",
+            "Readings refused, by reason (unassigned, future, unknown_device, no_timestamp)",
+            self.refused.clone(),
+        );
+        registry.register_with_unit(
+            "solarhub_hub_commit_duration",
+            "Time to commit one batch (its transaction, retries included)",
+            Unit::Seconds,
+            self.commit_seconds.clone(),
+        );
+    }
+}
+
+/// Open `WatchSystem` streams; a [`Watching`] guard counts one while it lives.
+#[derive(Debug, Clone, Default)]
+pub struct Watchers(Gauge);
+
+/// One open watch.
+#[derive(Debug)]
+pub struct Watching(Gauge);
+
+impl Watchers {
+    pub fn watching(&self) -> Watching {
+        self.0.inc();
+        Watching(self.0.clone())
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The registry of one hub: its parts' metrics and what is read at scrape time.
+pub fn registry(
+    database: &Database,
+    ingest: &IngestMetrics,
+    watchers: &Watchers,
+    rpc: &RpcMetrics,
+) -> Registry {
+    let mut registry = Registry::default();
+    ingest.register(&mut registry);
+    registry.register(
+        "solarhub_hub_watchers",
+        "Open WatchSystem streams",
+        watchers.0.clone(),
+    );
+    rpc.register(&mut registry);
+    registry.register_collector(Box::new(AtScrape {
+        database: database.clone(),
+    }));
+    registry
+}
+
+/// The pool and the roller's backlog, read when scraped.
+struct AtScrape {
+    database: Database,
+}
+
+impl std::fmt::Debug for AtScrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtScrape").finish_non_exhaustive()
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    let metric = encoder.encode_descriptor(name, help, unit.as_ref(), gauge.metric_type())?;
+    gauge.encode(metric)
+}
+
+impl Collector for AtScrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let pool = self.database.pool_status();
+        gauge(
+            &mut encoder,
+            "solarhub_hub_db_connections_in_use",
+            "Pooled database connections checked out now",
+            None,
+            f64::from(pool.open.saturating_sub(pool.idle)),
+        )?;
+        gauge(
+            &mut encoder,
+            "solarhub_hub_db_connections_idle",
+            "Pooled database connections open and idle",
+            None,
+            f64::from(pool.idle),
+        )?;
+        gauge(
+            &mut encoder,
+            "solarhub_hub_db_connections_max",
+            "The pool's size limit",
+            None,
+            f64::from(pool.max_size),
+        )?;
+        gauge(
+            &mut encoder,
+            "solarhub_hub_db_waiting",
+            "Calls waiting for a pooled connection now",
+            None,
+            pool.waiting as f64,
+        )?;
+        // Encoding runs on the blocking pool (see `solarhub_proto::ops`), so a query is fine here.
+        if let Ok(mut conn) = self.database.get()
+            && let Ok((ranges, oldest)) = crate::db::rollups::pending_summary(&mut conn)
+        {
+            let now = chrono::Utc::now().timestamp_millis();
+            gauge(
+                &mut encoder,
+                "solarhub_hub_rollup_pending_ranges",
+                "Sample ranges waiting for the roller",
+                None,
+                ranges as f64,
+            )?;
+            gauge(
+                &mut encoder,
+                "solarhub_hub_rollup_lag",
+                "Age of the oldest range waiting for the roller (0 when none)",
+                Some(Unit::Seconds),
+                oldest.map_or(0.0, |from| (now - from).max(0) as f64 / 1000.0),
+            )?;
+        }
+        Ok(())
+    }
+}
