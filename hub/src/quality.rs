@@ -180,7 +180,8 @@ fn quality_of(
     let mut buckets: HashMap<i64, PollWindow> = HashMap::new();
     for (bucket, counter, amount) in rows {
         last_day.add(counter, *amount);
-        if *bucket >= hour_from - crate::db::quality::BUCKET_MS + 1 {
+        // Buckets that end inside the hour.
+        if *bucket > hour_from - crate::db::quality::BUCKET_MS {
             last_hour.add(counter, *amount);
             buckets.entry(*bucket).or_default().add(counter, *amount);
         }

@@ -39,12 +39,15 @@ pub fn add_poll_counts(conn: &mut DbConnection, counts: &[PollCount]) -> Result<
     Ok(())
 }
 
+/// Per device: (bucket start, counter, amount).
+pub type DeviceCounts = HashMap<String, Vec<(i64, String, i64)>>;
+
 /// Each device's counters per bucket since `since` (epoch ms): device → (bucket, counter, amount).
 pub fn poll_counts_since(
     conn: &mut DbConnection,
     since: i64,
     device: Option<&str>,
-) -> Result<HashMap<String, Vec<(i64, String, i64)>>, DbError> {
+) -> Result<DeviceCounts, DbError> {
     use schema::poll_counts::dsl as p;
     let rows: Vec<(String, i64, String, i64)> = match device {
         Some(device) => p::poll_counts
@@ -57,7 +60,7 @@ pub fn poll_counts_since(
             .select((p::device_id, p::bucket_start, p::counter, p::amount))
             .load(conn)?,
     };
-    let mut by_device: HashMap<String, Vec<(i64, String, i64)>> = HashMap::new();
+    let mut by_device = DeviceCounts::new();
     for (device_id, bucket, counter, amount) in rows {
         by_device
             .entry(device_id)

@@ -15,6 +15,7 @@ mod end_to_end;
 mod ingest;
 mod legacy;
 mod live;
+mod operations;
 mod rollups;
 mod schema;
 mod security;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
 pub mod site;
 
 use std::sync::atomic::{AtomicU32, Ordering};

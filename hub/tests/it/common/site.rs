@@ -44,6 +44,11 @@ pub fn stored_values(
 
 /// Serves the gateway on 127.0.0.1:0 (on the current runtime) and returns its port.
 pub async fn simulated_gateway() -> u16 {
+    simulated_gateway_with_devices().await.0
+}
+
+/// [`simulated_gateway`], with its devices by unit id (to switch their faults).
+pub async fn simulated_gateway_with_devices() -> (u16, BTreeMap<u8, Arc<SimDevice>>) {
     let tz: chrono_tz::Tz = "Asia/Karachi".parse().unwrap();
     let now = chrono::Utc::now();
     let device = |device_type: &str, model| {
@@ -65,9 +70,9 @@ pub async fn simulated_gateway() -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(serve_tcp(
         listener,
-        Arc::new(Endpoint::new(units, Clock::Real)),
+        Arc::new(Endpoint::new(units.clone(), Clock::Real)),
     ));
-    port
+    (port, units)
 }
 
 /// Imports the real-installation fixture (`fixtures/installation.yaml`) after `edit` has had its
