@@ -3,7 +3,7 @@
 //!
 //! Map, from the ground up:
 //! - `db`: the only diesel user (rows, queries, migrations; its `schema` is private to it);
-//! - `values` (arithmetic on maybe-missing values), `local_time` (a system's zone, local hours and
+//! - `values` (arithmetic on maybe-missing values), `progress` (bars and plain lines of long jobs), `local_time` (a system's zone, local hours and
 //!   days), `json_schema` (adapter configs against their type's schema), `adapter_types` (the
 //!   driver types as data);
 //! - `catalog`: the installation hierarchy, its types declared once, and the repository that
@@ -32,6 +32,7 @@ pub mod legacy;
 pub mod live;
 pub mod local_time;
 pub mod metrics;
+pub mod progress;
 pub mod quality;
 pub mod rollup;
 pub mod server;

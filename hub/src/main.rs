@@ -424,6 +424,7 @@ fn legacy_options(
         config,
         timezone,
         backup_dir: backup_dir.clone(),
+        progress: solarhub_hub::progress::Progress::on_stderr(),
     }
 }
 
@@ -464,7 +465,10 @@ fn recompute(
 ) -> anyhow::Result<()> {
     let mut conn = database.get()?;
     let settings = solarhub_hub::rollup::Settings::default();
-    match solarhub_hub::rollup::recompute(&mut conn, system_id, range, settings)? {
+    let progress = solarhub_hub::progress::Progress::on_stderr();
+    match solarhub_hub::rollup::recompute_with_progress(
+        &mut conn, system_id, range, settings, &progress,
+    )? {
         Some(report) => {
             tracing::info!(target: solarhub_hub::auth::layer::AUDIT, principal = "cli", system = system_id, hours = report.hours, days = report.days, "recomputed");
             println!(

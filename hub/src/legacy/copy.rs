@@ -135,6 +135,7 @@ pub(crate) struct Copier<'a> {
     pub(crate) provenance: &'a Provenance,
     view: CatalogView,
     pub(crate) report: LegacyReport,
+    progress: crate::progress::Progress,
 }
 
 impl<'a> Copier<'a> {
@@ -146,6 +147,7 @@ impl<'a> Copier<'a> {
         zone: &'a ZoneChoice,
         provenance: &'a Provenance,
         report: LegacyReport,
+        progress: crate::progress::Progress,
     ) -> Result<Copier<'a>, DbError> {
         let view = CatalogView::load(target, &system.system_id)?;
         Ok(Copier {
@@ -156,6 +158,7 @@ impl<'a> Copier<'a> {
             provenance,
             view,
             report,
+            progress,
         })
     }
 
@@ -534,11 +537,18 @@ impl<'a> Copier<'a> {
             non_numeric_values: table.count_non_numeric(self.source(), numeric_columns)? as u64,
             ..TableReport::default()
         };
+        let total = crate::db::introspect::row_count(self.source(), &table.name)?;
+        let task = self.progress.task(
+            format!("copying {legacy_name}"),
+            Some(total.max(0) as u64),
+            "rows",
+        );
         let mut after = 0;
         loop {
             let page = read_page(self.source(), &table, after, PAGE_ROWS)?;
             let Some(last) = page.last() else { break };
             after = row_id(last);
+            task.advance(page.len() as u64);
             let mut rows: Vec<(i64, String, Sample)> = Vec::with_capacity(page.len());
             for legacy in &page {
                 stats.read += 1;
@@ -549,6 +559,7 @@ impl<'a> Copier<'a> {
             }
             self.store_page(legacy_name, rows, &mut stats)?;
         }
+        task.finish();
         self.report.tables.insert(legacy_name.to_owned(), stats);
         Ok(())
     }

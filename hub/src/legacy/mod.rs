@@ -53,6 +53,8 @@ pub struct LegacyOptions {
     pub timezone: Option<String>,
     /// Where the backup of an in-place upgrade goes (default: next to the file).
     pub backup_dir: Option<PathBuf>,
+    /// Where the copy reports its progress (silent by default).
+    pub progress: crate::progress::Progress,
 }
 
 impl LegacyOptions {
@@ -314,6 +316,7 @@ pub fn upgrade_in_place_if_legacy(
             loaded.as_ref(),
             &plan,
             &provenance,
+            &options.progress,
         )?;
         report.source = path.to_owned();
         report.backup = backup.clone();
@@ -384,6 +387,7 @@ pub fn import_legacy(
             loaded.as_ref(),
             &plan,
             &provenance,
+            &options.progress,
         )?;
         report.source = file.to_owned();
         legacy_imports::record_finish(target, &import_id, now_ms(), &report.to_string())?;
@@ -401,6 +405,7 @@ fn copy_legacy(
     config: Option<&LoadedConfig>,
     plan: &Plan,
     provenance: &Provenance,
+    progress: &crate::progress::Progress,
 ) -> Result<LegacyReport, LegacyError> {
     let adapter_types = builtin_adapter_types()?;
     let type_rows: Vec<_> = adapter_types.iter().map(|t| t.row.clone()).collect();
@@ -441,6 +446,7 @@ fn copy_legacy(
         &plan.zone,
         provenance,
         report,
+        progress.clone(),
     )?;
     let (rows, notes) =
         plan.hierarchy

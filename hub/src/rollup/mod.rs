@@ -272,13 +272,38 @@ pub fn recompute(
     range: Option<(i64, i64)>,
     settings: Settings,
 ) -> Result<Option<RollReport>, DbError> {
+    recompute_with_progress(
+        conn,
+        system_id,
+        range,
+        settings,
+        &crate::progress::Progress::silent(),
+    )
+}
+
+/// [`recompute`], reporting the hours done to `progress`.
+pub fn recompute_with_progress(
+    conn: &mut DbConnection,
+    system_id: &str,
+    range: Option<(i64, i64)>,
+    settings: Settings,
+    progress: &crate::progress::Progress,
+) -> Result<Option<RollReport>, DbError> {
     let Some(chunks) = recompute_chunks(conn, system_id, range)? else {
         return Ok(None);
     };
+    let hours: usize = chunks.iter().map(Vec::len).sum();
+    let task = progress.task(
+        format!("recomputing {system_id}"),
+        Some(hours as u64),
+        "hours",
+    );
     let mut report = RollReport::default();
     for chunk in chunks {
         report +=
             crate::db::in_transaction(conn, |conn| roll_chunk(conn, system_id, &chunk, settings))?;
+        task.advance(chunk.len() as u64);
     }
+    task.finish();
     Ok(Some(report))
 }

@@ -404,3 +404,55 @@ on_both_backends!(
     both_metrics_endpoints_tell_what_happened,
     data_quality_names_the_silent_unit,
 );
+
+/// Acceptance 4, the pipe half: `import-legacy` with standard error not a terminal writes plain
+/// progress lines (a start line and a done line per sample table, with counts and rates), and the
+/// counts add up to the rows the file holds. (The terminal half, a bar with rate and ETA, is
+/// shown in the notes with a `script` capture.)
+#[test]
+fn import_legacy_reports_progress_in_plain_lines_through_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("solar.db");
+    let expected = crate::legacy_fixture::takeover::early_installation(&legacy);
+    // For the notes' terminal capture: keep a copy of the fixture where asked.
+    if let Ok(keep) = std::env::var("SOLARHUB_KEEP_LEGACY_FIXTURE") {
+        std::fs::copy(&legacy, keep).unwrap();
+    }
+    let output = common::hub_binary()
+        .env("RUST_LOG", "warn")
+        .arg("--database-url")
+        .arg(dir.path().join("hub.db"))
+        .arg("import-legacy")
+        .arg(&legacy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("\u{1b}["),
+        "no bar drawn into a pipe: {stderr:?}"
+    );
+    let energy_rows = expected.read["energy_samples"];
+    assert!(
+        stderr.contains(&format!(
+            "progress: copying energy_samples: 0/{energy_rows} rows (0%)"
+        )),
+        "a start line with the table's size: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "progress: copying energy_samples: done, {energy_rows}/{energy_rows} rows in"
+        )),
+        "a done line with every row counted: {stderr}"
+    );
+    for table in [
+        "meter_samples",
+        "battery_bank_samples",
+        "battery_cell_samples",
+    ] {
+        assert!(
+            stderr.contains(&format!("progress: copying {table}: done,")),
+            "{table}: {stderr}"
+        );
+    }
+}
