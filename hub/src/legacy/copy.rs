@@ -135,7 +135,8 @@ pub(crate) struct Copier<'a> {
     pub(crate) provenance: &'a Provenance,
     view: CatalogView,
     pub(crate) report: LegacyReport,
-    progress: crate::progress::Progress,
+    /// Where each table's copy reports its rows (silent unless set).
+    pub(crate) progress: crate::progress::Progress,
 }
 
 impl<'a> Copier<'a> {
@@ -147,7 +148,6 @@ impl<'a> Copier<'a> {
         zone: &'a ZoneChoice,
         provenance: &'a Provenance,
         report: LegacyReport,
-        progress: crate::progress::Progress,
     ) -> Result<Copier<'a>, DbError> {
         let view = CatalogView::load(target, &system.system_id)?;
         Ok(Copier {
@@ -158,7 +158,7 @@ impl<'a> Copier<'a> {
             provenance,
             view,
             report,
-            progress,
+            progress: crate::progress::Progress::silent(),
         })
     }
 

@@ -446,8 +446,8 @@ fn copy_legacy(
         &plan.zone,
         provenance,
         report,
-        progress.clone(),
     )?;
+    copier.progress = progress.clone();
     let (rows, notes) =
         plan.hierarchy
             .installation(&plan.system.system_id, &adapter_types, |text| {
