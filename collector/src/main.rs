@@ -65,13 +65,13 @@ enum Command {
         #[arg(long, conflicts_with_all = ["hub", "id"], required_unless_present = "hub")]
         config: Option<PathBuf>,
         /// The hub's gRPC address, e.g. http://127.0.0.1:50051.
-        #[arg(long, requires = "id")]
+        #[arg(long, requires = "id", env = "SOLARHUB_HUB")]
         hub: Option<String>,
         /// This collector's id, as named in the hub's adapters (`collector_id`).
-        #[arg(long, requires = "hub")]
+        #[arg(long, requires = "hub", env = "SOLARHUB_COLLECTOR_ID")]
         id: Option<String>,
         /// Where the outbox lives when streaming to a hub.
-        #[arg(long)]
+        #[arg(long, env = "SOLARHUB_OUTBOX_DIR")]
         outbox_dir: Option<PathBuf>,
         /// A batch is sent at this many readings or this many seconds after its first reading.
         #[arg(long, default_value = "200")]
@@ -94,7 +94,7 @@ enum Command {
         token_file: Option<PathBuf>,
         /// The CA that signed the hub's certificate (PEM), for an https:// hub; otherwise the
         /// system's trusted roots.
-        #[arg(long)]
+        #[arg(long, env = "SOLARHUB_CA_CERT")]
         ca_cert: Option<PathBuf>,
         /// This collector's certificate (PEM), for a hub that requires client certificates.
         #[arg(long, requires = "client_key")]
