@@ -66,16 +66,25 @@ enum Variant {
     Plain,
     Token,
     TlsToken,
+    /// Token, with `--metrics-listen` on (every call through the metrics layer, every commit
+    /// counted) and `/metrics` scraped every second, as Prometheus would.
+    TokenMetrics,
 }
 
 impl Variant {
-    const ALL: [Variant; 3] = [Variant::Plain, Variant::Token, Variant::TlsToken];
+    const ALL: [Variant; 4] = [
+        Variant::Plain,
+        Variant::Token,
+        Variant::TlsToken,
+        Variant::TokenMetrics,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Variant::Plain => "plaintext, no authentication",
             Variant::Token => "plaintext, token",
             Variant::TlsToken => "TLS, token",
+            Variant::TokenMetrics => "plaintext, token, metrics on",
         }
     }
 }
@@ -136,10 +145,17 @@ fn run(
         let client = runtime.block_on(async {
             let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
             let port = listener.local_addr()?.port();
+            let metrics_listen = (variant == Variant::TokenMetrics)
+                .then(|| std::net::TcpListener::bind("127.0.0.1:0")?.local_addr())
+                .transpose()?;
             let options = ServeOptions {
                 security,
+                metrics_listen,
                 ..ServeOptions::default()
             };
+            if let Some(metrics) = metrics_listen {
+                tokio::spawn(scrape_every_second(metrics));
+            }
             tokio::spawn(solarhub_hub::server::serve_with(
                 database.clone(),
                 listener,
@@ -148,7 +164,7 @@ fn run(
             ));
             let (url, access) = match variant {
                 Variant::Plain => (format!("http://127.0.0.1:{port}"), HubAccess::none()),
-                Variant::Token => {
+                Variant::Token | Variant::TokenMetrics => {
                     let url = format!("http://127.0.0.1:{port}");
                     let files = AccessFiles {
                         token: Some(token.token.expose().to_owned()),
@@ -227,7 +243,7 @@ fn run(
             streamed(variant)
         );
     }
-    for variant in [Variant::Plain, Variant::Token] {
+    for variant in [Variant::Plain, Variant::Token, Variant::TokenMetrics] {
         println!(
             "{backend}: unary, one call per sample, {}: {unary_samples} samples x {rounds} rounds, median {:.0} samples/s",
             variant.name(),
@@ -247,7 +263,29 @@ fn run(
         "{backend}: TLS with token / plaintext without authentication, streamed: {:.3}",
         streamed(Variant::TlsToken) / streamed(Variant::Plain)
     );
+    println!(
+        "{backend}: metrics on / off (both with a token): streamed {:.3}, unary {:.3} (target: streamed at least 0.95)",
+        streamed(Variant::TokenMetrics) / streamed(Variant::Token),
+        unary(Variant::TokenMetrics) / unary(Variant::Token)
+    );
     Ok(())
+}
+
+/// Scrapes `/metrics` at `address` every second, as Prometheus would, reading the whole answer.
+async fn scrape_every_second(address: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+            continue;
+        };
+        let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+        if stream.write_all(request.as_bytes()).await.is_ok() {
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+        }
+    }
 }
 
 /// One inverter reading with the fields a powdrive reports, at `base + i` seconds.
