@@ -456,3 +456,50 @@ fn import_legacy_reports_progress_in_plain_lines_through_a_pipe() {
         );
     }
 }
+
+/// `--log-format json`: every line a log shipper receives is one JSON object with a level and a
+/// message, on both binaries.
+#[test]
+fn json_logs_are_one_object_per_line_on_both_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = common::hub_binary()
+        .env("RUST_LOG", "info")
+        .arg("--log-format")
+        .arg("json")
+        .arg("--database-url")
+        .arg(dir.path().join("hub.db"))
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(hub.status.success());
+    // A collector whose hub is not there: it logs its attempts until stopped.
+    let mut running = Command::new(collector_binary())
+        .env("RUST_LOG", "info")
+        .args(["--log-format", "json", "run", "--hub"])
+        .arg(format!("http://127.0.0.1:{}", free_port()))
+        .args(["--id", "site-a", "--outbox-dir"])
+        .arg(dir.path().join("outbox"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    running.kill().unwrap();
+    let collector = running.wait_with_output().unwrap();
+    for (name, output, lines_at_least) in [("hub", &hub, 1), ("collector", &collector, 2)] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let logs: Vec<&str> = stderr
+            .lines()
+            .filter(|line| !line.starts_with("error: "))
+            .collect();
+        assert!(logs.len() >= lines_at_least, "{name}: {stderr}");
+        for line in logs {
+            let object: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {line}"));
+            assert!(
+                object["level"].is_string() && object["fields"]["message"].is_string(),
+                "{name}: {line}"
+            );
+        }
+    }
+}
