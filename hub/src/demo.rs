@@ -53,6 +53,8 @@ pub struct DemoOptions {
     pub poll_secs: f64,
     /// Serve the hub's Prometheus metrics here.
     pub metrics_listen: Option<SocketAddr>,
+    /// Publish to this MQTT broker for Home Assistant.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
 
 /// Runs the demo on a migrated database until `shutdown` resolves. `ready` receives the hub's
@@ -83,6 +85,7 @@ pub async fn run_demo(
     let (stop_hub, hub_stopped) = oneshot::channel::<()>();
     let serve_options = crate::server::ServeOptions {
         metrics_listen: options.metrics_listen,
+        mqtt: options.mqtt.clone(),
         ..crate::server::ServeOptions::default()
     };
     let hub = tokio::spawn(crate::server::serve_with(

@@ -32,6 +32,7 @@ pub mod legacy;
 pub mod live;
 pub mod local_time;
 pub mod metrics;
+pub mod mqtt;
 pub mod progress;
 pub mod quality;
 pub mod rollup;

@@ -64,6 +64,8 @@ enum Command {
         #[arg(long, env = "SOLARHUB_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
         #[command(flatten)]
+        mqtt: MqttArgs,
+        #[command(flatten)]
         security: SecurityArgs,
     },
     /// The whole system in one process: migrate (or create) the database, put the demo
@@ -86,6 +88,8 @@ enum Command {
         /// Serve the hub's Prometheus metrics at http://ADDR/metrics.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        mqtt: MqttArgs,
     },
     /// Apply pending migrations (upgrading a legacy database in place first) and exit.
     Migrate {
@@ -154,6 +158,70 @@ enum TokenCommand {
     List,
     /// Revoke a principal's token; every hub on this database refuses it within a few seconds.
     Revoke { name: String },
+}
+
+/// The MQTT bridge for Home Assistant (README "Home Assistant").
+#[derive(clap::Args)]
+struct MqttArgs {
+    /// Publish to this broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS). Without it, the
+    /// `mqtt:` section of --config (the old app's) is used when it names a host.
+    #[arg(long, env = "SOLARHUB_MQTT_URL")]
+    mqtt_url: Option<String>,
+    #[arg(long, env = "SOLARHUB_MQTT_USERNAME")]
+    mqtt_username: Option<String>,
+    /// A file holding the broker password.
+    #[arg(long, env = "SOLARHUB_MQTT_PASSWORD_FILE")]
+    mqtt_password_file: Option<PathBuf>,
+    /// The CA of an mqtts:// broker (PEM); otherwise the system's trusted roots.
+    #[arg(long, env = "SOLARHUB_MQTT_CA_CERT")]
+    mqtt_ca_cert: Option<PathBuf>,
+    /// Topics are BASE/<kind>/<id>/state and …/availability, and BASE/status for the bridge.
+    #[arg(long, env = "SOLARHUB_MQTT_BASE_TOPIC")]
+    mqtt_base_topic: Option<String>,
+    /// Home Assistant's discovery prefix; `none` publishes no discovery.
+    #[arg(long, env = "SOLARHUB_MQTT_DISCOVERY_PREFIX")]
+    mqtt_discovery_prefix: Option<String>,
+    #[arg(long, env = "SOLARHUB_MQTT_CLIENT_ID")]
+    mqtt_client_id: Option<String>,
+}
+
+impl MqttArgs {
+    /// The bridge's settings: the flags, else the config's `mqtt:` section; `None`: no bridge.
+    fn settings(
+        self,
+        from_config: Option<&solarhub_hub::config_import::MqttSection>,
+    ) -> anyhow::Result<Option<solarhub_hub::mqtt::MqttSettings>> {
+        let mut settings = match (&self.mqtt_url, from_config) {
+            (Some(url), _) => solarhub_hub::mqtt::MqttSettings::from_url(url)?,
+            (None, Some(section)) => match solarhub_hub::mqtt::MqttSettings::from_config(section) {
+                Some(settings) => {
+                    tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), "MQTT bridge from the config's mqtt: section");
+                    settings
+                }
+                None => return Ok(None),
+            },
+            (None, None) => return Ok(None),
+        };
+        if let Some(username) = self.mqtt_username {
+            settings.username = Some(username);
+        }
+        if self.mqtt_password_file.is_some() {
+            settings.password_file = self.mqtt_password_file;
+        }
+        settings.ca_cert = self.mqtt_ca_cert;
+        if let Some(base) = self.mqtt_base_topic {
+            settings.base_topic = base;
+        }
+        match self.mqtt_discovery_prefix.as_deref() {
+            Some("none") => settings.discovery_prefix = None,
+            Some(prefix) => settings.discovery_prefix = Some(prefix.to_owned()),
+            None => {}
+        }
+        if let Some(client_id) = self.mqtt_client_id {
+            settings.client_id = client_id;
+        }
+        Ok(Some(settings))
+    }
 }
 
 /// How `serve` is exposed (DESIGN §7).
@@ -227,7 +295,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             poll_secs,
             insecure,
             metrics_listen,
+            mqtt,
         } => {
+            let mqtt = mqtt.settings(None)?;
             solarhub_hub::auth::exposure::check(solarhub_hub::auth::exposure::Exposure {
                 listen,
                 tls: false,
@@ -244,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 outbox_dir,
                 poll_secs,
                 metrics_listen,
+                mqtt,
             };
             runtime.block_on(solarhub_hub::demo::run_demo(
                 database,
@@ -337,6 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timezone,
             array_sample_secs,
             metrics_listen,
+            mqtt,
             security,
         } => {
             // An unsafe exposure is refused before anything is opened.
@@ -345,6 +417,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
                 None => None,
             };
+            let mqtt = mqtt.settings(loaded.as_ref().and_then(|(_, l)| l.mqtt.as_ref()))?;
             let database = open_migrated(&url, &legacy_options(&cli.backup_dir, config, timezone))?;
             if let Some((file, loaded)) = loaded {
                 apply_config(&database, &file, loaded, builtin_adapter_types()?, false)?;
@@ -365,6 +438,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let options = solarhub_hub::server::ServeOptions {
                     security,
                     metrics_listen,
+                    mqtt,
                     array_samples_every: (array_sample_secs > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
                     ..solarhub_hub::server::ServeOptions::default()

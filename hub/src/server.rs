@@ -23,6 +23,8 @@ pub struct ServeOptions {
     pub security: Security,
     /// Serve Prometheus metrics at `http://ADDR/metrics`.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Publish to this MQTT broker for Home Assistant.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
 
 /// Who may call, and over what. The library's default is no authentication and plaintext (tests
@@ -41,6 +43,7 @@ impl Default for ServeOptions {
             rollup_every: Some(crate::rollup::roller::DEFAULT_EVERY),
             security: Security::default(),
             metrics_listen: None,
+            mqtt: None,
         }
     }
 }
@@ -108,13 +111,36 @@ pub async fn serve_with(
         ));
     }
     tokio::spawn(crate::quality::run_pruner(database.clone(), stopped()));
+    let bridge_metrics = crate::mqtt::BridgeMetrics::default();
+    let mut bridge = None;
+    if let Some(settings) = options.mqtt.clone() {
+        let (live, database, metrics, stop) = (
+            live.clone(),
+            database.clone(),
+            bridge_metrics.clone(),
+            stopped(),
+        );
+        bridge = Some(tokio::spawn(async move {
+            if let Err(error) =
+                crate::mqtt::run_bridge(settings, live, database, metrics, stop).await
+            {
+                tracing::error!(%error, "the MQTT bridge stopped");
+            }
+        }));
+    }
     let rpc_metrics = options
         .metrics_listen
         .map(|_| crate::metrics::RpcMetrics::new());
     let _metrics_endpoint = match (options.metrics_listen, &rpc_metrics) {
         (Some(listen), Some(rpc)) => {
-            let registry =
-                crate::metrics::registry(&database, ingest.metrics(), live.watchers(), rpc);
+            let bridge = options.mqtt.is_some().then_some(&bridge_metrics);
+            let registry = crate::metrics::registry(
+                &database,
+                ingest.metrics(),
+                live.watchers(),
+                rpc,
+                bridge,
+            );
             Some(
                 solarhub_proto::ops::serve_metrics(listen, std::sync::Arc::new(registry))
                     .await
@@ -140,5 +166,9 @@ pub async fn serve_with(
     };
     let served = crate::grpc::serve_parts(parts, listener, shutdown).await;
     let _ = stop_background.send(true);
+    if let Some(bridge) = bridge {
+        // The bridge says `offline` itself when it stops (the last will is for when it cannot).
+        let _ = tokio::time::timeout(Duration::from_secs(2), bridge).await;
+    }
     served
 }

@@ -104,6 +104,43 @@ pub struct LoadedConfig {
     pub timezone_source: TimezoneSource,
     /// Human-readable notes on what was not imported (sections, keys).
     pub ignored: Vec<String>,
+    /// The `mqtt:` section (the broker the old app published to), for the MQTT bridge.
+    pub mqtt: Option<MqttSection>,
+}
+
+/// The old app's `mqtt:` section: `host`, `port`, `username`, `password`, `base_topic`,
+/// `client_id`, `ha_discovery`. Read leniently (a port may be written as text); other keys are
+/// ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MqttSection {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub base_topic: Option<String>,
+    pub client_id: Option<String>,
+    pub ha_discovery: Option<bool>,
+}
+
+impl MqttSection {
+    fn from_yaml(value: &serde_yaml::Value) -> MqttSection {
+        let text = |key: &str| -> Option<String> {
+            match value.get(key)? {
+                serde_yaml::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+                serde_yaml::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        };
+        MqttSection {
+            host: text("host"),
+            port: text("port").and_then(|p| p.parse().ok()),
+            username: text("username"),
+            password: text("password"),
+            base_topic: text("base_topic"),
+            client_id: text("client_id"),
+            ha_discovery: value.get("ha_discovery").and_then(serde_yaml::Value::as_bool),
+        }
+    }
 }
 
 /// `import-config --collector-id` with an id that cannot be one.
@@ -277,7 +314,9 @@ impl Builder<'_> {
             ));
         }
         for section in KNOWN_OTHER_SECTIONS {
-            if raw.has_section(section) && !matches!(*section, "billing" | "smart" | "timezone") {
+            if raw.has_section(section)
+                && !matches!(*section, "billing" | "smart" | "timezone" | "mqtt")
+            {
                 self.ignored.push(format!(
                     "section `{section}` is not part of the hierarchy (not imported)"
                 ));
@@ -656,6 +695,7 @@ impl Builder<'_> {
             installation,
             timezone_source,
             ignored: Vec::new(),
+            mqtt: raw.mqtt.as_ref().map(MqttSection::from_yaml),
         }
     }
 

@@ -17,7 +17,7 @@ pub(super) struct RawConfig {
     pub(super) battery_bank_array_attachments: Option<Vec<RawAttachment>>,
     pub(super) smart: Option<serde_yaml::Value>,
     pub(super) billing: Option<serde_yaml::Value>,
-    mqtt: Option<serde_yaml::Value>,
+    pub(super) mqtt: Option<serde_yaml::Value>,
     polling: Option<serde_yaml::Value>,
     logging: Option<serde_yaml::Value>,
     discovery: Option<serde_yaml::Value>,

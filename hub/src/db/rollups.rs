@@ -874,3 +874,52 @@ impl RollupRows {
         dropped
     }
 }
+
+/// Lifetime energy of a system before one local day (the sums of its daily rows), kWh.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EnergyBefore {
+    pub pv_kwh: Option<f64>,
+    pub load_kwh: Option<f64>,
+    pub grid_import_kwh: Option<f64>,
+    pub grid_export_kwh: Option<f64>,
+    pub battery_charge_kwh: Option<f64>,
+    pub battery_discharge_kwh: Option<f64>,
+}
+
+/// A system's energy before local day `date` (`YYYY-MM-DD`): the sums of its daily rows, kWh.
+pub fn system_energy_before(
+    conn: &mut DbConnection,
+    system_id: &str,
+    date: &str,
+) -> Result<EnergyBefore, DbError> {
+    use diesel::dsl::sum;
+    use schema::system_daily_summary::dsl as d;
+    type Sums = (
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+    );
+    let (pv, load, import, export, charge, discharge): Sums = d::system_daily_summary
+        .filter(d::system_id.eq(system_id))
+        .filter(d::date.lt(date))
+        .select((
+            sum(d::solar_kwh),
+            sum(d::load_kwh),
+            sum(d::grid_import_kwh),
+            sum(d::grid_export_kwh),
+            sum(d::battery_charge_kwh),
+            sum(d::battery_discharge_kwh),
+        ))
+        .first(conn)?;
+    Ok(EnergyBefore {
+        pv_kwh: pv,
+        load_kwh: load,
+        grid_import_kwh: import,
+        grid_export_kwh: export,
+        battery_charge_kwh: charge,
+        battery_discharge_kwh: discharge,
+    })
+}

@@ -126,8 +126,26 @@ pub fn registry(
     ingest: &IngestMetrics,
     watchers: &Watchers,
     rpc: &RpcMetrics,
+    bridge: Option<&crate::mqtt::BridgeMetrics>,
 ) -> Registry {
     let mut registry = Registry::default();
+    if let Some(bridge) = bridge {
+        registry.register(
+            "solarhub_hub_mqtt_messages_published",
+            "MQTT messages handed to the broker's client",
+            bridge.published.clone(),
+        );
+        registry.register(
+            "solarhub_hub_mqtt_messages_dropped",
+            "MQTT messages dropped because the queue to the broker was full (broker slow or away)",
+            bridge.dropped.clone(),
+        );
+        registry.register(
+            "solarhub_hub_mqtt_connections",
+            "Connections made to the MQTT broker",
+            bridge.connections.clone(),
+        );
+    }
     ingest.register(&mut registry);
     registry.register(
         "solarhub_hub_watchers",

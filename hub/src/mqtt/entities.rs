@@ -1,0 +1,370 @@
+//! What the bridge publishes, made from the live answer of one system: one entity per solarhub
+//! device and aggregate (system, inverter array, inverter, meter, battery array, pack), each with
+//! its state (the live API's fields and units), whether it is available, its parent (Home
+//! Assistant's `via_device`), and the sensors Home Assistant is told about.
+
+use serde_json::{Map, Value, json};
+
+use crate::live::SystemNow;
+
+pub use crate::db::rollups::EnergyBefore;
+
+/// How Home Assistant shows one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sensor {
+    pub field: &'static str,
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub device_class: &'static str,
+    pub state_class: &'static str,
+}
+
+const fn sensor(
+    field: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    device_class: &'static str,
+    state_class: &'static str,
+) -> Sensor {
+    Sensor {
+        field,
+        name,
+        unit,
+        device_class,
+        state_class,
+    }
+}
+
+const POWER: [Sensor; 4] = [
+    sensor("pv_power_w", "PV power", "W", "power", "measurement"),
+    sensor("load_power_w", "Load power", "W", "power", "measurement"),
+    sensor("grid_power_w", "Grid power", "W", "power", "measurement"),
+    sensor("battery_power_w", "Battery power", "W", "power", "measurement"),
+];
+const SOC: Sensor = sensor("battery_soc_pct", "Battery SOC", "%", "battery", "measurement");
+
+/// A system's energy figures: today's (they may fall back to 0 only when the local day changes)
+/// and lifetime (never down).
+pub const ENERGY_FIELDS: [(&str, &str); 6] = [
+    ("pv", "PV energy"),
+    ("load", "Load energy"),
+    ("grid_import", "Grid import"),
+    ("grid_export", "Grid export"),
+    ("battery_charge", "Battery charge"),
+    ("battery_discharge", "Battery discharge"),
+];
+
+/// One published device or aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    /// `system`, `inverter_array`, `inverter`, `meter`, `battery_array`, `battery_pack`.
+    pub kind: &'static str,
+    pub id: String,
+    pub name: String,
+    /// The entity Home Assistant shows it under (`via_device`).
+    pub via: Option<(&'static str, String)>,
+    pub available: bool,
+    pub state: Map<String, Value>,
+    pub sensors: Vec<Sensor>,
+}
+
+impl Entity {
+    fn new(kind: &'static str, id: &str, name: &str, via: Option<(&'static str, &str)>) -> Entity {
+        Entity {
+            kind,
+            id: id.to_owned(),
+            name: name.to_owned(),
+            via: via.map(|(kind, id)| (kind, id.to_owned())),
+            available: true,
+            state: Map::new(),
+            sensors: Vec::new(),
+        }
+    }
+
+    fn field(&mut self, sensor: Sensor, value: Option<f64>) {
+        self.state.insert(sensor.field.to_owned(), json!(value));
+        self.sensors.push(sensor);
+    }
+}
+
+/// Every entity of one system now. Energy figures are added by the bridge (they need its memory
+/// of what it published, so they never go down).
+pub fn entities(now: &SystemNow) -> Vec<Entity> {
+    let system_id = now.system.system_id.as_str();
+    let mut out = Vec::new();
+    let mut system = Entity::new("system", system_id, &now.system.name, None);
+    let totals = &now.totals;
+    for (sensor, value) in POWER.iter().zip([
+        totals.pv_power_w,
+        totals.load_power_w,
+        totals.grid_power_w,
+        totals.battery_power_w,
+    ]) {
+        system.field(*sensor, value);
+    }
+    system.field(SOC, totals.battery_soc_pct);
+    out.push(system);
+
+    for array in &now.arrays {
+        let array_id = array.array.array_id.as_str();
+        let mut entity = Entity::new(
+            "inverter_array",
+            array_id,
+            &array.array.name,
+            Some(("system", system_id)),
+        );
+        let t = &array.totals;
+        for (sensor, value) in POWER.iter().zip([
+            t.pv_power_w,
+            t.load_power_w,
+            t.grid_power_w,
+            t.battery_power_w,
+        ]) {
+            entity.field(*sensor, value);
+        }
+        entity.field(SOC, t.battery_soc_pct);
+        out.push(entity);
+        for inverter in &array.inverters {
+            let mut entity = Entity::new(
+                "inverter",
+                &inverter.inverter.inverter_id,
+                &inverter.inverter.name,
+                Some(("inverter_array", array_id)),
+            );
+            let sample = inverter.reading.sample.as_ref();
+            entity.available = !inverter.reading.stale;
+            for (sensor, value) in POWER.iter().zip([
+                sample.and_then(|s| s.pv_power_w),
+                sample.and_then(|s| s.load_power_w),
+                sample.and_then(|s| s.grid_power_w),
+                sample.and_then(|s| s.battery_power_w),
+            ]) {
+                entity.field(*sensor, value);
+            }
+            entity.field(SOC, sample.and_then(|s| s.battery_soc_pct));
+            entity.field(
+                sensor(
+                    "inverter_temp_c",
+                    "Temperature",
+                    "°C",
+                    "temperature",
+                    "measurement",
+                ),
+                sample.and_then(|s| s.inverter_temp_c),
+            );
+            out.push(entity);
+        }
+        for meter in &array.meters {
+            out.push(meter_entity(meter, ("inverter_array", array_id)));
+        }
+    }
+    for meter in &now.meters {
+        out.push(meter_entity(meter, ("system", system_id)));
+    }
+    for battery_array in &now.battery_arrays {
+        let id = battery_array.battery_array.battery_array_id.as_str();
+        let mut entity = Entity::new(
+            "battery_array",
+            id,
+            &battery_array.battery_array.name,
+            Some(("system", system_id)),
+        );
+        entity.field(SOC, battery_array.soc_pct);
+        entity.field(
+            sensor("power_w", "Power", "W", "power", "measurement"),
+            battery_array.power_w,
+        );
+        entity.field(
+            sensor("voltage_v", "Voltage", "V", "voltage", "measurement"),
+            battery_array.voltage_v,
+        );
+        out.push(entity);
+        for pack in &battery_array.packs {
+            let mut entity = Entity::new(
+                "battery_pack",
+                &pack.pack.pack_id,
+                &pack.pack.name,
+                Some(("battery_array", id)),
+            );
+            entity.available = !pack.reading.stale;
+            let s = pack.reading.sample.as_ref();
+            entity.field(SOC, s.and_then(|s| s.soc_pct));
+            entity.field(
+                sensor("power_w", "Power", "W", "power", "measurement"),
+                s.and_then(|s| s.power_w),
+            );
+            entity.field(
+                sensor("voltage_v", "Voltage", "V", "voltage", "measurement"),
+                s.and_then(|s| s.voltage_v),
+            );
+            entity.field(
+                sensor("current_a", "Current", "A", "current", "measurement"),
+                s.and_then(|s| s.current_a),
+            );
+            entity.field(
+                sensor(
+                    "temperature_c",
+                    "Temperature",
+                    "°C",
+                    "temperature",
+                    "measurement",
+                ),
+                s.and_then(|s| s.temperature_c),
+            );
+            out.push(entity);
+        }
+    }
+    out
+}
+
+fn meter_entity(meter: &crate::live::MeterNow, via: (&'static str, &str)) -> Entity {
+    let mut entity = Entity::new("meter", &meter.meter.meter_id, &meter.meter.name, Some(via));
+    entity.available = !meter.reading.stale;
+    let s = meter.reading.sample.as_ref();
+    entity.field(
+        sensor("power_w", "Power", "W", "power", "measurement"),
+        s.and_then(|s| s.power_w),
+    );
+    entity.field(
+        sensor("voltage_v", "Voltage", "V", "voltage", "measurement"),
+        s.and_then(|s| s.voltage_v),
+    );
+    entity.field(
+        sensor("frequency_hz", "Frequency", "Hz", "frequency", "measurement"),
+        s.and_then(|s| s.frequency_hz),
+    );
+    entity
+}
+
+/// Topics of one bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub base: String,
+    pub discovery_prefix: String,
+}
+
+impl Topics {
+    /// The bridge's own status: `online` while it is connected, `offline` by its last will.
+    pub fn bridge_status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+
+    pub fn state(&self, entity: &Entity) -> String {
+        format!("{}/{}/{}/state", self.base, entity.kind, entity.id)
+    }
+
+    pub fn availability(&self, entity: &Entity) -> String {
+        format!("{}/{}/{}/availability", self.base, entity.kind, entity.id)
+    }
+
+    /// Home Assistant's own status topic (`online` when it starts).
+    pub fn ha_status(&self) -> String {
+        format!("{}/status", self.discovery_prefix)
+    }
+
+    /// `homeassistant/sensor/<node>/<object>/config`.
+    pub fn discovery(&self, entity: &Entity, sensor: &Sensor) -> String {
+        format!(
+            "{}/sensor/{}/{}/config",
+            self.discovery_prefix,
+            node_id(&self.base, entity),
+            sensor.field
+        )
+    }
+
+    /// The discovery config of one sensor of `entity`.
+    pub fn discovery_config(&self, entity: &Entity, sensor: &Sensor) -> Value {
+        let node = node_id(&self.base, entity);
+        let mut device = json!({
+            "identifiers": [node.clone()],
+            "name": entity.name,
+            "manufacturer": "solarhub",
+            "model": entity.kind,
+        });
+        if let Some((kind, id)) = &entity.via {
+            device["via_device"] = json!(node_of(&self.base, kind, id));
+        }
+        json!({
+            "name": sensor.name,
+            "unique_id": format!("{node}_{}", sensor.field),
+            "object_id": format!("{node}_{}", sensor.field),
+            "state_topic": self.state(entity),
+            "value_template": format!("{{{{ value_json.{} }}}}", sensor.field),
+            "unit_of_measurement": sensor.unit,
+            "device_class": sensor.device_class,
+            "state_class": sensor.state_class,
+            "availability": [
+                {"topic": self.bridge_status()},
+                {"topic": self.availability(entity)},
+            ],
+            "availability_mode": "all",
+            "device": device,
+        })
+    }
+}
+
+/// A Home Assistant node id: only `[a-zA-Z0-9_-]`, unique per bridge base topic and entity.
+fn node_of(base: &str, kind: &str, id: &str) -> String {
+    let clean = |text: &str| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("{}_{}_{}", clean(base), kind, clean(id))
+}
+
+fn node_id(base: &str, entity: &Entity) -> String {
+    node_of(base, entity.kind, &entity.id)
+}
+
+/// The energy sensors of a system (today's and lifetime), in the order of [`ENERGY_FIELDS`].
+pub fn energy_sensors() -> Vec<Sensor> {
+    const TODAY: [Sensor; 6] = [
+        sensor("pv_today_kwh", "PV energy today", "kWh", "energy", "total_increasing"),
+        sensor("load_today_kwh", "Load energy today", "kWh", "energy", "total_increasing"),
+        sensor("grid_import_today_kwh", "Grid import today", "kWh", "energy", "total_increasing"),
+        sensor("grid_export_today_kwh", "Grid export today", "kWh", "energy", "total_increasing"),
+        sensor("battery_charge_today_kwh", "Battery charge today", "kWh", "energy", "total_increasing"),
+        sensor("battery_discharge_today_kwh", "Battery discharge today", "kWh", "energy", "total_increasing"),
+    ];
+    const TOTAL: [Sensor; 6] = [
+        sensor("pv_total_kwh", "PV energy", "kWh", "energy", "total_increasing"),
+        sensor("load_total_kwh", "Load energy", "kWh", "energy", "total_increasing"),
+        sensor("grid_import_total_kwh", "Grid import", "kWh", "energy", "total_increasing"),
+        sensor("grid_export_total_kwh", "Grid export", "kWh", "energy", "total_increasing"),
+        sensor("battery_charge_total_kwh", "Battery charge", "kWh", "energy", "total_increasing"),
+        sensor("battery_discharge_total_kwh", "Battery discharge", "kWh", "energy", "total_increasing"),
+    ];
+    TODAY.into_iter().chain(TOTAL).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_names_a_unique_sensor_with_its_topics() {
+        let topics = Topics {
+            base: "solarhub".into(),
+            discovery_prefix: "homeassistant".into(),
+        };
+        let mut entity = Entity::new("inverter", "inv 1", "Inverter 1", Some(("inverter_array", "a1")));
+        entity.field(POWER[0], Some(1200.0));
+        let config = topics.discovery_config(&entity, &POWER[0]);
+        assert_eq!(
+            topics.discovery(&entity, &POWER[0]),
+            "homeassistant/sensor/solarhub_inverter_inv_1/pv_power_w/config"
+        );
+        assert_eq!(config["unique_id"], "solarhub_inverter_inv_1_pv_power_w");
+        assert_eq!(config["state_topic"], "solarhub/inverter/inv 1/state");
+        assert_eq!(config["value_template"], "{{ value_json.pv_power_w }}");
+        assert_eq!(config["device"]["via_device"], "solarhub_inverter_array_a1");
+        assert_eq!(config["state_class"], "measurement");
+    }
+}
