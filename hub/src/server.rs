@@ -134,13 +134,8 @@ pub async fn serve_with(
     let _metrics_endpoint = match (options.metrics_listen, &rpc_metrics) {
         (Some(listen), Some(rpc)) => {
             let bridge = options.mqtt.is_some().then_some(&bridge_metrics);
-            let registry = crate::metrics::registry(
-                &database,
-                ingest.metrics(),
-                live.watchers(),
-                rpc,
-                bridge,
-            );
+            let registry =
+                crate::metrics::registry(&database, ingest.metrics(), live.watchers(), rpc, bridge);
             Some(
                 solarhub_proto::ops::serve_metrics(listen, std::sync::Arc::new(registry))
                     .await

@@ -138,7 +138,9 @@ impl MqttSection {
             password: text("password"),
             base_topic: text("base_topic"),
             client_id: text("client_id"),
-            ha_discovery: value.get("ha_discovery").and_then(serde_yaml::Value::as_bool),
+            ha_discovery: value
+                .get("ha_discovery")
+                .and_then(serde_yaml::Value::as_bool),
         }
     }
 }
@@ -321,6 +323,9 @@ impl Builder<'_> {
                     "section `{section}` is not part of the hierarchy (not imported)"
                 ));
             }
+        }
+        if raw.mqtt.is_some() {
+            self.ignored.push("section `mqtt` is not part of the hierarchy (not imported); `serve --config` starts the MQTT bridge with it".into());
         }
         if raw.smart.is_some() {
             self.ignored.push("section `smart` is not imported (only smart.forecast.tz is read, as a timezone fallback)".into());

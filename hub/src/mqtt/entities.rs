@@ -39,9 +39,21 @@ const POWER: [Sensor; 4] = [
     sensor("pv_power_w", "PV power", "W", "power", "measurement"),
     sensor("load_power_w", "Load power", "W", "power", "measurement"),
     sensor("grid_power_w", "Grid power", "W", "power", "measurement"),
-    sensor("battery_power_w", "Battery power", "W", "power", "measurement"),
+    sensor(
+        "battery_power_w",
+        "Battery power",
+        "W",
+        "power",
+        "measurement",
+    ),
 ];
-const SOC: Sensor = sensor("battery_soc_pct", "Battery SOC", "%", "battery", "measurement");
+const SOC: Sensor = sensor(
+    "battery_soc_pct",
+    "Battery SOC",
+    "%",
+    "battery",
+    "measurement",
+);
 
 /// A system's energy figures: today's (they may fall back to 0 only when the local day changes)
 /// and lifetime (never down).
@@ -230,7 +242,13 @@ fn meter_entity(meter: &crate::live::MeterNow, via: (&'static str, &str)) -> Ent
         s.and_then(|s| s.voltage_v),
     );
     entity.field(
-        sensor("frequency_hz", "Frequency", "Hz", "frequency", "measurement"),
+        sensor(
+            "frequency_hz",
+            "Frequency",
+            "Hz",
+            "frequency",
+            "measurement",
+        ),
         s.and_then(|s| s.frequency_hz),
     );
     entity
@@ -326,20 +344,92 @@ fn node_id(base: &str, entity: &Entity) -> String {
 /// The energy sensors of a system (today's and lifetime), in the order of [`ENERGY_FIELDS`].
 pub fn energy_sensors() -> Vec<Sensor> {
     const TODAY: [Sensor; 6] = [
-        sensor("pv_today_kwh", "PV energy today", "kWh", "energy", "total_increasing"),
-        sensor("load_today_kwh", "Load energy today", "kWh", "energy", "total_increasing"),
-        sensor("grid_import_today_kwh", "Grid import today", "kWh", "energy", "total_increasing"),
-        sensor("grid_export_today_kwh", "Grid export today", "kWh", "energy", "total_increasing"),
-        sensor("battery_charge_today_kwh", "Battery charge today", "kWh", "energy", "total_increasing"),
-        sensor("battery_discharge_today_kwh", "Battery discharge today", "kWh", "energy", "total_increasing"),
+        sensor(
+            "pv_today_kwh",
+            "PV energy today",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "load_today_kwh",
+            "Load energy today",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "grid_import_today_kwh",
+            "Grid import today",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "grid_export_today_kwh",
+            "Grid export today",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "battery_charge_today_kwh",
+            "Battery charge today",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "battery_discharge_today_kwh",
+            "Battery discharge today",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
     ];
     const TOTAL: [Sensor; 6] = [
-        sensor("pv_total_kwh", "PV energy", "kWh", "energy", "total_increasing"),
-        sensor("load_total_kwh", "Load energy", "kWh", "energy", "total_increasing"),
-        sensor("grid_import_total_kwh", "Grid import", "kWh", "energy", "total_increasing"),
-        sensor("grid_export_total_kwh", "Grid export", "kWh", "energy", "total_increasing"),
-        sensor("battery_charge_total_kwh", "Battery charge", "kWh", "energy", "total_increasing"),
-        sensor("battery_discharge_total_kwh", "Battery discharge", "kWh", "energy", "total_increasing"),
+        sensor(
+            "pv_total_kwh",
+            "PV energy",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "load_total_kwh",
+            "Load energy",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "grid_import_total_kwh",
+            "Grid import",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "grid_export_total_kwh",
+            "Grid export",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "battery_charge_total_kwh",
+            "Battery charge",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
+        sensor(
+            "battery_discharge_total_kwh",
+            "Battery discharge",
+            "kWh",
+            "energy",
+            "total_increasing",
+        ),
     ];
     TODAY.into_iter().chain(TOTAL).collect()
 }
@@ -354,7 +444,12 @@ mod tests {
             base: "solarhub".into(),
             discovery_prefix: "homeassistant".into(),
         };
-        let mut entity = Entity::new("inverter", "inv 1", "Inverter 1", Some(("inverter_array", "a1")));
+        let mut entity = Entity::new(
+            "inverter",
+            "inv 1",
+            "Inverter 1",
+            Some(("inverter_array", "a1")),
+        );
         entity.field(POWER[0], Some(1200.0));
         let config = topics.discovery_config(&entity, &POWER[0]);
         assert_eq!(

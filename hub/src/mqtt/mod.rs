@@ -227,32 +227,33 @@ impl Bridge {
         mut entities: Vec<Entity>,
         today: &crate::live::EnergyToday,
         before: EnergyBefore,
-        with_discovery: bool,
     ) {
         if let Some(system) = entities.iter_mut().find(|e| e.kind == "system") {
             self.add_energy(system_id, system, today, before);
         }
-        if self.discovery && with_discovery {
-            let mut topics = BTreeSet::new();
-            for entity in &entities {
-                for sensor in &entity.sensors {
-                    let topic = self.topics.discovery(entity, sensor);
-                    let config = self.topics.discovery_config(entity, sensor);
-                    topics.insert(topic.clone());
-                    self.publish(topic, config.to_string(), true);
-                }
-            }
-            let gone: Vec<String> = self
-                .published
-                .discovery
-                .insert(system_id.to_owned(), topics.clone())
-                .unwrap_or_default()
-                .difference(&topics)
-                .cloned()
+        if self.discovery {
+            // Published when the system's devices changed, or when forced (a new connection,
+            // Home Assistant back online: the memory was cleared).
+            let topics: BTreeSet<String> = entities
+                .iter()
+                .flat_map(|e| e.sensors.iter().map(|s| self.topics.discovery(e, s)))
                 .collect();
-            for topic in gone {
-                // An empty retained message removes the entity from Home Assistant.
-                self.publish(topic, String::new(), true);
+            let before = self.published.discovery.get(system_id).cloned();
+            if before.as_ref() != Some(&topics) {
+                for entity in &entities {
+                    for sensor in &entity.sensors {
+                        let topic = self.topics.discovery(entity, sensor);
+                        let config = self.topics.discovery_config(entity, sensor);
+                        self.publish(topic, config.to_string(), true);
+                    }
+                }
+                for gone in before.unwrap_or_default().difference(&topics) {
+                    // An empty retained message removes the entity from Home Assistant.
+                    self.publish(gone.clone(), String::new(), true);
+                }
+                self.published
+                    .discovery
+                    .insert(system_id.to_owned(), topics);
             }
         }
         for entity in &entities {
@@ -372,63 +373,87 @@ pub async fn run_bridge(
         metrics: metrics.clone(),
         published: Published::default(),
     };
+    // The client's event loop runs on its own (its `poll` must not be cancelled half-way); it
+    // tells this loop when a connection is made and when Home Assistant says it is back.
+    let (signals, mut signalled) = tokio::sync::mpsc::channel::<Signal>(16);
+    let ha_status = topics.ha_status();
+    let subscriber = client.clone();
+    let connection = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = subscriber.try_subscribe(ha_status.clone(), QoS::AtMostOnce);
+                    if signals.send(Signal::Connected).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(message)))
+                    if message.topic == ha_status && message.payload.as_ref() == b"online" =>
+                {
+                    if signals.send(Signal::HomeAssistantOnline).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "MQTT broker unreachable; retrying in 1 s (messages meanwhile are dropped and counted)");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
     let mut notices = live.subscribe();
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), base_topic = %topics.base, "MQTT bridge starting");
     loop {
-        // What to publish next: `Some((systems, with_discovery))`.
-        let work: Option<(Option<String>, bool)> = tokio::select! {
+        // What to publish next: `Some(one system, or all)`.
+        let work: Option<Option<String>> = tokio::select! {
             _ = &mut shutdown => {
                 let _ = client.try_publish(topics.bridge_status(), QoS::AtLeastOnce, true, "offline");
-                // Let the event loop send it, then leave.
-                let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                    while let Ok(event) = eventloop.poll().await {
-                        if matches!(event, Event::Outgoing(rumqttc::Outgoing::Publish(_))) { break; }
-                    }
-                }).await;
                 let _ = client.try_disconnect();
+                // Let the event loop send both, then leave.
+                let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
                 return Ok(());
             }
-            event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            signal = signalled.recv() => match signal {
+                Some(Signal::Connected) => {
                     metrics.connections.inc();
                     tracing::info!("MQTT bridge connected: publishing discovery, availability and states");
-                    let _ = client.try_subscribe(topics.ha_status(), QoS::AtMostOnce);
                     bridge.published.last.clear();
+                    bridge.published.discovery.clear();
                     bridge.publish(topics.bridge_status(), "online".into(), true);
-                    Some((None, true))
+                    Some(None)
                 }
-                Ok(Event::Incoming(Packet::Publish(message))) if message.topic == topics.ha_status() => {
-                    (message.payload.as_ref() == b"online").then(|| {
-                        tracing::info!("Home Assistant is back: publishing discovery again");
-                        (None, true)
-                    })
+                Some(Signal::HomeAssistantOnline) => {
+                    tracing::info!("Home Assistant is back: publishing discovery again");
+                    bridge.published.discovery.clear();
+                    Some(None)
                 }
-                Ok(_) => None,
-                Err(error) => {
-                    tracing::warn!(%error, "MQTT broker unreachable; retrying in 1 s (messages meanwhile are dropped and counted)");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    None
-                }
+                None => None,
             },
             notice = notices.recv() => match notice {
-                Ok(system) => Some((Some(system.to_string()), false)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some((None, false)),
+                Ok(system) => Some(Some(system.to_string())),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(None),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
             },
-            _ = refresh.tick() => Some((None, true)),
+            _ = refresh.tick() => Some(None),
         };
-        let Some((only, with_discovery)) = work else {
+        let Some(only) = work else {
             continue;
         };
-        if let Err(error) =
-            publish_systems(&mut bridge, &live, &database, only, with_discovery).await
-        {
+        if let Err(error) = publish_systems(&mut bridge, &live, &database, only).await {
             tracing::warn!(%error, "MQTT bridge: cannot read the systems now");
         }
     }
+}
+
+/// What the client's event loop tells the bridge.
+enum Signal {
+    Connected,
+    HomeAssistantOnline,
 }
 
 /// Publishes every system (or `only` one).
@@ -437,12 +462,11 @@ async fn publish_systems(
     live: &Live,
     database: &Database,
     only: Option<String>,
-    with_discovery: bool,
 ) -> Result<(), DbError> {
     let systems: Vec<String> = match only {
         Some(system) => vec![system],
         None => database
-            .run(|conn| crate::db::catalog::load_systems(conn))
+            .run(crate::db::catalog::load_systems)
             .await?
             .into_iter()
             .map(|s| s.system_id)
@@ -458,7 +482,7 @@ async fn publish_systems(
             .run(move |conn| crate::db::rollups::system_energy_before(conn, &id, &date))
             .await?;
         let entities = entities::entities(&now);
-        bridge.system(&system_id, entities, &now.today, before, with_discovery);
+        bridge.system(&system_id, entities, &now.today, before);
     }
     Ok(())
 }
@@ -492,7 +516,10 @@ mod tests {
     #[test]
     fn urls_and_energy_that_never_goes_down() {
         let s = MqttSettings::from_url("mqtt://broker.lan").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.tls), ("broker.lan", 1883, false));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls),
+            ("broker.lan", 1883, false)
+        );
         let s = MqttSettings::from_url("mqtts://broker.lan:8884").unwrap();
         assert_eq!((s.port, s.tls), (8884, true));
         assert!(MqttSettings::from_url("http://x").is_err());

@@ -49,6 +49,7 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
             outbox_dir: outbox.to_owned(),
             poll_secs: 0.5,
             metrics_listen: None,
+            mqtt: None,
         },
         Some(ready),
         async {

@@ -450,6 +450,7 @@ fn with_auth() -> ServeOptions {
         array_samples_every: None,
         rollup_every: None,
         metrics_listen: None,
+        mqtt: None,
     }
 }
 

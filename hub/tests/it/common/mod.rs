@@ -202,6 +202,17 @@ impl RunningHub {
     }
 }
 
+impl RunningHub {
+    /// Stops serving and gives the hub `wait` to finish (its bridge says goodbye, for example).
+    pub fn stop_and_wait(&mut self, wait: std::time::Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.runtime
+            .block_on(async move { tokio::time::sleep(wait).await });
+    }
+}
+
 impl Drop for RunningHub {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -1,0 +1,370 @@
+//! Home Assistant over MQTT, against the real Mosquitto on 127.0.0.1:1883 (each test has its own
+//! base topic and discovery prefix): discovery configs for every device and aggregate, states with
+//! the live API's values, availability following staleness, the bridge's `offline` when the hub
+//! stops, and energy totals that never decrease.
+
+use crate::common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::site;
+use common::{RunningHub, TestDb};
+use solarhub_collector::simulator::Fault;
+use solarhub_hub::mqtt::MqttSettings;
+
+const COLLECTOR: &str = "ha-site";
+const BROKER: &str = "mqtt://127.0.0.1:1883";
+
+/// Every message seen on the test's topics: topic → payloads in order (retained flag with each).
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<BTreeMap<String, Vec<(String, bool)>>>>);
+
+impl Seen {
+    fn last(&self, topic: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .get(topic)
+            .and_then(|all| all.last())
+            .map(|(payload, _)| payload.clone())
+    }
+
+    fn all(&self, topic: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .get(topic)
+            .map(|all| all.iter().map(|(p, _)| p.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn topics_under(&self, prefix: &str) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(topic, _)| topic.starts_with(prefix))
+            .filter_map(|(topic, all)| all.last().map(|(p, _)| (topic.clone(), p.clone())))
+            .collect()
+    }
+}
+
+/// Subscribes to `filters` on the real broker from `runtime`.
+fn subscribe(runtime: &tokio::runtime::Runtime, filters: Vec<String>) -> Seen {
+    let seen = Seen::default();
+    let record = seen.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let mut options = rumqttc::MqttOptions::new(
+            format!("test-sub-{}-{}", std::process::id(), rand_suffix()),
+            "127.0.0.1",
+            1883,
+        );
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = rumqttc::AsyncClient::new(options, 100);
+        for filter in &filters {
+            client
+                .subscribe(filter.clone(), rumqttc::QoS::AtMostOnce)
+                .await
+                .unwrap();
+        }
+        let mut ready = Some(ready_tx);
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(message))) => {
+                    record
+                        .0
+                        .lock()
+                        .unwrap()
+                        .entry(message.topic.clone())
+                        .or_default()
+                        .push((
+                            String::from_utf8_lossy(&message.payload).into_owned(),
+                            message.retain,
+                        ));
+                }
+                Ok(_) => {}
+                Err(error) => panic!("the test's subscriber lost the broker: {error}"),
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the broker at 127.0.0.1:1883 answers");
+    seen
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(conn: &mut solarhub_hub::db::DbConnection, table: &str) -> usize {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> = diesel::RunQueryDsl::load(
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}")),
+        conn,
+    )
+    .unwrap();
+    rows[0].n as usize
+}
+
+/// Acceptance 1–3: discovery for every device and aggregate, valid for Home Assistant; states
+/// with the live API's values; a silent unit goes offline and comes back; the hub stopping says
+/// offline for everything.
+fn the_site_appears_in_home_assistant(db: TestDb) {
+    let tag = format!("solarhub-test-{}-{}", std::process::id(), rand_suffix());
+    let base = format!("{tag}/sh");
+    let prefix = format!("{tag}/ha");
+    let mut settings = MqttSettings::from_url(BROKER).unwrap();
+    settings.base_topic = base.clone();
+    settings.discovery_prefix = Some(prefix.clone());
+    settings.client_id = format!("{tag}-hub");
+    let mut hub = RunningHub::start_with(
+        &db,
+        solarhub_hub::server::ServeOptions {
+            mqtt: Some(settings),
+            ..solarhub_hub::server::ServeOptions::default()
+        },
+    );
+    let seen = subscribe(&hub.runtime, vec![format!("{tag}/#")]);
+    let (port, devices) = hub.runtime.block_on(site::simulated_gateway_with_devices());
+    let poll_secs = 1.0;
+    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, poll_secs);
+    let dir = tempfile::tempdir().unwrap();
+    let (stop_collector, stopped) = tokio::sync::watch::channel(false);
+    let config = solarhub_collector::uplink::UplinkConfig {
+        access: solarhub_collector::hub_access::HubAccess::none(),
+        hub: hub.url.clone(),
+        collector_id: COLLECTOR.into(),
+        version: "test".into(),
+        batch_max_readings: 20,
+        batch_max_wait: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+    };
+    let outbox = dir.path().to_owned();
+    let collector = hub.runtime.spawn(async move {
+        solarhub_collector::app::run_collector(config, &outbox, None, Arc::default(), stopped).await
+    });
+
+    // States for the polled devices arrive.
+    let inverter_state = format!("{base}/inverter/powdrive1/state");
+    let meter_state = format!("{base}/meter/grid_meter_1/state");
+    wait_for(
+        "states of the polled devices",
+        Duration::from_secs(30),
+        || {
+            [&inverter_state, &meter_state].iter().all(|topic| {
+                seen.last(topic).is_some_and(|payload| {
+                    let state: serde_json::Value = serde_json::from_str(&payload).unwrap();
+                    state.as_object().unwrap().values().any(|v| !v.is_null())
+                })
+            })
+        },
+    );
+
+    // 1. Discovery: one Home Assistant device per solarhub device and aggregate.
+    let mut conn = hub.database.get().unwrap();
+    let expected = count(&mut conn, "systems")
+        + count(&mut conn, "arrays")
+        + count(&mut conn, "inverters")
+        + count(&mut conn, "meters")
+        + count(&mut conn, "battery_arrays")
+        + count(&mut conn, "battery_packs");
+    drop(conn);
+    // Every entity has at least its power or SOC sensor configured (states came first).
+    wait_for("discovery configs", Duration::from_secs(10), || {
+        seen.topics_under(&format!("{prefix}/sensor/"))
+            .iter()
+            .filter(|(topic, _)| {
+                topic.ends_with("/battery_soc_pct/config") || topic.ends_with("/power_w/config")
+            })
+            .count()
+            >= expected
+    });
+    let configs = seen.topics_under(&format!("{prefix}/sensor/"));
+    let mut nodes = BTreeSet::new();
+    let mut unique_ids = BTreeSet::new();
+    for (topic, payload) in &configs {
+        assert!(topic.ends_with("/config"), "{topic}");
+        let config: serde_json::Value = serde_json::from_str(payload).unwrap();
+        for key in ["name", "unique_id", "state_topic", "device", "availability"] {
+            assert!(!config[key].is_null(), "{topic} lacks {key}: {payload}");
+        }
+        assert!(
+            unique_ids.insert(config["unique_id"].as_str().unwrap().to_owned()),
+            "unique_id {} twice",
+            config["unique_id"]
+        );
+        let state_topic = config["state_topic"].as_str().unwrap();
+        assert!(
+            seen.last(state_topic).is_some(),
+            "{topic} names a state topic nobody publishes: {state_topic}"
+        );
+        let template = config["value_template"].as_str().unwrap();
+        let field = template
+            .trim_start_matches("{{ value_json.")
+            .trim_end_matches(" }}");
+        let state: serde_json::Value =
+            serde_json::from_str(&seen.last(state_topic).unwrap()).unwrap();
+        assert!(
+            state.get(field).is_some(),
+            "{state_topic} has no {field}: {state}"
+        );
+        nodes.insert(
+            config["device"]["identifiers"][0]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        match config["device_class"].as_str().unwrap() {
+            "power" | "voltage" | "current" | "frequency" | "temperature" => {
+                assert_eq!(config["state_class"], "measurement", "{topic}")
+            }
+            "battery" => assert_eq!(config["unit_of_measurement"], "%"),
+            "energy" => assert_eq!(config["state_class"], "total_increasing", "{topic}"),
+            other => panic!("{topic}: unexpected device class {other}"),
+        }
+    }
+    assert_eq!(
+        nodes.len(),
+        expected,
+        "one Home Assistant device per solarhub device and aggregate: {nodes:?}"
+    );
+
+    // Retained: a subscriber arriving now (Home Assistant starting later) gets every config.
+    let late = subscribe(&hub.runtime, vec![format!("{prefix}/#")]);
+    wait_for(
+        "retained configs for a late subscriber",
+        Duration::from_secs(10),
+        || late.topics_under(&format!("{prefix}/sensor/")).len() == configs.len(),
+    );
+    for (topic, _) in &configs {
+        assert!(
+            late.0.lock().unwrap()[topic]
+                .iter()
+                .all(|(_, retained)| *retained),
+            "{topic} is retained"
+        );
+    }
+
+    // 2. The live API's values.
+    let _ = stop_collector.send(true);
+    hub.runtime.block_on(collector).unwrap().unwrap();
+    std::thread::sleep(solarhub_hub::mqtt::REFRESH_EVERY * 2);
+    let live = hub.runtime.block_on(async {
+        solarhub_proto::v1::live_service_client::LiveServiceClient::new(hub.channel.clone())
+            .get_inverter_now(solarhub_proto::v1::GetInverterNowRequest {
+                inverter_id: "powdrive1".into(),
+                system_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let state: serde_json::Value =
+        serde_json::from_str(&seen.last(&inverter_state).unwrap()).unwrap();
+    assert!(live.pv_power_w.is_some());
+    assert_eq!(state["pv_power_w"].as_f64(), live.pv_power_w, "{state}");
+    assert_eq!(state["load_power_w"].as_f64(), live.load_power_w);
+    assert_eq!(state["battery_soc_pct"].as_f64(), live.battery_soc_pct);
+
+    // 3. The hub stops: the bridge says offline, which every sensor's availability includes.
+    hub.stop_and_wait(Duration::from_secs(3));
+    assert_eq!(
+        seen.last(&format!("{base}/status")).as_deref(),
+        Some("offline")
+    );
+    let _ = devices;
+}
+
+/// Acceptance 3: a unit that times out goes offline within three poll intervals (plus the
+/// bridge's refresh) and online again when it answers.
+fn a_silent_unit_goes_offline_and_comes_back(db: TestDb) {
+    let tag = format!("solarhub-test-{}-{}", std::process::id(), rand_suffix());
+    let base = format!("{tag}/sh");
+    let mut settings = MqttSettings::from_url(BROKER).unwrap();
+    settings.base_topic = base.clone();
+    settings.discovery_prefix = Some(format!("{tag}/ha"));
+    settings.client_id = format!("{tag}-hub");
+    let hub = RunningHub::start_with(
+        &db,
+        solarhub_hub::server::ServeOptions {
+            mqtt: Some(settings),
+            ..solarhub_hub::server::ServeOptions::default()
+        },
+    );
+    let seen = subscribe(&hub.runtime, vec![format!("{tag}/#")]);
+    let (port, devices) = hub.runtime.block_on(site::simulated_gateway_with_devices());
+    let poll_secs = 1.0;
+    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, poll_secs);
+    let dir = tempfile::tempdir().unwrap();
+    let (stop_collector, stopped) = tokio::sync::watch::channel(false);
+    let config = solarhub_collector::uplink::UplinkConfig {
+        access: solarhub_collector::hub_access::HubAccess::none(),
+        hub: hub.url.clone(),
+        collector_id: COLLECTOR.into(),
+        version: "test".into(),
+        batch_max_readings: 20,
+        batch_max_wait: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+    };
+    let outbox = dir.path().to_owned();
+    let collector = hub.runtime.spawn(async move {
+        solarhub_collector::app::run_collector(config, &outbox, None, Arc::default(), stopped).await
+    });
+    let availability = format!("{base}/meter/grid_meter_1/availability");
+    wait_for("the meter online", Duration::from_secs(30), || {
+        seen.last(&availability).as_deref() == Some("online")
+    });
+    devices[&3].set_fault(Fault::Timeout);
+    let limit = Duration::from_secs_f64(3.0 * poll_secs) + solarhub_hub::mqtt::REFRESH_EVERY * 2;
+    wait_for(
+        "the silent meter offline",
+        limit + Duration::from_secs(2),
+        || seen.last(&availability).as_deref() == Some("offline"),
+    );
+    assert_eq!(
+        seen.last(&format!("{base}/inverter/powdrive1/availability"))
+            .as_deref(),
+        Some("online"),
+        "its neighbour on the bus stays online"
+    );
+    devices[&3].set_fault(Fault::None);
+    // The collector backs off a silent device (up to 30 s between tries).
+    wait_for("the meter online again", Duration::from_secs(45), || {
+        seen.last(&availability).as_deref() == Some("online")
+    });
+    let _ = stop_collector.send(true);
+    hub.runtime.block_on(collector).unwrap().unwrap();
+    assert!(seen.all(&availability).len() >= 3);
+}
+
+on_both_backends!(
+    the_site_appears_in_home_assistant,
+    a_silent_unit_goes_offline_and_comes_back,
+);
