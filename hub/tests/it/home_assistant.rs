@@ -17,9 +17,12 @@ use solarhub_hub::mqtt::MqttSettings;
 const COLLECTOR: &str = "ha-site";
 const BROKER: &str = "mqtt://127.0.0.1:1883";
 
-/// Every message seen on the test's topics: topic → payloads in order (retained flag with each).
+/// Topic → payloads in order, each with its retained flag.
+type Messages = BTreeMap<String, Vec<(String, bool)>>;
+
+/// Every message seen on the test's topics.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<BTreeMap<String, Vec<(String, bool)>>>>);
+struct Seen(Arc<Mutex<Messages>>);
 
 impl Seen {
     fn last(&self, topic: &str) -> Option<String> {
