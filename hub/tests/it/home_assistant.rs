@@ -367,7 +367,287 @@ fn a_silent_unit_goes_offline_and_comes_back(db: TestDb) {
     assert!(seen.all(&availability).len() >= 3);
 }
 
+/// A TCP forwarder to the real broker that the test can cut (the broker "unreachable") and
+/// restore; cutting closes every open connection and refuses new ones.
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    fn start(runtime: &tokio::runtime::Runtime) -> Proxy {
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        runtime.spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if *cut_rx.borrow() {
+                    continue;
+                }
+                let mut cut = cut_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:1883").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// A hub publishing through `broker_port` (the proxy or the broker), the simulated gateway, and
+/// the real collector polling it every second.
+struct Site {
+    hub: RunningHub,
+    seen: Seen,
+    base: String,
+    prefix: String,
+    devices: BTreeMap<u8, Arc<solarhub_collector::simulator::SimDevice>>,
+    stop_collector: tokio::sync::watch::Sender<bool>,
+    _outbox: tempfile::TempDir,
+}
+
+fn site_with_bridge(db: &TestDb, broker_port: u16) -> Site {
+    let tag = format!("solarhub-test-{}-{}", std::process::id(), rand_suffix());
+    let base = format!("{tag}/sh");
+    let prefix = format!("{tag}/ha");
+    let mut settings = MqttSettings::from_url(&format!("mqtt://127.0.0.1:{broker_port}")).unwrap();
+    settings.base_topic = base.clone();
+    settings.discovery_prefix = Some(prefix.clone());
+    settings.client_id = format!("{tag}-hub");
+    let hub = RunningHub::start_with(
+        db,
+        solarhub_hub::server::ServeOptions {
+            mqtt: Some(settings),
+            ..solarhub_hub::server::ServeOptions::default()
+        },
+    );
+    let seen = subscribe(&hub.runtime, vec![format!("{tag}/#")]);
+    let (port, devices) = hub.runtime.block_on(site::simulated_gateway_with_devices());
+    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, 1.0);
+    let outbox = tempfile::tempdir().unwrap();
+    let (stop_collector, stopped) = tokio::sync::watch::channel(false);
+    let config = solarhub_collector::uplink::UplinkConfig {
+        access: solarhub_collector::hub_access::HubAccess::none(),
+        hub: hub.url.clone(),
+        collector_id: COLLECTOR.into(),
+        version: "test".into(),
+        batch_max_readings: 20,
+        batch_max_wait: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+    };
+    let dir = outbox.path().to_owned();
+    hub.runtime.spawn(async move {
+        solarhub_collector::app::run_collector(config, &dir, None, Arc::default(), stopped).await
+    });
+    Site {
+        hub,
+        seen,
+        base,
+        prefix,
+        devices,
+        stop_collector,
+        _outbox: outbox,
+    }
+}
+
+/// The values of `field` in every state message of `topic`, in order (nulls left out).
+fn series(seen: &Seen, topic: &str, field: &str) -> Vec<f64> {
+    seen.all(topic)
+        .iter()
+        .filter_map(|payload| serde_json::from_str::<serde_json::Value>(payload).ok())
+        .filter_map(|state| state[field].as_f64())
+        .collect()
+}
+
+/// Acceptance 4: counters reset to zero and garbage on the energy registers; no lifetime or
+/// today's energy sensor ever publishes a lower value.
+fn energy_sensors_never_go_down(db: TestDb) {
+    let site = site_with_bridge(&db, 1883);
+    let system_state = format!("{}/system/home/state", site.base);
+    // Some energy has accumulated (the meter's, by the trapezoid rule: the simulated inverter's
+    // counters step by 0.1 kWh, too coarse for a test of seconds).
+    wait_for("energy published", Duration::from_secs(30), || {
+        [
+            "grid_import_total_kwh",
+            "grid_export_total_kwh",
+            "load_total_kwh",
+        ]
+        .iter()
+        .any(|field| {
+            series(&site.seen, &system_state, field)
+                .last()
+                .is_some_and(|kwh| *kwh > 0.0)
+        })
+    });
+    // The inverter's counters back to zero, then garbage on its energy registers.
+    site.devices[&1].reset_counters();
+    std::thread::sleep(Duration::from_secs(3));
+    site.devices[&1].set_fault(Fault::Garbage(vec![
+        "pv_total_kwh".into(),
+        "load_total_kwh".into(),
+        "grid_import_total_kwh".into(),
+        "pv_today_kwh".into(),
+        "load_today_kwh".into(),
+    ]));
+    std::thread::sleep(Duration::from_secs(4));
+    site.devices[&1].set_fault(Fault::None);
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = site.stop_collector.send(true);
+    let sensors = solarhub_hub::mqtt::entities::energy_sensors();
+    let mut checked = 0;
+    for sensor in &sensors {
+        let values = series(&site.seen, &system_state, sensor.field);
+        for pair in values.windows(2) {
+            assert!(
+                pair[1] >= pair[0],
+                "{} went down: {} after {} ({values:?})",
+                sensor.field,
+                pair[1],
+                pair[0]
+            );
+        }
+        checked += values.len();
+    }
+    assert!(checked > 10, "energy values were published ({checked})");
+}
+
+/// Acceptance 5: the broker unreachable: ingest goes on; it comes back: the bridge reconnects
+/// and publishes discovery again.
+fn ingest_goes_on_without_the_broker(db: TestDb) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = Proxy::start(&runtime);
+    let site = site_with_bridge(&db, proxy.port);
+    let status = format!("{}/status", site.base);
+    let config = format!(
+        "{}/sensor/{}_system_home/pv_power_w/config",
+        site.prefix,
+        site.base.replace('/', "_")
+    );
+    wait_for("the bridge connected", Duration::from_secs(30), || {
+        site.seen.last(&status).as_deref() == Some("online") && site.seen.last(&config).is_some()
+    });
+    let rows = || {
+        let mut conn = site.hub.database.get().unwrap();
+        count(&mut conn, "energy_samples") + count(&mut conn, "meter_samples")
+    };
+    proxy.set_cut(true);
+    // The broker notices the cut connection and publishes the bridge's last will.
+    wait_for("the last will", Duration::from_secs(30), || {
+        site.seen.last(&status).as_deref() == Some("offline")
+    });
+    let before = rows();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = rows();
+    assert!(
+        during >= before + 4,
+        "ingest went on without the broker: {before} → {during} rows"
+    );
+    let configs_before = site.seen.all(&config).len();
+    proxy.set_cut(false);
+    wait_for(
+        "reconnected, discovery published again",
+        Duration::from_secs(30),
+        || {
+            site.seen.last(&status).as_deref() == Some("online")
+                && site.seen.all(&config).len() > configs_before
+        },
+    );
+    let _ = site.stop_collector.send(true);
+    drop(runtime);
+}
+
 on_both_backends!(
     the_site_appears_in_home_assistant,
     a_silent_unit_goes_offline_and_comes_back,
+    energy_sensors_never_go_down,
+    ingest_goes_on_without_the_broker,
 );
+
+/// Acceptance 6: `serve --config` with the old app's `mqtt:` section starts the bridge with its
+/// host, port and base topic.
+#[test]
+fn the_old_configs_mqtt_section_starts_the_bridge() {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("solarhub-test-{}-{}", std::process::id(), rand_suffix());
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "home:\n  id: home\n  name: Home\n  timezone: Asia/Karachi\nmqtt:\n  host: 127.0.0.1\n  port: 1883\n  base_topic: {tag}/solar\n  client_id: {tag}-hub\n  ha_discovery: true\n"
+        ),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let seen = subscribe(
+        &runtime,
+        vec![format!("{tag}/#"), "homeassistant/sensor/#".into()],
+    );
+    let port = common::free_port();
+    let mut hub = common::hub_binary()
+        .arg("--database-url")
+        .arg(dir.path().join("hub.db"))
+        .args(["serve", "--without-auth", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("{tag}/solar/status");
+    let state = format!("{tag}/solar/system/home/state");
+    let start = Instant::now();
+    while !(seen.last(&status).as_deref() == Some("online") && seen.last(&state).is_some()) {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = hub.kill();
+            panic!("the bridge of the config's mqtt: section did not publish");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its discovery goes to Home Assistant's default prefix, under this base topic's node ids.
+    let node = format!("{}_solar_system_home", tag.replace('/', "_"));
+    let discovery = format!("homeassistant/sensor/{node}/pv_power_w/config");
+    let start = Instant::now();
+    while seen.last(&discovery).is_none() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = hub.kill();
+    let _ = hub.wait();
+    assert!(seen.last(&discovery).is_some(), "{discovery}");
+    // Clean the broker: the retained configs of this test go away.
+    let mut options = rumqttc::MqttOptions::new(format!("{tag}-clean"), "127.0.0.1", 1883);
+    options.set_keep_alive(Duration::from_secs(5));
+    let topics: Vec<String> = seen
+        .topics_under("homeassistant/sensor/")
+        .into_iter()
+        .map(|(topic, _)| topic)
+        .filter(|topic| topic.contains(&node))
+        .collect();
+    runtime.block_on(async move {
+        let (client, mut events) = rumqttc::AsyncClient::new(options, 200);
+        for topic in topics {
+            client
+                .publish(topic, rumqttc::QoS::AtLeastOnce, true, Vec::<u8>::new())
+                .await
+                .unwrap();
+        }
+        client.disconnect().await.unwrap();
+        while events.poll().await.is_ok() {}
+    });
+}
