@@ -8,6 +8,9 @@
 //! rounds. SQLite always; Postgres too when `SOLARHUB_TEST_DATABASE_URL` names a server (databases
 //! are created for the run and dropped after it).
 //!
+//! With metrics on (scraped every second) and with the MQTT bridge on (the broker up, and
+//! unreachable), against the same token run: the target is again within 5%.
+//!
 //! `cargo bench -p solarhub-hub --bench uplink` (release build). `SOLARHUB_BENCH_SAMPLES` sets the
 //! streamed sample count per round (default 20000); unary runs take a tenth of it;
 //! `SOLARHUB_BENCH_ROUNDS` the rounds (default 3).
@@ -69,14 +72,20 @@ enum Variant {
     /// Token, with `--metrics-listen` on (every call through the metrics layer, every commit
     /// counted) and `/metrics` scraped every second, as Prometheus would.
     TokenMetrics,
+    /// Token, with the MQTT bridge publishing to the real broker on 127.0.0.1:1883.
+    TokenMqtt,
+    /// Token, with the MQTT bridge pointed at a broker that is not there.
+    TokenMqttAway,
 }
 
 impl Variant {
-    const ALL: [Variant; 4] = [
+    const ALL: [Variant; 6] = [
         Variant::Plain,
         Variant::Token,
         Variant::TlsToken,
         Variant::TokenMetrics,
+        Variant::TokenMqtt,
+        Variant::TokenMqttAway,
     ];
 
     fn name(self) -> &'static str {
@@ -85,6 +94,8 @@ impl Variant {
             Variant::Token => "plaintext, token",
             Variant::TlsToken => "TLS, token",
             Variant::TokenMetrics => "plaintext, token, metrics on",
+            Variant::TokenMqtt => "plaintext, token, MQTT bridge (broker up)",
+            Variant::TokenMqttAway => "plaintext, token, MQTT bridge (broker unreachable)",
         }
     }
 }
@@ -148,9 +159,28 @@ fn run(
             let metrics_listen = (variant == Variant::TokenMetrics)
                 .then(|| std::net::TcpListener::bind("127.0.0.1:0")?.local_addr())
                 .transpose()?;
+            let mqtt = match variant {
+                Variant::TokenMqtt | Variant::TokenMqttAway => {
+                    let port = if variant == Variant::TokenMqtt {
+                        1883
+                    } else {
+                        1
+                    };
+                    let mut settings = solarhub_hub::mqtt::MqttSettings::from_url(&format!(
+                        "mqtt://127.0.0.1:{port}"
+                    ))?;
+                    let tag = format!("solarhub-bench-{}-{n}", std::process::id());
+                    settings.base_topic = format!("{tag}/sh");
+                    settings.discovery_prefix = Some(format!("{tag}/ha"));
+                    settings.client_id = tag;
+                    Some(settings)
+                }
+                _ => None,
+            };
             let options = ServeOptions {
                 security,
                 metrics_listen,
+                mqtt,
                 ..ServeOptions::default()
             };
             if let Some(metrics) = metrics_listen {
@@ -164,7 +194,10 @@ fn run(
             ));
             let (url, access) = match variant {
                 Variant::Plain => (format!("http://127.0.0.1:{port}"), HubAccess::none()),
-                Variant::Token | Variant::TokenMetrics => {
+                Variant::Token
+                | Variant::TokenMetrics
+                | Variant::TokenMqtt
+                | Variant::TokenMqttAway => {
                     let url = format!("http://127.0.0.1:{port}");
                     let files = AccessFiles {
                         token: Some(token.token.expose().to_owned()),
@@ -243,7 +276,13 @@ fn run(
             streamed(variant)
         );
     }
-    for variant in [Variant::Plain, Variant::Token, Variant::TokenMetrics] {
+    for variant in [
+        Variant::Plain,
+        Variant::Token,
+        Variant::TokenMetrics,
+        Variant::TokenMqtt,
+        Variant::TokenMqttAway,
+    ] {
         println!(
             "{backend}: unary, one call per sample, {}: {unary_samples} samples x {rounds} rounds, median {:.0} samples/s",
             variant.name(),
@@ -267,6 +306,13 @@ fn run(
         "{backend}: metrics on / off (both with a token): streamed {:.3}, unary {:.3} (target: streamed at least 0.95)",
         streamed(Variant::TokenMetrics) / streamed(Variant::Token),
         unary(Variant::TokenMetrics) / unary(Variant::Token)
+    );
+    println!(
+        "{backend}: MQTT bridge on / off (both with a token): broker up: streamed {:.3}, unary {:.3}; broker unreachable: streamed {:.3}, unary {:.3} (target: streamed at least 0.95)",
+        streamed(Variant::TokenMqtt) / streamed(Variant::Token),
+        unary(Variant::TokenMqtt) / unary(Variant::Token),
+        streamed(Variant::TokenMqttAway) / streamed(Variant::Token),
+        unary(Variant::TokenMqttAway) / unary(Variant::Token)
     );
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! may restart only when the local day changes).
 //!
 //! It never slows ingest: it reads the broadcast notices (a lagging bridge skips, never blocks),
+//! gathers them and publishes a system at most every [`PUBLISH_EVERY`],
 //! and hands messages to the client with `try_publish`; while the broker is away the client's
 //! bounded queue fills and further messages are dropped and counted. On every (re)connection it
 //! publishes everything again.
@@ -49,6 +50,11 @@ pub const DEFAULT_DISCOVERY_PREFIX: &str = "homeassistant";
 pub const QUEUE: usize = 1024;
 /// How often every system is looked at again without a commit (availability follows staleness).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+/// Commits are gathered and a system is published at most this often (the fastest poll interval
+/// a user sets is about a second; ingest may commit many batches in that time).
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// How long a system's energy before today (its daily rows) is reused before it is read again.
+const ENERGY_BEFORE_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -190,6 +196,8 @@ struct Published {
     lifetime: HashMap<String, [Option<f64>; 6]>,
     /// Per system: (local date, today's kWh per figure).
     today: HashMap<String, (String, [Option<f64>; 6])>,
+    /// Per system: its energy before today, for that date, and when it was read.
+    energy_before: HashMap<String, (String, std::time::Instant, EnergyBefore)>,
 }
 
 struct Bridge {
@@ -406,11 +414,15 @@ pub async fn run_bridge(
     let mut notices = live.subscribe();
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush = tokio::time::interval(PUBLISH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Systems with commits not yet published.
+    let mut dirty: BTreeSet<String> = BTreeSet::new();
     tokio::pin!(shutdown);
     tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), base_topic = %topics.base, "MQTT bridge starting");
     loop {
-        // What to publish next: `Some(one system, or all)`.
-        let work: Option<Option<String>> = tokio::select! {
+        // What to publish next: `Some(these systems, or all)`.
+        let work: Option<Option<BTreeSet<String>>> = tokio::select! {
             _ = &mut shutdown => {
                 let _ = client.try_publish(topics.bridge_status(), QoS::AtLeastOnce, true, "offline");
                 let _ = client.try_disconnect();
@@ -434,12 +446,27 @@ pub async fn run_bridge(
                 }
                 None => None,
             },
-            notice = notices.recv() => match notice {
-                Ok(system) => Some(Some(system.to_string())),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(None),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-            },
-            _ = refresh.tick() => Some(None),
+            notice = notices.recv() => {
+                match notice {
+                    Ok(system) => {
+                        dirty.insert(system.to_string());
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        dirty.insert(String::new());
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                }
+                None
+            }
+            _ = flush.tick(), if !dirty.is_empty() => {
+                let systems = std::mem::take(&mut dirty);
+                // A lagged notice (the empty name) means: every system.
+                Some((!systems.contains("")).then_some(systems))
+            }
+            _ = refresh.tick() => {
+                dirty.clear();
+                Some(None)
+            }
         };
         let Some(only) = work else {
             continue;
@@ -461,10 +488,10 @@ async fn publish_systems(
     bridge: &mut Bridge,
     live: &Live,
     database: &Database,
-    only: Option<String>,
+    only: Option<BTreeSet<String>>,
 ) -> Result<(), DbError> {
     let systems: Vec<String> = match only {
-        Some(system) => vec![system],
+        Some(systems) => systems.into_iter().collect(),
         None => database
             .run(crate::db::catalog::load_systems)
             .await?
@@ -477,10 +504,26 @@ async fn publish_systems(
             continue;
         };
         let date = now.today.date.clone();
-        let id = system_id.clone();
-        let before = database
-            .run(move |conn| crate::db::rollups::system_energy_before(conn, &id, &date))
-            .await?;
+        let cached = bridge
+            .published
+            .energy_before
+            .get(&system_id)
+            .filter(|(d, read, _)| *d == date && read.elapsed() < ENERGY_BEFORE_TTL)
+            .map(|(_, _, before)| *before);
+        let before = match cached {
+            Some(before) => before,
+            None => {
+                let (id, day) = (system_id.clone(), date.clone());
+                let before = database
+                    .run(move |conn| crate::db::rollups::system_energy_before(conn, &id, &day))
+                    .await?;
+                bridge
+                    .published
+                    .energy_before
+                    .insert(system_id.clone(), (date, std::time::Instant::now(), before));
+                before
+            }
+        };
         let entities = entities::entities(&now);
         bridge.system(&system_id, entities, &now.today, before);
     }
