@@ -7,8 +7,8 @@
 //!
 //! It never slows ingest: it reads the broadcast notices (a lagging bridge skips, never blocks),
 //! gathers them and publishes a system at most every [`PUBLISH_EVERY`],
-//! and hands messages to the client with `try_publish`; while the broker is away the client's
-//! bounded queue fills and further messages are dropped and counted. On every (re)connection it
+//! and hands messages to the client with `try_publish` (a full queue drops, counted); while the
+//! broker is away nothing is queued at all (counted as dropped). On every (re)connection it
 //! publishes everything again.
 
 pub mod entities;
@@ -202,6 +202,9 @@ struct Published {
 
 struct Bridge {
     client: AsyncClient,
+    /// Whether the broker is reachable now; while not, nothing is queued (each message is
+    /// counted as dropped) and everything is published again on the next connection.
+    connected: bool,
     topics: Topics,
     discovery: bool,
     metrics: BridgeMetrics,
@@ -210,6 +213,10 @@ struct Bridge {
 
 impl Bridge {
     fn publish(&mut self, topic: String, payload: String, retain: bool) {
+        if !self.connected {
+            self.metrics.dropped.inc();
+            return;
+        }
         match self
             .client
             .try_publish(topic, QoS::AtMostOnce, retain, payload)
@@ -376,6 +383,7 @@ pub async fn run_bridge(
     let (client, mut eventloop) = AsyncClient::new(options, QUEUE);
     let mut bridge = Bridge {
         client: client.clone(),
+        connected: false,
         topics: topics.clone(),
         discovery: settings.discovery_prefix.is_some(),
         metrics: metrics.clone(),
@@ -406,6 +414,9 @@ pub async fn run_bridge(
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, "MQTT broker unreachable; retrying in 1 s (messages meanwhile are dropped and counted)");
+                    if signals.send(Signal::Disconnected).await.is_err() {
+                        return;
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -431,7 +442,12 @@ pub async fn run_bridge(
                 return Ok(());
             }
             signal = signalled.recv() => match signal {
+                Some(Signal::Disconnected) => {
+                    bridge.connected = false;
+                    None
+                }
                 Some(Signal::Connected) => {
+                    bridge.connected = true;
                     metrics.connections.inc();
                     tracing::info!("MQTT bridge connected: publishing discovery, availability and states");
                     bridge.published.last.clear();
@@ -480,6 +496,7 @@ pub async fn run_bridge(
 /// What the client's event loop tells the bridge.
 enum Signal {
     Connected,
+    Disconnected,
     HomeAssistantOnline,
 }
 
