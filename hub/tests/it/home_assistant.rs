@@ -296,6 +296,29 @@ fn the_site_appears_in_home_assistant(db: TestDb) {
     assert_eq!(state["load_power_w"].as_f64(), live.load_power_w);
     assert_eq!(state["battery_soc_pct"].as_f64(), live.battery_soc_pct);
 
+    // A pack removed from the catalog: its discovery configs are cleared (empty retained).
+    let pack_config = configs
+        .iter()
+        .map(|(topic, _)| topic.clone())
+        .find(|topic| topic.contains("_battery_pack_jkbms_bank/"))
+        .expect("the JK bank has discovery configs");
+    hub.runtime.block_on(async {
+        solarhub_proto::v1::battery_pack_service_client::BatteryPackServiceClient::new(
+            hub.channel.clone(),
+        )
+        .delete_battery_pack(solarhub_proto::v1::DeleteBatteryPackRequest {
+            pack_id: "jkbms_bank".into(),
+            cascade: true,
+        })
+        .await
+        .unwrap()
+    });
+    wait_for(
+        "the removed pack's discovery cleared",
+        solarhub_hub::mqtt::REFRESH_EVERY * 3,
+        || seen.last(&pack_config).as_deref() == Some(""),
+    );
+
     // 3. The hub stops: the bridge says offline, which every sensor's availability includes.
     hub.stop_and_wait(Duration::from_secs(3));
     assert_eq!(
