@@ -395,9 +395,12 @@ pub async fn run_bridge(
     let ha_status = topics.ha_status();
     let subscriber = client.clone();
     let connection = tokio::spawn(async move {
+        // One warning per outage, not one per retry.
+        let mut reachable = true;
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    reachable = true;
                     let _ = subscriber.try_subscribe(ha_status.clone(), QoS::AtMostOnce);
                     if signals.send(Signal::Connected).await.is_err() {
                         return;
@@ -413,7 +416,11 @@ pub async fn run_bridge(
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "MQTT broker unreachable; retrying in 1 s (messages meanwhile are dropped and counted)");
+                    if std::mem::replace(&mut reachable, false) {
+                        tracing::warn!(%error, "MQTT broker unreachable; retrying every second (messages meanwhile are dropped and counted)");
+                    } else {
+                        tracing::debug!(%error, "MQTT broker still unreachable");
+                    }
                     if signals.send(Signal::Disconnected).await.is_err() {
                         return;
                     }
