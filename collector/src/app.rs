@@ -25,8 +25,13 @@ pub async fn run_collector(
     observer: Arc<Observer>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut outbox = Outbox::open(outbox_dir, crate::outbox::Limits::default())?;
-    let Some(assignments) = obtain_assignments(&config, &mut outbox, &mut shutdown.clone()).await?
+    let outbox = Arc::new(Mutex::new(Outbox::open(
+        outbox_dir,
+        crate::outbox::Limits::default(),
+    )?));
+    // From now on the outbox's depth is in the metrics, also while registration is retried.
+    observer.metrics().attach_outbox(outbox.clone());
+    let Some(assignments) = obtain_assignments(&config, &outbox, &mut shutdown.clone()).await?
     else {
         return Ok(());
     };
@@ -35,8 +40,6 @@ pub async fn run_collector(
         &assignments,
         None,
     )?;
-    let outbox = Arc::new(Mutex::new(outbox));
-    observer.metrics().attach_outbox(outbox.clone());
     let (readings_in, readings_out) = mpsc::channel::<Reading>(1024);
     let (stored_tx, stored_rx) = watch::channel(0u64);
     let runtime = tokio::spawn(crate::runtime::run(

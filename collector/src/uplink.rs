@@ -456,7 +456,7 @@ pub fn assignments_from_proto(list: &[proto::Assignment]) -> Vec<crate::assignme
 /// until it succeeds; `None` when `shutdown` fires first.
 pub async fn obtain_assignments(
     config: &UplinkConfig,
-    outbox: &mut Outbox,
+    outbox: &Arc<Mutex<Outbox>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Vec<crate::assignment::Assignment>>> {
     let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
@@ -464,13 +464,20 @@ pub async fn obtain_assignments(
         let error = match connect_and_register(config).await {
             Ok((_, registered)) => {
                 let assignments = assignments_from_proto(&registered.assignments);
-                outbox.cache_assignments(&serde_json::to_string(&assignments)?)?;
+                outbox
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .cache_assignments(&serde_json::to_string(&assignments)?)?;
                 tracing::info!(hub = %config.hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
                 return Ok(Some(assignments));
             }
             Err(error) => error,
         };
-        if let Some(cached) = outbox.cached_assignments()? {
+        let cached = outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cached_assignments()?;
+        if let Some(cached) = cached {
             tracing::warn!(%error, "cannot register: polling with the assignments cached last time, buffering in the outbox");
             return Ok(Some(serde_json::from_str(&cached)?));
         }

@@ -255,3 +255,39 @@ impl Collector for OutboxDepth {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_metric_with_its_unit_and_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), crate::outbox::Limits::default()).unwrap();
+        let metrics = CollectorMetrics::default();
+        metrics.attach_outbox(Arc::new(Mutex::new(outbox)));
+        metrics.polled(&PollRecord {
+            bus: "tcp 127.0.0.1:502".into(),
+            device_id: "inv1".into(),
+            result: super::super::PollResult::Timeout,
+            duration: Duration::from_millis(1000),
+            at: 0,
+        });
+        metrics.dropped("inv1", "sentinel");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).unwrap();
+        for line in [
+            "solarhub_collector_polls_total{device=\"inv1\",result=\"timeout\"} 1",
+            "solarhub_collector_values_dropped_total{device=\"inv1\",reason=\"sentinel\"} 1",
+            "solarhub_collector_poll_duration_seconds_count{bus=\"tcp 127.0.0.1:502\"} 1",
+            "solarhub_collector_bus_busy_seconds_total{bus=\"tcp 127.0.0.1:502\"} 1.0",
+            "solarhub_collector_outbox_batches 0.0",
+            "solarhub_collector_outbox_bytes 0.0",
+            "solarhub_collector_outbox_oldest_age_seconds 0.0",
+            "solarhub_collector_outbox_batches_dropped_total 0",
+            "solarhub_collector_uplink_connected 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}
