@@ -224,6 +224,11 @@ pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600)
 pub async fn run_pruner(database: Database, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
+        // First after one period: a starting hub writes nothing it need not.
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
         let now = chrono::Utc::now().timestamp_millis();
         let pruned = database
             .run_write(move |conn| store::prune_poll_counts(conn, now - KEEP_POLL_COUNTS_MS))
@@ -232,10 +237,6 @@ pub async fn run_pruner(database: Database, shutdown: impl std::future::Future<O
             Ok(0) => {}
             Ok(rows) => tracing::debug!(rows, "old poll counts forgotten"),
             Err(error) => tracing::warn!(%error, "old poll counts not pruned this round"),
-        }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(PRUNE_EVERY) => {}
         }
     }
 }

@@ -90,8 +90,24 @@ pub fn install_fixture(
     .unwrap();
     edit(&mut loaded.installation);
     let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-    solarhub_hub::db::catalog::apply_installation(conn, &rows, &loaded.installation, false)
-        .unwrap();
+    // Running hubs write too (roller, sampler): on SQLite a write may lose a race, as the hub's own
+    // writes do (they are retried the same way).
+    for attempt in 1.. {
+        match solarhub_hub::db::catalog::apply_installation(
+            conn,
+            &rows,
+            &loaded.installation,
+            false,
+        ) {
+            Err(solarhub_hub::db::DbError::Contention(_)) if attempt < 5 => {
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt))
+            }
+            result => {
+                result.unwrap();
+                break;
+            }
+        }
+    }
 }
 
 /// The fixture with powdrive1 (unit 1) and grid_meter_1 (unit 3) assigned to `collector`,
