@@ -284,10 +284,7 @@ impl Ingest {
         match result {
             CommitResult::Replay => self.metrics.committed(true, 0, 0, seconds),
             CommitResult::Committed { stored, duplicates } => {
-                self.metrics.committed(false, stored, duplicates, seconds);
-                for refusal in &refused {
-                    self.metrics.refused(refusal.kind.as_str());
-                }
+                self.metrics.committed(false, stored, duplicates, seconds)
             }
         }
         if matches!(result, CommitResult::Committed { stored, .. } if stored > 0) {
@@ -549,13 +546,14 @@ fn build_rows(
     (rows, refused, accepted)
 }
 
-/// The batch's poll tallies as counts to add, for the devices this collector may report on (the
-/// rest are ignored: a tally is no reading, and nobody else's data quality is this collector's).
+/// The batch's poll tallies as counts to add, one per (device, bucket, counter), for the devices
+/// this collector may report on (the rest are ignored: a tally is no reading, and nobody else's
+/// data quality is this collector's).
 fn poll_counts(directory: &DeviceDirectory, batch: &Batch) -> Vec<crate::db::quality::PollCount> {
     use crate::db::quality::{BUCKET_MS, PollCount};
     use solarhub_proto::contract::quality::DROP_REASONS;
     let allowed = directory.assigned.get(&batch.collector_id);
-    let mut counts = Vec::new();
+    let mut counts: BTreeMap<(String, i64, String), i64> = BTreeMap::new();
     for tally in &batch.polls {
         if !allowed.is_some_and(|devices| devices.contains(&tally.device_id))
             || !directory.devices.contains_key(&tally.device_id)
@@ -563,28 +561,36 @@ fn poll_counts(directory: &DeviceDirectory, batch: &Batch) -> Vec<crate::db::qua
             continue;
         }
         let bucket_start = tally.until.div_euclid(BUCKET_MS) * BUCKET_MS;
-        let mut add = |counter: String, amount: u32| {
-            if amount > 0 {
-                counts.push(PollCount {
-                    device_id: tally.device_id.clone(),
-                    bucket_start,
-                    counter,
-                    amount: i64::from(amount),
-                });
-            }
-        };
-        add(quality_counter::POLLS.into(), tally.polls);
-        add(quality_counter::ANSWERED.into(), tally.answered);
-        add(quality_counter::TIMEOUTS.into(), tally.timeouts);
-        add(quality_counter::EXCEPTIONS.into(), tally.exceptions);
-        add(quality_counter::OTHER_FAILURES.into(), tally.other_failures);
-        for (reason, amount) in &tally.dropped {
-            if DROP_REASONS.contains(&reason.as_str()) {
-                add(quality_counter::dropped(reason), *amount);
-            }
+        let dropped = tally
+            .dropped
+            .iter()
+            .filter(|(reason, _)| DROP_REASONS.contains(&reason.as_str()))
+            .map(|(reason, amount)| (quality_counter::dropped(reason), *amount));
+        let counters = [
+            (quality_counter::POLLS, tally.polls),
+            (quality_counter::ANSWERED, tally.answered),
+            (quality_counter::TIMEOUTS, tally.timeouts),
+            (quality_counter::EXCEPTIONS, tally.exceptions),
+            (quality_counter::OTHER_FAILURES, tally.other_failures),
+        ]
+        .into_iter()
+        .map(|(counter, amount)| (counter.to_owned(), amount))
+        .chain(dropped);
+        for (counter, amount) in counters.filter(|(_, amount)| *amount > 0) {
+            *counts
+                .entry((tally.device_id.clone(), bucket_start, counter))
+                .or_default() += i64::from(amount);
         }
     }
     counts
+        .into_iter()
+        .map(|((device_id, bucket_start, counter), amount)| PollCount {
+            device_id,
+            bucket_start,
+            counter,
+            amount,
+        })
+        .collect()
 }
 
 /// The names of the stored poll counters (`poll_counts.counter`).

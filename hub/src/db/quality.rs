@@ -21,20 +21,34 @@ pub struct PollCount {
     pub amount: i64,
 }
 
-/// Adds `counts` to the stored buckets. Call inside the batch's transaction.
+/// Adds `counts` to the stored buckets. Call inside the batch's transaction; `counts` must name
+/// each (device, bucket, counter) once (Postgres refuses to update one row twice in a statement).
+/// On Postgres a few hundred rows go in one statement (one round trip); diesel has no batch
+/// upsert for SQLite, where a statement costs no round trip, so there it is one per row.
 pub fn add_poll_counts(conn: &mut DbConnection, counts: &[PollCount]) -> Result<(), DbError> {
     use diesel::upsert::excluded;
     use schema::poll_counts::dsl as p;
-    for count in counts {
-        let insert = diesel::insert_into(p::poll_counts)
-            .values(count)
-            .on_conflict((p::device_id, p::bucket_start, p::counter))
-            .do_update()
-            .set(p::amount.eq(p::amount + excluded(p::amount)));
-        match conn {
-            DbConnection::Postgres(pg) => insert.execute(pg)?,
-            DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
-        };
+    match conn {
+        DbConnection::Postgres(pg) => {
+            for chunk in counts.chunks(super::samples::INSERT_BATCH_ROWS) {
+                diesel::insert_into(p::poll_counts)
+                    .values(chunk)
+                    .on_conflict((p::device_id, p::bucket_start, p::counter))
+                    .do_update()
+                    .set(p::amount.eq(p::amount + excluded(p::amount)))
+                    .execute(pg)?;
+            }
+        }
+        DbConnection::Sqlite(sqlite) => {
+            for count in counts {
+                diesel::insert_into(p::poll_counts)
+                    .values(count)
+                    .on_conflict((p::device_id, p::bucket_start, p::counter))
+                    .do_update()
+                    .set(p::amount.eq(p::amount + excluded(p::amount)))
+                    .execute(sqlite)?;
+            }
+        }
     }
     Ok(())
 }

@@ -163,12 +163,13 @@ fn ack(
     mut early: Vec<Refusal>,
     metrics: &crate::metrics::IngestMetrics,
 ) -> proto::Ack {
+    early.extend(outcome.refused);
+    // Every refusal of a committed batch meets here once (a replay refuses nothing anew).
     if !outcome.replay {
         for refusal in &early {
             metrics.refused(refusal.kind.as_str());
         }
     }
-    early.extend(outcome.refused);
     proto::Ack {
         seq: outcome.seq,
         replay: outcome.replay,
