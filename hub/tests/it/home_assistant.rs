@@ -15,7 +15,6 @@ use solarhub_collector::simulator::Fault;
 use solarhub_hub::mqtt::MqttSettings;
 
 const COLLECTOR: &str = "ha-site";
-const BROKER: &str = "mqtt://127.0.0.1:1883";
 
 /// Topic → payloads in order, each with its retained flag.
 type Messages = BTreeMap<String, Vec<(String, bool)>>;
@@ -140,39 +139,9 @@ fn count(conn: &mut solarhub_hub::db::DbConnection, table: &str) -> usize {
 /// with the live API's values; a silent unit goes offline and comes back; the hub stopping says
 /// offline for everything.
 fn the_site_appears_in_home_assistant(db: TestDb) {
-    let tag = format!("solarhub-test-{}-{}", std::process::id(), rand_suffix());
-    let base = format!("{tag}/sh");
-    let prefix = format!("{tag}/ha");
-    let mut settings = MqttSettings::from_url(BROKER).unwrap();
-    settings.base_topic = base.clone();
-    settings.discovery_prefix = Some(prefix.clone());
-    settings.client_id = format!("{tag}-hub");
-    let mut hub = RunningHub::start_with(
-        &db,
-        solarhub_hub::server::ServeOptions {
-            mqtt: Some(settings),
-            ..solarhub_hub::server::ServeOptions::default()
-        },
-    );
-    let seen = subscribe(&hub.runtime, vec![format!("{tag}/#")]);
-    let (port, devices) = hub.runtime.block_on(site::simulated_gateway_with_devices());
-    let poll_secs = 1.0;
-    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, poll_secs);
-    let dir = tempfile::tempdir().unwrap();
-    let (stop_collector, stopped) = tokio::sync::watch::channel(false);
-    let config = solarhub_collector::uplink::UplinkConfig {
-        access: solarhub_collector::hub_access::HubAccess::none(),
-        hub: hub.url.clone(),
-        collector_id: COLLECTOR.into(),
-        version: "test".into(),
-        batch_max_readings: 20,
-        batch_max_wait: Duration::from_millis(200),
-        max_backoff: Duration::from_secs(1),
-    };
-    let outbox = dir.path().to_owned();
-    let collector = hub.runtime.spawn(async move {
-        solarhub_collector::app::run_collector(config, &outbox, None, Arc::default(), stopped).await
-    });
+    let mut site = site_with_bridge(&db, 1883);
+    let (base, prefix, seen) = (site.base.clone(), site.prefix.clone(), site.seen.clone());
+    let hub = &site.hub;
 
     // States for the polled devices arrive.
     let inverter_state = format!("{base}/inverter/powdrive1/state");
@@ -276,8 +245,8 @@ fn the_site_appears_in_home_assistant(db: TestDb) {
     }
 
     // 2. The live API's values.
-    let _ = stop_collector.send(true);
-    hub.runtime.block_on(collector).unwrap().unwrap();
+    site.stop_collector();
+    let hub = &site.hub;
     std::thread::sleep(solarhub_hub::mqtt::REFRESH_EVERY * 2);
     let live = hub.runtime.block_on(async {
         solarhub_proto::v1::live_service_client::LiveServiceClient::new(hub.channel.clone())
@@ -320,49 +289,19 @@ fn the_site_appears_in_home_assistant(db: TestDb) {
     );
 
     // 3. The hub stops: the bridge says offline, which every sensor's availability includes.
-    hub.stop_and_wait(Duration::from_secs(3));
+    site.hub.stop_and_wait(Duration::from_secs(3));
     assert_eq!(
         seen.last(&format!("{base}/status")).as_deref(),
         Some("offline")
     );
-    let _ = devices;
 }
 
 /// Acceptance 3: a unit that times out goes offline within three poll intervals (plus the
 /// bridge's refresh) and online again when it answers.
 fn a_silent_unit_goes_offline_and_comes_back(db: TestDb) {
-    let tag = format!("solarhub-test-{}-{}", std::process::id(), rand_suffix());
-    let base = format!("{tag}/sh");
-    let mut settings = MqttSettings::from_url(BROKER).unwrap();
-    settings.base_topic = base.clone();
-    settings.discovery_prefix = Some(format!("{tag}/ha"));
-    settings.client_id = format!("{tag}-hub");
-    let hub = RunningHub::start_with(
-        &db,
-        solarhub_hub::server::ServeOptions {
-            mqtt: Some(settings),
-            ..solarhub_hub::server::ServeOptions::default()
-        },
-    );
-    let seen = subscribe(&hub.runtime, vec![format!("{tag}/#")]);
-    let (port, devices) = hub.runtime.block_on(site::simulated_gateway_with_devices());
-    let poll_secs = 1.0;
-    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, poll_secs);
-    let dir = tempfile::tempdir().unwrap();
-    let (stop_collector, stopped) = tokio::sync::watch::channel(false);
-    let config = solarhub_collector::uplink::UplinkConfig {
-        access: solarhub_collector::hub_access::HubAccess::none(),
-        hub: hub.url.clone(),
-        collector_id: COLLECTOR.into(),
-        version: "test".into(),
-        batch_max_readings: 20,
-        batch_max_wait: Duration::from_millis(200),
-        max_backoff: Duration::from_secs(1),
-    };
-    let outbox = dir.path().to_owned();
-    let collector = hub.runtime.spawn(async move {
-        solarhub_collector::app::run_collector(config, &outbox, None, Arc::default(), stopped).await
-    });
+    let mut site = site_with_bridge(&db, 1883);
+    let (base, seen, devices) = (&site.base, &site.seen, &site.devices);
+    let poll_secs = POLL_SECS;
     let availability = format!("{base}/meter/grid_meter_1/availability");
     wait_for("the meter online", Duration::from_secs(30), || {
         seen.last(&availability).as_deref() == Some("online")
@@ -385,9 +324,9 @@ fn a_silent_unit_goes_offline_and_comes_back(db: TestDb) {
     wait_for("the meter online again", Duration::from_secs(45), || {
         seen.last(&availability).as_deref() == Some("online")
     });
-    let _ = stop_collector.send(true);
-    hub.runtime.block_on(collector).unwrap().unwrap();
-    assert!(seen.all(&availability).len() >= 3);
+    let changes = seen.all(&availability).len();
+    site.stop_collector();
+    assert!(changes >= 3);
 }
 
 /// A TCP forwarder to the real broker that the test can cut (the broker "unreachable") and
@@ -433,16 +372,30 @@ impl Proxy {
     }
 }
 
-/// A hub publishing through `broker_port` (the proxy or the broker), the simulated gateway, and
-/// the real collector polling it every second.
+/// How often the tests' collector polls its devices (seconds).
+const POLL_SECS: f64 = 1.0;
+
+/// A hub publishing through `broker_port` (the proxy or the broker) under topics of its own, the
+/// simulated gateway, and the real collector polling it every [`POLL_SECS`].
 struct Site {
     hub: RunningHub,
     seen: Seen,
     base: String,
     prefix: String,
     devices: BTreeMap<u8, Arc<solarhub_collector::simulator::SimDevice>>,
-    stop_collector: tokio::sync::watch::Sender<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
+    collector: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _outbox: tempfile::TempDir,
+}
+
+impl Site {
+    /// Stops the collector (it drains its outbox) and waits for it.
+    fn stop_collector(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(collector) = self.collector.take() {
+            self.hub.runtime.block_on(collector).unwrap().unwrap();
+        }
+    }
 }
 
 fn site_with_bridge(db: &TestDb, broker_port: u16) -> Site {
@@ -462,20 +415,12 @@ fn site_with_bridge(db: &TestDb, broker_port: u16) -> Site {
     );
     let seen = subscribe(&hub.runtime, vec![format!("{tag}/#")]);
     let (port, devices) = hub.runtime.block_on(site::simulated_gateway_with_devices());
-    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, 1.0);
+    site::assign_to_collector(&mut hub.database.get().unwrap(), COLLECTOR, port, POLL_SECS);
     let outbox = tempfile::tempdir().unwrap();
-    let (stop_collector, stopped) = tokio::sync::watch::channel(false);
-    let config = solarhub_collector::uplink::UplinkConfig {
-        access: solarhub_collector::hub_access::HubAccess::none(),
-        hub: hub.url.clone(),
-        collector_id: COLLECTOR.into(),
-        version: "test".into(),
-        batch_max_readings: 20,
-        batch_max_wait: Duration::from_millis(200),
-        max_backoff: Duration::from_secs(1),
-    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let config = site::uplink_config(&hub.url, COLLECTOR);
     let dir = outbox.path().to_owned();
-    hub.runtime.spawn(async move {
+    let collector = hub.runtime.spawn(async move {
         solarhub_collector::app::run_collector(config, &dir, None, Arc::default(), stopped).await
     });
     Site {
@@ -484,7 +429,8 @@ fn site_with_bridge(db: &TestDb, broker_port: u16) -> Site {
         base,
         prefix,
         devices,
-        stop_collector,
+        stop,
+        collector: Some(collector),
         _outbox: outbox,
     }
 }
@@ -531,7 +477,8 @@ fn energy_sensors_never_go_down(db: TestDb) {
     std::thread::sleep(Duration::from_secs(4));
     site.devices[&1].set_fault(Fault::None);
     std::thread::sleep(Duration::from_secs(3));
-    let _ = site.stop_collector.send(true);
+    let mut site = site;
+    site.stop_collector();
     let sensors = solarhub_hub::mqtt::entities::energy_sensors();
     let mut checked = 0;
     for sensor in &sensors {
@@ -591,7 +538,8 @@ fn ingest_goes_on_without_the_broker(db: TestDb) {
                 && site.seen.all(&config).len() > configs_before
         },
     );
-    let _ = site.stop_collector.send(true);
+    let mut site = site;
+    site.stop_collector();
     drop(runtime);
 }
 

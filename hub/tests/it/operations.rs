@@ -315,15 +315,7 @@ fn data_quality_names_the_silent_unit(db: TestDb) {
     devices[&3].set_fault(Fault::Timeout);
     let dir = tempfile::tempdir().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let config = solarhub_collector::uplink::UplinkConfig {
-        access: solarhub_collector::hub_access::HubAccess::none(),
-        hub: hub.url.clone(),
-        collector_id: COLLECTOR.into(),
-        version: "test".into(),
-        batch_max_readings: 20,
-        batch_max_wait: Duration::from_millis(300),
-        max_backoff: Duration::from_secs(1),
-    };
+    let config = site::uplink_config(&hub.url, COLLECTOR);
     let outbox = dir.path().to_owned();
     let running = hub.runtime.spawn(async move {
         solarhub_collector::app::run_collector(

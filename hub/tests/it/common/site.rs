@@ -133,6 +133,20 @@ pub fn assign_to_collector(conn: &mut DbConnection, collector: &str, port: u16, 
     });
 }
 
+/// How the tests' in-process collectors reach `hub_url` as `collector`: small batches, a short
+/// wait and back-off, no credentials.
+pub fn uplink_config(hub_url: &str, collector: &str) -> solarhub_collector::uplink::UplinkConfig {
+    solarhub_collector::uplink::UplinkConfig {
+        access: solarhub_collector::hub_access::HubAccess::none(),
+        hub: hub_url.to_owned(),
+        collector_id: collector.into(),
+        version: "test".into(),
+        batch_max_readings: 20,
+        batch_max_wait: std::time::Duration::from_millis(200),
+        max_backoff: std::time::Duration::from_secs(1),
+    }
+}
+
 /// Runs the real collector with `config` (outbox in `outbox`) on the hub's runtime until each of
 /// [`DEVICES`] has reported `enough` times, stops it (it drains its outbox), and returns every
 /// reading it took.
