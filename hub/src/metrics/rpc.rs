@@ -193,15 +193,6 @@ pub struct MeteredBody<B> {
     call: Option<Call>,
 }
 
-impl<B: Default> Default for MeteredBody<B> {
-    fn default() -> Self {
-        MeteredBody {
-            inner: B::default(),
-            call: None,
-        }
-    }
-}
-
 impl<B> Drop for MeteredBody<B> {
     fn drop(&mut self) {
         // The client went away before the status was sent.

@@ -55,16 +55,9 @@ const SOC: Sensor = sensor(
     "measurement",
 );
 
-/// A system's energy figures: today's (they may fall back to 0 only when the local day changes)
-/// and lifetime (never down).
-pub const ENERGY_FIELDS: [(&str, &str); 6] = [
-    ("pv", "PV energy"),
-    ("load", "Load energy"),
-    ("grid_import", "Grid import"),
-    ("grid_export", "Grid export"),
-    ("battery_charge", "Battery charge"),
-    ("battery_discharge", "Battery discharge"),
-];
+const POWER_W: Sensor = sensor("power_w", "Power", "W", "power", "measurement");
+const VOLTAGE_V: Sensor = sensor("voltage_v", "Voltage", "V", "voltage", "measurement");
+const CURRENT_A: Sensor = sensor("current_a", "Current", "A", "current", "measurement");
 
 /// One published device or aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +90,19 @@ impl Entity {
         self.state.insert(sensor.field.to_owned(), json!(value));
         self.sensors.push(sensor);
     }
+
+    /// The four powers and the SOC of a system or an inverter array.
+    fn totals(&mut self, totals: &crate::live::PowerTotals) {
+        for (sensor, value) in POWER.into_iter().zip([
+            totals.pv_power_w,
+            totals.load_power_w,
+            totals.grid_power_w,
+            totals.battery_power_w,
+        ]) {
+            self.field(sensor, value);
+        }
+        self.field(SOC, totals.battery_soc_pct);
+    }
 }
 
 /// Every entity of one system now. Energy figures are added by the bridge (they need its memory
@@ -105,16 +111,7 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
     let system_id = now.system.system_id.as_str();
     let mut out = Vec::new();
     let mut system = Entity::new("system", system_id, &now.system.name, None);
-    let totals = &now.totals;
-    for (sensor, value) in POWER.iter().zip([
-        totals.pv_power_w,
-        totals.load_power_w,
-        totals.grid_power_w,
-        totals.battery_power_w,
-    ]) {
-        system.field(*sensor, value);
-    }
-    system.field(SOC, totals.battery_soc_pct);
+    system.totals(&now.totals);
     out.push(system);
 
     for array in &now.arrays {
@@ -125,16 +122,7 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
             &array.array.name,
             Some(("system", system_id)),
         );
-        let t = &array.totals;
-        for (sensor, value) in POWER.iter().zip([
-            t.pv_power_w,
-            t.load_power_w,
-            t.grid_power_w,
-            t.battery_power_w,
-        ]) {
-            entity.field(*sensor, value);
-        }
-        entity.field(SOC, t.battery_soc_pct);
+        entity.totals(&array.totals);
         out.push(entity);
         for inverter in &array.inverters {
             let mut entity = Entity::new(
@@ -182,14 +170,8 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
             Some(("system", system_id)),
         );
         entity.field(SOC, battery_array.soc_pct);
-        entity.field(
-            sensor("power_w", "Power", "W", "power", "measurement"),
-            battery_array.power_w,
-        );
-        entity.field(
-            sensor("voltage_v", "Voltage", "V", "voltage", "measurement"),
-            battery_array.voltage_v,
-        );
+        entity.field(POWER_W, battery_array.power_w);
+        entity.field(VOLTAGE_V, battery_array.voltage_v);
         out.push(entity);
         for pack in &battery_array.packs {
             let mut entity = Entity::new(
@@ -201,18 +183,9 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
             entity.available = !pack.reading.stale;
             let s = pack.reading.sample.as_ref();
             entity.field(SOC, s.and_then(|s| s.soc_pct));
-            entity.field(
-                sensor("power_w", "Power", "W", "power", "measurement"),
-                s.and_then(|s| s.power_w),
-            );
-            entity.field(
-                sensor("voltage_v", "Voltage", "V", "voltage", "measurement"),
-                s.and_then(|s| s.voltage_v),
-            );
-            entity.field(
-                sensor("current_a", "Current", "A", "current", "measurement"),
-                s.and_then(|s| s.current_a),
-            );
+            entity.field(POWER_W, s.and_then(|s| s.power_w));
+            entity.field(VOLTAGE_V, s.and_then(|s| s.voltage_v));
+            entity.field(CURRENT_A, s.and_then(|s| s.current_a));
             entity.field(
                 sensor(
                     "temperature_c",
@@ -233,14 +206,8 @@ fn meter_entity(meter: &crate::live::MeterNow, via: (&'static str, &str)) -> Ent
     let mut entity = Entity::new("meter", &meter.meter.meter_id, &meter.meter.name, Some(via));
     entity.available = !meter.reading.stale;
     let s = meter.reading.sample.as_ref();
-    entity.field(
-        sensor("power_w", "Power", "W", "power", "measurement"),
-        s.and_then(|s| s.power_w),
-    );
-    entity.field(
-        sensor("voltage_v", "Voltage", "V", "voltage", "measurement"),
-        s.and_then(|s| s.voltage_v),
-    );
+    entity.field(POWER_W, s.and_then(|s| s.power_w));
+    entity.field(VOLTAGE_V, s.and_then(|s| s.voltage_v));
     entity.field(
         sensor(
             "frequency_hz",
@@ -341,8 +308,10 @@ fn node_id(base: &str, entity: &Entity) -> String {
     node_of(base, entity.kind, &entity.id)
 }
 
-/// The energy sensors of a system (today's and lifetime), in the order of [`ENERGY_FIELDS`].
-pub fn energy_sensors() -> Vec<Sensor> {
+/// The energy sensors of a system: six of today (they restart only when the local day does), then
+/// the same six lifetime (never down), in the order PV, load, grid import, grid export, battery
+/// charge, battery discharge.
+pub fn energy_sensors() -> [Sensor; 12] {
     const TODAY: [Sensor; 6] = [
         sensor(
             "pv_today_kwh",
@@ -431,7 +400,10 @@ pub fn energy_sensors() -> Vec<Sensor> {
             "total_increasing",
         ),
     ];
-    TODAY.into_iter().chain(TOTAL).collect()
+    let mut all = [TODAY[0]; 12];
+    all[..6].copy_from_slice(&TODAY);
+    all[6..].copy_from_slice(&TOTAL);
+    all
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::db::{Database, DbError};
 use crate::live::Live;
-use entities::{ENERGY_FIELDS, EnergyBefore, Entity, Topics};
+use entities::{EnergyBefore, Entity, Topics};
 
 /// How the bridge reaches the broker and names its topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,7 +330,7 @@ impl Bridge {
             .entry(system_id.to_owned())
             .or_insert([None; 6]);
         let sensors = entities::energy_sensors();
-        for i in 0..ENERGY_FIELDS.len() {
+        for i in 0..now_today.len() {
             let day = never_down(last_today[i], now_today[i]);
             last_today[i] = day;
             let total = match (earlier[i], day) {
