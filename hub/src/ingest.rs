@@ -245,6 +245,13 @@ impl Ingest {
         batch: Batch,
         version: Option<String>,
     ) -> Result<Outcome, IngestError> {
+        let prepared = self.prepare(batch).await?;
+        self.commit_prepared(prepared, version).await
+    }
+
+    /// Checks `batch` and sorts it into rows and refusals, without writing anything: a stream
+    /// prepares its next batch while the previous one commits.
+    pub async fn prepare(&self, batch: Batch) -> Result<Prepared, IngestError> {
         if crate::catalog::id_problem(&batch.collector_id).is_some() {
             return Err(IngestError::Invalid(format!(
                 "collector_id {:?} is not a valid id",
@@ -257,62 +264,120 @@ impl Ingest {
         let directory = self.directory().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let (rows, refused, readings) = build_rows(&directory, &batch, now);
-        let adds_structure = !rows.new_batteries.is_empty() || !rows.new_cells.is_empty();
-        let collector_id = batch.collector_id.clone();
-        let seq = batch.seq;
-        let mut touched: Vec<String> = rows.latest.iter().map(|l| l.system_id.clone()).collect();
-        touched.sort();
-        touched.dedup();
-        let rows = Arc::new(rows);
+        Ok(Prepared {
+            collector_id: batch.collector_id,
+            seq: batch.seq,
+            rows,
+            refused,
+            readings,
+        })
+    }
+
+    /// Commits a prepared batch (once).
+    pub async fn commit_prepared(
+        &self,
+        prepared: Prepared,
+        version: Option<String>,
+    ) -> Result<Outcome, IngestError> {
+        let mut outcomes = self.commit_group(vec![prepared], version).await?;
+        Ok(outcomes.remove(0))
+    }
+
+    /// Commits prepared batches of one stream, in order, in one transaction: a stream with
+    /// several batches waiting (a collector emptying its outbox) waits for one commit, not one per
+    /// batch. Every batch is still committed once, with its seq; if the transaction fails, none is.
+    pub async fn commit_group(
+        &self,
+        group: Vec<Prepared>,
+        version: Option<String>,
+    ) -> Result<Vec<Outcome>, IngestError> {
+        let adds_structure = group
+            .iter()
+            .any(|p| !p.rows.new_batteries.is_empty() || !p.rows.new_cells.is_empty());
+        // What the writer needs, and what the acks need after it.
+        let mut writes = Vec::with_capacity(group.len());
+        let mut answers = Vec::with_capacity(group.len());
+        for prepared in group {
+            let systems: Vec<String> = prepared
+                .rows
+                .latest
+                .iter()
+                .map(|l| l.system_id.clone())
+                .collect();
+            answers.push((prepared.seq, prepared.refused, prepared.readings, systems));
+            writes.push((prepared.collector_id, prepared.seq, prepared.rows));
+        }
+        let writes = Arc::new(writes);
         let started = Instant::now();
-        let result = self
+        let results = self
             .database
-            .run_write(move |conn| -> Result<CommitResult, IngestError> {
-                Ok(ingest::commit_batch(
-                    conn,
-                    &collector_id,
-                    version.as_deref(),
-                    seq,
-                    &rows,
-                )?)
+            .run_write(move |conn| -> Result<Vec<CommitResult>, IngestError> {
+                let mut results = Vec::with_capacity(writes.len());
+                for (collector_id, seq, rows) in writes.iter() {
+                    results.push(ingest::commit_batch(
+                        conn,
+                        collector_id,
+                        version.as_deref(),
+                        *seq,
+                        rows,
+                    )?);
+                }
+                Ok(results)
             })
             .await?;
         if adds_structure {
             self.invalidate();
         }
         let seconds = started.elapsed().as_secs_f64();
-        match result {
-            CommitResult::Replay => self.metrics.committed(true, 0, 0, seconds),
-            CommitResult::Committed { stored, duplicates } => {
-                self.metrics.committed(false, stored, duplicates, seconds)
-            }
-        }
-        if matches!(result, CommitResult::Committed { stored, .. } if stored > 0) {
-            for system in touched {
-                // No receivers is fine: nobody is watching.
-                let _ = self.updates.send(system.into());
-            }
-        }
-        Ok(match result {
-            CommitResult::Replay => Outcome {
-                seq,
-                replay: true,
-                stored: 0,
-                duplicates: 0,
-                refused: Vec::new(),
-            },
-            CommitResult::Committed { stored, duplicates } => {
-                debug_assert_eq!(stored + duplicates, readings);
-                Outcome {
-                    seq,
-                    replay: false,
-                    stored,
-                    duplicates,
-                    refused,
+        let mut touched: Vec<String> = Vec::new();
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for ((seq, refused, readings, systems), result) in answers.into_iter().zip(results) {
+            outcomes.push(match result {
+                CommitResult::Replay => {
+                    self.metrics.committed(true, 0, 0, seconds);
+                    Outcome {
+                        seq,
+                        replay: true,
+                        stored: 0,
+                        duplicates: 0,
+                        refused: Vec::new(),
+                    }
                 }
-            }
-        })
+                CommitResult::Committed { stored, duplicates } => {
+                    self.metrics.committed(false, stored, duplicates, seconds);
+                    debug_assert_eq!(stored + duplicates, readings);
+                    if stored > 0 {
+                        touched.extend(systems);
+                    }
+                    Outcome {
+                        seq,
+                        replay: false,
+                        stored,
+                        duplicates,
+                        refused,
+                    }
+                }
+            });
+        }
+        touched.sort();
+        touched.dedup();
+        for system in touched {
+            // No receivers is fine: nobody is watching.
+            let _ = self.updates.send(system.into());
+        }
+        Ok(outcomes)
     }
+}
+
+/// A batch sorted into the rows it writes and the readings it refuses, ready to commit.
+#[derive(Debug)]
+pub struct Prepared {
+    collector_id: String,
+    seq: u64,
+    rows: BatchRows,
+    refused: Vec<Refusal>,
+    /// Readings accepted.
+    readings: usize,
 }
 
 /// Sorts a batch into rows and refusals; also returns how many readings were accepted.

@@ -1,0 +1,263 @@
+//! Hub ingest against what the database can take (DESIGN §8): samples streamed through the hub's
+//! gRPC `StreamTelemetry` (batches of 200 as the collector sends, a collector token checked as
+//! `serve` requires by default, every batch committed with its seq) against the same rows written
+//! straight into the same schema in the same run:
+//! - Postgres: one binary `COPY` per round (target: the hub at least 0.5 of its rate);
+//! - SQLite: a bare prepared single-row `INSERT` loop in one transaction (target: at least 0.7).
+//!
+//! The baseline rows are the rows the hub stored, read back, so both write the same bytes. Each
+//! round streams then copies; rates are medians over the rounds.
+//!
+//! `cargo bench -p solarhub-hub --bench ingest`. `SOLARHUB_BENCH_SAMPLES` (default 20000) and
+//! `SOLARHUB_BENCH_ROUNDS` (default 3); Postgres when `SOLARHUB_TEST_DATABASE_URL` names a server.
+
+#[path = "support/report.rs"]
+mod report;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use report::{Figure, Target, median};
+use solarhub_collector::hub_access::{AccessFiles, HubAccess};
+use solarhub_collector::uplink::{HubClient, connect};
+use solarhub_hub::db::samples::{EnergySample, SampleRow};
+use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin, schema};
+use solarhub_hub::server::{Security, ServeOptions};
+use solarhub_proto::v1::{DeviceReading, TelemetryBatch};
+
+const BATCH: usize = 200;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+        .max(1)
+}
+
+fn main() -> anyhow::Result<()> {
+    let samples = env("SOLARHUB_BENCH_SAMPLES", 20_000);
+    let rounds = env("SOLARHUB_BENCH_ROUNDS", 3);
+    let dir = tempfile::tempdir()?;
+    run(
+        "sqlite",
+        DatabaseUrl::Sqlite(dir.path().join("hub.db")),
+        DatabaseUrl::Sqlite(dir.path().join("baseline.db")),
+        samples,
+        rounds,
+    )?;
+    if let Ok(admin_url) = std::env::var("SOLARHUB_TEST_DATABASE_URL") {
+        let names = ["hub", "baseline"]
+            .map(|n| format!("solarhub_bench_ingest_{}_{n}", std::process::id()));
+        let result = (|| {
+            let hub = admin::create_postgres_database(&admin_url, &names[0])?;
+            let baseline = admin::create_postgres_database(&admin_url, &names[1])?;
+            run(
+                "postgres",
+                DatabaseUrl::Postgres(hub),
+                DatabaseUrl::Postgres(baseline),
+                samples,
+                rounds,
+            )
+        })();
+        for name in &names {
+            let _ = admin::drop_postgres_database(&admin_url, name);
+        }
+        result?;
+    } else {
+        println!("postgres: skipped (SOLARHUB_TEST_DATABASE_URL is not set)");
+    }
+    Ok(())
+}
+
+/// A migrated database with the demo installation, its adapters assigned to `bench`.
+fn installation(url: DatabaseUrl) -> anyhow::Result<Database> {
+    let database = Database::open(url)?;
+    db::run_migrations(&mut *database.get()?)?;
+    solarhub_hub::demo::install(&database, "bench", None)?;
+    Ok(database)
+}
+
+fn run(
+    backend: &str,
+    hub_url: DatabaseUrl,
+    baseline_url: DatabaseUrl,
+    samples: usize,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let hub_db = installation(hub_url)?;
+    let baseline_db = installation(baseline_url)?;
+    let token = solarhub_hub::auth::principals::create(
+        &mut *hub_db.get()?,
+        "bench",
+        solarhub_hub::auth::Role::Collector,
+        Some("bench"),
+    )?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let client = runtime.block_on(async {
+        let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
+        let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+        let options = ServeOptions {
+            security: Security {
+                auth: true,
+                tls: None,
+            },
+            // Ingest alone: the roller and the array sampler are periodic jobs of their own
+            // (their cost is the rollup bench's), and would take the baseline's CPU too.
+            rollup_every: None,
+            array_samples_every: None,
+            ..ServeOptions::default()
+        };
+        tokio::spawn(solarhub_hub::server::serve_with(
+            hub_db.clone(),
+            listener,
+            options,
+            std::future::pending(),
+        ));
+        let files = AccessFiles {
+            token: Some(token.token.expose().to_owned()),
+            ..AccessFiles::default()
+        };
+        let client = connect(&url, &HubAccess::load(&url, &files)?).await?;
+        // Warm-up: the connection, the hub's caches, the first pages of the database.
+        streamed(client.clone(), 1, 0, 2 * BATCH).await?;
+        anyhow::Ok(client)
+    })?;
+    let mut next_seq = 3;
+    let mut hub_rates = Vec::new();
+    let mut baseline_rates = Vec::new();
+    for round in 0..rounds {
+        let first = 1_000_000 + (round * samples) as i64;
+        let took = runtime.block_on(streamed(client.clone(), next_seq, first, samples))?;
+        next_seq += samples.div_ceil(BATCH) as u64;
+        hub_rates.push(samples as f64 / took.as_secs_f64());
+
+        // The same rows, as the hub stored them.
+        let (from, to) = (ts_ms(first), ts_ms(first + samples as i64 - 1));
+        let rows = EnergySample::stored(&mut *hub_db.get()?, &["powdrive1".into()], from, to)?;
+        anyhow::ensure!(
+            rows.len() == samples,
+            "the hub stored {} of {samples}",
+            rows.len()
+        );
+        let took = write_directly(&mut *baseline_db.get()?, &rows)?;
+        baseline_rates.push(samples as f64 / took.as_secs_f64());
+    }
+    let rows = db::introspect::row_count(&mut *baseline_db.get()?, "energy_samples")?;
+    anyhow::ensure!(
+        rows == (rounds * samples) as i64,
+        "the baseline wrote {rows} rows"
+    );
+    let (baseline_is, target) = match backend {
+        "postgres" => ("one binary COPY of the same rows", Target::AtLeast(0.5)),
+        _ => (
+            "a prepared single-row INSERT loop in one transaction",
+            Target::AtLeast(0.7),
+        ),
+    };
+    println!(
+        "{backend}: {samples} samples x {rounds} rounds, streamed in batches of {BATCH} with a collector token"
+    );
+    Figure {
+        name: &format!("ingest.streamed.{backend}"),
+        figure: median(hub_rates),
+        baseline: median(baseline_rates),
+        unit: "samples/s",
+        baseline_is,
+        target,
+    }
+    .print();
+    Ok(())
+}
+
+/// The baseline: `rows` written into the same table without the hub, in one transaction.
+fn write_directly(conn: &mut DbConnection, rows: &[EnergySample]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    match conn {
+        DbConnection::Postgres(pg) => pg.transaction(|pg| {
+            diesel::copy_from(schema::energy_samples::table)
+                .from_insertable(rows)
+                .execute(pg)
+        })?,
+        DbConnection::Sqlite(sqlite) => sqlite.transaction(|sqlite| {
+            let mut written = 0;
+            for row in rows {
+                written += diesel::insert_into(schema::energy_samples::table)
+                    .values(row)
+                    .execute(sqlite)?;
+            }
+            diesel::QueryResult::Ok(written)
+        })?,
+    };
+    Ok(started.elapsed())
+}
+
+/// A powdrive reading's time: a second apart per `i`, long past (the hub refuses future times).
+fn ts_ms(i: i64) -> i64 {
+    1_600_000_000_000 + i * 1000
+}
+
+/// One inverter reading with the fields a powdrive reports.
+fn reading(i: i64) -> DeviceReading {
+    let fields: HashMap<String, f64> = [
+        ("pv_power_w", 4200.0),
+        ("load_power_w", 1800.0),
+        ("grid_power_w", -300.0),
+        ("battery_power_w", 2100.0),
+        ("battery_soc_pct", 64.0),
+        ("battery_voltage_v", 52.1),
+        ("battery_current_a", 40.3),
+        ("pv_energy_total_wh", 1.0e7 + i as f64),
+        ("grid_import_total_wh", 5.0e6),
+        ("inverter_temp_c", 41.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v + (i % 7) as f64))
+    .collect();
+    DeviceReading {
+        device_id: "powdrive1".into(),
+        adapter_id: "powdrive1.adapter".into(),
+        ts: Some(solarhub_proto::time::timestamp(ts_ms(i))),
+        fields,
+        ..DeviceReading::default()
+    }
+}
+
+/// Streams `count` readings from `first` in batches of [`BATCH`], numbered from `first_seq`, and
+/// waits for every ack.
+async fn streamed(
+    mut client: HubClient,
+    first_seq: u64,
+    first: i64,
+    count: usize,
+) -> anyhow::Result<Duration> {
+    let batches: Vec<TelemetryBatch> = (0..count)
+        .step_by(BATCH)
+        .enumerate()
+        .map(|(n, start)| TelemetryBatch {
+            polls: Vec::new(),
+            collector_id: "bench".into(),
+            seq: first_seq + n as u64,
+            readings: (start..(start + BATCH).min(count))
+                .map(|i| reading(first + i as i64))
+                .collect(),
+        })
+        .collect();
+    let expected = batches.len();
+    let started = Instant::now();
+    let mut acks = client
+        .stream_telemetry(tokio_stream::iter(batches))
+        .await?
+        .into_inner();
+    let mut acked = 0;
+    while let Some(ack) = acks.message().await? {
+        anyhow::ensure!(ack.refused.is_empty(), "refused: {:?}", ack.refused);
+        acked += 1;
+        if acked == expected {
+            break;
+        }
+    }
+    anyhow::ensure!(acked == expected, "{acked} of {expected} batches acked");
+    Ok(started.elapsed())
+}
