@@ -195,8 +195,8 @@ macro_rules! sample_row {
                 // `MultiBackend` has no ON CONFLICT clause, so the statement is built per backend.
                 inserted += match conn {
                     DbConnection::Postgres(pg) => copy_or_insert!(pg, $table, batch),
-                    // One prepared single-row statement, reused: SQLite parses a 500-row
-                    // statement anew every time, which cost a third of ingest (ingest bench).
+                    // One prepared single-row statement, reused from diesel's cache, where a
+                    // multi-row statement is parsed anew for every batch.
                     DbConnection::Sqlite(sqlite) => {
                         let mut inserted = 0;
                         for row in batch {
