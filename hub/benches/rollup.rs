@@ -5,6 +5,8 @@
 //! run on the same database. SQLite always; Postgres too when `SOLARHUB_TEST_DATABASE_URL` names a
 //! server (a database is created for the run and dropped after it).
 //!
+//! (A year of hourly rows through the API is the `history` bench.)
+//!
 //! `cargo bench -p solarhub-hub --bench rollup`; `SOLARHUB_BENCH_DAYS` sets the span (default 30).
 
 use std::time::Instant;
@@ -139,72 +141,6 @@ fn run(backend: &str, url: DatabaseUrl, days: i64) -> anyhow::Result<()> {
     println!(
         "{backend}: ratio late hour / full recompute: 1/{:.0} (target: at most 1/100)",
         recompute.as_secs_f64() / incremental.as_secs_f64()
-    );
-    year_of_hours(backend, &database)
-}
-
-/// A year of a system's hourly rows read back, as the history API does: p50 and p99 of 200 reads.
-fn year_of_hours(backend: &str, database: &Database) -> anyhow::Result<()> {
-    use solarhub_hub::db::rollups::{EnergyScope, Level, RollupRows, SystemHour};
-    let mut conn = database.get()?;
-    let year_start = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-    let hours: Vec<SystemHour> = (0..8784)
-        .map(|h| SystemHour {
-            system_id: "home".into(),
-            hour_start: (h % 24) as i32,
-            bucket_start: year_start + h * HOUR_MS,
-            bucket_end: year_start + (h + 1) * HOUR_MS,
-            date: format!("day {}", h / 24),
-            solar_kwh: Some(1.5),
-            load_kwh: Some(0.9),
-            battery_charge_kwh: Some(0.2),
-            battery_discharge_kwh: Some(0.1),
-            grid_import_kwh: Some(0.3),
-            grid_export_kwh: Some(0.4),
-            avg_pv_power_w: Some(1500.0),
-            peak_pv_power_w: None,
-            avg_load_power_w: Some(900.0),
-            peak_load_power_w: None,
-            avg_grid_power_w: Some(-100.0),
-            peak_grid_import_w: None,
-            peak_grid_export_w: None,
-            avg_battery_power_w: Some(-100.0),
-            soc_min_pct: Some(40.0),
-            soc_avg_pct: Some(55.0),
-            soc_max_pct: Some(70.0),
-            sample_count: 360,
-            coverage_pct: 100.0,
-            updated_at: 0,
-            source: rollups::FROM_SAMPLES.to_owned(),
-        })
-        .collect();
-    in_transaction(&mut conn, |conn| {
-        rollups::insert_rows(
-            conn,
-            &RollupRows {
-                system_hours: hours,
-                ..RollupRows::default()
-            },
-        )
-    })?;
-    let scope = EnergyScope::System("home".into());
-    let mut times = Vec::new();
-    for _ in 0..200 {
-        let began = Instant::now();
-        let rows = rollups::energy_history(
-            &mut conn,
-            &scope,
-            Level::Hours,
-            year_start,
-            year_start + 8784 * HOUR_MS,
-        )?;
-        times.push(began.elapsed());
-        assert_eq!(rows.len(), 8784);
-    }
-    times.sort();
-    println!(
-        "{backend}: a year of hourly rows (8784) read in p50 {:.2?}, p99 {:.2?} (target: p99 under 10 ms)",
-        times[100], times[197]
     );
     Ok(())
 }
