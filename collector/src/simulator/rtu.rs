@@ -26,13 +26,56 @@ fn exception_code(code: ExceptionCode) -> u8 {
     }
 }
 
+/// A serial line's real speed: every byte takes its character time, and a frame ends with 3.5
+/// characters of silence (Modbus over serial line, §2.5.1.1). A pseudo-terminal or a TCP socket
+/// moves bytes at once; a paced line holds each answer until the request and the answer would
+/// have crossed the wire, and holds a request that came sooner than the gap after the last answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    pub baud: u32,
+    /// Bits per character: start, 8 data, parity or a second stop bit, stop (11 in the standard).
+    pub bits_per_char: u32,
+}
+
+impl Pacing {
+    pub fn new(baud: u32) -> Pacing {
+        Pacing {
+            baud,
+            bits_per_char: 11,
+        }
+    }
+
+    /// One character's time on the wire.
+    pub fn char_time(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(f64::from(self.bits_per_char) / f64::from(self.baud))
+    }
+
+    /// The shortest time a read of `registers` takes on this line, by the RTU timing formula: an
+    /// 8-byte request, the 3.5-character gap, a reply of 5 + 2n bytes, and the gap again.
+    pub fn transaction_time(&self, registers: u16) -> std::time::Duration {
+        self.char_time()
+            .mul_f64(8.0 + 3.5 + 5.0 + 2.0 * f64::from(registers) + 3.5)
+    }
+}
+
 /// Answers RTU requests on `io` until it closes. Frames with a bad CRC are ignored, as a device on a
 /// noisy line does; requests for unit ids nobody has get no answer.
 pub async fn serve_rtu<T: AsyncRead + AsyncWrite + Unpin>(
-    mut io: T,
+    io: T,
     endpoint: Arc<Endpoint>,
 ) -> std::io::Result<()> {
+    serve_rtu_paced(io, endpoint, None).await
+}
+
+/// [`serve_rtu`], at the speed of a real line when `pacing` is given.
+pub async fn serve_rtu_paced<T: AsyncRead + AsyncWrite + Unpin>(
+    mut io: T,
+    endpoint: Arc<Endpoint>,
+    pacing: Option<Pacing>,
+) -> std::io::Result<()> {
     let mut frame = [0u8; 8];
+    // When the line is quiet again after the last answer (its end plus the frame gap).
+    let mut line_free_at = tokio::time::Instant::now();
     loop {
         if let Err(error) = io.read_exact(&mut frame).await {
             if error.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -44,6 +87,7 @@ pub async fn serve_rtu<T: AsyncRead + AsyncWrite + Unpin>(
             tracing::debug!(?frame, "rtu frame with a bad crc ignored");
             continue;
         }
+        let received = tokio::time::Instant::now();
         let unit = frame[0];
         let function = frame[1];
         let address = u16::from_be_bytes([frame[2], frame[3]]);
@@ -76,6 +120,15 @@ pub async fn serve_rtu<T: AsyncRead + AsyncWrite + Unpin>(
             Ok(_) => continue, // silence: a dead device, or a unit nobody has
             Err(code) => with_crc(vec![unit, function | 0x80, exception_code(code)]),
         };
+        if let Some(pacing) = pacing {
+            // The request starts when it came or when the line was free, whichever is later;
+            // the answer's last byte arrives after the request, the gap and the answer.
+            let start = line_free_at.max(received);
+            let chars = 8.0 + 3.5 + reply.len() as f64;
+            let done = start + pacing.char_time().mul_f64(chars);
+            tokio::time::sleep_until(done).await;
+            line_free_at = done + pacing.char_time().mul_f64(3.5);
+        }
         io.write_all(&reply).await?;
         io.flush().await?;
     }
