@@ -11,10 +11,10 @@
 //! `cargo bench -p solarhub-hub --bench scale`. `SOLARHUB_BENCH_SECS` sets the steady run (default
 //! 40 s, after a 15 s start). Builds the collector binary (release) when it is not there yet.
 
-#[path = "support/report.rs"]
-mod report;
 #[path = "support/proc.rs"]
 mod proc;
+#[path = "support/report.rs"]
+mod report;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,14 @@ fn collector_binary() -> anyhow::Result<PathBuf> {
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "solarhub-collector", "--bin", "solarhub-collector"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "solarhub-collector",
+                "--bin",
+                "solarhub-collector",
+            ])
             .status()?;
         anyhow::ensure!(status.success(), "cannot build the collector binary");
     }
@@ -86,7 +93,10 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             ports.push(listener.local_addr()?.port());
-            tokio::spawn(serve_tcp(listener, Arc::new(Endpoint::new(units, Clock::Real))));
+            tokio::spawn(serve_tcp(
+                listener,
+                Arc::new(Endpoint::new(units, Clock::Real)),
+            ));
         }
         anyhow::Ok(())
     })?;
@@ -96,7 +106,9 @@ fn main() -> anyhow::Result<()> {
         "home: {id: scale, name: Scale}\nsmart: {forecast: {tz: Asia/Karachi}}\narrays:\n",
     );
     for gateway in 0..GATEWAYS {
-        let ids: Vec<String> = (1..=UNITS).map(|u| format!("inv{gateway:02}u{u:02}")).collect();
+        let ids: Vec<String> = (1..=UNITS)
+            .map(|u| format!("inv{gateway:02}u{u:02}"))
+            .collect();
         config.push_str(&format!(
             "  - {{id: gw{gateway:02}, name: Gateway {gateway}, inverter_ids: [{}]}}\n",
             ids.join(", ")
@@ -134,7 +146,9 @@ fn main() -> anyhow::Result<()> {
     let token_file = dir.path().join("collector.token");
     std::fs::write(&token_file, token.token.expose())?;
 
-    let hub_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let hub_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let hub = Running(
         Command::new(hub_binary)
             .arg("--database-url")
@@ -149,7 +163,13 @@ fn main() -> anyhow::Result<()> {
 
     let collector = Running(
         Command::new(collector_binary()?)
-            .args(["run", "--hub", &format!("http://127.0.0.1:{hub_port}"), "--id", "scale"])
+            .args([
+                "run",
+                "--hub",
+                &format!("http://127.0.0.1:{hub_port}"),
+                "--id",
+                "scale",
+            ])
             .arg("--outbox-dir")
             .arg(dir.path().join("outbox"))
             .arg("--token-file")

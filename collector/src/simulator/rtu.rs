@@ -30,11 +30,20 @@ fn exception_code(code: ExceptionCode) -> u8 {
 /// characters of silence (Modbus over serial line, §2.5.1.1). A pseudo-terminal or a TCP socket
 /// moves bytes at once; a paced line holds each answer until the request and the answer would
 /// have crossed the wire, and holds a request that came sooner than the gap after the last answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Pacing {
     pub baud: u32,
     /// Bits per character: start, 8 data, parity or a second stop bit, stop (11 in the standard).
     pub bits_per_char: u32,
+    /// What crossed the line.
+    pub stats: Arc<LineStats>,
+}
+
+/// Reads answered on a paced line, and the registers they carried.
+#[derive(Debug, Default)]
+pub struct LineStats {
+    pub transactions: std::sync::atomic::AtomicU64,
+    pub registers: std::sync::atomic::AtomicU64,
 }
 
 impl Pacing {
@@ -42,6 +51,7 @@ impl Pacing {
         Pacing {
             baud,
             bits_per_char: 11,
+            stats: Arc::default(),
         }
     }
 
@@ -120,7 +130,7 @@ pub async fn serve_rtu_paced<T: AsyncRead + AsyncWrite + Unpin>(
             Ok(_) => continue, // silence: a dead device, or a unit nobody has
             Err(code) => with_crc(vec![unit, function | 0x80, exception_code(code)]),
         };
-        if let Some(pacing) = pacing {
+        if let Some(pacing) = &pacing {
             // The request starts when it came or when the line was free, whichever is later;
             // the answer's last byte arrives after the request, the gap and the answer.
             let start = line_free_at.max(received);
@@ -128,6 +138,11 @@ pub async fn serve_rtu_paced<T: AsyncRead + AsyncWrite + Unpin>(
             let done = start + pacing.char_time().mul_f64(chars);
             tokio::time::sleep_until(done).await;
             line_free_at = done + pacing.char_time().mul_f64(3.5);
+            if reply[1] == function {
+                use std::sync::atomic::Ordering::Relaxed;
+                pacing.stats.transactions.fetch_add(1, Relaxed);
+                pacing.stats.registers.fetch_add(u64::from(count), Relaxed);
+            }
         }
         io.write_all(&reply).await?;
         io.flush().await?;
