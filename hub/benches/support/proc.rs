@@ -20,6 +20,7 @@ pub(crate) fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
 }
 
 /// User plus system CPU time `pid` has used so far.
+#[allow(dead_code)]
 pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces: the fields after it start past the last ')'.
