@@ -51,6 +51,11 @@ pub enum UplinkError {
 /// A client of the hub's collector service that sends this collector's credentials.
 pub type HubClient = CollectorServiceClient<InterceptedService<Channel, Credentials>>;
 
+/// How often the collector pings the hub over an open connection.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection is given up and opened again.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub async fn connect(hub: &str, access: &HubAccess) -> Result<HubClient, UplinkError> {
     let unreachable = |reason: String| UplinkError::Unreachable {
         hub: hub.to_owned(),
@@ -58,7 +63,12 @@ pub async fn connect(hub: &str, access: &HubAccess) -> Result<HubClient, UplinkE
     };
     let mut endpoint = Endpoint::from_shared(hub.to_owned())
         .map_err(|e| unreachable(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        // A connection that stops answering without closing (a NAT or a middlebox that forgot
+        // it, a hung hub) is found by its unanswered pings, not waited on forever (fault suite).
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     if let Some(tls) = access.tls() {
         endpoint = endpoint
             .tls_config(tls.clone())

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::proxy::{self, Proxy};
 use common::site;
 use common::{RunningHub, TestDb};
 use solarhub_collector::simulator::Fault;
@@ -329,49 +330,6 @@ fn a_silent_unit_goes_offline_and_comes_back(db: TestDb) {
     assert!(changes >= 3);
 }
 
-/// A TCP forwarder to the real broker that the test can cut (the broker "unreachable") and
-/// restore; cutting closes every open connection and refuses new ones.
-struct Proxy {
-    port: u16,
-    cut: tokio::sync::watch::Sender<bool>,
-}
-
-impl Proxy {
-    fn start(runtime: &tokio::runtime::Runtime) -> Proxy {
-        let (cut, cut_rx) = tokio::sync::watch::channel(false);
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        runtime.spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if *cut_rx.borrow() {
-                    continue;
-                }
-                let mut cut = cut_rx.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:1883").await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.wait_for(|cut| *cut) => {}
-                    }
-                });
-            }
-        });
-        Proxy { port, cut }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.send_replace(cut);
-    }
-}
-
 /// How often the tests' collector polls its devices (seconds).
 const POLL_SECS: f64 = 1.0;
 
@@ -501,7 +459,7 @@ fn energy_sensors_never_go_down(db: TestDb) {
 /// and publishes discovery again.
 fn ingest_goes_on_without_the_broker(db: TestDb) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let proxy = Proxy::start(&runtime);
+    let proxy = Proxy::start(&runtime, 1883);
     let site = site_with_bridge(&db, proxy.port);
     let status = format!("{}/status", site.base);
     let config = format!(
@@ -516,7 +474,7 @@ fn ingest_goes_on_without_the_broker(db: TestDb) {
         let mut conn = site.hub.database.get().unwrap();
         count(&mut conn, "energy_samples") + count(&mut conn, "meter_samples")
     };
-    proxy.set_cut(true);
+    proxy.set(proxy::Fault::Cut);
     // The broker notices the cut connection and publishes the bridge's last will.
     wait_for("the last will", Duration::from_secs(30), || {
         site.seen.last(&status).as_deref() == Some("offline")
@@ -529,7 +487,7 @@ fn ingest_goes_on_without_the_broker(db: TestDb) {
         "ingest went on without the broker: {before} → {during} rows"
     );
     let configs_before = site.seen.all(&config).len();
-    proxy.set_cut(false);
+    proxy.set(proxy::Fault::None);
     wait_for(
         "reconnected, discovery published again",
         Duration::from_secs(30),

@@ -12,6 +12,7 @@ mod config_import;
 mod crash_recovery;
 mod demo;
 mod end_to_end;
+mod faults;
 mod home_assistant;
 mod ingest;
 mod legacy;

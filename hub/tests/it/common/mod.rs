@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod process;
+pub mod proxy;
 pub mod site;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -246,4 +247,10 @@ pub fn error_fields(
         ));
     }
     (status.code(), fields)
+}
+
+/// Whether the fault suite runs its long forms (`SOLARHUB_FAULTS_LONG=1`): more kills, longer
+/// faults. CI runs the short forms.
+pub fn long_mode() -> bool {
+    std::env::var("SOLARHUB_FAULTS_LONG").is_ok_and(|v| v == "1")
 }
