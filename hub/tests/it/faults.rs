@@ -81,3 +81,123 @@ fn network_faults_lose_and_double_nothing(db: TestDb) {
 }
 
 on_both_backends!(network_faults_lose_and_double_nothing);
+
+/// Postgres drops the hub's connections while readings stream: five times with
+/// `pg_terminate_backend`, then for ten seconds it refuses every connection (the database is
+/// down). Meanwhile a dashboard's calls fail with UNAVAILABLE, never with an internal error;
+/// once the database is back the hub catches up and every reading is stored exactly once.
+#[test]
+fn the_database_going_away_loses_and_doubles_nothing() {
+    use diesel::{Connection, RunQueryDsl};
+    use solarhub_proto::tonic::Code;
+    use solarhub_proto::v1::ListCollectorsRequest;
+    use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
+
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let solarhub_hub::db::DatabaseUrl::Postgres(url) = &db.url else {
+        unreachable!("a Postgres test database");
+    };
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let reader = solarhub_hub::auth::principals::create(
+        &mut db.migrated().get().unwrap(),
+        "dashboard",
+        solarhub_hub::auth::Role::Reader,
+        None,
+    )
+    .unwrap();
+    let mut admin =
+        diesel::PgConnection::establish(&std::env::var("SOLARHUB_TEST_DATABASE_URL").unwrap())
+            .unwrap();
+    let (setup, _simulator) = Setup::with_simulator(db);
+    let _hub = setup.hub();
+    let collector = setup.collector();
+    caught_up(
+        &setup,
+        "the first readings reach the hub",
+        Duration::from_secs(60),
+    );
+
+    let terminate = |admin: &mut diesel::PgConnection| {
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(admin)
+        .unwrap();
+    };
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        terminate(&mut admin);
+    }
+    caught_up(
+        &setup,
+        "readings flow again after the terminations",
+        Duration::from_secs(60),
+    );
+
+    // The database down: connections refused until it is back.
+    struct Refusing<'a>(&'a mut diesel::PgConnection, String);
+    impl Drop for Refusing<'_> {
+        fn drop(&mut self) {
+            let _ = diesel::sql_query(format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.1))
+                .execute(self.0);
+        }
+    }
+    diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .unwrap();
+    let refusing = Refusing(&mut admin, name.clone());
+    terminate(refusing.0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let codes: Vec<Code> = runtime.block_on(async {
+        let channel = solarhub_proto::tonic::transport::Channel::from_shared(format!(
+            "http://127.0.0.1:{}",
+            setup.hub_port
+        ))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+        let bearer: solarhub_proto::tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", reader.token.expose()).parse().unwrap();
+        let mut client = CollectorServiceClient::with_interceptor(
+            channel,
+            move |mut request: solarhub_proto::tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+                Ok(request)
+            },
+        );
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let answer = client
+                .list_collectors(ListCollectorsRequest::default())
+                .await;
+            codes.push(answer.map_or_else(|status| status.code(), |_| Code::Ok));
+        }
+        codes
+    });
+    drop(refusing);
+    assert!(
+        codes.iter().all(|code| *code == Code::Unavailable),
+        "calls while the database is down are UNAVAILABLE: {codes:?}"
+    );
+    let took = caught_up(
+        &setup,
+        "every reading reaches the hub once the database is back",
+        Duration::from_secs(90),
+    );
+    eprintln!("database down for 10 s: the hub caught up {took:.1?} after it came back");
+
+    let status = collector.stop(Duration::from_secs(30));
+    assert!(status.success(), "the collector exits cleanly: {status}");
+    assert_eq!(
+        setup.stored(),
+        setup.taken(),
+        "the hub's rows are exactly the readings the collector took, with their values"
+    );
+}
