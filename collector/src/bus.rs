@@ -282,7 +282,11 @@ async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
                 ts,
                 fields: result.fields,
                 text: result.text,
-                dropped: BTreeMap::new(),
+                dropped: result
+                    .out_of_range
+                    .into_iter()
+                    .map(|field| (field, crate::reading::DropReason::OutOfRange))
+                    .collect(),
                 batteries: Vec::new(),
             };
             Outcome {

@@ -118,6 +118,14 @@ impl Normalizer {
                 self.drop(&mut reading, field, DropReason::AboveRating);
                 continue;
             }
+            // Whatever the map allows, nothing beyond what the field's unit can be (a u32
+            // counter read as 0xFFFF0000 is 4 TWh; decoder fuzzing).
+            let plausible = solarhub_proto::contract::map_field(field)
+                .and_then(|f| solarhub_proto::contract::plausible_range(f.unit));
+            if plausible.is_some_and(|range| !range.contains(&value)) || !value.is_finite() {
+                self.drop(&mut reading, field, DropReason::OutOfRange);
+                continue;
+            }
             if rule.counter {
                 if let Some(last) = self.last_counter.get(field)
                     && value < *last

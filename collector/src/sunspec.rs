@@ -143,6 +143,8 @@ pub async fn discover(
 #[derive(Debug, Default, PartialEq)]
 pub struct SunSpecReading {
     pub fields: BTreeMap<String, f64>,
+    /// Fields whose value was not plausible for their unit: left out.
+    pub out_of_range: Vec<String>,
     pub text: BTreeMap<String, String>,
     pub not_implemented: Vec<String>,
     pub failures: Vec<RequestError>,
@@ -203,7 +205,9 @@ pub fn decode_model(layout: &ModelLayout, words: &[u16], reading: &mut SunSpecRe
                 let Some(sf_point) = layout.points.iter().find(|p| &p.name == sf) else {
                     continue;
                 };
-                let Some(exponent) = raw_value(sf_point, words) else {
+                // SunSpec scale factors are -10..=10; anything else is a bad read, and
+                // 10^32767 is infinity (decoder fuzzing).
+                let Some(exponent) = raw_value(sf_point, words).filter(|e| e.abs() <= 10.0) else {
                     continue;
                 };
                 let scaled = raw * 10f64.powi(exponent as i32);
@@ -216,7 +220,14 @@ pub fn decode_model(layout: &ModelLayout, words: &[u16], reading: &mut SunSpecRe
     for (field, point) in &layout.fields {
         match values.get(point.as_str()) {
             Some(value) => {
-                reading.fields.entry(field.clone()).or_insert(*value);
+                let plausible = solarhub_proto::contract::map_field(field)
+                    .and_then(|f| solarhub_proto::contract::plausible_range(f.unit))
+                    .is_none_or(|range| range.contains(value));
+                if plausible && value.is_finite() {
+                    reading.fields.entry(field.clone()).or_insert(*value);
+                } else {
+                    reading.out_of_range.push(field.clone());
+                }
             }
             None => reading
                 .not_implemented

@@ -165,6 +165,32 @@ pub fn is_map_field(name: &str) -> bool {
         .any(|field| field.name == name)
 }
 
+/// An inverter or meter field by name.
+pub fn map_field(name: &str) -> Option<&'static Field> {
+    inverter::ALL
+        .iter()
+        .chain(meter::ALL)
+        .find(|field| field.name == name)
+}
+
+/// The values a field in `unit` can take on a residential or small commercial installation; a
+/// decoder without its own limits (SunSpec, whose devices describe themselves) keeps nothing
+/// outside them. `None` for a unit without limits (mode codes, factors).
+pub fn plausible_range(unit: &str) -> Option<std::ops::RangeInclusive<f64>> {
+    Some(match unit {
+        "W" => -1.0e6..=1.0e6,
+        "V" => 0.0..=2000.0,
+        "A" => -2000.0..=2000.0,
+        "Hz" => 40.0..=70.0,
+        "%" => 0.0..=100.0,
+        "°C" => -50.0..=150.0,
+        // A lifetime counter of a 1 MW plant over 100 years is under 1e12 Wh.
+        "Wh" => 0.0..=1.0e12,
+        "kWh" => 0.0..=1.0e9,
+        _ => return None,
+    })
+}
+
 /// The names a register map may produce, for messages.
 pub fn map_field_names() -> Vec<&'static str> {
     inverter::ALL

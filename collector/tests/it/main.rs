@@ -2,6 +2,7 @@
 //! area, each against the simulator over real Modbus TCP, RTU on a pseudo-terminal or a gateway.
 
 mod bus;
+mod fuzz;
 mod jkbms;
 mod map_drivers;
 mod pytes;
