@@ -3,7 +3,6 @@
 //! task, in turn. Each device has its own poll interval; a device that stops answering backs off
 //! (capped exponential) and costs the others at most one timeout per back-off period.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

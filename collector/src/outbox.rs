@@ -85,8 +85,18 @@ struct TextValue {
     value: String,
 }
 
+/// Whether an error opening the outbox is damage to the file (set it aside) rather than a
+/// directory or file the collector cannot use (stop with the reason).
+fn is_damage(reason: &str) -> bool {
+    ["malformed", "not a database", "corrupt", "disk image"]
+        .iter()
+        .any(|sign| reason.contains(sign))
+}
+
 impl Outbox {
-    /// Opens (or creates) `outbox.db` in `dir`.
+    /// Opens (or creates) `outbox.db` in `dir`. A damaged file (a bad disk, a torn write) does not
+    /// stop the collector: it is set aside as `outbox.db.damaged-<ms>`, every batch still readable
+    /// is carried into a new outbox with its seq, and the rest are counted as dropped and logged.
     pub fn open(dir: &Path, limits: Limits) -> Result<Outbox, OutboxError> {
         let path = dir.join("outbox.db");
         let fail = |reason: String| OutboxError::Open {
@@ -98,7 +108,39 @@ impl Outbox {
         let text = path
             .to_str()
             .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
-        let mut conn = SqliteConnection::establish(text).map_err(|e| fail(e.to_string()))?;
+        match Self::open_file(text) {
+            Ok(conn) => Ok(Outbox { conn, path, limits }),
+            // Not a database problem: the directory or the file cannot be used at all.
+            Err(reason) if !is_damage(&reason) => Err(fail(reason)),
+            Err(reason) => {
+                let aside = dir.join(format!(
+                    "outbox.db.damaged-{}",
+                    chrono::Utc::now().timestamp_millis()
+                ));
+                tracing::error!(outbox = %path.display(), %reason, aside = %aside.display(), "the outbox is damaged: setting it aside and carrying over what is readable");
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = PathBuf::from(format!("{text}{suffix}"));
+                    let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                    if from.exists() {
+                        std::fs::rename(&from, &to).map_err(|e| {
+                            fail(format!(
+                                "damaged, and cannot be set aside as {}: {e}",
+                                to.display()
+                            ))
+                        })?;
+                    }
+                }
+                let conn = Self::open_file(text).map_err(fail)?;
+                let mut outbox = Outbox { conn, path, limits };
+                outbox.salvage(&aside)?;
+                Ok(outbox)
+            }
+        }
+    }
+
+    /// Opens the file and checks it is a sound outbox.
+    fn open_file(path: &str) -> Result<SqliteConnection, String> {
+        let mut conn = SqliteConnection::establish(path).map_err(|e| e.to_string())?;
         conn.batch_execute(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -106,8 +148,119 @@ impl Outbox {
              CREATE TABLE IF NOT EXISTS batches (seq BIGINT PRIMARY KEY, created_at BIGINT NOT NULL, payload BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
-        .map_err(|e| fail(e.to_string()))?;
-        Ok(Outbox { conn, path, limits })
+        .map_err(|e| e.to_string())?;
+        let check: Vec<TextValue> =
+            diesel::sql_query("SELECT quick_check AS value FROM pragma_quick_check")
+                .load(&mut conn)
+                .map_err(|e| e.to_string())?;
+        match check.first() {
+            Some(row) if row.value == "ok" => Ok(conn),
+            Some(row) => Err(format!("database disk image is malformed: {}", row.value)),
+            None => Err("database disk image is malformed: no answer to quick_check".into()),
+        }
+    }
+
+    /// Carries every readable batch of the damaged outbox at `aside` into this one, keeping seqs;
+    /// counts the rest as dropped.
+    fn salvage(&mut self, aside: &Path) -> Result<(), OutboxError> {
+        let Ok(mut damaged) = SqliteConnection::establish(&aside.display().to_string()) else {
+            tracing::error!(aside = %aside.display(), "nothing of the damaged outbox is readable");
+            return Ok(());
+        };
+        let number = |conn: &mut SqliteConnection, sql: &str| -> Option<i64> {
+            diesel::sql_query(sql)
+                .load::<Number>(conn)
+                .ok()
+                .and_then(|rows| rows.first().map(|r| r.value))
+        };
+        let last_seq = number(
+            &mut damaged,
+            "SELECT CAST(value AS BIGINT) AS value FROM meta WHERE key = 'last_seq'",
+        );
+        let dropped_before = number(
+            &mut damaged,
+            "SELECT CAST(value AS BIGINT) AS value FROM meta WHERE key = 'dropped'",
+        )
+        .unwrap_or(0);
+        // Rows are read by rowid, a few at a time, one at a time where a page is bad: rowids
+        // never exceed the number of batches ever stored, so the last seq bounds them.
+        let last_rowid = number(
+            &mut damaged,
+            "SELECT COALESCE(MAX(rowid), 0) AS value FROM batches",
+        )
+        .or(last_seq)
+        .unwrap_or(0);
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            seq: i64,
+            #[diesel(sql_type = BigInt)]
+            created_at: i64,
+            #[diesel(sql_type = Binary)]
+            payload: Vec<u8>,
+        }
+        let read = |conn: &mut SqliteConnection, from: i64, to: i64| {
+            diesel::sql_query(
+                "SELECT seq, created_at, payload FROM batches WHERE rowid BETWEEN ? AND ?",
+            )
+            .bind::<BigInt, _>(from)
+            .bind::<BigInt, _>(to)
+            .load::<Row>(conn)
+        };
+        let mut rows = Vec::new();
+        let mut unreadable_rowids = 0i64;
+        let mut from = 1;
+        while from <= last_rowid {
+            let to = (from + 31).min(last_rowid);
+            match read(&mut damaged, from, to) {
+                Ok(chunk) => rows.extend(chunk),
+                Err(_) => {
+                    for rowid in from..=to {
+                        match read(&mut damaged, rowid, rowid) {
+                            Ok(row) => rows.extend(row),
+                            Err(_) => unreadable_rowids += 1,
+                        }
+                    }
+                }
+            }
+            from = to + 1;
+        }
+        rows.sort_by_key(|row| row.seq);
+        rows.dedup_by_key(|row| row.seq);
+        let readable: Vec<Row> = rows
+            .into_iter()
+            .filter(|row| TelemetryBatch::decode(row.payload.as_slice()).is_ok())
+            .collect();
+        // What was pending: every seq from the first still stored to the last handed out.
+        let highest = readable
+            .iter()
+            .map(|r| r.seq)
+            .max()
+            .unwrap_or(0)
+            .max(last_seq.unwrap_or(0));
+        let lowest = readable.iter().map(|r| r.seq).min();
+        let lost = match lowest {
+            Some(lowest) => (highest - lowest + 1) - readable.len() as i64,
+            None => unreadable_rowids,
+        };
+        let kept = readable.len();
+        self.conn
+            .immediate_transaction(|conn| -> Result<(), diesel::result::Error> {
+                for row in &readable {
+                    diesel::sql_query(
+                        "INSERT INTO batches (seq, created_at, payload) VALUES (?, ?, ?)",
+                    )
+                    .bind::<BigInt, _>(row.seq)
+                    .bind::<BigInt, _>(row.created_at)
+                    .bind::<Binary, _>(&row.payload)
+                    .execute(conn)?;
+                }
+                Ok(())
+            })?;
+        self.set_meta("last_seq", &highest.to_string())?;
+        self.set_meta("dropped", &(dropped_before + lost.max(0)).to_string())?;
+        tracing::error!(kept, lost, aside = %aside.display(), "damaged outbox: batches carried over, batches lost (counted as dropped)");
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -346,6 +499,63 @@ mod tests {
         let pending = outbox.pending(10).unwrap();
         assert_eq!(pending.iter().map(|b| b.seq).collect::<Vec<_>>(), [3, 4, 5]);
         assert_eq!(outbox.dropped().unwrap(), 2);
+    }
+
+    /// Fault suite: bytes overwritten in the middle of `outbox.db` (a bad sector, a torn write).
+    /// The outbox still opens; the damaged file is kept aside; every batch that is still readable
+    /// is there with its seq and content; the lost ones are counted as dropped; new batches carry
+    /// on after the highest seq.
+    #[test]
+    fn a_damaged_outbox_keeps_what_is_readable_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), Limits::default()).unwrap();
+        let mut stored = Vec::new();
+        for n in 0..300 {
+            let mut batch = batch(&format!("device-{n:03}-{}", "x".repeat(2000)));
+            batch = outbox.push(batch).unwrap();
+            stored.push(batch);
+        }
+        drop(outbox);
+        let file = dir.path().join("outbox.db");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle..middle + 8192].fill(0xA5);
+        std::fs::write(&file, bytes).unwrap();
+
+        let mut outbox = Outbox::open(dir.path(), Limits::default()).unwrap();
+        let kept = outbox.pending(1000).unwrap();
+        assert!(
+            !kept.is_empty() && kept.len() < 300,
+            "{} of 300 batches kept",
+            kept.len()
+        );
+        for batch in &kept {
+            assert_eq!(
+                Some(batch),
+                stored.iter().find(|s| s.seq == batch.seq),
+                "a kept batch is the batch stored under its seq"
+            );
+        }
+        assert_eq!(
+            outbox.dropped().unwrap(),
+            300 - kept.len() as i64,
+            "every batch lost to the damage is counted"
+        );
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("outbox.db.damaged-")
+            })
+            .count();
+        assert!(aside >= 1, "the damaged file is kept for inspection");
+        assert_eq!(outbox.push(batch("after")).unwrap().seq, 301);
+        drop(outbox);
+        // And it opens again as a sound outbox, with nothing more set aside.
+        let mut outbox = Outbox::open(dir.path(), Limits::default()).unwrap();
+        assert_eq!(outbox.len().unwrap(), kept.len() as i64 + 1);
     }
 
     #[test]
