@@ -222,7 +222,7 @@ impl Outcome {
 }
 
 async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
-    let ts = chrono::Utc::now().timestamp_millis();
+    let ts = crate::clock::now_ms();
     match &slot.spec.driver {
         Driver::Map(map) => {
             let result = modbus_poll::poll(context, map, &slot.plan, slot.spec.timeout).await;

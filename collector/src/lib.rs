@@ -6,7 +6,7 @@
 //! - the run: `app` (the composition root: outbox, assignments, plan, runtime, uplink),
 //!   `assignment` (assignments from the hub or a `collector.yaml` → the `Plan`), `runtime` (runs a
 //!   plan: every bus, console and pack task), `uplink` (batches → outbox → one stream with acks),
-//!   `outbox` (the durable SQLite outbox), `backoff` (the one retry rhythm), `observe` (every poll
+//!   `outbox` (the durable SQLite outbox), `backoff` (the one retry rhythm), `clock` (what stamps readings and batches), `observe` (every poll
 //!   and dropped value, once: Prometheus metrics and the data-quality tallies sent to the hub);
 //! - buses and devices: `bus` (one task per bus, devices polled in turn), `modbus_poll` (one poll
 //!   of one device), `read_plan` (which reads a poll needs), `serial` (serial lines and
@@ -22,6 +22,7 @@ pub mod app;
 pub mod assignment;
 pub mod backoff;
 pub mod bus;
+pub mod clock;
 pub mod codec;
 pub mod crc;
 pub mod hub_access;

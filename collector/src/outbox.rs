@@ -442,6 +442,7 @@ mod tests {
 
     fn batch(device: &str) -> TelemetryBatch {
         TelemetryBatch {
+            sent_at: None,
             collector_id: "c".into(),
             seq: 0,
             readings: vec![DeviceReading {

@@ -311,7 +311,7 @@ pub async fn listen_jkbms(
                         }
                         round.insert(id, status);
                         if round.len() == spec.batteries {
-                            let ts = chrono::Utc::now().timestamp_millis();
+                            let ts = crate::clock::now_ms();
                             let units: BTreeMap<u8, UnitStatus> = round
                                 .iter()
                                 .map(|(id, status)| (*id, UnitStatus::from(status)))

@@ -64,7 +64,7 @@ async fn run_console(
             let event = match read {
                 Ok(units) => {
                     silent.succeeded();
-                    let ts = chrono::Utc::now().timestamp_millis();
+                    let ts = crate::clock::now_ms();
                     BusEvent::Reading(pack_reading(&spec, &units, &mut normalizer, ts))
                 }
                 Err(_) => {

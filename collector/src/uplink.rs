@@ -216,6 +216,7 @@ pub async fn batch_readings(
                         seq: 0,
                         readings: Vec::new(),
                         polls: observer.take_tallies(),
+                        sent_at: None,
                     };
                     let pushed = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(batch);
                     match pushed {
@@ -286,6 +287,7 @@ async fn store(
             seq: 0,
             readings: pending[..n].iter().cloned().map(to_proto).collect(),
             polls,
+            sent_at: None,
         };
         let pushed = outbox
             .lock()
@@ -400,8 +402,10 @@ async fn session(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pending(256)?;
         let already_sent = sent_up_to;
-        for batch in pending.into_iter().filter(|b| b.seq > already_sent) {
+        for mut batch in pending.into_iter().filter(|b| b.seq > already_sent) {
             let seq = batch.seq;
+            // The clock at sending, so the hub can tell a wrong clock from an old batch.
+            batch.sent_at = Some(solarhub_proto::time::timestamp(crate::clock::now_ms()));
             if batches.send(batch).await.is_err() {
                 return Err(UplinkError::Unreachable {
                     hub: config.hub.clone(),
@@ -421,9 +425,16 @@ async fn session(
         tokio::select! {
             ack = acks.message() => match ack {
                 Ok(Some(ack)) => {
+                    // One line per reason and device, not one per reading: a wrong clock
+                    // refuses every reading of a batch.
+                    let mut reasons: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
                     for refusal in &ack.refused {
-                        tracing::warn!(device = %refusal.device_id, reason = %refusal.reason, "the hub refused a reading");
+                        *reasons.entry((refusal.device_id.as_str(), refusal.reason.as_str())).or_default() += 1;
                     }
+                    for ((device, reason), readings) in reasons {
+                        tracing::warn!(device, reason, readings, "the hub refused readings");
+                    }
+                    observer.metrics().refused(&ack.refused);
                     let removed = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).acknowledge(ack.seq)?;
                     observer.metrics().acknowledged(removed);
                 }

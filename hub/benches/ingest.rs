@@ -236,6 +236,7 @@ async fn streamed(
         .step_by(BATCH)
         .enumerate()
         .map(|(n, start)| TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "bench".into(),
             seq: first_seq + n as u64,

@@ -374,6 +374,7 @@ async fn streamed(
         .step_by(BATCH)
         .enumerate()
         .map(|(n, start)| TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "bench".into(),
             seq: first_seq + n as u64,
@@ -411,6 +412,7 @@ async fn unary(
     for i in 0..count {
         let ack = client
             .send_batch(TelemetryBatch {
+                sent_at: None,
                 polls: Vec::new(),
                 collector_id: "bench".into(),
                 seq: first_seq + i as u64,

@@ -20,6 +20,8 @@ use crate::db::{Database, DbError, Retryable};
 
 /// How far ahead of the hub's clock a reading may be stamped.
 pub const MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
+/// How far a collector's clock may be from the hub's before its readings are refused.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 /// How long a device directory is trusted before it is read again.
 pub const DIRECTORY_TTL: Duration = Duration::from_secs(5);
 
@@ -50,6 +52,8 @@ pub struct Batch {
     pub readings: Vec<IncomingReading>,
     /// What the collector's polls did since its previous batch (data quality).
     pub polls: Vec<PollTally>,
+    /// The collector's clock when it sent the batch (UTC epoch milliseconds), when it says.
+    pub sent_at: Option<i64>,
 }
 
 /// The polls of one device over a stretch of time, as a collector tallies them.
@@ -78,6 +82,8 @@ pub enum RefusalKind {
     Unknown,
     /// The reading carries no timestamp.
     NoTimestamp,
+    /// The collector's clock is too far from the hub's for its timestamps to be trusted.
+    ClockSkew,
 }
 
 impl RefusalKind {
@@ -87,6 +93,7 @@ impl RefusalKind {
             RefusalKind::Future => "future",
             RefusalKind::Unknown => "unknown_device",
             RefusalKind::NoTimestamp => "no_timestamp",
+            RefusalKind::ClockSkew => "clock_skew",
         }
     }
 }
@@ -369,6 +376,19 @@ impl Ingest {
     }
 }
 
+/// "1 h 2 min" (to the nearest minute), "3 min 5 s": a span for people.
+fn describe_span(ms: u64) -> String {
+    let seconds = (ms + 500) / 1000;
+    if seconds >= 3600 {
+        let minutes = (seconds + 30) / 60;
+        return format!("{} h {} min", minutes / 60, minutes % 60);
+    }
+    match (seconds / 60, seconds % 60) {
+        (0, s) => format!("{s} s"),
+        (m, s) => format!("{m} min {s} s"),
+    }
+}
+
 /// A batch sorted into the rows it writes and the readings it refuses, ready to commit.
 #[derive(Debug)]
 pub struct Prepared {
@@ -393,6 +413,31 @@ fn build_rows(
     let mut new_batteries = std::collections::HashSet::new();
     let mut new_cells = std::collections::HashSet::new();
     let mut latest = HashMap::new();
+    // A collector clock far from the hub's stamps every reading wrong, an hour behind as much as
+    // ahead: nothing of the batch is stored (fault suite, clock skew).
+    let skew = batch
+        .sent_at
+        .map(|sent| sent - now)
+        .filter(|skew| skew.unsigned_abs() > MAX_CLOCK_SKEW.as_millis() as u64);
+    if let Some(skew) = skew {
+        let reason = format!(
+            "clock skew: collector {}'s clock is {} {} the hub's (more than {} minutes); set its clock (NTP)",
+            batch.collector_id,
+            describe_span(skew.unsigned_abs()),
+            if skew > 0 { "ahead of" } else { "behind" },
+            MAX_CLOCK_SKEW.as_secs() / 60
+        );
+        tracing::warn!(collector = %batch.collector_id, skew_ms = skew, readings = batch.readings.len(), "readings refused: {reason}");
+        for reading in &batch.readings {
+            refused.push(Refusal {
+                device_id: reading.device_id.clone(),
+                ts: reading.ts,
+                kind: RefusalKind::ClockSkew,
+                reason: reason.clone(),
+            });
+        }
+        return (rows, refused, accepted);
+    }
     for reading in &batch.readings {
         let refuse = |kind: RefusalKind, reason: String| Refusal {
             device_id: reading.device_id.clone(),

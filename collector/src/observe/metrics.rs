@@ -30,6 +30,11 @@ struct DropLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BusLabels {
     bus: String,
 }
@@ -60,6 +65,7 @@ pub struct CollectorMetrics {
     uplink_connected: Gauge,
     uplink_reconnects: Counter,
     batches_acknowledged: Counter,
+    readings_refused: Family<RefusedLabels, Counter>,
     outbox: Arc<OnceLock<Arc<Mutex<Outbox>>>>,
 }
 
@@ -72,6 +78,7 @@ impl Default for CollectorMetrics {
             busy_seconds: Family::default(),
             busy_ratio: Family::default(),
             busy_windows: Mutex::new(HashMap::new()),
+            readings_refused: Family::default(),
             uplink_connected: Gauge::default(),
             uplink_reconnects: Counter::default(),
             batches_acknowledged: Counter::default(),
@@ -142,6 +149,22 @@ impl CollectorMetrics {
         self.batches_acknowledged.inc_by(batches as u64);
     }
 
+    /// Readings the hub refused in an ack, by the hub's kind of refusal (a bounded set; a hub too
+    /// old to say is counted as `unknown`).
+    pub fn refused(&self, refusals: &[solarhub_proto::v1::Refusal]) {
+        for refusal in refusals {
+            let reason = match refusal.kind.as_str() {
+                "unassigned" | "future" | "unknown_device" | "no_timestamp" | "clock_skew" => {
+                    refusal.kind.clone()
+                }
+                _ => "unknown".to_owned(),
+            };
+            self.readings_refused
+                .get_or_create(&RefusedLabels { reason })
+                .inc();
+        }
+    }
+
     /// From now on the outbox's depth is read at every scrape.
     pub fn attach_outbox(&self, outbox: Arc<Mutex<Outbox>>) {
         let _ = self.outbox.set(outbox);
@@ -191,6 +214,11 @@ impl CollectorMetrics {
             "solarhub_collector_batches_acknowledged",
             "Batches the hub acknowledged (committed)",
             self.batches_acknowledged.clone(),
+        );
+        registry.register(
+            "solarhub_collector_readings_refused",
+            "Readings the hub refused (stored nowhere), by the hub's reason",
+            self.readings_refused.clone(),
         );
         registry.register_collector(Box::new(OutboxDepth(self.outbox.clone())));
         registry

@@ -73,6 +73,7 @@ fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
         seq,
         readings,
         polls,
+        sent_at,
     } = batch;
     let mut refused = Vec::new();
     let mut incoming = Vec::with_capacity(readings.len());
@@ -131,6 +132,7 @@ fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
             seq,
             readings: incoming,
             polls: polls.into_iter().map(tally_from_proto).collect(),
+            sent_at: sent_at.map(|t| solarhub_proto::time::millis(&t)),
         },
         refused,
     )
@@ -186,6 +188,7 @@ fn ack(
                 device_id: r.device_id,
                 ts: Some(timestamp(r.ts)),
                 reason: r.reason,
+                kind: r.kind.as_str().to_owned(),
             })
             .collect(),
     }

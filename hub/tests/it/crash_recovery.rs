@@ -64,6 +64,11 @@ impl Setup {
         (setup, simulator)
     }
 
+    /// The database as the hub binary's `--database-url` takes it.
+    pub(crate) fn database_arg(&self) -> String {
+        self.db.url_arg()
+    }
+
     pub(crate) fn log(&self) -> PathBuf {
         self.dir.path().join("processes.log")
     }
@@ -94,6 +99,12 @@ impl Setup {
 
     /// The collector, sending to `port` (the hub's, or a proxy's in front of it).
     pub(crate) fn collector_to(&self, port: u16) -> Proc {
+        let mut command = self.collector_command(port);
+        Proc::spawn("collector", &mut command, &self.log())
+    }
+
+    /// The collector's command line, to add to before it is started.
+    pub(crate) fn collector_command(&self, port: u16) -> Command {
         let mut command = Command::new(collector_binary());
         command
             .args([
@@ -115,7 +126,7 @@ impl Setup {
             .arg(self.tee())
             .arg("--token-file")
             .arg(self.token_file());
-        Proc::spawn("collector", &mut command, &self.log())
+        command
     }
 
     /// `(device, ts) -> value` of every reading the collector committed to its outbox. A line cut

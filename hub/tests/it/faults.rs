@@ -201,3 +201,77 @@ fn the_database_going_away_loses_and_doubles_nothing() {
         "the hub's rows are exactly the readings the collector took, with their values"
     );
 }
+
+/// A collector whose clock is an hour ahead, then one an hour behind: the hub refuses every
+/// reading with the reason, stores none, and both sides say so — the hub's log and refusal
+/// count, the collector's log and its `readings_refused` count. (The check is ingest's, not the
+/// database's: SQLite only.)
+#[test]
+fn a_collector_clock_an_hour_off_is_refused_and_said_on_both_sides() {
+    use crate::operations::{scrape, value};
+
+    let (setup, _simulator) = Setup::with_simulator(TestDb::sqlite());
+    let hub_metrics = common::free_port();
+    let mut hub_command = common::hub_binary();
+    hub_command.args([
+        "--database-url",
+        &setup.database_arg(),
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", setup.hub_port),
+        "--metrics-listen",
+        &format!("127.0.0.1:{hub_metrics}"),
+    ]);
+    let _hub = common::process::Proc::spawn("hub", &mut hub_command, &setup.log());
+    let mut refused_before = 0.0;
+    for (offset, says) in [
+        ("3600", "1 h 0 min ahead of"),
+        ("-3600", "1 h 0 min behind"),
+    ] {
+        let collector_metrics = common::free_port();
+        let mut command = setup.collector_command(setup.hub_port);
+        command.env("SOLARHUB_CLOCK_OFFSET_SECS", offset).args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{collector_metrics}"),
+        ]);
+        let collector = common::process::Proc::spawn("collector", &mut command, &setup.log());
+        setup.wait_for("the hub refuses readings", Duration::from_secs(60), || {
+            scrape(collector_metrics)
+                .and_then(|s| {
+                    value(
+                        &s,
+                        "solarhub_collector_readings_refused_total",
+                        &[("reason", "clock_skew")],
+                    )
+                })
+                .is_some_and(|n| n >= 4.0)
+        });
+        let status = collector.stop(Duration::from_secs(30));
+        assert!(status.success(), "the collector exits cleanly: {status}");
+        assert!(!setup.taken().is_empty(), "the collector took readings");
+        assert!(
+            setup.stored().is_empty(),
+            "no reading of a collector {says} the hub's clock is stored"
+        );
+        let log = std::fs::read_to_string(setup.log()).unwrap();
+        let reason = format!("clock skew: collector site-a's clock is {says} the hub's");
+        assert!(
+            log.contains(&reason),
+            "both logs say {reason:?}; the log:\n{log}"
+        );
+        let refused = scrape(hub_metrics)
+            .and_then(|s| {
+                value(
+                    &s,
+                    "solarhub_hub_readings_refused_total",
+                    &[("reason", "clock_skew")],
+                )
+            })
+            .unwrap_or(0.0);
+        assert!(
+            refused > refused_before,
+            "the hub counts the refusals: {refused} after {refused_before}"
+        );
+        refused_before = refused;
+    }
+}

@@ -16,7 +16,7 @@ use common::{TestDb, free_port};
 const COLLECTOR: &str = "ops-site";
 
 /// `GET /metrics` on `port`, parsed.
-fn scrape(port: u16) -> Option<prometheus_parse::Scrape> {
+pub(crate) fn scrape(port: u16) -> Option<prometheus_parse::Scrape> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -40,7 +40,11 @@ fn scrape(port: u16) -> Option<prometheus_parse::Scrape> {
 }
 
 /// The value of the sample `name` whose labels include `labels`; several match: their sum.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     let mut found = None;
     for sample in &scrape.samples {
         if sample.metric != name

@@ -122,6 +122,7 @@ impl Site {
                 .runtime
                 .block_on(self.ingest.commit(
                     Batch {
+                        sent_at: None,
                         collector_id: COLLECTOR.into(),
                         seq: self.seq,
                         readings: chunk.to_vec(),

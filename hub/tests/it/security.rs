@@ -734,6 +734,7 @@ fn refused_writes_change_nothing(db: TestDb) {
         }
         // A reader may not send readings, even for a device it can see.
         let batch = TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
@@ -837,6 +838,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // A batch sent as B by A's token: refused whole, nothing stored.
         let as_b = TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "b".into(),
             seq: 1,
@@ -860,6 +862,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // A's batch with B's meter in it: A's readings land, B's are refused by name.
         let mixed = TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
@@ -887,6 +890,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // B writes its own meter.
         let own = TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "b".into(),
             seq: 1,
@@ -1137,6 +1141,7 @@ fn client_certificates_bind_collectors(db: TestDb) {
             refused.message()
         );
         let batch = TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
@@ -1437,6 +1442,7 @@ fn tokens_never_appear_in_clear(db: TestDb) {
         };
         collectors.register(authed(register, &a)).await.unwrap_err();
         let batch = TelemetryBatch {
+            sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
             seq: 1,
@@ -1552,6 +1558,7 @@ fn revocation_reaches_every_hub(db: TestDb) {
             .into_inner()
     });
     let batch = |seq: u64| TelemetryBatch {
+        sent_at: None,
         polls: Vec::new(),
         collector_id: "a".into(),
         seq,
@@ -1612,6 +1619,7 @@ fn oversized_batches_are_refused_and_the_hub_stays_up(db: TestDb) {
         collector_service_client::CollectorServiceClient::new(connect())
             .send_batch(authed(
                 TelemetryBatch {
+                    sent_at: None,
                     polls: Vec::new(),
                     collector_id: "a".into(),
                     seq: 1,
@@ -1627,6 +1635,7 @@ fn oversized_batches_are_refused_and_the_hub_stays_up(db: TestDb) {
         collector_service_client::CollectorServiceClient::new(connect())
             .send_batch(authed(
                 TelemetryBatch {
+                    sent_at: None,
                     polls: Vec::new(),
                     collector_id: "a".into(),
                     seq: 1,
