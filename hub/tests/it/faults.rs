@@ -275,3 +275,104 @@ fn a_collector_clock_an_hour_off_is_refused_and_said_on_both_sides() {
         refused_before = refused;
     }
 }
+
+/// The disk under the collector's outbox fills up while readings stream (a 2 MB tmpfs, filled to
+/// the last byte), then space returns. The collector says why it cannot store, holds the
+/// readings in memory, never exits, and once space is back every reading it took reaches the
+/// hub exactly once. (SQLite for the hub: the disk under test is the collector's.)
+#[test]
+fn a_full_disk_under_the_outbox_loses_nothing() {
+    let (setup, _simulator) = Setup::with_simulator(TestDb::sqlite());
+    let Some(disk) = common::SmallDisk::mount(&setup.dir.path().join("outbox"), "2m") else {
+        return;
+    };
+    let _hub = setup.hub();
+    let mut collector = setup.collector();
+    caught_up(
+        &setup,
+        "the first readings reach the hub",
+        Duration::from_secs(60),
+    );
+
+    let filler = disk.fill();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        collector.exited().is_none(),
+        "the collector keeps running on a full disk"
+    );
+    let log = std::fs::read_to_string(setup.log()).unwrap();
+    assert!(
+        log.contains("cannot store readings in the outbox"),
+        "the collector says why; the log:\n{log}"
+    );
+    let taken_while_full = setup.taken().len();
+    std::fs::remove_file(filler).unwrap();
+    let healed = Instant::now();
+    // The readings held in memory reach the outbox (and the witness), then the hub.
+    setup.wait_for(
+        "the outbox takes readings again",
+        Duration::from_secs(30),
+        || setup.taken().len() > taken_while_full,
+    );
+    caught_up(
+        &setup,
+        "every reading reaches the hub once space returns",
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "outbox disk full for 6 s: caught up {:.1?} after space returned",
+        healed.elapsed()
+    );
+    let status = collector.stop(Duration::from_secs(30));
+    assert!(status.success(), "the collector exits cleanly: {status}");
+    assert_eq!(
+        setup.stored(),
+        setup.taken(),
+        "the hub's rows are exactly the readings the collector took, with their values"
+    );
+}
+
+/// The disk under the hub's SQLite database fills up while readings stream, then space returns.
+/// The hub refuses commits with a clear error and never exits; nothing the collector took is
+/// lost or stored twice.
+#[test]
+fn a_full_disk_under_the_hub_database_loses_nothing() {
+    let place = tempfile::tempdir().unwrap();
+    let Some(disk) = common::SmallDisk::mount(place.path(), "16m") else {
+        return;
+    };
+    let (setup, _simulator) = Setup::with_simulator(TestDb::sqlite_in(place.path()));
+    let mut hub = setup.hub();
+    let collector = setup.collector();
+    caught_up(
+        &setup,
+        "the first readings reach the hub",
+        Duration::from_secs(60),
+    );
+
+    let filler = disk.fill();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        hub.exited().is_none(),
+        "the hub keeps running on a full disk"
+    );
+    let log = std::fs::read_to_string(setup.log()).unwrap();
+    assert!(
+        log.contains("full"),
+        "the hub says its disk is full; the log:\n{log}"
+    );
+    std::fs::remove_file(filler).unwrap();
+    let took = caught_up(
+        &setup,
+        "every reading reaches the hub once space returns",
+        Duration::from_secs(60),
+    );
+    eprintln!("hub database disk full for 6 s: caught up {took:.1?} after space returned");
+    let status = collector.stop(Duration::from_secs(30));
+    assert!(status.success(), "the collector exits cleanly: {status}");
+    assert_eq!(
+        setup.stored(),
+        setup.taken(),
+        "the hub's rows are exactly the readings the collector took, with their values"
+    );
+}

@@ -34,7 +34,17 @@ impl TestDb {
         }
     }
 
+    /// A SQLite database file in `dir` (a small file system, say), which the caller keeps.
+    pub fn sqlite_in(dir: &std::path::Path) -> TestDb {
+        TestDb {
+            url: DatabaseUrl::Sqlite(dir.join("hub.db")),
+            _dir: None,
+            postgres: None,
+        }
+    }
+
     /// A fresh, empty Postgres database, or `None` (with a loud note) when no server is configured.
+
     pub fn postgres() -> Option<TestDb> {
         let Ok(admin_url) = std::env::var("SOLARHUB_TEST_DATABASE_URL") else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -253,4 +263,54 @@ pub fn error_fields(
 /// faults. CI runs the short forms.
 pub fn long_mode() -> bool {
     std::env::var("SOLARHUB_FAULTS_LONG").is_ok_and(|v| v == "1")
+}
+
+/// A small tmpfs mounted for a test (a disk that fills up), unmounted when dropped. `None` where
+/// this process may not mount (not root); in CI that is a failure, not a skip.
+pub struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(path: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "cannot mount a tmpfs at {} (the full-disk tests need root)",
+                path.display()
+            );
+            eprintln!("skipped: cannot mount a tmpfs (the full-disk tests need root)");
+            return None;
+        }
+        Some(SmallDisk {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Fills the disk to the last byte; returns the filler to delete when space should return.
+    pub fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).and_then(|()| file.flush()).is_ok() {}
+        // The last partial block too.
+        while file.write_all(&[0]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
 }

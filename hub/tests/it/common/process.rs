@@ -58,6 +58,11 @@ impl Proc {
         self.child.wait().unwrap();
     }
 
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// SIGTERM, then waits up to `limit` for a clean exit.
     pub fn stop(mut self, limit: Duration) -> std::process::ExitStatus {
         nix::sys::signal::kill(
