@@ -44,7 +44,6 @@ impl TestDb {
     }
 
     /// A fresh, empty Postgres database, or `None` (with a loud note) when no server is configured.
-
     pub fn postgres() -> Option<TestDb> {
         let Ok(admin_url) = std::env::var("SOLARHUB_TEST_DATABASE_URL") else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
