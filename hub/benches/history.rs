@@ -12,10 +12,9 @@ mod report;
 
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
 use report::{Figure, Target};
 use solarhub_hub::db::rollups::{self, RollupRows, SystemHour};
-use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin, in_transaction, schema};
+use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin, in_transaction};
 use solarhub_hub::server::{Security, ServeOptions};
 use solarhub_proto::tonic;
 use solarhub_proto::v1::history_service_client::HistoryServiceClient;
@@ -76,25 +75,7 @@ fn year_of_hours() -> Vec<SystemHour> {
 
 /// The baseline: the same rows, selected and loaded into their row type, nothing else.
 fn select(conn: &mut DbConnection) -> anyhow::Result<usize> {
-    use schema::system_hourly_energy::dsl as t;
-    macro_rules! query {
-        () => {
-            t::system_hourly_energy
-                .filter(t::system_id.eq("home"))
-                .filter(
-                    t::bucket_start
-                        .ge(YEAR_START)
-                        .and(t::bucket_start.lt(YEAR_START + HOURS * HOUR_MS)),
-                )
-                .order(t::bucket_start)
-                .select(SystemHour::as_select())
-        };
-    }
-    let rows: Vec<SystemHour> = match conn {
-        DbConnection::Postgres(pg) => query!().load(pg)?,
-        DbConnection::Sqlite(sqlite) => query!().load(sqlite)?,
-    };
-    Ok(rows.len())
+    Ok(rollups::system_hours(conn, "home", YEAR_START, YEAR_START + HOURS * HOUR_MS)?.len())
 }
 
 fn percentile(times: &mut [Duration], p: f64) -> Duration {

@@ -17,12 +17,11 @@ mod report;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
 use report::{Figure, Target, median};
 use solarhub_collector::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::uplink::{HubClient, connect};
 use solarhub_hub::db::samples::{EnergySample, SampleRow};
-use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin, schema};
+use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin};
 use solarhub_hub::server::{Security, ServeOptions};
 use solarhub_proto::v1::{DeviceReading, TelemetryBatch};
 
@@ -174,22 +173,7 @@ fn run(
 /// The baseline: `rows` written into the same table without the hub, in one transaction.
 fn write_directly(conn: &mut DbConnection, rows: &[EnergySample]) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    match conn {
-        DbConnection::Postgres(pg) => pg.transaction(|pg| {
-            diesel::copy_from(schema::energy_samples::table)
-                .from_insertable(rows)
-                .execute(pg)
-        })?,
-        DbConnection::Sqlite(sqlite) => sqlite.transaction(|sqlite| {
-            let mut written = 0;
-            for row in rows {
-                written += diesel::insert_into(schema::energy_samples::table)
-                    .values(row)
-                    .execute(sqlite)?;
-            }
-            diesel::QueryResult::Ok(written)
-        })?,
-    };
+    solarhub_hub::db::samples::write_energy_samples_plainly(conn, rows)?;
     Ok(started.elapsed())
 }
 

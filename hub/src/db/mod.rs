@@ -18,9 +18,7 @@ pub mod principals;
 pub mod quality;
 pub mod rollups;
 pub mod samples;
-/// The tables as diesel sees them (public for the benchmarks' baselines, which write the same tables
-/// without the hub).
-pub mod schema;
+mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -537,6 +537,25 @@ pub enum EnergyScope {
 }
 
 /// Energy rows of one scope whose bucket starts in [from, to), in time order.
+/// A system's hourly rows with `bucket_start` in [from, to), as stored: the history bench's
+/// baseline for what the API adds.
+pub fn system_hours(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<SystemHour>, DbError> {
+    use schema::system_hourly_energy::dsl as t;
+    let query = t::system_hourly_energy
+        .filter(t::system_id.eq(system_id))
+        .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
+        .order(t::bucket_start);
+    Ok(match conn {
+        DbConnection::Postgres(pg) => query.select(SystemHour::as_select()).load(pg)?,
+        DbConnection::Sqlite(sqlite) => query.select(SystemHour::as_select()).load(sqlite)?,
+    })
+}
+
 pub fn energy_history(
     conn: &mut DbConnection,
     scope: &EnergyScope,

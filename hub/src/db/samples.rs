@@ -273,3 +273,29 @@ sample_row!(
     insert_battery_cell_samples
 );
 sample_row!(MeterSample, meter_samples, meter_id, insert_meter_samples);
+
+/// The ingest bench's baseline: `rows` written as plainly as each backend allows, in one
+/// transaction, without the hub and without skipping stored rows — one binary `COPY` on Postgres,
+/// one prepared single-row `INSERT` after another on SQLite. Not used by the hub.
+pub fn write_energy_samples_plainly(
+    conn: &mut DbConnection,
+    rows: &[EnergySample],
+) -> Result<usize, DbError> {
+    use diesel::Connection as _;
+    Ok(match conn {
+        DbConnection::Postgres(pg) => pg.transaction(|pg| {
+            diesel::copy_from(schema::energy_samples::table)
+                .from_insertable(rows)
+                .execute(pg)
+        })?,
+        DbConnection::Sqlite(sqlite) => sqlite.transaction(|sqlite| {
+            let mut written = 0;
+            for row in rows {
+                written += diesel::insert_into(schema::energy_samples::table)
+                    .values(row)
+                    .execute(sqlite)?;
+            }
+            diesel::QueryResult::Ok(written)
+        })?,
+    })
+}
