@@ -9,7 +9,12 @@
 //!
 //! `cargo bench -p solarhub-hub --bench rollup`; `SOLARHUB_BENCH_DAYS` sets the span (default 30).
 
+#[path = "support/report.rs"]
+mod report;
+
 use std::time::Instant;
+
+use report::{Figure, Target};
 
 use solarhub_hub::db::rollups::{self, Pending};
 use solarhub_hub::db::samples::{self, EnergySample, MeterSample};
@@ -138,9 +143,14 @@ fn run(backend: &str, url: DatabaseUrl, days: i64) -> anyhow::Result<()> {
         "{backend}: full recompute of {days} days ({samples} samples) in {recompute:.2?} ({} hours, {} rows)",
         full.hours, full.rows
     );
-    println!(
-        "{backend}: ratio late hour / full recompute: 1/{:.0} (target: at most 1/100)",
-        recompute.as_secs_f64() / incremental.as_secs_f64()
-    );
+    Figure {
+        name: &format!("rollup.late_hour.{backend}"),
+        figure: incremental.as_secs_f64() * 1000.0,
+        baseline: recompute.as_secs_f64() * 1000.0,
+        unit: "ms",
+        baseline_is: "a full recompute of the same days",
+        target: Target::AtMost(0.01),
+    }
+    .print();
     Ok(())
 }

@@ -15,9 +15,13 @@
 //! streamed sample count per round (default 20000); unary runs take a tenth of it;
 //! `SOLARHUB_BENCH_ROUNDS` the rounds (default 3).
 
+#[path = "support/report.rs"]
+mod report;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use report::median;
 use solarhub_collector::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::uplink::{HubClient, connect};
 use solarhub_hub::db::{self, Database, DatabaseUrl, admin};
@@ -117,11 +121,6 @@ fn certificates(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("hub.pem"), cert.pem())?;
     std::fs::write(dir.join("hub.key"), key.serialize_pem())?;
     Ok(())
-}
-
-fn median(mut rates: Vec<f64>) -> f64 {
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
 }
 
 fn run(
@@ -289,10 +288,15 @@ fn run(
             unary(variant)
         );
     }
-    println!(
-        "{backend}: ratio streamed / unary (plaintext): {:.1}x (target: at least 20x)",
-        streamed(Variant::Plain) / unary(Variant::Plain)
-    );
+    report::Figure {
+        name: &format!("uplink.streamed_vs_unary.{backend}"),
+        figure: streamed(Variant::Plain),
+        baseline: unary(Variant::Plain),
+        unit: "samples/s",
+        baseline_is: "one unary SendBatch call per sample",
+        target: report::Target::AtLeast(20.0),
+    }
+    .print();
     println!(
         "{backend}: token / no authentication: streamed {:.3}, unary {:.3} (target: streamed at least 0.95)",
         streamed(Variant::Token) / streamed(Variant::Plain),
