@@ -65,7 +65,8 @@ pub async fn connect(hub: &str, access: &HubAccess) -> Result<HubClient, UplinkE
         .map_err(|e| unreachable(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         // A connection that stops answering without closing (a NAT or a middlebox that forgot
-        // it, a hung hub) is found by its unanswered pings, not waited on forever (fault suite).
+        // it, a hung hub) is found by its unanswered pings, not waited on forever: without them
+        // the fault suite's half-open proxy hung the stream for good.
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
