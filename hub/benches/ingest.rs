@@ -13,19 +13,18 @@
 
 #[path = "support/report.rs"]
 mod report;
+#[path = "support/telemetry.rs"]
+mod telemetry;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use report::{Figure, Target, median};
 use solarhub_collector::hub_access::{AccessFiles, HubAccess};
-use solarhub_collector::uplink::{HubClient, connect};
+use solarhub_collector::uplink::connect;
 use solarhub_hub::db::samples::{EnergySample, SampleRow};
 use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin};
 use solarhub_hub::server::{Security, ServeOptions};
-use solarhub_proto::v1::{DeviceReading, TelemetryBatch};
-
-const BATCH: usize = 200;
+use telemetry::{BATCH, streamed, ts_ms};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -174,75 +173,5 @@ fn run(
 fn write_directly(conn: &mut DbConnection, rows: &[EnergySample]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     solarhub_hub::db::samples::write_energy_samples_plainly(conn, rows)?;
-    Ok(started.elapsed())
-}
-
-/// A powdrive reading's time: a second apart per `i`, long past (the hub refuses future times).
-fn ts_ms(i: i64) -> i64 {
-    1_600_000_000_000 + i * 1000
-}
-
-/// One inverter reading with the fields a powdrive reports.
-fn reading(i: i64) -> DeviceReading {
-    let fields: HashMap<String, f64> = [
-        ("pv_power_w", 4200.0),
-        ("load_power_w", 1800.0),
-        ("grid_power_w", -300.0),
-        ("battery_power_w", 2100.0),
-        ("battery_soc_pct", 64.0),
-        ("battery_voltage_v", 52.1),
-        ("battery_current_a", 40.3),
-        ("pv_energy_total_wh", 1.0e7 + i as f64),
-        ("grid_import_total_wh", 5.0e6),
-        ("inverter_temp_c", 41.0),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v + (i % 7) as f64))
-    .collect();
-    DeviceReading {
-        device_id: "powdrive1".into(),
-        adapter_id: "powdrive1.adapter".into(),
-        ts: Some(solarhub_proto::time::timestamp(ts_ms(i))),
-        fields,
-        ..DeviceReading::default()
-    }
-}
-
-/// Streams `count` readings from `first` in batches of [`BATCH`], numbered from `first_seq`, and
-/// waits for every ack.
-async fn streamed(
-    mut client: HubClient,
-    first_seq: u64,
-    first: i64,
-    count: usize,
-) -> anyhow::Result<Duration> {
-    let batches: Vec<TelemetryBatch> = (0..count)
-        .step_by(BATCH)
-        .enumerate()
-        .map(|(n, start)| TelemetryBatch {
-            sent_at: None,
-            polls: Vec::new(),
-            collector_id: "bench".into(),
-            seq: first_seq + n as u64,
-            readings: (start..(start + BATCH).min(count))
-                .map(|i| reading(first + i as i64))
-                .collect(),
-        })
-        .collect();
-    let expected = batches.len();
-    let started = Instant::now();
-    let mut acks = client
-        .stream_telemetry(tokio_stream::iter(batches))
-        .await?
-        .into_inner();
-    let mut acked = 0;
-    while let Some(ack) = acks.message().await? {
-        anyhow::ensure!(ack.refused.is_empty(), "refused: {:?}", ack.refused);
-        acked += 1;
-        if acked == expected {
-            break;
-        }
-    }
-    anyhow::ensure!(acked == expected, "{acked} of {expected} batches acked");
     Ok(started.elapsed())
 }

@@ -17,6 +17,8 @@
 
 #[path = "support/report.rs"]
 mod report;
+#[path = "support/telemetry.rs"]
+mod telemetry;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,9 +28,8 @@ use solarhub_collector::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::uplink::{HubClient, connect};
 use solarhub_hub::db::{self, Database, DatabaseUrl, admin};
 use solarhub_hub::server::{Security, ServeOptions};
-use solarhub_proto::v1::{DeviceReading, TelemetryBatch};
-
-const BATCH: usize = 200;
+use solarhub_proto::v1::TelemetryBatch;
+use telemetry::{BATCH, reading, streamed};
 
 fn main() -> anyhow::Result<()> {
     let samples: usize = std::env::var("SOLARHUB_BENCH_SAMPLES")
@@ -336,73 +337,6 @@ async fn scrape_every_second(address: std::net::SocketAddr) {
             let _ = stream.read_to_end(&mut answer).await;
         }
     }
-}
-
-/// One inverter reading with the fields a powdrive reports, at `base + i` seconds.
-fn reading(i: i64) -> DeviceReading {
-    let fields: HashMap<String, f64> = [
-        ("pv_power_w", 4200.0),
-        ("load_power_w", 1800.0),
-        ("grid_power_w", -300.0),
-        ("battery_power_w", 2100.0),
-        ("battery_soc_pct", 64.0),
-        ("battery_voltage_v", 52.1),
-        ("battery_current_a", 40.3),
-        ("pv_energy_total_wh", 1.0e7 + i as f64),
-        ("grid_import_total_wh", 5.0e6),
-        ("inverter_temp_c", 41.0),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v + (i % 7) as f64))
-    .collect();
-    // Timestamps a second apart, long past (the hub refuses times in the future).
-    let ts_ms = chrono::Utc::now().timestamp_millis() - 50_000_000_000 + i * 1000;
-    DeviceReading {
-        device_id: "powdrive1".into(),
-        adapter_id: "powdrive1.adapter".into(),
-        ts: Some(solarhub_proto::time::timestamp(ts_ms)),
-        fields,
-        ..DeviceReading::default()
-    }
-}
-
-/// Streams `count` readings from `first` in batches of [`BATCH`], numbered from `first_seq`, and
-/// waits for every ack.
-async fn streamed(
-    mut client: HubClient,
-    first_seq: u64,
-    first: i64,
-    count: usize,
-) -> anyhow::Result<Duration> {
-    let batches: Vec<TelemetryBatch> = (0..count)
-        .step_by(BATCH)
-        .enumerate()
-        .map(|(n, start)| TelemetryBatch {
-            sent_at: None,
-            polls: Vec::new(),
-            collector_id: "bench".into(),
-            seq: first_seq + n as u64,
-            readings: (start..(start + BATCH).min(count))
-                .map(|i| reading(first + i as i64))
-                .collect(),
-        })
-        .collect();
-    let expected = batches.len();
-    let started = Instant::now();
-    let mut acks = client
-        .stream_telemetry(tokio_stream::iter(batches))
-        .await?
-        .into_inner();
-    let mut acked = 0;
-    while let Some(ack) = acks.message().await? {
-        anyhow::ensure!(ack.refused.is_empty(), "refused: {:?}", ack.refused);
-        acked += 1;
-        if acked == expected {
-            break;
-        }
-    }
-    anyhow::ensure!(acked == expected, "{acked} of {expected} batches acked");
-    Ok(started.elapsed())
 }
 
 /// One `SendBatch` call per reading, one after the other.
