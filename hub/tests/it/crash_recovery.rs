@@ -165,6 +165,21 @@ impl Setup {
         stored
     }
 
+    /// Stops the collector with SIGTERM (it must exit cleanly, its outbox handed over) and checks
+    /// that the hub's rows are exactly the readings it took, with their values.
+    pub(crate) fn stop_and_check_exactly_once(&self, collector: Proc) {
+        let status = collector.stop(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "the collector exits cleanly on SIGTERM: {status}"
+        );
+        assert_eq!(
+            self.stored(),
+            self.taken(),
+            "the hub's rows are exactly the readings the collector took, with their values"
+        );
+    }
+
     pub(crate) fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
         while !done() {
@@ -279,18 +294,8 @@ fn without_faults_the_rows_are_exactly_the_readings(db: TestDb) {
     setup.wait_for("readings reach the hub", Duration::from_secs(60), || {
         setup.stored().len() >= 20
     });
-    let status = collector.stop(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "the collector exits cleanly on SIGTERM: {status}"
-    );
-    let taken = setup.taken();
-    assert!(taken.len() >= 20);
-    assert_eq!(
-        setup.stored(),
-        taken,
-        "the hub's rows are exactly the readings the collector took, with their values"
-    );
+    setup.stop_and_check_exactly_once(collector);
+    assert!(setup.taken().len() >= 20);
     let mut outbox = solarhub_collector::outbox::Outbox::open(
         &setup.dir.path().join("outbox"),
         solarhub_collector::outbox::Limits::default(),
