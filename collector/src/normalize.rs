@@ -120,9 +120,11 @@ impl Normalizer {
             }
             // Whatever the map allows, nothing beyond what the field's unit can be (a u32
             // counter read as 0xFFFF0000 is 4 TWh; decoder fuzzing).
-            let plausible = solarhub_proto::contract::map_field(field)
-                .and_then(|f| solarhub_proto::contract::plausible_range(f.unit));
-            if plausible.is_some_and(|range| !range.contains(&value)) || !value.is_finite() {
+            let implausible = rule
+                .plausible
+                .as_ref()
+                .is_some_and(|range| !range.contains(&value));
+            if implausible || !value.is_finite() {
                 self.drop(&mut reading, field, DropReason::OutOfRange);
                 continue;
             }

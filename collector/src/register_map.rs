@@ -126,6 +126,10 @@ pub struct FieldRule {
     /// A cumulative counter: it may only grow; a value below the last one is dropped and counted.
     #[serde(default)]
     pub counter: bool,
+    /// The plausible range of the field's unit (`contract::plausible_range`), looked up once when
+    /// the map is loaded, not per reading.
+    #[serde(skip)]
+    pub plausible: Option<std::ops::RangeInclusive<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -173,7 +177,7 @@ impl RegisterMap {
 
     /// Parses and validates; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<RegisterMap, MapError> {
-        let map: RegisterMap = serde_json::from_str(text).map_err(|e| MapError::Invalid {
+        let mut map: RegisterMap = serde_json::from_str(text).map_err(|e| MapError::Invalid {
             path: path.to_owned(),
             entry: format!("line {} column {}", e.line(), e.column()),
             reason: e.to_string(),
@@ -184,6 +188,10 @@ impl RegisterMap {
                 entry,
                 reason,
             })?;
+        for (name, rule) in &mut map.fields {
+            rule.plausible = solarhub_proto::contract::map_field(name)
+                .and_then(|field| solarhub_proto::contract::plausible_range(field.unit));
+        }
         Ok(map)
     }
 
