@@ -36,7 +36,7 @@ pub async fn run_collector(
         return Ok(());
     };
     let plan = crate::assignment::build_plan(
-        &format!("assignments from {}", config.hub),
+        &format!("assignments from {}", config.hubs_text()),
         &assignments,
         None,
     )?;

@@ -59,8 +59,10 @@ pub struct CollectorFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubLink {
-    /// The hub's gRPC address, e.g. `http://hub.lan:50051`.
-    pub url: String,
+    /// The hub's gRPC address, e.g. `http://hub.lan:50051`, or a list of them (hubs sharing one
+    /// database), tried in turn when one is unreachable.
+    #[serde(deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
     pub collector_id: String,
     /// Where the outbox lives; relative paths are taken from the config file's directory (as
     /// for every path below).
@@ -74,6 +76,20 @@ pub struct HubLink {
     pub client_key: Option<std::path::PathBuf>,
 }
 
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
 /// Reads a collector config file; a file that names a hub must not also list adapters.
 pub fn read_file(path: &Path) -> Result<CollectorFile, PlanError> {
     let fail = |reason: String| file_error(path, reason);
@@ -85,6 +101,9 @@ pub fn read_file(path: &Path) -> Result<CollectorFile, PlanError> {
                 "a file with `hub:` takes its adapters from the hub; remove `adapters:` or `hub:`"
                     .into(),
             ));
+        }
+        Some(hub) if hub.url.is_empty() => {
+            return Err(fail("`hub.url` lists no address".into()));
         }
         Some(hub) => {
             if let Some(base) = path.parent() {

@@ -64,9 +64,11 @@ enum Command {
     Run {
         #[arg(long, conflicts_with_all = ["hub", "id"], required_unless_present = "hub")]
         config: Option<PathBuf>,
-        /// The hub's gRPC address, e.g. http://127.0.0.1:50051.
-        #[arg(long, requires = "id", env = "SOLARHUB_HUB")]
-        hub: Option<String>,
+        /// The hub's gRPC address, e.g. http://127.0.0.1:50051. Repeat it (or separate addresses
+        /// with commas) for hubs sharing one database: a collector moves to the next address when
+        /// one is unreachable.
+        #[arg(long, requires = "id", env = "SOLARHUB_HUB", value_delimiter = ',')]
+        hub: Vec<String>,
         /// This collector's id, as named in the hub's adapters (`collector_id`).
         #[arg(long, requires = "hub", env = "SOLARHUB_COLLECTOR_ID")]
         id: Option<String>,
@@ -179,9 +181,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let link = match (config, hub, id) {
-                (_, Some(url), Some(collector_id)) => HubLink {
-                    url,
+            let hub: Vec<String> = hub
+                .into_iter()
+                .map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty())
+                .collect();
+            let link = match (config, hub.is_empty(), id) {
+                (_, false, Some(collector_id)) => HubLink {
+                    url: hub,
                     collector_id,
                     outbox_dir: None,
                     token_file: None,
@@ -217,10 +224,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client_cert: client_cert.or(link.client_cert),
                 client_key: client_key.or(link.client_key),
             };
-            let access = HubAccess::load(&link.url, &files)?;
+            let tls = link.url[0].starts_with("https://");
+            if let Some(other) = link.url.iter().find(|u| u.starts_with("https://") != tls) {
+                bail!(
+                    "hub addresses {} and {other} differ in TLS: give every address as https:// or every one as http://",
+                    link.url[0]
+                );
+            }
+            let access = HubAccess::load(&link.url[0], &files)?;
             let config = solarhub_collector::uplink::UplinkConfig {
                 access,
-                hub: link.url,
+                hubs: link.url,
                 collector_id: link.collector_id,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 batch_max_readings: batch_readings.max(1),

@@ -1,7 +1,10 @@
 //! The uplink to the hub: readings are gathered into batches, each batch is stored in the outbox
 //! before it is sent, sent in seq order over one stream, and deleted when the hub acknowledges it.
 //! A lost connection is opened again with capped exponential back-off and jitter; on every
-//! (re)connection the collector registers again and resends what the hub has not committed.
+//! (re)connection the collector registers again and resends what the hub has not committed. With
+//! several hub addresses (hubs sharing one database) a lost or refused connection moves on to the
+//! next address at once, backing off only once every address has failed in a row; the hub a batch
+//! reaches does not matter, since the committed seq lives in the shared database.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +25,8 @@ use crate::reading::Reading;
 /// How readings become batches and how hard the uplink retries.
 #[derive(Debug, Clone)]
 pub struct UplinkConfig {
-    pub hub: String,
+    /// The hubs' gRPC addresses, tried in turn (at least one).
+    pub hubs: Vec<String>,
     /// The token and TLS settings the hub is reached with.
     pub access: HubAccess,
     pub collector_id: String,
@@ -32,6 +36,20 @@ pub struct UplinkConfig {
     /// …or this long after its first reading.
     pub batch_max_wait: Duration,
     pub max_backoff: Duration,
+}
+
+impl UplinkConfig {
+    /// The address to use on the `turn`th attempt.
+    pub fn hub(&self, turn: usize) -> &str {
+        self.hubs
+            .get(turn % self.hubs.len().max(1))
+            .map_or("", String::as_str)
+    }
+
+    /// Every address, for people.
+    pub fn hubs_text(&self) -> String {
+        self.hubs.join(", ")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,15 +118,17 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// Connects and registers: the client, the collector's assignments and the hub's last committed seq.
 async fn connect_and_register(
     config: &UplinkConfig,
+    hub: &str,
 ) -> Result<(HubClient, proto::RegisterResponse), UplinkError> {
-    let mut client = connect(&config.hub, &config.access).await?;
-    let registered = register(&mut client, config).await?;
+    let mut client = connect(hub, &config.access).await?;
+    let registered = register(&mut client, hub, config).await?;
     Ok((client, registered))
 }
 
 /// Registers and returns the collector's assignments and the hub's last committed seq.
 pub async fn register(
     client: &mut HubClient,
+    hub: &str,
     config: &UplinkConfig,
 ) -> Result<proto::RegisterResponse, UplinkError> {
     let request = proto::RegisterRequest {
@@ -127,13 +147,13 @@ pub async fn register(
             ) =>
         {
             Err(UplinkError::Refused {
-                hub: config.hub.clone(),
+                hub: hub.to_owned(),
                 collector: config.collector_id.clone(),
                 reason: status.message().to_owned(),
             })
         }
         Err(status) => Err(UplinkError::Unreachable {
-            hub: config.hub.clone(),
+            hub: hub.to_owned(),
             reason: status.message().to_owned(),
         }),
     }
@@ -324,12 +344,18 @@ pub async fn send_outbox(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
     let mut sessions = 0u64;
+    // Attempts since a session last got through, and the address to try next.
+    let mut failed_in_row = 0usize;
+    let mut turn = 0usize;
     loop {
         if *shutdown.borrow() {
             return;
         }
+        let hub = config.hub(turn).to_owned();
+        let sessions_before = sessions;
         let session = session(
             &config,
+            &hub,
             &outbox,
             &mut stored,
             &mut shutdown,
@@ -339,7 +365,17 @@ pub async fn send_outbox(
         )
         .await;
         observer.metrics().uplink_down();
-        let wait = Backoff::jittered(backoff.failed());
+        if sessions > sessions_before {
+            failed_in_row = 0;
+        }
+        failed_in_row += 1;
+        turn += 1;
+        // The next address at once; a pause only when every address has failed in a row.
+        let wait = if failed_in_row % config.hubs.len().max(1) == 0 {
+            Backoff::jittered(backoff.failed())
+        } else {
+            FAILOVER_PAUSE
+        };
         match session {
             Ok(()) => return,
             Err(error @ UplinkError::Refused { .. }) => {
@@ -356,6 +392,9 @@ pub async fn send_outbox(
     }
 }
 
+/// The pause before trying the next hub address after one failed.
+const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
+
 /// How long a stopping collector keeps trying to hand its outbox to the hub before it exits; what
 /// is not acknowledged by then stays in the outbox for the next start.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -364,6 +403,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// empty or [`DRAIN_TIMEOUT`] has passed.
 async fn session(
     config: &UplinkConfig,
+    hub: &str,
     outbox: &Arc<Mutex<Outbox>>,
     stored: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
@@ -371,7 +411,7 @@ async fn session(
     observer: &Observer,
     sessions: &mut u64,
 ) -> Result<(), UplinkError> {
-    let (mut client, registered) = connect_and_register(config).await?;
+    let (mut client, registered) = connect_and_register(config, hub).await?;
     {
         let mut outbox = outbox
             .lock()
@@ -384,11 +424,11 @@ async fn session(
         .stream_telemetry(tokio_stream::wrappers::ReceiverStream::new(outbound))
         .await
         .map_err(|status| UplinkError::Unreachable {
-            hub: config.hub.clone(),
+            hub: hub.to_owned(),
             reason: status.message().to_owned(),
         })?
         .into_inner();
-    tracing::info!(hub = %config.hub, collector = %config.collector_id, last_committed_seq = registered.last_committed_seq, "streaming to the hub");
+    tracing::info!(hub, collector = %config.collector_id, last_committed_seq = registered.last_committed_seq, "streaming to the hub");
     // This session got through: the next loss starts over from the shortest wait.
     backoff.succeeded();
     observer.metrics().uplink_up(*sessions == 0);
@@ -409,7 +449,7 @@ async fn session(
             batch.sent_at = Some(solarhub_proto::time::timestamp(crate::clock::now_ms()));
             if batches.send(batch).await.is_err() {
                 return Err(UplinkError::Unreachable {
-                    hub: config.hub.clone(),
+                    hub: hub.to_owned(),
                     reason: "the stream closed".into(),
                 });
             }
@@ -439,8 +479,8 @@ async fn session(
                     let removed = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).acknowledge(ack.seq)?;
                     observer.metrics().acknowledged(removed);
                 }
-                Ok(None) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: "the hub ended the stream".into() }),
-                Err(status) => return Err(UplinkError::Unreachable { hub: config.hub.clone(), reason: status.message().to_owned() }),
+                Ok(None) => return Err(UplinkError::Unreachable { hub: hub.to_owned(), reason: "the hub ended the stream".into() }),
+                Err(status) => return Err(UplinkError::Unreachable { hub: hub.to_owned(), reason: status.message().to_owned() }),
             },
             changed = stored.changed(), if !input_closed => {
                 if changed.is_err() {
@@ -482,15 +522,18 @@ pub async fn obtain_assignments(
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Vec<crate::assignment::Assignment>>> {
     let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
+    let mut turn = 0usize;
     loop {
-        let error = match connect_and_register(config).await {
+        let hub = config.hub(turn).to_owned();
+        turn += 1;
+        let error = match connect_and_register(config, &hub).await {
             Ok((_, registered)) => {
                 let assignments = assignments_from_proto(&registered.assignments);
                 outbox
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .cache_assignments(&serde_json::to_string(&assignments)?)?;
-                tracing::info!(hub = %config.hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
+                tracing::info!(hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
                 return Ok(Some(assignments));
             }
             Err(error) => error,
@@ -499,6 +542,10 @@ pub async fn obtain_assignments(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .cached_assignments()?;
+        if turn < config.hubs.len() {
+            tracing::warn!(%error, "cannot register; trying the next hub");
+            continue;
+        }
         if let Some(cached) = cached {
             tracing::warn!(%error, "cannot register: polling with the assignments cached last time, buffering in the outbox");
             return Ok(Some(serde_json::from_str(&cached)?));
@@ -549,7 +596,7 @@ mod tests {
         ));
         let config = UplinkConfig {
             access: crate::hub_access::HubAccess::none(),
-            hub: "http://127.0.0.1:1".into(),
+            hubs: vec!["http://127.0.0.1:1".into()],
             collector_id: "c".into(),
             version: "t".into(),
             batch_max_readings: 2,

@@ -111,7 +111,7 @@ pub async fn run_demo(
     let collector = tokio::spawn({
         let config = UplinkConfig {
             access: solarhub_collector::hub_access::HubAccess::none(),
-            hub: format!("http://{addr}"),
+            hubs: vec![format!("http://{addr}")],
             collector_id: DEMO_COLLECTOR.into(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             batch_max_readings: 200,

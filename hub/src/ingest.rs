@@ -143,6 +143,8 @@ pub struct Ingest {
     directory: Arc<Mutex<Option<CachedDirectory>>>,
     updates: crate::live::Updates,
     metrics: crate::metrics::IngestMetrics,
+    /// This hub's name in the commit announcements other hubs on the database hear.
+    instance: Arc<str>,
 }
 
 fn f(fields: &BTreeMap<String, f64>, name: &str) -> Option<f64> {
@@ -174,6 +176,7 @@ impl Ingest {
             directory: Arc::new(Mutex::new(None)),
             updates: crate::live::updates(),
             metrics: crate::metrics::IngestMetrics::default(),
+            instance: crate::cluster::hub_instance().into(),
         }
     }
 
@@ -185,6 +188,11 @@ impl Ingest {
     /// Where this ingest announces, after each commit, the systems that got new data.
     pub fn updates(&self) -> crate::live::Updates {
         self.updates.clone()
+    }
+
+    /// This hub's name in its commit announcements (`cluster`).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Forgets the cached directory (call after any catalog change).
@@ -316,18 +324,26 @@ impl Ingest {
         }
         let writes = Arc::new(writes);
         let started = Instant::now();
+        let instance = self.instance.clone();
         let results = self
             .database
             .run_write(move |conn| -> Result<Vec<CommitResult>, IngestError> {
                 let mut results = Vec::with_capacity(writes.len());
+                let mut announced = std::collections::BTreeSet::new();
                 for (collector_id, seq, rows) in writes.iter() {
-                    results.push(ingest::commit_batch(
+                    let result =
+                        ingest::commit_batch(conn, collector_id, version.as_deref(), *seq, rows)?;
+                    if matches!(result, CommitResult::Committed { stored, .. } if stored > 0) {
+                        announced.extend(rows.latest.iter().map(|l| l.system_id.as_str()));
+                    }
+                    results.push(result);
+                }
+                // Other hubs on the database hear of the commit when (and only if) it lands.
+                for system_id in announced {
+                    crate::db::cluster::announce(
                         conn,
-                        collector_id,
-                        version.as_deref(),
-                        *seq,
-                        rows,
-                    )?);
+                        &crate::cluster::announcement(&instance, system_id),
+                    )?;
                 }
                 Ok(results)
             })

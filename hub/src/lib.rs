@@ -21,6 +21,7 @@
 pub mod adapter_types;
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod config_import;
 pub mod db;
 #[cfg(feature = "demo")]

@@ -87,6 +87,15 @@ pub async fn serve_with(
         None => AuthLayer::off(),
     };
 
+    // The threads of `cluster` (leadership, the commit listener) stop with this guard.
+    let threads = StopOnDrop::default();
+    let leadership = crate::cluster::Leadership::start(&database, threads.0.clone());
+    crate::cluster::start_listening(
+        &database,
+        ingest.instance().to_owned(),
+        ingest.updates(),
+        threads.0.clone(),
+    );
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut receiver = background_stopped.clone();
@@ -99,6 +108,7 @@ pub async fn serve_with(
             live.clone(),
             database.clone(),
             every,
+            leadership.clone(),
             stopped(),
         ));
     }
@@ -107,6 +117,7 @@ pub async fn serve_with(
             database.clone(),
             every,
             crate::rollup::Settings::default(),
+            leadership.clone(),
             stopped(),
         ));
     }
@@ -165,5 +176,16 @@ pub async fn serve_with(
         // The bridge says `offline` itself when it stops (the last will is for when it cannot).
         let _ = tokio::time::timeout(Duration::from_secs(2), bridge).await;
     }
+    drop(threads);
     served
+}
+
+/// Sets its flag when dropped, however serving ends.
+#[derive(Default)]
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod cascade;
 pub mod catalog;
+pub mod cluster;
 pub mod ingest;
 pub mod introspect;
 pub mod legacy_imports;

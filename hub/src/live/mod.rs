@@ -197,6 +197,10 @@ impl Live {
             .ok_or_else(|| not_found::<System>(system_id, None))
     }
 
+    pub fn backend(&self) -> crate::db::Backend {
+        self.database.backend()
+    }
+
     /// Changes whenever a newer reading of the system is committed, by any hub.
     pub async fn fingerprint(
         &self,

@@ -1,7 +1,8 @@
 //! Writes `array_samples` at a fixed cadence from the latest fresh device data.
 //!
 //! Rows are stamped on multiples of the cadence, so hubs sharing a database compute the same
-//! (array, ts) keys and the first to insert wins; an array with no fresh inverter gets no row
+//! (array, ts) keys and the first to insert wins (one hub leads the sampler, `cluster`, but two may
+//! overlap during a hand-over); an array with no fresh inverter gets no row
 //! (a gap, not zeros).
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub async fn run(
     live: Live,
     database: Database,
     every: Duration,
+    leadership: crate::cluster::Leadership,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let every_ms = every.as_millis().max(1) as i64;
@@ -47,6 +49,9 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_millis((next - now) as u64)) => {}
+        }
+        if !leadership.leads(crate::cluster::Job::Sampler) {
+            continue;
         }
         if let Err(error) = sample_once(&live, &database, next).await {
             tracing::warn!(%error, "array samples not written this round");

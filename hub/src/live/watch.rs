@@ -1,8 +1,10 @@
 //! `WatchSystem`: the system now, then again after every commit of new data for it.
 //!
-//! A watcher learns of commits two ways: this hub's ingest sends a notice on a broadcast channel
-//! right after each commit, and every [`OTHER_HUBS_POLL`] the watcher compares the system's
-//! `latest_readings` fingerprint, which also moves when another hub on the same database commits.
+//! A watcher learns of commits from notices on a broadcast channel: this hub's ingest sends one
+//! right after each of its commits, and on Postgres the commit listener (`cluster`) sends one for
+//! each commit another hub on the database announces (`NOTIFY`). SQLite has no announcements: there
+//! a watcher also compares the system's `latest_readings` fingerprint every [`OTHER_HUBS_POLL`],
+//! which moves when another process on the same file (a second hub) commits.
 //!
 //! Ingest never waits for a watcher: the broadcast channel drops the oldest notices of a receiver
 //! that falls behind. A watcher holds at most [`WATCHER_BUFFER`] computed states for its client;
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 use super::{Live, SystemNow};
 use crate::catalog::CatalogError;
 
-/// How often a watcher looks for commits made by other hubs.
+/// How often a watcher on SQLite looks for commits made by other processes on the file.
 pub const OTHER_HUBS_POLL: Duration = Duration::from_millis(400);
 /// Computed states waiting for a slow client, per watcher.
 pub const WATCHER_BUFFER: usize = 2;
@@ -35,7 +37,13 @@ pub type WatchStream = mpsc::Receiver<Result<WatchUpdate, CatalogError>>;
 /// Starts watching `system_id`. Fails at once (NOT_FOUND) when there is no such system.
 pub async fn watch(live: Live, system_id: String) -> Result<WatchStream, CatalogError> {
     let mut notices = live.subscribe();
-    let mut fingerprint = live.fingerprint(&system_id).await.ok();
+    // Postgres announces other hubs' commits; only SQLite needs to look.
+    let polls = live.backend() == crate::db::Backend::Sqlite;
+    let mut fingerprint = if polls {
+        live.fingerprint(&system_id).await.ok()
+    } else {
+        None
+    };
     let first = live.system_now(&system_id).await?;
     let (sender, receiver) = mpsc::channel(WATCHER_BUFFER);
     let watching = live.watchers().watching();
@@ -62,7 +70,7 @@ pub async fn watch(live: Live, system_id: String) -> Result<WatchStream, Catalog
                         Err(RecvError::Lagged(missed)) => commits += missed,
                         Err(RecvError::Closed) => return,
                     },
-                    _ = tick.tick() => {
+                    _ = tick.tick(), if polls => {
                         let seen = live.fingerprint(&system_id).await.ok();
                         if seen.is_some() && seen != fingerprint {
                             commits += 1;
@@ -79,7 +87,9 @@ pub async fn watch(live: Live, system_id: String) -> Result<WatchStream, Catalog
                     Err(_) => break,
                 }
             }
-            fingerprint = live.fingerprint(&system_id).await.ok();
+            if polls {
+                fingerprint = live.fingerprint(&system_id).await.ok();
+            }
             match live.system_now(&system_id).await {
                 Ok(now) => {
                     update = WatchUpdate {

@@ -1,5 +1,6 @@
-//! The roller: rolls the pending ranges ingest leaves, every few seconds, on every hub. Rolling is
-//! recomputing from raw samples, so two hubs rolling the same range write the same rows.
+//! The roller: rolls the pending ranges ingest leaves, every few seconds, on the hub that leads it
+//! (`cluster`). Rolling is recomputing from raw samples, so two hubs rolling the same range (during
+//! a hand-over) write the same rows.
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub async fn run(
     database: Database,
     every: Duration,
     settings: Settings,
+    leadership: crate::cluster::Leadership,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -33,6 +35,9 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(every) => {}
+        }
+        if !leadership.leads(crate::cluster::Job::Roller) {
+            continue;
         }
         match roll_pending(&database, settings).await {
             Ok(report) if report.rows > 0 => {

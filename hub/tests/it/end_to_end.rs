@@ -22,7 +22,7 @@ fn every_reading_lands_once_with_its_values(db: TestDb) {
     let outbox_dir = tempfile::tempdir().unwrap();
     let config = UplinkConfig {
         access: solarhub_collector::hub_access::HubAccess::none(),
-        hub: hub.url.clone(),
+        hubs: vec![hub.url.clone()],
         collector_id: COLLECTOR.into(),
         version: "test".into(),
         // Small batches, so the run spans many of them.

@@ -1076,7 +1076,7 @@ fn collector_streams_over_tls_exactly_once(db: TestDb) {
     let url = https(&hub);
     let config = solarhub_collector::uplink::UplinkConfig {
         access: pki.access(&url, None, Some(&tokens.a)),
-        hub: url.clone(),
+        hubs: vec![url.clone()],
         collector_id: "a".into(),
         version: "test".into(),
         batch_max_readings: 3,

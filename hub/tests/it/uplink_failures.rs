@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 fn config(hub: &str, collector: &str) -> UplinkConfig {
     UplinkConfig {
         access: solarhub_collector::hub_access::HubAccess::none(),
-        hub: hub.into(),
+        hubs: vec![hub.into()],
         collector_id: collector.into(),
         version: "test".into(),
         batch_max_readings: 2,
@@ -96,7 +96,7 @@ fn a_refused_collector_id_is_reported_and_retried(db: TestDb) {
         )
         .await
         .unwrap();
-        solarhub_collector::uplink::register(&mut client, &config(&hub.url, "not an id!"))
+        solarhub_collector::uplink::register(&mut client, &hub.url, &config(&hub.url, "not an id!"))
             .await
             .unwrap_err()
     });

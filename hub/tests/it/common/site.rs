@@ -138,7 +138,7 @@ pub fn assign_to_collector(conn: &mut DbConnection, collector: &str, port: u16, 
 pub fn uplink_config(hub_url: &str, collector: &str) -> solarhub_collector::uplink::UplinkConfig {
     solarhub_collector::uplink::UplinkConfig {
         access: solarhub_collector::hub_access::HubAccess::none(),
-        hub: hub_url.to_owned(),
+        hubs: vec![hub_url.to_owned()],
         collector_id: collector.into(),
         version: "test".into(),
         batch_max_readings: 20,
