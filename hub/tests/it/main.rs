@@ -8,6 +8,7 @@ mod legacy_fixture;
 
 mod catalog_api;
 mod catalog_concurrency;
+mod cluster;
 mod config_import;
 mod crash_recovery;
 mod demo;
