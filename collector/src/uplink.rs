@@ -342,8 +342,10 @@ pub async fn send_outbox(
     mut shutdown: watch::Receiver<bool>,
     observer: Arc<Observer>,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
-    let mut sessions = 0u64;
+    let mut attempts = Attempts {
+        backoff: Backoff::new(Duration::from_millis(200), config.max_backoff),
+        sessions: 0,
+    };
     // Attempts since a session last got through, and the address to try next.
     let mut failed_in_row = 0usize;
     let mut turn = 0usize;
@@ -352,27 +354,26 @@ pub async fn send_outbox(
             return;
         }
         let hub = config.hub(turn).to_owned();
-        let sessions_before = sessions;
+        let sessions_before = attempts.sessions;
         let session = session(
             &config,
             &hub,
             &outbox,
             &mut stored,
             &mut shutdown,
-            &mut backoff,
             &observer,
-            &mut sessions,
+            &mut attempts,
         )
         .await;
         observer.metrics().uplink_down();
-        if sessions > sessions_before {
+        if attempts.sessions > sessions_before {
             failed_in_row = 0;
         }
         failed_in_row += 1;
         turn += 1;
         // The next address at once; a pause only when every address has failed in a row.
-        let wait = if failed_in_row % config.hubs.len().max(1) == 0 {
-            Backoff::jittered(backoff.failed())
+        let wait = if failed_in_row.is_multiple_of(config.hubs.len().max(1)) {
+            Backoff::jittered(attempts.backoff.failed())
         } else {
             FAILOVER_PAUSE
         };
@@ -392,6 +393,12 @@ pub async fn send_outbox(
     }
 }
 
+/// What outlives one session: the retry rhythm and how many sessions got through.
+struct Attempts {
+    backoff: Backoff,
+    sessions: u64,
+}
+
 /// The pause before trying the next hub address after one failed.
 const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
 
@@ -407,9 +414,8 @@ async fn session(
     outbox: &Arc<Mutex<Outbox>>,
     stored: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
-    backoff: &mut Backoff,
     observer: &Observer,
-    sessions: &mut u64,
+    attempts: &mut Attempts,
 ) -> Result<(), UplinkError> {
     let (mut client, registered) = connect_and_register(config, hub).await?;
     {
@@ -430,9 +436,9 @@ async fn session(
         .into_inner();
     tracing::info!(hub, collector = %config.collector_id, last_committed_seq = registered.last_committed_seq, "streaming to the hub");
     // This session got through: the next loss starts over from the shortest wait.
-    backoff.succeeded();
-    observer.metrics().uplink_up(*sessions == 0);
-    *sessions += 1;
+    attempts.backoff.succeeded();
+    observer.metrics().uplink_up(attempts.sessions == 0);
+    attempts.sessions += 1;
     let mut sent_up_to = registered.last_committed_seq;
     let mut input_closed = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
