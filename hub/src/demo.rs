@@ -86,6 +86,9 @@ pub async fn run_demo(
     let serve_options = crate::server::ServeOptions {
         metrics_listen: options.metrics_listen,
         mqtt: options.mqtt.clone(),
+        retention: Some(crate::retention::Retention::new(
+            crate::retention::Policy::default(),
+        )),
         ..crate::server::ServeOptions::default()
     };
     let hub = tokio::spawn(crate::server::serve_with(

@@ -11,7 +11,8 @@
 //! - `config_import` (`config.yaml` → catalog rows), `legacy` (the old app's database, in place or
 //!   imported), `ingest` (collector batches, exactly once), `live` ("now" and the watch), `rollup`
 //!   (hourly and daily energy, history), `quality` (per-device data quality from the collectors'
-//!   poll tallies);
+//!   poll tallies), `retention` (old samples deleted, 5-minute aggregates kept), `cluster` (hubs
+//!   on one database sharing the periodic jobs and hearing each other's commits);
 //! - `metrics`: what the parts count for Prometheus, and the registry that gathers it;
 //! - `server`: the composition root that builds the parts and starts the background jobs; `grpc`:
 //!   the only place that touches generated proto types, adapting requests to the parts;
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod progress;
 pub mod quality;
+pub mod retention;
 pub mod rollup;
 pub mod server;
 pub mod values;

@@ -67,6 +67,8 @@ enum Command {
         mqtt: MqttArgs,
         #[command(flatten)]
         security: SecurityArgs,
+        #[command(flatten)]
+        retention: RetentionArgs,
     },
     /// The whole system in one process: migrate (or create) the database, put the demo
     /// installation in it, simulate one device of every driver type, serve gRPC, and stream the
@@ -127,6 +129,10 @@ enum Command {
         #[arg(long)]
         timezone: Option<String>,
     },
+    /// SQLite: rewrite the database file without its free pages, and make it one that gives the
+    /// space of deleted samples back by itself (files made before solarhub did, such as the old
+    /// app's). Stop the hub first; needs as much free disk as the file takes.
+    Compact,
     /// Rebuild the hourly and daily rollups of a system from its raw samples.
     Recompute {
         #[arg(long, default_value = "home")]
@@ -221,6 +227,35 @@ impl MqttArgs {
             settings.client_id = client_id;
         }
         Ok(Some(settings))
+    }
+}
+
+/// How long `serve` keeps samples (README "Retention").
+#[derive(clap::Args)]
+struct RetentionArgs {
+    /// Keep a sample table's rows for PERIOD instead of its default: TABLE=PERIOD with PERIOD a
+    /// whole number of d, h, m or s, or forever (battery_cell_samples=14d). Repeat it, or give
+    /// several separated by commas.
+    #[arg(
+        long = "retention",
+        env = "SOLARHUB_RETENTION",
+        value_name = "TABLE=PERIOD",
+        value_delimiter = ','
+    )]
+    settings: Vec<String>,
+    /// Delete nothing: every sample is kept forever.
+    #[arg(long, env = "SOLARHUB_NO_RETENTION", conflicts_with = "settings")]
+    no_retention: bool,
+}
+
+impl RetentionArgs {
+    fn retention(self) -> anyhow::Result<Option<solarhub_hub::retention::Retention>> {
+        if self.no_retention {
+            return Ok(None);
+        }
+        let policy = solarhub_hub::retention::Policy::from_settings(&self.settings)
+            .context("--retention")?;
+        Ok(Some(solarhub_hub::retention::Retention::new(policy)))
     }
 }
 
@@ -376,6 +411,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{comparison}");
             Ok(())
         }
+        Command::Compact => {
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
+            let mut conn = database.get()?;
+            match db::retention::compact(&mut conn)? {
+                Some((before, after)) => println!(
+                    "{url}: {before} pages before, {after} after; deleted samples now give their \
+                     space back"
+                ),
+                None => println!("{url}: nothing to do on Postgres (autovacuum reuses the space)"),
+            }
+            Ok(())
+        }
         Command::Recompute { system, from, to } => {
             let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             let tz = {
@@ -410,9 +457,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             metrics_listen,
             mqtt,
             security,
+            retention,
         } => {
-            // An unsafe exposure is refused before anything is opened.
+            // An unsafe exposure (or a bad setting) is refused before anything is opened.
             let security = security.check(listen)?;
+            let retention = retention.retention()?;
             let loaded = match &config {
                 Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),
                 None => None,
@@ -439,6 +488,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     security,
                     metrics_listen,
                     mqtt,
+                    retention,
                     array_samples_every: (array_sample_secs > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
                     ..solarhub_hub::server::ServeOptions::default()
@@ -549,6 +599,13 @@ fn recompute(
                 "rollups of {system_id}: {} hours and {} days recomputed, {} rows written",
                 report.hours, report.days, report.rows
             );
+            if report.frozen_hours > 0 {
+                println!(
+                    "{} earlier hours left as they are: retention has deleted samples they were \
+                     made from",
+                    report.frozen_hours
+                );
+            }
             Ok(())
         }
         None => anyhow::bail!("system {system_id} not found"),

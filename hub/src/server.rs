@@ -1,6 +1,6 @@
 //! The hub's composition root: every part built on one database (the catalog repository, ingest,
-//! live, history, data quality), the background jobs started (the roller, the array sampler, the
-//! pruning of old poll counts), and the parts
+//! live, history, data quality), the background jobs started (the roller, the array sampler,
+//! retention, the pruning of old poll counts), and the parts
 //! handed to the gRPC edge, which only adapts requests to them, behind the authentication layer.
 
 use std::time::Duration;
@@ -25,6 +25,9 @@ pub struct ServeOptions {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Publish to this MQTT broker for Home Assistant.
     pub mqtt: Option<crate::mqtt::MqttSettings>,
+    /// Delete old samples (on the hub that leads the job); `None` keeps everything. The library's
+    /// default is `None`; the `serve` command's is the default policy.
+    pub retention: Option<crate::retention::Retention>,
 }
 
 /// Who may call, and over what. The library's default is no authentication and plaintext (tests
@@ -44,6 +47,7 @@ impl Default for ServeOptions {
             security: Security::default(),
             metrics_listen: None,
             mqtt: None,
+            retention: None,
         }
     }
 }
@@ -121,6 +125,14 @@ pub async fn serve_with(
             stopped(),
         ));
     }
+    if let Some(retention) = options.retention.clone() {
+        tokio::spawn(crate::retention::run(
+            database.clone(),
+            retention,
+            leadership.clone(),
+            stopped(),
+        ));
+    }
     tokio::spawn(crate::quality::run_pruner(database.clone(), stopped()));
     let bridge_metrics = crate::mqtt::BridgeMetrics::default();
     let mut bridge = None;
@@ -165,6 +177,7 @@ pub async fn serve_with(
         live,
         history,
         quality,
+        retention: options.retention.map(|retention| retention.policy),
         rpc_metrics: crate::metrics::RpcLayer::new(rpc_metrics),
         auth,
         authenticator,

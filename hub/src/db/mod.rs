@@ -17,6 +17,7 @@ pub mod live;
 mod migrate;
 pub mod principals;
 pub mod quality;
+pub mod retention;
 pub mod rollups;
 pub mod samples;
 mod schema;
@@ -113,7 +114,7 @@ impl DatabaseUrl {
     }
 
     /// Opens one connection, with the per-connection settings applied (SQLite: WAL, foreign keys,
-    /// busy timeout).
+    /// busy timeout, incremental vacuum for a new file).
     pub fn connect(&self) -> Result<DbConnection, DbError> {
         match self {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url)
@@ -140,8 +141,12 @@ impl DatabaseUrl {
                     .ok_or_else(|| connect_error("the path is not valid UTF-8".into()))?;
                 let mut conn = SqliteConnection::establish(path_text)
                     .map_err(|e| connect_error(e.to_string()))?;
+                // `auto_vacuum` takes effect only in a file that has no table yet (the first
+                // connection to a new file): such a file can give the space of deleted rows back
+                // (retention). In an existing file it changes nothing.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                     PRAGMA auto_vacuum = INCREMENTAL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;"

@@ -327,6 +327,7 @@ impl proto::history_service_server::HistoryService for HistoryApi {
             hours: report.hours as i64,
             days: report.days as i64,
             rows: report.rows as i64,
+            frozen_hours: report.frozen_hours as i64,
             legacy: Some(proto::LegacyComparison {
                 hours_compared: legacy.hours_compared as i64,
                 hours_differing: legacy.hours_differing as i64,

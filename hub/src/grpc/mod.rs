@@ -91,6 +91,8 @@ pub struct Parts {
     pub live: crate::live::Live,
     pub history: crate::rollup::history::History,
     pub quality: crate::quality::DataQuality,
+    /// This hub's retention policy (`None`: it deletes nothing), shown by `ServerInfo`.
+    pub retention: Option<crate::retention::Policy>,
     /// In front of every service, outermost: per-method calls by status code (pass-through when
     /// metrics are off).
     pub rpc_metrics: crate::metrics::RpcLayer,
@@ -115,6 +117,7 @@ pub async fn serve_parts(
         live,
         history,
         quality,
+        retention,
         rpc_metrics,
         auth,
         authenticator,
@@ -141,7 +144,7 @@ pub async fn serve_parts(
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ServerInfoServiceServer::new(ServerInfo::new(database)));
+        .add_service(ServerInfoServiceServer::new(ServerInfo::new(database, retention)));
     health_reporter
         .set_serving::<solarhub_proto::v1::live_service_server::LiveServiceServer<live::LiveApi>>()
         .await;

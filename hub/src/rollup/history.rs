@@ -90,21 +90,18 @@ impl History {
         range: Option<(i64, i64)>,
     ) -> Result<(RollReport, crate::legacy::LegacyComparison), CatalogError> {
         self.repository.get::<System>(system_id.clone()).await?;
-        let id = system_id.clone();
-        let chunks = self
-            .database
-            .run(move |conn| super::recompute_chunks(conn, &id, range))
-            .await?
-            .unwrap_or_default();
-        let mut report = RollReport::default();
-        // One transaction per week of hours, each taking its turn with ingest's writes.
-        for chunk in chunks {
-            let id = system_id.clone();
-            report += self
-                .database
-                .run_write(move |conn| super::roll_chunk(conn, &id, &chunk, Settings::default()))
-                .await?;
-        }
+        let claim = std::sync::Arc::new(super::RecomputeClaim::new(&system_id));
+        let held = claim.clone();
+        let from = range.map_or(i64::MIN, |(from, _)| from);
+        self.database
+            .run_write(move |conn| held.renew(conn, from))
+            .await?;
+        let rolled = self.roll_chunks(&system_id, range, &claim).await;
+        let held = claim.clone();
+        self.database
+            .run_write(move |conn| held.release(conn))
+            .await?;
+        let report = rolled?;
         let database = self.database.clone();
         let comparison = self
             .database
@@ -114,5 +111,35 @@ impl History {
             })
             .await?;
         Ok((report, comparison))
+    }
+
+    /// The runs of a recompute, one transaction per day of hours, each taking its turn with
+    /// ingest's writes.
+    async fn roll_chunks(
+        &self,
+        system_id: &str,
+        range: Option<(i64, i64)>,
+        claim: &std::sync::Arc<super::RecomputeClaim>,
+    ) -> Result<RollReport, CatalogError> {
+        let id = system_id.to_owned();
+        let (chunks, frozen_hours) = self
+            .database
+            .run(move |conn| super::recompute_chunks(conn, &id, range, Settings::default()))
+            .await?
+            .unwrap_or_default();
+        let mut report = RollReport {
+            frozen_hours,
+            ..RollReport::default()
+        };
+        for chunk in chunks {
+            let (id, claim) = (system_id.to_owned(), claim.clone());
+            report += self
+                .database
+                .run_write(move |conn| {
+                    super::roll_chunk(conn, &id, &chunk, Settings::default(), &claim)
+                })
+                .await?;
+        }
+        Ok(report)
     }
 }

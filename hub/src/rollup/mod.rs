@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono_tz::Tz;
 
 use crate::catalog::{Installation, System};
+use crate::db::retention;
 use crate::db::rollups::{self as store, Level, Pending, RollupRows};
 use crate::db::{DbConnection, DbError, now_ms};
 use crate::local_time::{self, Bucket};
@@ -71,6 +72,9 @@ pub struct RollReport {
     pub hours: usize,
     pub days: usize,
     pub rows: usize,
+    /// Hours asked for but not rolled: retention may have deleted samples they were made from,
+    /// so their rows stay as they are.
+    pub frozen_hours: usize,
 }
 
 impl std::ops::AddAssign for RollReport {
@@ -78,7 +82,18 @@ impl std::ops::AddAssign for RollReport {
         self.hours += other.hours;
         self.days += other.days;
         self.rows += other.rows;
+        self.frozen_hours += other.frozen_hours;
     }
+}
+
+/// Leaves out the hours retention froze (those starting before `frozen`); returns how many.
+fn without_frozen(hours: &mut Vec<Bucket>, frozen: Option<i64>) -> usize {
+    let Some(frozen) = frozen else {
+        return 0;
+    };
+    let before = hours.len();
+    hours.retain(|hour| hour.start >= frozen);
+    before - hours.len()
 }
 
 /// One system as a roll needs it: the system, its zone, and its devices and attachments.
@@ -130,10 +145,13 @@ fn roll_hours(
     store::delete_rows(conn, system_id, first.start, last.end, Level::Hours)?;
     store::delete_superseded_legacy(conn, &rows)?;
     store::insert_rows(conn, &rows)?;
+    // The 5-minute aggregates of the same hours, kept when retention deletes the samples.
+    crate::db::retention::aggregate(conn, system_id, first.start, last.end)?;
     let mut report = RollReport {
         hours: hours.len(),
         days: 0,
         rows: row_count(&rows),
+        frozen_hours: 0,
     };
     let days: BTreeSet<Bucket> = hours
         .iter()
@@ -200,9 +218,12 @@ pub fn roll_pending_of(
                 after.unwrap_or(range.to_ts) + 1,
             ));
         }
-        // A week at a time, so a long range (an attachment edited a year back) never holds more
-        // than a week of samples in memory.
-        for run in runs(hours.into_iter().collect()) {
+        let mut hours: Vec<Bucket> = hours.into_iter().collect();
+        report.frozen_hours +=
+            without_frozen(&mut hours, retention::frozen_before(conn, system_id, reach)?);
+        // A day at a time, so a long range (an attachment edited a year back) never holds more
+        // than a day of samples in memory.
+        for run in runs(hours) {
             for chunk in run.chunks(RECOMPUTE_CHUNK_HOURS) {
                 report += roll_hours(conn, &structure, chunk, settings)?;
             }
@@ -226,39 +247,49 @@ pub fn pending_by_system(
     Ok(by_system)
 }
 
-/// The runs of hours a recompute of `system_id` over [from, to) rolls, a week each (the whole
-/// sample span when `range` is `None`); `None` when the system does not exist.
+/// The hours a recompute of `system_id` over [from, to) rolls, in runs of a day (the whole sample
+/// span when `range` is `None`), and how many hours it leaves alone because retention froze them;
+/// `None` when the system does not exist. Take the recompute's [`RecomputeClaim`] first, so
+/// retention cannot freeze more of them while it runs.
 pub fn recompute_chunks(
     conn: &mut DbConnection,
     system_id: &str,
     range: Option<(i64, i64)>,
-) -> Result<Option<Vec<Vec<Bucket>>>, DbError> {
+    settings: Settings,
+) -> Result<Option<(Vec<Vec<Bucket>>, usize)>, DbError> {
     let Some(structure) = load_system_structure(conn, system_id)? else {
         return Ok(None);
     };
     // Only where samples are: an open end of the range (or none) stops at the first and last.
     let Some((first, last)) = store::sample_span(conn, system_id)? else {
-        return Ok(Some(Vec::new()));
+        return Ok(Some((Vec::new(), 0)));
     };
     let (from, to) = match range {
         Some((from, to)) => (from.max(first), to.min(last + 1)),
         None => (first, last + 1),
     };
-    Ok(Some(
-        local_time::hours(structure.tz, from, to)
-            .chunks(RECOMPUTE_CHUNK_HOURS)
-            .map(<[Bucket]>::to_vec)
-            .collect(),
-    ))
+    let mut hours = local_time::hours(structure.tz, from, to);
+    let reach = settings.limits().counter_gap_ms;
+    let frozen = without_frozen(&mut hours, retention::frozen_before(conn, system_id, reach)?);
+    let chunks = hours
+        .chunks(RECOMPUTE_CHUNK_HOURS)
+        .map(<[Bucket]>::to_vec)
+        .collect();
+    Ok(Some((chunks, frozen)))
 }
 
-/// Rolls one run of a recompute. Call inside a transaction.
+/// Rolls one run of a recompute, renewing its claim from the run's start on. Call inside a
+/// transaction.
 pub fn roll_chunk(
     conn: &mut DbConnection,
     system_id: &str,
     hours: &[Bucket],
     settings: Settings,
+    claim: &RecomputeClaim,
 ) -> Result<RollReport, DbError> {
+    if let Some(first) = hours.first() {
+        claim.renew(conn, first.start)?;
+    }
     store::lock_system_for_roll(conn, system_id)?;
     match load_system_structure(conn, system_id)? {
         Some(structure) => roll_hours(conn, &structure, hours, settings),
@@ -266,8 +297,36 @@ pub fn roll_chunk(
     }
 }
 
+/// A running recompute's claim on the samples it has still to read: retention deletes none of
+/// them (nor the counter reach before them) while the claim is renewed (every run renews it), and
+/// a claim left by a recompute that died lapses after a day.
+pub struct RecomputeClaim {
+    holder: String,
+    system_id: String,
+}
+
+impl RecomputeClaim {
+    pub fn new(system_id: &str) -> RecomputeClaim {
+        RecomputeClaim {
+            holder: format!("recompute/{system_id}/{}", crate::cluster::hub_instance()),
+            system_id: system_id.to_owned(),
+        }
+    }
+
+    /// Claims (or keeps claiming) the samples from `from_ts` on, a day before it to be safe
+    /// about the local hour `from_ts` falls in.
+    pub fn renew(&self, conn: &mut DbConnection, from_ts: i64) -> Result<(), DbError> {
+        let from = from_ts.saturating_sub(24 * 3_600_000);
+        retention::hold(conn, &self.holder, &self.system_id, from)
+    }
+
+    pub fn release(&self, conn: &mut DbConnection) -> Result<(), DbError> {
+        retention::release(conn, &self.holder)
+    }
+}
+
 /// Recomputes every rollup row of `system_id` for the hours overlapping `range` (the whole sample
-/// span when `None`), a week per transaction. `None` when the system does not exist.
+/// span when `None`), a day per transaction, but for the hours retention froze. `None` when the system does not exist.
 pub fn recompute(
     conn: &mut DbConnection,
     system_id: &str,
@@ -291,21 +350,34 @@ pub fn recompute_with_progress(
     settings: Settings,
     progress: &crate::progress::Progress,
 ) -> Result<Option<RollReport>, DbError> {
-    let Some(chunks) = recompute_chunks(conn, system_id, range)? else {
-        return Ok(None);
-    };
-    let hours: usize = chunks.iter().map(Vec::len).sum();
-    let task = progress.task(
-        format!("recomputing {system_id}"),
-        Some(hours as u64),
-        "hours",
-    );
-    let mut report = RollReport::default();
-    for chunk in chunks {
-        report +=
-            crate::db::in_transaction(conn, |conn| roll_chunk(conn, system_id, &chunk, settings))?;
-        task.advance(chunk.len() as u64);
-    }
-    task.finish();
-    Ok(Some(report))
+    let claim = RecomputeClaim::new(system_id);
+    crate::db::in_transaction(conn, |conn| {
+        claim.renew(conn, range.map_or(i64::MIN, |(from, _)| from))
+    })?;
+    let recomputed = (|| {
+        let Some((chunks, frozen_hours)) = recompute_chunks(conn, system_id, range, settings)?
+        else {
+            return Ok(None);
+        };
+        let hours: usize = chunks.iter().map(Vec::len).sum();
+        let task = progress.task(
+            format!("recomputing {system_id}"),
+            Some(hours as u64),
+            "hours",
+        );
+        let mut report = RollReport {
+            frozen_hours,
+            ..RollReport::default()
+        };
+        for chunk in chunks {
+            report += crate::db::in_transaction(conn, |conn| {
+                roll_chunk(conn, system_id, &chunk, settings, &claim)
+            })?;
+            task.advance(chunk.len() as u64);
+        }
+        task.finish();
+        Ok(Some(report))
+    })();
+    claim.release(conn)?;
+    recomputed
 }
