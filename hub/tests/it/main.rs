@@ -19,6 +19,7 @@ mod ingest;
 mod legacy;
 mod live;
 mod operations;
+mod retention;
 mod rollups;
 mod schema;
 mod security;

@@ -451,6 +451,7 @@ fn with_auth() -> ServeOptions {
         rollup_every: None,
         metrics_listen: None,
         mqtt: None,
+        retention: None,
     }
 }
 

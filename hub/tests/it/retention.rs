@@ -1,0 +1,475 @@
+//! Retention on both backends: a year of samples fed through real ingest a month at a time, rolled
+//! by the roller, and deleted by retention passes at a clock the test moves (the year ends now,
+//! the periods are short). After every pass: no raw row older than its table's period, every
+//! rollup row and every 5-minute aggregate still in its period as it was before the pass, the
+//! samples of hours pending a roll or claimed by a recompute still there, and (SQLite) the file's
+//! size measured and bounded. Then the served hub's own job and `ServerInfo`.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::TestDb;
+use diesel::RunQueryDsl;
+use solarhub_hub::catalog::CatalogGeneration;
+use solarhub_hub::db::retention::SampleTable;
+use solarhub_hub::db::rollups::{self, Level, RollupRows};
+use solarhub_hub::db::{Database, DbConnection};
+use solarhub_hub::ingest::{Batch, IncomingBattery, IncomingReading, Ingest};
+use solarhub_hub::retention::{Keep, Policy, Retention};
+use solarhub_hub::rollup::{self, RecomputeClaim, Settings, roller};
+
+const COLLECTOR: &str = "c1";
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+/// A sample of every device every 10 minutes.
+const CADENCE: i64 = 10 * MINUTE;
+/// The inverter's counter grows by this much per sample: 1 kWh per hour.
+const WH_PER_SAMPLE: f64 = 1000.0 * CADENCE as f64 / HOUR as f64;
+
+const INSTALLATION: &str = r#"
+home:
+  id: home
+  name: Home
+  timezone: Asia/Karachi
+arrays:
+  - id: a1
+    name: A1
+    inverter_ids: [inv1]
+inverters:
+  - id: inv1
+    name: One
+    array_id: a1
+    adapter: {type: powdrive, transport: tcp, host: 127.0.0.1, port: 1502, unit_id: 1}
+meters:
+  - id: grid1
+    name: Grid
+    array_id: home
+    adapter: {type: iammeter, transport: tcp, host: 127.0.0.1, port: 1502, unit_id: 4}
+battery_banks:
+  - id: pack1
+    name: Pack
+    adapter: {type: pytes, serial_port: /dev/ttyUSB1, batteries: 1, cells_per_battery: 2}
+"#;
+
+fn days(n: u64) -> Keep {
+    Keep::For(Duration::from_secs(n * 86_400))
+}
+
+/// Raw samples for 30 days, battery units 14, cells 7, the aggregates 90; rollups forever.
+fn policy() -> Policy {
+    Policy::raw_for(days(30))
+        .with(SampleTable::Unit, days(14))
+        .and_then(|p| p.with(SampleTable::Cell, days(7)))
+        .and_then(|p| p.with(SampleTable::Energy5m, days(90)))
+        .and_then(|p| p.with(SampleTable::Meter5m, days(90)))
+        .and_then(|p| p.with(SampleTable::Bank5m, days(90)))
+        .unwrap()
+}
+
+struct Site {
+    database: Database,
+    ingest: Ingest,
+    runtime: tokio::runtime::Runtime,
+    seq: u64,
+    db: TestDb,
+}
+
+impl Site {
+    fn new(db: TestDb) -> Site {
+        let database = db.migrated();
+        let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+        let mut loaded = solarhub_hub::config_import::parse_config(
+            std::path::Path::new("retention.yaml"),
+            INSTALLATION,
+            &types,
+        )
+        .unwrap();
+        for adapter in &mut loaded.installation.adapters {
+            adapter.collector_id = Some(COLLECTOR.into());
+        }
+        let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
+        solarhub_hub::db::catalog::apply_installation(
+            &mut database.get().unwrap(),
+            &rows,
+            &loaded.installation,
+            false,
+        )
+        .unwrap();
+        Site {
+            ingest: Ingest::new(database.clone(), CatalogGeneration::default()),
+            database,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            seq: 0,
+            db,
+        }
+    }
+
+    fn send(&mut self, readings: Vec<IncomingReading>) {
+        for chunk in readings.chunks(600) {
+            self.seq += 1;
+            let outcome = self
+                .runtime
+                .block_on(self.ingest.commit(
+                    Batch {
+                        sent_at: None,
+                        collector_id: COLLECTOR.into(),
+                        seq: self.seq,
+                        readings: chunk.to_vec(),
+                        polls: Vec::new(),
+                    },
+                    None,
+                ))
+                .unwrap();
+            assert!(outcome.refused.is_empty(), "{:?}", outcome.refused);
+        }
+    }
+
+    fn roll(&self) -> rollup::RollReport {
+        self.runtime
+            .block_on(roller::roll_pending(&self.database, Settings::default()))
+            .unwrap()
+    }
+
+    fn pass(&self, now: i64) -> solarhub_hub::retention::PassReport {
+        let retention = Retention::new(policy());
+        self.runtime
+            .block_on(solarhub_hub::retention::run_pass(
+                &self.database,
+                &retention,
+                now,
+            ))
+            .unwrap()
+    }
+
+    fn conn(&self) -> solarhub_hub::db::PooledConnection {
+        self.database.get().unwrap()
+    }
+
+    fn rollups(&self) -> RollupRows {
+        let mut conn = self.conn();
+        let mut hours = rollups::load_rows(&mut conn, "home", 0, i64::MAX, Level::Hours).unwrap();
+        let days = rollups::load_rows(&mut conn, "home", 0, i64::MAX, Level::Days).unwrap();
+        hours.inverter_days = days.inverter_days;
+        hours.array_days = days.array_days;
+        hours.system_days = days.system_days;
+        hours.pack_days = days.pack_days;
+        hours.meter_days = days.meter_days;
+        hours.without_times()
+    }
+
+    /// The size of the SQLite file and its write-ahead log, in bytes.
+    fn file_bytes(&self) -> Option<u64> {
+        let path = self.db.url.sqlite_path()?;
+        let wal = path.with_extension("db-wal");
+        Some(
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+                + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0),
+        )
+    }
+}
+
+/// Every device at `ts`: the inverter's counter grows 1 kWh an hour from `start`; the pack reports
+/// its battery and both cells.
+fn readings_at(ts: i64, start: i64) -> Vec<IncomingReading> {
+    let n = ((ts - start) / CADENCE) as f64;
+    let minute = (ts / MINUTE % 60) as f64;
+    let fields = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    vec![
+        IncomingReading {
+            device_id: "inv1".into(),
+            adapter_id: "inv1.adapter".into(),
+            ts,
+            fields: fields(&[
+                ("pv_power_w", 1000.0),
+                ("load_power_w", 400.0 + minute),
+                ("pv_energy_total_wh", 10_000.0 + n * WH_PER_SAMPLE),
+            ]),
+            ..IncomingReading::default()
+        },
+        IncomingReading {
+            device_id: "grid1".into(),
+            adapter_id: "grid1.adapter".into(),
+            ts,
+            fields: fields(&[
+                ("power_w", 200.0),
+                ("voltage_v", 230.0 + minute / 10.0),
+                ("import_total_wh", 5_000.0 + n * 200.0 * CADENCE as f64 / HOUR as f64),
+            ]),
+            ..IncomingReading::default()
+        },
+        IncomingReading {
+            device_id: "pack1".into(),
+            adapter_id: "pack1.adapter".into(),
+            ts,
+            fields: fields(&[("power_w", -300.0), ("soc_pct", 50.0 + minute / 2.0)]),
+            batteries: vec![IncomingBattery {
+                index: 1,
+                fields: fields(&[("voltage_v", 52.0), ("soc_pct", 50.0)]),
+                cells: vec![
+                    (1, fields(&[("voltage_v", 3.30)])),
+                    (2, fields(&[("voltage_v", 3.31)])),
+                ],
+                ..IncomingBattery::default()
+            }],
+            ..IncomingReading::default()
+        },
+    ]
+}
+
+#[derive(diesel::QueryableByName, Debug, Clone, PartialEq)]
+struct AggregateRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    device: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ts: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    samples: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    value: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    counter: Option<f64>,
+}
+
+/// Every 5-minute aggregate row from `from` on (a few columns of each table), in key order.
+fn aggregates(conn: &mut DbConnection, from: i64) -> Vec<AggregateRow> {
+    let mut rows = Vec::new();
+    for (table, device, value, counter) in [
+        (
+            "energy_samples_5m",
+            "inverter_id",
+            "load_power_w",
+            "pv_energy_total_wh",
+        ),
+        ("meter_samples_5m", "meter_id", "voltage_v", "import_total_wh"),
+        ("battery_bank_samples_5m", "pack_id", "soc_pct", "power_w"),
+    ] {
+        rows.extend(
+            diesel::sql_query(format!(
+                "SELECT {device} AS device, ts, samples, {value} AS value, {counter} AS counter \
+                 FROM {table} WHERE ts >= {from} ORDER BY {device}, ts"
+            ))
+            .load::<AggregateRow>(conn)
+            .unwrap(),
+        );
+    }
+    rows
+}
+
+#[derive(diesel::QueryableByName)]
+struct Span {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    rows: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    oldest: Option<i64>,
+}
+
+/// How many rows `table` holds at or after `from`, and its oldest row.
+fn span(conn: &mut DbConnection, table: &str, from: i64) -> (i64, Option<i64>) {
+    let rows: i64 = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS rows, MIN(ts) AS oldest FROM {table} WHERE ts >= {from}"
+    ))
+    .load::<Span>(conn)
+    .unwrap()[0]
+        .rows;
+    let oldest = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS rows, MIN(ts) AS oldest FROM {table}"
+    ))
+    .load::<Span>(conn)
+    .unwrap()[0]
+        .oldest;
+    (rows, oldest)
+}
+
+/// The inverter's PV energy of the local hour starting at `start`, from its hour row.
+fn pv_kwh_of_hour(rows: &RollupRows, start: i64) -> Option<f64> {
+    rows.inverter_hours
+        .iter()
+        .find(|row| row.bucket_start == start)
+        .and_then(|row| row.solar_kwh)
+}
+
+fn a_year_with_retention(db: TestDb) {
+    let mut site = Site::new(db);
+    let policy = policy();
+    // The year ends at the last whole 10 minutes before now, so no sample lies in the future.
+    let end = (solarhub_hub::db::now_ms() / CADENCE) * CADENCE - CADENCE;
+    let start = end - 365 * DAY;
+    let month = 365 * DAY / 12;
+    let mut sizes: Vec<(u32, u64, u64)> = Vec::new();
+    let mut next = start;
+    for m in 1..=12u32 {
+        let now = if m == 12 { end } else { start + i64::from(m) * month };
+        let mut readings = Vec::new();
+        while next <= now {
+            readings.extend(readings_at(next, start));
+            next += CADENCE;
+        }
+        site.send(readings);
+        site.roll();
+
+        // Month 6: a late sample of 40 days ago waits for the roller while retention runs (the
+        // samples around it must stay for its roll); month 8: a recompute claims the samples
+        // from 50 days ago on.
+        let late = (now - 40 * DAY) / CADENCE * CADENCE + 5 * MINUTE;
+        let claim = RecomputeClaim::new("home");
+        if m == 6 {
+            let mut late_readings = readings_at(late, start);
+            late_readings.truncate(1);
+            let counter = 10_000.0 + ((late - start) as f64 / CADENCE as f64) * WH_PER_SAMPLE;
+            late_readings[0]
+                .fields
+                .insert("pv_energy_total_wh".into(), counter);
+            site.send(late_readings);
+        }
+        // What the claim covers: from a day before its start, and the counter reach before that.
+        let claimed_from = now - 50 * DAY - DAY - Settings::default().counter_gap_ms;
+        let claimed_before = span(&mut site.conn(), "energy_samples", claimed_from).0;
+        if m == 8 {
+            claim.renew(&mut site.conn(), now - 50 * DAY).unwrap();
+        }
+
+        let rollups_before = site.rollups();
+        let aggregates_kept_from = days(90).cutoff(now).unwrap();
+        let aggregates_before = aggregates(&mut site.conn(), aggregates_kept_from);
+        let raw_before: BTreeMap<SampleTable, i64> = SampleTable::ALL
+            .into_iter()
+            .map(|table| {
+                let from = policy.keep(table).cutoff(now).unwrap();
+                (table, span(&mut site.conn(), table.name(), from).0)
+            })
+            .collect();
+        let size_before = site.file_bytes();
+
+        let report = site.pass(now);
+
+        // Rollups are kept forever and unchanged; the aggregates in their period unchanged.
+        assert_eq!(site.rollups(), rollups_before, "month {m}: rollups changed");
+        assert_eq!(
+            aggregates(&mut site.conn(), aggregates_kept_from),
+            aggregates_before,
+            "month {m}: 5-minute aggregates changed"
+        );
+        for table in SampleTable::ALL {
+            let cutoff = policy.keep(table).cutoff(now).unwrap();
+            let (kept, oldest) = span(&mut site.conn(), table.name(), cutoff);
+            assert_eq!(
+                kept, raw_before[&table],
+                "month {m}: {} lost rows inside its period",
+                table.name()
+            );
+            let held_back = table.feeds_rollups() && (m == 6 || m == 8);
+            if !held_back && let Some(oldest) = oldest {
+                assert!(
+                    oldest >= cutoff,
+                    "month {m}: {} still holds a row {} h older than its period",
+                    table.name(),
+                    (cutoff - oldest) / HOUR
+                );
+            }
+        }
+        if m == 6 {
+            // Nothing the late sample's roll reads was deleted: every sample from 12 hours (the
+            // counter reach) before it to 2 hours after it is still there.
+            let reach = Settings::default().counter_gap_ms;
+            let (around, _) = span(&mut site.conn(), "energy_samples", late - reach);
+            let (newer, _) = span(&mut site.conn(), "energy_samples", late + 2 * HOUR);
+            let expected = (late + 2 * HOUR - (late - reach)) / CADENCE + 1;
+            assert_eq!(around - newer, expected, "samples near the late one went");
+            site.roll();
+            // Its hour still has exactly its kilowatt-hour: the neighbours were there.
+            let hour = late / HOUR * HOUR;
+            let rows = site.rollups();
+            let kwh = pv_kwh_of_hour(&rows, hour).expect("the late sample's hour row");
+            assert!((kwh - 1.0).abs() < 1e-9, "the late sample's hour has {kwh} kWh");
+        }
+        if m == 8 {
+            assert_eq!(
+                span(&mut site.conn(), "energy_samples", claimed_from).0,
+                claimed_before,
+                "retention deleted samples a running recompute claimed"
+            );
+            claim.release(&mut site.conn()).unwrap();
+            site.pass(now);
+            let (_, oldest) = span(&mut site.conn(), "energy_samples", 0);
+            assert!(oldest.unwrap() >= now - 30 * DAY, "released samples were kept");
+        }
+        if let (Some(before), Some(after)) = (size_before, site.file_bytes()) {
+            sizes.push((m, before, after));
+        }
+        assert!(
+            m == 1 || report.total_deleted() > 0,
+            "month {m}: nothing deleted"
+        );
+        if site.file_bytes().is_some() && report.total_deleted() > 0 {
+            assert_eq!(
+                report.free_pages,
+                Some(0),
+                "month {m}: the file kept free pages"
+            );
+        }
+    }
+
+    // A late sample in an hour whose neighbours are gone changes nothing: the hour is frozen.
+    let before = site.rollups();
+    let frozen_late = end - 60 * DAY + 5 * MINUTE;
+    let mut late = readings_at(frozen_late, start);
+    late.truncate(1);
+    site.send(late);
+    let report = site.roll();
+    assert!(report.frozen_hours > 0, "{report:?}");
+    assert_eq!(site.rollups(), before, "a frozen hour was rolled again");
+    // So does a full recompute: the hours whose samples went keep their rows.
+    let recomputed = rollup::recompute(&mut site.conn(), "home", None, Settings::default())
+        .unwrap()
+        .unwrap();
+    // From the frozen late sample (the oldest sample now) to 30 days ago.
+    assert!(recomputed.frozen_hours >= 29 * 24, "{recomputed:?}");
+    assert_eq!(site.rollups(), before, "recompute changed frozen hours");
+    // The year's energy is all there: one kWh in each hour (the first hour aside).
+    let hours = &before.inverter_hours;
+    assert!(hours.len() as i64 >= 365 * 24 - 1, "{} hour rows", hours.len());
+    let ones = hours
+        .iter()
+        .filter(|row| row.solar_kwh.is_some_and(|kwh| (kwh - 1.0).abs() < 1e-9))
+        .count();
+    assert!(
+        ones as i64 >= 365 * 24 - 2,
+        "{ones} of {} hours have their kWh",
+        hours.len()
+    );
+
+    if !sizes.is_empty() {
+        for (m, before, after) in &sizes {
+            eprintln!(
+                "month {m:2}: SQLite file {:6.2} MB before the pass, {:6.2} MB after",
+                *before as f64 / 1e6,
+                *after as f64 / 1e6
+            );
+        }
+        // Once the periods are full (the aggregates' 90 days), what a month brings is what a
+        // pass deletes: the file grows by its rollup rows alone, a small part of a month's
+        // samples.
+        let after = |m: u32| sizes.iter().find(|s| s.0 == m).unwrap().2 as f64;
+        let month_of_samples = sizes[0].1 as f64;
+        let late_growth = (after(12) - after(5)) / 7.0;
+        eprintln!(
+            "a month of samples: {:.2} MB; growth per month once full: {:.2} MB",
+            month_of_samples / 1e6,
+            late_growth / 1e6
+        );
+        assert!(
+            late_growth < 0.25 * month_of_samples,
+            "the file grows {late_growth} bytes a month with retention on"
+        );
+    }
+}
+
+on_both_backends!(a_year_with_retention);
