@@ -474,6 +474,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(async move {
+                if let Some(retention) = &retention {
+                    announce_retention(&database, retention).await?;
+                }
                 let listener = grpc::bind(listen).await?;
                 let local = listener.local_addr().context("listener has no address")?;
                 tracing::info!(
@@ -500,6 +503,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Says what retention keeps, and what its first pass will delete (an upgraded database may hold
+/// samples older than the policy keeps).
+async fn announce_retention(
+    database: &Database,
+    retention: &solarhub_hub::retention::Retention,
+) -> anyhow::Result<()> {
+    use solarhub_hub::db::retention::SampleTable;
+    let periods: Vec<String> = SampleTable::ALL
+        .into_iter()
+        .map(|table| format!("{} {}", table.name(), retention.policy.keep(table)))
+        .collect();
+    tracing::info!(every = ?retention.every, "retention keeps {}; rollups forever", periods.join(", "));
+    let now = db::now_ms();
+    for (table, keep, rows) in
+        solarhub_hub::retention::due(database, &retention.policy, now).await?
+    {
+        tracing::warn!(
+            table = table.name(),
+            rows,
+            keep = %keep,
+            "samples older than the retention period go at the first retention pass, {} min after the start (their rollups and 5-minute aggregates stay); --no-retention or --retention {}=forever keeps them",
+            retention.every.as_secs() / 60,
+            table.name()
+        );
+    }
+    Ok(())
 }
 
 fn token_command(conn: &mut db::DbConnection, action: TokenCommand) -> anyhow::Result<()> {

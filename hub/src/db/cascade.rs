@@ -96,7 +96,12 @@ const RELATIONS: &[(&str, &str, &str, OnDelete)] = {
         ("energy_samples_5m", "system_id", "systems", Delete),
         ("meter_samples_5m", "meter_id", "meters", Delete),
         ("meter_samples_5m", "system_id", "systems", Delete),
-        ("battery_bank_samples_5m", "pack_id", "battery_packs", Delete),
+        (
+            "battery_bank_samples_5m",
+            "pack_id",
+            "battery_packs",
+            Delete,
+        ),
         ("battery_bank_samples_5m", "system_id", "systems", Delete),
         ("hourly_energy", "inverter_id", "inverters", Delete),
         ("hourly_energy", "array_id", "arrays", Delete),

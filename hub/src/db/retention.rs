@@ -378,7 +378,11 @@ pub fn deleted_before(conn: &mut DbConnection, table: SampleTable) -> Result<Opt
 /// The values of the column `table` is deleted by (systems, or packs).
 pub fn groups(conn: &mut DbConnection, table: SampleTable) -> Result<Vec<String>, DbError> {
     let (column, catalog) = table.group();
-    let rows = load!(conn, Id, format!("SELECT {column} AS id FROM {catalog} ORDER BY {column}"))?;
+    let rows = load!(
+        conn,
+        Id,
+        format!("SELECT {column} AS id FROM {catalog} ORDER BY {column}")
+    )?;
     Ok(rows.into_iter().map(|row| row.id).collect())
 }
 
@@ -408,6 +412,35 @@ pub fn delete_batch(
     Ok(execute!(conn, sql, Text => group, BigInt => before)?)
 }
 
+/// How many rows of `table` are older than `before`; one indexed count per group.
+pub fn count_before(
+    conn: &mut DbConnection,
+    table: SampleTable,
+    before: i64,
+) -> Result<i64, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        rows: i64,
+    }
+    let (column, _) = table.group();
+    let mut total = 0;
+    for group in groups(conn, table)? {
+        let counted = load!(
+            conn,
+            Count,
+            format!(
+                "SELECT COUNT(*) AS rows FROM {} WHERE {column} = $1 AND ts < $2",
+                table.name()
+            ),
+            Text => &group,
+            BigInt => before,
+        )?;
+        total += counted.first().map_or(0, |c| c.rows);
+    }
+    Ok(total)
+}
+
 /// The oldest row of `table` (epoch ms), `None` when it is empty; one indexed lookup per group.
 pub fn oldest(conn: &mut DbConnection, table: SampleTable) -> Result<Option<i64>, DbError> {
     let (column, _) = table.group();
@@ -415,7 +448,10 @@ pub fn oldest(conn: &mut DbConnection, table: SampleTable) -> Result<Option<i64>
     for group in groups(conn, table)? {
         let ts = maybe_ts(
             conn,
-            &format!("SELECT MIN(ts) AS ts FROM {} WHERE {column} = $1", table.name()),
+            &format!(
+                "SELECT MIN(ts) AS ts FROM {} WHERE {column} = $1",
+                table.name()
+            ),
             &[],
             Some(&group),
         )?;
@@ -484,6 +520,8 @@ pub fn compact(conn: &mut DbConnection) -> Result<Option<(i64, i64)>, DbError> {
         Ok(pages.first().map_or(0, |p| p.page_count))
     };
     let before = count(sqlite)?;
-    sqlite.batch_execute("PRAGMA auto_vacuum = INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)")?;
+    sqlite.batch_execute(
+        "PRAGMA auto_vacuum = INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)",
+    )?;
     Ok(Some((before, count(sqlite)?)))
 }

@@ -144,7 +144,9 @@ pub async fn serve_parts(
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ServerInfoServiceServer::new(ServerInfo::new(database, retention)));
+        .add_service(ServerInfoServiceServer::new(ServerInfo::new(
+            database, retention,
+        )));
     health_reporter
         .set_serving::<solarhub_proto::v1::live_service_server::LiveServiceServer<live::LiveApi>>()
         .await;

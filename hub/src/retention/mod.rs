@@ -120,7 +120,11 @@ pub async fn run_pass(
             }
         }
         if deleted > 0 {
-            tracing::info!(table = table.name(), rows = deleted, "retention deleted old rows");
+            tracing::info!(
+                table = table.name(),
+                rows = deleted,
+                "retention deleted old rows"
+            );
             report.deleted.insert(table, deleted);
         }
     }
@@ -186,8 +190,9 @@ async fn give_back_space(database: &Database) -> Result<Option<i64>, DbError> {
     Ok(free)
 }
 
-/// Runs a pass every `retention.every` (the first soon after the start) while this hub leads the
-/// job, until `shutdown` completes.
+/// Runs a pass every `retention.every` while this hub leads the job, until `shutdown` completes.
+/// The first pass, too, runs `every` after the start: a user who just upgraded has that long to
+/// look at samples the policy is about to delete (the `serve` command says which).
 pub async fn run(
     database: Database,
     retention: Retention,
@@ -195,14 +200,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    // The first pass after the roller's first rounds, so fresh pending ranges are rolled.
-    let mut wait = FIRST_PASS_AFTER.min(retention.every);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(retention.every) => {}
         }
-        wait = retention.every;
         if !leadership.leads(crate::cluster::Job::Retention) {
             continue;
         }
@@ -217,9 +219,6 @@ pub async fn run(
     }
 }
 
-/// How long after the start the first pass runs.
-const FIRST_PASS_AFTER: Duration = Duration::from_secs(5);
-
 /// One table as `ServerInfo` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableStatus {
@@ -228,6 +227,32 @@ pub struct TableStatus {
     pub keep: Keep,
     pub oldest: Option<i64>,
     pub deleted_before: Option<i64>,
+}
+
+/// The rows of each table older than `policy` keeps at `now`: what the next pass will delete
+/// (some may stay a little longer for the roller). Tables with none are left out.
+pub async fn due(
+    database: &Database,
+    policy: &Policy,
+    now: i64,
+) -> Result<Vec<(SampleTable, Keep, i64)>, DbError> {
+    let policy = policy.clone();
+    database
+        .run(move |conn| {
+            let mut due = Vec::new();
+            for table in SampleTable::ALL {
+                let keep = policy.keep(table);
+                let Some(before) = keep.cutoff(now) else {
+                    continue;
+                };
+                let rows = store::count_before(conn, table, before)?;
+                if rows > 0 {
+                    due.push((table, keep, rows));
+                }
+            }
+            Ok(due)
+        })
+        .await
 }
 
 /// Every table retention deletes from, with `policy`'s period and what it holds.

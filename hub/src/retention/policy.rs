@@ -231,10 +231,16 @@ mod tests {
             Keep::For(Duration::from_secs(5400))
         );
 
-        let error = Policy::from_settings(&["cells=7d"]).unwrap_err().to_string();
+        let error = Policy::from_settings(&["cells=7d"])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no sample table \"cells\""), "{error}");
         assert!(error.contains("battery_cell_samples"), "{error}");
-        for bad in ["energy_samples=7", "energy_samples=0d", "energy_samples=-1d"] {
+        for bad in [
+            "energy_samples=7",
+            "energy_samples=0d",
+            "energy_samples=-1d",
+        ] {
             let error = Policy::from_settings(&[bad]).unwrap_err().to_string();
             assert!(error.contains("is not a period"), "{bad}: {error}");
         }

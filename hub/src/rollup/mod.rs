@@ -219,8 +219,10 @@ pub fn roll_pending_of(
             ));
         }
         let mut hours: Vec<Bucket> = hours.into_iter().collect();
-        report.frozen_hours +=
-            without_frozen(&mut hours, retention::frozen_before(conn, system_id, reach)?);
+        report.frozen_hours += without_frozen(
+            &mut hours,
+            retention::frozen_before(conn, system_id, reach)?,
+        );
         // A day at a time, so a long range (an attachment edited a year back) never holds more
         // than a day of samples in memory.
         for run in runs(hours) {
@@ -270,7 +272,10 @@ pub fn recompute_chunks(
     };
     let mut hours = local_time::hours(structure.tz, from, to);
     let reach = settings.limits().counter_gap_ms;
-    let frozen = without_frozen(&mut hours, retention::frozen_before(conn, system_id, reach)?);
+    let frozen = without_frozen(
+        &mut hours,
+        retention::frozen_before(conn, system_id, reach)?,
+    );
     let chunks = hours
         .chunks(RECOMPUTE_CHUNK_HOURS)
         .map(<[Bucket]>::to_vec)

@@ -201,7 +201,10 @@ fn readings_at(ts: i64, start: i64) -> Vec<IncomingReading> {
             fields: fields(&[
                 ("power_w", 200.0),
                 ("voltage_v", 230.0 + minute / 10.0),
-                ("import_total_wh", 5_000.0 + n * 200.0 * CADENCE as f64 / HOUR as f64),
+                (
+                    "import_total_wh",
+                    5_000.0 + n * 200.0 * CADENCE as f64 / HOUR as f64,
+                ),
             ]),
             ..IncomingReading::default()
         },
@@ -248,7 +251,12 @@ fn aggregates(conn: &mut DbConnection, from: i64) -> Vec<AggregateRow> {
             "load_power_w",
             "pv_energy_total_wh",
         ),
-        ("meter_samples_5m", "meter_id", "voltage_v", "import_total_wh"),
+        (
+            "meter_samples_5m",
+            "meter_id",
+            "voltage_v",
+            "import_total_wh",
+        ),
         ("battery_bank_samples_5m", "pack_id", "soc_pct", "power_w"),
     ] {
         rows.extend(
@@ -306,7 +314,11 @@ fn a_year_with_retention(db: TestDb) {
     let mut sizes: Vec<(u32, u64, u64)> = Vec::new();
     let mut next = start;
     for m in 1..=12u32 {
-        let now = if m == 12 { end } else { start + i64::from(m) * month };
+        let now = if m == 12 {
+            end
+        } else {
+            start + i64::from(m) * month
+        };
         let mut readings = Vec::new();
         while next <= now {
             readings.extend(readings_at(next, start));
@@ -361,7 +373,8 @@ fn a_year_with_retention(db: TestDb) {
             let cutoff = policy.keep(table).cutoff(now).unwrap();
             let (kept, oldest) = span(&mut site.conn(), table.name(), cutoff);
             assert_eq!(
-                kept, raw_before[&table],
+                kept,
+                raw_before[&table],
                 "month {m}: {} lost rows inside its period",
                 table.name()
             );
@@ -388,7 +401,10 @@ fn a_year_with_retention(db: TestDb) {
             let hour = late / HOUR * HOUR;
             let rows = site.rollups();
             let kwh = pv_kwh_of_hour(&rows, hour).expect("the late sample's hour row");
-            assert!((kwh - 1.0).abs() < 1e-9, "the late sample's hour has {kwh} kWh");
+            assert!(
+                (kwh - 1.0).abs() < 1e-9,
+                "the late sample's hour has {kwh} kWh"
+            );
         }
         if m == 8 {
             assert_eq!(
@@ -399,7 +415,10 @@ fn a_year_with_retention(db: TestDb) {
             claim.release(&mut site.conn()).unwrap();
             site.pass(now);
             let (_, oldest) = span(&mut site.conn(), "energy_samples", 0);
-            assert!(oldest.unwrap() >= now - 30 * DAY, "released samples were kept");
+            assert!(
+                oldest.unwrap() >= now - 30 * DAY,
+                "released samples were kept"
+            );
         }
         if let (Some(before), Some(after)) = (size_before, site.file_bytes()) {
             sizes.push((m, before, after));
@@ -435,7 +454,11 @@ fn a_year_with_retention(db: TestDb) {
     assert_eq!(site.rollups(), before, "recompute changed frozen hours");
     // The year's energy is all there: one kWh in each hour (the first hour aside).
     let hours = &before.inverter_hours;
-    assert!(hours.len() as i64 >= 365 * 24 - 1, "{} hour rows", hours.len());
+    assert!(
+        hours.len() as i64 >= 365 * 24 - 1,
+        "{} hour rows",
+        hours.len()
+    );
     let ones = hours
         .iter()
         .filter(|row| row.solar_kwh.is_some_and(|kwh| (kwh - 1.0).abs() < 1e-9))
@@ -473,3 +496,122 @@ fn a_year_with_retention(db: TestDb) {
 }
 
 on_both_backends!(a_year_with_retention);
+
+/// The served hub runs the job itself and `ServerInfo` shows each table's period, its oldest row
+/// and how far retention deleted; the `serve` command refuses a bad setting before it opens
+/// anything, naming the flag.
+fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
+    use solarhub_proto::v1::GetServerInfoRequest;
+    use solarhub_proto::v1::server_info_service_client::ServerInfoServiceClient;
+
+    let mut site = Site::new(db);
+    let end = (solarhub_hub::db::now_ms() / CADENCE) * CADENCE - CADENCE;
+    let start = end - 40 * DAY;
+    let mut readings = Vec::new();
+    let mut ts = start;
+    while ts <= end {
+        readings.extend(readings_at(ts, start));
+        ts += CADENCE;
+    }
+    site.send(readings);
+    site.roll();
+    let hours_before = site.rollups().inverter_hours.len();
+
+    let hub = common::RunningHub::start_with(
+        &site.db,
+        solarhub_hub::server::ServeOptions {
+            retention: Some(Retention {
+                every: Duration::from_millis(500),
+                ..Retention::new(policy())
+            }),
+            ..solarhub_hub::server::ServeOptions::default()
+        },
+    );
+    let started = solarhub_hub::db::now_ms();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let info = loop {
+        let info = hub
+            .runtime
+            .block_on(
+                ServerInfoServiceClient::new(hub.channel.clone())
+                    .get_server_info(GetServerInfoRequest {}),
+            )
+            .unwrap()
+            .into_inner();
+        // A pass marks every table it went through, the aggregates (kept 90 days) last.
+        if info
+            .sample_tables
+            .iter()
+            .all(|t| t.deleted_before.is_some())
+        {
+            break info;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the served hub deleted nothing: {info:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let names: Vec<&str> = info
+        .sample_tables
+        .iter()
+        .map(|t| t.table.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        SampleTable::ALL.map(SampleTable::name).to_vec(),
+        "every table, raw first"
+    );
+    let done = solarhub_hub::db::now_ms();
+    for table in &info.sample_tables {
+        let expected = policy().keep(SampleTable::parse(&table.table).unwrap());
+        let Keep::For(period) = expected else {
+            panic!("{} kept forever", table.table)
+        };
+        assert_eq!(
+            table.keep.as_ref().map(|k| k.seconds),
+            Some(period.as_secs() as i64),
+            "{}",
+            table.table
+        );
+        // The array sampler writes nothing for an array whose inverter went quiet 10 minutes
+        // ago: its table may be empty.
+        let Some(oldest) = table.oldest.as_ref().map(solarhub_proto::time::millis) else {
+            assert_eq!(table.table, "array_samples");
+            continue;
+        };
+        let keep_ms = period.as_millis() as i64;
+        // Raw tables went back to their period (cells 7 days, units 14, the rest 30); the 40
+        // days of aggregates are all inside their 90.
+        assert!(
+            oldest >= started - keep_ms && oldest <= done - keep_ms + HOUR || keep_ms > 40 * DAY,
+            "{}: oldest row {} h before now",
+            table.table,
+            (done - oldest) / HOUR
+        );
+        let deleted = solarhub_proto::time::millis(table.deleted_before.as_ref().unwrap());
+        assert!(deleted >= started - keep_ms, "{}", table.table);
+    }
+    // The rollups of the deleted days are all still there.
+    assert!(site.rollups().inverter_hours.len() >= hours_before);
+    drop(hub);
+
+    let refused = common::hub_binary()
+        .args([
+            "--database-url",
+            &site.db.url_arg(),
+            "serve",
+            "--retention",
+            "battery_cell_samples=14d,cells=7d",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("error: --retention: \"cells=7d\": no sample table \"cells\""),
+        "{stderr}"
+    );
+}
+
+on_both_backends!(the_served_hub_deletes_and_says_how_far_back);

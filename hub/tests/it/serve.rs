@@ -103,6 +103,15 @@ fn serves_health_reflection_and_server_info(db: TestDb) {
         assert_eq!(info.database_backend, backend);
         assert_eq!(info.applied_migrations.len(), common::migration_count());
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        // The library's default runs no retention: every table shows, kept forever, empty.
+        assert_eq!(info.sample_tables.len(), 9);
+        assert!(
+            info.sample_tables
+                .iter()
+                .all(|t| t.keep.is_none() && t.oldest.is_none() && t.deleted_before.is_none()),
+            "{:?}",
+            info.sample_tables
+        );
 
         let health = HealthClient::new(channel.clone())
             .check(HealthCheckRequest {
