@@ -125,10 +125,12 @@ pub async fn serve_with(
             stopped(),
         ));
     }
+    let retention_metrics = crate::metrics::RetentionMetrics::default();
     if let Some(retention) = options.retention.clone() {
         tokio::spawn(crate::retention::run(
             database.clone(),
             retention,
+            retention_metrics.clone(),
             leadership.clone(),
             stopped(),
         ));
@@ -157,8 +159,15 @@ pub async fn serve_with(
     let _metrics_endpoint = match (options.metrics_listen, &rpc_metrics) {
         (Some(listen), Some(rpc)) => {
             let bridge = options.mqtt.is_some().then_some(&bridge_metrics);
-            let registry =
-                crate::metrics::registry(&database, ingest.metrics(), live.watchers(), rpc, bridge);
+            let retention = options.retention.is_some().then_some(&retention_metrics);
+            let registry = crate::metrics::registry(
+                &database,
+                ingest.metrics(),
+                live.watchers(),
+                rpc,
+                bridge,
+                retention,
+            );
             Some(
                 solarhub_proto::ops::serve_metrics(listen, std::sync::Arc::new(registry))
                     .await

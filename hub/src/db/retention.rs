@@ -124,6 +124,70 @@ fn maybe_ts(
     Ok(rows.into_iter().next().and_then(|row| row.ts))
 }
 
+/// How a column of a 5-minute aggregate is made from the bucket's samples.
+const AVERAGED: &str = "AVG";
+const HIGHEST: &str = "MAX";
+
+/// A 5-minute aggregate table: the raw table it is made from, its device column, and each column
+/// with how it is made (instantaneous values averaged, lifetime counters their highest value).
+struct AggregateTable {
+    aggregates: &'static str,
+    raw: &'static str,
+    device: &'static str,
+    columns: &'static [(&'static str, &'static str)],
+}
+
+const AGGREGATE_TABLES: [AggregateTable; 3] = [
+    AggregateTable {
+        aggregates: "energy_samples_5m",
+        raw: "energy_samples",
+        device: "inverter_id",
+        columns: &[
+            ("pv_power_w", AVERAGED),
+            ("load_power_w", AVERAGED),
+            ("grid_power_w", AVERAGED),
+            ("battery_power_w", AVERAGED),
+            ("battery_soc_pct", AVERAGED),
+            ("battery_voltage_v", AVERAGED),
+            ("battery_current_a", AVERAGED),
+            ("inverter_temp_c", AVERAGED),
+            ("pv_energy_total_wh", HIGHEST),
+            ("load_energy_total_wh", HIGHEST),
+            ("grid_import_total_wh", HIGHEST),
+            ("grid_export_total_wh", HIGHEST),
+            ("battery_charge_total_wh", HIGHEST),
+            ("battery_discharge_total_wh", HIGHEST),
+        ],
+    },
+    AggregateTable {
+        aggregates: "meter_samples_5m",
+        raw: "meter_samples",
+        device: "meter_id",
+        columns: &[
+            ("power_w", AVERAGED),
+            ("voltage_v", AVERAGED),
+            ("current_a", AVERAGED),
+            ("frequency_hz", AVERAGED),
+            ("power_factor", AVERAGED),
+            ("import_total_wh", HIGHEST),
+            ("export_total_wh", HIGHEST),
+        ],
+    },
+    AggregateTable {
+        aggregates: "battery_bank_samples_5m",
+        raw: "battery_bank_samples",
+        device: "pack_id",
+        columns: &[
+            ("voltage_v", AVERAGED),
+            ("current_a", AVERAGED),
+            ("power_w", AVERAGED),
+            ("temperature_c", AVERAGED),
+            ("soc_pct", AVERAGED),
+            ("soh_pct", AVERAGED),
+        ],
+    },
+];
+
 /// Rebuilds the 5-minute aggregates of every device of `system_id` in [from, to) (both on bucket
 /// edges) from the raw samples there. Call inside the roll's transaction.
 pub fn aggregate(
@@ -132,59 +196,13 @@ pub fn aggregate(
     from: i64,
     to: i64,
 ) -> Result<(), DbError> {
-    const AVERAGED: &str = "AVG";
-    const HIGHEST: &str = "MAX";
-    let tables: [(&str, &str, &str, &[(&str, &str)]); 3] = [
-        (
-            "energy_samples_5m",
-            "energy_samples",
-            "inverter_id",
-            &[
-                ("pv_power_w", AVERAGED),
-                ("load_power_w", AVERAGED),
-                ("grid_power_w", AVERAGED),
-                ("battery_power_w", AVERAGED),
-                ("battery_soc_pct", AVERAGED),
-                ("battery_voltage_v", AVERAGED),
-                ("battery_current_a", AVERAGED),
-                ("inverter_temp_c", AVERAGED),
-                ("pv_energy_total_wh", HIGHEST),
-                ("load_energy_total_wh", HIGHEST),
-                ("grid_import_total_wh", HIGHEST),
-                ("grid_export_total_wh", HIGHEST),
-                ("battery_charge_total_wh", HIGHEST),
-                ("battery_discharge_total_wh", HIGHEST),
-            ],
-        ),
-        (
-            "meter_samples_5m",
-            "meter_samples",
-            "meter_id",
-            &[
-                ("power_w", AVERAGED),
-                ("voltage_v", AVERAGED),
-                ("current_a", AVERAGED),
-                ("frequency_hz", AVERAGED),
-                ("power_factor", AVERAGED),
-                ("import_total_wh", HIGHEST),
-                ("export_total_wh", HIGHEST),
-            ],
-        ),
-        (
-            "battery_bank_samples_5m",
-            "battery_bank_samples",
-            "pack_id",
-            &[
-                ("voltage_v", AVERAGED),
-                ("current_a", AVERAGED),
-                ("power_w", AVERAGED),
-                ("temperature_c", AVERAGED),
-                ("soc_pct", AVERAGED),
-                ("soh_pct", AVERAGED),
-            ],
-        ),
-    ];
-    for (aggregates, raw, device, columns) in tables {
+    for AggregateTable {
+        aggregates,
+        raw,
+        device,
+        columns,
+    } in AGGREGATE_TABLES
+    {
         execute!(
             conn,
             format!("DELETE FROM {aggregates} WHERE system_id = $1 AND ts >= $2 AND ts < $3"),
@@ -197,7 +215,6 @@ pub fn aggregate(
             .iter()
             .map(|(name, how)| format!("{how}({name})"))
             .collect();
-        // `WHERE true` is already there: SQLite does not read ON CONFLICT after it as a join's.
         execute!(
             conn,
             format!(

@@ -99,6 +99,48 @@ impl IngestMetrics {
     }
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
+}
+
+/// What retention counts: its passes and the rows they deleted, per table.
+#[derive(Debug, Clone, Default)]
+pub struct RetentionMetrics {
+    passes: Counter,
+    deleted: Family<TableLabels, Counter>,
+}
+
+impl RetentionMetrics {
+    /// A pass ended, having deleted `deleted` rows per table.
+    pub fn pass(
+        &self,
+        deleted: &std::collections::BTreeMap<crate::db::retention::SampleTable, u64>,
+    ) {
+        self.passes.inc();
+        for (table, rows) in deleted {
+            self.deleted
+                .get_or_create(&TableLabels {
+                    table: table.name(),
+                })
+                .inc_by(*rows);
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "solarhub_hub_retention_passes",
+            "Retention passes this hub ran to the end",
+            self.passes.clone(),
+        );
+        registry.register(
+            "solarhub_hub_retention_deleted_rows",
+            "Rows retention deleted, by table",
+            self.deleted.clone(),
+        );
+    }
+}
+
 /// Open `WatchSystem` streams; a [`Watching`] guard counts one while it lives.
 #[derive(Debug, Clone, Default)]
 pub struct Watchers(Gauge);
@@ -127,8 +169,12 @@ pub fn registry(
     watchers: &Watchers,
     rpc: &RpcMetrics,
     bridge: Option<&crate::mqtt::BridgeMetrics>,
+    retention: Option<&RetentionMetrics>,
 ) -> Registry {
     let mut registry = Registry::default();
+    if let Some(retention) = retention {
+        retention.register(&mut registry);
+    }
     if let Some(bridge) = bridge {
         registry.register(
             "solarhub_hub_mqtt_messages_published",

@@ -13,7 +13,9 @@
 //! system had before (a database from before aggregates, or a legacy upgrade).
 //!
 //! Deleting runs off the ingest path: on the hub that leads the job (`cluster`), in transactions
-//! of [`BATCH_ROWS`] rows with a pause between them, so ingest's writes take their turns.
+//! of [`BATCH_ROWS`] rows, each followed by a pause nine times as long as it took, so retention
+//! holds the database (SQLite's one writer, and on a small machine its CPU and disk) for at most a
+//! tenth of the time and ingest keeps its pace.
 
 pub mod policy;
 
@@ -26,9 +28,11 @@ use crate::db::{Database, DbError};
 pub use policy::{Keep, Policy, PolicyError};
 
 /// Rows deleted per transaction.
-pub const BATCH_ROWS: usize = 5_000;
-/// The pause between two deleting transactions, so waiting writers go first.
-const PAUSE: Duration = Duration::from_millis(5);
+pub const BATCH_ROWS: usize = 2_000;
+/// After each of its transactions a pass rests this many times as long as the transaction took.
+const REST_FACTOR: u32 = 9;
+/// The shortest rest, so waiting writers always go first.
+const MIN_REST: Duration = Duration::from_millis(2);
 /// How often the job runs by default.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(600);
 /// SQLite pages handed back to the file system per transaction.
@@ -98,6 +102,7 @@ pub async fn run_pass(
         for group in database.run(move |conn| store::groups(conn, table)).await? {
             loop {
                 let group = group.clone();
+                let started = std::time::Instant::now();
                 let rows = database
                     .run_write(move |conn| {
                         let before = if table.feeds_rollups() {
@@ -116,7 +121,7 @@ pub async fn run_pass(
                 if rows < BATCH_ROWS {
                     break;
                 }
-                tokio::time::sleep(PAUSE).await;
+                rest(started).await;
             }
         }
         if deleted > 0 {
@@ -132,6 +137,11 @@ pub async fn run_pass(
         report.free_pages = give_back_space(database).await?;
     }
     Ok(report)
+}
+
+/// Rests after a transaction that began at `started`: [`REST_FACTOR`] times its length.
+async fn rest(started: std::time::Instant) {
+    tokio::time::sleep((started.elapsed() * REST_FACTOR).max(MIN_REST)).await;
 }
 
 /// Makes the 5-minute aggregates of every sample `system_id` has, unless an earlier pass did;
@@ -155,6 +165,7 @@ async fn make_aggregates(database: &Database, system_id: &str) -> Result<bool, D
         while from < end {
             let to = (from + AGGREGATE_CHUNK_MS).min(end);
             let id = system_id.to_owned();
+            let started = std::time::Instant::now();
             database
                 .run_write(move |conn| {
                     lock_system_for_roll(conn, &id)?;
@@ -162,7 +173,7 @@ async fn make_aggregates(database: &Database, system_id: &str) -> Result<bool, D
                 })
                 .await?;
             from = to;
-            tokio::time::sleep(PAUSE).await;
+            rest(started).await;
         }
     }
     let id = system_id.to_owned();
@@ -176,11 +187,12 @@ async fn make_aggregates(database: &Database, system_id: &str) -> Result<bool, D
 /// file shrinks now.
 async fn give_back_space(database: &Database) -> Result<Option<i64>, DbError> {
     let free = loop {
+        let started = std::time::Instant::now();
         let left = database
             .run_write(|conn| store::give_back_space(conn, PAGES_PER_STEP))
             .await?;
         match left {
-            Some(pages) if pages > 0 => tokio::time::sleep(PAUSE).await,
+            Some(pages) if pages > 0 => rest(started).await,
             _ => break left,
         }
     };
@@ -196,6 +208,7 @@ async fn give_back_space(database: &Database) -> Result<Option<i64>, DbError> {
 pub async fn run(
     database: Database,
     retention: Retention,
+    metrics: crate::metrics::RetentionMetrics,
     leadership: crate::cluster::Leadership,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -212,7 +225,10 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => return,
             outcome = pass => match outcome {
-                Ok(report) => tracing::debug!(rows = report.total_deleted(), "retention pass done"),
+                Ok(report) => {
+                    metrics.pass(&report.deleted);
+                    tracing::debug!(rows = report.total_deleted(), "retention pass done");
+                }
                 Err(error) => tracing::warn!(%error, "retention pass failed; retrying at the next"),
             },
         }

@@ -122,7 +122,10 @@ impl History {
         claim: &std::sync::Arc<super::RecomputeClaim>,
     ) -> Result<RollReport, CatalogError> {
         let id = system_id.to_owned();
-        let (chunks, frozen_hours) = self
+        let super::RecomputePlan {
+            chunks,
+            frozen_hours,
+        } = self
             .database
             .run(move |conn| super::recompute_chunks(conn, &id, range, Settings::default()))
             .await?

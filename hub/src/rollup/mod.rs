@@ -258,13 +258,13 @@ pub fn recompute_chunks(
     system_id: &str,
     range: Option<(i64, i64)>,
     settings: Settings,
-) -> Result<Option<(Vec<Vec<Bucket>>, usize)>, DbError> {
+) -> Result<Option<RecomputePlan>, DbError> {
     let Some(structure) = load_system_structure(conn, system_id)? else {
         return Ok(None);
     };
     // Only where samples are: an open end of the range (or none) stops at the first and last.
     let Some((first, last)) = store::sample_span(conn, system_id)? else {
-        return Ok(Some((Vec::new(), 0)));
+        return Ok(Some(RecomputePlan::default()));
     };
     let (from, to) = match range {
         Some((from, to)) => (from.max(first), to.min(last + 1)),
@@ -272,7 +272,7 @@ pub fn recompute_chunks(
     };
     let mut hours = local_time::hours(structure.tz, from, to);
     let reach = settings.limits().counter_gap_ms;
-    let frozen = without_frozen(
+    let frozen_hours = without_frozen(
         &mut hours,
         retention::frozen_before(conn, system_id, reach)?,
     );
@@ -280,7 +280,17 @@ pub fn recompute_chunks(
         .chunks(RECOMPUTE_CHUNK_HOURS)
         .map(<[Bucket]>::to_vec)
         .collect();
-    Ok(Some((chunks, frozen)))
+    Ok(Some(RecomputePlan {
+        chunks,
+        frozen_hours,
+    }))
+}
+
+/// What a recompute rolls: runs of a day of hours, and how many hours it leaves as they are.
+#[derive(Debug, Default)]
+pub struct RecomputePlan {
+    pub chunks: Vec<Vec<Bucket>>,
+    pub frozen_hours: usize,
 }
 
 /// Rolls one run of a recompute, renewing its claim from the run's start on. Call inside a
@@ -360,7 +370,10 @@ pub fn recompute_with_progress(
         claim.renew(conn, range.map_or(i64::MIN, |(from, _)| from))
     })?;
     let recomputed = (|| {
-        let Some((chunks, frozen_hours)) = recompute_chunks(conn, system_id, range, settings)?
+        let Some(RecomputePlan {
+            chunks,
+            frozen_hours,
+        }) = recompute_chunks(conn, system_id, range, settings)?
         else {
             return Ok(None);
         };

@@ -516,7 +516,9 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
     site.send(readings);
     site.roll();
     let hours_before = site.rollups().inverter_hours.len();
+    let cells_before = span(&mut site.conn(), "battery_cell_samples", 0).0;
 
+    let metrics_port = common::free_port();
     let hub = common::RunningHub::start_with(
         &site.db,
         solarhub_hub::server::ServeOptions {
@@ -524,6 +526,7 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
                 every: Duration::from_millis(500),
                 ..Retention::new(policy())
             }),
+            metrics_listen: Some(format!("127.0.0.1:{metrics_port}").parse().unwrap()),
             ..solarhub_hub::server::ServeOptions::default()
         },
     );
@@ -594,6 +597,25 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
     }
     // The rollups of the deleted days are all still there.
     assert!(site.rollups().inverter_hours.len() >= hours_before);
+    // The passes are counted, and the rows they deleted by table: what was gone before the
+    // scrape, but for the two cell rows of a sample that aged out during a pass still running
+    // (it counts them when it ends), and no more than is gone after it.
+    let cells_left = |site: &Site| span(&mut site.conn(), "battery_cell_samples", 0).0;
+    let gone_before = cells_before - cells_left(&site);
+    let scrape = crate::operations::scrape(metrics_port).expect("the hub serves /metrics");
+    let gone_after = cells_before - cells_left(&site);
+    let counted = |name: &str, labels: &[(&str, &str)]| {
+        crate::operations::value(&scrape, name, labels).unwrap_or(0.0)
+    };
+    assert!(counted("solarhub_hub_retention_passes_total", &[]) >= 1.0);
+    let cells_counted = counted(
+        "solarhub_hub_retention_deleted_rows_total",
+        &[("table", "battery_cell_samples")],
+    ) as i64;
+    assert!(
+        cells_counted >= gone_before - 2 && cells_counted <= gone_after,
+        "{cells_counted} cell rows counted, {gone_before}..{gone_after} deleted"
+    );
     drop(hub);
 
     let refused = common::hub_binary()
