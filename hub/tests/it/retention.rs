@@ -11,16 +11,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::TestDb;
+use common::ingest_site::IngestSite;
 use diesel::RunQueryDsl;
-use solarhub_hub::catalog::CatalogGeneration;
+use solarhub_hub::db::DbConnection;
 use solarhub_hub::db::retention::SampleTable;
-use solarhub_hub::db::rollups::{self, Level, RollupRows};
-use solarhub_hub::db::{Database, DbConnection};
-use solarhub_hub::ingest::{Batch, IncomingBattery, IncomingReading, Ingest};
+use solarhub_hub::db::rollups::RollupRows;
+use solarhub_hub::ingest::{IncomingBattery, IncomingReading};
 use solarhub_hub::retention::{Keep, Policy, Retention};
-use solarhub_hub::rollup::{self, RecomputeClaim, Settings, roller};
+use solarhub_hub::rollup::{RecomputeClaim, Settings};
 
-const COLLECTOR: &str = "c1";
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
@@ -69,71 +68,29 @@ fn policy() -> Policy {
         .unwrap()
 }
 
-struct Site {
-    database: Database,
-    ingest: Ingest,
-    runtime: tokio::runtime::Runtime,
-    seq: u64,
-    db: TestDb,
+/// The installation fed through real ingest, with the passes at a given time and the file's size.
+struct Site(IngestSite);
+
+impl std::ops::Deref for Site {
+    type Target = IngestSite;
+    fn deref(&self) -> &IngestSite {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Site {
+    fn deref_mut(&mut self) -> &mut IngestSite {
+        &mut self.0
+    }
 }
 
 impl Site {
     fn new(db: TestDb) -> Site {
-        let database = db.migrated();
-        let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
-        let mut loaded = solarhub_hub::config_import::parse_config(
-            std::path::Path::new("retention.yaml"),
-            INSTALLATION,
-            &types,
-        )
-        .unwrap();
-        for adapter in &mut loaded.installation.adapters {
-            adapter.collector_id = Some(COLLECTOR.into());
-        }
-        let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-        solarhub_hub::db::catalog::apply_installation(
-            &mut database.get().unwrap(),
-            &rows,
-            &loaded.installation,
-            false,
-        )
-        .unwrap();
-        Site {
-            ingest: Ingest::new(database.clone(), CatalogGeneration::default()),
-            database,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            seq: 0,
-            db,
-        }
+        Site(IngestSite::new(db, INSTALLATION))
     }
 
-    fn send(&mut self, readings: Vec<IncomingReading>) {
-        for chunk in readings.chunks(600) {
-            self.seq += 1;
-            let outcome = self
-                .runtime
-                .block_on(self.ingest.commit(
-                    Batch {
-                        sent_at: None,
-                        collector_id: COLLECTOR.into(),
-                        seq: self.seq,
-                        readings: chunk.to_vec(),
-                        polls: Vec::new(),
-                    },
-                    None,
-                ))
-                .unwrap();
-            assert!(outcome.refused.is_empty(), "{:?}", outcome.refused);
-        }
-    }
-
-    fn roll(&self) -> rollup::RollReport {
-        self.runtime
-            .block_on(roller::roll_pending(&self.database, Settings::default()))
-            .unwrap()
+    fn db(&self) -> &TestDb {
+        self.0.db.as_ref().expect("the site made its database")
     }
 
     fn pass(&self, now: i64) -> solarhub_hub::retention::PassReport {
@@ -152,20 +109,12 @@ impl Site {
     }
 
     fn rollups(&self) -> RollupRows {
-        let mut conn = self.conn();
-        let mut hours = rollups::load_rows(&mut conn, "home", 0, i64::MAX, Level::Hours).unwrap();
-        let days = rollups::load_rows(&mut conn, "home", 0, i64::MAX, Level::Days).unwrap();
-        hours.inverter_days = days.inverter_days;
-        hours.array_days = days.array_days;
-        hours.system_days = days.system_days;
-        hours.pack_days = days.pack_days;
-        hours.meter_days = days.meter_days;
-        hours.without_times()
+        self.0.rollups("home")
     }
 
     /// The size of the SQLite file and its write-ahead log, in bytes.
     fn file_bytes(&self) -> Option<u64> {
-        let path = self.db.url.sqlite_path()?;
+        let path = self.db().url.sqlite_path()?;
         let wal = path.with_extension("db-wal");
         Some(
             std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
@@ -446,9 +395,7 @@ fn a_year_with_retention(db: TestDb) {
     assert!(report.frozen_hours > 0, "{report:?}");
     assert_eq!(site.rollups(), before, "a frozen hour was rolled again");
     // So does a full recompute: the hours whose samples went keep their rows.
-    let recomputed = rollup::recompute(&mut site.conn(), "home", None, Settings::default())
-        .unwrap()
-        .unwrap();
+    let recomputed = site.recompute("home");
     // From the frozen late sample (the oldest sample now) to 30 days ago.
     assert!(recomputed.frozen_hours >= 29 * 24, "{recomputed:?}");
     assert_eq!(site.rollups(), before, "recompute changed frozen hours");
@@ -520,7 +467,7 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
 
     let metrics_port = common::free_port();
     let hub = common::RunningHub::start_with(
-        &site.db,
+        site.db(),
         solarhub_hub::server::ServeOptions {
             retention: Some(Retention {
                 every: Duration::from_millis(500),
@@ -621,7 +568,7 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
     let refused = common::hub_binary()
         .args([
             "--database-url",
-            &site.db.url_arg(),
+            &site.db().url_arg(),
             "serve",
             "--retention",
             "battery_cell_samples=14d,cells=7d",

@@ -10,13 +10,10 @@ use std::collections::BTreeMap;
 
 use chrono::TimeZone;
 use common::TestDb;
-use solarhub_hub::catalog::CatalogGeneration;
-use solarhub_hub::db::Database;
-use solarhub_hub::db::rollups::{self, Level, RollupRows};
-use solarhub_hub::ingest::{Batch, IncomingReading, Ingest};
+use solarhub_hub::db::rollups::{self, RollupRows};
+use solarhub_hub::ingest::IncomingReading;
 use solarhub_hub::rollup::{self, Settings, roller};
 
-const COLLECTOR: &str = "c1";
 const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
 
 const INSTALLATION: &str = r#"
@@ -67,99 +64,7 @@ battery_bank_array_attachments:
     attached_since: "2025-06-01T12:30:00+02:00"
 "#;
 
-struct Site {
-    database: Database,
-    ingest: Ingest,
-    runtime: tokio::runtime::Runtime,
-    seq: u64,
-    _db: Option<TestDb>,
-}
-
-impl Site {
-    fn new(db: TestDb) -> Site {
-        let database = db.migrated();
-        let mut site = Site::on(database);
-        site._db = Some(db);
-        site
-    }
-
-    /// The installation in an already migrated database.
-    fn on(database: Database) -> Site {
-        let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
-        let mut loaded = solarhub_hub::config_import::parse_config(
-            std::path::Path::new("rollups.yaml"),
-            INSTALLATION,
-            &types,
-        )
-        .unwrap();
-        for adapter in &mut loaded.installation.adapters {
-            adapter.collector_id = Some(COLLECTOR.into());
-        }
-        let rows: Vec<_> = types.into_iter().map(|t| t.row).collect();
-        solarhub_hub::db::catalog::apply_installation(
-            &mut database.get().unwrap(),
-            &rows,
-            &loaded.installation,
-            false,
-        )
-        .unwrap();
-        Site {
-            ingest: Ingest::new(database.clone(), CatalogGeneration::default()),
-            database,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            seq: 0,
-            _db: None,
-        }
-    }
-
-    fn send(&mut self, readings: Vec<IncomingReading>) {
-        for chunk in readings.chunks(500) {
-            self.seq += 1;
-            let outcome = self
-                .runtime
-                .block_on(self.ingest.commit(
-                    Batch {
-                        sent_at: None,
-                        collector_id: COLLECTOR.into(),
-                        seq: self.seq,
-                        readings: chunk.to_vec(),
-                        polls: Vec::new(),
-                    },
-                    None,
-                ))
-                .unwrap();
-            assert!(outcome.refused.is_empty(), "{:?}", outcome.refused);
-        }
-    }
-
-    fn roll(&self) {
-        self.runtime
-            .block_on(roller::roll_pending(&self.database, Settings::default()))
-            .unwrap();
-    }
-
-    fn rows(&self) -> RollupRows {
-        let mut conn = self.database.get().unwrap();
-        let mut hours = rollups::load_rows(&mut conn, "home", 0, i64::MAX, Level::Hours).unwrap();
-        let days = rollups::load_rows(&mut conn, "home", 0, i64::MAX, Level::Days).unwrap();
-        hours.inverter_days = days.inverter_days;
-        hours.array_days = days.array_days;
-        hours.system_days = days.system_days;
-        hours.pack_days = days.pack_days;
-        hours.meter_days = days.meter_days;
-        hours.without_times()
-    }
-
-    fn recompute(&self) {
-        let mut conn = self.database.get().unwrap();
-        rollup::recompute(&mut conn, "home", None, Settings::default())
-            .unwrap()
-            .unwrap();
-    }
-}
+type Site = common::ingest_site::IngestSite;
 
 fn local(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
     TZ.with_ymd_and_hms(y, mo, d, h, mi, 0)
@@ -188,7 +93,7 @@ fn close(actual: Option<f64>, expected: f64) {
 }
 
 fn known_answers(db: TestDb) {
-    let mut site = Site::new(db);
+    let mut site = Site::new(db, INSTALLATION);
     let mut readings = Vec::new();
     // inv1: 1000 W for exactly two hours, 10:30 to 12:30, power only.
     let start = local(2025, 5, 10, 10, 30);
@@ -226,7 +131,7 @@ fn known_answers(db: TestDb) {
     readings.reverse();
     site.send(readings);
     site.roll();
-    let rows = site.rows();
+    let rows = site.rollups("home");
 
     let hours: BTreeMap<(&str, i32), &rollups::InverterHour> = rows
         .inverter_hours
@@ -262,8 +167,8 @@ fn known_answers(db: TestDb) {
     assert_eq!(system_day.date, "2025-05-10");
 
     // A full recompute gives the same rows.
-    site.recompute();
-    assert_eq!(site.rows(), rows);
+    site.recompute("home");
+    assert_eq!(site.rollups("home"), rows);
 }
 
 /// xorshift64*: a small deterministic generator, so a failing seed can be replayed.
@@ -336,7 +241,7 @@ fn random_stream(rng: &mut Rng) -> Vec<IncomingReading> {
 fn incremental_equals_full_recompute(db_for: impl Fn() -> TestDb) {
     for seed in [1u64, 7, 42] {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let mut site = Site::new(db_for());
+        let mut site = Site::new(db_for(), INSTALLATION);
         let mut stream = random_stream(&mut rng);
         // Sort by time, then disorder it: small shuffles, and some readings held back to arrive
         // (late) after later ones were already rolled.
@@ -377,10 +282,10 @@ fn incremental_equals_full_recompute(db_for: impl Fn() -> TestDb) {
             }
         }
         site.roll();
-        let incremental = site.rows();
+        let incremental = site.rollups("home");
         assert!(incremental.system_hours.len() > 40, "seed {seed}");
-        site.recompute();
-        let full = site.rows();
+        site.recompute("home");
+        let full = site.rollups("home");
         assert_eq!(
             incremental.inverter_hours.len(),
             full.inverter_hours.len(),
@@ -463,7 +368,7 @@ fn incremental_rollups_equal_a_full_recompute_on_postgres() {
 }
 
 fn dst_days(db: TestDb) {
-    let mut site = Site::new(db);
+    let mut site = Site::new(db, INSTALLATION);
     let mut readings = Vec::new();
     for (from, to) in [
         (local(2025, 3, 29, 22, 0), local(2025, 3, 31, 2, 0)),
@@ -477,7 +382,7 @@ fn dst_days(db: TestDb) {
     }
     site.send(readings);
     site.roll();
-    let rows = site.rows();
+    let rows = site.rollups("home");
     for (date, hours) in [("2025-03-30", 23), ("2025-10-26", 25)] {
         let day: Vec<&rollups::SystemHour> = rows
             .system_hours
@@ -512,7 +417,7 @@ fn dst_days(db: TestDb) {
 }
 
 fn battery_array_moved_mid_day(db: TestDb) {
-    let mut site = Site::new(db);
+    let mut site = Site::new(db, INSTALLATION);
     let mut readings = Vec::new();
     // The pack discharges 500 W all day (its battery array moves from a1 to a2 at 12:30).
     let mut ts = local(2025, 6, 1, 0, 0);
@@ -529,7 +434,7 @@ fn battery_array_moved_mid_day(db: TestDb) {
     }
     site.send(readings);
     site.roll();
-    let rows = site.rows();
+    let rows = site.rollups("home");
     let day = |array: &str| {
         rows.array_days
             .iter()
@@ -555,8 +460,8 @@ fn battery_array_moved_mid_day(db: TestDb) {
         .find(|r| r.date == "2025-06-01")
         .unwrap();
     close(pack_day.discharge_kwh, 12.0);
-    site.recompute();
-    assert_eq!(site.rows(), rows);
+    site.recompute("home");
+    assert_eq!(site.rollups("home"), rows);
 }
 
 /// The history RPCs through a real hub: every scope, the errors, `Recompute`, and a year of hourly
@@ -567,7 +472,7 @@ fn history_api(db: TestDb) {
     use solarhub_proto::v1::*;
 
     let hub = common::RunningHub::start(&db);
-    let mut site = Site::on(hub.database.clone());
+    let mut site = Site::on(hub.database.clone(), INSTALLATION);
     let start = local(2025, 5, 10, 10, 30);
     let mut readings = Vec::new();
     for i in 0..=720 {
@@ -711,7 +616,7 @@ fn history_api(db: TestDb) {
     );
 
     // Recompute changes nothing that was right.
-    let before = site.rows();
+    let before = site.rollups("home");
     let report = hub
         .runtime
         .block_on(client.recompute(RecomputeRequest {
@@ -721,7 +626,7 @@ fn history_api(db: TestDb) {
         .unwrap()
         .into_inner();
     assert!(report.hours >= 3 && report.days == 1, "{report:?}");
-    assert_eq!(site.rows(), before);
+    assert_eq!(site.rollups("home"), before);
     // An open-ended range stops where the samples do.
     let report = hub
         .runtime
@@ -735,7 +640,7 @@ fn history_api(db: TestDb) {
         .unwrap()
         .into_inner();
     assert_eq!((report.hours, report.days), (3, 1), "{report:?}");
-    assert_eq!(site.rows(), before);
+    assert_eq!(site.rollups("home"), before);
 
     // A year of hourly rows in one answer.
     let year_start = local(2024, 1, 1, 0, 0);
@@ -792,7 +697,7 @@ fn history_api(db: TestDb) {
 fn editing_an_attachment_rolls_its_time_again(db: TestDb) {
     use solarhub_hub::catalog::BatteryArrayAttachment;
     use solarhub_hub::catalog::Repository;
-    let mut site = Site::new(db);
+    let mut site = Site::new(db, INSTALLATION);
     let mut readings = Vec::new();
     let mut ts = local(2025, 6, 1, 0, 0);
     while ts <= local(2025, 6, 2, 0, 0) {
@@ -803,7 +708,7 @@ fn editing_an_attachment_rolls_its_time_again(db: TestDb) {
     site.send(readings);
     site.roll();
     let discharge = |site: &Site, array: &str| {
-        site.rows()
+        site.rollups("home")
             .array_days
             .iter()
             .find(|r| r.array_id == array && r.date == "2025-06-01")
@@ -832,15 +737,15 @@ fn editing_an_attachment_rolls_its_time_again(db: TestDb) {
     site.roll();
     close(discharge(&site, "a1"), 12.0);
     assert_eq!(discharge(&site, "a2"), None);
-    let rows = site.rows();
-    site.recompute();
-    assert_eq!(site.rows(), rows);
+    let rows = site.rollups("home");
+    site.recompute("home");
+    assert_eq!(site.rollups("home"), rows);
 }
 
 /// A collector whose clock jumped sends readings decades apart in one batch: the roller is asked
 /// to roll the hours around each group, not every hour in between.
 fn clock_jumps_do_not_roll_the_decades_between(db: TestDb) {
-    let mut site = Site::new(db);
+    let mut site = Site::new(db, INSTALLATION);
     let now = chrono::Utc::now().timestamp_millis();
     site.send(vec![
         reading("inv1", 10_000, &[("pv_power_w", 100.0)]),
@@ -861,7 +766,7 @@ fn clock_jumps_do_not_roll_the_decades_between(db: TestDb) {
 /// Hubs sharing a database roll the same pending ranges at the same time without colliding, and
 /// the rows are what one roll alone gives.
 fn concurrent_rolls(db: TestDb) {
-    let mut site = Site::new(db);
+    let mut site = Site::new(db, INSTALLATION);
     let start = local(2025, 5, 10, 8, 0);
     let readings: Vec<IncomingReading> = (0..=2160)
         .map(|i| reading("inv1", start + i * 10_000, &[("pv_power_w", 1000.0)]))
@@ -886,9 +791,9 @@ fn concurrent_rolls(db: TestDb) {
     for roll in rolls {
         roll.join().unwrap().expect("every roll succeeds");
     }
-    let rows = site.rows();
-    site.recompute();
-    assert_eq!(site.rows(), rows);
+    let rows = site.rollups("home");
+    site.recompute("home");
+    assert_eq!(site.rollups("home"), rows);
     close(rows.system_days[0].solar_kwh, 6.0);
 }
 
