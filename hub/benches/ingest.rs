@@ -19,11 +19,8 @@ mod telemetry;
 use std::time::{Duration, Instant};
 
 use report::{Figure, Target, median};
-use solarhub_collector::hub_access::{AccessFiles, HubAccess};
-use solarhub_collector::uplink::connect;
 use solarhub_hub::db::samples::{EnergySample, SampleRow};
 use solarhub_hub::db::{self, Database, DatabaseUrl, DbConnection, admin};
-use solarhub_hub::server::{Security, ServeOptions};
 use telemetry::{BATCH, streamed, ts_ms};
 
 fn env(name: &str, default: usize) -> usize {
@@ -86,42 +83,10 @@ fn run(
 ) -> anyhow::Result<()> {
     let hub_db = installation(hub_url)?;
     let baseline_db = installation(baseline_url)?;
-    let token = solarhub_hub::auth::principals::create(
-        &mut *hub_db.get()?,
-        "bench",
-        solarhub_hub::auth::Role::Collector,
-        Some("bench"),
-    )?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let client = runtime.block_on(async {
-        let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
-        let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
-        let options = ServeOptions {
-            security: Security {
-                auth: true,
-                tls: None,
-            },
-            // Ingest alone: the roller and the array sampler are periodic jobs of their own
-            // (their cost is the rollup bench's), and would take the baseline's CPU too.
-            rollup_every: None,
-            array_samples_every: None,
-            ..ServeOptions::default()
-        };
-        tokio::spawn(solarhub_hub::server::serve_with(
-            hub_db.clone(),
-            listener,
-            options,
-            std::future::pending(),
-        ));
-        let files = AccessFiles {
-            token: Some(token.token.expose().to_owned()),
-            ..AccessFiles::default()
-        };
-        let client = connect(&url, &HubAccess::load(&url, &files)?).await?;
-        // Warm-up: the connection, the hub's caches, the first pages of the database.
-        streamed(client.clone(), 1, 0, 2 * BATCH).await?;
-        anyhow::Ok(client)
-    })?;
+    let client = telemetry::serve_ingest_only(&runtime, &hub_db)?;
+    // Warm-up: the connection, the hub's caches, the first pages of the database.
+    runtime.block_on(streamed(client.clone(), 1, 0, 2 * BATCH))?;
     let mut next_seq = 3;
     let mut hub_rates = Vec::new();
     let mut baseline_rates = Vec::new();

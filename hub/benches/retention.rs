@@ -21,12 +21,9 @@ mod telemetry;
 use std::time::{Duration, Instant};
 
 use report::{Figure, Target, median};
-use solarhub_collector::hub_access::{AccessFiles, HubAccess};
-use solarhub_collector::uplink::connect;
 use solarhub_hub::db::samples::{EnergySample, SampleRow};
 use solarhub_hub::db::{self, Database, DatabaseUrl, admin};
 use solarhub_hub::retention::{Keep, Policy, Retention};
-use solarhub_hub::server::{Security, ServeOptions};
 use telemetry::{BATCH, streamed, ts_ms};
 
 const DAY_MS: i64 = 86_400_000;
@@ -85,40 +82,8 @@ fn run(backend: &str, url: DatabaseUrl, sizes: &Sizes) -> anyhow::Result<()> {
     let database = Database::open(url)?;
     db::run_migrations(&mut *database.get()?)?;
     solarhub_hub::demo::install(&database, "bench", None)?;
-    let token = solarhub_hub::auth::principals::create(
-        &mut *database.get()?,
-        "bench",
-        solarhub_hub::auth::Role::Collector,
-        Some("bench"),
-    )?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let client = runtime.block_on(async {
-        let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
-        let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
-        let options = ServeOptions {
-            security: Security {
-                auth: true,
-                tls: None,
-            },
-            // Ingest and the passes this bench runs itself, nothing else.
-            rollup_every: None,
-            array_samples_every: None,
-            retention: None,
-            ..ServeOptions::default()
-        };
-        tokio::spawn(solarhub_hub::server::serve_with(
-            database.clone(),
-            listener,
-            options,
-            std::future::pending(),
-        ));
-        let files = AccessFiles {
-            token: Some(token.token.expose().to_owned()),
-            ..AccessFiles::default()
-        };
-        let client = connect(&url, &HubAccess::load(&url, &files)?).await?;
-        anyhow::Ok(client)
-    })?;
+    let client = telemetry::serve_ingest_only(&runtime, &database)?;
     // The rows a backlog is made of: a first stream, read back as the hub stored it.
     let seed = sizes.samples.min(sizes.backlog);
     runtime.block_on(streamed(client.clone(), 1, 0, seed))?;

@@ -1,11 +1,57 @@
-//! What the ingest and uplink benches send: a powdrive's readings, streamed in batches of
-//! [`BATCH`] as the collector sends them, every ack awaited.
+//! What the ingest, uplink and retention benches send: a powdrive's readings, streamed in
+//! batches of [`BATCH`] as the collector sends them, every ack awaited; and the hub they stream to
+//! when ingest is all it should do.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use solarhub_collector::uplink::HubClient;
+use solarhub_collector::hub_access::{AccessFiles, HubAccess};
+use solarhub_collector::uplink::{HubClient, connect};
+use solarhub_hub::db::Database;
+use solarhub_hub::server::{Security, ServeOptions};
 use solarhub_proto::v1::{DeviceReading, TelemetryBatch};
+
+/// Serves `database` (the demo installation, its adapters assigned to collector `bench`) on
+/// loopback with tokens required and no periodic job (the roller, the array sampler and retention
+/// cost what they cost in benches of their own), and connects as collector `bench` with a token
+/// of its own.
+#[allow(dead_code)]
+pub(crate) fn serve_ingest_only(
+    runtime: &tokio::runtime::Runtime,
+    database: &Database,
+) -> anyhow::Result<HubClient> {
+    let token = solarhub_hub::auth::principals::create(
+        &mut *database.get()?,
+        "bench",
+        solarhub_hub::auth::Role::Collector,
+        Some("bench"),
+    )?;
+    runtime.block_on(async {
+        let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;
+        let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+        let options = ServeOptions {
+            security: Security {
+                auth: true,
+                tls: None,
+            },
+            rollup_every: None,
+            array_samples_every: None,
+            retention: None,
+            ..ServeOptions::default()
+        };
+        tokio::spawn(solarhub_hub::server::serve_with(
+            database.clone(),
+            listener,
+            options,
+            std::future::pending(),
+        ));
+        let files = AccessFiles {
+            token: Some(token.token.expose().to_owned()),
+            ..AccessFiles::default()
+        };
+        Ok(connect(&url, &HubAccess::load(&url, &files)?).await?)
+    })
+}
 
 /// Readings per batch, as the collector's default.
 pub(crate) const BATCH: usize = 200;
