@@ -233,30 +233,31 @@ pub fn aggregate(
     Ok(())
 }
 
-/// The tables the rollups are made from.
-fn feeding_tables() -> String {
-    SampleTable::ALL
+/// How far retention has deleted `system_id`'s samples from the tables the rollups are made from
+/// (the furthest of them); `None` when it has not looked at the system yet, `i64::MIN` when it
+/// has but deleted nothing.
+fn furthest_mark(conn: &mut DbConnection, system_id: &str) -> Result<Option<i64>, DbError> {
+    let feeding: Vec<String> = SampleTable::ALL
         .into_iter()
         .filter(|t| t.feeds_rollups())
         .map(|t| format!("'{}'", t.name()))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    maybe_ts(
+        conn,
+        &format!(
+            "SELECT MAX(deleted_before) AS ts FROM retention_marks \
+             WHERE group_id = $1 AND sample_table IN ({})",
+            feeding.join(", ")
+        ),
+        &[],
+        Some(system_id),
+    )
 }
 
 /// Whether retention has looked at `system_id` before (and so made the 5-minute aggregates of
 /// every sample it had then; the roller has made them for every hour rolled since).
 pub fn aggregated(conn: &mut DbConnection, system_id: &str) -> Result<bool, DbError> {
-    let seen = maybe_ts(
-        conn,
-        &format!(
-            "SELECT MIN(deleted_before) AS ts FROM retention_marks \
-             WHERE group_id = $1 AND sample_table IN ({})",
-            feeding_tables()
-        ),
-        &[],
-        Some(system_id),
-    )?;
-    Ok(seen.is_some())
+    Ok(furthest_mark(conn, system_id)?.is_some())
 }
 
 /// Records that the aggregates of `system_id` are complete (nothing deleted yet).
@@ -282,17 +283,7 @@ pub fn frozen_before(
     system_id: &str,
     reach_ms: i64,
 ) -> Result<Option<i64>, DbError> {
-    let deleted = maybe_ts(
-        conn,
-        &format!(
-            "SELECT MAX(deleted_before) AS ts FROM retention_marks \
-             WHERE group_id = $1 AND sample_table IN ({})",
-            feeding_tables()
-        ),
-        &[],
-        Some(system_id),
-    )?;
-    Ok(deleted
+    Ok(furthest_mark(conn, system_id)?
         .filter(|ts| *ts > i64::MIN)
         .map(|ts| ts.saturating_add(reach_ms)))
 }
