@@ -584,3 +584,63 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
 }
 
 on_both_backends!(the_served_hub_deletes_and_says_how_far_back);
+
+/// The old app's file, upgraded in place, cannot give space back (SQLite decides that when a file
+/// is made); `compact` converts it, keeping every row.
+#[test]
+fn compact_makes_an_upgraded_file_give_space_back() {
+    use crate::legacy_fixture;
+
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        auto_vacuum: i32,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("solar.db");
+    let expected = legacy_fixture::build(
+        &file,
+        &legacy_fixture::KARACHI,
+        legacy_fixture::Flavour::Current,
+    );
+    let run = |args: &[&str]| {
+        let output = common::hub_binary()
+            .args(["--database-url", file.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let mode = || {
+        let mut conn = solarhub_hub::db::DatabaseUrl::Sqlite(file.clone())
+            .connect()
+            .unwrap();
+        diesel::sql_query("PRAGMA auto_vacuum")
+            .load::<Mode>(&mut conn)
+            .unwrap()[0]
+            .auto_vacuum
+    };
+    run(&["migrate", "--timezone", "Asia/Karachi"]);
+    assert_eq!(mode(), 0, "the old app's file was made without auto_vacuum");
+    let rows = |file: &std::path::Path| {
+        let mut conn = solarhub_hub::db::DatabaseUrl::Sqlite(file.to_owned())
+            .connect()
+            .unwrap();
+        solarhub_hub::db::introspect::row_count(&mut conn, "energy_samples").unwrap()
+    };
+    assert_eq!(rows(&file) as usize, expected.energy.len());
+
+    let said = run(&["compact"]);
+    assert!(said.contains("pages before,"), "{said}");
+    assert!(
+        said.contains("deleted samples now give their space back"),
+        "{said}"
+    );
+    assert_eq!(mode(), 2, "INCREMENTAL after compact");
+    assert_eq!(rows(&file) as usize, expected.energy.len());
+}

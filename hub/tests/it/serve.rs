@@ -194,6 +194,18 @@ fn serve_on_an_existing_app_database_backs_it_up_upgrades_it_and_serves() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(serving, "the hub never served:\n{}", seen.join("\n"));
     assert!(stdout.contains("backup:"), "{stdout}");
+    // The fixture's samples are from June 2025, older than the default year: `serve` says so
+    // before it serves, and that they go at the first pass (10 minutes on), rollups kept.
+    let warned = seen.iter().find(|line| {
+        line.contains("samples older than the retention period go at the first retention pass")
+            && line.contains("table=\"energy_samples\"")
+    });
+    let warned = warned.unwrap_or_else(|| panic!("no retention warning:\n{}", seen.join("\n")));
+    assert!(
+        warned.contains(&format!("rows={}", expected.energy.len())),
+        "{warned}"
+    );
+    assert!(warned.contains("10 min after the start"), "{warned}");
     assert!(
         stdout.contains(&format!(
             "energy_samples: {} read = {} inserted + {} exact duplicates + 0 conflicts + 0 unplaceable",
