@@ -276,8 +276,8 @@ pub fn mark_aggregated(conn: &mut DbConnection, system_id: &str) -> Result<(), D
 }
 
 /// Hours of `system_id` starting before this may have lost samples their rollups were made from
-/// (or that their first intervals reach back to, up to `reach_ms`): they are never rolled again.
-/// `None` while nothing of the system was deleted.
+/// (or that their first intervals reach back to, up to `reach_ms`): those that have rows are
+/// never rolled again. `None` while nothing of the system was deleted.
 pub fn frozen_before(
     conn: &mut DbConnection,
     system_id: &str,
@@ -288,22 +288,54 @@ pub fn frozen_before(
         .map(|ts| ts.saturating_add(reach_ms)))
 }
 
+/// The starts of the hours in [from, to) of which `system_id` has any hour row (of a device, an
+/// array or the system).
+pub fn rolled_hours(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<std::collections::BTreeSet<i64>, DbError> {
+    let selects: Vec<String> = [
+        "hourly_energy",
+        "array_hourly_energy",
+        "system_hourly_energy",
+        "battery_bank_hourly",
+        "meter_hourly_energy",
+    ]
+    .iter()
+    .map(|table| {
+        format!(
+            "SELECT bucket_start AS ts FROM {table} \
+             WHERE system_id = $1 AND bucket_start >= $2 AND bucket_start < $3"
+        )
+    })
+    .collect();
+    let rows = load!(
+        conn,
+        MaybeTs,
+        selects.join(" UNION "),
+        Text => system_id,
+        BigInt => from,
+        BigInt => to,
+    )?;
+    Ok(rows.into_iter().filter_map(|row| row.ts).collect())
+}
+
 /// Where the samples of `system_id` that retention may delete from the tables the rollups are made
-/// from end: before every pending range (and the reach before it) of hours not frozen, and before
-/// the claim of every running recompute renewed within [`HOLD_LIFETIME_MS`]. `None` when nothing
-/// holds samples back.
+/// from end: before every pending range (and the reach before it), and before the claim of every
+/// running recompute renewed within [`HOLD_LIFETIME_MS`]. `None` when nothing holds samples back.
+/// (A pending range of frozen hours holds samples back only until the roller has passed over it.)
 pub fn rollups_need_from(
     conn: &mut DbConnection,
     system_id: &str,
     reach_ms: i64,
 ) -> Result<Option<i64>, DbError> {
-    let frozen = frozen_before(conn, system_id, reach_ms)?.unwrap_or(i64::MIN);
     let pending = load!(
         conn,
         MaybeTs,
-        "SELECT MIN(from_ts) AS ts FROM rollup_pending WHERE system_id = $1 AND to_ts >= $2",
+        "SELECT MIN(from_ts) AS ts FROM rollup_pending WHERE system_id = $1",
         Text => system_id,
-        BigInt => frozen,
     )?;
     let held = load!(
         conn,

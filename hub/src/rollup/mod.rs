@@ -86,14 +86,26 @@ impl std::ops::AddAssign for RollReport {
     }
 }
 
-/// Leaves out the hours retention froze (those starting before `frozen`); returns how many.
-fn without_frozen(hours: &mut Vec<Bucket>, frozen: Option<i64>) -> usize {
-    let Some(frozen) = frozen else {
-        return 0;
+/// Leaves out of `hours` (in order) those retention froze: hours starting before the system's
+/// frozen line that have rows, made while their samples were whole. An hour there without rows
+/// (samples imported or arriving after the deletion, for an hour nothing was made of) is rolled
+/// from what is there: something rather than nothing. Returns how many it left out.
+fn leave_out_frozen(
+    conn: &mut DbConnection,
+    system_id: &str,
+    hours: &mut Vec<Bucket>,
+    reach: i64,
+) -> Result<usize, DbError> {
+    let Some(frozen) = retention::frozen_before(conn, system_id, reach)? else {
+        return Ok(0);
     };
+    let Some(first) = hours.first().filter(|first| first.start < frozen) else {
+        return Ok(0);
+    };
+    let rolled = retention::rolled_hours(conn, system_id, first.start, frozen)?;
     let before = hours.len();
-    hours.retain(|hour| hour.start >= frozen);
-    before - hours.len()
+    hours.retain(|hour| hour.start >= frozen || !rolled.contains(&hour.start));
+    Ok(before - hours.len())
 }
 
 /// One system as a roll needs it: the system, its zone, and its devices and attachments.
@@ -219,10 +231,7 @@ pub fn roll_pending_of(
             ));
         }
         let mut hours: Vec<Bucket> = hours.into_iter().collect();
-        report.frozen_hours += without_frozen(
-            &mut hours,
-            retention::frozen_before(conn, system_id, reach)?,
-        );
+        report.frozen_hours += leave_out_frozen(conn, system_id, &mut hours, reach)?;
         // A day at a time, so a long range (an attachment edited a year back) never holds more
         // than a day of samples in memory.
         for run in runs(hours) {
@@ -272,10 +281,7 @@ pub fn recompute_chunks(
     };
     let mut hours = local_time::hours(structure.tz, from, to);
     let reach = settings.limits().counter_gap_ms;
-    let frozen_hours = without_frozen(
-        &mut hours,
-        retention::frozen_before(conn, system_id, reach)?,
-    );
+    let frozen_hours = leave_out_frozen(conn, system_id, &mut hours, reach)?;
     let chunks = hours
         .chunks(RECOMPUTE_CHUNK_HOURS)
         .map(<[Bucket]>::to_vec)

@@ -416,6 +416,39 @@ fn a_year_with_retention(db: TestDb) {
         hours.len()
     );
 
+    // A day of samples from before the year, arriving now (older history imported late): its
+    // hours have no rows, so the roller makes them from what arrived; the next pass deletes the
+    // samples and keeps the rows.
+    let old_day = (end - 400 * DAY) / HOUR * HOUR;
+    let mut readings = Vec::new();
+    let mut ts = old_day;
+    while ts < old_day + DAY {
+        readings.extend(readings_at(ts, old_day));
+        ts += CADENCE;
+    }
+    site.send(readings);
+    let report = site.roll();
+    assert!(report.hours >= 24, "{report:?}");
+    let rows = site.rollups();
+    for hour in 0..23 {
+        let kwh = pv_kwh_of_hour(&rows, old_day + hour * HOUR);
+        assert!(
+            kwh.is_some_and(|kwh| (kwh - 1.0).abs() < 1e-9),
+            "hour {hour} of the late day: {kwh:?}"
+        );
+    }
+    site.pass(end);
+    let (_, oldest) = span(&mut site.conn(), "energy_samples", 0);
+    assert!(
+        oldest.unwrap() >= end - 30 * DAY,
+        "the late day's samples stayed"
+    );
+    assert_eq!(
+        site.rollups(),
+        rows,
+        "the late day's rows went with its samples"
+    );
+
     if !sizes.is_empty() {
         for (m, before, after) in &sizes {
             eprintln!(
