@@ -188,6 +188,120 @@ const AGGREGATE_TABLES: [AggregateTable; 3] = [
     },
 ];
 
+/// The kinds of device with 5-minute aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregatedDevice {
+    Inverter,
+    Meter,
+    Pack,
+}
+
+/// One stored 5-minute aggregate of a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiveMinutePoint {
+    /// The bucket's start (UTC epoch ms).
+    pub ts: i64,
+    pub samples: i32,
+    /// The values the bucket has, by column (= canonical field) name.
+    pub fields: std::collections::BTreeMap<&'static str, f64>,
+}
+
+/// The widest aggregate table's value columns.
+const MAX_AGGREGATED_COLUMNS: usize = 14;
+
+#[derive(diesel::QueryableByName)]
+struct AggregateRow {
+    #[diesel(sql_type = BigInt)]
+    ts: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    samples: i32,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v0: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v1: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v2: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v3: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v4: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v5: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v6: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v7: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v8: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v9: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v10: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v11: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v12: Option<f64>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    v13: Option<f64>,
+}
+
+impl AggregateRow {
+    fn values(&self) -> [Option<f64>; MAX_AGGREGATED_COLUMNS] {
+        [
+            self.v0, self.v1, self.v2, self.v3, self.v4, self.v5, self.v6, self.v7, self.v8,
+            self.v9, self.v10, self.v11, self.v12, self.v13,
+        ]
+    }
+}
+
+/// The 5-minute aggregates of one device whose bucket starts in [from, to), in time order.
+pub fn five_minute_points(
+    conn: &mut DbConnection,
+    kind: AggregatedDevice,
+    device_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<FiveMinutePoint>, DbError> {
+    let table = &AGGREGATE_TABLES[match kind {
+        AggregatedDevice::Inverter => 0,
+        AggregatedDevice::Meter => 1,
+        AggregatedDevice::Pack => 2,
+    }];
+    // Every table read into one row shape: its columns, then typed NULLs.
+    let columns: Vec<String> = (0..MAX_AGGREGATED_COLUMNS)
+        .map(|i| match table.columns.get(i) {
+            Some((name, _)) => format!("{name} AS v{i}"),
+            None => format!("CAST(NULL AS DOUBLE PRECISION) AS v{i}"),
+        })
+        .collect();
+    let rows = load!(
+        conn,
+        AggregateRow,
+        format!(
+            "SELECT ts, samples, {} FROM {} WHERE {} = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+            columns.join(", "),
+            table.aggregates,
+            table.device
+        ),
+        Text => device_id,
+        BigInt => from,
+        BigInt => to,
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| FiveMinutePoint {
+            ts: row.ts,
+            samples: row.samples,
+            fields: table
+                .columns
+                .iter()
+                .zip(row.values())
+                .filter_map(|((name, _), value)| value.map(|value| (*name, value)))
+                .collect(),
+        })
+        .collect())
+}
+
 /// Rebuilds the 5-minute aggregates of every device of `system_id` in [from, to) (both on bucket
 /// edges) from the raw samples there. Call inside the roll's transaction.
 pub fn aggregate(

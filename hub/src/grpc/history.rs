@@ -5,6 +5,7 @@ use solarhub_proto::tonic::{self, Request, Response, Status};
 use solarhub_proto::v1 as proto;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::db::retention::AggregatedDevice;
 use crate::db::rollups::{self as store, DeviceScope, EnergyScope, EnergyView, Level};
 use crate::rollup::history::History;
 
@@ -303,6 +304,57 @@ impl proto::history_service_server::HistoryService for HistoryApi {
         Ok(Response::new(
             self.meter(request.into_inner(), Level::Days).await?,
         ))
+    }
+
+    async fn get_five_minute_series(
+        &self,
+        request: Request<proto::FiveMinuteSeriesRequest>,
+    ) -> Result<Response<proto::FiveMinuteSeries>, Status> {
+        const LONGEST_MS: i64 = 366 * 86_400_000;
+        let request = request.into_inner();
+        let ids = [
+            ("inverter_id", request.inverter_id),
+            ("meter_id", request.meter_id),
+            ("pack_id", request.pack_id),
+        ];
+        let named: Vec<(&str, &str)> = ids.iter().map(|(n, id)| (*n, id.as_str())).collect();
+        let which = one_of(&named)?;
+        let kind = [
+            AggregatedDevice::Inverter,
+            AggregatedDevice::Meter,
+            AggregatedDevice::Pack,
+        ][which];
+        let (from, to) = range(request.range)?;
+        if from == i64::MIN || to == i64::MAX {
+            return Err(invalid("range", "set both from and to"));
+        }
+        if to - from > LONGEST_MS {
+            return Err(invalid("range", "at most 366 days"));
+        }
+        let device_id = ids
+            .into_iter()
+            .nth(which)
+            .map(|(_, id)| id)
+            .unwrap_or_default();
+        let points = self
+            .history
+            .five_minute(kind, device_id, from, to)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::FiveMinuteSeries {
+            points: points
+                .into_iter()
+                .map(|point| proto::FiveMinutePoint {
+                    start: Some(timestamp(point.ts)),
+                    samples: point.samples,
+                    fields: point
+                        .fields
+                        .into_iter()
+                        .map(|(name, value)| (name.to_owned(), value))
+                        .collect(),
+                })
+                .collect(),
+        }))
     }
 
     async fn recompute(

@@ -4,6 +4,7 @@
 use crate::catalog::{BatteryArray, BatteryPack, Inverter, InverterArray, Meter, System};
 use crate::catalog::{CatalogError, Repository};
 use crate::db::Database;
+use crate::db::retention::{AggregatedDevice, FiveMinutePoint, five_minute_points};
 use crate::db::rollups::{
     self as store, DeviceScope, EnergyScope, EnergyView, Level, MeterDay, MeterHour, PackDay,
     PackHour,
@@ -60,6 +61,32 @@ impl History {
         Ok(self
             .database
             .run(move |conn| store::battery_history(conn, &scope, level, from, to))
+            .await?)
+    }
+
+    /// One device's 5-minute points whose bucket starts in [from, to), from the 5-minute
+    /// aggregates (NOT_FOUND for a device the catalog does not have).
+    pub async fn five_minute(
+        &self,
+        kind: AggregatedDevice,
+        device_id: String,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<FiveMinutePoint>, CatalogError> {
+        match kind {
+            AggregatedDevice::Inverter => {
+                drop(self.repository.get::<Inverter>(device_id.clone()).await?)
+            }
+            AggregatedDevice::Meter => drop(self.repository.get::<Meter>(device_id.clone()).await?),
+            AggregatedDevice::Pack => drop(
+                self.repository
+                    .get::<BatteryPack>(device_id.clone())
+                    .await?,
+            ),
+        }
+        Ok(self
+            .database
+            .run(move |conn| five_minute_points(conn, kind, &device_id, from, to))
             .await?)
     }
 

@@ -577,6 +577,9 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
     }
     // The rollups of the deleted days are all still there.
     assert!(site.rollups().inverter_hours.len() >= hours_before);
+    // And their 5-minute points, through the API: one per sample (every 10 minutes), the samples
+    // of the days retention deleted included.
+    five_minute_points_outlive_the_samples(&hub, start, end);
     // The passes are counted, and the rows they deleted by table: what was gone before the
     // scrape, but for the two cell rows of a sample that aged out during a pass still running
     // (it counts them when it ends), and no more than is gone after it.
@@ -617,6 +620,82 @@ fn the_served_hub_deletes_and_says_how_far_back(db: TestDb) {
 }
 
 on_both_backends!(the_served_hub_deletes_and_says_how_far_back);
+
+/// `HistoryService/GetFiveMinuteSeries` over the 40 days `the_served_hub_deletes…` streamed: a
+/// point for every sample, those of the deleted days too, with the values they were made from;
+/// bad requests say which field.
+fn five_minute_points_outlive_the_samples(hub: &common::RunningHub, start: i64, end: i64) {
+    use solarhub_proto::tonic::Code;
+    use solarhub_proto::v1::history_service_client::HistoryServiceClient;
+    use solarhub_proto::v1::{FiveMinuteSeriesRequest, TimeRange};
+
+    let ask = |request: FiveMinuteSeriesRequest| {
+        hub.runtime.block_on(
+            HistoryServiceClient::new(hub.channel.clone()).get_five_minute_series(request),
+        )
+    };
+    let range = |from: i64, to: i64| {
+        Some(TimeRange {
+            from: Some(solarhub_proto::time::timestamp(from)),
+            to: Some(solarhub_proto::time::timestamp(to)),
+        })
+    };
+    let series = ask(FiveMinuteSeriesRequest {
+        inverter_id: "inv1".into(),
+        range: range(start, end + 1),
+        ..FiveMinuteSeriesRequest::default()
+    })
+    .unwrap()
+    .into_inner();
+    let expected = ((end - start) / CADENCE + 1) as usize;
+    assert_eq!(series.points.len(), expected, "a point per sample");
+    for (n, point) in series.points.iter().enumerate() {
+        let ts = start + n as i64 * CADENCE;
+        assert_eq!(point.start, Some(solarhub_proto::time::timestamp(ts)));
+        assert_eq!(point.samples, 1);
+        assert_eq!(point.fields.get("pv_power_w"), Some(&1000.0));
+        let counter = 10_000.0 + n as f64 * WH_PER_SAMPLE;
+        let stored = point.fields["pv_energy_total_wh"];
+        assert!((stored - counter).abs() < 1e-6, "{stored} at {n}");
+        // A field the inverter never reported is absent, not 0.
+        assert!(!point.fields.contains_key("grid_power_w"));
+    }
+    let meter = ask(FiveMinuteSeriesRequest {
+        meter_id: "grid1".into(),
+        range: range(start, start + DAY),
+        ..FiveMinuteSeriesRequest::default()
+    })
+    .unwrap()
+    .into_inner();
+    assert_eq!(meter.points.len(), (DAY / CADENCE) as usize);
+    assert_eq!(meter.points[0].fields.get("power_w"), Some(&200.0));
+
+    let code = |request: FiveMinuteSeriesRequest| ask(request).unwrap_err();
+    let refused = code(FiveMinuteSeriesRequest {
+        range: range(start, end),
+        ..FiveMinuteSeriesRequest::default()
+    });
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().starts_with("inverter_id:"), "{refused:?}");
+    let refused = code(FiveMinuteSeriesRequest {
+        pack_id: "pack1".into(),
+        range: range(end - 400 * DAY, end),
+        ..FiveMinuteSeriesRequest::default()
+    });
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(refused.message(), "range: at most 366 days");
+    let refused = code(FiveMinuteSeriesRequest {
+        pack_id: "pack1".into(),
+        ..FiveMinuteSeriesRequest::default()
+    });
+    assert_eq!(refused.message(), "range: set both from and to");
+    let refused = code(FiveMinuteSeriesRequest {
+        inverter_id: "nope".into(),
+        range: range(start, end),
+        ..FiveMinuteSeriesRequest::default()
+    });
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+}
 
 /// The old app's file, upgraded in place, cannot give space back (SQLite decides that when a file
 /// is made); `compact` converts it, keeping every row.

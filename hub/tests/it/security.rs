@@ -291,6 +291,11 @@ const MATRIX: &[(&str, Needs, Code)] = {
             InvalidArgument,
         ),
         (
+            "solarhub.v1.HistoryService/GetFiveMinuteSeries",
+            Read,
+            InvalidArgument,
+        ),
+        (
             "solarhub.v1.HistoryService/Recompute",
             Write,
             InvalidArgument,
