@@ -3,7 +3,8 @@
 //! the periods are short). After every pass: no raw row older than its table's period, every
 //! rollup row and every 5-minute aggregate still in its period as it was before the pass, the
 //! samples of hours pending a roll or claimed by a recompute still there, and (SQLite) the file's
-//! size measured and bounded. Then the served hub's own job and `ServerInfo`.
+//! size measured and bounded. Then the served hub's own job, `ServerInfo`, the metrics and
+//! `GetFiveMinuteSeries` after the samples went, and `compact` on the old app's upgraded file.
 
 use crate::common;
 
