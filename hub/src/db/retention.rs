@@ -65,6 +65,14 @@ impl SampleTable {
         )
     }
 
+    /// The raw table a 5-minute aggregate table is made from; `None` for a raw table.
+    pub fn aggregated_from(self) -> Option<SampleTable> {
+        AGGREGATE_TABLES
+            .iter()
+            .find(|aggregate| aggregate.table == self)
+            .map(|aggregate| aggregate.raw)
+    }
+
     /// The column deletion goes by (indexed together with `ts`), and the catalog table and
     /// column that list its values.
     fn group(self) -> (&'static str, &'static str) {
@@ -109,38 +117,34 @@ struct Id {
     id: String,
 }
 
-fn maybe_ts(
-    conn: &mut DbConnection,
-    sql: &str,
-    binds: &[i64],
-    text: Option<&str>,
-) -> Result<Option<i64>, DbError> {
-    let rows = match (binds, text) {
-        ([], None) => load!(conn, MaybeTs, sql)?,
-        ([a], None) => load!(conn, MaybeTs, sql, BigInt => a)?,
-        ([], Some(t)) => load!(conn, MaybeTs, sql, Text => t)?,
-        _ => unreachable!("the queries of this module bind at most one value"),
-    };
-    Ok(rows.into_iter().next().and_then(|row| row.ts))
+impl MaybeTs {
+    /// The one value an aggregate query (`SELECT MIN(…) AS ts …`) answers.
+    fn single(rows: Vec<MaybeTs>) -> Option<i64> {
+        rows.into_iter().next().and_then(|row| row.ts)
+    }
 }
 
 /// How a column of a 5-minute aggregate is made from the bucket's samples.
 const AVERAGED: &str = "AVG";
 const HIGHEST: &str = "MAX";
 
-/// A 5-minute aggregate table: the raw table it is made from, its device column, and each column
-/// with how it is made (instantaneous values averaged, lifetime counters their highest value).
+/// A 5-minute aggregate table: the raw table it is made from, the kind of device and its id
+/// column, and each value column with how it is made (instantaneous values averaged, lifetime
+/// counters their highest value). Columns are named after the contract's fields, as in the raw
+/// tables.
 struct AggregateTable {
-    aggregates: &'static str,
-    raw: &'static str,
+    table: SampleTable,
+    raw: SampleTable,
+    kind: AggregatedDevice,
     device: &'static str,
     columns: &'static [(&'static str, &'static str)],
 }
 
 const AGGREGATE_TABLES: [AggregateTable; 3] = [
     AggregateTable {
-        aggregates: "energy_samples_5m",
-        raw: "energy_samples",
+        table: SampleTable::Energy5m,
+        raw: SampleTable::Energy,
+        kind: AggregatedDevice::Inverter,
         device: "inverter_id",
         columns: &[
             ("pv_power_w", AVERAGED),
@@ -160,8 +164,9 @@ const AGGREGATE_TABLES: [AggregateTable; 3] = [
         ],
     },
     AggregateTable {
-        aggregates: "meter_samples_5m",
-        raw: "meter_samples",
+        table: SampleTable::Meter5m,
+        raw: SampleTable::Meter,
+        kind: AggregatedDevice::Meter,
         device: "meter_id",
         columns: &[
             ("power_w", AVERAGED),
@@ -174,8 +179,9 @@ const AGGREGATE_TABLES: [AggregateTable; 3] = [
         ],
     },
     AggregateTable {
-        aggregates: "battery_bank_samples_5m",
-        raw: "battery_bank_samples",
+        table: SampleTable::Bank5m,
+        raw: SampleTable::Bank,
+        kind: AggregatedDevice::Pack,
         device: "pack_id",
         columns: &[
             ("voltage_v", AVERAGED),
@@ -208,6 +214,13 @@ pub struct FiveMinutePoint {
 
 /// The widest aggregate table's value columns.
 const MAX_AGGREGATED_COLUMNS: usize = 14;
+const _: () = {
+    let mut i = 0;
+    while i < AGGREGATE_TABLES.len() {
+        assert!(AGGREGATE_TABLES[i].columns.len() <= MAX_AGGREGATED_COLUMNS);
+        i += 1;
+    }
+};
 
 #[derive(diesel::QueryableByName)]
 struct AggregateRow {
@@ -262,11 +275,9 @@ pub fn five_minute_points(
     from: i64,
     to: i64,
 ) -> Result<Vec<FiveMinutePoint>, DbError> {
-    let table = &AGGREGATE_TABLES[match kind {
-        AggregatedDevice::Inverter => 0,
-        AggregatedDevice::Meter => 1,
-        AggregatedDevice::Pack => 2,
-    }];
+    let Some(table) = AGGREGATE_TABLES.iter().find(|table| table.kind == kind) else {
+        unreachable!("every kind of aggregated device has its table")
+    };
     // Every table read into one row shape: its columns, then typed NULLs.
     let columns: Vec<String> = (0..MAX_AGGREGATED_COLUMNS)
         .map(|i| match table.columns.get(i) {
@@ -280,7 +291,7 @@ pub fn five_minute_points(
         format!(
             "SELECT ts, samples, {} FROM {} WHERE {} = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
             columns.join(", "),
-            table.aggregates,
+            table.table.name(),
             table.device
         ),
         Text => device_id,
@@ -311,12 +322,14 @@ pub fn aggregate(
     to: i64,
 ) -> Result<(), DbError> {
     for AggregateTable {
-        aggregates,
+        table,
         raw,
         device,
         columns,
+        ..
     } in AGGREGATE_TABLES
     {
+        let (aggregates, raw) = (table.name(), raw.name());
         execute!(
             conn,
             format!("DELETE FROM {aggregates} WHERE system_id = $1 AND ts >= $2 AND ts < $3"),
@@ -356,16 +369,17 @@ fn furthest_mark(conn: &mut DbConnection, system_id: &str) -> Result<Option<i64>
         .filter(|t| t.feeds_rollups())
         .map(|t| format!("'{}'", t.name()))
         .collect();
-    maybe_ts(
+    let rows = load!(
         conn,
-        &format!(
+        MaybeTs,
+        format!(
             "SELECT MAX(deleted_before) AS ts FROM retention_marks \
              WHERE group_id = $1 AND sample_table IN ({})",
             feeding.join(", ")
         ),
-        &[],
-        Some(system_id),
-    )
+        Text => system_id,
+    )?;
+    Ok(MaybeTs::single(rows))
 }
 
 /// Whether retention has looked at `system_id` before (and so made the 5-minute aggregates of
@@ -458,10 +472,9 @@ pub fn rollups_need_from(
         Text => system_id,
         BigInt => super::now_ms() - HOLD_LIFETIME_MS,
     )?;
-    Ok(pending
+    Ok(MaybeTs::single(pending)
         .into_iter()
-        .chain(held)
-        .filter_map(|row| row.ts)
+        .chain(MaybeTs::single(held))
         .min()
         .map(|ts| ts.saturating_sub(reach_ms)))
 }
@@ -522,11 +535,7 @@ pub fn deleted_before(conn: &mut DbConnection, table: SampleTable) -> Result<Opt
         "SELECT MAX(deleted_before) AS ts FROM retention_marks WHERE sample_table = $1",
         Text => table.name(),
     )?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .and_then(|row| row.ts)
-        .filter(|ts| *ts > i64::MIN))
+    Ok(MaybeTs::single(rows).filter(|ts| *ts > i64::MIN))
 }
 
 /// The values of the column `table` is deleted by (systems, or packs).
@@ -566,7 +575,8 @@ pub fn delete_batch(
     Ok(execute!(conn, sql, Text => group, BigInt => before)?)
 }
 
-/// How many rows of `table` are older than `before`; one indexed count per group.
+/// How many rows of `table` are older than `before`: one statement, an indexed count per group
+/// (the tables have no index on `ts` alone).
 pub fn count_before(
     conn: &mut DbConnection,
     table: SampleTable,
@@ -574,47 +584,37 @@ pub fn count_before(
 ) -> Result<i64, DbError> {
     #[derive(diesel::QueryableByName)]
     struct Count {
-        #[diesel(sql_type = BigInt)]
-        rows: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        rows: Option<i64>,
     }
-    let (column, _) = table.group();
-    let mut total = 0;
-    for group in groups(conn, table)? {
-        let counted = load!(
-            conn,
-            Count,
-            format!(
-                "SELECT COUNT(*) AS rows FROM {} WHERE {column} = $1 AND ts < $2",
-                table.name()
-            ),
-            Text => &group,
-            BigInt => before,
-        )?;
-        total += counted.first().map_or(0, |c| c.rows);
-    }
-    Ok(total)
+    let (column, catalog) = table.group();
+    let counted = load!(
+        conn,
+        Count,
+        format!(
+            "SELECT CAST(SUM((SELECT COUNT(*) FROM {name} t \
+             WHERE t.{column} = g.{column} AND t.ts < $1)) AS BIGINT) AS rows FROM {catalog} g",
+            name = table.name()
+        ),
+        BigInt => before,
+    )?;
+    Ok(counted.first().and_then(|c| c.rows).unwrap_or(0))
 }
 
-/// The oldest row of `table` (epoch ms), `None` when it is empty; one indexed lookup per group.
+/// The oldest row of `table` (epoch ms), `None` when it is empty: one statement, an indexed
+/// lookup per group.
 pub fn oldest(conn: &mut DbConnection, table: SampleTable) -> Result<Option<i64>, DbError> {
-    let (column, _) = table.group();
-    let mut oldest: Option<i64> = None;
-    for group in groups(conn, table)? {
-        let ts = maybe_ts(
-            conn,
-            &format!(
-                "SELECT MIN(ts) AS ts FROM {} WHERE {column} = $1",
-                table.name()
-            ),
-            &[],
-            Some(&group),
-        )?;
-        oldest = match (oldest, ts) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    Ok(oldest)
+    let (column, catalog) = table.group();
+    let rows = load!(
+        conn,
+        MaybeTs,
+        format!(
+            "SELECT MIN((SELECT MIN(ts) FROM {name} t WHERE t.{column} = g.{column})) AS ts \
+             FROM {catalog} g",
+            name = table.name()
+        ),
+    )?;
+    Ok(MaybeTs::single(rows))
 }
 
 /// SQLite: hands up to `pages` free pages back to the file system and returns how many are still

@@ -312,18 +312,15 @@ impl proto::history_service_server::HistoryService for HistoryApi {
     ) -> Result<Response<proto::FiveMinuteSeries>, Status> {
         const LONGEST_MS: i64 = 366 * 86_400_000;
         let request = request.into_inner();
-        let ids = [
-            ("inverter_id", request.inverter_id),
-            ("meter_id", request.meter_id),
-            ("pack_id", request.pack_id),
-        ];
-        let named: Vec<(&str, &str)> = ids.iter().map(|(n, id)| (*n, id.as_str())).collect();
-        let which = one_of(&named)?;
-        let kind = [
-            AggregatedDevice::Inverter,
-            AggregatedDevice::Meter,
-            AggregatedDevice::Pack,
-        ][which];
+        let (kind, device_id) = match one_of(&[
+            ("inverter_id", &request.inverter_id),
+            ("meter_id", &request.meter_id),
+            ("pack_id", &request.pack_id),
+        ])? {
+            0 => (AggregatedDevice::Inverter, request.inverter_id),
+            1 => (AggregatedDevice::Meter, request.meter_id),
+            _ => (AggregatedDevice::Pack, request.pack_id),
+        };
         let (from, to) = range(request.range)?;
         if from == i64::MIN || to == i64::MAX {
             return Err(invalid("range", "set both from and to"));
@@ -331,11 +328,6 @@ impl proto::history_service_server::HistoryService for HistoryApi {
         if to - from > LONGEST_MS {
             return Err(invalid("range", "at most 366 days"));
         }
-        let device_id = ids
-            .into_iter()
-            .nth(which)
-            .map(|(_, id)| id)
-            .unwrap_or_default();
         let points = self
             .history
             .five_minute(kind, device_id, from, to)

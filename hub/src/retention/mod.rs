@@ -85,7 +85,7 @@ pub async fn run_pass(
     now: i64,
 ) -> Result<PassReport, DbError> {
     let mut report = PassReport::default();
-    let reach = retention.rollup.counter_gap_ms.max(retention.rollup.gap_ms);
+    let reach = retention.rollup.reach_ms();
     for system_id in database
         .run(|conn| store::groups(conn, SampleTable::Energy))
         .await?

@@ -56,16 +56,6 @@ fn default_keep(table: SampleTable) -> Keep {
     }
 }
 
-/// The raw table a 5-minute aggregate table is made from.
-fn aggregated_from(table: SampleTable) -> Option<SampleTable> {
-    match table {
-        SampleTable::Energy5m => Some(SampleTable::Energy),
-        SampleTable::Meter5m => Some(SampleTable::Meter),
-        SampleTable::Bank5m => Some(SampleTable::Bank),
-        _ => None,
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     #[error("{setting:?}: write TABLE=PERIOD, e.g. battery_cell_samples=30d")]
@@ -126,7 +116,7 @@ impl Policy {
     pub fn raw_for(keep: Keep) -> Policy {
         let mut policy = Policy::default();
         for table in SampleTable::ALL {
-            if aggregated_from(table).is_none() {
+            if table.aggregated_from().is_none() {
                 policy.keep.insert(table, keep);
             }
         }
@@ -149,7 +139,7 @@ impl Policy {
 
     fn check(&self) -> Result<(), PolicyError> {
         for table in SampleTable::ALL {
-            let Some(raw) = aggregated_from(table) else {
+            let Some(raw) = table.aggregated_from() else {
                 continue;
             };
             if self.keep(table) < self.keep(raw) {

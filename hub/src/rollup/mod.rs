@@ -57,6 +57,12 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// How far a roll reads beyond its hours for their first and last intervals (a counter's
+    /// longest gap): deleting samples closer than this to an hour changes what rolling it gives.
+    pub fn reach_ms(&self) -> i64 {
+        self.limits().counter_gap_ms
+    }
+
     fn limits(&self) -> energy::Limits {
         energy::Limits {
             gap_ms: self.gap_ms,
@@ -207,7 +213,7 @@ pub fn roll_pending_of(
     if let Some(structure) = load_system_structure(conn, system_id)? {
         // A new sample changes the intervals to its neighbours on both sides (and the one it
         // split): every hour between those neighbours is rolled again.
-        let reach = settings.limits().counter_gap_ms;
+        let reach = settings.reach_ms();
         let mut hours = BTreeSet::new();
         let installation = &structure.installation;
         for range in pending {
@@ -280,7 +286,7 @@ pub fn recompute_chunks(
         None => (first, last + 1),
     };
     let mut hours = local_time::hours(structure.tz, from, to);
-    let reach = settings.limits().counter_gap_ms;
+    let reach = settings.reach_ms();
     let frozen_hours = leave_out_frozen(conn, system_id, &mut hours, reach)?;
     let chunks = hours
         .chunks(RECOMPUTE_CHUNK_HOURS)
@@ -347,7 +353,8 @@ impl RecomputeClaim {
 }
 
 /// Recomputes every rollup row of `system_id` for the hours overlapping `range` (the whole sample
-/// span when `None`), a day per transaction, but for the hours retention froze. `None` when the system does not exist.
+/// span when `None`), a day per transaction, but for the hours retention froze. `None` when the
+/// system does not exist.
 pub fn recompute(
     conn: &mut DbConnection,
     system_id: &str,

@@ -292,7 +292,7 @@ fn a_year_with_retention(db: TestDb) {
             site.send(late_readings);
         }
         // What the claim covers: from a day before its start, and the counter reach before that.
-        let claimed_from = now - 50 * DAY - DAY - Settings::default().counter_gap_ms;
+        let claimed_from = now - 50 * DAY - DAY - Settings::default().reach_ms();
         let claimed_before = span(&mut site.conn(), "energy_samples", claimed_from).0;
         if m == 8 {
             claim.renew(&mut site.conn(), now - 50 * DAY).unwrap();
@@ -301,6 +301,14 @@ fn a_year_with_retention(db: TestDb) {
         let rollups_before = site.rollups();
         let aggregates_kept_from = days(90).cutoff(now).unwrap();
         let aggregates_before = aggregates(&mut site.conn(), aggregates_kept_from);
+        // What is compared is there: a point per device (three) per sample time in the period.
+        let first = ((aggregates_kept_from - start).max(0) as u64).div_ceil(CADENCE as u64) as i64;
+        let sample_times = (now - start) / CADENCE - first + 1;
+        assert!(
+            aggregates_before.len() as i64 >= 3 * sample_times,
+            "month {m}: {} aggregates for {sample_times} sample times",
+            aggregates_before.len()
+        );
         let raw_before: BTreeMap<SampleTable, i64> = SampleTable::ALL
             .into_iter()
             .map(|table| {
@@ -341,7 +349,7 @@ fn a_year_with_retention(db: TestDb) {
         if m == 6 {
             // Nothing the late sample's roll reads was deleted: every sample from 12 hours (the
             // counter reach) before it to 2 hours after it is still there.
-            let reach = Settings::default().counter_gap_ms;
+            let reach = Settings::default().reach_ms();
             let (around, _) = span(&mut site.conn(), "energy_samples", late - reach);
             let (newer, _) = span(&mut site.conn(), "energy_samples", late + 2 * HOUR);
             let expected = (late + 2 * HOUR - (late - reach)) / CADENCE + 1;
