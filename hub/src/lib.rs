@@ -3,7 +3,8 @@
 //!
 //! Map, from the ground up:
 //! - `db`: the only diesel user (rows, queries, migrations; its `schema` is private to it);
-//! - `values` (arithmetic on maybe-missing values), `progress` (bars and plain lines of long jobs), `local_time` (a system's zone, local hours and
+//! - `values` (arithmetic on maybe-missing values), `time_ranges` (sets of times retention keeps
+//!   apart), `progress` (bars and plain lines of long jobs), `local_time` (a system's zone, local hours and
 //!   days), `json_schema` (adapter configs against their type's schema), `adapter_types` (the
 //!   driver types as data);
 //! - `catalog`: the installation hierarchy, its types declared once, and the repository that
@@ -11,7 +12,7 @@
 //! - `config_import` (`config.yaml` → catalog rows), `legacy` (the old app's database, in place or
 //!   imported), `ingest` (collector batches, exactly once), `live` ("now" and the watch), `rollup`
 //!   (hourly and daily energy, history), `quality` (per-device data quality from the collectors'
-//!   poll tallies), `retention` (old samples deleted, 5-minute aggregates kept), `cluster` (hubs
+//!   poll tallies), `retention` (old collected samples deleted, imported ones and aggregates kept), `cluster` (hubs
 //!   on one database sharing the periodic jobs and hearing each other's commits);
 //! - `metrics`: what the parts count for Prometheus, and the registry that gathers it;
 //! - `server`: the composition root that builds the parts and starts the background jobs; `grpc`:
@@ -40,4 +41,5 @@ pub mod quality;
 pub mod retention;
 pub mod rollup;
 pub mod server;
+pub mod time_ranges;
 pub mod values;

@@ -133,6 +133,16 @@ enum Command {
     /// space of deleted samples back by itself (files made before solarhub did, such as the old
     /// app's). Stop the hub first; needs as much free disk as the file takes.
     Compact,
+    /// Say what retention would delete now, without deleting: per sample table, the rows the next
+    /// pass deletes (collected and imported apart), the imported rows it keeps, and whether it
+    /// waits for a period to be named. Takes serve's retention flags.
+    Retention {
+        /// Show what the next pass would do and delete nothing (passes run inside `serve`).
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        retention: RetentionArgs,
+    },
     /// Rebuild the hourly and daily rollups of a system from its raw samples.
     Recompute {
         #[arg(long, default_value = "home")]
@@ -233,9 +243,10 @@ impl MqttArgs {
 /// How long `serve` keeps samples (README "Retention").
 #[derive(clap::Args)]
 struct RetentionArgs {
-    /// Keep a sample table's rows for PERIOD instead of its default: TABLE=PERIOD with PERIOD a
-    /// whole number of d, h, m or s, or forever (battery_cell_samples=14d). Repeat it, or give
-    /// several separated by commas.
+    /// Keep the rows solarhub collects in a sample table for PERIOD instead of its default:
+    /// TABLE=PERIOD with PERIOD a whole number of d, h, m or s, or forever
+    /// (battery_cell_samples=14d). Naming a table also lets the first pass delete its rows that
+    /// were already older than PERIOD when the hub started. Repeat it, or separate with commas.
     #[arg(
         long = "retention",
         env = "SOLARHUB_RETENTION",
@@ -243,8 +254,21 @@ struct RetentionArgs {
         value_delimiter = ','
     )]
     settings: Vec<String>,
+    /// Delete the rows an upgrade or import-legacy brought into a raw sample table once they are
+    /// older than PERIOD (by default they are kept forever): TABLE=PERIOD, like --retention.
+    #[arg(
+        long = "retention-imported",
+        env = "SOLARHUB_RETENTION_IMPORTED",
+        value_name = "TABLE=PERIOD",
+        value_delimiter = ','
+    )]
+    imported: Vec<String>,
     /// Delete nothing: every sample is kept forever.
-    #[arg(long, env = "SOLARHUB_NO_RETENTION", conflicts_with = "settings")]
+    #[arg(
+        long,
+        env = "SOLARHUB_NO_RETENTION",
+        conflicts_with_all = ["settings", "imported"]
+    )]
     no_retention: bool,
 }
 
@@ -253,8 +277,8 @@ impl RetentionArgs {
         if self.no_retention {
             return Ok(None);
         }
-        let policy = solarhub_hub::retention::Policy::from_settings(&self.settings)
-            .context("--retention")?;
+        let policy = solarhub_hub::retention::Policy::from_flags(&self.settings, &self.imported)
+            .context("--retention / --retention-imported")?;
         Ok(Some(solarhub_hub::retention::Retention::new(policy)))
     }
 }
@@ -423,6 +447,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Retention {
+            dry_run,
+            retention,
+        } => {
+            if !dry_run {
+                anyhow::bail!(
+                    "retention passes run inside `serve`; `retention --dry-run` shows what the next one deletes"
+                );
+            }
+            let retention = retention.retention()?;
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            match retention {
+                None => println!("--no-retention: a hub started so deletes nothing"),
+                Some(retention) => {
+                    let now = db::now_ms();
+                    let plans = runtime.block_on(solarhub_hub::retention::plan(
+                        &database,
+                        &retention.policy,
+                        now,
+                    ))?;
+                    print!(
+                        "{}",
+                        solarhub_hub::retention::DryRun {
+                            now,
+                            plans: &plans,
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Recompute { system, from, to } => {
             let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             let tz = {
@@ -506,29 +563,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Says what retention keeps, and what its first pass will delete (an upgraded database may hold
-/// samples older than the policy keeps).
+/// samples older than the policy keeps: the imported ones stay, and the job itself says which
+/// tables it waits on).
 async fn announce_retention(
     database: &Database,
     retention: &solarhub_hub::retention::Retention,
 ) -> anyhow::Result<()> {
     use solarhub_hub::db::retention::SampleTable;
+    use solarhub_hub::retention::show_time;
+    let policy = &retention.policy;
     let periods: Vec<String> = SampleTable::ALL
         .into_iter()
-        .map(|table| format!("{} {}", table.name(), retention.policy.keep(table)))
+        .map(|table| match policy.keep_imported(table) {
+            Some(imported) => format!("{} {} (imported {imported})", table.name(), policy.keep(table)),
+            None => format!("{} {}", table.name(), policy.keep(table)),
+        })
         .collect();
     tracing::info!(every = ?retention.every, "retention keeps {}; rollups forever", periods.join(", "));
-    let now = db::now_ms();
-    for (table, keep, rows) in
-        solarhub_hub::retention::due(database, &retention.policy, now).await?
-    {
-        tracing::warn!(
-            table = table.name(),
-            rows,
-            keep = %keep,
-            "samples older than the retention period go at the first retention pass, {} min after the start (their rollups and 5-minute aggregates stay); --no-retention or --retention {}=forever keeps them",
-            retention.every.as_secs() / 60,
-            table.name()
-        );
+    let minutes = retention.every.as_secs() / 60;
+    for plan in solarhub_hub::retention::plan(database, policy, db::now_ms()).await? {
+        let table = plan.table.name();
+        if plan.collected.rows > 0 && !plan.waits {
+            tracing::warn!(
+                table,
+                rows = plan.collected.rows,
+                keep = %plan.keep,
+                oldest = %show_time(plan.collected.oldest),
+                "samples older than the retention period go at the first retention pass, {minutes} min after the start (their rollups and aggregates stay); --no-retention or --retention {table}=forever keeps them",
+            );
+        }
+        if plan.imported_due.rows > 0 {
+            tracing::warn!(
+                table,
+                rows = plan.imported_due.rows,
+                keep = %plan.keep_imported.unwrap_or(solarhub_hub::retention::Keep::Forever),
+                oldest = %show_time(plan.imported_due.oldest),
+                "imported samples older than --retention-imported go at the first retention pass, {minutes} min after the start (their rollups and aggregates stay)",
+            );
+        }
+        if plan.imported_kept.rows > 0 {
+            tracing::info!(
+                table,
+                rows = plan.imported_kept.rows,
+                keep = %plan.keep,
+                oldest = %show_time(plan.imported_kept.oldest),
+                newest = %show_time(plan.imported_kept.newest),
+                "imported samples older than the retention period are kept: an upgrade or import-legacy brought them; --retention-imported {table}=PERIOD deletes them",
+            );
+        }
     }
     Ok(())
 }

@@ -126,12 +126,14 @@ pub async fn serve_with(
         ));
     }
     let retention_metrics = crate::metrics::RetentionMetrics::default();
+    let waiting = crate::retention::Waiting::default();
     if let Some(retention) = options.retention.clone() {
         tokio::spawn(crate::retention::run(
             database.clone(),
             retention,
             retention_metrics.clone(),
             leadership.clone(),
+            waiting.clone(),
             stopped(),
         ));
     }
@@ -186,7 +188,12 @@ pub async fn serve_with(
         live,
         history,
         quality,
-        retention: options.retention.map(|retention| retention.policy),
+        retention: options
+            .retention
+            .map(|retention| crate::retention::RetentionView {
+                policy: retention.policy,
+                waiting,
+            }),
         rpc_metrics: crate::metrics::RpcLayer::new(rpc_metrics),
         auth,
         authenticator,

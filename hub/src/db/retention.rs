@@ -1,17 +1,26 @@
-//! Retention in the database: the 5-minute aggregates the roller keeps, how far each sample table
-//! has been deleted (`retention_marks`) and what that freezes, recomputes' claims
-//! (`retention_holds`), deleting in small batches, the oldest row kept, and giving SQLite its space
-//! back.
+//! Retention in the database: the aggregates the roller keeps (5-minute ones of inverters, meters
+//! and packs; hourly ones of battery units and cells), what imports brought (`imported_spans`),
+//! how far each sample table has been deleted, apart for collected and imported rows
+//! (`retention_marks`, `retention_imported_marks`) and what that freezes, recomputes' claims
+//! (`retention_holds`), deleting in small batches, counting what a pass would delete, the oldest
+//! row kept, and giving SQLite its space back.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::RunQueryDsl;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::{DbConnection, DbError};
+use crate::time_ranges::TimeRanges;
 
 /// The width of an aggregate bucket.
 pub const BUCKET_MS: i64 = 5 * 60_000;
 
-/// A table retention deletes from: the raw sample tables and the 5-minute aggregates.
+/// The width of an hourly aggregate bucket (a local hour of the system's zone; every zone's hours
+/// are this long but for DST changes of half an hour, which get a statement per hour).
+const HOUR_MS: i64 = 3_600_000;
+
+/// A table retention deletes from: the raw sample tables and the aggregates made from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SampleTable {
     Energy,
@@ -23,10 +32,30 @@ pub enum SampleTable {
     Energy5m,
     Meter5m,
     Bank5m,
+    Unit1h,
+    Cell1h,
+}
+
+/// Where a raw sample came from: collected by solarhub, or brought by an upgrade or an
+/// `import-legacy` (a row inside an import's span).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    Collected,
+    Imported,
+}
+
+impl Origin {
+    /// The table that records how far rows of this origin were deleted.
+    fn marks(self) -> &'static str {
+        match self {
+            Origin::Collected => "retention_marks",
+            Origin::Imported => "retention_imported_marks",
+        }
+    }
 }
 
 impl SampleTable {
-    pub const ALL: [SampleTable; 9] = [
+    pub const ALL: [SampleTable; 11] = [
         SampleTable::Energy,
         SampleTable::Meter,
         SampleTable::Bank,
@@ -36,6 +65,8 @@ impl SampleTable {
         SampleTable::Energy5m,
         SampleTable::Meter5m,
         SampleTable::Bank5m,
+        SampleTable::Unit1h,
+        SampleTable::Cell1h,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +80,8 @@ impl SampleTable {
             SampleTable::Energy5m => "energy_samples_5m",
             SampleTable::Meter5m => "meter_samples_5m",
             SampleTable::Bank5m => "battery_bank_samples_5m",
+            SampleTable::Unit1h => "battery_unit_samples_1h",
+            SampleTable::Cell1h => "battery_cell_samples_1h",
         }
     }
 
@@ -65,19 +98,29 @@ impl SampleTable {
         )
     }
 
-    /// The raw table a 5-minute aggregate table is made from; `None` for a raw table.
+    /// The raw table an aggregate table is made from; `None` for a raw table.
     pub fn aggregated_from(self) -> Option<SampleTable> {
         AGGREGATE_TABLES
             .iter()
-            .find(|aggregate| aggregate.table == self)
-            .map(|aggregate| aggregate.raw)
+            .map(|aggregate| (aggregate.table, aggregate.raw))
+            .chain(HOURLY_TABLES.iter().map(|hourly| (hourly.table, hourly.raw)))
+            .find(|(table, _)| *table == self)
+            .map(|(_, raw)| raw)
+    }
+
+    /// Whether rows of this table are samples as they came (from a collector or an import), not
+    /// aggregates the hub made.
+    pub fn is_raw(self) -> bool {
+        self.aggregated_from().is_none()
     }
 
     /// The column deletion goes by (indexed together with `ts`), and the catalog table and
     /// column that list its values.
     fn group(self) -> (&'static str, &'static str) {
         match self {
-            SampleTable::Unit | SampleTable::Cell => ("pack_id", "battery_packs"),
+            SampleTable::Unit | SampleTable::Cell | SampleTable::Unit1h | SampleTable::Cell1h => {
+                ("pack_id", "battery_packs")
+            }
             _ => ("system_id", "systems"),
         }
     }
@@ -360,60 +403,547 @@ pub fn aggregate(
     Ok(())
 }
 
-/// How far retention has deleted `system_id`'s samples from the tables the rollups are made from
-/// (the furthest of them); `None` when it has not looked at the system yet, `i64::MIN` when it
-/// has but deleted nothing.
-fn furthest_mark(conn: &mut DbConnection, system_id: &str) -> Result<Option<i64>, DbError> {
-    let feeding: Vec<String> = SampleTable::ALL
-        .into_iter()
-        .filter(|t| t.feeds_rollups())
-        .map(|t| format!("'{}'", t.name()))
-        .collect();
-    let rows = load!(
+/// An hourly aggregate table of battery units or cells: the raw table, the device column, the
+/// columns copied from the device's rows (its parents), and each value column with how it is made
+/// from which raw column. Units and cells are many rows per pack per poll; their history of years
+/// is read at this resolution.
+struct HourlyTable {
+    table: SampleTable,
+    raw: SampleTable,
+    device: &'static str,
+    parents: &'static [&'static str],
+    columns: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const LOWEST: &str = "MIN";
+
+const HOURLY_TABLES: [HourlyTable; 2] = [
+    HourlyTable {
+        table: SampleTable::Unit1h,
+        raw: SampleTable::Unit,
+        device: "battery_id",
+        parents: &["pack_id", "system_id"],
+        columns: &[
+            ("voltage_min_v", LOWEST, "voltage_v"),
+            ("voltage_max_v", HIGHEST, "voltage_v"),
+            ("voltage_avg_v", AVERAGED, "voltage_v"),
+            ("current_min_a", LOWEST, "current_a"),
+            ("current_max_a", HIGHEST, "current_a"),
+            ("current_avg_a", AVERAGED, "current_a"),
+            ("temperature_min_c", LOWEST, "temperature_c"),
+            ("temperature_max_c", HIGHEST, "temperature_c"),
+            ("soc_min_pct", LOWEST, "soc_pct"),
+            ("soc_max_pct", HIGHEST, "soc_pct"),
+            ("soc_avg_pct", AVERAGED, "soc_pct"),
+            ("soh_avg_pct", AVERAGED, "soh_pct"),
+        ],
+    },
+    HourlyTable {
+        table: SampleTable::Cell1h,
+        raw: SampleTable::Cell,
+        device: "cell_id",
+        parents: &["battery_id", "pack_id", "system_id"],
+        columns: &[
+            ("voltage_min_v", LOWEST, "voltage_v"),
+            ("voltage_max_v", HIGHEST, "voltage_v"),
+            ("voltage_avg_v", AVERAGED, "voltage_v"),
+            ("temperature_min_c", LOWEST, "temperature_c"),
+            ("temperature_max_c", HIGHEST, "temperature_c"),
+            ("soc_avg_pct", AVERAGED, "soc_pct"),
+        ],
+    },
+];
+
+const _: () = {
+    let mut i = 0;
+    while i < HOURLY_TABLES.len() {
+        assert!(HOURLY_TABLES[i].columns.len() <= MAX_AGGREGATED_COLUMNS);
+        i += 1;
+    }
+};
+
+/// Rebuilds the hourly aggregates of every battery unit and cell of `system_id` for `hours` (the
+/// local hours a roll covers, as [start, end) in UTC epoch ms, in order) from the raw samples
+/// there, but for hours whose raw rows retention may have deleted (their aggregates stay as they
+/// were). Call inside the roll's transaction.
+pub fn aggregate_hours(
+    conn: &mut DbConnection,
+    system_id: &str,
+    hours: &[(i64, i64)],
+) -> Result<(), DbError> {
+    let (Some(first), Some(last)) = (hours.first(), hours.last()) else {
+        return Ok(());
+    };
+    let packs = load!(
         conn,
-        MaybeTs,
-        format!(
-            "SELECT MAX(deleted_before) AS ts FROM retention_marks \
-             WHERE group_id = $1 AND sample_table IN ({})",
-            feeding.join(", ")
-        ),
+        Id,
+        "SELECT pack_id AS id FROM battery_packs WHERE system_id = $1 ORDER BY pack_id",
         Text => system_id,
     )?;
-    Ok(MaybeTs::single(rows))
+    for pack in packs {
+        let pack = pack.id;
+        for hourly in &HOURLY_TABLES {
+            let gone = gone(conn, hourly.raw, &pack)?;
+            if gone.overlaps(first.0, last.1) {
+                // Runs of the hours whose samples are all there.
+                let mut run: Vec<(i64, i64)> = Vec::new();
+                for &hour in hours {
+                    if gone.overlaps(hour.0, hour.1) {
+                        aggregate_run(conn, hourly, &pack, &run)?;
+                        run.clear();
+                    } else {
+                        run.push(hour);
+                    }
+                }
+                aggregate_run(conn, hourly, &pack, &run)?;
+            } else {
+                aggregate_run(conn, hourly, &pack, hours)?;
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Whether retention has looked at `system_id` before (and so made the 5-minute aggregates of
-/// every sample it had then; the roller has made them for every hour rolled since).
-pub fn aggregated(conn: &mut DbConnection, system_id: &str) -> Result<bool, DbError> {
-    Ok(furthest_mark(conn, system_id)?.is_some())
-}
-
-/// Records that the aggregates of `system_id` are complete (nothing deleted yet).
-pub fn mark_aggregated(conn: &mut DbConnection, system_id: &str) -> Result<(), DbError> {
-    for table in SampleTable::ALL.into_iter().filter(|t| t.feeds_rollups()) {
+/// Rebuilds one pack's rows of `hourly` for a run of hours: one statement for the run when every
+/// hour is an hour long and follows the last, else one per hour.
+fn aggregate_run(
+    conn: &mut DbConnection,
+    hourly: &HourlyTable,
+    pack_id: &str,
+    hours: &[(i64, i64)],
+) -> Result<(), DbError> {
+    let (Some(first), Some(last)) = (hours.first(), hours.last()) else {
+        return Ok(());
+    };
+    let regular = hours
+        .iter()
+        .zip(hours.iter().skip(1))
+        .all(|(a, b)| a.1 == b.0 && a.1 - a.0 == HOUR_MS)
+        && last.1 - last.0 == HOUR_MS;
+    let HourlyTable {
+        table,
+        raw,
+        device,
+        parents,
+        columns,
+    } = hourly;
+    let (table, raw) = (table.name(), raw.name());
+    execute!(
+        conn,
+        format!("DELETE FROM {table} WHERE pack_id = $1 AND ts >= $2 AND ts < $3"),
+        Text => pack_id,
+        BigInt => first.0,
+        BigInt => last.1,
+    )?;
+    let names: Vec<&str> = columns.iter().map(|(name, _, _)| *name).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|(_, how, from)| format!("{how}({from})"))
+        .collect();
+    let carried: Vec<String> = parents.iter().map(|p| format!("MIN({p})")).collect();
+    let buckets: Vec<(i64, i64, String)> = if regular {
+        let start = first.0;
+        vec![(
+            first.0,
+            last.1,
+            format!("{start} + ((ts - {start}) / {HOUR_MS}) * {HOUR_MS}"),
+        )]
+    } else {
+        hours
+            .iter()
+            .map(|&(from, to)| (from, to, from.to_string()))
+            .collect()
+    };
+    for (from, to, bucket) in buckets {
         execute!(
             conn,
-            "INSERT INTO retention_marks (sample_table, group_id, deleted_before) \
-             VALUES ($1, $2, $3) ON CONFLICT (sample_table, group_id) DO NOTHING",
-            Text => table.name(),
-            Text => system_id,
-            BigInt => i64::MIN,
+            format!(
+                "INSERT INTO {table} ({device}, ts, {parents}, samples, {names}) \
+                 SELECT {device}, {bucket}, {carried}, COUNT(*), {values} \
+                 FROM {raw} WHERE pack_id = $1 AND ts >= $2 AND ts < $3 \
+                 GROUP BY {device}, {bucket}",
+                parents = parents.join(", "),
+                carried = carried.join(", "),
+                names = names.join(", "),
+                values = values.join(", "),
+            ),
+            Text => pack_id,
+            BigInt => from,
+            BigInt => to,
         )?;
     }
     Ok(())
 }
 
-/// Hours of `system_id` starting before this may have lost samples their rollups were made from
-/// (or that their first intervals reach back to, up to `reach_ms`): those that have rows are
-/// never rolled again. `None` while nothing of the system was deleted.
-pub fn frozen_before(
+/// The devices with hourly aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HourlyDevice {
+    BatteryUnit,
+    Cell,
+}
+
+/// Which rows of an hourly aggregate table an id names: a pack's, a battery's, or one device's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HourlyScope {
+    Pack,
+    Battery,
+    Device,
+}
+
+/// One stored hourly aggregate of a battery unit or cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourlyPoint {
+    pub device_id: String,
+    pub battery_id: String,
+    pub pack_id: String,
+    pub system_id: String,
+    /// The local hour's start and end (UTC epoch ms).
+    pub ts: i64,
+    pub end: i64,
+    pub samples: i32,
+    /// The values the hour has, by column name (`voltage_min_v`, …).
+    pub fields: BTreeMap<&'static str, f64>,
+}
+
+/// The hourly aggregates of the `scope` named `id` whose hour starts in [from, to), by device
+/// then time; at most `limit` rows (the caller asks for one more than it serves to know there
+/// were more).
+pub fn hourly_points(
+    conn: &mut DbConnection,
+    kind: HourlyDevice,
+    scope: HourlyScope,
+    id: &str,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Result<Vec<HourlyPoint>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Ids {
+        #[diesel(sql_type = Text)]
+        device_id: String,
+        #[diesel(sql_type = Text)]
+        battery_id: String,
+        #[diesel(sql_type = Text)]
+        pack_id: String,
+        #[diesel(sql_type = Text)]
+        system_id: String,
+    }
+    use diesel::QueryableByName;
+    #[derive(QueryableByName)]
+    struct HourlyRow {
+        #[diesel(embed)]
+        ids: Ids,
+        #[diesel(embed)]
+        values: AggregateRow,
+    }
+    let table = match kind {
+        HourlyDevice::BatteryUnit => &HOURLY_TABLES[0],
+        HourlyDevice::Cell => &HOURLY_TABLES[1],
+    };
+    let device = table.device;
+    let column = match scope {
+        HourlyScope::Pack => "pack_id",
+        HourlyScope::Battery => "battery_id",
+        HourlyScope::Device => device,
+    };
+    let columns: Vec<String> = (0..MAX_AGGREGATED_COLUMNS)
+        .map(|i| match table.columns.get(i) {
+            Some((name, _, _)) => format!("{name} AS v{i}"),
+            None => format!("CAST(NULL AS DOUBLE PRECISION) AS v{i}"),
+        })
+        .collect();
+    let rows = load!(
+        conn,
+        HourlyRow,
+        format!(
+            "SELECT {device} AS device_id, battery_id, pack_id, system_id, ts, samples, {} \
+             FROM {} WHERE {column} = $1 AND ts >= $2 AND ts < $3 \
+             ORDER BY {device}, ts LIMIT {limit}",
+            columns.join(", "),
+            table.table.name(),
+        ),
+        Text => id,
+        BigInt => from,
+        BigInt => to,
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| HourlyPoint {
+            fields: table
+                .columns
+                .iter()
+                .zip(row.values.values())
+                .filter_map(|((name, _, _), value)| value.map(|value| (*name, value)))
+                .collect(),
+            ts: row.values.ts,
+            end: row.values.ts + HOUR_MS,
+            samples: row.values.samples,
+            device_id: row.ids.device_id,
+            battery_id: row.ids.battery_id,
+            pack_id: row.ids.pack_id,
+            system_id: row.ids.system_id,
+        })
+        .collect())
+}
+
+/// The oldest and newest row of `table` among the groups (packs or systems) of `system_id`;
+/// `None` when it has none.
+pub fn span_of_system(
+    conn: &mut DbConnection,
+    table: SampleTable,
+    system_id: &str,
+) -> Result<Option<(i64, i64)>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Span {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        oldest: Option<i64>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        newest: Option<i64>,
+    }
+    let (column, catalog) = table.group();
+    let name = table.name();
+    let rows = load!(
+        conn,
+        Span,
+        format!(
+            "SELECT MIN((SELECT MIN(ts) FROM {name} t WHERE t.{column} = g.{column})) AS oldest, \
+             MAX((SELECT MAX(ts) FROM {name} t WHERE t.{column} = g.{column})) AS newest \
+             FROM {catalog} g WHERE g.system_id = $1"
+        ),
+        Text => system_id,
+    )?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|span| span.oldest.zip(span.newest)))
+}
+
+/// The imported spans of `group` in `table`: the times an import brought rows for (an import's
+/// newest row included).
+pub fn imported_spans(
+    conn: &mut DbConnection,
+    table: SampleTable,
+    group: &str,
+) -> Result<TimeRanges, DbError> {
+    Ok(spans_of_group(conn, group)?
+        .remove(&table)
+        .unwrap_or_default())
+}
+
+/// Every table's imported spans of `group` (a system or a pack), by table.
+fn spans_of_group(
+    conn: &mut DbConnection,
+    group: &str,
+) -> Result<BTreeMap<SampleTable, TimeRanges>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Span {
+        #[diesel(sql_type = Text)]
+        sample_table: String,
+        #[diesel(sql_type = BigInt)]
+        from_ts: i64,
+        #[diesel(sql_type = BigInt)]
+        to_ts: i64,
+    }
+    let rows = load!(
+        conn,
+        Span,
+        "SELECT sample_table, from_ts, to_ts FROM imported_spans WHERE group_id = $1",
+        Text => group,
+    )?;
+    let mut by_table: BTreeMap<SampleTable, Vec<(i64, i64)>> = BTreeMap::new();
+    for row in rows {
+        if let Some(table) = SampleTable::parse(&row.sample_table) {
+            by_table
+                .entry(table)
+                .or_default()
+                .push((row.from_ts, row.to_ts.saturating_add(1)));
+        }
+    }
+    Ok(by_table
+        .into_iter()
+        .map(|(table, spans)| (table, TimeRanges::from_ranges(spans)))
+        .collect())
+}
+
+/// Records that import `import_id` inserted `rows` rows of `group` into `table` between `from`
+/// and `to` (both included); a second record for the same import widens the span.
+pub fn record_imported(
+    conn: &mut DbConnection,
+    import_id: &str,
+    table: SampleTable,
+    group: &str,
+    (from, to): (i64, i64),
+    rows: i64,
+) -> Result<(), DbError> {
+    execute!(
+        conn,
+        "INSERT INTO imported_spans (import_id, sample_table, group_id, from_ts, to_ts, row_count) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (import_id, sample_table, group_id) DO UPDATE SET \
+         from_ts = CASE WHEN excluded.from_ts < imported_spans.from_ts \
+             THEN excluded.from_ts ELSE imported_spans.from_ts END, \
+         to_ts = CASE WHEN excluded.to_ts > imported_spans.to_ts \
+             THEN excluded.to_ts ELSE imported_spans.to_ts END, \
+         row_count = COALESCE(imported_spans.row_count, 0) + excluded.row_count",
+        Text => import_id,
+        Text => table.name(),
+        Text => group,
+        BigInt => from,
+        BigInt => to,
+        BigInt => rows,
+    )?;
+    Ok(())
+}
+
+/// Every mark of `group` (a system or a pack) for rows of `origin`, by table: rows before it may
+/// be gone. Marks of `i64::MIN` (written by earlier versions when they first met a system) say
+/// nothing was deleted and are left out.
+fn marks_of_group(
+    conn: &mut DbConnection,
+    origin: Origin,
+    group: &str,
+) -> Result<BTreeMap<SampleTable, i64>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Mark {
+        #[diesel(sql_type = Text)]
+        sample_table: String,
+        #[diesel(sql_type = BigInt)]
+        deleted_before: i64,
+    }
+    let rows = load!(
+        conn,
+        Mark,
+        format!(
+            "SELECT sample_table, deleted_before FROM {} WHERE group_id = $1",
+            origin.marks()
+        ),
+        Text => group,
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| row.deleted_before > i64::MIN)
+        .filter_map(|row| Some((SampleTable::parse(&row.sample_table)?, row.deleted_before)))
+        .collect())
+}
+
+/// The times whose rows of `table` in `group` may be gone: collected rows before the collected
+/// mark (outside the imported spans), imported rows before the imported mark (inside them).
+pub fn gone(conn: &mut DbConnection, table: SampleTable, group: &str) -> Result<TimeRanges, DbError> {
+    let spans = spans_of_group(conn, group)?;
+    let collected = marks_of_group(conn, Origin::Collected, group)?;
+    let imported = marks_of_group(conn, Origin::Imported, group)?;
+    Ok(gone_of(table, &spans, &collected, &imported))
+}
+
+fn gone_of(
+    table: SampleTable,
+    spans: &BTreeMap<SampleTable, TimeRanges>,
+    collected: &BTreeMap<SampleTable, i64>,
+    imported: &BTreeMap<SampleTable, i64>,
+) -> TimeRanges {
+    let no_spans = TimeRanges::empty();
+    let spans = spans.get(&table).unwrap_or(&no_spans);
+    let collected = collected
+        .get(&table)
+        .map_or_else(TimeRanges::empty, |mark| {
+            TimeRanges::before(*mark).minus(spans)
+        });
+    let imported = imported.get(&table).map_or_else(TimeRanges::empty, |mark| {
+        spans.intersect(&TimeRanges::before(*mark))
+    });
+    collected.union(&imported)
+}
+
+/// The rows of `table` in `group` that retention deletes before `before` (epoch ms) for rows of
+/// `origin`: collected rows are those outside the imported spans, imported rows those inside.
+pub fn deletable(
+    conn: &mut DbConnection,
+    table: SampleTable,
+    group: &str,
+    origin: Origin,
+    before: i64,
+) -> Result<TimeRanges, DbError> {
+    let spans = imported_spans(conn, table, group)?;
+    let older = TimeRanges::before(before);
+    Ok(match origin {
+        Origin::Collected => older.minus(&spans),
+        Origin::Imported => spans.intersect(&older),
+    })
+}
+
+/// The tables whose aggregates of `system_id` were made for every sample it had when retention
+/// first met it (the roller has made them for every hour rolled since).
+pub fn aggregates_made(
+    conn: &mut DbConnection,
+    system_id: &str,
+) -> Result<BTreeSet<SampleTable>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Made {
+        #[diesel(sql_type = Text)]
+        sample_table: String,
+    }
+    let rows = load!(
+        conn,
+        Made,
+        "SELECT sample_table FROM aggregates_made WHERE system_id = $1",
+        Text => system_id,
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| SampleTable::parse(&row.sample_table))
+        .collect())
+}
+
+/// Records that `table` holds the aggregates of every sample `system_id` had.
+pub fn mark_made(
+    conn: &mut DbConnection,
+    table: SampleTable,
+    system_id: &str,
+) -> Result<(), DbError> {
+    execute!(
+        conn,
+        "INSERT INTO aggregates_made (sample_table, system_id) VALUES ($1, $2) \
+         ON CONFLICT (sample_table, system_id) DO NOTHING",
+        Text => table.name(),
+        Text => system_id,
+    )?;
+    Ok(())
+}
+
+/// The times around which the hours of `system_id` that have rows are never rolled again: where
+/// samples of a table the rollups are made from may be gone, widened by `reach_ms` on both sides
+/// (an hour's first and last intervals reach that far). `None` while nothing of the system was
+/// deleted.
+pub fn frozen(
     conn: &mut DbConnection,
     system_id: &str,
     reach_ms: i64,
-) -> Result<Option<i64>, DbError> {
-    Ok(furthest_mark(conn, system_id)?
-        .filter(|ts| *ts > i64::MIN)
-        .map(|ts| ts.saturating_add(reach_ms)))
+) -> Result<Option<TimeRanges>, DbError> {
+    let collected = marks_of_group(conn, Origin::Collected, system_id)?;
+    let imported = marks_of_group(conn, Origin::Imported, system_id)?;
+    if collected.is_empty() && imported.is_empty() {
+        return Ok(None);
+    }
+    let spans = spans_of_group(conn, system_id)?;
+    let gone = SampleTable::ALL
+        .into_iter()
+        .filter(|table| table.feeds_rollups())
+        .fold(TimeRanges::empty(), |gone, table| {
+            gone.union(&gone_of(table, &spans, &collected, &imported))
+        });
+    Ok((!gone.is_empty()).then(|| gone.widened(reach_ms)))
+}
+
+/// Whether any pass deleted (or went through) `table` under a period: from then on, its rows
+/// follow the policy of the hub without waiting for one to be named.
+pub fn settled(conn: &mut DbConnection, table: SampleTable) -> Result<bool, DbError> {
+    let rows = load!(
+        conn,
+        MaybeTs,
+        "SELECT MAX(deleted_before) AS ts FROM retention_marks WHERE sample_table = $1",
+        Text => table.name(),
+    )?;
+    Ok(MaybeTs::single(rows).is_some_and(|ts| ts > i64::MIN))
 }
 
 /// The starts of the hours in [from, to) of which `system_id` has any hour row (of a device, an
@@ -507,19 +1037,24 @@ pub fn release(conn: &mut DbConnection, holder: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Records that `table` may hold no row of `group` before `before` from now on (never moves
-/// back).
+/// Records that `table` may hold no row of `origin` in `group` before `before` from now on
+/// (never moves back).
 pub fn mark_deleted(
     conn: &mut DbConnection,
+    origin: Origin,
     table: SampleTable,
     group: &str,
     before: i64,
 ) -> Result<(), DbError> {
+    let marks = origin.marks();
     execute!(
         conn,
-        "INSERT INTO retention_marks (sample_table, group_id, deleted_before) VALUES ($1, $2, $3) \
-         ON CONFLICT (sample_table, group_id) DO UPDATE SET deleted_before = excluded.deleted_before \
-         WHERE retention_marks.deleted_before < excluded.deleted_before",
+        format!(
+            "INSERT INTO {marks} (sample_table, group_id, deleted_before) VALUES ($1, $2, $3) \
+             ON CONFLICT (sample_table, group_id) DO UPDATE SET \
+             deleted_before = excluded.deleted_before \
+             WHERE {marks}.deleted_before < excluded.deleted_before"
+        ),
         Text => table.name(),
         Text => group,
         BigInt => before,
@@ -527,12 +1062,20 @@ pub fn mark_deleted(
     Ok(())
 }
 
-/// The furthest `table` was deleted in any group (epoch ms), `None` when nothing was.
-pub fn deleted_before(conn: &mut DbConnection, table: SampleTable) -> Result<Option<i64>, DbError> {
+/// The furthest rows of `origin` in `table` were deleted in any group (epoch ms), `None` when
+/// nothing was.
+pub fn deleted_before(
+    conn: &mut DbConnection,
+    origin: Origin,
+    table: SampleTable,
+) -> Result<Option<i64>, DbError> {
     let rows = load!(
         conn,
         MaybeTs,
-        "SELECT MAX(deleted_before) AS ts FROM retention_marks WHERE sample_table = $1",
+        format!(
+            "SELECT MAX(deleted_before) AS ts FROM {} WHERE sample_table = $1",
+            origin.marks()
+        ),
         Text => table.name(),
     )?;
     Ok(MaybeTs::single(rows).filter(|ts| *ts > i64::MIN))
@@ -549,56 +1092,100 @@ pub fn groups(conn: &mut DbConnection, table: SampleTable) -> Result<Vec<String>
     Ok(rows.into_iter().map(|row| row.id).collect())
 }
 
-/// Deletes at most `limit` rows of `table` in `group` with `ts < before`; returns how many.
+/// Deletes at most `limit` rows of `table` in `group` whose time is in `ranges` (oldest range
+/// first); returns how many.
 pub fn delete_batch(
     conn: &mut DbConnection,
     table: SampleTable,
     group: &str,
-    before: i64,
+    ranges: &TimeRanges,
     limit: usize,
 ) -> Result<usize, DbError> {
     let (column, _) = table.group();
     let name = table.name();
-    // Neither backend deletes with a LIMIT: the rows are picked by their physical id (Postgres'
-    // ctid, which `= ANY(ARRAY(…))` turns into a TID scan; SQLite's rowid) through the
-    // (group, ts) index.
-    let sql = match conn {
-        DbConnection::Postgres(_) => format!(
-            "DELETE FROM {name} WHERE ctid = ANY(ARRAY( \
-             SELECT ctid FROM {name} WHERE {column} = $1 AND ts < $2 LIMIT {limit}))"
-        ),
-        DbConnection::Sqlite(_) => format!(
-            "DELETE FROM {name} WHERE rowid IN \
-             (SELECT rowid FROM {name} WHERE {column} = $1 AND ts < $2 LIMIT {limit})"
-        ),
-    };
-    Ok(execute!(conn, sql, Text => group, BigInt => before)?)
+    let mut deleted = 0;
+    for &(from, to) in ranges.ranges() {
+        if deleted >= limit {
+            break;
+        }
+        let left = limit - deleted;
+        // Neither backend deletes with a LIMIT: the rows are picked by their physical id
+        // (Postgres' ctid, which `= ANY(ARRAY(…))` turns into a TID scan; SQLite's rowid)
+        // through the (group, ts) index.
+        let sql = match conn {
+            DbConnection::Postgres(_) => format!(
+                "DELETE FROM {name} WHERE ctid = ANY(ARRAY( \
+                 SELECT ctid FROM {name} WHERE {column} = $1 AND ts >= $2 AND ts < $3 \
+                 LIMIT {left}))"
+            ),
+            DbConnection::Sqlite(_) => format!(
+                "DELETE FROM {name} WHERE rowid IN \
+                 (SELECT rowid FROM {name} WHERE {column} = $1 AND ts >= $2 AND ts < $3 \
+                 LIMIT {left})"
+            ),
+        };
+        deleted += execute!(conn, sql, Text => group, BigInt => from, BigInt => to)?;
+    }
+    Ok(deleted)
 }
 
-/// How many rows of `table` are older than `before`: one statement, an indexed count per group
-/// (the tables have no index on `ts` alone).
-pub fn count_before(
+/// Rows counted in some times, with the oldest and the newest of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowSpan {
+    pub rows: i64,
+    pub oldest: Option<i64>,
+    pub newest: Option<i64>,
+}
+
+impl RowSpan {
+    pub fn add(&mut self, other: RowSpan) {
+        self.rows += other.rows;
+        self.oldest = self.oldest.into_iter().chain(other.oldest).min();
+        self.newest = self.newest.into_iter().chain(other.newest).max();
+    }
+}
+
+/// How many rows of `table` in `group` have their time in `ranges`, and the oldest and newest of
+/// them: one indexed count per range.
+pub fn count_in(
     conn: &mut DbConnection,
     table: SampleTable,
-    before: i64,
-) -> Result<i64, DbError> {
+    group: &str,
+    ranges: &TimeRanges,
+) -> Result<RowSpan, DbError> {
     #[derive(diesel::QueryableByName)]
-    struct Count {
+    struct Counted {
+        #[diesel(sql_type = BigInt)]
+        row_count: i64,
         #[diesel(sql_type = Nullable<BigInt>)]
-        rows: Option<i64>,
+        oldest: Option<i64>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        newest: Option<i64>,
     }
-    let (column, catalog) = table.group();
-    let counted = load!(
-        conn,
-        Count,
-        format!(
-            "SELECT CAST(SUM((SELECT COUNT(*) FROM {name} t \
-             WHERE t.{column} = g.{column} AND t.ts < $1)) AS BIGINT) AS rows FROM {catalog} g",
-            name = table.name()
-        ),
-        BigInt => before,
-    )?;
-    Ok(counted.first().and_then(|c| c.rows).unwrap_or(0))
+    let (column, _) = table.group();
+    let mut span = RowSpan::default();
+    for &(from, to) in ranges.ranges() {
+        let counted = load!(
+            conn,
+            Counted,
+            format!(
+                "SELECT COUNT(*) AS row_count, MIN(ts) AS oldest, MAX(ts) AS newest FROM {} \
+                 WHERE {column} = $1 AND ts >= $2 AND ts < $3",
+                table.name()
+            ),
+            Text => group,
+            BigInt => from,
+            BigInt => to,
+        )?;
+        if let Some(counted) = counted.into_iter().next() {
+            span.add(RowSpan {
+                rows: counted.row_count,
+                oldest: counted.oldest,
+                newest: counted.newest,
+            });
+        }
+    }
+    Ok(span)
 }
 
 /// The oldest row of `table` (epoch ms), `None` when it is empty: one statement, an indexed

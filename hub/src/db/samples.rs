@@ -147,6 +147,9 @@ pub trait SampleRow: Sized + PartialEq + serde::Serialize {
     const TABLE: &'static str;
     fn device_id(&self) -> &str;
     fn ts(&self) -> i64;
+    /// The group retention deletes the row's table by: its system, or for battery units and
+    /// cells its pack.
+    fn retention_group(&self) -> &str;
     /// Inserts `rows`, skipping any whose (device, ts) is already stored. Returns how many were new.
     fn insert_new(conn: &mut DbConnection, rows: &[Self]) -> Result<usize, DbError>;
     /// Every stored row, in (device, ts) order (for checks and exports).
@@ -187,7 +190,7 @@ macro_rules! copy_or_insert {
 }
 
 macro_rules! sample_row {
-    ($row:ty, $table:ident, $device:ident, $insert:ident) => {
+    ($row:ty, $table:ident, $device:ident, $group:ident, $insert:ident) => {
         /// Inserts `rows`, skipping any whose (device, ts) is already stored. Returns how many were new.
         pub fn $insert(conn: &mut DbConnection, rows: &[$row]) -> Result<usize, DbError> {
             let mut inserted = 0;
@@ -220,6 +223,9 @@ macro_rules! sample_row {
             fn ts(&self) -> i64 {
                 self.ts
             }
+            fn retention_group(&self) -> &str {
+                &self.$group
+            }
             fn insert_new(conn: &mut DbConnection, rows: &[Self]) -> Result<usize, DbError> {
                 $insert(conn, rows)
             }
@@ -251,28 +257,44 @@ sample_row!(
     EnergySample,
     energy_samples,
     inverter_id,
+    system_id,
     insert_energy_samples
 );
-sample_row!(ArraySample, array_samples, array_id, insert_array_samples);
+sample_row!(
+    ArraySample,
+    array_samples,
+    array_id,
+    system_id,
+    insert_array_samples
+);
 sample_row!(
     BatteryBankSample,
     battery_bank_samples,
     pack_id,
+    system_id,
     insert_battery_bank_samples
 );
 sample_row!(
     BatteryUnitSample,
     battery_unit_samples,
     battery_id,
+    pack_id,
     insert_battery_unit_samples
 );
 sample_row!(
     BatteryCellSample,
     battery_cell_samples,
     cell_id,
+    pack_id,
     insert_battery_cell_samples
 );
-sample_row!(MeterSample, meter_samples, meter_id, insert_meter_samples);
+sample_row!(
+    MeterSample,
+    meter_samples,
+    meter_id,
+    system_id,
+    insert_meter_samples
+);
 
 /// The ingest bench's baseline: `rows` written as plainly as each backend allows, in one
 /// transaction, without the hub and without skipping stored rows — one binary `COPY` on Postgres,

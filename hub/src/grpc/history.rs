@@ -5,7 +5,7 @@ use solarhub_proto::tonic::{self, Request, Response, Status};
 use solarhub_proto::v1 as proto;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::db::retention::AggregatedDevice;
+use crate::db::retention::{AggregatedDevice, HourlyDevice, HourlyScope};
 use crate::db::rollups::{self as store, DeviceScope, EnergyScope, EnergyView, Level};
 use crate::rollup::history::History;
 
@@ -53,6 +53,19 @@ fn range(range: Option<proto::TimeRange>) -> Result<(i64, i64), Status> {
     let to = range.to.as_ref().map(millis).unwrap_or(i64::MAX);
     if from >= to {
         return Err(invalid("range", "from must be before to"));
+    }
+    Ok((from, to))
+}
+
+/// [from, to) in epoch ms, both ends set and at most 366 days apart (the series answers).
+fn bounded_range(request: Option<proto::TimeRange>) -> Result<(i64, i64), Status> {
+    const LONGEST_MS: i64 = 366 * 86_400_000;
+    let (from, to) = range(request)?;
+    if from == i64::MIN || to == i64::MAX {
+        return Err(invalid("range", "set both from and to"));
+    }
+    if to - from > LONGEST_MS {
+        return Err(invalid("range", "at most 366 days"));
     }
     Ok((from, to))
 }
@@ -220,6 +233,67 @@ impl HistoryApi {
         Ok(proto::BatteryHistory { buckets })
     }
 
+    /// `GetCellHourly` and `GetBatteryUnitHourly`.
+    async fn battery_device_hourly(
+        &self,
+        request: proto::BatteryDeviceHourlyRequest,
+        kind: HourlyDevice,
+    ) -> Result<proto::BatteryDeviceHourly, Status> {
+        /// The most points one answer carries (a year of a 16-cell pack is 140,160).
+        const MOST_POINTS: usize = 200_000;
+        let mut ids = vec![
+            ("pack_id", request.pack_id),
+            ("battery_id", request.battery_id),
+        ];
+        match kind {
+            HourlyDevice::Cell => ids.push(("cell_id", request.cell_id)),
+            HourlyDevice::BatteryUnit if !request.cell_id.is_empty() => {
+                return Err(invalid("cell_id", "a battery's history has no cells: set pack_id or battery_id"));
+            }
+            HourlyDevice::BatteryUnit => {}
+        }
+        let named: Vec<(&str, &str)> = ids.iter().map(|(name, id)| (*name, id.as_str())).collect();
+        let which = one_of(&named)?;
+        let scope = match (which, kind) {
+            (0, _) => HourlyScope::Pack,
+            (1, HourlyDevice::BatteryUnit) => HourlyScope::Device,
+            (1, HourlyDevice::Cell) => HourlyScope::Battery,
+            _ => HourlyScope::Device,
+        };
+        let id = ids.swap_remove(which).1;
+        let (from, to) = bounded_range(request.range)?;
+        let points = self
+            .history
+            .battery_device_hourly(kind, scope, id, from, to, MOST_POINTS + 1)
+            .await
+            .map_err(status)?;
+        if points.len() > MOST_POINTS {
+            return Err(invalid(
+                "range",
+                &format!("more than {MOST_POINTS} points: ask for fewer days, or one battery"),
+            ));
+        }
+        Ok(proto::BatteryDeviceHourly {
+            points: points
+                .into_iter()
+                .map(|point| proto::BatteryDeviceHour {
+                    device_id: point.device_id,
+                    battery_id: point.battery_id,
+                    pack_id: point.pack_id,
+                    system_id: point.system_id,
+                    start: Some(timestamp(point.ts)),
+                    end: Some(timestamp(point.end)),
+                    samples: point.samples,
+                    fields: point
+                        .fields
+                        .into_iter()
+                        .map(|(name, value)| (name.to_owned(), value))
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+
     async fn meter(
         &self,
         request: proto::MeterHistoryRequest,
@@ -310,7 +384,6 @@ impl proto::history_service_server::HistoryService for HistoryApi {
         &self,
         request: Request<proto::FiveMinuteSeriesRequest>,
     ) -> Result<Response<proto::FiveMinuteSeries>, Status> {
-        const LONGEST_MS: i64 = 366 * 86_400_000;
         let request = request.into_inner();
         let (kind, device_id) = match one_of(&[
             ("inverter_id", &request.inverter_id),
@@ -321,13 +394,7 @@ impl proto::history_service_server::HistoryService for HistoryApi {
             1 => (AggregatedDevice::Meter, request.meter_id),
             _ => (AggregatedDevice::Pack, request.pack_id),
         };
-        let (from, to) = range(request.range)?;
-        if from == i64::MIN || to == i64::MAX {
-            return Err(invalid("range", "set both from and to"));
-        }
-        if to - from > LONGEST_MS {
-            return Err(invalid("range", "at most 366 days"));
-        }
+        let (from, to) = bounded_range(request.range)?;
         let points = self
             .history
             .five_minute(kind, device_id, from, to)
@@ -347,6 +414,26 @@ impl proto::history_service_server::HistoryService for HistoryApi {
                 })
                 .collect(),
         }))
+    }
+
+    async fn get_cell_hourly(
+        &self,
+        request: Request<proto::BatteryDeviceHourlyRequest>,
+    ) -> Result<Response<proto::BatteryDeviceHourly>, Status> {
+        Ok(Response::new(
+            self.battery_device_hourly(request.into_inner(), HourlyDevice::Cell)
+                .await?,
+        ))
+    }
+
+    async fn get_battery_unit_hourly(
+        &self,
+        request: Request<proto::BatteryDeviceHourlyRequest>,
+    ) -> Result<Response<proto::BatteryDeviceHourly>, Status> {
+        Ok(Response::new(
+            self.battery_device_hourly(request.into_inner(), HourlyDevice::BatteryUnit)
+                .await?,
+        ))
     }
 
     async fn recompute(

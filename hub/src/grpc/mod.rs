@@ -91,8 +91,9 @@ pub struct Parts {
     pub live: crate::live::Live,
     pub history: crate::rollup::history::History,
     pub quality: crate::quality::DataQuality,
-    /// This hub's retention policy (`None`: it deletes nothing), shown by `ServerInfo`.
-    pub retention: Option<crate::retention::Policy>,
+    /// This hub's retention policy and what its job waits for (`None`: it deletes nothing),
+    /// shown by `ServerInfo`.
+    pub retention: Option<crate::retention::RetentionView>,
     /// In front of every service, outermost: per-method calls by status code (pass-through when
     /// metrics are off).
     pub rpc_metrics: crate::metrics::RpcLayer,

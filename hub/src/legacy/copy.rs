@@ -15,6 +15,7 @@ use crate::catalog::{
 };
 use crate::config_import::{battery_id, cell_id};
 use crate::db::legacy_imports::{self, LegacyConflictRow};
+use crate::db::retention::{self, SampleTable};
 use crate::db::legacy_source::{self as source, LegacyTable};
 use crate::db::samples::{
     ArraySample, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample,
@@ -619,7 +620,35 @@ impl<'a> Copier<'a> {
             .filter_map(|key| known.remove(key))
             .collect();
         stats.inserted += Sample::insert_new(self.target, &new_rows)? as u64;
+        self.record_imported(&new_rows)?;
         legacy_imports::record_conflicts(self.target, &conflicts)?;
+        Ok(())
+    }
+
+    /// Records the span of the rows this import inserted per group, so retention keeps them as
+    /// what the user brought.
+    fn record_imported<Sample: SampleRow>(&mut self, rows: &[Sample]) -> Result<(), DbError> {
+        let Some(table) = SampleTable::parse(Sample::TABLE) else {
+            return Ok(());
+        };
+        let mut spans: HashMap<&str, ((i64, i64), i64)> = HashMap::new();
+        for row in rows {
+            let span = spans
+                .entry(row.retention_group())
+                .or_insert(((row.ts(), row.ts()), 0));
+            span.0 = (span.0.0.min(row.ts()), span.0.1.max(row.ts()));
+            span.1 += 1;
+        }
+        for (group, (span, count)) in spans {
+            retention::record_imported(
+                self.target,
+                &self.provenance.import_id,
+                table,
+                group,
+                span,
+                count,
+            )?;
+        }
         Ok(())
     }
 

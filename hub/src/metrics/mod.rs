@@ -109,6 +109,7 @@ struct TableLabels {
 pub struct RetentionMetrics {
     passes: Counter,
     deleted: Family<TableLabels, Counter>,
+    waiting: Family<TableLabels, Gauge>,
 }
 
 impl RetentionMetrics {
@@ -127,7 +128,22 @@ impl RetentionMetrics {
         }
     }
 
+    /// The job leaves `table` alone until a period is named for it: `rows` were older than its
+    /// period at the start.
+    pub fn waiting(&self, table: crate::db::retention::SampleTable, rows: i64) {
+        self.waiting
+            .get_or_create(&TableLabels {
+                table: table.name(),
+            })
+            .set(rows);
+    }
+
     fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "solarhub_hub_retention_waiting_rows",
+            "Rows retention leaves alone until a period is named for their table (older than it when the hub started, before any pass went through the table), by table",
+            self.waiting.clone(),
+        );
         registry.register(
             "solarhub_hub_retention_passes",
             "Retention passes this hub ran to the end",

@@ -1,8 +1,13 @@
 //! How long each sample table keeps its rows: the defaults, the `TABLE=PERIOD` settings that
-//! change them, and the one rule between tables (a 5-minute aggregate outlives the samples it is
-//! made from). Pure: no clock, no database.
+//! change them, the rows an upgrade or an import brought (kept forever unless a period is named
+//! for them), and the one rule between tables (an aggregate outlives the samples it is made from).
+//! Pure: no clock, no database.
+//!
+//! What the user brought is theirs: no default ever deletes an imported row. A table's collected
+//! rows follow the defaults, but the operator's naming a period for a table (any period, even the
+//! default) is what lets a first pass delete rows that were already old when the hub started.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::db::retention::SampleTable;
@@ -43,16 +48,20 @@ impl std::fmt::Display for Keep {
 
 const DAY: u64 = 86_400;
 
-/// What a new hub keeps: raw samples as long as the old app did (a year), battery units and cells
-/// (many rows per pack per poll) and the derived array samples less, and the 5-minute aggregates
-/// and every rollup forever.
+/// What a new hub keeps of what it collects: raw samples as long as the old app did (a year),
+/// battery units and cells (many rows per pack per poll) and the derived array samples less, and
+/// the aggregates and every rollup forever.
 fn default_keep(table: SampleTable) -> Keep {
     let days = |n: u64| Keep::For(Duration::from_secs(n * DAY));
     match table {
         SampleTable::Energy | SampleTable::Meter | SampleTable::Bank => days(365),
         SampleTable::Array | SampleTable::Unit => days(90),
         SampleTable::Cell => days(30),
-        SampleTable::Energy5m | SampleTable::Meter5m | SampleTable::Bank5m => Keep::Forever,
+        SampleTable::Energy5m
+        | SampleTable::Meter5m
+        | SampleTable::Bank5m
+        | SampleTable::Unit1h
+        | SampleTable::Cell1h => Keep::Forever,
     }
 }
 
@@ -72,8 +81,13 @@ pub enum PolicyError {
     )]
     BadPeriod { setting: String, period: String },
     #[error(
+        "{setting:?}: {table} holds aggregates the hub makes, not samples an import brought; \
+         --retention sets its period"
+    )]
+    NotImported { setting: String, table: &'static str },
+    #[error(
         "{aggregates} would be kept {aggregates_keep}, shorter than {raw} ({raw_keep}): the \
-         5-minute aggregates are made from those samples and must outlive them"
+         aggregates are made from those samples and must outlive them"
     )]
     AggregatesShorter {
         aggregates: &'static str,
@@ -83,10 +97,16 @@ pub enum PolicyError {
     },
 }
 
-/// How long every sample table keeps its rows. Rollups are kept forever.
+/// How long every sample table keeps its rows: those solarhub collected, and those an upgrade or
+/// an import brought. Rollups are kept forever.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     keep: BTreeMap<SampleTable, Keep>,
+    /// Periods named for imported rows; a raw table not here keeps them forever.
+    imported: BTreeMap<SampleTable, Keep>,
+    /// Tables whose period for collected rows the operator (or the code building the policy)
+    /// named, rather than took by default.
+    named: BTreeSet<SampleTable>,
 }
 
 impl Default for Policy {
@@ -96,6 +116,8 @@ impl Default for Policy {
                 .into_iter()
                 .map(|table| (table, default_keep(table)))
                 .collect(),
+            imported: BTreeMap::new(),
+            named: BTreeSet::new(),
         }
     }
 }
@@ -103,33 +125,70 @@ impl Default for Policy {
 impl Policy {
     /// The defaults changed by `settings` (`TABLE=PERIOD` each, later ones winning).
     pub fn from_settings<S: AsRef<str>>(settings: &[S]) -> Result<Policy, PolicyError> {
+        Policy::from_flags(settings, &[] as &[&str])
+    }
+
+    /// The defaults changed by `collected` (`--retention`) and periods for imported rows named by
+    /// `imported` (`--retention-imported`), `TABLE=PERIOD` each, later ones winning.
+    pub fn from_flags<S: AsRef<str>, I: AsRef<str>>(
+        collected: &[S],
+        imported: &[I],
+    ) -> Result<Policy, PolicyError> {
         let mut policy = Policy::default();
-        for setting in settings {
+        for setting in collected {
             let (table, keep) = parse_setting(setting.as_ref())?;
             policy.keep.insert(table, keep);
+            policy.named.insert(table);
+        }
+        for setting in imported {
+            let (table, keep) = parse_setting(setting.as_ref())?;
+            if !table.is_raw() {
+                return Err(PolicyError::NotImported {
+                    setting: setting.as_ref().to_owned(),
+                    table: table.name(),
+                });
+            }
+            policy.imported.insert(table, keep);
         }
         policy.check()?;
         Ok(policy)
     }
 
-    /// Every table kept for `keep` (a test's small periods), the aggregates forever.
+    /// Every raw table's collected rows kept for `keep` (a test's small periods), named; the
+    /// aggregates and imported rows forever.
     pub fn raw_for(keep: Keep) -> Policy {
         let mut policy = Policy::default();
         for table in SampleTable::ALL {
-            if table.aggregated_from().is_none() {
+            if table.is_raw() {
                 policy.keep.insert(table, keep);
+                policy.named.insert(table);
             }
         }
         policy
     }
 
-    /// `self` with `table` kept for `keep`.
+    /// `self` with the collected rows of `table` kept for `keep`, named.
     pub fn with(mut self, table: SampleTable, keep: Keep) -> Result<Policy, PolicyError> {
         self.keep.insert(table, keep);
+        self.named.insert(table);
         self.check()?;
         Ok(self)
     }
 
+    /// `self` with the imported rows of the raw table `table` kept for `keep`.
+    pub fn with_imported(mut self, table: SampleTable, keep: Keep) -> Result<Policy, PolicyError> {
+        if !table.is_raw() {
+            return Err(PolicyError::NotImported {
+                setting: format!("{}={keep}", table.name()),
+                table: table.name(),
+            });
+        }
+        self.imported.insert(table, keep);
+        self.check()?;
+        Ok(self)
+    }
+
+    /// How long the rows solarhub collected (and every aggregate row) are kept.
     pub fn keep(&self, table: SampleTable) -> Keep {
         self.keep
             .get(&table)
@@ -137,17 +196,35 @@ impl Policy {
             .unwrap_or_else(|| default_keep(table))
     }
 
+    /// How long the rows an upgrade or an import brought are kept: forever unless named; `None`
+    /// for an aggregate table (its rows are the hub's own).
+    pub fn keep_imported(&self, table: SampleTable) -> Option<Keep> {
+        table
+            .is_raw()
+            .then(|| self.imported.get(&table).copied().unwrap_or(Keep::Forever))
+    }
+
+    /// Whether the period of `table`'s collected rows was named rather than taken by default.
+    pub fn is_named(&self, table: SampleTable) -> bool {
+        self.named.contains(&table)
+    }
+
     fn check(&self) -> Result<(), PolicyError> {
         for table in SampleTable::ALL {
             let Some(raw) = table.aggregated_from() else {
                 continue;
             };
-            if self.keep(table) < self.keep(raw) {
+            // Imported rows kept forever are not a reason to keep their aggregates forever.
+            let raw_keep = self
+                .keep_imported(raw)
+                .filter(|keep| *keep != Keep::Forever)
+                .map_or(self.keep(raw), |imported| imported.max(self.keep(raw)));
+            if self.keep(table) < raw_keep {
                 return Err(PolicyError::AggregatesShorter {
                     aggregates: table.name(),
                     aggregates_keep: self.keep(table),
                     raw: raw.name(),
-                    raw_keep: self.keep(raw),
+                    raw_keep,
                 });
             }
         }
@@ -207,6 +284,8 @@ mod tests {
         assert_eq!(policy.keep(SampleTable::Cell), days(30));
         assert!(policy.keep(SampleTable::Cell) < policy.keep(SampleTable::Energy));
         assert_eq!(policy.keep(SampleTable::Energy5m), Keep::Forever);
+        assert_eq!(policy.keep(SampleTable::Cell1h), Keep::Forever);
+        assert_eq!(policy.keep(SampleTable::Unit1h), Keep::Forever);
     }
 
     #[test]
@@ -248,9 +327,37 @@ mod tests {
         assert_eq!(
             error,
             "energy_samples_5m would be kept 30d, shorter than energy_samples (365d): the \
-             5-minute aggregates are made from those samples and must outlive them"
+             aggregates are made from those samples and must outlive them"
         );
         assert!(Policy::from_settings(&["energy_samples=20d", "energy_samples_5m=30d"]).is_ok());
+        let error = Policy::from_flags(&["battery_cell_samples_1h=60d"], &["battery_cell_samples=90d"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("shorter than battery_cell_samples (90d)"), "{error}");
+    }
+
+    #[test]
+    fn imported_rows_are_kept_forever_unless_named() {
+        let policy = Policy::default();
+        for table in SampleTable::ALL {
+            assert_eq!(
+                policy.keep_imported(table),
+                table.is_raw().then_some(Keep::Forever),
+                "{}",
+                table.name()
+            );
+            assert!(!policy.is_named(table));
+        }
+        let policy = Policy::from_flags(&["energy_samples=365d"], &["battery_cell_samples=30d"])
+            .unwrap();
+        assert!(policy.is_named(SampleTable::Energy));
+        assert!(!policy.is_named(SampleTable::Cell));
+        assert_eq!(policy.keep_imported(SampleTable::Cell), Some(days(30)));
+        assert_eq!(policy.keep_imported(SampleTable::Energy), Some(Keep::Forever));
+        let error = Policy::from_flags(&[] as &[&str], &["energy_samples_5m=30d"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("aggregates the hub makes"), "{error}");
     }
 
     #[test]

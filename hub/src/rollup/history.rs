@@ -1,10 +1,15 @@
 //! The history API's domain side: which rows a request wants, checked against the catalog
 //! (unknown ids are NOT_FOUND), and `Recompute`.
 
-use crate::catalog::{BatteryArray, BatteryPack, Inverter, InverterArray, Meter, System};
+use crate::catalog::{
+    Battery, BatteryArray, BatteryCell, BatteryPack, Inverter, InverterArray, Meter, System,
+};
 use crate::catalog::{CatalogError, Repository};
 use crate::db::Database;
-use crate::db::retention::{AggregatedDevice, FiveMinutePoint, five_minute_points};
+use crate::db::retention::{
+    AggregatedDevice, FiveMinutePoint, HourlyDevice, HourlyPoint, HourlyScope, five_minute_points,
+    hourly_points,
+};
 use crate::db::rollups::{
     self as store, DeviceScope, EnergyScope, EnergyView, Level, MeterDay, MeterHour, PackDay,
     PackHour,
@@ -87,6 +92,34 @@ impl History {
         Ok(self
             .database
             .run(move |conn| five_minute_points(conn, kind, &device_id, from, to))
+            .await?)
+    }
+
+    /// The hourly aggregates of the battery units or cells `scope` names whose hour starts in
+    /// [from, to), at most `limit` (NOT_FOUND for a pack, battery or cell the catalog does not
+    /// have).
+    pub async fn battery_device_hourly(
+        &self,
+        kind: HourlyDevice,
+        scope: HourlyScope,
+        id: String,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<HourlyPoint>, CatalogError> {
+        match scope {
+            HourlyScope::Pack => drop(self.repository.get::<BatteryPack>(id.clone()).await?),
+            HourlyScope::Battery => drop(self.repository.get::<Battery>(id.clone()).await?),
+            HourlyScope::Device => match kind {
+                HourlyDevice::Cell => drop(self.repository.get::<BatteryCell>(id.clone()).await?),
+                HourlyDevice::BatteryUnit => {
+                    drop(self.repository.get::<Battery>(id.clone()).await?)
+                }
+            },
+        }
+        Ok(self
+            .database
+            .run(move |conn| hourly_points(conn, kind, scope, &id, from, to, limit))
             .await?)
     }
 

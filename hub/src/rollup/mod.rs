@@ -92,25 +92,30 @@ impl std::ops::AddAssign for RollReport {
     }
 }
 
-/// Leaves out of `hours` (in order) those retention froze: hours starting before the system's
-/// frozen line that have rows, made while their samples were whole. An hour there without rows
-/// (samples imported or arriving after the deletion, for an hour nothing was made of) is rolled
-/// from what is there: something rather than nothing. Returns how many it left out.
+/// Leaves out of `hours` (in order) those retention froze: hours that have rows and whose
+/// samples, or the samples their first and last intervals reach, may be gone, since their rows
+/// were made while the samples were whole. An hour there without rows (samples imported or
+/// arriving after the deletion, for an hour nothing was made of) is rolled from what is there:
+/// something rather than nothing. Returns how many it left out.
 fn leave_out_frozen(
     conn: &mut DbConnection,
     system_id: &str,
     hours: &mut Vec<Bucket>,
     reach: i64,
 ) -> Result<usize, DbError> {
-    let Some(frozen) = retention::frozen_before(conn, system_id, reach)? else {
+    let Some(frozen) = retention::frozen(conn, system_id, reach)? else {
         return Ok(0);
     };
-    let Some(first) = hours.first().filter(|first| first.start < frozen) else {
+    let touched: Vec<&Bucket> = hours
+        .iter()
+        .filter(|hour| frozen.overlaps(hour.start, hour.end))
+        .collect();
+    let (Some(first), Some(last)) = (touched.first(), touched.last()) else {
         return Ok(0);
     };
-    let rolled = retention::rolled_hours(conn, system_id, first.start, frozen)?;
+    let rolled = retention::rolled_hours(conn, system_id, first.start, last.end)?;
     let before = hours.len();
-    hours.retain(|hour| hour.start >= frozen || !rolled.contains(&hour.start));
+    hours.retain(|hour| !(frozen.overlaps(hour.start, hour.end) && rolled.contains(&hour.start)));
     Ok(before - hours.len())
 }
 
@@ -163,8 +168,11 @@ fn roll_hours(
     store::delete_rows(conn, system_id, first.start, last.end, Level::Hours)?;
     store::delete_superseded_legacy(conn, &rows)?;
     store::insert_rows(conn, &rows)?;
-    // The 5-minute aggregates of the same hours, kept when retention deletes the samples.
-    crate::db::retention::aggregate(conn, system_id, first.start, last.end)?;
+    // The 5-minute aggregates of the same hours, and the hourly ones of battery units and cells,
+    // kept when retention deletes the samples.
+    retention::aggregate(conn, system_id, first.start, last.end)?;
+    let spans: Vec<(i64, i64)> = hours.iter().map(|hour| (hour.start, hour.end)).collect();
+    retention::aggregate_hours(conn, system_id, &spans)?;
     let mut report = RollReport {
         hours: hours.len(),
         days: 0,
