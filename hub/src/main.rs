@@ -277,8 +277,10 @@ impl RetentionArgs {
         if self.no_retention {
             return Ok(None);
         }
+        // Each flag's own mistakes named after it, then the two together.
+        solarhub_hub::retention::Policy::from_settings(&self.settings).context("--retention")?;
         let policy = solarhub_hub::retention::Policy::from_flags(&self.settings, &self.imported)
-            .context("--retention / --retention-imported")?;
+            .context("--retention-imported")?;
         Ok(Some(solarhub_hub::retention::Retention::new(policy)))
     }
 }

@@ -66,6 +66,8 @@ fn policy() -> Policy {
         .and_then(|p| p.with(SampleTable::Energy5m, days(90)))
         .and_then(|p| p.with(SampleTable::Meter5m, days(90)))
         .and_then(|p| p.with(SampleTable::Bank5m, days(90)))
+        .and_then(|p| p.with(SampleTable::Unit1h, days(90)))
+        .and_then(|p| p.with(SampleTable::Cell1h, days(90)))
         .unwrap()
 }
 
@@ -191,7 +193,8 @@ struct AggregateRow {
     counter: Option<f64>,
 }
 
-/// Every 5-minute aggregate row from `from` on (a few columns of each table), in key order.
+/// Every aggregate row from `from` on (a few columns of each table): the 5-minute ones, and the
+/// hourly ones of battery units and cells, in key order.
 fn aggregates(conn: &mut DbConnection, from: i64) -> Vec<AggregateRow> {
     let mut rows = Vec::new();
     for (table, device, value, counter) in [
@@ -208,6 +211,18 @@ fn aggregates(conn: &mut DbConnection, from: i64) -> Vec<AggregateRow> {
             "import_total_wh",
         ),
         ("battery_bank_samples_5m", "pack_id", "soc_pct", "power_w"),
+        (
+            "battery_unit_samples_1h",
+            "battery_id",
+            "voltage_avg_v",
+            "soc_min_pct",
+        ),
+        (
+            "battery_cell_samples_1h",
+            "cell_id",
+            "voltage_max_v",
+            "voltage_min_v",
+        ),
     ] {
         rows.extend(
             diesel::sql_query(format!(
@@ -304,8 +319,10 @@ fn a_year_with_retention(db: TestDb) {
         // What is compared is there: a point per device (three) per sample time in the period.
         let first = ((aggregates_kept_from - start).max(0) as u64).div_ceil(CADENCE as u64) as i64;
         let sample_times = (now - start) / CADENCE - first + 1;
+        // And the hourly ones: the battery and its two cells, every hour.
+        let hours = sample_times * CADENCE / HOUR - 1;
         assert!(
-            aggregates_before.len() as i64 >= 3 * sample_times,
+            aggregates_before.len() as i64 >= 3 * sample_times + 3 * hours,
             "month {m}: {} aggregates for {sample_times} sample times",
             aggregates_before.len()
         );
@@ -325,7 +342,7 @@ fn a_year_with_retention(db: TestDb) {
         assert_eq!(
             aggregates(&mut site.conn(), aggregates_kept_from),
             aggregates_before,
-            "month {m}: 5-minute aggregates changed"
+            "month {m}: aggregates changed"
         );
         for table in SampleTable::ALL {
             let cutoff = policy.keep(table).cutoff(now).unwrap();

@@ -104,7 +104,10 @@ fn serves_health_reflection_and_server_info(db: TestDb) {
         assert_eq!(info.applied_migrations.len(), common::migration_count());
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
         // The library's default runs no retention: every table shows, kept forever, empty.
-        assert_eq!(info.sample_tables.len(), 9);
+        assert_eq!(
+            info.sample_tables.len(),
+            solarhub_hub::db::retention::SampleTable::ALL.len()
+        );
         assert!(
             info.sample_tables
                 .iter()
@@ -194,18 +197,28 @@ fn serve_on_an_existing_app_database_backs_it_up_upgrades_it_and_serves() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(serving, "the hub never served:\n{}", seen.join("\n"));
     assert!(stdout.contains("backup:"), "{stdout}");
-    // The fixture's samples are from June 2025, older than the default year: `serve` says so
-    // before it serves, and that they go at the first pass (10 minutes on), rollups kept.
-    let warned = seen.iter().find(|line| {
-        line.contains("samples older than the retention period go at the first retention pass")
+    // The fixture's samples are from June 2025, older than the default year, but the upgrade
+    // brought them: `serve` says they are kept, and how to delete them if the user wants.
+    let kept = seen.iter().find(|line| {
+        line.contains("imported samples older than the retention period are kept")
             && line.contains("table=\"energy_samples\"")
     });
-    let warned = warned.unwrap_or_else(|| panic!("no retention warning:\n{}", seen.join("\n")));
+    let kept = kept.unwrap_or_else(|| panic!("no word on imported samples:\n{}", seen.join("\n")));
     assert!(
-        warned.contains(&format!("rows={}", expected.energy.len())),
-        "{warned}"
+        kept.contains(&format!("rows={}", expected.energy.len())),
+        "{kept}"
     );
-    assert!(warned.contains("10 min after the start"), "{warned}");
+    assert!(
+        kept.contains("--retention-imported energy_samples=PERIOD"),
+        "{kept}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|line| line.contains("go at the first retention pass")),
+        "serve said imported samples go:\n{}",
+        seen.join("\n")
+    );
     assert!(
         stdout.contains(&format!(
             "energy_samples: {} read = {} inserted + {} exact duplicates + 0 conflicts + 0 unplaceable",
