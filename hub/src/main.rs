@@ -449,10 +449,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Retention {
-            dry_run,
-            retention,
-        } => {
+        Command::Retention { dry_run, retention } => {
             if !dry_run {
                 anyhow::bail!(
                     "retention passes run inside `serve`; `retention --dry-run` shows what the next one deletes"
@@ -471,13 +468,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         &retention.policy,
                         now,
                     ))?;
-                    print!(
-                        "{}",
-                        solarhub_hub::retention::DryRun {
-                            now,
-                            plans: &plans,
-                        }
-                    );
+                    print!("{}", solarhub_hub::retention::DryRun { now, plans: &plans });
                 }
             }
             Ok(())
@@ -577,7 +568,11 @@ async fn announce_retention(
     let periods: Vec<String> = SampleTable::ALL
         .into_iter()
         .map(|table| match policy.keep_imported(table) {
-            Some(imported) => format!("{} {} (imported {imported})", table.name(), policy.keep(table)),
+            Some(imported) => format!(
+                "{} {} (imported {imported})",
+                table.name(),
+                policy.keep(table)
+            ),
             None => format!("{} {}", table.name(), policy.keep(table)),
         })
         .collect();

@@ -148,10 +148,19 @@ mod tests {
         assert!(gone.overlaps(50, 91));
         assert!(!gone.overlaps(50, 90));
         assert!(!gone.overlaps(210, 300));
-        assert_eq!(TimeRanges::before(5).widened(10).ranges(), &[(i64::MIN, 15)]);
+        assert_eq!(
+            TimeRanges::before(5).widened(10).ranges(),
+            &[(i64::MIN, 15)]
+        );
         assert_eq!(set(&[(1, 2), (4, 6)]).end(), Some(6));
-        assert_eq!(TimeRanges::empty().minus(&set(&[(1, 2)])), TimeRanges::empty());
+        assert_eq!(
+            TimeRanges::empty().minus(&set(&[(1, 2)])),
+            TimeRanges::empty()
+        );
         assert_eq!(set(&[(0, 10)]).minus(&set(&[(0, 10)])), TimeRanges::empty());
-        assert_eq!(set(&[(0, 10)]).minus(&set(&[(2, 3), (5, 6)])).ranges(), &[(0, 2), (3, 5), (6, 10)]);
+        assert_eq!(
+            set(&[(0, 10)]).minus(&set(&[(2, 3), (5, 6)])).ranges(),
+            &[(0, 2), (3, 5), (6, 10)]
+        );
     }
 }

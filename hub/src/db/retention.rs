@@ -69,6 +69,15 @@ impl SampleTable {
         SampleTable::Cell1h,
     ];
 
+    /// The aggregate tables: the 5-minute ones, then the hourly ones.
+    pub const AGGREGATES: [SampleTable; 5] = [
+        SampleTable::Energy5m,
+        SampleTable::Meter5m,
+        SampleTable::Bank5m,
+        SampleTable::Unit1h,
+        SampleTable::Cell1h,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             SampleTable::Energy => "energy_samples",
@@ -103,7 +112,11 @@ impl SampleTable {
         AGGREGATE_TABLES
             .iter()
             .map(|aggregate| (aggregate.table, aggregate.raw))
-            .chain(HOURLY_TABLES.iter().map(|hourly| (hourly.table, hourly.raw)))
+            .chain(
+                HOURLY_TABLES
+                    .iter()
+                    .map(|hourly| (hourly.table, hourly.raw)),
+            )
             .find(|(table, _)| *table == self)
             .map(|(_, raw)| raw)
     }
@@ -828,7 +841,11 @@ fn marks_of_group(
 
 /// The times whose rows of `table` in `group` may be gone: collected rows before the collected
 /// mark (outside the imported spans), imported rows before the imported mark (inside them).
-pub fn gone(conn: &mut DbConnection, table: SampleTable, group: &str) -> Result<TimeRanges, DbError> {
+pub fn gone(
+    conn: &mut DbConnection,
+    table: SampleTable,
+    group: &str,
+) -> Result<TimeRanges, DbError> {
     let spans = spans_of_group(conn, group)?;
     let collected = marks_of_group(conn, Origin::Collected, group)?;
     let imported = marks_of_group(conn, Origin::Imported, group)?;

@@ -15,8 +15,8 @@ use crate::catalog::{
 };
 use crate::config_import::{battery_id, cell_id};
 use crate::db::legacy_imports::{self, LegacyConflictRow};
-use crate::db::retention::{self, SampleTable};
 use crate::db::legacy_source::{self as source, LegacyTable};
+use crate::db::retention::{self, SampleTable};
 use crate::db::samples::{
     ArraySample, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample,
     MeterSample, SampleRow,

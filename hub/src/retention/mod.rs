@@ -57,6 +57,10 @@ pub struct Retention {
     /// How often the job runs.
     pub every: Duration,
     pub rollup: crate::rollup::Settings,
+    /// After each transaction a pass rests this many times as long as it took (nine: retention
+    /// holds the database a tenth of the time at most). A test that only checks what is deleted
+    /// sets 0.
+    pub rest_factor: u32,
 }
 
 impl Retention {
@@ -65,6 +69,7 @@ impl Retention {
             policy,
             every: DEFAULT_EVERY,
             rollup: crate::rollup::Settings::default(),
+            rest_factor: REST_FACTOR,
         }
     }
 }
@@ -113,7 +118,7 @@ async fn pass_leaving(
         .run(|conn| store::groups(conn, SampleTable::Energy))
         .await?
     {
-        if make_aggregates(database, &system_id).await? {
+        if make_aggregates(database, &system_id, retention.rest_factor).await? {
             report.aggregated_systems += 1;
         }
     }
@@ -149,7 +154,7 @@ async fn pass_leaving(
                     if rows < BATCH_ROWS {
                         break;
                     }
-                    rest(started).await;
+                    rest(started, retention.rest_factor).await;
                 }
             }
         }
@@ -169,7 +174,7 @@ async fn pass_leaving(
         }
     }
     if report.total_deleted() > 0 {
-        report.free_pages = give_back_space(database).await?;
+        report.free_pages = give_back_space(database, retention.rest_factor).await?;
     }
     Ok(report)
 }
@@ -186,33 +191,32 @@ fn periods(policy: &Policy, table: SampleTable) -> Vec<(Origin, Keep)> {
         .collect()
 }
 
-/// Rests after a transaction that began at `started`: [`REST_FACTOR`] times its length.
-async fn rest(started: std::time::Instant) {
-    tokio::time::sleep((started.elapsed() * REST_FACTOR).max(MIN_REST)).await;
+/// Rests after a transaction that began at `started`: `factor` times its length.
+async fn rest(started: std::time::Instant, factor: u32) {
+    tokio::time::sleep((started.elapsed() * factor).max(MIN_REST)).await;
 }
 
 /// Makes the aggregates of every sample `system_id` has, for each aggregate table an earlier pass
 /// did not make them in; returns whether it made any.
-async fn make_aggregates(database: &Database, system_id: &str) -> Result<bool, DbError> {
+async fn make_aggregates(
+    database: &Database,
+    system_id: &str,
+    rest_factor: u32,
+) -> Result<bool, DbError> {
     let id = system_id.to_owned();
     let made = database
         .run(move |conn| store::aggregates_made(conn, &id))
         .await?;
-    let five_minute = [
-        SampleTable::Energy5m,
-        SampleTable::Meter5m,
-        SampleTable::Bank5m,
-    ];
-    let hourly = [SampleTable::Unit1h, SampleTable::Cell1h];
+    let (five_minute, hourly) = SampleTable::AGGREGATES.split_at(3);
     let mut any = false;
     if !five_minute.iter().all(|table| made.contains(table)) {
-        make_five_minute_aggregates(database, system_id).await?;
-        mark_made(database, system_id, &five_minute).await?;
+        make_five_minute_aggregates(database, system_id, rest_factor).await?;
+        mark_made(database, system_id, five_minute).await?;
         any = true;
     }
     if !hourly.iter().all(|table| made.contains(table)) {
-        make_hourly_aggregates(database, system_id).await?;
-        mark_made(database, system_id, &hourly).await?;
+        make_hourly_aggregates(database, system_id, rest_factor).await?;
+        mark_made(database, system_id, hourly).await?;
         any = true;
     }
     Ok(any)
@@ -236,7 +240,11 @@ async fn mark_made(
 
 /// The 5-minute aggregates of every inverter, meter and pack sample of `system_id`, a day per
 /// transaction.
-async fn make_five_minute_aggregates(database: &Database, system_id: &str) -> Result<(), DbError> {
+async fn make_five_minute_aggregates(
+    database: &Database,
+    system_id: &str,
+    rest_factor: u32,
+) -> Result<(), DbError> {
     let id = system_id.to_owned();
     let Some((first, last)) = database.run(move |conn| sample_span(conn, &id)).await? else {
         return Ok(());
@@ -258,14 +266,18 @@ async fn make_five_minute_aggregates(database: &Database, system_id: &str) -> Re
             })
             .await?;
         from = to;
-        rest(started).await;
+        rest(started, rest_factor).await;
     }
     Ok(())
 }
 
 /// The hourly aggregates of every battery unit and cell sample of `system_id`, in the local hours
 /// of its zone, a day of hours per transaction.
-async fn make_hourly_aggregates(database: &Database, system_id: &str) -> Result<(), DbError> {
+async fn make_hourly_aggregates(
+    database: &Database,
+    system_id: &str,
+    rest_factor: u32,
+) -> Result<(), DbError> {
     let id = system_id.to_owned();
     let found = database
         .run(move |conn| {
@@ -301,21 +313,21 @@ async fn make_hourly_aggregates(database: &Database, system_id: &str) -> Result<
                 store::aggregate_hours(conn, &id, &chunk)
             })
             .await?;
-        rest(started).await;
+        rest(started, rest_factor).await;
     }
     Ok(())
 }
 
 /// SQLite: hands the free pages back to the file system a step at a time, then checkpoints so the
 /// file shrinks now.
-async fn give_back_space(database: &Database) -> Result<Option<i64>, DbError> {
+async fn give_back_space(database: &Database, rest_factor: u32) -> Result<Option<i64>, DbError> {
     let free = loop {
         let started = std::time::Instant::now();
         let left = database
             .run_write(|conn| store::give_back_space(conn, PAGES_PER_STEP))
             .await?;
         match left {
-            Some(pages) if pages > 0 => rest(started).await,
+            Some(pages) if pages > 0 => rest(started, rest_factor).await,
             _ => break left,
         }
     };
@@ -432,7 +444,10 @@ fn say_waiting(policy: &Policy, waited: &BTreeMap<SampleTable, RowSpan>) {
 /// An epoch-ms time as people read it (UTC, RFC 3339), or `-`.
 pub fn show_time(ts: Option<i64>) -> String {
     ts.and_then(chrono::DateTime::from_timestamp_millis)
-        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .map_or_else(
+            || "-".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
 }
 
 /// What the next pass does to one table, at a time: the dry run.
@@ -469,7 +484,9 @@ pub async fn plan(
             for table in SampleTable::ALL {
                 let keep = policy.keep(table);
                 let keep_imported = policy.keep_imported(table);
-                let older = keep.cutoff(now).map_or_else(TimeRanges::empty, TimeRanges::before);
+                let older = keep
+                    .cutoff(now)
+                    .map_or_else(TimeRanges::empty, TimeRanges::before);
                 let imported_older = keep_imported
                     .and_then(|keep| keep.cutoff(now))
                     .map_or_else(TimeRanges::empty, TimeRanges::before);

@@ -84,7 +84,10 @@ pub enum PolicyError {
         "{setting:?}: {table} holds aggregates the hub makes, not samples an import brought; \
          --retention sets its period"
     )]
-    NotImported { setting: String, table: &'static str },
+    NotImported {
+        setting: String,
+        table: &'static str,
+    },
     #[error(
         "{aggregates} would be kept {aggregates_keep}, shorter than {raw} ({raw_keep}): the \
          aggregates are made from those samples and must outlive them"
@@ -330,10 +333,16 @@ mod tests {
              aggregates are made from those samples and must outlive them"
         );
         assert!(Policy::from_settings(&["energy_samples=20d", "energy_samples_5m=30d"]).is_ok());
-        let error = Policy::from_flags(&["battery_cell_samples_1h=60d"], &["battery_cell_samples=90d"])
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("shorter than battery_cell_samples (90d)"), "{error}");
+        let error = Policy::from_flags(
+            &["battery_cell_samples_1h=60d"],
+            &["battery_cell_samples=90d"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("shorter than battery_cell_samples (90d)"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -348,12 +357,15 @@ mod tests {
             );
             assert!(!policy.is_named(table));
         }
-        let policy = Policy::from_flags(&["energy_samples=365d"], &["battery_cell_samples=30d"])
-            .unwrap();
+        let policy =
+            Policy::from_flags(&["energy_samples=365d"], &["battery_cell_samples=30d"]).unwrap();
         assert!(policy.is_named(SampleTable::Energy));
         assert!(!policy.is_named(SampleTable::Cell));
         assert_eq!(policy.keep_imported(SampleTable::Cell), Some(days(30)));
-        assert_eq!(policy.keep_imported(SampleTable::Energy), Some(Keep::Forever));
+        assert_eq!(
+            policy.keep_imported(SampleTable::Energy),
+            Some(Keep::Forever)
+        );
         let error = Policy::from_flags(&[] as &[&str], &["energy_samples_5m=30d"])
             .unwrap_err()
             .to_string();

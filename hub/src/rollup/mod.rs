@@ -285,8 +285,17 @@ pub fn recompute_chunks(
     let Some(structure) = load_system_structure(conn, system_id)? else {
         return Ok(None);
     };
-    // Only where samples are: an open end of the range (or none) stops at the first and last.
-    let Some((first, last)) = store::sample_span(conn, system_id)? else {
+    // Only where samples are: an open end of the range (or none) stops at the first and last
+    // (of the rollups' samples, and of battery units' and cells', whose hourly aggregates a roll
+    // makes too).
+    let spans = [
+        store::sample_span(conn, system_id)?,
+        retention::span_of_system(conn, retention::SampleTable::Unit, system_id)?,
+        retention::span_of_system(conn, retention::SampleTable::Cell, system_id)?,
+    ];
+    let first = spans.iter().flatten().map(|span| span.0).min();
+    let last = spans.iter().flatten().map(|span| span.1).max();
+    let Some((first, last)) = first.zip(last) else {
         return Ok(Some(RecomputePlan::default()));
     };
     let (from, to) = match range {
@@ -415,6 +424,16 @@ pub fn recompute_with_progress(
             task.advance(chunk.len() as u64);
         }
         task.finish();
+        if range.is_none() {
+            // Every sample's aggregates are made (or were, for the hours left frozen): the first
+            // retention pass need not make them again (after a legacy upgrade, years of them).
+            crate::db::in_transaction(conn, |conn| -> Result<(), DbError> {
+                for table in retention::SampleTable::AGGREGATES {
+                    retention::mark_made(conn, table, system_id)?;
+                }
+                Ok(())
+            })?;
+        }
         Ok(Some(report))
     })();
     claim.release(conn)?;

@@ -24,4 +24,5 @@ mod rollups;
 mod schema;
 mod security;
 mod serve;
+mod upgrade_retention;
 mod uplink_failures;

@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod takeover;
+pub mod years;
 
 use std::path::Path;
 
