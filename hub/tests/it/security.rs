@@ -296,6 +296,16 @@ const MATRIX: &[(&str, Needs, Code)] = {
             InvalidArgument,
         ),
         (
+            "solarhub.v1.HistoryService/GetCellHourly",
+            Read,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.HistoryService/GetBatteryUnitHourly",
+            Read,
+            InvalidArgument,
+        ),
+        (
             "solarhub.v1.HistoryService/Recompute",
             Write,
             InvalidArgument,
