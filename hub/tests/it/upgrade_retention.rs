@@ -175,14 +175,17 @@ fn from_raw(
     .unwrap()
 }
 
+type Client = HistoryServiceClient<solarhub_proto::tonic::transport::Channel>;
+/// One point as the API gave it: device, bucket start, samples, fields.
+type ApiPoint = (String, i64, i64, BTreeMap<String, f64>);
+/// Reads one window of a series through the API.
+type Read<'a> = Box<dyn Fn(Client, proto::TimeRange) -> Vec<ApiPoint> + 'a>;
+
 /// The same through the served API: `fields` of every point of the history RPC `read` answers
 /// for [from, to), in (device, bucket) order.
 fn from_api(
     hub: &common::RunningHub,
-    read: &dyn Fn(
-        HistoryServiceClient<solarhub_proto::tonic::transport::Channel>,
-        proto::TimeRange,
-    ) -> Vec<(String, i64, i64, BTreeMap<String, f64>)>,
+    read: &Read<'_>,
     fields: [&str; 3],
     from: i64,
     to: i64,
@@ -244,13 +247,6 @@ fn histories(
     to: i64,
     from: i64,
 ) -> Vec<(&'static str, Vec<RawPoint>)> {
-    type Read<'a> = Box<
-        dyn Fn(
-                HistoryServiceClient<solarhub_proto::tonic::transport::Channel>,
-                proto::TimeRange,
-            ) -> Vec<(String, i64, i64, BTreeMap<String, f64>)>
-            + 'a,
-    >;
     let hourly = |cells: bool| -> Read<'_> {
         let hub = hub.unwrap();
         Box::new(move |mut client, range| {
@@ -311,76 +307,92 @@ fn histories(
                 .collect()
         })
     };
-    let cases: [(&str, SampleTable, &str, i64, [&str; 3], [&str; 3], usize); 5] = [
-        (
-            "cells, hourly",
-            SampleTable::Cell,
-            "cell_id",
-            HOUR,
-            ["MIN(voltage_v)", "MAX(voltage_v)", "MAX(temperature_c)"],
-            ["voltage_min_v", "voltage_max_v", "temperature_max_c"],
-            10,
-        ),
-        (
-            "batteries, hourly",
-            SampleTable::Unit,
-            "battery_id",
-            HOUR,
-            ["AVG(voltage_v)", "MAX(temperature_c)", "MIN(soc_pct)"],
-            ["voltage_avg_v", "temperature_max_c", "soc_min_pct"],
-            11,
-        ),
-        (
-            "inverter, 5 minutes",
-            SampleTable::Energy,
-            "inverter_id",
-            5 * MINUTE,
-            [
+    let cases = [
+        Series {
+            what: "cells, hourly",
+            table: SampleTable::Cell,
+            device: "cell_id",
+            width: HOUR,
+            sql: ["MIN(voltage_v)", "MAX(voltage_v)", "MAX(temperature_c)"],
+            fields: ["voltage_min_v", "voltage_max_v", "temperature_max_c"],
+            reader: Reader::Cells,
+        },
+        Series {
+            what: "batteries, hourly",
+            table: SampleTable::Unit,
+            device: "battery_id",
+            width: HOUR,
+            sql: ["AVG(voltage_v)", "MAX(temperature_c)", "MIN(soc_pct)"],
+            fields: ["voltage_avg_v", "temperature_max_c", "soc_min_pct"],
+            reader: Reader::Batteries,
+        },
+        Series {
+            what: "inverter, 5 minutes",
+            table: SampleTable::Energy,
+            device: "inverter_id",
+            width: 5 * MINUTE,
+            sql: [
                 "AVG(pv_power_w)",
                 "AVG(battery_power_w)",
                 "MAX(grid_import_total_wh)",
             ],
-            ["pv_power_w", "battery_power_w", "grid_import_total_wh"],
-            0,
-        ),
-        (
-            "meter, 5 minutes",
-            SampleTable::Meter,
-            "meter_id",
-            5 * MINUTE,
-            ["AVG(power_w)", "AVG(voltage_v)", "MAX(import_total_wh)"],
-            ["power_w", "voltage_v", "import_total_wh"],
-            1,
-        ),
-        (
-            "pack, 5 minutes",
-            SampleTable::Bank,
-            "pack_id",
-            5 * MINUTE,
-            ["AVG(power_w)", "AVG(soc_pct)", "AVG(temperature_c)"],
-            ["power_w", "soc_pct", "temperature_c"],
-            2,
-        ),
+            fields: ["pv_power_w", "battery_power_w", "grid_import_total_wh"],
+            reader: Reader::FiveMinute(0, "powdrive1"),
+        },
+        Series {
+            what: "meter, 5 minutes",
+            table: SampleTable::Meter,
+            device: "meter_id",
+            width: 5 * MINUTE,
+            sql: ["AVG(power_w)", "AVG(voltage_v)", "MAX(import_total_wh)"],
+            fields: ["power_w", "voltage_v", "import_total_wh"],
+            reader: Reader::FiveMinute(1, "grid_meter_1"),
+        },
+        Series {
+            what: "pack, 5 minutes",
+            table: SampleTable::Bank,
+            device: "pack_id",
+            width: 5 * MINUTE,
+            sql: ["AVG(power_w)", "AVG(soc_pct)", "AVG(temperature_c)"],
+            fields: ["power_w", "soc_pct", "temperature_c"],
+            reader: Reader::FiveMinute(2, "battery1"),
+        },
     ];
     cases
         .into_iter()
-        .map(|(what, table, device, width, sql, fields, reader)| {
+        .map(|case| {
             let points = match hub {
-                None => from_raw(conn, table, device, width, sql, to),
+                None => from_raw(conn, case.table, case.device, case.width, case.sql, to),
                 Some(hub) => {
-                    let read: Read<'_> = match reader {
-                        10 => hourly(true),
-                        11 => hourly(false),
-                        0 => five_minute(0, "powdrive1"),
-                        1 => five_minute(1, "grid_meter_1"),
-                        _ => five_minute(2, "battery1"),
+                    let read: Read<'_> = match case.reader {
+                        Reader::Cells => hourly(true),
+                        Reader::Batteries => hourly(false),
+                        Reader::FiveMinute(which, id) => five_minute(which, id),
                     };
-                    from_api(hub, &read, fields, from, to)
+                    from_api(hub, &read, case.fields, from, to)
                 }
             };
-            (what, points)
+            (case.what, points)
         })
         .collect()
+}
+
+/// One series the test compares: how the raw rows give it, and which RPC and fields serve it.
+struct Series {
+    what: &'static str,
+    table: SampleTable,
+    device: &'static str,
+    width: i64,
+    sql: [&'static str; 3],
+    fields: [&'static str; 3],
+    reader: Reader,
+}
+
+enum Reader {
+    Cells,
+    Batteries,
+    /// `GetFiveMinuteSeries` of an inverter (0), meter (1) or pack (2).
+    FiveMinute(usize, &'static str),
 }
 
 fn what_the_user_brought_stays(db: TestDb) {
@@ -434,6 +446,31 @@ fn what_the_user_brought_stays(db: TestDb) {
         "{}",
         seen.join("\n")
     );
+
+    // The dry run lists the imported rows it keeps, table by table, and deletes nothing.
+    let dry = common::hub_binary()
+        .args(["--database-url", &db.url_arg(), "retention", "--dry-run"])
+        .output()
+        .unwrap();
+    let dry_run = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    eprintln!("{dry_run}");
+    for (table, kept) in [
+        ("battery_cell_samples", "30d"),
+        ("battery_unit_samples", "90d"),
+        ("meter_samples", "365d"),
+    ] {
+        assert!(
+            dry_run.contains(&format!(
+                "{table}: collected rows kept {kept}, imported rows kept forever\n  collected: nothing to delete\n  imported: keeps "
+            )),
+            "{dry_run}"
+        );
+    }
 
     let database: Database = db.migrated();
     let imported: BTreeMap<SampleTable, i64> = [
