@@ -45,6 +45,17 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<MigrationReport, DbErro
     Ok(MigrationReport { applied })
 }
 
+/// Reverts the newest applied migration and returns its version: a database as the previous
+/// release left it, for tests of what a migration does to existing rows.
+pub fn revert_last_migration(conn: &mut DbConnection) -> Result<String, DbError> {
+    let version = match conn {
+        DbConnection::Postgres(pg) => pg.revert_last_migration(POSTGRES_MIGRATIONS),
+        DbConnection::Sqlite(sqlite) => sqlite.revert_last_migration(SQLITE_MIGRATIONS),
+    }
+    .map_err(|error| DbError::Migration(error.to_string()))?;
+    Ok(version.to_string())
+}
+
 /// Versions of every migration applied to this database, oldest first.
 pub fn applied_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     let versions = match conn {

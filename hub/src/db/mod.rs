@@ -30,7 +30,9 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 
-pub use migrate::{MigrationReport, applied_migrations, run_migrations, schema_tables};
+pub use migrate::{
+    MigrationReport, applied_migrations, revert_last_migration, run_migrations, schema_tables,
+};
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;

@@ -814,3 +814,71 @@ fn a_hub_waits_for_a_named_period(db: TestDb) {
 }
 
 on_both_backends!(a_hub_waits_for_a_named_period);
+
+/// A database that imported the old app's file before imports recorded their spans (the
+/// previous release): the migration takes the spans back from `legacy_imports`, so the default
+/// policy keeps those rows too.
+fn an_import_from_before_the_spans_is_kept(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("solar.db");
+    let expected = crate::legacy_fixture::build(
+        &file,
+        &crate::legacy_fixture::KARACHI,
+        crate::legacy_fixture::Flavour::Current,
+    );
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        crate::legacy_fixture::config_yaml(&crate::legacy_fixture::KARACHI),
+    )
+    .unwrap();
+    let database = db.migrated();
+    let imported = common::hub_binary()
+        .args(["--database-url", &db.url_arg(), "import-legacy"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let counts = |conn: &mut DbConnection| -> Vec<i64> {
+        RAW.iter()
+            .map(|(table, _)| rows_between(conn, *table, i64::MIN, i64::MAX))
+            .collect()
+    };
+    let mut conn = database.get().unwrap();
+    let before = counts(&mut conn);
+    assert_eq!(before[0], expected.energy.len() as i64);
+    // The previous release's database: no spans, then this release's migration.
+    let reverted = solarhub_hub::db::revert_last_migration(&mut conn).unwrap();
+    assert_eq!(reverted, "20261206000011");
+    let applied = solarhub_hub::db::run_migrations(&mut conn).unwrap();
+    assert_eq!(applied.applied, vec![reverted]);
+    let spans =
+        diesel::sql_query("SELECT COUNT(*) AS n FROM imported_spans WHERE row_count IS NULL")
+            .load::<Count>(&mut *conn)
+            .unwrap()[0]
+            .n;
+    assert!(spans >= 5, "{spans} spans taken back");
+    drop(conn);
+    // June 2025 is older than every default period: under the defaults all of it stays.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let report = runtime
+        .block_on(solarhub_hub::retention::run_pass(
+            &database,
+            &Retention {
+                rest_factor: 0,
+                ..Retention::new(Policy::default())
+            },
+            solarhub_hub::db::now_ms(),
+        ))
+        .unwrap();
+    assert_eq!(report.total_deleted(), 0, "{report:?}");
+    assert_eq!(counts(&mut database.get().unwrap()), before);
+}
+
+on_both_backends!(an_import_from_before_the_spans_is_kept);
