@@ -1,5 +1,5 @@
 //! What a year of hourly cell history costs on disk (issue 23): a 128-cell bank (8 batteries of 16
-//! cells) gets one `battery_cell_samples_1h` row per cell per hour, 1,124,352 rows in a leap-free
+//! cells) gets one `battery_cell_samples_1h` row per cell per hour, 1,121,280 rows in a 365-day
 //! year, written hour by hour as the roller writes them (so the primary key's pages split as they
 //! do in use). Printed per backend: the table's bytes with its indexes, per row and per year, next
 //! to a year of the raw cell samples it outlives at a 5-second poll (the baseline: what the
