@@ -97,6 +97,20 @@ fn serve_once(db: &TestDb, extra: &[&str], until: Option<&str>) -> (Vec<String>,
     (seen, String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// What `retention --dry-run` prints for `db`.
+fn dry_run(db: &TestDb) -> String {
+    let dry = common::hub_binary()
+        .args(["--database-url", &db.url_arg(), "retention", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    String::from_utf8_lossy(&dry.stdout).into_owned()
+}
+
 /// The half-hourly readings solarhub collects after the upgrade, for the config's devices.
 fn collected_at(ts: i64) -> Vec<IncomingReading> {
     let fields = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
@@ -448,16 +462,7 @@ fn what_the_user_brought_stays(db: TestDb) {
     );
 
     // The dry run lists the imported rows it keeps, table by table, and deletes nothing.
-    let dry = common::hub_binary()
-        .args(["--database-url", &db.url_arg(), "retention", "--dry-run"])
-        .output()
-        .unwrap();
-    let dry_run = String::from_utf8_lossy(&dry.stdout);
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
+    let dry_run = dry_run(&db);
     eprintln!("{dry_run}");
     for (table, kept) in [
         ("battery_cell_samples", "30d"),
@@ -683,16 +688,7 @@ fn a_hub_waits_for_a_named_period(db: TestDb) {
         seen.join("\n")
     );
     // The dry run says the same.
-    let dry = common::hub_binary()
-        .args(["--database-url", &db.url_arg(), "retention", "--dry-run"])
-        .output()
-        .unwrap();
-    let dry_out = String::from_utf8_lossy(&dry.stdout);
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
+    let dry_out = dry_run(&db);
     assert!(
         dry_out.contains("energy_samples: collected rows kept 365d, imported rows kept forever\n  collected: waits, deletes nothing: 48 rows"),
         "{dry_out}"
