@@ -78,6 +78,36 @@ fn interval_energy(a: &Point, b: &Point, q: usize, limits: &Limits) -> Option<f6
     }
 }
 
+/// Adds to `integral` what the interval from `a` to `b` (consecutive samples) gives the window
+/// [from, to): the one rule both [`integrate`] and the rollups' device-hour states follow, so
+/// folding samples one at a time gives the same numbers, bit for bit, as integrating them at once.
+pub fn add_interval(
+    integral: &mut Integral,
+    a: &Point,
+    b: &Point,
+    from: i64,
+    to: i64,
+    limits: &Limits,
+) {
+    let length = b.ts - a.ts;
+    if length <= 0 || length > limits.counter_gap_ms {
+        return;
+    }
+    let inside = b.ts.min(to) - a.ts.max(from);
+    if inside <= 0 {
+        return;
+    }
+    if length <= limits.gap_ms {
+        integral.covered_ms += inside;
+    }
+    let share = inside as f64 / length as f64;
+    for q in 0..QUANTITIES {
+        if let Some(energy) = interval_energy(a, b, q, limits) {
+            *integral.energy_wh[q].get_or_insert(0.0) += energy * share;
+        }
+    }
+}
+
 /// Integrates `points` (sorted by time, one per timestamp) over [from, to).
 pub fn integrate(points: &[Point], from: i64, to: i64, limits: &Limits) -> Integral {
     let mut integral = Integral::default();
@@ -88,23 +118,7 @@ pub fn integrate(points: &[Point], from: i64, to: i64, limits: &Limits) -> Integ
         if a.ts >= to {
             break;
         }
-        let length = b.ts - a.ts;
-        if length <= 0 || length > limits.counter_gap_ms {
-            continue;
-        }
-        let inside = b.ts.min(to) - a.ts.max(from);
-        if inside <= 0 {
-            continue;
-        }
-        if length <= limits.gap_ms {
-            integral.covered_ms += inside;
-        }
-        let share = inside as f64 / length as f64;
-        for q in 0..QUANTITIES {
-            if let Some(energy) = interval_energy(a, b, q, limits) {
-                *integral.energy_wh[q].get_or_insert(0.0) += energy * share;
-            }
-        }
+        add_interval(&mut integral, a, b, from, to, limits);
     }
     integral
 }

@@ -2,13 +2,13 @@
 //! count, coverage), how several devices' figures add up to an array's or the system's, and the
 //! one place a row is made from them (`energy_row!`).
 
-use super::energy::{CHARGE, DISCHARGE, QUANTITIES};
+use super::energy::QUANTITIES;
 use crate::db::rollups as store;
 use crate::local_time::Bucket;
 use crate::values::{add, max, min};
 
 /// Mean and max of the values that are present.
-#[derive(Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Stat {
     pub(super) sum: f64,
     pub(super) count: u32,
@@ -49,10 +49,6 @@ pub(super) struct Figures {
     pub(super) coverage_pct: f64,
 }
 
-pub(super) fn stats<const N: usize>() -> [Stat; N] {
-    std::array::from_fn(|_| Stat::default())
-}
-
 pub(super) fn coverage(covered_ms: i64, bucket: &Bucket) -> f64 {
     100.0 * covered_ms as f64 / (bucket.end - bucket.start) as f64
 }
@@ -88,22 +84,6 @@ pub(super) fn sum_figures<'a>(parts: impl IntoIterator<Item = &'a Figures>) -> O
     total.soc_avg = (soc_samples > 0).then(|| soc_weighted / soc_samples as f64);
     total.coverage_pct = coverage / f64::from(count);
     Some(total)
-}
-
-pub(super) fn with_battery(
-    mut figures: Figures,
-    battery: Option<(Option<f64>, Option<f64>, Stat)>,
-) -> Figures {
-    if let Some((charge, discharge, soc)) = battery {
-        figures.kwh[CHARGE] = charge;
-        figures.kwh[DISCHARGE] = discharge;
-        if soc.count > 0 {
-            figures.soc_min = soc.min;
-            figures.soc_max = soc.max;
-            figures.soc_avg = soc.mean();
-        }
-    }
-    figures
 }
 
 macro_rules! energy_row {

@@ -1,18 +1,20 @@
-//! Hour rows: every device's energy and figures in each local hour from its raw samples, and the
-//! arrays and the system summed from them (an array's battery from the packs attached to it at
-//! the time).
+//! Hour rows: every device's row of a local hour from its hour state (`device_hours`), and the
+//! arrays and the system combined from their devices' rows of the hour (an array's battery from
+//! the packs attached to it at the time). A recompute builds the states from raw samples here;
+//! the roller keeps them (`incremental`); both make the rows with the same functions below.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::energy::{self, CHARGE, DISCHARGE, EXPORT, IMPORT, LOAD, Point, SOLAR, split};
-use super::figures::{Figures, Stat, coverage, net_kwh, stats, sum_figures, with_battery};
+use super::device_hours::{DeviceSample, HourState, STATS};
+use super::energy::{CHARGE, DISCHARGE, EXPORT, IMPORT, LOAD, Point, SOLAR, split};
+use super::figures::{Figures, coverage, figures_of, net_kwh, sum_figures};
 use super::{Settings, SystemStructure};
 use crate::catalog::{BatteryArrayAttachment, BatteryPack};
 use crate::db::rollups::{self as store, RollupRows};
 use crate::db::samples::{BatteryBankSample, EnergySample, MeterSample};
 use crate::db::{DbConnection, DbError};
 use crate::local_time::Bucket;
-use crate::values::{add, kwh};
+use crate::values::{add, kwh, max, min};
 
 pub(super) fn inverter_point(s: &EnergySample) -> Point {
     let (discharge, charge) = split(s.battery_power_w);
@@ -60,78 +62,84 @@ pub(super) fn pack_point(s: &BatteryBankSample) -> Point {
     point
 }
 
-/// One device's samples and their points, in time order.
-pub(super) struct Series<S> {
-    pub(super) samples: Vec<S>,
-    pub(super) points: Vec<Point>,
-}
-
-impl<S> Series<S> {
-    /// The samples with ts in [from, to).
-    fn within(&self, from: i64, to: i64, ts: impl Fn(&S) -> i64) -> &[S] {
-        let a = self.samples.partition_point(|s| ts(s) < from);
-        let b = self.samples.partition_point(|s| ts(s) < to);
-        &self.samples[a..b]
+/// An inverter sample for its hour's statistics: PV, load, grid, import, export, battery, SOC.
+pub(super) fn inverter_sample(s: &EnergySample) -> DeviceSample {
+    let (import, export) = split(s.grid_power_w);
+    DeviceSample {
+        point: inverter_point(s),
+        values: [
+            s.pv_power_w,
+            s.load_power_w,
+            s.grid_power_w,
+            import,
+            export,
+            s.battery_power_w,
+            s.battery_soc_pct,
+        ],
     }
 }
 
-pub(super) fn group<S>(
+/// A pack sample: power, discharge (power > 0), charge (power < 0, positive), voltage, current,
+/// temperature, SOC.
+pub(super) fn pack_sample(s: &BatteryBankSample) -> DeviceSample {
+    let (discharge, charge) = split(s.power_w);
+    DeviceSample {
+        point: pack_point(s),
+        values: [
+            s.power_w,
+            discharge,
+            charge,
+            s.voltage_v,
+            s.current_a,
+            s.temperature_c,
+            s.soc_pct,
+        ],
+    }
+}
+
+/// A meter sample: power, import (power > 0), export (power < 0, positive), voltage, current,
+/// frequency.
+pub(super) fn meter_sample(s: &MeterSample) -> DeviceSample {
+    let (import, export) = split(s.power_w);
+    let mut values = [None; STATS];
+    values[..6].copy_from_slice(&[
+        s.power_w,
+        import,
+        export,
+        s.voltage_v,
+        s.current_a,
+        s.frequency_hz,
+    ]);
+    DeviceSample {
+        point: meter_point(s),
+        values,
+    }
+}
+
+/// Groups samples (sorted by device, then time) by device.
+pub(super) fn by_device<S>(
     samples: Vec<S>,
     key: impl Fn(&S) -> &str,
-    point: impl Fn(&S) -> Point,
-) -> BTreeMap<String, Series<S>> {
-    let mut series: BTreeMap<String, Series<S>> = BTreeMap::new();
-    for sample in samples {
-        let entry = series.entry(key(&sample).to_owned()).or_insert(Series {
-            samples: Vec::new(),
-            points: Vec::new(),
-        });
-        entry.points.push(point(&sample));
-        entry.samples.push(sample);
+    convert: impl Fn(&S) -> DeviceSample,
+) -> BTreeMap<String, Vec<DeviceSample>> {
+    let mut series: BTreeMap<String, Vec<DeviceSample>> = BTreeMap::new();
+    for sample in &samples {
+        series
+            .entry(key(sample).to_owned())
+            .or_default()
+            .push(convert(sample));
     }
     series
 }
 
-/// A device's integral over a bucket and its samples inside it; `None` when it has neither data
-/// nor a bridged interval there.
-pub(super) fn bucket_data<'a, S>(
-    series: &'a Series<S>,
-    bucket: &Bucket,
-    limits: &energy::Limits,
-    ts: impl Fn(&S) -> i64,
-) -> Option<(energy::Integral, &'a [S])> {
-    let integral = energy::integrate(&series.points, bucket.start, bucket.end, limits);
-    let inside = series.within(bucket.start, bucket.end, ts);
-    (!inside.is_empty() || integral.covered_ms > 0).then_some((integral, inside))
-}
-
-pub(super) fn inverter_figures(
-    series: &Series<EnergySample>,
-    bucket: &Bucket,
-    limits: &energy::Limits,
-) -> Option<Figures> {
-    let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
-    let [
-        mut pv,
-        mut load,
-        mut grid,
-        mut import,
-        mut export,
-        mut battery,
-        mut soc,
-    ] = stats();
-    for s in inside {
-        pv.add(s.pv_power_w);
-        load.add(s.load_power_w);
-        grid.add(s.grid_power_w);
-        let (i, e) = split(s.grid_power_w);
-        import.add(i);
-        export.add(e);
-        battery.add(s.battery_power_w);
-        soc.add(s.battery_soc_pct);
+/// An inverter's figures in an hour, from its state; `None` when the hour has no data.
+pub(super) fn inverter_figures(state: &HourState, bucket: &Bucket) -> Option<Figures> {
+    if !state.has_data() {
+        return None;
     }
+    let [pv, load, grid, import, export, battery, soc] = &state.stats;
     Some(Figures {
-        kwh: integral.energy_wh.map(kwh),
+        kwh: state.integral.energy_wh.map(kwh),
         avg_pv: pv.mean(),
         peak_pv: pv.max,
         avg_load: load.mean(),
@@ -143,40 +151,92 @@ pub(super) fn inverter_figures(
         soc_min: soc.min,
         soc_avg: soc.mean(),
         soc_max: soc.max,
-        sample_count: inside.len() as i64,
-        coverage_pct: coverage(integral.covered_ms, bucket),
+        sample_count: state.inside,
+        coverage_pct: coverage(state.integral.covered_ms, bucket),
     })
 }
 
-/// Battery energy and SOC of packs over windows: (charge kWh, discharge kWh, SOC stat), `None`
-/// when no pack had data there.
-pub(super) fn pack_windows(
-    packs: &BTreeMap<String, Series<BatteryBankSample>>,
-    windows: &[(&str, i64, i64)],
-    limits: &energy::Limits,
-) -> Option<(Option<f64>, Option<f64>, Stat)> {
-    let mut charge = None;
-    let mut discharge = None;
-    let mut soc = Stat::default();
-    let mut any = false;
-    for (pack_id, from, to) in windows {
-        let Some(series) = packs.get(*pack_id) else {
-            continue;
-        };
-        let integral = energy::integrate(&series.points, *from, *to, limits);
-        let inside = series.within(*from, *to, |s| s.ts);
-        if integral.covered_ms == 0 && inside.is_empty() {
-            continue;
-        }
-        any = true;
-        add(&mut charge, kwh(integral.energy_wh[CHARGE]));
-        add(&mut discharge, kwh(integral.energy_wh[DISCHARGE]));
-        for s in inside {
-            soc.add(s.soc_pct);
+/// An inverter's hour row from its state.
+pub(super) fn inverter_hour(
+    structure: &SystemStructure,
+    inverter_id: &str,
+    state: &HourState,
+    bucket: &Bucket,
+    at: i64,
+) -> Option<store::InverterHour> {
+    let figures = inverter_figures(state, bucket)?;
+    let array_id = structure
+        .installation
+        .inverters
+        .iter()
+        .find(|i| i.inverter_id == inverter_id)
+        .map(|i| i.array_id.clone());
+    Some(energy_row!(
+        InverterHour {
+            inverter_id: inverter_id.to_owned(),
+            hour_start: bucket.hour.unwrap_or_default(),
+            array_id: array_id,
+            system_id: structure.system.system_id.clone(),
+        },
+        bucket,
+        &figures,
+        at
+    ))
+}
+
+/// What packs give an inverter array (or the system) in an hour: battery energy and SOC.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Battery {
+    charge: Option<f64>,
+    discharge: Option<f64>,
+    soc_min: Option<f64>,
+    soc_max: Option<f64>,
+    /// SOC means weighted by their sample counts, and the counts.
+    soc_weighted: f64,
+    soc_samples: i64,
+    any: bool,
+}
+
+impl Battery {
+    /// Adds one pack's share: its charge and discharge energy, SOC range and mean over `samples`.
+    fn add(
+        &mut self,
+        charge: Option<f64>,
+        discharge: Option<f64>,
+        soc: [Option<f64>; 3],
+        samples: i64,
+    ) {
+        self.any = true;
+        add(&mut self.charge, charge);
+        add(&mut self.discharge, discharge);
+        self.soc_min = min(self.soc_min, soc[0]);
+        self.soc_max = max(self.soc_max, soc[2]);
+        if let Some(avg) = soc[1] {
+            self.soc_weighted += avg * samples as f64;
+            self.soc_samples += samples;
         }
     }
-    any.then_some((charge, discharge, soc))
+
+    fn soc_avg(&self) -> Option<f64> {
+        (self.soc_samples > 0).then(|| self.soc_weighted / self.soc_samples as f64)
+    }
 }
+
+/// Figures with the battery's energy and SOC in place of the inverters' own.
+fn with_battery(mut figures: Figures, battery: &Battery) -> Figures {
+    figures.kwh[CHARGE] = battery.charge;
+    figures.kwh[DISCHARGE] = battery.discharge;
+    if battery.soc_min.is_some() || battery.soc_avg().is_some() {
+        figures.soc_min = battery.soc_min;
+        figures.soc_max = battery.soc_max;
+        figures.soc_avg = battery.soc_avg();
+    }
+    figures
+}
+
+/// A pack's share of a window shorter than its hour (an attachment that began or ended inside
+/// the hour): from the pack's samples around the window; `None` when the pack had no data there.
+pub(super) type PartialWindow<'a> = &'a dyn Fn(&str, i64, i64) -> Option<store::PackHour>;
 
 /// Where each pack's battery array was attached during [from, to): (pack, inverter array, from, to).
 pub(super) fn pack_attachments<'a>(
@@ -220,12 +280,12 @@ pub(super) fn hour_rows(
         return Ok(rows);
     };
     let limits = &settings.limits();
-    let system_id = structure.system.system_id.as_str();
     let installation = &structure.installation;
     // The samples inside the run and one gap around it; a device with none in a margin gets its
     // nearest sample on that side looked up (it may still close an interval into the run).
     let (from, to) = (first.start - limits.gap_ms, last.end + limits.gap_ms);
-    let (mut energy, mut banks, mut meters) = store::load_samples(conn, system_id, from, to)?;
+    let (mut energy, mut banks, mut meters) =
+        store::load_samples(conn, &structure.system.system_id, from, to)?;
     let lacking = |ids: Vec<&String>, times: &dyn Fn(&str) -> Vec<i64>| {
         let mut before = Vec::new();
         let mut after = Vec::new();
@@ -288,192 +348,185 @@ pub(super) fn hour_rows(
     energy.sort_by(|a, b| (&a.inverter_id, a.ts).cmp(&(&b.inverter_id, b.ts)));
     banks.sort_by(|a, b| (&a.pack_id, a.ts).cmp(&(&b.pack_id, b.ts)));
     meters.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
-    let inverters = group(energy, |s| &s.inverter_id, inverter_point);
-    let packs = group(banks, |s| &s.pack_id, pack_point);
-    let meter_series = group(meters, |s| &s.meter_id, meter_point);
-    let array_of: BTreeMap<&str, &str> = installation
-        .inverters
-        .iter()
-        .map(|i| (i.inverter_id.as_str(), i.array_id.as_str()))
-        .collect();
+    let inverters = by_device(energy, |s| &s.inverter_id, inverter_sample);
+    let packs = by_device(banks, |s| &s.pack_id, pack_sample);
+    let meter_series = by_device(meters, |s| &s.meter_id, meter_sample);
 
+    for bucket in hours {
+        let mut hour = RollupRows::default();
+        for (inverter_id, samples) in &inverters {
+            let state = HourState::of(samples, bucket.start, bucket.end, limits);
+            hour.inverter_hours
+                .extend(inverter_hour(structure, inverter_id, &state, bucket, at));
+        }
+        for (pack_id, samples) in &packs {
+            let state = HourState::of(samples, bucket.start, bucket.end, limits);
+            hour.pack_hours
+                .extend(pack_hour(structure, pack_id, &state, bucket, at));
+        }
+        for (meter_id, samples) in &meter_series {
+            let state = HourState::of(samples, bucket.start, bucket.end, limits);
+            hour.meter_hours
+                .extend(meter_hour(structure, meter_id, &state, bucket, at));
+        }
+        let partial = |pack_id: &str, from: i64, to: i64| {
+            let samples = packs.get(pack_id)?;
+            let state = HourState::of(samples, from, to, limits);
+            let window = Bucket {
+                start: from,
+                end: to,
+                ..bucket.clone()
+            };
+            pack_hour(structure, pack_id, &state, &window, at)
+        };
+        let (arrays, system) = level_rows(structure, bucket, &hour, &partial, at);
+        rows.inverter_hours.append(&mut hour.inverter_hours);
+        rows.pack_hours.append(&mut hour.pack_hours);
+        rows.meter_hours.append(&mut hour.meter_hours);
+        rows.array_hours.extend(arrays);
+        rows.system_hours.extend(system);
+    }
+    Ok(rows)
+}
+
+/// The arrays' and the system's rows of one hour, from the rows of its devices (`hour`: every
+/// inverter, pack and meter row of the hour, each kind in device order). An inverter array sums
+/// its inverters, with battery energy and SOC from the packs attached to it during the hour (a
+/// window shorter than the hour is made by `partial`); the system sums its arrays, with grid
+/// energy from its system-level grid meters when they have some and SOC from every pack.
+pub(super) fn level_rows(
+    structure: &SystemStructure,
+    bucket: &Bucket,
+    hour: &RollupRows,
+    partial: PartialWindow<'_>,
+    at: i64,
+) -> (Vec<store::ArrayHour>, Option<store::SystemHour>) {
+    let installation = &structure.installation;
+    let system_id = structure.system.system_id.as_str();
+    let hour_of_day = bucket.hour.unwrap_or_default();
+    let mut by_array: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
+    for row in &hour.inverter_hours {
+        if let Some(array_id) = row.array_id.as_deref() {
+            by_array.entry(array_id).or_default().push(figures_of(row));
+        }
+    }
+    let pack_rows: BTreeMap<&str, &store::PackHour> = hour
+        .pack_hours
+        .iter()
+        .map(|row| (row.pack_id.as_str(), row))
+        .collect();
+    let share = |battery: &mut Battery, row: &store::PackHour| {
+        battery.add(
+            row.charge_kwh,
+            row.discharge_kwh,
+            [row.soc_min_pct, row.soc_avg_pct, row.soc_max_pct],
+            row.sample_count,
+        );
+    };
+    let windows = pack_attachments(
+        &installation.packs,
+        &installation.attachments,
+        bucket.start,
+        bucket.end,
+    );
+    let mut arrays = Vec::new();
+    let mut array_figures: Vec<Figures> = Vec::new();
+    for array in &installation.arrays {
+        let mut battery = Battery::default();
+        for (pack_id, _, from, to) in windows
+            .iter()
+            .filter(|(_, inverter_array, _, _)| *inverter_array == array.array_id)
+        {
+            if (*from, *to) == (bucket.start, bucket.end) {
+                if let Some(row) = pack_rows.get(pack_id) {
+                    share(&mut battery, row);
+                }
+            } else if let Some(row) = partial(pack_id, *from, *to) {
+                share(&mut battery, &row);
+            }
+        }
+        let inverter_sum = by_array
+            .get(array.array_id.as_str())
+            .and_then(|parts| sum_figures(parts.iter()));
+        let figures = match (inverter_sum, battery.any) {
+            (Some(figures), true) => with_battery(figures, &battery),
+            (Some(figures), false) => figures,
+            (None, true) => with_battery(Figures::default(), &battery),
+            (None, false) => continue,
+        };
+        arrays.push(energy_row!(
+            ArrayHour {
+                array_id: array.array_id.clone(),
+                hour_start: hour_of_day,
+                system_id: system_id.to_owned(),
+            },
+            bucket,
+            &figures,
+            at
+        ));
+        array_figures.push(figures);
+    }
+    let Some(mut figures) = sum_figures(array_figures.iter()) else {
+        return (arrays, None);
+    };
     let system_grid: BTreeSet<&str> = installation
         .meters
         .iter()
         .filter(|m| m.is_system_grid())
         .map(|m| m.meter_id.as_str())
         .collect();
-    for bucket in hours {
-        let hour = bucket.hour.unwrap_or_default();
-        // Inverters.
-        let mut by_array: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
-        for (inverter_id, series) in &inverters {
-            let Some(figures) = inverter_figures(series, bucket, limits) else {
-                continue;
-            };
-            let array_id = array_of.get(inverter_id.as_str()).copied();
-            rows.inverter_hours.push(energy_row!(
-                InverterHour {
-                    inverter_id: inverter_id.clone(),
-                    hour_start: hour,
-                    array_id: array_id.map(str::to_owned),
-                    system_id: system_id.to_owned(),
-                },
-                bucket,
-                &figures,
-                at
-            ));
-            if let Some(array_id) = array_id {
-                by_array.entry(array_id).or_default().push(figures);
-            }
-        }
-        // Packs.
-        for (pack_id, series) in &packs {
-            if let Some(row) = pack_hour(structure, pack_id, series, bucket, limits, at) {
-                rows.pack_hours.push(row);
-            }
-        }
-        // Meters; the system-level grid meters' energy, when they have some, is the system's grid.
-        let mut grid: Option<[Option<f64>; 2]> = None;
-        for (meter_id, series) in &meter_series {
-            if let Some(row) = meter_hour(structure, meter_id, series, bucket, limits, at) {
-                if system_grid.contains(meter_id.as_str()) && row.import_kwh.is_some() {
-                    let [import, export] = grid.get_or_insert([None, None]);
-                    add(import, row.import_kwh);
-                    add(export, row.export_kwh);
-                }
-                rows.meter_hours.push(row);
-            }
-        }
-        // Arrays: their inverters, and the packs attached to them at the time.
-        let windows = pack_attachments(
-            &installation.packs,
-            &installation.attachments,
-            bucket.start,
-            bucket.end,
-        );
-        let mut array_figures: Vec<Figures> = Vec::new();
-        for array in &installation.arrays {
-            let own: Vec<(&str, i64, i64)> = windows
-                .iter()
-                .filter(|(_, inverter_array, _, _)| *inverter_array == array.array_id)
-                .map(|(pack, _, from, to)| (*pack, *from, *to))
-                .collect();
-            let battery = pack_windows(&packs, &own, limits);
-            let inverter_sum = by_array
-                .get(array.array_id.as_str())
-                .and_then(|parts| sum_figures(parts.iter()));
-            let figures = match (inverter_sum, &battery) {
-                (Some(figures), _) => with_battery(figures, battery),
-                (None, Some(_)) => with_battery(Figures::default(), battery),
-                (None, None) => continue,
-            };
-            rows.array_hours.push(energy_row!(
-                ArrayHour {
-                    array_id: array.array_id.clone(),
-                    hour_start: hour,
-                    system_id: system_id.to_owned(),
-                },
-                bucket,
-                &figures,
-                at
-            ));
-            array_figures.push(figures);
-        }
-        // The system: its arrays, with grid energy from system-level grid meters when they have it.
-        if let Some(mut figures) = sum_figures(array_figures.iter()) {
-            if let Some([import, export]) = grid {
-                figures.kwh[IMPORT] = import;
-                figures.kwh[EXPORT] = export;
-            }
-            let all: Vec<(&str, i64, i64)> = packs
-                .keys()
-                .map(|pack| (pack.as_str(), bucket.start, bucket.end))
-                .collect();
-            if let Some((_, _, soc)) = pack_windows(&packs, &all, limits)
-                && soc.count > 0
-            {
-                figures.soc_min = soc.min;
-                figures.soc_max = soc.max;
-                figures.soc_avg = soc.mean();
-            }
-            rows.system_hours.push(energy_row!(
-                SystemHour {
-                    system_id: system_id.to_owned(),
-                    hour_start: hour,
-                },
-                bucket,
-                &figures,
-                at
-            ));
+    let mut grid: Option<[Option<f64>; 2]> = None;
+    for row in &hour.meter_hours {
+        if system_grid.contains(row.meter_id.as_str()) && row.import_kwh.is_some() {
+            let [import, export] = grid.get_or_insert([None, None]);
+            add(import, row.import_kwh);
+            add(export, row.export_kwh);
         }
     }
-    Ok(rows)
-}
-
-/// A device's power in a bucket (both directions apart) and other measured values.
-struct PowerStats<const N: usize> {
-    power: Stat,
-    /// Power > 0: discharging, importing.
-    positive: Stat,
-    /// Power < 0, as a positive number: charging, exporting.
-    negative: Stat,
-    other: [Stat; N],
-}
-
-fn power_stats<S, const N: usize>(
-    samples: &[S],
-    power: fn(&S) -> Option<f64>,
-    other: [fn(&S) -> Option<f64>; N],
-) -> PowerStats<N> {
-    let mut stats = PowerStats {
-        power: Stat::default(),
-        positive: Stat::default(),
-        negative: Stat::default(),
-        other: std::array::from_fn(|_| Stat::default()),
-    };
-    for sample in samples {
-        let value = power(sample);
-        stats.power.add(value);
-        let (positive, negative) = split(value);
-        stats.positive.add(positive);
-        stats.negative.add(negative);
-        for (stat, read) in stats.other.iter_mut().zip(other) {
-            stat.add(read(sample));
-        }
+    if let Some([import, export]) = grid {
+        figures.kwh[IMPORT] = import;
+        figures.kwh[EXPORT] = export;
     }
-    stats
+    let mut packs = Battery::default();
+    for row in &hour.pack_hours {
+        share(&mut packs, row);
+    }
+    if packs.soc_samples > 0 {
+        figures.soc_min = packs.soc_min;
+        figures.soc_max = packs.soc_max;
+        figures.soc_avg = packs.soc_avg();
+    }
+    let system = energy_row!(
+        SystemHour {
+            system_id: system_id.to_owned(),
+            hour_start: hour_of_day,
+        },
+        bucket,
+        &figures,
+        at
+    );
+    (arrays, Some(system))
 }
 
+/// A pack's hour row from its state (or a window's, for an attachment that began or ended inside
+/// the hour); `None` when it has no data there.
 pub(super) fn pack_hour(
     structure: &SystemStructure,
     pack_id: &str,
-    series: &Series<BatteryBankSample>,
+    state: &HourState,
     bucket: &Bucket,
-    limits: &energy::Limits,
     at: i64,
 ) -> Option<store::PackHour> {
-    let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
-    let PowerStats {
-        power,
-        positive: discharge,
-        negative: charge,
-        other: [voltage, current, temperature, soc],
-    } = power_stats(
-        inside,
-        |s| s.power_w,
-        [
-            |s| s.voltage_v,
-            |s| s.current_a,
-            |s| s.temperature_c,
-            |s| s.soc_pct,
-        ],
-    );
+    if !state.has_data() {
+        return None;
+    }
+    let [power, discharge, charge, voltage, current, temperature, soc] = &state.stats;
     let pack = structure
         .installation
         .packs
         .iter()
         .find(|p| p.pack_id == pack_id);
+    let energy = &state.integral.energy_wh;
     Some(store::PackHour {
         pack_id: pack_id.to_owned(),
         hour_start: bucket.hour.unwrap_or_default(),
@@ -482,8 +535,8 @@ pub(super) fn pack_hour(
         date: bucket.date.clone(),
         battery_array_id: pack.and_then(|p| p.battery_array_id.clone()),
         system_id: structure.system.system_id.clone(),
-        charge_kwh: kwh(integral.energy_wh[CHARGE]),
-        discharge_kwh: kwh(integral.energy_wh[DISCHARGE]),
+        charge_kwh: kwh(energy[CHARGE]),
+        discharge_kwh: kwh(energy[DISCHARGE]),
         avg_power_w: power.mean(),
         peak_charge_w: charge.max,
         peak_discharge_w: discharge.max,
@@ -494,34 +547,27 @@ pub(super) fn pack_hour(
         soc_min_pct: soc.min,
         soc_avg_pct: soc.mean(),
         soc_max_pct: soc.max,
-        sample_count: inside.len() as i64,
-        coverage_pct: coverage(integral.covered_ms, bucket),
+        sample_count: state.inside,
+        coverage_pct: coverage(state.integral.covered_ms, bucket),
         updated_at: at,
         source: store::FROM_SAMPLES.to_owned(),
     })
 }
 
+/// A meter's hour row from its state; `None` when the hour has no data.
 pub(super) fn meter_hour(
     structure: &SystemStructure,
     meter_id: &str,
-    series: &Series<MeterSample>,
+    state: &HourState,
     bucket: &Bucket,
-    limits: &energy::Limits,
     at: i64,
 ) -> Option<store::MeterHour> {
-    let (integral, inside) = bucket_data(series, bucket, limits, |s| s.ts)?;
-    let PowerStats {
-        power,
-        positive: import,
-        negative: export,
-        other: [voltage, current, frequency],
-    } = power_stats(
-        inside,
-        |s| s.power_w,
-        [|s| s.voltage_v, |s| s.current_a, |s| s.frequency_hz],
-    );
-    let import_kwh = kwh(integral.energy_wh[IMPORT]);
-    let export_kwh = kwh(integral.energy_wh[EXPORT]);
+    if !state.has_data() {
+        return None;
+    }
+    let [power, import, export, voltage, current, frequency, _] = &state.stats;
+    let import_kwh = kwh(state.integral.energy_wh[IMPORT]);
+    let export_kwh = kwh(state.integral.energy_wh[EXPORT]);
     let meter = structure
         .installation
         .meters
@@ -544,8 +590,8 @@ pub(super) fn meter_hour(
         avg_voltage_v: voltage.mean(),
         avg_current_a: current.mean(),
         avg_frequency_hz: frequency.mean(),
-        sample_count: inside.len() as i64,
-        coverage_pct: coverage(integral.covered_ms, bucket),
+        sample_count: state.inside,
+        coverage_pct: coverage(state.integral.covered_ms, bucket),
         updated_at: at,
         source: store::FROM_SAMPLES.to_owned(),
     })

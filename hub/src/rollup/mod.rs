@@ -13,6 +13,7 @@
 mod figures;
 pub mod carried;
 mod days;
+mod device_hours;
 pub mod energy;
 pub mod history;
 mod hours;
