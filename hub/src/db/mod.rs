@@ -5,7 +5,10 @@
 //! [`Database::run`], which moves the work onto tokio's blocking pool. Nothing here may hand diesel
 //! types or SQL text to callers: errors leave as [`DbError`].
 
+#[macro_use]
+mod raw_sql;
 pub mod admin;
+pub mod aggregates;
 pub mod cascade;
 pub mod catalog;
 pub mod cluster;

@@ -5,7 +5,8 @@ use solarhub_proto::tonic::{self, Request, Response, Status};
 use solarhub_proto::v1 as proto;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::db::retention::{AggregatedDevice, HourlyDevice, HourlyScope};
+use crate::db::aggregates::AggregateKind;
+use crate::rollup::history::AggregateScope;
 use crate::db::rollups::{self as store, DeviceScope, EnergyScope, EnergyView, Level};
 use crate::rollup::history::History;
 
@@ -69,6 +70,9 @@ fn bounded_range(request: Option<proto::TimeRange>) -> Result<(i64, i64), Status
     }
     Ok((from, to))
 }
+
+/// A local hour's length (the hourly aggregates' buckets).
+const HOUR_MS: i64 = 3_600_000;
 
 fn hour(hour: Option<i32>) -> i32 {
     hour.unwrap_or_default()
@@ -237,7 +241,7 @@ impl HistoryApi {
     async fn battery_device_hourly(
         &self,
         request: proto::BatteryDeviceHourlyRequest,
-        kind: HourlyDevice,
+        kind: AggregateKind,
     ) -> Result<proto::BatteryDeviceHourly, Status> {
         /// The most points one answer carries: about 3.5 MB, under the 4 MB a gRPC client takes
         /// by default (a month of a 16-cell pack is 11,520 points; a year of one cell 8,784).
@@ -246,29 +250,27 @@ impl HistoryApi {
             ("pack_id", request.pack_id),
             ("battery_id", request.battery_id),
         ];
-        match kind {
-            HourlyDevice::Cell => ids.push(("cell_id", request.cell_id)),
-            HourlyDevice::BatteryUnit if !request.cell_id.is_empty() => {
-                return Err(invalid(
-                    "cell_id",
-                    "a battery's history has no cells: set pack_id or battery_id",
-                ));
-            }
-            HourlyDevice::BatteryUnit => {}
+        let cells = kind == AggregateKind::Cell;
+        if cells {
+            ids.push(("cell_id", request.cell_id));
+        } else if !request.cell_id.is_empty() {
+            return Err(invalid(
+                "cell_id",
+                "a battery's history has no cells: set pack_id or battery_id",
+            ));
         }
         let named: Vec<(&str, &str)> = ids.iter().map(|(name, id)| (*name, id.as_str())).collect();
         let which = one_of(&named)?;
-        let scope = match (which, kind) {
-            (0, _) => HourlyScope::Pack,
-            (1, HourlyDevice::BatteryUnit) => HourlyScope::Device,
-            (1, HourlyDevice::Cell) => HourlyScope::Battery,
-            _ => HourlyScope::Device,
+        let scope = match which {
+            0 => AggregateScope::Pack,
+            1 if cells => AggregateScope::Battery,
+            _ => AggregateScope::Device,
         };
         let id = ids.swap_remove(which).1;
         let (from, to) = bounded_range(request.range)?;
         let points = self
             .history
-            .battery_device_hourly(kind, scope, id, from, to, MOST_POINTS + 1)
+            .aggregates(kind, scope, id, from, to, MOST_POINTS + 1)
             .await
             .map_err(status)?;
         if points.len() > MOST_POINTS {
@@ -282,19 +284,28 @@ impl HistoryApi {
         Ok(proto::BatteryDeviceHourly {
             points: points
                 .into_iter()
-                .map(|point| proto::BatteryDeviceHour {
-                    device_id: point.device_id,
-                    battery_id: point.battery_id,
-                    pack_id: point.pack_id,
-                    system_id: point.system_id,
-                    start: Some(timestamp(point.ts)),
-                    end: Some(timestamp(point.end)),
-                    samples: point.samples,
-                    fields: point
-                        .fields
-                        .into_iter()
-                        .map(|(name, value)| (name.to_owned(), value))
-                        .collect(),
+                .map(|point| {
+                    // Cells carry battery, pack, system; batteries carry pack, system.
+                    let mut parents = point.parents.into_iter();
+                    let battery_id = if cells {
+                        parents.next().unwrap_or_default()
+                    } else {
+                        point.device.clone()
+                    };
+                    proto::BatteryDeviceHour {
+                        device_id: point.device,
+                        battery_id,
+                        pack_id: parents.next().unwrap_or_default(),
+                        system_id: parents.next().unwrap_or_default(),
+                        start: Some(timestamp(point.ts)),
+                        end: Some(timestamp(point.ts + HOUR_MS)),
+                        samples: point.samples,
+                        fields: point
+                            .fields
+                            .into_iter()
+                            .map(|(name, value)| (name.to_owned(), value))
+                            .collect(),
+                    }
                 })
                 .collect(),
         })
@@ -396,14 +407,22 @@ impl proto::history_service_server::HistoryService for HistoryApi {
             ("meter_id", &request.meter_id),
             ("pack_id", &request.pack_id),
         ])? {
-            0 => (AggregatedDevice::Inverter, request.inverter_id),
-            1 => (AggregatedDevice::Meter, request.meter_id),
-            _ => (AggregatedDevice::Pack, request.pack_id),
+            0 => (AggregateKind::Inverter, request.inverter_id),
+            1 => (AggregateKind::Meter, request.meter_id),
+            _ => (AggregateKind::Pack, request.pack_id),
         };
         let (from, to) = bounded_range(request.range)?;
+        // A year of 5-minute buckets at most.
         let points = self
             .history
-            .five_minute(kind, device_id, from, to)
+            .aggregates(
+                kind,
+                AggregateScope::Device,
+                device_id,
+                from,
+                to,
+                366 * 288,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(proto::FiveMinuteSeries {
@@ -427,7 +446,7 @@ impl proto::history_service_server::HistoryService for HistoryApi {
         request: Request<proto::BatteryDeviceHourlyRequest>,
     ) -> Result<Response<proto::BatteryDeviceHourly>, Status> {
         Ok(Response::new(
-            self.battery_device_hourly(request.into_inner(), HourlyDevice::Cell)
+            self.battery_device_hourly(request.into_inner(), AggregateKind::Cell)
                 .await?,
         ))
     }
@@ -437,7 +456,7 @@ impl proto::history_service_server::HistoryService for HistoryApi {
         request: Request<proto::BatteryDeviceHourlyRequest>,
     ) -> Result<Response<proto::BatteryDeviceHourly>, Status> {
         Ok(Response::new(
-            self.battery_device_hourly(request.into_inner(), HourlyDevice::BatteryUnit)
+            self.battery_device_hourly(request.into_inner(), AggregateKind::BatteryUnit)
                 .await?,
         ))
     }

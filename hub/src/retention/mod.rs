@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::db::retention::{self as store, BUCKET_MS, Origin, RowSpan, SampleTable};
-use crate::db::rollups::{lock_system_for_roll, sample_span};
+use crate::db::retention::{self as store, Origin, RowSpan, SampleTable};
+use crate::db::rollups::lock_system_for_roll;
 use crate::db::{Database, DbError};
 use crate::time_ranges::TimeRanges;
 pub use policy::{Keep, Policy, PolicyError};
@@ -47,8 +47,6 @@ pub const DEFAULT_EVERY: Duration = Duration::from_secs(600);
 const WAITING_SAID_EVERY: Duration = Duration::from_secs(3_600);
 /// SQLite pages handed back to the file system per transaction.
 const PAGES_PER_STEP: u32 = 2_000;
-/// The 5-minute aggregates of existing samples are made a day per transaction.
-const AGGREGATE_CHUNK_MS: i64 = 24 * 3_600_000;
 
 /// Retention as a hub runs it.
 #[derive(Debug, Clone)]
@@ -207,19 +205,16 @@ async fn make_aggregates(
     let made = database
         .run(move |conn| store::aggregates_made(conn, &id))
         .await?;
-    let (five_minute, hourly) = SampleTable::AGGREGATES.split_at(3);
-    let mut any = false;
-    if !five_minute.iter().all(|table| made.contains(table)) {
-        make_five_minute_aggregates(database, system_id, rest_factor).await?;
-        mark_made(database, system_id, five_minute).await?;
-        any = true;
+    let missing: Vec<SampleTable> = SampleTable::AGGREGATES
+        .into_iter()
+        .filter(|table| !made.contains(table))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
     }
-    if !hourly.iter().all(|table| made.contains(table)) {
-        make_hourly_aggregates(database, system_id, rest_factor).await?;
-        mark_made(database, system_id, hourly).await?;
-        any = true;
-    }
-    Ok(any)
+    make_aggregates_of(database, system_id, &missing, rest_factor).await?;
+    mark_made(database, system_id, &missing).await?;
+    Ok(true)
 }
 
 async fn mark_made(
@@ -238,55 +233,28 @@ async fn mark_made(
         .await
 }
 
-/// The 5-minute aggregates of every inverter, meter and pack sample of `system_id`, a day per
+/// The aggregates of every sample of `system_id` in `tables`' raw tables, a day of local hours per
 /// transaction.
-async fn make_five_minute_aggregates(
+async fn make_aggregates_of(
     database: &Database,
     system_id: &str,
+    tables: &[SampleTable],
     rest_factor: u32,
 ) -> Result<(), DbError> {
-    let id = system_id.to_owned();
-    let Some((first, last)) = database.run(move |conn| sample_span(conn, &id)).await? else {
-        return Ok(());
-    };
-    let end = last.div_euclid(BUCKET_MS) * BUCKET_MS + BUCKET_MS;
-    let mut from = first.div_euclid(BUCKET_MS) * BUCKET_MS;
-    tracing::info!(
-        system = system_id,
-        "making the 5-minute aggregates of the samples stored before retention ran"
+    let (id, raw): (String, Vec<SampleTable>) = (
+        system_id.to_owned(),
+        tables.iter().filter_map(|t| t.aggregated_from()).collect(),
     );
-    while from < end {
-        let to = (from + AGGREGATE_CHUNK_MS).min(end);
-        let id = system_id.to_owned();
-        let started = std::time::Instant::now();
-        database
-            .run_write(move |conn| {
-                lock_system_for_roll(conn, &id)?;
-                store::aggregate(conn, &id, from, to)
-            })
-            .await?;
-        from = to;
-        rest(started, rest_factor).await;
-    }
-    Ok(())
-}
-
-/// The hourly aggregates of every battery unit and cell sample of `system_id`, in the local hours
-/// of its zone, a day of hours per transaction.
-async fn make_hourly_aggregates(
-    database: &Database,
-    system_id: &str,
-    rest_factor: u32,
-) -> Result<(), DbError> {
-    let id = system_id.to_owned();
     let found = database
         .run(move |conn| {
-            let spans = [
-                store::span_of_system(conn, SampleTable::Unit, &id)?,
-                store::span_of_system(conn, SampleTable::Cell, &id)?,
-            ];
-            let first = spans.iter().flatten().map(|s| s.0).min();
-            let last = spans.iter().flatten().map(|s| s.1).max();
+            let mut first = None;
+            let mut last = None;
+            for table in raw {
+                if let Some((oldest, newest)) = store::span_of_system(conn, table, &id)? {
+                    first = Some(first.map_or(oldest, |f: i64| f.min(oldest)));
+                    last = Some(last.map_or(newest, |l: i64| l.max(newest)));
+                }
+            }
             let (systems, _) = crate::db::catalog::load_structure(conn, &id)?;
             Ok(first
                 .zip(last)
@@ -298,19 +266,22 @@ async fn make_hourly_aggregates(
     };
     tracing::info!(
         system = system_id,
-        "making the hourly aggregates of the battery unit and cell samples stored before"
+        "making the aggregates of the samples stored before retention ran"
     );
     let hours: Vec<(i64, i64)> = crate::local_time::hours(tz, first, last + 1)
         .into_iter()
         .map(|hour| (hour.start, hour.end))
         .collect();
     for chunk in hours.chunks(24) {
-        let (id, chunk) = (system_id.to_owned(), chunk.to_vec());
+        let (Some(from), Some(to)) = (chunk.first().map(|h| h.0), chunk.last().map(|h| h.1)) else {
+            continue;
+        };
+        let id = system_id.to_owned();
         let started = std::time::Instant::now();
         database
             .run_write(move |conn| {
                 lock_system_for_roll(conn, &id)?;
-                store::aggregate_hours(conn, &id, &chunk)
+                crate::rollup::remake_aggregates(conn, &id, tz, from, to)
             })
             .await?;
         rest(started, rest_factor).await;

@@ -6,16 +6,22 @@ use crate::catalog::{
 };
 use crate::catalog::{CatalogError, Repository};
 use crate::db::Database;
-use crate::db::retention::{
-    AggregatedDevice, FiveMinutePoint, HourlyDevice, HourlyPoint, HourlyScope, five_minute_points,
-    hourly_points,
-};
+use crate::db::aggregates::{AggregateKind, AggregatePoint, points, table_of};
 use crate::db::rollups::{
     self as store, DeviceScope, EnergyScope, EnergyView, Level, MeterDay, MeterHour, PackDay,
     PackHour,
 };
 
 use super::{RollReport, Settings};
+
+/// Which of an aggregate table's rows an id names: one device's, or a pack's or a battery's
+/// devices'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateScope {
+    Device,
+    Pack,
+    Battery,
+}
 
 #[derive(Clone)]
 pub struct History {
@@ -69,57 +75,46 @@ impl History {
             .await?)
     }
 
-    /// One device's 5-minute points whose bucket starts in [from, to), from the 5-minute
-    /// aggregates (NOT_FOUND for a device the catalog does not have).
-    pub async fn five_minute(
+    /// The aggregate buckets of `kind` whose `scope` is `id` and whose start is in [from, to),
+    /// by device then time, at most `limit`: one inverter's, meter's or pack's 5-minute points,
+    /// or the hourly ones of a pack's, a battery's or one cell's (NOT_FOUND for an id the
+    /// catalog does not have).
+    pub async fn aggregates(
         &self,
-        kind: AggregatedDevice,
-        device_id: String,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<FiveMinutePoint>, CatalogError> {
-        match kind {
-            AggregatedDevice::Inverter => {
-                drop(self.repository.get::<Inverter>(device_id.clone()).await?)
-            }
-            AggregatedDevice::Meter => drop(self.repository.get::<Meter>(device_id.clone()).await?),
-            AggregatedDevice::Pack => drop(
-                self.repository
-                    .get::<BatteryPack>(device_id.clone())
-                    .await?,
-            ),
-        }
-        Ok(self
-            .database
-            .run(move |conn| five_minute_points(conn, kind, &device_id, from, to))
-            .await?)
-    }
-
-    /// The hourly aggregates of the battery units or cells `scope` names whose hour starts in
-    /// [from, to), at most `limit` (NOT_FOUND for a pack, battery or cell the catalog does not
-    /// have).
-    pub async fn battery_device_hourly(
-        &self,
-        kind: HourlyDevice,
-        scope: HourlyScope,
+        kind: AggregateKind,
+        scope: AggregateScope,
         id: String,
         from: i64,
         to: i64,
         limit: usize,
-    ) -> Result<Vec<HourlyPoint>, CatalogError> {
-        match scope {
-            HourlyScope::Pack => drop(self.repository.get::<BatteryPack>(id.clone()).await?),
-            HourlyScope::Battery => drop(self.repository.get::<Battery>(id.clone()).await?),
-            HourlyScope::Device => match kind {
-                HourlyDevice::Cell => drop(self.repository.get::<BatteryCell>(id.clone()).await?),
-                HourlyDevice::BatteryUnit => {
-                    drop(self.repository.get::<Battery>(id.clone()).await?)
-                }
-            },
+    ) -> Result<Vec<AggregatePoint>, CatalogError> {
+        let repository = &self.repository;
+        match (scope, kind) {
+            (AggregateScope::Pack, _) | (AggregateScope::Device, AggregateKind::Pack) => {
+                drop(repository.get::<BatteryPack>(id.clone()).await?)
+            }
+            (AggregateScope::Battery, _) | (AggregateScope::Device, AggregateKind::BatteryUnit) => {
+                drop(repository.get::<Battery>(id.clone()).await?)
+            }
+            (AggregateScope::Device, AggregateKind::Cell) => {
+                drop(repository.get::<BatteryCell>(id.clone()).await?)
+            }
+            (AggregateScope::Device, AggregateKind::Inverter) => {
+                drop(repository.get::<Inverter>(id.clone()).await?)
+            }
+            (AggregateScope::Device, AggregateKind::Meter) => {
+                drop(repository.get::<Meter>(id.clone()).await?)
+            }
         }
+        let table = table_of(kind);
+        let column = match scope {
+            AggregateScope::Pack => "pack_id",
+            AggregateScope::Battery => "battery_id",
+            AggregateScope::Device => table.device,
+        };
         Ok(self
             .database
-            .run(move |conn| hourly_points(conn, kind, scope, &id, from, to, limit))
+            .run(move |conn| points(conn, table, column, &id, from, to, limit))
             .await?)
     }
 

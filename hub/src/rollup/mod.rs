@@ -11,6 +11,7 @@
 
 #[macro_use]
 mod figures;
+mod aggregates;
 pub mod carried;
 mod days;
 mod device_hours;
@@ -169,11 +170,8 @@ fn roll_hours(
     store::delete_rows(conn, system_id, first.start, last.end, Level::Hours)?;
     store::delete_superseded_legacy(conn, &rows)?;
     store::insert_rows(conn, &rows)?;
-    // The 5-minute aggregates of the same hours, and the hourly ones of battery units and cells,
-    // kept when retention deletes the samples.
-    retention::aggregate(conn, system_id, first.start, last.end)?;
-    let spans: Vec<(i64, i64)> = hours.iter().map(|hour| (hour.start, hour.end)).collect();
-    retention::aggregate_hours(conn, system_id, &spans)?;
+    // The aggregates of the same hours, kept when retention deletes the samples.
+    remake_aggregates(conn, system_id, structure.tz, first.start, last.end)?;
     let mut report = RollReport {
         hours: hours.len(),
         days: 0,
@@ -195,6 +193,60 @@ fn roll_hours(
         report.rows += row_count(&rows);
     }
     Ok(report)
+}
+
+/// Makes again, from the raw samples, every aggregate bucket of `system_id` in [from, to) (on
+/// local hour edges) whose raw samples are all there: a bucket whose samples retention may have
+/// deleted keeps its stored row. Call inside a transaction.
+pub fn remake_aggregates(
+    conn: &mut DbConnection,
+    system_id: &str,
+    tz: Tz,
+    from: i64,
+    to: i64,
+) -> Result<(), DbError> {
+    use crate::db::aggregates::{self as stored, AGGREGATES};
+    let packs = crate::db::catalog::load_structure(conn, system_id)?
+        .1
+        .packs
+        .into_iter()
+        .map(|pack| pack.pack_id);
+    let packs: Vec<String> = packs.collect();
+    for table in &AGGREGATES {
+        let groups: Vec<&str> = if table.group == "pack_id" {
+            packs.iter().map(String::as_str).collect()
+        } else {
+            vec![system_id]
+        };
+        for group in groups {
+            let gone = retention::gone(conn, table.raw, group)?;
+            let inputs = stored::inputs(conn, table, group, from, to)?;
+            let made = aggregates::buckets(table, tz, &inputs);
+            if !gone.overlaps(from, to) {
+                stored::clear(conn, table, group, from, to)?;
+                let rows: Vec<_> = made.iter().map(|bucket| bucket.output(table)).collect();
+                stored::store(conn, table, &rows)?;
+                continue;
+            }
+            // Bucket by bucket: only those whose samples are all there.
+            let mut start = from;
+            while start < to {
+                let (bucket_start, bucket_end) = aggregates::bucket_of(table, tz, start);
+                let end = bucket_end.min(to);
+                if !gone.overlaps(bucket_start, bucket_end) {
+                    stored::clear(conn, table, group, start, end)?;
+                }
+                start = end;
+            }
+            let rows: Vec<_> = made
+                .iter()
+                .filter(|bucket| !gone.overlaps(bucket.start, bucket.end))
+                .map(|bucket| bucket.output(table))
+                .collect();
+            stored::store(conn, table, &rows)?;
+        }
+    }
+    Ok(())
 }
 
 /// Splits sorted, distinct hour buckets into runs of consecutive hours.
