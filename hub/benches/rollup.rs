@@ -124,7 +124,14 @@ fn run(backend: &str, url: DatabaseUrl, days: i64) -> anyhow::Result<()> {
     let (rolled, queries) = db::count_queries(&mut conn, |conn| {
         let pending = solarhub_hub::rollup::pending_by_system(conn)?;
         in_transaction(conn, |conn| {
-            solarhub_hub::rollup::roll_pending_of(conn, "home", &pending["home"], settings)
+            solarhub_hub::rollup::incremental::roll_system(
+                conn,
+                "home",
+                &pending["home"],
+                settings,
+                &Default::default(),
+            )
+            .map(|rolled| rolled.report)
         })
     });
     let rolled = rolled?;

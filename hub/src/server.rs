@@ -116,12 +116,14 @@ pub async fn serve_with(
             stopped(),
         ));
     }
+    let roller_metrics = crate::metrics::RollerMetrics::default();
     if let Some(every) = options.rollup_every {
         tokio::spawn(crate::rollup::roller::run(
             database.clone(),
             every,
             crate::rollup::Settings::default(),
             leadership.clone(),
+            roller_metrics.clone(),
             stopped(),
         ));
     }
@@ -169,6 +171,7 @@ pub async fn serve_with(
                 rpc,
                 bridge,
                 retention,
+                options.rollup_every.is_some().then_some(&roller_metrics),
             );
             Some(
                 solarhub_proto::ops::serve_metrics(listen, std::sync::Arc::new(registry))

@@ -89,7 +89,11 @@ pub const AGGREGATES: [AggregateTable; 5] = [
             ("load_energy_total_wh", Highest, "load_energy_total_wh"),
             ("grid_import_total_wh", Highest, "grid_import_total_wh"),
             ("grid_export_total_wh", Highest, "grid_export_total_wh"),
-            ("battery_charge_total_wh", Highest, "battery_charge_total_wh"),
+            (
+                "battery_charge_total_wh",
+                Highest,
+                "battery_charge_total_wh",
+            ),
             (
                 "battery_discharge_total_wh",
                 Highest,
@@ -285,11 +289,12 @@ fn parents_selected(table: &AggregateTable) -> String {
 }
 
 /// The raw samples `table` is made from whose group (`table.group`) is `group` and whose time is
-/// in [from, to), in (device, time) order.
+/// in [from, to), in (device, time) order; only `device`'s when given (a 5-minute table's device).
 pub fn inputs(
     conn: &mut DbConnection,
     table: &AggregateTable,
     group: &str,
+    device: Option<&str>,
     from: i64,
     to: i64,
 ) -> Result<Vec<AggregateInput>, DbError> {
@@ -300,7 +305,8 @@ pub fn inputs(
         InputRow,
         format!(
             "SELECT {device} AS device, {parents}, ts, {values} FROM {raw} \
-             WHERE {group} = $1 AND ts >= $2 AND ts < $3 ORDER BY {device}, ts",
+             WHERE {group} = $1 AND ts >= $2 AND ts < $3 AND ($4 = '' OR {device} = $4) \
+             ORDER BY {device}, ts",
             device = table.device,
             parents = parents_selected(table),
             values = values.join(", "),
@@ -310,6 +316,7 @@ pub fn inputs(
         Text => group,
         BigInt => from,
         BigInt => to,
+        Text => device.unwrap_or(""),
     )?;
     Ok(rows
         .into_iter()
@@ -322,24 +329,27 @@ pub fn inputs(
         .collect())
 }
 
-/// Deletes the stored buckets of `group` that start in [from, to).
+/// Deletes the stored buckets of `group` that start in [from, to); only `device`'s when given.
 pub fn clear(
     conn: &mut DbConnection,
     table: &AggregateTable,
     group: &str,
+    device: Option<&str>,
     from: i64,
     to: i64,
 ) -> Result<(), DbError> {
     execute!(
         conn,
         format!(
-            "DELETE FROM {} WHERE {} = $1 AND ts >= $2 AND ts < $3",
+            "DELETE FROM {} WHERE {} = $1 AND ts >= $2 AND ts < $3 AND ($4 = '' OR {} = $4)",
             table.table.name(),
-            table.group
+            table.group,
+            table.device,
         ),
         Text => group,
         BigInt => from,
         BigInt => to,
+        Text => device.unwrap_or(""),
     )?;
     Ok(())
 }

@@ -260,6 +260,110 @@ pub fn load_rows(
     Ok(rows)
 }
 
+/// Some of a system's rollup rows: those of these inverters, packs and meters, and (when
+/// `levels`) its arrays' and its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowsOf {
+    pub inverters: Vec<String>,
+    pub packs: Vec<String>,
+    pub meters: Vec<String>,
+    pub levels: bool,
+}
+
+impl RowsOf {
+    /// The ids of the devices whose rows `field` holds; `None` for the arrays' and the system's.
+    fn ids(&self, field: &str) -> Option<&[String]> {
+        if field.starts_with("inverter") {
+            Some(&self.inverters)
+        } else if field.starts_with("pack") {
+            Some(&self.packs)
+        } else if field.starts_with("meter") {
+            Some(&self.meters)
+        } else {
+            None
+        }
+    }
+
+    fn wants(&self, field: &str) -> bool {
+        match self.ids(field) {
+            Some(ids) => !ids.is_empty(),
+            None => self.levels,
+        }
+    }
+}
+
+/// [`load_rows`] of `only` the rows `RowsOf` names.
+pub fn load_rows_of(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+    level: Level,
+    only: &RowsOf,
+) -> Result<RollupRows, DbError> {
+    let mut rows = RollupRows::default();
+    macro_rules! load {
+        ($field:ident, $row:ident, $table:ident, $key:ident) => {
+            let field = stringify!($field);
+            if field.ends_with("hours") == (level == Level::Hours) && only.wants(field) {
+                use schema::$table::dsl as t;
+                let query = t::$table
+                    .filter(t::system_id.eq(system_id))
+                    .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
+                    .order((t::$key, t::bucket_start))
+                    .select($row::as_select());
+                rows.$field = match only.ids(field) {
+                    Some(ids) => query.filter(t::$key.eq_any(ids)).load(conn)?,
+                    None => query.load(conn)?,
+                };
+            }
+        };
+    }
+    per_table!(load);
+    Ok(rows)
+}
+
+/// [`delete_rows`] of `only` the rows `RowsOf` names.
+pub fn delete_rows_of(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+    level: Level,
+    only: &RowsOf,
+) -> Result<(), DbError> {
+    use diesel::connection::SimpleConnection;
+    let system_id = checked_id(system_id)?;
+    let mut statements = String::new();
+    macro_rules! delete {
+        ($field:ident, $row:ident, $table:ident, $key:ident) => {
+            let field = stringify!($field);
+            if field.ends_with("hours") == (level == Level::Hours) && only.wants(field) {
+                let which = match only.ids(field) {
+                    Some(ids) => {
+                        let quoted: Vec<String> = ids
+                            .iter()
+                            .map(|id| checked_id(id).map(|id| format!("'{id}'")))
+                            .collect::<Result<_, _>>()?;
+                        format!(" AND {} IN ({})", stringify!($key), quoted.join(", "))
+                    }
+                    None => String::new(),
+                };
+                statements.push_str(&format!(
+                    "DELETE FROM {} WHERE system_id = '{system_id}' AND bucket_start < {to} \
+                     AND bucket_end > {from} AND source = '{FROM_SAMPLES}'{which};",
+                    stringify!($table)
+                ));
+            }
+        };
+    }
+    per_table!(delete);
+    if !statements.is_empty() {
+        conn.batch_execute(&statements)?;
+    }
+    Ok(())
+}
+
 /// The tables of one level.
 fn tables(level: Level) -> [&'static str; 5] {
     match level {
@@ -766,7 +870,7 @@ pub fn edge_samples(
 }
 
 /// Which sample table a device's samples are in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeviceKind {
     Inverter,
     Pack,
@@ -804,6 +908,108 @@ pub fn neighbour_times(
         DeviceKind::Inverter => nearest!(energy_samples, inverter_id),
         DeviceKind::Pack => nearest!(battery_bank_samples, pack_id),
         DeviceKind::Meter => nearest!(meter_samples, meter_id),
+    })
+}
+
+/// One device's samples in [from, to), in time order, with the last one before `from` and the
+/// first at or after `to` when they are within `reach` (the samples every interval that reaches
+/// [from, to) is made of), each kind in its own vector.
+pub fn device_samples(
+    conn: &mut DbConnection,
+    kind: DeviceKind,
+    device_id: &str,
+    from: i64,
+    to: i64,
+    reach: i64,
+) -> Result<SystemSamples, DbError> {
+    macro_rules! around {
+        ($table:ident, $row:ident, $key:ident) => {{
+            use schema::$table::dsl as t;
+            let mut rows: Vec<$row> = t::$table
+                .filter(t::$key.eq(device_id))
+                .filter(t::ts.lt(from).and(t::ts.ge(from.saturating_sub(reach))))
+                .order(t::ts.desc())
+                .select($row::as_select())
+                .first(conn)
+                .optional()?
+                .into_iter()
+                .collect();
+            rows.extend(
+                t::$table
+                    .filter(t::$key.eq(device_id))
+                    .filter(t::ts.ge(from).and(t::ts.lt(to)))
+                    .order(t::ts)
+                    .select($row::as_select())
+                    .load(conn)?,
+            );
+            rows.extend(
+                t::$table
+                    .filter(t::$key.eq(device_id))
+                    .filter(t::ts.ge(to).and(t::ts.lt(to.saturating_add(reach))))
+                    .order(t::ts)
+                    .select($row::as_select())
+                    .first(conn)
+                    .optional()?,
+            );
+            rows
+        }};
+    }
+    let mut samples = SystemSamples::default();
+    match kind {
+        DeviceKind::Inverter => samples.0 = around!(energy_samples, EnergySample, inverter_id),
+        DeviceKind::Pack => samples.1 = around!(battery_bank_samples, BatteryBankSample, pack_id),
+        DeviceKind::Meter => samples.2 = around!(meter_samples, MeterSample, meter_id),
+    }
+    Ok(samples)
+}
+
+/// The oldest and newest sample of `device_id` in [from, to].
+pub fn device_span(
+    conn: &mut DbConnection,
+    kind: DeviceKind,
+    device_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Option<(i64, i64)>, DbError> {
+    use diesel::dsl::{max, min};
+    macro_rules! span {
+        ($table:ident, $key:ident) => {{
+            use schema::$table::dsl as t;
+            t::$table
+                .filter(t::$key.eq(device_id))
+                .filter(t::ts.ge(from).and(t::ts.le(to)))
+                .select((min(t::ts), max(t::ts)))
+                .first::<(Option<i64>, Option<i64>)>(conn)?
+        }};
+    }
+    let (oldest, newest) = match kind {
+        DeviceKind::Inverter => span!(energy_samples, inverter_id),
+        DeviceKind::Pack => span!(battery_bank_samples, pack_id),
+        DeviceKind::Meter => span!(meter_samples, meter_id),
+    };
+    Ok(oldest.zip(newest))
+}
+
+/// The time of `device_id`'s newest sample.
+pub fn newest_sample(
+    conn: &mut DbConnection,
+    kind: DeviceKind,
+    device_id: &str,
+) -> Result<Option<i64>, DbError> {
+    use diesel::dsl::max;
+    macro_rules! newest {
+        ($table:ident, $key:ident) => {{
+            use schema::$table::dsl as t;
+            t::$table
+                .filter(t::$key.eq(device_id))
+                .select(max(t::ts))
+                .first(conn)?
+        }};
+    }
+    Ok(match kind {
+        DeviceKind::Inverter => newest!(energy_samples, inverter_id),
+        DeviceKind::Pack => newest!(battery_bank_samples, pack_id),
+        DeviceKind::Meter => newest!(meter_samples, meter_id),
     })
 }
 

@@ -6,8 +6,8 @@ use solarhub_proto::v1 as proto;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::db::aggregates::AggregateKind;
-use crate::rollup::history::AggregateScope;
 use crate::db::rollups::{self as store, DeviceScope, EnergyScope, EnergyView, Level};
+use crate::rollup::history::AggregateScope;
 use crate::rollup::history::History;
 
 use super::catalog::status;
@@ -415,14 +415,7 @@ impl proto::history_service_server::HistoryService for HistoryApi {
         // A year of 5-minute buckets at most.
         let points = self
             .history
-            .aggregates(
-                kind,
-                AggregateScope::Device,
-                device_id,
-                from,
-                to,
-                366 * 288,
-            )
+            .aggregates(kind, AggregateScope::Device, device_id, from, to, 366 * 288)
             .await
             .map_err(status)?;
         Ok(Response::new(proto::FiveMinuteSeries {

@@ -157,6 +157,75 @@ impl RetentionMetrics {
     }
 }
 
+/// What the roller counts: its passes' time, the raw samples they read, the device-hours they
+/// made again from raw samples, and the devices it remembers.
+#[derive(Debug, Clone)]
+pub struct RollerMetrics {
+    passes: Histogram,
+    samples_read: Counter,
+    device_hours_rebuilt: Counter,
+    devices_followed: Counter,
+    remembered: Gauge,
+}
+
+impl Default for RollerMetrics {
+    fn default() -> Self {
+        RollerMetrics {
+            passes: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            samples_read: Counter::default(),
+            device_hours_rebuilt: Counter::default(),
+            devices_followed: Counter::default(),
+            remembered: Gauge::default(),
+        }
+    }
+}
+
+impl RollerMetrics {
+    /// A pass ended after `took`, having done `counts`; the roller remembers `remembered` devices.
+    pub fn pass(
+        &self,
+        took: std::time::Duration,
+        counts: crate::rollup::incremental::PassCounts,
+        remembered: usize,
+    ) {
+        self.passes.observe(took.as_secs_f64());
+        self.samples_read.inc_by(counts.samples_read);
+        self.device_hours_rebuilt
+            .inc_by(counts.device_hours_rebuilt);
+        self.devices_followed.inc_by(counts.devices_followed);
+        self.remembered.set(remembered as i64);
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "solarhub_hub_rollup_pass_duration",
+            "Time one roller pass took (every system with pending samples)",
+            Unit::Seconds,
+            self.passes.clone(),
+        );
+        registry.register(
+            "solarhub_hub_rollup_samples_read",
+            "Raw sample rows the roller read (new samples folded in, and the samples of hours rebuilt)",
+            self.samples_read.clone(),
+        );
+        registry.register(
+            "solarhub_hub_rollup_device_hours_rebuilt",
+            "Device-hours the roller made again from raw samples (late or out-of-order samples, devices it did not remember)",
+            self.device_hours_rebuilt.clone(),
+        );
+        registry.register(
+            "solarhub_hub_rollup_devices_followed",
+            "Device passes in which the roller folded the new samples into what it remembered",
+            self.devices_followed.clone(),
+        );
+        registry.register(
+            "solarhub_hub_rollup_devices_remembered",
+            "Devices whose open hour the roller keeps in memory",
+            self.remembered.clone(),
+        );
+    }
+}
+
 /// Open `WatchSystem` streams; a [`Watching`] guard counts one while it lives.
 #[derive(Debug, Clone, Default)]
 pub struct Watchers(Gauge);
@@ -186,8 +255,12 @@ pub fn registry(
     rpc: &RpcMetrics,
     bridge: Option<&crate::mqtt::BridgeMetrics>,
     retention: Option<&RetentionMetrics>,
+    roller: Option<&RollerMetrics>,
 ) -> Registry {
     let mut registry = Registry::default();
+    if let Some(roller) = roller {
+        roller.register(&mut registry);
+    }
     if let Some(retention) = retention {
         retention.register(&mut registry);
     }

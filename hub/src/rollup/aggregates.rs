@@ -66,7 +66,8 @@ impl AggregateBucket {
     /// The row `table` stores for the bucket.
     pub(super) fn output(&self, table: &AggregateTable) -> AggregateOutput {
         let mut values = [None; MAX_COLUMNS];
-        for ((value, column), (_, how, _)) in values.iter_mut().zip(&self.columns).zip(table.columns)
+        for ((value, column), (_, how, _)) in
+            values.iter_mut().zip(&self.columns).zip(table.columns)
         {
             *value = match how {
                 How::Mean => (column.count > 0).then(|| column.sum / f64::from(column.count)),
@@ -99,7 +100,11 @@ pub(super) fn bucket_of(table: &AggregateTable, tz: Tz, ts: i64) -> (i64, i64) {
 }
 
 /// The buckets of `inputs` (in device, then time order), in the same order.
-pub(super) fn buckets(table: &AggregateTable, tz: Tz, inputs: &[AggregateInput]) -> Vec<AggregateBucket> {
+pub(super) fn buckets(
+    table: &AggregateTable,
+    tz: Tz,
+    inputs: &[AggregateInput],
+) -> Vec<AggregateBucket> {
     let mut made: Vec<AggregateBucket> = Vec::new();
     for input in inputs {
         match made.last_mut() {
@@ -144,7 +149,13 @@ mod tests {
         let table = table_of(AggregateKind::Cell);
         let tz = chrono_tz::UTC;
         let inputs: Vec<AggregateInput> = (0..200)
-            .map(|i| input("c1", i * 61_000, (i % 7 != 0).then(|| 3.3 + (i % 11) as f64 / 1000.0)))
+            .map(|i| {
+                input(
+                    "c1",
+                    i * 61_000,
+                    (i % 7 != 0).then(|| 3.3 + (i % 11) as f64 / 1000.0),
+                )
+            })
             .collect();
         let made = buckets(table, tz, &inputs);
         assert_eq!(made.len(), 4, "200 minutes in 4 hours");
@@ -162,7 +173,13 @@ mod tests {
         assert_eq!(out.samples, 60);
         assert_eq!(out.values[0], hour.iter().copied().reduce(f64::min));
         assert_eq!(out.values[1], hour.iter().copied().reduce(f64::max));
-        assert_eq!(out.values[2], Some(hour.iter().sum::<f64>() / hour.len() as f64));
-        assert_eq!(out.values[3], None, "no sample had a temperature: absent, not 0");
+        assert_eq!(
+            out.values[2],
+            Some(hour.iter().sum::<f64>() / hour.len() as f64)
+        );
+        assert_eq!(
+            out.values[3], None,
+            "no sample had a temperature: absent, not 0"
+        );
     }
 }

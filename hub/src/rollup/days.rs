@@ -106,6 +106,19 @@ pub(super) fn day_rows(
     if only_legacy(&hours) {
         return Ok(None);
     }
+    Ok(Some(day_rows_from(structure, day, &hours, at)))
+}
+
+/// The day rows of `day` from its hour rows `hours` (all of a device's hours of the day, for each
+/// device they hold; the arrays' and the system's likewise): one per device, array and the system
+/// that has hours there.
+pub(super) fn day_rows_from(
+    structure: &SystemStructure,
+    day: &Bucket,
+    hours: &RollupRows,
+    at: i64,
+) -> RollupRows {
+    let system_id = structure.system.system_id.as_str();
     let mut rows = RollupRows::default();
     let installation = &structure.installation;
 
@@ -200,7 +213,7 @@ pub(super) fn day_rows(
     for (meter_id, own) in meters {
         rows.meter_days.push(meter_day(meter_id, &own, day, at));
     }
-    Ok(Some(rows))
+    rows
 }
 
 pub(super) fn day_coverage(spans: impl IntoIterator<Item = (f64, i64)>, day: &Bucket) -> f64 {

@@ -55,6 +55,16 @@ impl HourState {
         }
     }
 
+    /// The state of a later hour [start, end) of the device whose state so far is `previous`:
+    /// nothing of the hour yet, and its first interval starts at the last sample `previous`
+    /// folded in (the last sample before the hour).
+    pub(super) fn after(previous: &HourState, start: i64, end: i64) -> HourState {
+        HourState {
+            last: previous.last.clone(),
+            ..HourState::new(start, end)
+        }
+    }
+
     /// Folds in the next sample (later than every sample folded before).
     pub(super) fn fold(&mut self, sample: &DeviceSample, limits: &Limits) {
         if self.is_closed() {

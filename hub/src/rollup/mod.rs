@@ -18,6 +18,7 @@ mod device_hours;
 pub mod energy;
 pub mod history;
 mod hours;
+pub mod incremental;
 pub mod roller;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +42,7 @@ pub const MAX_POWER_W: f64 = 1_000_000.0;
 /// Hours rolled per transaction by a recompute: their samples are in memory at once, so a day,
 /// not a week (the legacy bench: upgrading 8 days of a 3-inverter installation peaked at 500 MB
 /// with weeks, against 175 MB for 2 days).
-const RECOMPUTE_CHUNK_HOURS: usize = 24;
+pub(super) const RECOMPUTE_CHUNK_HOURS: usize = 24;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -99,7 +100,7 @@ impl std::ops::AddAssign for RollReport {
 /// were made while the samples were whole. An hour there without rows (samples imported or
 /// arriving after the deletion, for an hour nothing was made of) is rolled from what is there:
 /// something rather than nothing. Returns how many it left out.
-fn leave_out_frozen(
+pub(super) fn leave_out_frozen(
     conn: &mut DbConnection,
     system_id: &str,
     hours: &mut Vec<Bucket>,
@@ -122,13 +123,13 @@ fn leave_out_frozen(
 }
 
 /// One system as a roll needs it: the system, its zone, and its devices and attachments.
-struct SystemStructure {
+pub(super) struct SystemStructure {
     system: System,
     tz: Tz,
     installation: Installation,
 }
 
-fn load_system_structure(
+pub(super) fn load_system_structure(
     conn: &mut DbConnection,
     system_id: &str,
 ) -> Result<Option<SystemStructure>, DbError> {
@@ -205,14 +206,43 @@ pub fn remake_aggregates(
     from: i64,
     to: i64,
 ) -> Result<(), DbError> {
-    use crate::db::aggregates::{self as stored, AGGREGATES};
-    let packs = crate::db::catalog::load_structure(conn, system_id)?
-        .1
-        .packs
-        .into_iter()
-        .map(|pack| pack.pack_id);
-    let packs: Vec<String> = packs.collect();
+    remake_aggregates_of(conn, system_id, tz, None, from, to).map(drop)
+}
+
+/// [`remake_aggregates`], of one inverter, meter or pack only when `device` is given (its kind
+/// and id; a pack's batteries and cells with it). Returns how many raw samples it read.
+pub(crate) fn remake_aggregates_of(
+    conn: &mut DbConnection,
+    system_id: &str,
+    tz: Tz,
+    device: Option<(store::DeviceKind, &str)>,
+    from: i64,
+    to: i64,
+) -> Result<u64, DbError> {
+    use crate::db::aggregates::{self as stored, AGGREGATES, AggregateKind};
+    let mut read = 0;
+    let packs: Vec<String> = match device {
+        Some((store::DeviceKind::Pack, pack)) => vec![pack.to_owned()],
+        Some(_) => Vec::new(),
+        None => crate::db::catalog::load_structure(conn, system_id)?
+            .1
+            .packs
+            .into_iter()
+            .map(|pack| pack.pack_id)
+            .collect(),
+    };
     for table in &AGGREGATES {
+        let of_device = match (device, table.kind) {
+            (None, _) => None,
+            (Some((store::DeviceKind::Inverter, id)), AggregateKind::Inverter)
+            | (Some((store::DeviceKind::Meter, id)), AggregateKind::Meter)
+            | (Some((store::DeviceKind::Pack, id)), AggregateKind::Pack) => Some(id),
+            (
+                Some((store::DeviceKind::Pack, _)),
+                AggregateKind::BatteryUnit | AggregateKind::Cell,
+            ) => None,
+            (Some(_), _) => continue,
+        };
         let groups: Vec<&str> = if table.group == "pack_id" {
             packs.iter().map(String::as_str).collect()
         } else {
@@ -220,21 +250,20 @@ pub fn remake_aggregates(
         };
         for group in groups {
             let gone = retention::gone(conn, table.raw, group)?;
-            let inputs = stored::inputs(conn, table, group, from, to)?;
+            let inputs = stored::inputs(conn, table, group, of_device, from, to)?;
+            read += inputs.len() as u64;
             let made = aggregates::buckets(table, tz, &inputs);
-            if !gone.overlaps(from, to) {
-                stored::clear(conn, table, group, from, to)?;
-                let rows: Vec<_> = made.iter().map(|bucket| bucket.output(table)).collect();
-                stored::store(conn, table, &rows)?;
-                continue;
-            }
-            // Bucket by bucket: only those whose samples are all there.
+            // Bucket by bucket where samples may be gone: only those whose samples are all there.
             let mut start = from;
             while start < to {
-                let (bucket_start, bucket_end) = aggregates::bucket_of(table, tz, start);
+                let (bucket_start, bucket_end) = if gone.overlaps(from, to) {
+                    aggregates::bucket_of(table, tz, start)
+                } else {
+                    (from, to)
+                };
                 let end = bucket_end.min(to);
                 if !gone.overlaps(bucket_start, bucket_end) {
-                    stored::clear(conn, table, group, start, end)?;
+                    stored::clear(conn, table, group, of_device, start, end)?;
                 }
                 start = end;
             }
@@ -246,11 +275,11 @@ pub fn remake_aggregates(
             stored::store(conn, table, &rows)?;
         }
     }
-    Ok(())
+    Ok(read)
 }
 
 /// Splits sorted, distinct hour buckets into runs of consecutive hours.
-fn runs(hours: Vec<Bucket>) -> Vec<Vec<Bucket>> {
+pub(super) fn runs(hours: Vec<Bucket>) -> Vec<Vec<Bucket>> {
     let mut runs: Vec<Vec<Bucket>> = Vec::new();
     for hour in hours {
         match runs.last_mut() {
@@ -259,56 +288,6 @@ fn runs(hours: Vec<Bucket>) -> Vec<Vec<Bucket>> {
         }
     }
     runs
-}
-
-/// Rolls again every hour within one gap of the pending ranges of `system_id`, and removes those
-/// ranges. Call inside a transaction.
-pub fn roll_pending_of(
-    conn: &mut DbConnection,
-    system_id: &str,
-    pending: &[Pending],
-    settings: Settings,
-) -> Result<RollReport, DbError> {
-    let mut report = RollReport::default();
-    store::lock_system_for_roll(conn, system_id)?;
-    if let Some(structure) = load_system_structure(conn, system_id)? {
-        // A new sample changes the intervals to its neighbours on both sides (and the one it
-        // split): every hour between those neighbours is rolled again.
-        let reach = settings.reach_ms();
-        let mut hours = BTreeSet::new();
-        let installation = &structure.installation;
-        for range in pending {
-            let id = range.device_id.as_str();
-            let kind = if installation.inverters.iter().any(|i| i.inverter_id == id) {
-                store::DeviceKind::Inverter
-            } else if installation.packs.iter().any(|p| p.pack_id == id) {
-                store::DeviceKind::Pack
-            } else if installation.meters.iter().any(|m| m.meter_id == id) {
-                store::DeviceKind::Meter
-            } else {
-                // Gone from the catalog since: nothing of it to roll.
-                continue;
-            };
-            let (before, after) =
-                store::neighbour_times(conn, kind, id, range.from_ts, range.to_ts, reach)?;
-            hours.extend(local_time::hours(
-                structure.tz,
-                before.unwrap_or(range.from_ts),
-                after.unwrap_or(range.to_ts) + 1,
-            ));
-        }
-        let mut hours: Vec<Bucket> = hours.into_iter().collect();
-        report.frozen_hours += leave_out_frozen(conn, system_id, &mut hours, reach)?;
-        // A day at a time, so a long range (an attachment edited a year back) never holds more
-        // than a day of samples in memory.
-        for run in runs(hours) {
-            for chunk in run.chunks(RECOMPUTE_CHUNK_HOURS) {
-                report += roll_hours(conn, &structure, chunk, settings)?;
-            }
-        }
-    }
-    store::remove_pending(conn, pending)?;
-    Ok(report)
 }
 
 /// The pending ranges, by system.

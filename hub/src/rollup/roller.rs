@@ -1,55 +1,137 @@
 //! The roller: rolls the pending ranges ingest leaves, every few seconds, on the hub that leads it
-//! (`cluster`). Rolling is recomputing from raw samples, so two hubs rolling the same range (during
-//! a hand-over) write the same rows.
+//! (`cluster`), remembering what it rolled (`incremental`) so a pass reads what arrived. What it
+//! writes is what a recompute from raw samples writes, so two hubs rolling the same range (during a
+//! hand-over) write the same rows; a hub that takes the roller over starts without memory and
+//! rebuilds each device's open hour once.
 
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::{RollReport, Settings, pending_by_system, roll_pending_of};
+use super::incremental::{PassCounts, Tail, roll_system};
+use super::{RollReport, Settings, pending_by_system};
 use crate::db::{Database, DbError};
 
 /// How often pending ranges are rolled by default.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(2);
+/// A device not rolled for this long is forgotten (its memory is made again if it comes back).
+const FORGET_AFTER: Duration = Duration::from_secs(2 * 3_600);
 
-/// Rolls everything pending now, one transaction per system.
-pub async fn roll_pending(database: &Database, settings: Settings) -> Result<RollReport, DbError> {
-    let by_system = database.run(pending_by_system).await?;
-    let mut report = RollReport::default();
-    for (system_id, ranges) in by_system {
-        report += database
-            .run_write(move |conn| roll_pending_of(conn, &system_id, &ranges, settings))
-            .await?;
-    }
-    Ok(report)
+/// The roller and its memory of the devices it rolled.
+pub struct Roller {
+    database: Database,
+    settings: Settings,
+    tails: HashMap<String, Tail>,
 }
 
-/// Rolls pending ranges every `every` until `shutdown` completes.
+impl Roller {
+    pub fn new(database: Database, settings: Settings) -> Roller {
+        Roller {
+            database,
+            settings,
+            tails: HashMap::new(),
+        }
+    }
+
+    /// Forgets every device (another hub may have rolled while this one did not lead).
+    pub fn forget(&mut self) {
+        self.tails.clear();
+    }
+
+    /// How many devices the roller remembers.
+    pub fn remembered(&self) -> usize {
+        self.tails.len()
+    }
+
+    /// Rolls everything pending now, one transaction per system.
+    pub async fn roll_pending(&mut self) -> Result<(RollReport, PassCounts), DbError> {
+        self.tails
+            .retain(|_, tail| tail.used.elapsed() < FORGET_AFTER);
+        let by_system = self.database.run(pending_by_system).await?;
+        let mut report = RollReport::default();
+        let mut counts = PassCounts::default();
+        for (system_id, ranges) in by_system {
+            let known: BTreeMap<String, Tail> = ranges
+                .iter()
+                .filter_map(|range| {
+                    let tail = self.tails.get(&range.device_id)?;
+                    Some((range.device_id.clone(), tail.clone()))
+                })
+                .collect();
+            let known = Arc::new(known);
+            let settings = self.settings;
+            let rolled = self
+                .database
+                .run_write(move |conn| roll_system(conn, &system_id, &ranges, settings, &known))
+                .await?;
+            report += rolled.report;
+            counts += rolled.counts;
+            for (device, tail) in rolled.tails {
+                match tail {
+                    Some(tail) => self.tails.insert(device, tail),
+                    None => self.tails.remove(&device),
+                };
+            }
+        }
+        Ok((report, counts))
+    }
+}
+
+/// Rolls everything pending now without memory: every device's hours are rebuilt from raw samples
+/// (a one-off roll; the served roller keeps a [`Roller`]).
+pub async fn roll_pending(database: &Database, settings: Settings) -> Result<RollReport, DbError> {
+    Ok(Roller::new(database.clone(), settings)
+        .roll_pending()
+        .await?
+        .0)
+}
+
+/// Rolls pending ranges every `every` until `shutdown` completes, counting into `metrics`.
 pub async fn run(
     database: Database,
     every: Duration,
     settings: Settings,
     leadership: crate::cluster::Leadership,
+    metrics: crate::metrics::RollerMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut roller = Roller::new(database, settings);
+    let mut leading = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(every) => {}
         }
         if !leadership.leads(crate::cluster::Job::Roller) {
+            leading = false;
             continue;
         }
-        match roll_pending(&database, settings).await {
-            Ok(report) if report.rows > 0 => {
-                tracing::debug!(
-                    hours = report.hours,
-                    days = report.days,
-                    rows = report.rows,
-                    "rolled"
-                )
+        if !leading {
+            // Another hub may have rolled meanwhile: what this one remembers may be behind.
+            roller.forget();
+            leading = true;
+        }
+        let started = Instant::now();
+        match roller.roll_pending().await {
+            Ok((report, counts)) => {
+                metrics.pass(started.elapsed(), counts, roller.remembered());
+                if report.rows > 0 {
+                    tracing::debug!(
+                        hours = report.hours,
+                        days = report.days,
+                        rows = report.rows,
+                        samples_read = counts.samples_read,
+                        device_hours_rebuilt = counts.device_hours_rebuilt,
+                        "rolled"
+                    );
+                }
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "rollups not rolled this round; retrying"),
+            Err(error) => {
+                // What the roller remembers may be ahead of what was committed.
+                roller.forget();
+                tracing::warn!(%error, "rollups not rolled this round; retrying");
+            }
         }
     }
 }

@@ -284,6 +284,11 @@ fn incremental_equals_full_recompute(db_for: impl Fn() -> TestDb) {
         site.roll();
         let incremental = site.rollups("home");
         assert!(incremental.system_hours.len() > 40, "seed {seed}");
+        // Both ways were taken: samples folded into what the roller remembered, and hours
+        // rebuilt from raw samples for the late ones.
+        let counts = site.total_counts.get();
+        assert!(counts.devices_followed > 20, "seed {seed}: {counts:?}");
+        assert!(counts.device_hours_rebuilt > 10, "seed {seed}: {counts:?}");
         site.recompute("home");
         let full = site.rollups("home");
         assert_eq!(
@@ -291,64 +296,223 @@ fn incremental_equals_full_recompute(db_for: impl Fn() -> TestDb) {
             full.inverter_hours.len(),
             "seed {seed}"
         );
-        for (name, a, b) in [
-            (
-                "hourly_energy",
-                format!("{:?}", incremental.inverter_hours),
-                format!("{:?}", full.inverter_hours),
-            ),
-            (
-                "array_hourly_energy",
-                format!("{:?}", incremental.array_hours),
-                format!("{:?}", full.array_hours),
-            ),
-            (
-                "system_hourly_energy",
-                format!("{:?}", incremental.system_hours),
-                format!("{:?}", full.system_hours),
-            ),
-            (
-                "battery_bank_hourly",
-                format!("{:?}", incremental.pack_hours),
-                format!("{:?}", full.pack_hours),
-            ),
-            (
-                "meter_hourly_energy",
-                format!("{:?}", incremental.meter_hours),
-                format!("{:?}", full.meter_hours),
-            ),
-            (
-                "daily_summary",
-                format!("{:?}", incremental.inverter_days),
-                format!("{:?}", full.inverter_days),
-            ),
-            (
-                "array_daily_summary",
-                format!("{:?}", incremental.array_days),
-                format!("{:?}", full.array_days),
-            ),
-            (
-                "system_daily_summary",
-                format!("{:?}", incremental.system_days),
-                format!("{:?}", full.system_days),
-            ),
-            (
-                "battery_bank_daily",
-                format!("{:?}", incremental.pack_days),
-                format!("{:?}", full.pack_days),
-            ),
-            (
-                "meter_daily",
-                format!("{:?}", incremental.meter_days),
-                format!("{:?}", full.meter_days),
-            ),
-        ] {
-            assert!(
-                a == b,
-                "seed {seed}: {name} differs between incremental and full recompute"
-            );
+        macro_rules! same {
+            ($($field:ident: $name:literal),*) => {$(
+                let (a, b) = (&incremental.$field, &full.$field);
+                if a != b {
+                    let first = a
+                        .iter()
+                        .zip(b)
+                        .position(|(x, y)| x != y)
+                        .unwrap_or(a.len().min(b.len()));
+                    panic!(
+                        "seed {seed}: {} differs between incremental and full recompute \
+                         ({} rows against {}); first difference:\n{:?}\n{:?}",
+                        $name,
+                        a.len(),
+                        b.len(),
+                        a.get(first),
+                        b.get(first)
+                    );
+                }
+            )*};
         }
+        same!(
+            inverter_hours: "hourly_energy",
+            array_hours: "array_hourly_energy",
+            system_hours: "system_hourly_energy",
+            pack_hours: "battery_bank_hourly",
+            meter_hours: "meter_hourly_energy",
+            inverter_days: "daily_summary",
+            array_days: "array_daily_summary",
+            system_days: "system_daily_summary",
+            pack_days: "battery_bank_daily",
+            meter_days: "meter_daily"
+        );
     }
+}
+
+/// The served roller's everyday case: readings arriving in order, a batch every poll and a roll
+/// every few, with devices that go quiet for hours, stop, or appear mid-stream, counter resets,
+/// and the battery array's attachment edited while the stream runs. The roller folds what
+/// arrives into what it remembers (and rebuilds the few hours the edit and the new device need);
+/// its rows equal a full recompute's, row for row. Then one new sample: the pass reads it alone.
+fn a_live_stream_rolls_what_arrived(db: TestDb) {
+    use solarhub_hub::catalog::{BatteryArrayAttachment, Repository};
+    let mut site = Site::new(db, INSTALLATION);
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let start = local(2025, 6, 1, 5, 0);
+    let step = 30_000;
+    let mut counters: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut ts = start;
+    let mut polls = 0;
+    while ts < start + 14 * 3_600_000 {
+        let hour = (ts - start) / 3_600_000;
+        let mut batch = Vec::new();
+        for device in ["inv1", "inv2", "inv3", "grid1", "pack1"] {
+            // inv2 stops for good after 9 hours; inv3 is quiet from hour 3 to hour 6.
+            if (device == "inv2" && hour >= 9) || (device == "inv3" && (3..6).contains(&hour)) {
+                continue;
+            }
+            let power = rng.below(4000) as f64;
+            let counter = counters.entry(device).or_insert(1_000.0);
+            *counter = if rng.chance(1) {
+                0.0
+            } else {
+                *counter + power * step as f64 / 3_600_000.0
+            };
+            batch.push(match device {
+                "grid1" => reading(
+                    device,
+                    ts,
+                    &[("power_w", power - 2000.0), ("import_total_wh", *counter)],
+                ),
+                "pack1" => reading(
+                    device,
+                    ts,
+                    &[("power_w", 1000.0 - power / 2.0), ("soc_pct", 50.0)],
+                ),
+                _ => reading(
+                    device,
+                    ts,
+                    &[
+                        ("pv_power_w", power),
+                        ("pv_energy_total_wh", *counter),
+                        ("battery_power_w", 500.0 - power / 4.0),
+                    ],
+                ),
+            });
+        }
+        site.send(batch);
+        polls += 1;
+        if polls % 4 == 0 {
+            site.roll();
+        }
+        if polls == 700 {
+            // Mid-stream, the move at 12:30 is found wrong: ba1 moves at 13:10 instead.
+            let repository = Repository::new(site.database.clone());
+            let moved = local(2025, 6, 1, 12, 30);
+            site.runtime
+                .block_on(repository.delete::<BatteryArrayAttachment>(("ba1".into(), moved), false))
+                .unwrap();
+            let (first, _) = site
+                .runtime
+                .block_on(
+                    repository
+                        .get::<BatteryArrayAttachment>(("ba1".into(), local(2025, 1, 1, 0, 0))),
+                )
+                .unwrap();
+            let later = local(2025, 6, 1, 13, 10);
+            site.runtime
+                .block_on(repository.update(
+                    BatteryArrayAttachment {
+                        detached_at: Some(later),
+                        ..first.clone()
+                    },
+                    vec!["detached_at".into()],
+                ))
+                .unwrap();
+            site.runtime
+                .block_on(repository.create(BatteryArrayAttachment {
+                    attached_since: later,
+                    detached_at: None,
+                    inverter_array_id: "a2".into(),
+                    ..first
+                }))
+                .unwrap();
+        }
+        ts += step;
+    }
+    site.roll();
+    let counts = site.total_counts.get();
+    assert!(
+        counts.devices_followed > 20 * counts.device_hours_rebuilt,
+        "the roller rebuilt more than it followed: {counts:?}"
+    );
+    let incremental = site.rollups("home");
+    site.recompute("home");
+    let full = site.rollups("home");
+    for (name, a, b) in [
+        (
+            "hours",
+            format!("{:?}", incremental.inverter_hours),
+            format!("{:?}", full.inverter_hours),
+        ),
+        (
+            "array hours",
+            format!("{:?}", incremental.array_hours),
+            format!("{:?}", full.array_hours),
+        ),
+        (
+            "system hours",
+            format!("{:?}", incremental.system_hours),
+            format!("{:?}", full.system_hours),
+        ),
+        (
+            "pack hours",
+            format!("{:?}", incremental.pack_hours),
+            format!("{:?}", full.pack_hours),
+        ),
+        (
+            "meter hours",
+            format!("{:?}", incremental.meter_hours),
+            format!("{:?}", full.meter_hours),
+        ),
+        (
+            "days",
+            format!("{:?}", incremental.inverter_days),
+            format!("{:?}", full.inverter_days),
+        ),
+        (
+            "array days",
+            format!("{:?}", incremental.array_days),
+            format!("{:?}", full.array_days),
+        ),
+        (
+            "system days",
+            format!("{:?}", incremental.system_days),
+            format!("{:?}", full.system_days),
+        ),
+        (
+            "pack days",
+            format!("{:?}", incremental.pack_days),
+            format!("{:?}", full.pack_days),
+        ),
+        (
+            "meter days",
+            format!("{:?}", incremental.meter_days),
+            format!("{:?}", full.meter_days),
+        ),
+    ] {
+        assert!(
+            a == b,
+            "{name} differ between the live roller and a full recompute"
+        );
+    }
+    assert!(
+        incremental
+            .array_hours
+            .iter()
+            .any(|row| row.array_id == "a2" && row.battery_discharge_kwh.is_some())
+    );
+
+    // One new sample of one inverter: the pass reads that sample (once for the energy, once for
+    // the 5-minute aggregates), rebuilds nothing, and follows that one device.
+    site.send(vec![reading(
+        "inv1",
+        ts,
+        &[("pv_power_w", 1234.0), ("pv_energy_total_wh", 99_999.0)],
+    )]);
+    site.roll();
+    let counts = site.last_counts.get();
+    assert_eq!(
+        counts,
+        solarhub_hub::rollup::incremental::PassCounts {
+            samples_read: 2,
+            device_hours_rebuilt: 0,
+            devices_followed: 1,
+        }
+    );
 }
 
 fn property_sqlite() -> TestDb {
@@ -782,7 +946,13 @@ fn concurrent_rolls(db: TestDb) {
                     return Ok(());
                 };
                 solarhub_hub::db::in_transaction(&mut conn, |conn| {
-                    rollup::roll_pending_of(conn, "home", ranges, Settings::default())
+                    rollup::incremental::roll_system(
+                        conn,
+                        "home",
+                        ranges,
+                        Settings::default(),
+                        &Default::default(),
+                    )
                 })
                 .map(|_| ())
             })
@@ -798,6 +968,7 @@ fn concurrent_rolls(db: TestDb) {
 }
 
 on_both_backends!(
+    a_live_stream_rolls_what_arrived,
     known_answers,
     dst_days,
     battery_array_moved_mid_day,

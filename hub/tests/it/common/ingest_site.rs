@@ -6,6 +6,7 @@ use solarhub_hub::catalog::CatalogGeneration;
 use solarhub_hub::db::Database;
 use solarhub_hub::db::rollups::{self, Level, RollupRows};
 use solarhub_hub::ingest::{Batch, IncomingReading, Ingest};
+use solarhub_hub::rollup::incremental::PassCounts;
 use solarhub_hub::rollup::{self, RollReport, Settings, roller};
 
 use super::TestDb;
@@ -17,6 +18,11 @@ pub struct IngestSite {
     pub database: Database,
     pub ingest: Ingest,
     pub runtime: tokio::runtime::Runtime,
+    /// The roller, with its memory of what it rolled, as the served hub keeps it.
+    pub roller: std::cell::RefCell<roller::Roller>,
+    /// What the last roll read and rebuilt, and every roll since the site was made.
+    pub last_counts: std::cell::Cell<PassCounts>,
+    pub total_counts: std::cell::Cell<PassCounts>,
     seq: u64,
     /// The database the site lives in, when the site made it.
     pub db: Option<TestDb>,
@@ -54,6 +60,12 @@ impl IngestSite {
         .unwrap();
         IngestSite {
             ingest: Ingest::new(database.clone(), CatalogGeneration::default()),
+            roller: std::cell::RefCell::new(roller::Roller::new(
+                database.clone(),
+                Settings::default(),
+            )),
+            last_counts: std::cell::Cell::new(PassCounts::default()),
+            total_counts: std::cell::Cell::new(PassCounts::default()),
             database,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -85,8 +97,20 @@ impl IngestSite {
         }
     }
 
-    /// Rolls what is pending, as the roller does.
+    /// Rolls what is pending, as the served roller does (remembering what it rolled).
     pub fn roll(&self) -> RollReport {
+        let mut roller = self.roller.borrow_mut();
+        let (report, counts) = self.runtime.block_on(roller.roll_pending()).unwrap();
+        self.last_counts.set(counts);
+        let mut total = self.total_counts.get();
+        total += counts;
+        self.total_counts.set(total);
+        report
+    }
+
+    /// Rolls what is pending as a roller that remembers nothing (every hour a pending sample
+    /// reaches rebuilt from raw samples).
+    pub fn roll_without_memory(&self) -> RollReport {
         self.runtime
             .block_on(roller::roll_pending(&self.database, Settings::default()))
             .unwrap()

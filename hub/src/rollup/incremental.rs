@@ -1,0 +1,667 @@
+//! The roller's memory, so a pass costs what arrived rather than what the open hour already holds.
+//!
+//! For every device it rolled, the roller remembers the state of the local hour its newest sample
+//! is in (`device_hours::HourState`) and the open buckets of its aggregates
+//! (`aggregates::AggregateBucket`). A pass reads, for each device whose pending samples are all
+//! later than its newest, only those samples, and folds them in; the device's rows of the hours
+//! they touch are written from the states. A device it does not remember (the hub started, took
+//! over the roller, or forgot it), or whose pending samples reach back before its newest (late,
+//! out of order, an attachment edited), gets the hours those samples reach rebuilt from its own
+//! raw samples, as a recompute would, and is remembered again. Arrays and the system are combined
+//! from their devices' rows of each hour touched (`hours::level_rows`); days from the hour rows
+//! of the devices touched that day (`days::day_rows_from`). Both ways fold the same samples in the
+//! same order and make rows with the same functions, so the rows equal a full recompute's, bit
+//! for bit (`hub/tests/it/rollups.rs`).
+//!
+//! What a pass costs: the samples that arrived (read once for the energy, once for the
+//! aggregates); for each hour touched, the system's device rows of that hour; for each day
+//! touched, the hour rows of the devices touched that day (at most 25 each). What the roller
+//! keeps: per device one hour state and its open aggregate buckets (a pack's batteries' and
+//! cells' included).
+//!
+//! A pass never changes the memory until its transaction committed: it works on copies and hands
+//! back what to remember (a transaction retried on contention starts again from the same memory).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use chrono_tz::Tz;
+
+use super::aggregates::{self, AggregateBucket};
+use super::days::{day_rows_from, only_legacy};
+use super::device_hours::{DeviceSample, HourState};
+use super::hours::{
+    inverter_hour, inverter_sample, level_rows, meter_hour, meter_sample, pack_hour, pack_sample,
+};
+use super::{
+    RECOMPUTE_CHUNK_HOURS, RollReport, Settings, SystemStructure, leave_out_frozen,
+    load_system_structure, remake_aggregates_of, runs,
+};
+use crate::db::aggregates::{self as stored, AGGREGATES, AggregateKind, AggregateOutput};
+use crate::db::retention;
+use crate::db::rollups::{self as store, DeviceKind, Level, Pending, RollupRows, RowsOf};
+use crate::db::{DbConnection, DbError, now_ms};
+use crate::local_time::{self, Bucket};
+
+/// What the roller remembers of one device.
+#[derive(Debug, Clone)]
+pub struct Tail {
+    system_id: String,
+    kind: DeviceKind,
+    /// The local hour of the newest sample folded in, and its state.
+    bucket: Bucket,
+    state: HourState,
+    /// The open buckets of the device's aggregates, by aggregate table (its index in
+    /// `AGGREGATES`) and device (the device itself, or a pack's battery or cell).
+    buckets: BTreeMap<(usize, String), AggregateBucket>,
+    /// When a pass last used it.
+    pub(super) used: Instant,
+}
+
+impl Tail {
+    fn newest(&self) -> Option<i64> {
+        self.state.last_ts()
+    }
+}
+
+/// What one pass read and rebuilt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassCounts {
+    /// Raw sample rows read (for the energy and for the aggregates).
+    pub samples_read: u64,
+    /// Device-hours made again from raw samples (devices not followed, late samples).
+    pub device_hours_rebuilt: u64,
+    /// Devices whose new samples were folded into what the roller remembered.
+    pub devices_followed: u64,
+}
+
+impl std::ops::AddAssign for PassCounts {
+    fn add_assign(&mut self, other: PassCounts) {
+        self.samples_read += other.samples_read;
+        self.device_hours_rebuilt += other.device_hours_rebuilt;
+        self.devices_followed += other.devices_followed;
+    }
+}
+
+/// What rolling one system did, and what to remember from it (`None`: forget the device).
+#[derive(Debug, Default)]
+pub struct Rolled {
+    pub report: RollReport,
+    pub counts: PassCounts,
+    pub tails: BTreeMap<String, Option<Tail>>,
+}
+
+/// The rows one pass writes, gathered before they are written.
+#[derive(Default)]
+struct Touched {
+    /// Device hour rows by hour start: the hour, its new rows, and the devices whose rows of the
+    /// hour they replace.
+    hours: BTreeMap<i64, (Bucket, RollupRows, RowsOf)>,
+    /// Aggregate buckets to store, by aggregate table.
+    aggregates: BTreeMap<usize, Vec<AggregateOutput>>,
+}
+
+impl Touched {
+    /// The row of `device` for `bucket` made from `state` (none when the hour has no data: the
+    /// device's stored row, if any, goes).
+    fn device_hour(
+        &mut self,
+        structure: &SystemStructure,
+        kind: DeviceKind,
+        device: &str,
+        bucket: &Bucket,
+        state: &HourState,
+        at: i64,
+    ) {
+        let (_, rows, only) = self
+            .hours
+            .entry(bucket.start)
+            .or_insert_with(|| (bucket.clone(), RollupRows::default(), RowsOf::default()));
+        let ids = match kind {
+            DeviceKind::Inverter => &mut only.inverters,
+            DeviceKind::Pack => &mut only.packs,
+            DeviceKind::Meter => &mut only.meters,
+        };
+        if !ids.iter().any(|id| id == device) {
+            ids.push(device.to_owned());
+        }
+        match kind {
+            DeviceKind::Inverter => {
+                rows.inverter_hours.retain(|row| row.inverter_id != device);
+                rows.inverter_hours
+                    .extend(inverter_hour(structure, device, state, bucket, at));
+            }
+            DeviceKind::Pack => {
+                rows.pack_hours.retain(|row| row.pack_id != device);
+                rows.pack_hours
+                    .extend(pack_hour(structure, device, state, bucket, at));
+            }
+            DeviceKind::Meter => {
+                rows.meter_hours.retain(|row| row.meter_id != device);
+                rows.meter_hours
+                    .extend(meter_hour(structure, device, state, bucket, at));
+            }
+        }
+    }
+}
+
+/// The kind of a device of the system; `None` when the catalog no longer has it.
+fn kind_of(structure: &SystemStructure, device: &str) -> Option<DeviceKind> {
+    let installation = &structure.installation;
+    if installation
+        .inverters
+        .iter()
+        .any(|i| i.inverter_id == device)
+    {
+        Some(DeviceKind::Inverter)
+    } else if installation.packs.iter().any(|p| p.pack_id == device) {
+        Some(DeviceKind::Pack)
+    } else if installation.meters.iter().any(|m| m.meter_id == device) {
+        Some(DeviceKind::Meter)
+    } else {
+        None
+    }
+}
+
+/// The aggregate tables a device of `kind` feeds (by index in `AGGREGATES`).
+fn aggregate_tables(kind: DeviceKind) -> Vec<usize> {
+    AGGREGATES
+        .iter()
+        .enumerate()
+        .filter(|(_, table)| {
+            matches!(
+                (kind, table.kind),
+                (DeviceKind::Inverter, AggregateKind::Inverter)
+                    | (DeviceKind::Meter, AggregateKind::Meter)
+                    | (
+                        DeviceKind::Pack,
+                        AggregateKind::Pack | AggregateKind::BatteryUnit | AggregateKind::Cell
+                    )
+            )
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The raw samples of one kind, as device samples by device.
+fn converted(samples: store::SystemSamples) -> BTreeMap<String, Vec<DeviceSample>> {
+    let (energy, banks, meters) = samples;
+    let mut by_device: BTreeMap<String, Vec<DeviceSample>> = BTreeMap::new();
+    for s in &energy {
+        by_device
+            .entry(s.inverter_id.clone())
+            .or_default()
+            .push(inverter_sample(s));
+    }
+    for s in &banks {
+        by_device
+            .entry(s.pack_id.clone())
+            .or_default()
+            .push(pack_sample(s));
+    }
+    for s in &meters {
+        by_device
+            .entry(s.meter_id.clone())
+            .or_default()
+            .push(meter_sample(s));
+    }
+    by_device
+}
+
+fn count(samples: &store::SystemSamples) -> u64 {
+    (samples.0.len() + samples.1.len() + samples.2.len()) as u64
+}
+
+/// Rolls the pending ranges of one system, remembering `known` (the tails of its pending devices
+/// the roller has). Call inside a transaction; it changes no memory (see the module).
+pub fn roll_system(
+    conn: &mut DbConnection,
+    system_id: &str,
+    pending: &[Pending],
+    settings: Settings,
+    known: &BTreeMap<String, Tail>,
+) -> Result<Rolled, DbError> {
+    let mut rolled = Rolled::default();
+    store::lock_system_for_roll(conn, system_id)?;
+    let Some(structure) = load_system_structure(conn, system_id)? else {
+        store::remove_pending(conn, pending)?;
+        return Ok(rolled);
+    };
+    let reach = settings.reach_ms();
+    let at = now_ms();
+    let mut ranges: BTreeMap<&str, Vec<&Pending>> = BTreeMap::new();
+    for range in pending {
+        ranges
+            .entry(range.device_id.as_str())
+            .or_default()
+            .push(range);
+    }
+    let frozen = retention::frozen(conn, system_id, reach)?;
+    let mut following: Vec<(String, Tail, i64)> = Vec::new();
+    let mut rebuilding: Vec<(String, DeviceKind, Vec<&Pending>)> = Vec::new();
+    for (device, list) in ranges {
+        let Some(kind) = kind_of(&structure, device) else {
+            // Gone from the catalog since: nothing of it to roll.
+            rolled.tails.insert(device.to_owned(), None);
+            continue;
+        };
+        let from = list.iter().map(|r| r.from_ts).min().unwrap_or(i64::MIN);
+        let to = list.iter().map(|r| r.to_ts).max().unwrap_or(i64::MIN);
+        match known.get(device) {
+            Some(tail)
+                if tail.system_id == system_id
+                    && tail.kind == kind
+                    && tail.newest().is_some_and(|newest| from > newest)
+                    && !frozen
+                        .as_ref()
+                        .is_some_and(|frozen| frozen.overlaps(tail.bucket.start, to + 1)) =>
+            {
+                following.push((device.to_owned(), tail.clone(), to));
+            }
+            _ => rebuilding.push((device.to_owned(), kind, list)),
+        }
+    }
+    let mut touched = Touched::default();
+    follow(
+        conn,
+        &structure,
+        settings,
+        &mut following,
+        &mut touched,
+        &mut rolled.counts,
+        at,
+    )?;
+    for (device, tail, _) in following {
+        rolled.tails.insert(device, Some(tail));
+    }
+    for (device, kind, list) in rebuilding {
+        let (frozen_hours, tail) = rebuild(
+            conn,
+            &structure,
+            settings,
+            (&device, kind),
+            &list,
+            &mut touched,
+            &mut rolled.counts,
+            at,
+        )?;
+        rolled.report.frozen_hours += frozen_hours;
+        rolled.tails.insert(device, tail);
+    }
+    write(conn, &structure, settings, touched, at, &mut rolled.report)?;
+    store::remove_pending(conn, pending)?;
+    Ok(rolled)
+}
+
+/// Folds the new samples of the devices the roller follows into their tails: each sample later
+/// than the device's newest and not after its newest pending one, in time order.
+fn follow(
+    conn: &mut DbConnection,
+    structure: &SystemStructure,
+    settings: Settings,
+    following: &mut [(String, Tail, i64)],
+    touched: &mut Touched,
+    counts: &mut PassCounts,
+    at: i64,
+) -> Result<(), DbError> {
+    if following.is_empty() {
+        return Ok(());
+    }
+    let limits = settings.limits();
+    let tz = structure.tz;
+    let system_id = structure.system.system_id.as_str();
+    let newest: BTreeMap<String, i64> = following
+        .iter()
+        .filter_map(|(device, tail, _)| Some((device.clone(), tail.newest()?)))
+        .collect();
+    let from = newest
+        .values()
+        .min()
+        .copied()
+        .unwrap_or(i64::MIN)
+        .saturating_add(1);
+    let to = following
+        .iter()
+        .map(|(_, _, to)| *to)
+        .max()
+        .unwrap_or(from)
+        .saturating_add(1);
+    let samples = store::load_samples(conn, system_id, from, to)?;
+    counts.samples_read += count(&samples);
+    let new = converted(samples);
+    for (device, tail, last_pending) in following.iter_mut() {
+        let after = newest.get(device).copied().unwrap_or(i64::MIN);
+        let arrived = new
+            .get(device.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|s| s.ts() > after && s.ts() <= *last_pending);
+        for sample in arrived {
+            if sample.ts() >= tail.bucket.end {
+                // The sample opens its own hour, whose first interval starts at the last sample
+                // before it, and closes this one (that interval may reach into it too).
+                let bucket = local_time::hour_of(tz, sample.ts());
+                let next = HourState::after(&tail.state, bucket.start, bucket.end);
+                tail.state.fold(sample, &limits);
+                touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
+                tail.state = next;
+                tail.bucket = bucket;
+            }
+            tail.state.fold(sample, &limits);
+        }
+        touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
+        tail.used = Instant::now();
+        counts.devices_followed += 1;
+    }
+    // The aggregates: the same new samples, in the tables' own shape.
+    for (index, table) in AGGREGATES.iter().enumerate() {
+        let followed: Vec<&mut (String, Tail, i64)> = following
+            .iter_mut()
+            .filter(|(_, tail, _)| aggregate_tables(tail.kind).contains(&index))
+            .collect();
+        if followed.is_empty() {
+            continue;
+        }
+        let mut inputs = Vec::new();
+        if table.group == "pack_id" {
+            for (device, _, last_pending) in &followed {
+                let after = newest.get(device).copied().unwrap_or(i64::MIN);
+                inputs.extend(stored::inputs(
+                    conn,
+                    table,
+                    device,
+                    None,
+                    after.saturating_add(1),
+                    last_pending.saturating_add(1),
+                )?);
+            }
+        } else {
+            inputs = stored::inputs(conn, table, system_id, None, from, to)?;
+        }
+        counts.samples_read += inputs.len() as u64;
+        for (device, tail, last_pending) in followed {
+            let after = newest.get(device.as_str()).copied().unwrap_or(i64::MIN);
+            let mut changed: BTreeSet<(usize, String)> = BTreeSet::new();
+            // A 5-minute table's inputs are the device's own; an hourly table's are its
+            // batteries' or cells', whose pack is the carried id before the system.
+            let of_device = |input: &&stored::AggregateInput| match table.group {
+                "pack_id" => input.parents[table.parents.len().saturating_sub(2)] == *device,
+                _ => input.device == *device,
+            };
+            for input in inputs
+                .iter()
+                .filter(|input| input.ts > after && input.ts <= *last_pending)
+                .filter(of_device)
+            {
+                let key = (index, input.device.clone());
+                match tail.buckets.get_mut(&key) {
+                    Some(bucket) if input.ts >= bucket.start && input.ts < bucket.end => {
+                        bucket.fold(input)
+                    }
+                    _ => {
+                        let mut bucket =
+                            AggregateBucket::new(input, aggregates::bucket_of(table, tz, input.ts));
+                        bucket.fold(input);
+                        tail.buckets.insert(key.clone(), bucket);
+                    }
+                }
+                changed.insert(key);
+            }
+            let outputs = touched.aggregates.entry(index).or_default();
+            for key in changed {
+                if let Some(bucket) = tail.buckets.get(&key) {
+                    outputs.push(bucket.output(table));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One device's samples in [from, to) and the nearest one on each side within the counter reach.
+fn device_series(
+    conn: &mut DbConnection,
+    (device, kind): (&str, DeviceKind),
+    from: i64,
+    to: i64,
+    reach: i64,
+    counts: &mut PassCounts,
+) -> Result<Vec<DeviceSample>, DbError> {
+    let samples = store::device_samples(conn, kind, device, from, to, reach)?;
+    counts.samples_read += count(&samples);
+    Ok(converted(samples).remove(device).unwrap_or_default())
+}
+
+/// Rebuilds, from the device's raw samples, every hour its pending samples reach (but for frozen
+/// ones), with their aggregates, and makes what to remember of it. Returns the frozen hours left
+/// out and the tail (`None` for a device without samples).
+#[allow(clippy::too_many_arguments)]
+fn rebuild(
+    conn: &mut DbConnection,
+    structure: &SystemStructure,
+    settings: Settings,
+    (device, kind): (&str, DeviceKind),
+    ranges: &[&Pending],
+    touched: &mut Touched,
+    counts: &mut PassCounts,
+    at: i64,
+) -> Result<(usize, Option<Tail>), DbError> {
+    let limits = settings.limits();
+    let reach = settings.reach_ms();
+    let tz = structure.tz;
+    let system_id = structure.system.system_id.as_str();
+    // A sample changes the intervals to its neighbours on both sides (and the one it split):
+    // every hour between those neighbours.
+    // Only where the device has samples: a range that reaches where it has none (an attachment
+    // edited back to the start of the year) has nothing to make there.
+    let mut hours = BTreeSet::new();
+    for range in ranges {
+        let Some((oldest, newest)) = store::device_span(
+            conn,
+            kind,
+            device,
+            range.from_ts.saturating_sub(reach),
+            range.to_ts.saturating_add(reach),
+        )?
+        else {
+            continue;
+        };
+        let (from, to) = (range.from_ts.max(oldest), range.to_ts.min(newest));
+        let (before, after) = store::neighbour_times(conn, kind, device, from, to, reach)?;
+        hours.extend(local_time::hours(
+            tz,
+            before.unwrap_or(from).min(from),
+            after.unwrap_or(to).max(to) + 1,
+        ));
+    }
+    let mut hours: Vec<Bucket> = hours.into_iter().collect();
+    let frozen_hours = leave_out_frozen(conn, system_id, &mut hours, reach)?;
+    let newest = store::newest_sample(conn, kind, device)?;
+    let mut newest_state: Option<(Bucket, HourState)> = None;
+    for run in runs(hours) {
+        for chunk in run.chunks(RECOMPUTE_CHUNK_HOURS) {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
+            let samples =
+                device_series(conn, (device, kind), first.start, last.end, reach, counts)?;
+            for bucket in chunk {
+                let state = HourState::of(&samples, bucket.start, bucket.end, &limits);
+                touched.device_hour(structure, kind, device, bucket, &state, at);
+                if newest.is_some_and(|ts| ts >= bucket.start && ts < bucket.end) {
+                    newest_state = Some((bucket.clone(), state));
+                }
+            }
+            counts.device_hours_rebuilt += chunk.len() as u64;
+            counts.samples_read += remake_aggregates_of(
+                conn,
+                system_id,
+                tz,
+                Some((kind, device)),
+                first.start,
+                last.end,
+            )?;
+        }
+    }
+    let Some(newest) = newest else {
+        return Ok((frozen_hours, None));
+    };
+    let (bucket, state) = match newest_state {
+        Some(made) => made,
+        None => {
+            let bucket = local_time::hour_of(tz, newest);
+            let samples = device_series(
+                conn,
+                (device, kind),
+                bucket.start,
+                bucket.end,
+                reach,
+                counts,
+            )?;
+            let state = HourState::of(&samples, bucket.start, bucket.end, &limits);
+            (bucket, state)
+        }
+    };
+    // The open buckets of its aggregates, from the raw samples they hold so far.
+    let mut buckets = BTreeMap::new();
+    for index in aggregate_tables(kind) {
+        let table = &AGGREGATES[index];
+        let (start, _) = aggregates::bucket_of(table, tz, newest);
+        let (group, of_device) = if table.group == "pack_id" {
+            (device, None)
+        } else {
+            (system_id, Some(device))
+        };
+        let inputs = stored::inputs(conn, table, group, of_device, start, newest + 1)?;
+        counts.samples_read += inputs.len() as u64;
+        for made in aggregates::buckets(table, tz, &inputs) {
+            buckets.insert((index, made.device.clone()), made);
+        }
+    }
+    Ok((
+        frozen_hours,
+        Some(Tail {
+            system_id: system_id.to_owned(),
+            kind,
+            bucket,
+            state,
+            buckets,
+            used: Instant::now(),
+        }),
+    ))
+}
+
+/// Writes what a pass touched: the device rows of each hour, the arrays' and the system's rows of
+/// those hours, the days they are in, and the aggregate buckets.
+fn write(
+    conn: &mut DbConnection,
+    structure: &SystemStructure,
+    settings: Settings,
+    touched: Touched,
+    at: i64,
+    report: &mut RollReport,
+) -> Result<(), DbError> {
+    let system_id = structure.system.system_id.as_str();
+    let tz: Tz = structure.tz;
+    let limits = settings.limits();
+    let reach = settings.reach_ms();
+    let levels = RowsOf {
+        levels: true,
+        ..RowsOf::default()
+    };
+    let mut days: BTreeMap<i64, (Bucket, RowsOf)> = BTreeMap::new();
+    for (_, (bucket, rows, only)) in touched.hours {
+        store::delete_rows_of(
+            conn,
+            system_id,
+            bucket.start,
+            bucket.end,
+            Level::Hours,
+            &only,
+        )?;
+        store::delete_superseded_legacy(conn, &rows)?;
+        store::insert_rows(conn, &rows)?;
+        report.rows += rows.inverter_hours.len() + rows.pack_hours.len() + rows.meter_hours.len();
+        // The arrays and the system, from every device row of the hour.
+        let hour = store::load_rows(conn, system_id, bucket.start, bucket.end, Level::Hours)?;
+        let mut partial: BTreeMap<(String, i64, i64), Option<store::PackHour>> = BTreeMap::new();
+        for (pack, _, from, to) in super::hours::pack_attachments(
+            &structure.installation.packs,
+            &structure.installation.attachments,
+            bucket.start,
+            bucket.end,
+        ) {
+            if (from, to) != (bucket.start, bucket.end) {
+                let mut counts = PassCounts::default();
+                let samples =
+                    device_series(conn, (pack, DeviceKind::Pack), from, to, reach, &mut counts)?;
+                let state = HourState::of(&samples, from, to, &limits);
+                let window = Bucket {
+                    start: from,
+                    end: to,
+                    ..bucket.clone()
+                };
+                partial.insert(
+                    (pack.to_owned(), from, to),
+                    pack_hour(structure, pack, &state, &window, at),
+                );
+            }
+        }
+        let lookup = |pack: &str, from: i64, to: i64| {
+            partial.get(&(pack.to_owned(), from, to)).cloned().flatten()
+        };
+        let (arrays, system) = level_rows(structure, &bucket, &hour, &lookup, at);
+        let level_rows = RollupRows {
+            array_hours: arrays,
+            system_hours: system.into_iter().collect(),
+            ..RollupRows::default()
+        };
+        store::delete_rows_of(
+            conn,
+            system_id,
+            bucket.start,
+            bucket.end,
+            Level::Hours,
+            &levels,
+        )?;
+        store::delete_superseded_legacy(conn, &level_rows)?;
+        store::insert_rows(conn, &level_rows)?;
+        report.rows += level_rows.array_hours.len() + level_rows.system_hours.len();
+        report.hours += 1;
+        let day = local_time::day_of(tz, &bucket);
+        let (_, devices) = days
+            .entry(day.start)
+            .or_insert_with(|| (day.clone(), levels.clone()));
+        for (ids, more) in [
+            (&mut devices.inverters, &only.inverters),
+            (&mut devices.packs, &only.packs),
+            (&mut devices.meters, &only.meters),
+        ] {
+            for id in more {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+    }
+    for (_, (day, only)) in days {
+        let hours = store::load_rows_of(conn, system_id, day.start, day.end, Level::Hours, &only)?;
+        if only_legacy(&hours) {
+            continue;
+        }
+        let rows = day_rows_from(structure, &day, &hours, at);
+        store::delete_rows_of(conn, system_id, day.start, day.end, Level::Days, &only)?;
+        store::delete_superseded_legacy(conn, &rows)?;
+        store::insert_rows(conn, &rows)?;
+        report.days += 1;
+        report.rows += rows.inverter_days.len()
+            + rows.array_days.len()
+            + rows.system_days.len()
+            + rows.pack_days.len()
+            + rows.meter_days.len();
+    }
+    for (index, rows) in touched.aggregates {
+        stored::store(conn, &AGGREGATES[index], &rows)?;
+    }
+    Ok(())
+}
