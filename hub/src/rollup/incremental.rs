@@ -402,7 +402,16 @@ fn follow(
                         let mut bucket =
                             AggregateBucket::new(input, aggregates::bucket_of(table, tz, input.ts));
                         bucket.fold(input);
-                        tail.buckets.insert(key.clone(), bucket);
+                        // The bucket it replaces is complete: stored now if this pass changed it.
+                        if let Some(done) = tail.buckets.insert(key.clone(), bucket)
+                            && changed.contains(&key)
+                        {
+                            touched
+                                .aggregates
+                                .entry(index)
+                                .or_default()
+                                .push(done.output(table));
+                        }
                     }
                 }
                 changed.insert(key);
