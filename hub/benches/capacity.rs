@@ -93,9 +93,10 @@ impl Measured {
         mean(&self.lag_s[self.lag_s.len() - third..]) - mean(&self.lag_s[..third])
     }
 
-    /// Resident memory growth from minute 2 (or the second sample) to the end, in MB.
-    fn memory_growth(&self, interval: Duration) -> f64 {
-        let from = (120 / interval.as_secs().max(1)) as usize;
+    /// Resident memory growth from minute 2 (or the second sample) to the end, in MB (a sample
+    /// every 5 s).
+    fn memory_growth(&self) -> f64 {
+        let from = 120 / 5;
         let from = from.min(self.rss_mb.len().saturating_sub(2));
         let (Some(first), Some(last)) = (self.rss_mb.get(from), self.rss_mb.last()) else {
             return 0.0;
@@ -105,14 +106,14 @@ impl Measured {
     }
 
     /// Whether every target held.
-    fn held(&self, interval: Duration) -> bool {
+    fn held(&self) -> bool {
         self.sent == self.stored_rows
             && self.refused == 0
             && percentile(&self.acks_ms, 0.99) < 100.0
             && self.lag_s.iter().copied().fold(0.0, f64::max) < 10.0
             && self.lag_growth() < 2.0
             && self.cpu_cores < 1.0
-            && self.memory_growth(interval) < 10.0
+            && self.memory_growth() < 10.0
     }
 }
 
@@ -391,11 +392,17 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
     let mut measured = Measured::default();
     let cpu_before = proc::cpu_time(pid)?;
     let mut rss = Vec::new();
+    // The roller's lag every second (it rolls every 2 s: a sample every 5 s would see the same
+    // phase of its cycle each time), the hub's memory every 5 s.
+    let mut second = 0u64;
     while started.elapsed() < load.run {
-        std::thread::sleep(Duration::from_secs(5));
-        rss.push(proc::memory_kb(pid)?.0 as f64 / 1024.0);
+        std::thread::sleep(Duration::from_secs(1));
+        second += 1;
         if let Some((lag, _)) = scrape(metrics) {
             measured.lag_s.push(lag);
+        }
+        if second % 5 == 0 {
+            rss.push(proc::memory_kb(pid)?.0 as f64 / 1024.0);
         }
     }
     measured.cpu_cores =
@@ -496,7 +503,7 @@ fn report(backend: &str, load: Load, measured: &Measured) {
     .print();
     Figure {
         name: &name("hub_memory_growth"),
-        figure: measured.memory_growth(load.interval),
+        figure: measured.memory_growth(),
         baseline: measured.rss_mb.first().copied().unwrap_or(0.0),
         unit: "MB",
         baseline_is: "the hub's RSS at the first sample",
@@ -538,7 +545,7 @@ fn main() -> anyhow::Result<()> {
         }
         let measured = measured?;
         report(backend, load, &measured);
-        let held = measured.held(load.interval);
+        let held = measured.held();
         println!(
             "{backend}: {} devices at {:?}: {}",
             load.devices,
