@@ -198,8 +198,14 @@ fn energy_rows(database: &Database) -> anyhow::Result<u64> {
 fn scrape(port: u16) -> Option<(f64, f64)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let value = |name: &str| {
@@ -256,9 +262,17 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
     .expose()
     .to_owned();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let log = std::fs::File::create(dir.path().join("hub.log"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    // SOLARHUB_BENCH_LOG keeps the hub's log (with RUST_LOG set as wanted) where it says.
+    let log = match std::env::var("SOLARHUB_BENCH_LOG") {
+        Ok(path) => std::fs::File::create(path)?,
+        Err(_) => std::fs::File::create(dir.path().join("hub.log"))?,
+    };
     let url_arg = match &url {
         DatabaseUrl::Sqlite(path) => path.display().to_string(),
         DatabaseUrl::Postgres(url) => url.clone(),
@@ -311,7 +325,9 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
                 tokio::spawn(async move {
                     while let Ok(Some(ack)) = answers.message().await {
                         if let Some(at) = sent_at.lock().unwrap().remove(&ack.seq) {
-                            acks.lock().unwrap().push(at.elapsed().as_secs_f64() * 1000.0);
+                            acks.lock()
+                                .unwrap()
+                                .push(at.elapsed().as_secs_f64() * 1000.0);
                         }
                         let mut stored = stored.lock().unwrap();
                         stored.0 += u64::from(ack.stored);
@@ -366,7 +382,9 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
                 solarhub_proto::v1::live_service_client::LiveServiceClient::with_interceptor(
                     channel,
                     move |mut request: solarhub_proto::tonic::Request<()>| {
-                        request.metadata_mut().insert("authorization", bearer.clone());
+                        request
+                            .metadata_mut()
+                            .insert("authorization", bearer.clone());
                         Ok(request)
                     },
                 );
@@ -431,8 +449,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
     measured.stored_rows = energy_rows(&database)? - rows_before;
     measured.acks_ms = acks.lock().unwrap().clone();
     measured.rss_mb = rss;
-    measured.growth_mb_per_hour = (database_bytes(&database, &url)? as f64
-        - bytes_before as f64)
+    measured.growth_mb_per_hour = (database_bytes(&database, &url)? as f64 - bytes_before as f64)
         / 1e6
         / elapsed.as_secs_f64()
         * 3600.0;
@@ -456,7 +473,11 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         measured.lag_growth(),
         measured.pending_end,
         measured.cpu_cores,
-        measured.rss_mb.iter().map(|mb| mb.round() as u64).collect::<Vec<_>>(),
+        measured
+            .rss_mb
+            .iter()
+            .map(|mb| mb.round() as u64)
+            .collect::<Vec<_>>(),
         measured.growth_mb_per_hour,
         watched,
     );
@@ -514,7 +535,11 @@ fn report(backend: &str, load: Load, measured: &Measured) {
 
 fn main() -> anyhow::Result<()> {
     let postgres = std::env::var("SOLARHUB_TEST_DATABASE_URL").ok();
-    let backend = if postgres.is_some() { "postgres" } else { "sqlite" };
+    let backend = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let load = Load {
         devices: env(
             "SOLARHUB_BENCH_DEVICES",
@@ -531,7 +556,11 @@ fn main() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let (url, drop_after) = match &postgres {
             Some(admin_url) => {
-                let name = format!("solarhub_bench_capacity_{}_{}", std::process::id(), load.devices);
+                let name = format!(
+                    "solarhub_bench_capacity_{}_{}",
+                    std::process::id(),
+                    load.devices
+                );
                 (
                     DatabaseUrl::Postgres(admin::create_postgres_database(admin_url, &name)?),
                     Some((admin_url.clone(), name)),
@@ -550,7 +579,11 @@ fn main() -> anyhow::Result<()> {
             "{backend}: {} devices at {:?}: {}",
             load.devices,
             load.interval,
-            if held { "every target held" } else { "a target failed" }
+            if held {
+                "every target held"
+            } else {
+                "a target failed"
+            }
         );
         if !knee || !held {
             break;
@@ -560,8 +593,14 @@ fn main() -> anyhow::Result<()> {
     }
     if knee {
         match held_most {
-            Some(devices) => println!("{backend}: the knee: {devices} devices at {:?} held every target; {} did not", load.interval, load.devices),
-            None => println!("{backend}: the knee: below {} devices at {:?}", load.devices, load.interval),
+            Some(devices) => println!(
+                "{backend}: the knee: {devices} devices at {:?} held every target; {} did not",
+                load.interval, load.devices
+            ),
+            None => println!(
+                "{backend}: the knee: below {} devices at {:?}",
+                load.devices, load.interval
+            ),
         }
     }
     Ok(())

@@ -79,6 +79,9 @@ macro_rules! energy_table {
             fn span_ms(&self) -> i64 {
                 self.bucket_end - self.bucket_start
             }
+            fn source(&self) -> &str {
+                &self.source
+            }
         }
     };
 }
@@ -96,6 +99,8 @@ pub trait EnergyColumns {
     fn counts(&self) -> (i64, f64);
     /// Length of the bucket (ms).
     fn span_ms(&self) -> i64;
+    /// [`FROM_SAMPLES`] or [`FROM_LEGACY`].
+    fn source(&self) -> &str;
 }
 
 energy_table!(InverterHour, hourly_energy, [inverter_id: String, hour_start: i32, array_id: Option<String>, system_id: String]);
@@ -424,23 +429,24 @@ pub fn delete_superseded_legacy(conn: &mut DbConnection, rows: &RollupRows) -> R
     use diesel::connection::SimpleConnection;
     use std::collections::BTreeMap;
     let mut statements = String::new();
+    // One statement per table and bucket span (a roll's rows share a few), naming the devices
+    // that have a row there: the old app's rows of other devices or other times stay.
     macro_rules! superseded {
         ($field:ident, $row:ident, $table:ident, $key:ident) => {
-            let mut spans: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+            let mut by_span: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
             for row in &rows.$field {
-                let span = spans
-                    .entry(row.$key.as_str())
-                    .or_insert((row.bucket_start, row.bucket_end));
-                span.0 = span.0.min(row.bucket_start);
-                span.1 = span.1.max(row.bucket_end);
+                by_span
+                    .entry((row.bucket_start, row.bucket_end))
+                    .or_default()
+                    .push(format!("'{}'", checked_id(&row.$key)?));
             }
-            for (id, (from, to)) in spans {
-                let id = checked_id(id)?;
+            for ((from, to), ids) in by_span {
                 statements.push_str(&format!(
-                    "DELETE FROM {} WHERE {} = '{id}' AND bucket_start < {to} \
+                    "DELETE FROM {} WHERE {} IN ({}) AND bucket_start < {to} \
                      AND bucket_end > {from} AND source = '{FROM_LEGACY}';",
                     stringify!($table),
                     stringify!($key),
+                    ids.join(", "),
                 ));
             }
         };
@@ -578,10 +584,21 @@ pub fn pending_summary(conn: &mut DbConnection) -> Result<(i64, Option<i64>), Db
 
 /// Removes rolled ranges.
 pub fn remove_pending(conn: &mut DbConnection, rows: &[Pending]) -> Result<(), DbError> {
-    use schema::rollup_pending::dsl as p;
-    for row in rows {
-        diesel::delete(p::rollup_pending.find((&row.device_id, row.from_ts, row.to_ts)))
-            .execute(conn)?;
+    use diesel::connection::SimpleConnection;
+    // A few hundred keys per statement, not a statement per key: a pass over 500 devices is two
+    // round trips.
+    for chunk in rows.chunks(INSERT_ROWS) {
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|row| {
+                checked_id(&row.device_id)
+                    .map(|id| format!("('{id}', {}, {})", row.from_ts, row.to_ts))
+            })
+            .collect::<Result<_, _>>()?;
+        conn.batch_execute(&format!(
+            "DELETE FROM rollup_pending WHERE (device_id, from_ts, to_ts) IN (VALUES {});",
+            keys.join(", ")
+        ))?;
     }
     Ok(())
 }

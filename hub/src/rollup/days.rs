@@ -12,18 +12,40 @@ use crate::catalog::{BatteryPack, Installation};
 use crate::db::rollups::{self as store, Level, RollupRows};
 use crate::db::{DbConnection, DbError};
 use crate::local_time::Bucket;
-use crate::values::{add, max, mean_by_count, min};
+use crate::values::{add, max, min};
 
-/// A day's figures from its hour rows (energies summed, averages weighted by samples, peaks the
-/// highest, coverage over the day's length).
-pub(super) fn day_figures<R: store::EnergyColumns>(hours: &[&R], day: &Bucket) -> Figures {
-    let mut total = Figures::default();
-    let mut weights = [0.0f64; 5];
-    let mut weighted = [0.0f64; 5];
-    let mut covered = 0.0;
-    for hour in hours {
-        let figures = &figures_of(*hour);
+/// An energy day (inverter, array, system) folded hour by hour in time order: what its row is
+/// made of (energies summed, averages weighted by samples, peaks the highest, coverage over the
+/// day's length). Folding the closed hours once and the open hour at each pass gives the row
+/// folding every hour gives, bit for bit (the roller keeps a device's fold of its closed hours).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EnergyDay {
+    total: Figures,
+    weights: [f64; 5],
+    weighted: [f64; 5],
+    covered: f64,
+    hours: usize,
+    legacy: usize,
+}
+
+impl Default for EnergyDay {
+    fn default() -> Self {
+        EnergyDay {
+            total: Figures::default(),
+            weights: [0.0; 5],
+            weighted: [0.0; 5],
+            covered: 0.0,
+            hours: 0,
+            legacy: 0,
+        }
+    }
+}
+
+impl EnergyDay {
+    pub(super) fn add<R: store::EnergyColumns>(&mut self, hour: &R) {
+        let figures = &figures_of(hour);
         let span = hour.span_ms();
+        let total = &mut self.total;
         for q in 0..QUANTITIES {
             add(&mut total.kwh[q], figures.kwh[q]);
         }
@@ -39,8 +61,8 @@ pub(super) fn day_figures<R: store::EnergyColumns>(hours: &[&R], day: &Bucket) -
         .enumerate()
         {
             if let Some(avg) = avg {
-                weighted[i] += avg * n;
-                weights[i] += n;
+                self.weighted[i] += avg * n;
+                self.weights[i] += n;
             }
         }
         total.peak_pv = max(total.peak_pv, figures.peak_pv);
@@ -50,16 +72,237 @@ pub(super) fn day_figures<R: store::EnergyColumns>(hours: &[&R], day: &Bucket) -
         total.soc_min = min(total.soc_min, figures.soc_min);
         total.soc_max = max(total.soc_max, figures.soc_max);
         total.sample_count += figures.sample_count;
-        covered += figures.coverage_pct * span as f64;
+        self.covered += figures.coverage_pct * span as f64;
+        self.hours += 1;
+        if hour.source() == store::FROM_LEGACY {
+            self.legacy += 1;
+        }
     }
-    let mean = |i: usize| (weights[i] > 0.0).then(|| weighted[i] / weights[i]);
-    total.avg_pv = mean(0);
-    total.avg_load = mean(1);
-    total.avg_grid = mean(2);
-    total.avg_battery = mean(3);
-    total.soc_avg = mean(4);
-    total.coverage_pct = covered / (day.end - day.start) as f64;
-    total
+
+    pub(super) fn figures(&self, day: &Bucket) -> Figures {
+        let mut total = self.total.clone();
+        let mean = |i: usize| (self.weights[i] > 0.0).then(|| self.weighted[i] / self.weights[i]);
+        total.avg_pv = mean(0);
+        total.avg_load = mean(1);
+        total.avg_grid = mean(2);
+        total.avg_battery = mean(3);
+        total.soc_avg = mean(4);
+        total.coverage_pct = self.covered / (day.end - day.start) as f64;
+        total
+    }
+
+    /// A day is the old app's when every hour it sums is; else it is computed.
+    pub(super) fn source(&self) -> String {
+        legacy_or_samples(self.hours, self.legacy)
+    }
+}
+
+fn legacy_or_samples(hours: usize, legacy: usize) -> String {
+    match hours == legacy {
+        true => store::FROM_LEGACY.to_owned(),
+        false => store::FROM_SAMPLES.to_owned(),
+    }
+}
+
+/// A day's figures from its hour rows.
+pub(super) fn day_figures<R: store::EnergyColumns>(hours: &[&R], day: &Bucket) -> Figures {
+    let mut fold = EnergyDay::default();
+    for hour in hours {
+        fold.add(*hour);
+    }
+    fold.figures(day)
+}
+
+/// A pack's day folded hour by hour in time order (as [`EnergyDay`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct PackDay {
+    charge: Option<f64>,
+    discharge: Option<f64>,
+    /// (sum of mean × samples, samples) of the average power, voltage, current, temperature, SOC.
+    means: [(f64, f64); 5],
+    peak_charge: Option<f64>,
+    peak_discharge: Option<f64>,
+    max_temperature: Option<f64>,
+    soc_min: Option<f64>,
+    soc_max: Option<f64>,
+    samples: i64,
+    covered: f64,
+    hours: usize,
+    legacy: usize,
+}
+
+impl PackDay {
+    pub(super) fn add(&mut self, h: &store::PackHour) {
+        add(&mut self.charge, h.charge_kwh);
+        add(&mut self.discharge, h.discharge_kwh);
+        for (i, mean) in [
+            h.avg_power_w,
+            h.avg_voltage_v,
+            h.avg_current_a,
+            h.avg_temperature_c,
+            h.soc_avg_pct,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(mean) = mean {
+                self.means[i].0 += mean * h.sample_count as f64;
+                self.means[i].1 += h.sample_count as f64;
+            }
+        }
+        self.peak_charge = max(self.peak_charge, h.peak_charge_w);
+        self.peak_discharge = max(self.peak_discharge, h.peak_discharge_w);
+        self.max_temperature = max(self.max_temperature, h.max_temperature_c);
+        self.soc_min = min(self.soc_min, h.soc_min_pct);
+        self.soc_max = max(self.soc_max, h.soc_max_pct);
+        self.samples += h.sample_count;
+        self.covered += h.coverage_pct * (h.bucket_end - h.bucket_start) as f64;
+        self.hours += 1;
+        if h.source == store::FROM_LEGACY {
+            self.legacy += 1;
+        }
+    }
+
+    /// The day row, with the ids of its last hour (`last`).
+    pub(super) fn row(
+        &self,
+        installation: &Installation,
+        last: &store::PackHour,
+        day: &Bucket,
+        at: i64,
+    ) -> store::PackDay {
+        let mean = |i: usize| {
+            let (sum, weight) = self.means[i];
+            (weight > 0.0).then(|| sum / weight)
+        };
+        let pack = installation
+            .packs
+            .iter()
+            .find(|p| p.pack_id == last.pack_id);
+        store::PackDay {
+            pack_id: last.pack_id.clone(),
+            cycles: pack.and_then(|p| cycles(self.discharge, &[p])),
+            bucket_start: day.start,
+            bucket_end: day.end,
+            date: day.date.clone(),
+            battery_array_id: last.battery_array_id.clone(),
+            system_id: last.system_id.clone(),
+            charge_kwh: self.charge,
+            discharge_kwh: self.discharge,
+            avg_power_w: mean(0),
+            peak_charge_w: self.peak_charge,
+            peak_discharge_w: self.peak_discharge,
+            avg_voltage_v: mean(1),
+            avg_current_a: mean(2),
+            avg_temperature_c: mean(3),
+            max_temperature_c: self.max_temperature,
+            soc_min_pct: self.soc_min,
+            soc_avg_pct: mean(4),
+            soc_max_pct: self.soc_max,
+            sample_count: self.samples,
+            coverage_pct: self.covered / (day.end - day.start) as f64,
+            updated_at: at,
+            source: legacy_or_samples(self.hours, self.legacy),
+        }
+    }
+}
+
+/// A meter's day folded hour by hour in time order (as [`EnergyDay`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct MeterDay {
+    import: Option<f64>,
+    export: Option<f64>,
+    net: Option<f64>,
+    /// (sum of mean × samples, samples) of the average power, voltage, current, frequency.
+    means: [(f64, f64); 4],
+    peak_import: Option<f64>,
+    peak_export: Option<f64>,
+    samples: i64,
+    covered: f64,
+    hours: usize,
+    legacy: usize,
+}
+
+impl MeterDay {
+    pub(super) fn add(&mut self, h: &store::MeterHour) {
+        add(&mut self.import, h.import_kwh);
+        add(&mut self.export, h.export_kwh);
+        add(&mut self.net, h.net_kwh);
+        for (i, mean) in [
+            h.avg_power_w,
+            h.avg_voltage_v,
+            h.avg_current_a,
+            h.avg_frequency_hz,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(mean) = mean {
+                self.means[i].0 += mean * h.sample_count as f64;
+                self.means[i].1 += h.sample_count as f64;
+            }
+        }
+        self.peak_import = max(self.peak_import, h.peak_import_w);
+        self.peak_export = max(self.peak_export, h.peak_export_w);
+        self.samples += h.sample_count;
+        self.covered += h.coverage_pct * (h.bucket_end - h.bucket_start) as f64;
+        self.hours += 1;
+        if h.source == store::FROM_LEGACY {
+            self.legacy += 1;
+        }
+    }
+
+    /// The day row, with the ids of its last hour (`last`).
+    pub(super) fn row(&self, last: &store::MeterHour, day: &Bucket, at: i64) -> store::MeterDay {
+        let mean = |i: usize| {
+            let (sum, weight) = self.means[i];
+            (weight > 0.0).then(|| sum / weight)
+        };
+        store::MeterDay {
+            meter_id: last.meter_id.clone(),
+            bucket_start: day.start,
+            bucket_end: day.end,
+            date: day.date.clone(),
+            system_id: last.system_id.clone(),
+            array_id: last.array_id.clone(),
+            import_kwh: self.import,
+            export_kwh: self.export,
+            net_kwh: self.net,
+            avg_power_w: mean(0),
+            peak_import_w: self.peak_import,
+            peak_export_w: self.peak_export,
+            avg_voltage_v: mean(1),
+            avg_current_a: mean(2),
+            avg_frequency_hz: mean(3),
+            sample_count: self.samples,
+            coverage_pct: self.covered / (day.end - day.start) as f64,
+            updated_at: at,
+            source: legacy_or_samples(self.hours, self.legacy),
+        }
+    }
+}
+
+/// An inverter's day row from its fold, with the ids of its last hour (`last`).
+pub(super) fn inverter_day(
+    fold: &EnergyDay,
+    last: &store::InverterHour,
+    day: &Bucket,
+    at: i64,
+) -> store::InverterDay {
+    let figures = fold.figures(day);
+    let mut row = energy_row!(
+        InverterDay {
+            inverter_id: last.inverter_id.clone(),
+            array_id: last.array_id.clone(),
+            system_id: last.system_id.clone(),
+            battery_cycles: None,
+        },
+        day,
+        &figures,
+        at
+    );
+    row.source = fold.source();
+    row
 }
 
 /// A day is the old app's when every hour it sums is; else it is computed.
@@ -126,22 +369,13 @@ pub(super) fn day_rows_from(
     for row in &hours.inverter_hours {
         inverters.entry(&row.inverter_id).or_default().push(row);
     }
-    for (inverter_id, own) in inverters {
-        let figures = day_figures(&own, day);
-        let source = source_of(own.iter().map(|h| h.source.as_str()));
-        rows.inverter_days.push(energy_row!(
-            InverterDay {
-                inverter_id: inverter_id.to_owned(),
-                array_id: own.last().and_then(|r| r.array_id.clone()),
-                system_id: system_id.to_owned(),
-                battery_cycles: None,
-            },
-            day,
-            &figures,
-            at
-        ));
-        if let Some(row) = rows.inverter_days.last_mut() {
-            row.source = source;
+    for own in inverters.values() {
+        let mut fold = EnergyDay::default();
+        for hour in own {
+            fold.add(*hour);
+        }
+        if let Some(last) = own.last() {
+            rows.inverter_days.push(inverter_day(&fold, last, day, at));
         }
     }
     let mut arrays: BTreeMap<&str, Vec<&store::ArrayHour>> = BTreeMap::new();
@@ -202,126 +436,40 @@ pub(super) fn day_rows_from(
     for row in &hours.pack_hours {
         packs.entry(&row.pack_id).or_default().push(row);
     }
-    for (pack_id, own) in packs {
-        rows.pack_days
-            .push(pack_day(installation, pack_id, &own, day, at));
+    for own in packs.values() {
+        rows.pack_days.extend(pack_day(installation, own, day, at));
     }
     let mut meters: BTreeMap<&str, Vec<&store::MeterHour>> = BTreeMap::new();
     for row in &hours.meter_hours {
         meters.entry(&row.meter_id).or_default().push(row);
     }
-    for (meter_id, own) in meters {
-        rows.meter_days.push(meter_day(meter_id, &own, day, at));
+    for own in meters.values() {
+        rows.meter_days.extend(meter_day(own, day, at));
     }
     rows
 }
 
-pub(super) fn day_coverage(spans: impl IntoIterator<Item = (f64, i64)>, day: &Bucket) -> f64 {
-    spans
-        .into_iter()
-        .map(|(pct, span)| pct * span as f64)
-        .sum::<f64>()
-        / (day.end - day.start) as f64
-}
-
 pub(super) fn pack_day(
     installation: &Installation,
-    pack_id: &str,
     hours: &[&store::PackHour],
     day: &Bucket,
     at: i64,
-) -> store::PackDay {
-    let mut charge = None;
-    let mut discharge = None;
-    for h in hours {
-        add(&mut charge, h.charge_kwh);
-        add(&mut discharge, h.discharge_kwh);
+) -> Option<store::PackDay> {
+    let mut fold = PackDay::default();
+    for hour in hours {
+        fold.add(hour);
     }
-    let pack = installation.packs.iter().find(|p| p.pack_id == pack_id);
-    let fold = |f: fn(&store::PackHour) -> Option<f64>,
-                pick: fn(Option<f64>, Option<f64>) -> Option<f64>| {
-        hours.iter().fold(None, |acc, h| pick(acc, f(h)))
-    };
-    store::PackDay {
-        pack_id: pack_id.to_owned(),
-        cycles: pack.and_then(|p| cycles(discharge, &[p])),
-        bucket_start: day.start,
-        bucket_end: day.end,
-        date: day.date.clone(),
-        battery_array_id: hours.last().and_then(|h| h.battery_array_id.clone()),
-        system_id: hours
-            .last()
-            .map(|h| h.system_id.clone())
-            .unwrap_or_default(),
-        charge_kwh: charge,
-        discharge_kwh: discharge,
-        avg_power_w: mean_by_count(hours.iter().map(|h| (h.avg_power_w, h.sample_count))),
-        peak_charge_w: fold(|h| h.peak_charge_w, max),
-        peak_discharge_w: fold(|h| h.peak_discharge_w, max),
-        avg_voltage_v: mean_by_count(hours.iter().map(|h| (h.avg_voltage_v, h.sample_count))),
-        avg_current_a: mean_by_count(hours.iter().map(|h| (h.avg_current_a, h.sample_count))),
-        avg_temperature_c: mean_by_count(
-            hours.iter().map(|h| (h.avg_temperature_c, h.sample_count)),
-        ),
-        max_temperature_c: fold(|h| h.max_temperature_c, max),
-        soc_min_pct: fold(|h| h.soc_min_pct, min),
-        soc_avg_pct: mean_by_count(hours.iter().map(|h| (h.soc_avg_pct, h.sample_count))),
-        soc_max_pct: fold(|h| h.soc_max_pct, max),
-        sample_count: hours.iter().map(|h| h.sample_count).sum(),
-        coverage_pct: day_coverage(
-            hours
-                .iter()
-                .map(|h| (h.coverage_pct, h.bucket_end - h.bucket_start)),
-            day,
-        ),
-        updated_at: at,
-        source: source_of(hours.iter().map(|h| h.source.as_str())),
-    }
+    Some(fold.row(installation, hours.last()?, day, at))
 }
 
 pub(super) fn meter_day(
-    meter_id: &str,
     hours: &[&store::MeterHour],
     day: &Bucket,
     at: i64,
-) -> store::MeterDay {
-    let mut import = None;
-    let mut export = None;
-    let mut net = None;
-    for h in hours {
-        add(&mut import, h.import_kwh);
-        add(&mut export, h.export_kwh);
-        add(&mut net, h.net_kwh);
+) -> Option<store::MeterDay> {
+    let mut fold = MeterDay::default();
+    for hour in hours {
+        fold.add(hour);
     }
-    let fold =
-        |f: fn(&store::MeterHour) -> Option<f64>| hours.iter().fold(None, |acc, h| max(acc, f(h)));
-    store::MeterDay {
-        meter_id: meter_id.to_owned(),
-        bucket_start: day.start,
-        bucket_end: day.end,
-        date: day.date.clone(),
-        system_id: hours
-            .last()
-            .map(|h| h.system_id.clone())
-            .unwrap_or_default(),
-        array_id: hours.last().and_then(|h| h.array_id.clone()),
-        import_kwh: import,
-        export_kwh: export,
-        net_kwh: net,
-        avg_power_w: mean_by_count(hours.iter().map(|h| (h.avg_power_w, h.sample_count))),
-        peak_import_w: fold(|h| h.peak_import_w),
-        peak_export_w: fold(|h| h.peak_export_w),
-        avg_voltage_v: mean_by_count(hours.iter().map(|h| (h.avg_voltage_v, h.sample_count))),
-        avg_current_a: mean_by_count(hours.iter().map(|h| (h.avg_current_a, h.sample_count))),
-        avg_frequency_hz: mean_by_count(hours.iter().map(|h| (h.avg_frequency_hz, h.sample_count))),
-        sample_count: hours.iter().map(|h| h.sample_count).sum(),
-        coverage_pct: day_coverage(
-            hours
-                .iter()
-                .map(|h| (h.coverage_pct, h.bucket_end - h.bucket_start)),
-            day,
-        ),
-        updated_at: at,
-        source: source_of(hours.iter().map(|h| h.source.as_str())),
-    }
+    Some(fold.row(hours.last()?, day, at))
 }

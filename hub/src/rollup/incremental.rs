@@ -28,7 +28,7 @@ use std::time::Instant;
 use chrono_tz::Tz;
 
 use super::aggregates::{self, AggregateBucket};
-use super::days::{day_rows_from, only_legacy};
+use super::days::{self, EnergyDay, MeterDay, PackDay, day_rows_from, only_legacy};
 use super::device_hours::{DeviceSample, HourState};
 use super::hours::{
     inverter_hour, inverter_sample, level_rows, meter_hour, meter_sample, pack_hour, pack_sample,
@@ -54,8 +54,78 @@ pub struct Tail {
     /// The open buckets of the device's aggregates, by aggregate table (its index in
     /// `AGGREGATES`) and device (the device itself, or a pack's battery or cell).
     buckets: BTreeMap<(usize, String), AggregateBucket>,
+    /// The device's day so far, folded over its hour rows of the day before `bucket` (its row of
+    /// `bucket` completes it); `None` until a pass made it from the stored rows.
+    day: Option<DayPrefix>,
     /// When a pass last used it.
     pub(super) used: Instant,
+}
+
+/// A device's day folded over its closed hours (`days`: the same folds a recompute makes).
+#[derive(Debug, Clone)]
+struct DayPrefix {
+    day: Bucket,
+    fold: DayFold,
+}
+
+#[derive(Debug, Clone)]
+enum DayFold {
+    Energy(EnergyDay),
+    Pack(PackDay),
+    Meter(MeterDay),
+}
+
+/// One device's hour row, of whatever kind.
+#[derive(Debug, Clone)]
+enum HourRow {
+    Inverter(store::InverterHour),
+    Pack(store::PackHour),
+    Meter(store::MeterHour),
+}
+
+impl DayFold {
+    fn new(kind: DeviceKind) -> DayFold {
+        match kind {
+            DeviceKind::Inverter => DayFold::Energy(EnergyDay::default()),
+            DeviceKind::Pack => DayFold::Pack(PackDay::default()),
+            DeviceKind::Meter => DayFold::Meter(MeterDay::default()),
+        }
+    }
+
+    fn add(&mut self, row: &HourRow) {
+        match (self, row) {
+            (DayFold::Energy(fold), HourRow::Inverter(row)) => fold.add(row),
+            (DayFold::Pack(fold), HourRow::Pack(row)) => fold.add(row),
+            (DayFold::Meter(fold), HourRow::Meter(row)) => fold.add(row),
+            _ => {}
+        }
+    }
+
+    /// The day row of the fold and `last` (the day's last hour row) added to it.
+    fn day_row(
+        &self,
+        structure: &SystemStructure,
+        last: &HourRow,
+        day: &Bucket,
+        at: i64,
+        into: &mut RollupRows,
+    ) {
+        let mut fold = self.clone();
+        fold.add(last);
+        match (fold, last) {
+            (DayFold::Energy(fold), HourRow::Inverter(last)) => into
+                .inverter_days
+                .push(days::inverter_day(&fold, last, day, at)),
+            (DayFold::Pack(fold), HourRow::Pack(last)) => {
+                into.pack_days
+                    .push(fold.row(&structure.installation, last, day, at))
+            }
+            (DayFold::Meter(fold), HourRow::Meter(last)) => {
+                into.meter_days.push(fold.row(last, day, at))
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Tail {
@@ -99,6 +169,10 @@ struct Touched {
     hours: BTreeMap<i64, (Bucket, RollupRows, RowsOf)>,
     /// Aggregate buckets to store, by aggregate table.
     aggregates: BTreeMap<usize, Vec<AggregateOutput>>,
+    /// Device day rows made from what the roller remembered, by day start: the day, the rows,
+    /// the devices whose rows they replace. Other devices' days touched are made from the
+    /// stored hour rows.
+    days: BTreeMap<i64, (Bucket, RollupRows, RowsOf)>,
 }
 
 impl Touched {
@@ -112,37 +186,73 @@ impl Touched {
         bucket: &Bucket,
         state: &HourState,
         at: i64,
-    ) {
+    ) -> Option<HourRow> {
         let (_, rows, only) = self
             .hours
             .entry(bucket.start)
             .or_insert_with(|| (bucket.clone(), RollupRows::default(), RowsOf::default()));
-        let ids = match kind {
-            DeviceKind::Inverter => &mut only.inverters,
-            DeviceKind::Pack => &mut only.packs,
-            DeviceKind::Meter => &mut only.meters,
-        };
-        if !ids.iter().any(|id| id == device) {
-            ids.push(device.to_owned());
-        }
+        add_id(only, kind, device);
         match kind {
             DeviceKind::Inverter => {
                 rows.inverter_hours.retain(|row| row.inverter_id != device);
-                rows.inverter_hours
-                    .extend(inverter_hour(structure, device, state, bucket, at));
+                let row = inverter_hour(structure, device, state, bucket, at)?;
+                rows.inverter_hours.push(row.clone());
+                Some(HourRow::Inverter(row))
             }
             DeviceKind::Pack => {
                 rows.pack_hours.retain(|row| row.pack_id != device);
-                rows.pack_hours
-                    .extend(pack_hour(structure, device, state, bucket, at));
+                let row = pack_hour(structure, device, state, bucket, at)?;
+                rows.pack_hours.push(row.clone());
+                Some(HourRow::Pack(row))
             }
             DeviceKind::Meter => {
                 rows.meter_hours.retain(|row| row.meter_id != device);
-                rows.meter_hours
-                    .extend(meter_hour(structure, device, state, bucket, at));
+                let row = meter_hour(structure, device, state, bucket, at)?;
+                rows.meter_hours.push(row.clone());
+                Some(HourRow::Meter(row))
             }
         }
     }
+
+    /// The day row of `device` for `day`, from its fold of the day's earlier hours and `last`.
+    #[allow(clippy::too_many_arguments)]
+    fn device_day(
+        &mut self,
+        structure: &SystemStructure,
+        kind: DeviceKind,
+        device: &str,
+        prefix: &DayFold,
+        last: &HourRow,
+        day: &Bucket,
+        at: i64,
+    ) {
+        let (_, rows, only) = self
+            .days
+            .entry(day.start)
+            .or_insert_with(|| (day.clone(), RollupRows::default(), RowsOf::default()));
+        add_id(only, kind, device);
+        rows.inverter_days.retain(|row| row.inverter_id != device);
+        rows.pack_days.retain(|row| row.pack_id != device);
+        rows.meter_days.retain(|row| row.meter_id != device);
+        prefix.day_row(structure, last, day, at, rows);
+    }
+}
+
+fn add_id(only: &mut RowsOf, kind: DeviceKind, device: &str) {
+    let ids = match kind {
+        DeviceKind::Inverter => &mut only.inverters,
+        DeviceKind::Pack => &mut only.packs,
+        DeviceKind::Meter => &mut only.meters,
+    };
+    if !ids.iter().any(|id| id == device) {
+        ids.push(device.to_owned());
+    }
+}
+
+fn has_id(only: &RowsOf, device: &str) -> bool {
+    [&only.inverters, &only.packs, &only.meters]
+        .into_iter()
+        .any(|ids| ids.iter().any(|id| id == device))
 }
 
 /// The kind of a device of the system; `None` when the catalog no longer has it.
@@ -222,6 +332,7 @@ pub fn roll_system(
     known: &BTreeMap<String, Tail>,
 ) -> Result<Rolled, DbError> {
     let mut rolled = Rolled::default();
+    let began = Instant::now();
     store::lock_system_for_roll(conn, system_id)?;
     let Some(structure) = load_system_structure(conn, system_id)? else {
         store::remove_pending(conn, pending)?;
@@ -251,7 +362,9 @@ pub fn roll_system(
             Some(tail)
                 if tail.system_id == system_id
                     && tail.kind == kind
-                    && tail.newest().is_some_and(|newest| from > newest)
+                    && tail
+                        .newest()
+                        .is_some_and(|newest| from > newest && to - newest <= reach)
                     && !frozen
                         .as_ref()
                         .is_some_and(|frozen| frozen.overlaps(tail.bucket.start, to + 1)) =>
@@ -261,6 +374,7 @@ pub fn roll_system(
             _ => rebuilding.push((device.to_owned(), kind, list)),
         }
     }
+    let planned = began.elapsed();
     let mut touched = Touched::default();
     follow(
         conn,
@@ -275,12 +389,17 @@ pub fn roll_system(
         rolled.tails.insert(device, Some(tail));
     }
     for (device, kind, list) in rebuilding {
+        let previous = known
+            .get(&device)
+            .filter(|tail| tail.system_id == system_id && tail.kind == kind)
+            .and_then(Tail::newest);
         let (frozen_hours, tail) = rebuild(
             conn,
             &structure,
             settings,
             (&device, kind),
             &list,
+            previous,
             &mut touched,
             &mut rolled.counts,
             at,
@@ -288,8 +407,31 @@ pub fn roll_system(
         rolled.report.frozen_hours += frozen_hours;
         rolled.tails.insert(device, tail);
     }
-    write(conn, &structure, settings, touched, at, &mut rolled.report)?;
+    let folded = began.elapsed();
+    let phases = write(
+        conn,
+        &structure,
+        settings,
+        touched,
+        at,
+        &mut rolled.report,
+        &mut rolled.tails,
+    )?;
+    let written = began.elapsed();
     store::remove_pending(conn, pending)?;
+    tracing::debug!(
+        system = system_id,
+        pending = pending.len(),
+        followed = rolled.counts.devices_followed,
+        rebuilt = rolled.counts.device_hours_rebuilt,
+        planned_ms = planned.as_millis() as u64,
+        folded_ms = (folded - planned).as_millis() as u64,
+        hours_ms = phases.0.as_millis() as u64,
+        days_ms = phases.1.as_millis() as u64,
+        aggregates_ms = phases.2.as_millis() as u64,
+        pending_ms = (began.elapsed() - written).as_millis() as u64,
+        "rolled a system"
+    );
     Ok(rolled)
 }
 
@@ -343,13 +485,59 @@ fn follow(
                 let bucket = local_time::hour_of(tz, sample.ts());
                 let next = HourState::after(&tail.state, bucket.start, bucket.end);
                 tail.state.fold(sample, &limits);
-                touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
+                let closed = touched.device_hour(
+                    structure,
+                    tail.kind,
+                    device,
+                    &tail.bucket,
+                    &tail.state,
+                    at,
+                );
+                // The closed hour joins the device's day so far; a new day starts empty.
+                let day = local_time::day_of(tz, &bucket);
+                match (tail.day.as_mut(), &closed) {
+                    (Some(prefix), Some(row)) if prefix.day.start == day.start => {
+                        prefix.fold.add(row)
+                    }
+                    (Some(prefix), Some(row)) => {
+                        // The closed hour was its day's last: the day's final row.
+                        touched.device_day(
+                            structure,
+                            tail.kind,
+                            device,
+                            &prefix.fold,
+                            row,
+                            &prefix.day,
+                            at,
+                        );
+                        tail.day = None;
+                    }
+                    (Some(_), None) => tail.day = None,
+                    (None, _) => {}
+                }
+                if tail.day.is_none() && local_time::day_of(tz, &tail.bucket).start != day.start {
+                    tail.day = Some(DayPrefix {
+                        day,
+                        fold: DayFold::new(tail.kind),
+                    });
+                }
                 tail.state = next;
                 tail.bucket = bucket;
             }
             tail.state.fold(sample, &limits);
         }
-        touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
+        let open = touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
+        if let (Some(prefix), Some(open)) = (&tail.day, &open) {
+            touched.device_day(
+                structure,
+                tail.kind,
+                device,
+                &prefix.fold,
+                open,
+                &prefix.day,
+                at,
+            );
+        }
         tail.used = Instant::now();
         counts.devices_followed += 1;
     }
@@ -451,6 +639,7 @@ fn rebuild(
     settings: Settings,
     (device, kind): (&str, DeviceKind),
     ranges: &[&Pending],
+    previous: Option<i64>,
     touched: &mut Touched,
     counts: &mut PassCounts,
     at: i64,
@@ -485,7 +674,14 @@ fn rebuild(
     }
     let mut hours: Vec<Bucket> = hours.into_iter().collect();
     let frozen_hours = leave_out_frozen(conn, system_id, &mut hours, reach)?;
-    let newest = store::newest_sample(conn, kind, device)?;
+    // What to remember ends at the newest sample the roller has seen: the newest pending one,
+    // or the newest it remembered (a pass of late samples alone). Samples stored since the
+    // pending ranges were read come with ranges of their own and are followed at the next pass.
+    let horizon = ranges.iter().map(|range| range.to_ts).chain(previous).max();
+    let newest = match (store::newest_sample(conn, kind, device)?, horizon) {
+        (Some(newest), Some(horizon)) => Some(newest.min(horizon)),
+        (newest, _) => newest,
+    };
     let mut newest_state: Option<(Bucket, HourState)> = None;
     for run in runs(hours) {
         for chunk in run.chunks(RECOMPUTE_CHUNK_HOURS) {
@@ -497,7 +693,13 @@ fn rebuild(
             for bucket in chunk {
                 let state = HourState::of(&samples, bucket.start, bucket.end, &limits);
                 touched.device_hour(structure, kind, device, bucket, &state, at);
-                if newest.is_some_and(|ts| ts >= bucket.start && ts < bucket.end) {
+                if let Some(newest) = newest.filter(|ts| *ts >= bucket.start && *ts < bucket.end) {
+                    let known: Vec<DeviceSample> = samples
+                        .iter()
+                        .filter(|sample| sample.ts() <= newest)
+                        .cloned()
+                        .collect();
+                    let state = HourState::of(&known, bucket.start, bucket.end, &limits);
                     newest_state = Some((bucket.clone(), state));
                 }
             }
@@ -523,11 +725,15 @@ fn rebuild(
                 conn,
                 (device, kind),
                 bucket.start,
-                bucket.end,
+                newest + 1,
                 reach,
                 counts,
             )?;
-            let state = HourState::of(&samples, bucket.start, bucket.end, &limits);
+            let known: Vec<DeviceSample> = samples
+                .into_iter()
+                .filter(|sample| sample.ts() <= newest)
+                .collect();
+            let state = HourState::of(&known, bucket.start, bucket.end, &limits);
             (bucket, state)
         }
     };
@@ -555,6 +761,8 @@ fn rebuild(
             bucket,
             state,
             buckets,
+            // Made from the stored rows once this pass wrote them.
+            day: None,
             used: Instant::now(),
         }),
     ))
@@ -569,7 +777,16 @@ fn write(
     touched: Touched,
     at: i64,
     report: &mut RollReport,
-) -> Result<(), DbError> {
+    tails: &mut BTreeMap<String, Option<Tail>>,
+) -> Result<
+    (
+        std::time::Duration,
+        std::time::Duration,
+        std::time::Duration,
+    ),
+    DbError,
+> {
+    let began = Instant::now();
     let system_id = structure.system.system_id.as_str();
     let tz: Tz = structure.tz;
     let limits = settings.limits();
@@ -638,20 +855,29 @@ fn write(
         report.rows += level_rows.array_hours.len() + level_rows.system_hours.len();
         report.hours += 1;
         let day = local_time::day_of(tz, &bucket);
+        let made = touched.days.get(&day.start).map(|(_, _, only)| only);
         let (_, devices) = days
             .entry(day.start)
             .or_insert_with(|| (day.clone(), levels.clone()));
-        for (ids, more) in [
-            (&mut devices.inverters, &only.inverters),
-            (&mut devices.packs, &only.packs),
-            (&mut devices.meters, &only.meters),
+        for (kind, ids) in [
+            (DeviceKind::Inverter, &only.inverters),
+            (DeviceKind::Pack, &only.packs),
+            (DeviceKind::Meter, &only.meters),
         ] {
-            for id in more {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
+            for id in ids {
+                // A day the roller made from what it remembered needs no stored rows.
+                if !made.is_some_and(|made| has_id(made, id)) {
+                    add_id(devices, kind, id);
                 }
             }
         }
+    }
+    let hours_done = began.elapsed();
+    for (_, (day, rows, only)) in touched.days {
+        store::delete_rows_of(conn, system_id, day.start, day.end, Level::Days, &only)?;
+        store::delete_superseded_legacy(conn, &rows)?;
+        store::insert_rows(conn, &rows)?;
+        report.rows += rows.inverter_days.len() + rows.pack_days.len() + rows.meter_days.len();
     }
     for (_, (day, only)) in days {
         let hours = store::load_rows_of(conn, system_id, day.start, day.end, Level::Hours, &only)?;
@@ -668,9 +894,45 @@ fn write(
             + rows.system_days.len()
             + rows.pack_days.len()
             + rows.meter_days.len();
+        // What the roller remembers of these devices' day: their rows before the open hour.
+        for (device, tail) in tails.iter_mut() {
+            let Some(tail) = tail else { continue };
+            if !has_id(&only, device) || local_time::day_of(tz, &tail.bucket).start != day.start {
+                continue;
+            }
+            let open = tail.bucket.start;
+            let mut fold = DayFold::new(tail.kind);
+            let before = |start: i64| start < open;
+            match tail.kind {
+                DeviceKind::Inverter => hours
+                    .inverter_hours
+                    .iter()
+                    .filter(|row| row.inverter_id == *device && before(row.bucket_start))
+                    .for_each(|row| fold.add(&HourRow::Inverter(row.clone()))),
+                DeviceKind::Pack => hours
+                    .pack_hours
+                    .iter()
+                    .filter(|row| row.pack_id == *device && before(row.bucket_start))
+                    .for_each(|row| fold.add(&HourRow::Pack(row.clone()))),
+                DeviceKind::Meter => hours
+                    .meter_hours
+                    .iter()
+                    .filter(|row| row.meter_id == *device && before(row.bucket_start))
+                    .for_each(|row| fold.add(&HourRow::Meter(row.clone()))),
+            }
+            tail.day = Some(DayPrefix {
+                day: day.clone(),
+                fold,
+            });
+        }
     }
+    let days_done = began.elapsed();
     for (index, rows) in touched.aggregates {
         stored::store(conn, &AGGREGATES[index], &rows)?;
     }
-    Ok(())
+    Ok((
+        hours_done,
+        days_done - hours_done,
+        began.elapsed() - days_done,
+    ))
 }

@@ -14,6 +14,8 @@ use crate::db::{Database, DbError};
 
 /// How often pending ranges are rolled by default.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(2);
+/// Systems rolled at once.
+const SYSTEMS_AT_ONCE: usize = 4;
 /// A device not rolled for this long is forgotten (its memory is made again if it comes back).
 const FORGET_AFTER: Duration = Duration::from_secs(2 * 3_600);
 
@@ -43,27 +45,43 @@ impl Roller {
         self.tails.len()
     }
 
-    /// Rolls everything pending now, one transaction per system.
+    /// Rolls everything pending now, one transaction per system, a few systems at a time (on
+    /// Postgres they go on in parallel; SQLite's writers take turns).
     pub async fn roll_pending(&mut self) -> Result<(RollReport, PassCounts), DbError> {
         self.tails
             .retain(|_, tail| tail.used.elapsed() < FORGET_AFTER);
         let by_system = self.database.run(pending_by_system).await?;
         let mut report = RollReport::default();
         let mut counts = PassCounts::default();
-        for (system_id, ranges) in by_system {
-            let known: BTreeMap<String, Tail> = ranges
-                .iter()
-                .filter_map(|range| {
-                    let tail = self.tails.get(&range.device_id)?;
-                    Some((range.device_id.clone(), tail.clone()))
-                })
-                .collect();
-            let known = Arc::new(known);
-            let settings = self.settings;
-            let rolled = self
-                .database
-                .run_write(move |conn| roll_system(conn, &system_id, &ranges, settings, &known))
-                .await?;
+        let mut systems = by_system.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < SYSTEMS_AT_ONCE {
+                let Some((system_id, ranges)) = systems.next() else {
+                    break;
+                };
+                let known: BTreeMap<String, Tail> = ranges
+                    .iter()
+                    .filter_map(|range| {
+                        let tail = self.tails.get(&range.device_id)?;
+                        Some((range.device_id.clone(), tail.clone()))
+                    })
+                    .collect();
+                let known = Arc::new(known);
+                let (database, settings) = (self.database.clone(), self.settings);
+                running.spawn(async move {
+                    database
+                        .run_write(move |conn| {
+                            roll_system(conn, &system_id, &ranges, settings, &known)
+                        })
+                        .await
+                });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let rolled = done
+                .map_err(|error| DbError::Unavailable(format!("a roll task failed: {error}")))??;
             report += rolled.report;
             counts += rolled.counts;
             for (device, tail) in rolled.tails {
