@@ -391,7 +391,6 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
             let mut updates = client
                 .watch_system(WatchSystemRequest {
                     system_id: format!("site{site}"),
-                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -419,7 +418,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         if let Some((lag, _)) = scrape(metrics) {
             measured.lag_s.push(lag);
         }
-        if second % 5 == 0 {
+        if second.is_multiple_of(5) {
             rss.push(proc::memory_kb(pid)?.0 as f64 / 1024.0);
         }
     }
