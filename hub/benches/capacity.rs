@@ -69,6 +69,7 @@ struct Measured {
     pending_end: f64,
     cpu_cores: f64,
     rss_mb: Vec<f64>,
+    idle_mb: f64,
     growth_mb_per_hour: f64,
     refused: u64,
 }
@@ -93,20 +94,32 @@ impl Measured {
         mean(&self.lag_s[self.lag_s.len() - third..]) - mean(&self.lag_s[..third])
     }
 
-    /// Resident memory growth from minute 2 (or the second sample) to the end, in MB (a sample
-    /// every 5 s).
+    /// Resident memory growth from minute 2 to the end, in MB (a sample every 5 s): the mean of
+    /// the last third of those samples against the mean of the first third (a plateau that
+    /// jitters does not grow).
     fn memory_growth(&self) -> f64 {
-        let from = 120 / 5;
-        let from = from.min(self.rss_mb.len().saturating_sub(2));
-        let (Some(first), Some(last)) = (self.rss_mb.get(from), self.rss_mb.last()) else {
+        let from = (120 / 5).min(self.rss_mb.len().saturating_sub(3));
+        let steady = &self.rss_mb[from..];
+        let third = steady.len() / 3;
+        if third == 0 {
             return 0.0;
-        };
-        let peak_after = self.rss_mb[from..].iter().copied().fold(f64::MIN, f64::max);
-        (last - first).max(peak_after - first)
+        }
+        let mean = |part: &[f64]| part.iter().sum::<f64>() / part.len() as f64;
+        mean(&steady[steady.len() - third..]) - mean(&steady[..third])
+    }
+
+    /// Memory over idle per 1,000 devices (the last minute's mean), in MB.
+    fn per_thousand(&self, devices: u64) -> f64 {
+        let last = &self.rss_mb[self.rss_mb.len().saturating_sub(12)..];
+        if last.is_empty() {
+            return 0.0;
+        }
+        let streaming = last.iter().sum::<f64>() / last.len() as f64;
+        (streaming - self.idle_mb) / (devices as f64 / 1000.0)
     }
 
     /// Whether every target held.
-    fn held(&self) -> bool {
+    fn held(&self, devices: u64) -> bool {
         self.sent == self.stored_rows
             && self.refused == 0
             && percentile(&self.acks_ms, 0.99) < 100.0
@@ -114,6 +127,7 @@ impl Measured {
             && self.lag_growth() < 2.0
             && self.cpu_cores < 1.0
             && self.memory_growth() < 10.0
+            && self.per_thousand(devices) < 10.0
     }
 }
 
@@ -277,8 +291,17 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         DatabaseUrl::Sqlite(path) => path.display().to_string(),
         DatabaseUrl::Postgres(url) => url.clone(),
     };
+    // SOLARHUB_BENCH_HUB_WRAPPER runs the hub under a profiler (`heaptrack`, say).
+    let mut command = match std::env::var("SOLARHUB_BENCH_HUB_WRAPPER") {
+        Ok(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.arg(env!("CARGO_BIN_EXE_solarhub-hub"));
+            command
+        }
+        Err(_) => Command::new(env!("CARGO_BIN_EXE_solarhub-hub")),
+    };
     let hub = Running(
-        Command::new(env!("CARGO_BIN_EXE_solarhub-hub"))
+        command
             .args(["--database-url", &url_arg, "serve"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
@@ -288,7 +311,9 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
     );
     let pid = hub.0.id();
     let hub_url = format!("http://127.0.0.1:{port}");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
+    // The hub with its catalog, before anything streams.
+    let idle_mb = proc::memory_kb(pid)?.0 as f64 / 1024.0;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let acks: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -406,7 +431,10 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         }));
     }
     // The run, sampled every 5 s.
-    let mut measured = Measured::default();
+    let mut measured = Measured {
+        idle_mb,
+        ..Measured::default()
+    };
     let cpu_before = proc::cpu_time(pid)?;
     let mut rss = Vec::new();
     // The roller's lag every second (it rolls every 2 s: a sample every 5 s would see the same
@@ -455,7 +483,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
     drop(hub);
     let lag_max = measured.lag_s.iter().copied().fold(0.0, f64::max);
     println!(
-        "{backend}: {} devices from {} collectors every {:?} for {:?}: {} readings sent, {} stored ({} acked stored, {} refused); ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; roller lag p50 {:.1} s, max {:.1} s, last third minus first {:+.1} s, {} ranges pending at the end; hub {:.2} of a core, RSS every 5 s (MB) {:?}; database +{:.0} MB an hour; {} watch updates",
+        "{backend}: {} devices from {} collectors every {:?} for {:?}: {} readings sent, {} stored ({} acked stored, {} refused); ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; roller lag p50 {:.1} s, max {:.1} s, last third minus first {:+.1} s, {} ranges pending at the end; hub {:.2} of a core, RSS idle {:.0} MB, then every 5 s (MB) {:?}; database +{:.0} MB an hour; {} watch updates",
         load.devices,
         load.collectors,
         load.interval,
@@ -472,6 +500,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         measured.lag_growth(),
         measured.pending_end,
         measured.cpu_cores,
+        measured.idle_mb,
         measured
             .rss_mb
             .iter()
@@ -530,6 +559,15 @@ fn report(backend: &str, load: Load, measured: &Measured) {
         target: Target::FigureAtMost(10.0),
     }
     .print();
+    Figure {
+        name: &name("hub_memory_per_1000_devices"),
+        figure: measured.per_thousand(load.devices),
+        baseline: measured.idle_mb,
+        unit: "MB",
+        baseline_is: "the hub idle with its catalog, before anything streamed",
+        target: Target::FigureAtMost(10.0),
+    }
+    .print();
 }
 
 fn main() -> anyhow::Result<()> {
@@ -573,7 +611,7 @@ fn main() -> anyhow::Result<()> {
         }
         let measured = measured?;
         report(backend, load, &measured);
-        let held = measured.held();
+        let held = measured.held(load.devices);
         println!(
             "{backend}: {} devices at {:?}: {}",
             load.devices,

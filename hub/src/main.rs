@@ -332,6 +332,12 @@ impl SecurityArgs {
     }
 }
 
+/// The served hub's allocator: jemalloc gives freed memory back to the system after a few
+/// seconds, where glibc's per-thread arenas (one per blocking thread that ran database work) kept
+/// two to three times the live heap (BENCHMARKS.md: capacity).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     solarhub_proto::ops::init_logging(cli.log_format);

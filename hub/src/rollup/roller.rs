@@ -60,11 +60,12 @@ impl Roller {
                 let Some((system_id, ranges)) = systems.next() else {
                     break;
                 };
+                // Handed to the pass (and back when it committed): not copied.
                 let known: BTreeMap<String, Tail> = ranges
                     .iter()
                     .filter_map(|range| {
-                        let tail = self.tails.get(&range.device_id)?;
-                        Some((range.device_id.clone(), tail.clone()))
+                        let tail = self.tails.remove(&range.device_id)?;
+                        Some((range.device_id.clone(), tail))
                     })
                     .collect();
                 let known = Arc::new(known);
@@ -80,6 +81,7 @@ impl Roller {
             let Some(done) = running.join_next().await else {
                 break;
             };
+            // A failed pass leaves its devices forgotten: the next one rebuilds them.
             let rolled = done
                 .map_err(|error| DbError::Unavailable(format!("a roll task failed: {error}")))??;
             report += rolled.report;
