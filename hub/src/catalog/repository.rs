@@ -78,6 +78,23 @@ impl Repository {
             .await?
     }
 
+    /// `read` on the connection that found `key` (NOT_FOUND when it did not): a check and the
+    /// read it guards in one trip to the database.
+    pub async fn read_of<R: Linked, T: Send + 'static>(
+        &self,
+        key: R::Key,
+        read: impl FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, CatalogError> {
+        self.database
+            .run(move |conn| -> Result<Result<T, CatalogError>, DbError> {
+                if R::fetch(conn, &key)?.is_none() {
+                    return Ok(Err(not_found::<R>(&key)));
+                }
+                read(conn).map(Ok)
+            })
+            .await?
+    }
+
     pub async fn list<R: Linked>(
         &self,
         filter: ListFilter,

@@ -373,11 +373,17 @@ pub fn store(
         .chain(&columns)
         .map(|column| format!("{column} = excluded.{column}"))
         .collect();
+    // Postgres numbers its placeholders; SQLite takes plain `?` in order (it reads `$n` as a
+    // name, looked up among all the statement's names one by one: quadratic in the binds).
+    let postgres = matches!(conn, DbConnection::Postgres(_));
     for chunk in rows.chunks(STORE_ROWS) {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|row| {
                 let binds: Vec<String> = (1..=per_row)
-                    .map(|i| format!("${}", row * per_row + i))
+                    .map(|i| match postgres {
+                        true => format!("${}", row * per_row + i),
+                        false => "?".to_owned(),
+                    })
                     .collect();
                 format!("({})", binds.join(", "))
             })

@@ -339,6 +339,7 @@ pub fn delete_rows_of(
 ) -> Result<(), DbError> {
     use diesel::connection::SimpleConnection;
     let system_id = checked_id(system_id)?;
+    let lowest = lowest_overlapping_start(from);
     let mut statements = String::new();
     macro_rules! delete {
         ($field:ident, $row:ident, $table:ident, $key:ident) => {
@@ -356,7 +357,8 @@ pub fn delete_rows_of(
                 };
                 statements.push_str(&format!(
                     "DELETE FROM {} WHERE system_id = '{system_id}' AND bucket_start < {to} \
-                     AND bucket_end > {from} AND source = '{FROM_SAMPLES}'{which};",
+                     AND bucket_start > {lowest} AND bucket_end > {from} \
+                     AND source = '{FROM_SAMPLES}'{which};",
                     stringify!($table)
                 ));
             }
@@ -410,12 +412,13 @@ pub fn delete_rows(
 ) -> Result<(), DbError> {
     use diesel::connection::SimpleConnection;
     let system_id = checked_id(system_id)?;
+    let lowest = lowest_overlapping_start(from);
     let statements: String = tables(level)
         .iter()
         .map(|table| {
             format!(
                 "DELETE FROM {table} WHERE system_id = '{system_id}' AND bucket_start < {to} \
-                 AND bucket_end > {from} AND source = '{FROM_SAMPLES}';"
+                 AND bucket_start > {lowest} AND bucket_end > {from} AND source = '{FROM_SAMPLES}';"
             )
         })
         .collect();
@@ -443,10 +446,11 @@ pub fn delete_superseded_legacy(conn: &mut DbConnection, rows: &RollupRows) -> R
             for ((from, to), ids) in by_span {
                 statements.push_str(&format!(
                     "DELETE FROM {} WHERE {} IN ({}) AND bucket_start < {to} \
-                     AND bucket_end > {from} AND source = '{FROM_LEGACY}';",
+                     AND bucket_start > {} AND bucket_end > {from} AND source = '{FROM_LEGACY}';",
                     stringify!($table),
                     stringify!($key),
                     ids.join(", "),
+                    lowest_overlapping_start(from),
                 ));
             }
         };
@@ -456,6 +460,14 @@ pub fn delete_superseded_legacy(conn: &mut DbConnection, rows: &RollupRows) -> R
         conn.batch_execute(&statements)?;
     }
     Ok(())
+}
+
+/// The lowest start a stored bucket that ends after `from` can have: no hour or day bucket is longer
+/// than 25 hours (a day the clocks go back). With it a delete of the buckets overlapping a span
+/// reads the index from just before the span, not from the device's first row.
+fn lowest_overlapping_start(from: i64) -> i64 {
+    const LONGEST_BUCKET_MS: i64 = 25 * 3_600_000;
+    from.saturating_sub(LONGEST_BUCKET_MS + 1)
 }
 
 /// Inserts `rows` (after their buckets were deleted).
@@ -622,31 +634,93 @@ pub struct EnergyView {
     pub battery_cycles: Option<f64>,
     pub sample_count: i64,
     pub coverage_pct: f64,
-    /// [`FROM_SAMPLES`] or [`FROM_LEGACY`].
-    pub source: String,
+    /// Carried over from the old app ([`FROM_LEGACY`]) rather than computed from samples.
+    pub legacy: bool,
 }
 
-macro_rules! energy_view {
-    ($r:expr, $array:expr, $inverter:expr, $hour:expr, $cycles:expr) => {{
-        let r = $r;
-        let (sample_count, coverage_pct) = r.counts();
+/// The columns of an energy row a history answer carries, the same in every energy table: the
+/// bucket, the figures, the counts, and whether the row is the old app's. Ids the request names
+/// and `updated_at` are not read.
+macro_rules! carried_columns {
+    ($t:ident) => {
+        (
+            ($t::bucket_start, $t::bucket_end, $t::date),
+            (
+                $t::solar_kwh,
+                $t::load_kwh,
+                $t::battery_charge_kwh,
+                $t::battery_discharge_kwh,
+                $t::grid_import_kwh,
+                $t::grid_export_kwh,
+            ),
+            (
+                $t::avg_pv_power_w,
+                $t::peak_pv_power_w,
+                $t::avg_load_power_w,
+                $t::peak_load_power_w,
+                $t::avg_grid_power_w,
+                $t::peak_grid_import_w,
+                $t::peak_grid_export_w,
+                $t::avg_battery_power_w,
+            ),
+            ($t::soc_min_pct, $t::soc_avg_pct, $t::soc_max_pct),
+            (
+                $t::sample_count,
+                $t::coverage_pct,
+                $t::source.eq(FROM_LEGACY),
+            ),
+        )
+    };
+}
+
+type Opt = Option<f64>;
+/// What [`carried_columns!`] loads.
+type Carried = (
+    (i64, i64, String),
+    (Opt, Opt, Opt, Opt, Opt, Opt),
+    (Opt, Opt, Opt, Opt, Opt, Opt, Opt, Opt),
+    (Opt, Opt, Opt),
+    (i64, f64, bool),
+);
+
+/// Whose row it is and which hour or day's cycles: the columns that differ between the tables.
+#[derive(Default)]
+struct RowIds {
+    system_id: String,
+    array_id: Option<String>,
+    inverter_id: Option<String>,
+    hour: Option<i32>,
+    battery_cycles: Option<f64>,
+}
+
+impl EnergyView {
+    fn new(carried: Carried, ids: RowIds) -> Self {
+        let (
+            (bucket_start, bucket_end, date),
+            kwh,
+            powers,
+            soc,
+            (sample_count, coverage_pct, legacy),
+        ) = carried;
         EnergyView {
-            array_id: $array,
-            inverter_id: $inverter,
-            hour: $hour,
-            battery_cycles: $cycles,
-            kwh: r.kwh(),
-            powers: r.powers(),
-            soc: r.soc(),
+            system_id: ids.system_id,
+            array_id: ids.array_id,
+            inverter_id: ids.inverter_id,
+            bucket_start,
+            bucket_end,
+            date,
+            hour: ids.hour,
+            kwh: [kwh.0, kwh.1, kwh.2, kwh.3, kwh.4, kwh.5],
+            powers: [
+                powers.0, powers.1, powers.2, powers.3, powers.4, powers.5, powers.6, powers.7,
+            ],
+            soc: [soc.0, soc.1, soc.2],
+            battery_cycles: ids.battery_cycles,
             sample_count,
             coverage_pct,
-            system_id: r.system_id,
-            bucket_start: r.bucket_start,
-            bucket_end: r.bucket_end,
-            date: r.date,
-            source: r.source,
+            legacy,
         }
-    }};
+    }
 }
 
 /// Whose energy rows a history request wants.
@@ -657,7 +731,6 @@ pub enum EnergyScope {
     Inverter(String),
 }
 
-/// Energy rows of one scope whose bucket starts in [from, to), in time order.
 /// A system's hourly rows with `bucket_start` in [from, to), as stored: the history bench's
 /// baseline for what the API adds.
 pub fn system_hours(
@@ -677,6 +750,8 @@ pub fn system_hours(
     })
 }
 
+/// Energy rows of one scope whose bucket starts in [from, to), in time order: only the columns
+/// the answer carries, read straight into [`EnergyView`]s.
 pub fn energy_history(
     conn: &mut DbConnection,
     scope: &EnergyScope,
@@ -687,79 +762,101 @@ pub fn energy_history(
     // Loaded on the backend's own connection: through `MultiConnection` a year of hours took
     // about 40 % longer (rollup bench).
     macro_rules! load {
-        ($table:ident, $row:ident, $key:ident, $id:expr) => {{
+        ($table:ident, $key:ident, $id:expr, $extra:ident => $ids:expr) => {{
             use schema::$table::dsl as t;
             let query = t::$table
                 .filter(t::$key.eq($id))
                 .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
-                .order(t::bucket_start);
-            match conn {
-                DbConnection::Postgres(pg) => query.select($row::as_select()).load(pg)?,
-                DbConnection::Sqlite(sqlite) => query.select($row::as_select()).load(sqlite)?,
-            }
+                .order(t::bucket_start)
+                .select((carried_columns!(t), $extra!(t)));
+            let rows = match conn {
+                DbConnection::Postgres(pg) => query.load(pg)?,
+                DbConnection::Sqlite(sqlite) => query.load(sqlite)?,
+            };
+            rows.into_iter()
+                .map(|(carried, extra)| EnergyView::new(carried, $ids(extra)))
+                .collect()
         }};
+    }
+    macro_rules! hour {
+        ($t:ident) => {
+            $t::hour_start
+        };
+    }
+    macro_rules! cycles {
+        ($t:ident) => {
+            $t::battery_cycles
+        };
+    }
+    macro_rules! system_hour {
+        ($t:ident) => {
+            ($t::system_id, $t::hour_start)
+        };
+    }
+    macro_rules! system_cycles {
+        ($t:ident) => {
+            ($t::system_id, $t::battery_cycles)
+        };
+    }
+    macro_rules! inverter_hour {
+        ($t:ident) => {
+            ($t::system_id, $t::array_id, $t::hour_start)
+        };
+    }
+    macro_rules! inverter_cycles {
+        ($t:ident) => {
+            ($t::system_id, $t::array_id, $t::battery_cycles)
+        };
     }
     Ok(match (scope, level) {
         (EnergyScope::System(id), Level::Hours) => {
-            load!(system_hourly_energy, SystemHour, system_id, id)
-                .into_iter()
-                .map(|r: SystemHour| {
-                    let hour = Some(r.hour_start);
-                    energy_view!(r, None, None, hour, None)
-                })
-                .collect()
+            load!(system_hourly_energy, system_id, id, hour => |hour| RowIds {
+                system_id: id.clone(),
+                hour: Some(hour),
+                ..RowIds::default()
+            })
         }
         (EnergyScope::System(id), Level::Days) => {
-            load!(system_daily_summary, SystemDay, system_id, id)
-                .into_iter()
-                .map(|r: SystemDay| {
-                    let cycles = r.battery_cycles;
-                    energy_view!(r, None, None, None, cycles)
-                })
-                .collect()
+            load!(system_daily_summary, system_id, id, cycles => |battery_cycles| RowIds {
+                system_id: id.clone(),
+                battery_cycles,
+                ..RowIds::default()
+            })
         }
         (EnergyScope::Array(id), Level::Hours) => {
-            load!(array_hourly_energy, ArrayHour, array_id, id)
-                .into_iter()
-                .map(|r: ArrayHour| {
-                    let (array, hour) = (Some(r.array_id.clone()), Some(r.hour_start));
-                    energy_view!(r, array, None, hour, None)
-                })
-                .collect()
-        }
-        (EnergyScope::Array(id), Level::Days) => load!(array_daily_summary, ArrayDay, array_id, id)
-            .into_iter()
-            .map(|r: ArrayDay| {
-                let (array, cycles) = (Some(r.array_id.clone()), r.battery_cycles);
-                energy_view!(r, array, None, None, cycles)
+            load!(array_hourly_energy, array_id, id, system_hour => |(system_id, hour)| RowIds {
+                system_id,
+                array_id: Some(id.clone()),
+                hour: Some(hour),
+                ..RowIds::default()
             })
-            .collect(),
-        (EnergyScope::Inverter(id), Level::Hours) => {
-            load!(hourly_energy, InverterHour, inverter_id, id)
-                .into_iter()
-                .map(|r: InverterHour| {
-                    let (array, inverter, hour) = (
-                        r.array_id.clone(),
-                        Some(r.inverter_id.clone()),
-                        Some(r.hour_start),
-                    );
-                    energy_view!(r, array, inverter, hour, None)
-                })
-                .collect()
         }
-        (EnergyScope::Inverter(id), Level::Days) => {
-            load!(daily_summary, InverterDay, inverter_id, id)
-                .into_iter()
-                .map(|r: InverterDay| {
-                    let (array, inverter, cycles) = (
-                        r.array_id.clone(),
-                        Some(r.inverter_id.clone()),
-                        r.battery_cycles,
-                    );
-                    energy_view!(r, array, inverter, None, cycles)
-                })
-                .collect()
-        }
+        (EnergyScope::Array(id), Level::Days) => load!(
+            array_daily_summary, array_id, id, system_cycles => |(system_id, battery_cycles)| RowIds {
+                system_id,
+                array_id: Some(id.clone()),
+                battery_cycles,
+                ..RowIds::default()
+            }
+        ),
+        (EnergyScope::Inverter(id), Level::Hours) => load!(
+            hourly_energy, inverter_id, id, inverter_hour => |(system_id, array_id, hour)| RowIds {
+                system_id,
+                array_id,
+                inverter_id: Some(id.clone()),
+                hour: Some(hour),
+                ..RowIds::default()
+            }
+        ),
+        (EnergyScope::Inverter(id), Level::Days) => load!(
+            daily_summary, inverter_id, id, inverter_cycles => |(system_id, array_id, battery_cycles)| RowIds {
+                system_id,
+                array_id,
+                inverter_id: Some(id.clone()),
+                battery_cycles,
+                ..RowIds::default()
+            }
+        ),
     })
 }
 

@@ -107,7 +107,10 @@ fn energy_bucket(v: EnergyView) -> proto::EnergyBucket {
         battery_cycles: v.battery_cycles,
         sample_count: v.sample_count,
         coverage_pct: v.coverage_pct,
-        source: bucket_source(&v.source) as i32,
+        source: match v.legacy {
+            true => proto::BucketSource::Legacy,
+            false => proto::BucketSource::Samples,
+        } as i32,
     }
 }
 

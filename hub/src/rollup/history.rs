@@ -44,15 +44,15 @@ impl History {
         from: i64,
         to: i64,
     ) -> Result<Vec<EnergyView>, CatalogError> {
-        match &scope {
-            EnergyScope::System(id) => drop(self.repository.get::<System>(id.clone()).await?),
-            EnergyScope::Array(id) => drop(self.repository.get::<InverterArray>(id.clone()).await?),
-            EnergyScope::Inverter(id) => drop(self.repository.get::<Inverter>(id.clone()).await?),
+        let read = {
+            let scope = scope.clone();
+            move |conn: &mut _| store::energy_history(conn, &scope, level, from, to)
+        };
+        match scope {
+            EnergyScope::System(id) => self.repository.read_of::<System, _>(id, read).await,
+            EnergyScope::Array(id) => self.repository.read_of::<InverterArray, _>(id, read).await,
+            EnergyScope::Inverter(id) => self.repository.read_of::<Inverter, _>(id, read).await,
         }
-        Ok(self
-            .database
-            .run(move |conn| store::energy_history(conn, &scope, level, from, to))
-            .await?)
     }
 
     pub async fn battery(
