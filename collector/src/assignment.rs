@@ -296,6 +296,33 @@ impl Reader<'_> {
     }
 }
 
+/// Where a device's register map comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum MapSource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+/// The register maps of one plan, each read and parsed once and shared by every device that uses
+/// it: a thousand inverters of one type hold one map, not a thousand copies.
+#[derive(Default)]
+struct Maps(HashMap<MapSource, Arc<RegisterMap>>);
+
+impl Maps {
+    fn get_or_load(&mut self, source: MapSource) -> Result<Arc<RegisterMap>, String> {
+        if let Some(map) = self.0.get(&source) {
+            return Ok(map.clone());
+        }
+        let map = Arc::new(match &source {
+            MapSource::Builtin(device_type) => builtin_map(device_type),
+            MapSource::File(path) => RegisterMap::load(path),
+        }
+        .map_err(|e| e.to_string())?);
+        self.0.insert(source, map.clone());
+        Ok(map)
+    }
+}
+
 /// Checks every assignment and groups them into buses. `base` resolves relative map file paths.
 pub fn build_plan(
     source: &str,
@@ -306,6 +333,7 @@ pub fn build_plan(
     let mut problems = Vec::new();
     let mut serial_settings: HashMap<PathBuf, (SerialSettings, String)> = HashMap::new();
     let layouts = Arc::new(Layouts::builtin());
+    let mut maps = Maps::default();
     let mut pack_adapters: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
     for (index, assignment) in assignments.iter().enumerate() {
         let entry = format!("adapters[{index}] ({})", assignment.adapter_id);
@@ -334,12 +362,12 @@ pub fn build_plan(
                         let path = base
                             .map(|b| b.join(&file))
                             .unwrap_or_else(|| PathBuf::from(&file));
-                        RegisterMap::load(&path).map_err(|e| e.to_string())
+                        maps.get_or_load(MapSource::File(path))
                     }
                     None if assignment.adapter_type == "modbus" => {
                         Err("register_map_file is required for a modbus adapter".into())
                     }
-                    None => builtin_map(&assignment.adapter_type).map_err(|e| e.to_string()),
+                    None => maps.get_or_load(MapSource::Builtin(assignment.adapter_type.clone())),
                 };
                 let transport = reader.modbus_transport();
                 match map {
@@ -349,7 +377,7 @@ pub fn build_plan(
                                 device_id: assignment.device_id.clone(),
                                 adapter_id: assignment.adapter_id.clone(),
                                 unit_id,
-                                driver: Driver::Map(Arc::new(map)),
+                                driver: Driver::Map(map),
                                 poll_interval: interval,
                                 timeout,
                             });

@@ -163,6 +163,24 @@ fn run(backend: &str, url: DatabaseUrl) -> anyhow::Result<()> {
         raw.push(began.elapsed());
         anyhow::ensure!(rows == HOURS as usize);
     }
+    // The hub's own read of the answer's rows (the columns it carries), in-process.
+    let mut own = Vec::with_capacity(50);
+    for _ in 0..50 {
+        let began = Instant::now();
+        let rows = rollups::energy_history(
+            &mut conn,
+            &rollups::EnergyScope::System("home".into()),
+            rollups::Level::Hours,
+            YEAR_START,
+            YEAR_START + HOURS * HOUR_MS,
+        )?;
+        own.push(began.elapsed());
+        anyhow::ensure!(rows.len() == HOURS as usize);
+    }
+    println!(
+        "{backend}: the hub's read of the answer's columns, in-process: p50 {:.2?}",
+        percentile(&mut own, 0.5)
+    );
     // What protobuf alone costs for this answer, in-process: the floor the API adds to the read.
     let answer = runtime
         .block_on(client.get_hourly_energy(request.clone()))?
