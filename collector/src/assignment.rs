@@ -313,11 +313,13 @@ impl Maps {
         if let Some(map) = self.0.get(&source) {
             return Ok(map.clone());
         }
-        let map = Arc::new(match &source {
-            MapSource::Builtin(device_type) => builtin_map(device_type),
-            MapSource::File(path) => RegisterMap::load(path),
-        }
-        .map_err(|e| e.to_string())?);
+        let map = Arc::new(
+            match &source {
+                MapSource::Builtin(device_type) => builtin_map(device_type),
+                MapSource::File(path) => RegisterMap::load(path),
+            }
+            .map_err(|e| e.to_string())?,
+        );
         self.0.insert(source, map.clone());
         Ok(map)
     }

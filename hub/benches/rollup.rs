@@ -129,7 +129,7 @@ fn run(backend: &str, url: DatabaseUrl, days: i64) -> anyhow::Result<()> {
                 "home",
                 &pending["home"],
                 settings,
-                &Default::default(),
+                Default::default(),
             )
             .map(|rolled| rolled.report)
         })

@@ -19,8 +19,10 @@
 //! keeps: per device one hour state and its open aggregate buckets (a pack's batteries' and
 //! cells' included).
 //!
-//! A pass never changes the memory until its transaction committed: it works on copies and hands
-//! back what to remember (a transaction retried on contention starts again from the same memory).
+//! A pass owns the memory it is handed and hands back what to remember once its transaction
+//! committed. Nothing is copied: a transaction retried on contention is handed nothing the second
+//! time and rebuilds its devices from their raw samples (a pass that failed may have changed what
+//! it held, and what it held is gone with it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -322,14 +324,15 @@ fn count(samples: &store::SystemSamples) -> u64 {
     (samples.0.len() + samples.1.len() + samples.2.len()) as u64
 }
 
-/// Rolls the pending ranges of one system, remembering `known` (the tails of its pending devices
-/// the roller has). Call inside a transaction; it changes no memory (see the module).
+/// Rolls the pending ranges of one system, following the devices of `known` (the tails of its
+/// pending devices the roller had) and rebuilding the others. Call inside a transaction; what to
+/// remember comes back in [`Rolled::tails`] (see the module).
 pub fn roll_system(
     conn: &mut DbConnection,
     system_id: &str,
     pending: &[Pending],
     settings: Settings,
-    known: &BTreeMap<String, Tail>,
+    mut known: BTreeMap<String, Tail>,
 ) -> Result<Rolled, DbError> {
     let mut rolled = Rolled::default();
     let began = Instant::now();
@@ -349,7 +352,7 @@ pub fn roll_system(
     }
     let frozen = retention::frozen(conn, system_id, reach)?;
     let mut following: Vec<(String, Tail, i64)> = Vec::new();
-    let mut rebuilding: Vec<(String, DeviceKind, Vec<&Pending>)> = Vec::new();
+    let mut rebuilding: Vec<(String, DeviceKind, Vec<&Pending>, Option<i64>)> = Vec::new();
     for (device, list) in ranges {
         let Some(kind) = kind_of(&structure, device) else {
             // Gone from the catalog since: nothing of it to roll.
@@ -358,7 +361,7 @@ pub fn roll_system(
         };
         let from = list.iter().map(|r| r.from_ts).min().unwrap_or(i64::MIN);
         let to = list.iter().map(|r| r.to_ts).max().unwrap_or(i64::MIN);
-        match known.get(device) {
+        match known.remove(device) {
             Some(tail)
                 if tail.system_id == system_id
                     && tail.kind == kind
@@ -369,9 +372,15 @@ pub fn roll_system(
                         .as_ref()
                         .is_some_and(|frozen| frozen.overlaps(tail.bucket.start, to + 1)) =>
             {
-                following.push((device.to_owned(), tail.clone(), to));
+                following.push((device.to_owned(), tail, to));
             }
-            _ => rebuilding.push((device.to_owned(), kind, list)),
+            other => {
+                // What a rebuilt device is remembered to starts after the newest sample seen.
+                let previous = other
+                    .filter(|tail| tail.system_id == system_id && tail.kind == kind)
+                    .and_then(|tail| tail.newest());
+                rebuilding.push((device.to_owned(), kind, list, previous));
+            }
         }
     }
     let planned = began.elapsed();
@@ -388,11 +397,7 @@ pub fn roll_system(
     for (device, tail, _) in following {
         rolled.tails.insert(device, Some(tail));
     }
-    for (device, kind, list) in rebuilding {
-        let previous = known
-            .get(&device)
-            .filter(|tail| tail.system_id == system_id && tail.kind == kind)
-            .and_then(Tail::newest);
+    for (device, kind, list, previous) in rebuilding {
         let (frozen_hours, tail) = rebuild(
             conn,
             &structure,

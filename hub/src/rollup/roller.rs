@@ -5,7 +5,6 @@
 //! rebuilds each device's open hour once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::incremental::{PassCounts, Tail, roll_system};
@@ -68,12 +67,18 @@ impl Roller {
                         Some((range.device_id.clone(), tail))
                     })
                     .collect();
-                let known = Arc::new(known);
+                // The first attempt takes them; a retried one finds none and rebuilds.
+                let known = std::sync::Mutex::new(Some(known));
                 let (database, settings) = (self.database.clone(), self.settings);
                 running.spawn(async move {
                     database
                         .run_write(move |conn| {
-                            roll_system(conn, &system_id, &ranges, settings, &known)
+                            let known = known
+                                .lock()
+                                .map(|mut known| known.take())
+                                .unwrap_or_default()
+                                .unwrap_or_default();
+                            roll_system(conn, &system_id, &ranges, settings, known)
                         })
                         .await
                 });

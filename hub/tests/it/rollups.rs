@@ -951,7 +951,7 @@ fn concurrent_rolls(db: TestDb) {
                         "home",
                         ranges,
                         Settings::default(),
-                        &Default::default(),
+                        Default::default(),
                     )
                 })
                 .map(|_| ())
