@@ -762,13 +762,14 @@ pub fn energy_history(
     // Loaded on the backend's own connection: through `MultiConnection` a year of hours took
     // about 40 % longer (rollup bench).
     macro_rules! load {
-        ($table:ident, $key:ident, $id:expr, $extra:ident => $ids:expr) => {{
+        // `$extra`: the columns that differ between the tables, handed to `$ids`.
+        ($table:ident, $key:ident, $id:expr, [$($extra:ident),+] => $ids:expr) => {{
             use schema::$table::dsl as t;
             let query = t::$table
                 .filter(t::$key.eq($id))
                 .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
                 .order(t::bucket_start)
-                .select((carried_columns!(t), $extra!(t)));
+                .select((carried_columns!(t), ($(t::$extra),+)));
             let rows = match conn {
                 DbConnection::Postgres(pg) => query.load(pg)?,
                 DbConnection::Sqlite(sqlite) => query.load(sqlite)?,
@@ -778,53 +779,23 @@ pub fn energy_history(
                 .collect()
         }};
     }
-    macro_rules! hour {
-        ($t:ident) => {
-            $t::hour_start
-        };
-    }
-    macro_rules! cycles {
-        ($t:ident) => {
-            $t::battery_cycles
-        };
-    }
-    macro_rules! system_hour {
-        ($t:ident) => {
-            ($t::system_id, $t::hour_start)
-        };
-    }
-    macro_rules! system_cycles {
-        ($t:ident) => {
-            ($t::system_id, $t::battery_cycles)
-        };
-    }
-    macro_rules! inverter_hour {
-        ($t:ident) => {
-            ($t::system_id, $t::array_id, $t::hour_start)
-        };
-    }
-    macro_rules! inverter_cycles {
-        ($t:ident) => {
-            ($t::system_id, $t::array_id, $t::battery_cycles)
-        };
-    }
     Ok(match (scope, level) {
         (EnergyScope::System(id), Level::Hours) => {
-            load!(system_hourly_energy, system_id, id, hour => |hour| RowIds {
+            load!(system_hourly_energy, system_id, id, [hour_start] => |hour| RowIds {
                 system_id: id.clone(),
                 hour: Some(hour),
                 ..RowIds::default()
             })
         }
         (EnergyScope::System(id), Level::Days) => {
-            load!(system_daily_summary, system_id, id, cycles => |battery_cycles| RowIds {
+            load!(system_daily_summary, system_id, id, [battery_cycles] => |battery_cycles| RowIds {
                 system_id: id.clone(),
                 battery_cycles,
                 ..RowIds::default()
             })
         }
         (EnergyScope::Array(id), Level::Hours) => {
-            load!(array_hourly_energy, array_id, id, system_hour => |(system_id, hour)| RowIds {
+            load!(array_hourly_energy, array_id, id, [system_id, hour_start] => |(system_id, hour)| RowIds {
                 system_id,
                 array_id: Some(id.clone()),
                 hour: Some(hour),
@@ -832,7 +803,7 @@ pub fn energy_history(
             })
         }
         (EnergyScope::Array(id), Level::Days) => load!(
-            array_daily_summary, array_id, id, system_cycles => |(system_id, battery_cycles)| RowIds {
+            array_daily_summary, array_id, id, [system_id, battery_cycles] => |(system_id, battery_cycles)| RowIds {
                 system_id,
                 array_id: Some(id.clone()),
                 battery_cycles,
@@ -840,7 +811,7 @@ pub fn energy_history(
             }
         ),
         (EnergyScope::Inverter(id), Level::Hours) => load!(
-            hourly_energy, inverter_id, id, inverter_hour => |(system_id, array_id, hour)| RowIds {
+            hourly_energy, inverter_id, id, [system_id, array_id, hour_start] => |(system_id, array_id, hour)| RowIds {
                 system_id,
                 array_id,
                 inverter_id: Some(id.clone()),
@@ -849,7 +820,7 @@ pub fn energy_history(
             }
         ),
         (EnergyScope::Inverter(id), Level::Days) => load!(
-            daily_summary, inverter_id, id, inverter_cycles => |(system_id, array_id, battery_cycles)| RowIds {
+            daily_summary, inverter_id, id, [system_id, array_id, battery_cycles] => |(system_id, array_id, battery_cycles)| RowIds {
                 system_id,
                 array_id,
                 inverter_id: Some(id.clone()),

@@ -107,18 +107,20 @@ fn energy_bucket(v: EnergyView) -> proto::EnergyBucket {
         battery_cycles: v.battery_cycles,
         sample_count: v.sample_count,
         coverage_pct: v.coverage_pct,
-        source: match v.legacy {
-            true => proto::BucketSource::Legacy,
-            false => proto::BucketSource::Samples,
-        } as i32,
+        source: source_of(v.legacy) as i32,
     }
 }
 
 /// A stored row's `source` as the API says it.
 fn bucket_source(source: &str) -> proto::BucketSource {
-    match source {
-        store::FROM_LEGACY => proto::BucketSource::Legacy,
-        _ => proto::BucketSource::Samples,
+    source_of(source == store::FROM_LEGACY)
+}
+
+/// Whether a row is the old app's, as the API says it.
+fn source_of(legacy: bool) -> proto::BucketSource {
+    match legacy {
+        true => proto::BucketSource::Legacy,
+        false => proto::BucketSource::Samples,
     }
 }
 

@@ -131,25 +131,32 @@ pub(super) struct PackDay {
     legacy: usize,
 }
 
+/// Adds an hour's means to a day's (sum of mean × samples, samples), each weighted by the hour's
+/// samples.
+fn add_means<const N: usize>(day: &mut [(f64, f64); N], hour: [Option<f64>; N], samples: i64) {
+    for ((sum, weight), mean) in day.iter_mut().zip(hour) {
+        if let Some(mean) = mean {
+            *sum += mean * samples as f64;
+            *weight += samples as f64;
+        }
+    }
+}
+
 impl PackDay {
     pub(super) fn add(&mut self, h: &store::PackHour) {
         add(&mut self.charge, h.charge_kwh);
         add(&mut self.discharge, h.discharge_kwh);
-        for (i, mean) in [
-            h.avg_power_w,
-            h.avg_voltage_v,
-            h.avg_current_a,
-            h.avg_temperature_c,
-            h.soc_avg_pct,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if let Some(mean) = mean {
-                self.means[i].0 += mean * h.sample_count as f64;
-                self.means[i].1 += h.sample_count as f64;
-            }
-        }
+        add_means(
+            &mut self.means,
+            [
+                h.avg_power_w,
+                h.avg_voltage_v,
+                h.avg_current_a,
+                h.avg_temperature_c,
+                h.soc_avg_pct,
+            ],
+            h.sample_count,
+        );
         self.peak_charge = max(self.peak_charge, h.peak_charge_w);
         self.peak_discharge = max(self.peak_discharge, h.peak_discharge_w);
         self.max_temperature = max(self.max_temperature, h.max_temperature_c);
@@ -228,20 +235,16 @@ impl MeterDay {
         add(&mut self.import, h.import_kwh);
         add(&mut self.export, h.export_kwh);
         add(&mut self.net, h.net_kwh);
-        for (i, mean) in [
-            h.avg_power_w,
-            h.avg_voltage_v,
-            h.avg_current_a,
-            h.avg_frequency_hz,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if let Some(mean) = mean {
-                self.means[i].0 += mean * h.sample_count as f64;
-                self.means[i].1 += h.sample_count as f64;
-            }
-        }
+        add_means(
+            &mut self.means,
+            [
+                h.avg_power_w,
+                h.avg_voltage_v,
+                h.avg_current_a,
+                h.avg_frequency_hz,
+            ],
+            h.sample_count,
+        );
         self.peak_import = max(self.peak_import, h.peak_import_w);
         self.peak_export = max(self.peak_export, h.peak_export_w);
         self.samples += h.sample_count;

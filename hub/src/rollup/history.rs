@@ -62,17 +62,16 @@ impl History {
         from: i64,
         to: i64,
     ) -> Result<(Vec<PackHour>, Vec<PackDay>), CatalogError> {
-        match &scope {
-            DeviceScope::System(id) => drop(self.repository.get::<System>(id.clone()).await?),
-            DeviceScope::BatteryArray(id) => {
-                drop(self.repository.get::<BatteryArray>(id.clone()).await?)
-            }
-            DeviceScope::Device(id) => drop(self.repository.get::<BatteryPack>(id.clone()).await?),
+        let read = {
+            let scope = scope.clone();
+            move |conn: &mut _| store::battery_history(conn, &scope, level, from, to)
+        };
+        let repository = &self.repository;
+        match scope {
+            DeviceScope::System(id) => repository.read_of::<System, _>(id, read).await,
+            DeviceScope::BatteryArray(id) => repository.read_of::<BatteryArray, _>(id, read).await,
+            DeviceScope::Device(id) => repository.read_of::<BatteryPack, _>(id, read).await,
         }
-        Ok(self
-            .database
-            .run(move |conn| store::battery_history(conn, &scope, level, from, to))
-            .await?)
     }
 
     /// The aggregate buckets of `kind` whose `scope` is `id` and whose start is in [from, to),
@@ -88,34 +87,34 @@ impl History {
         to: i64,
         limit: usize,
     ) -> Result<Vec<AggregatePoint>, CatalogError> {
-        let repository = &self.repository;
-        match (scope, kind) {
-            (AggregateScope::Pack, _) | (AggregateScope::Device, AggregateKind::Pack) => {
-                drop(repository.get::<BatteryPack>(id.clone()).await?)
-            }
-            (AggregateScope::Battery, _) | (AggregateScope::Device, AggregateKind::BatteryUnit) => {
-                drop(repository.get::<Battery>(id.clone()).await?)
-            }
-            (AggregateScope::Device, AggregateKind::Cell) => {
-                drop(repository.get::<BatteryCell>(id.clone()).await?)
-            }
-            (AggregateScope::Device, AggregateKind::Inverter) => {
-                drop(repository.get::<Inverter>(id.clone()).await?)
-            }
-            (AggregateScope::Device, AggregateKind::Meter) => {
-                drop(repository.get::<Meter>(id.clone()).await?)
-            }
-        }
         let table = table_of(kind);
         let column = match scope {
             AggregateScope::Pack => "pack_id",
             AggregateScope::Battery => "battery_id",
             AggregateScope::Device => table.device,
         };
-        Ok(self
-            .database
-            .run(move |conn| points(conn, table, column, &id, from, to, limit))
-            .await?)
+        let read = {
+            let id = id.clone();
+            move |conn: &mut _| points(conn, table, column, &id, from, to, limit)
+        };
+        let repository = &self.repository;
+        match (scope, kind) {
+            (AggregateScope::Pack, _) | (AggregateScope::Device, AggregateKind::Pack) => {
+                repository.read_of::<BatteryPack, _>(id, read).await
+            }
+            (AggregateScope::Battery, _) | (AggregateScope::Device, AggregateKind::BatteryUnit) => {
+                repository.read_of::<Battery, _>(id, read).await
+            }
+            (AggregateScope::Device, AggregateKind::Cell) => {
+                repository.read_of::<BatteryCell, _>(id, read).await
+            }
+            (AggregateScope::Device, AggregateKind::Inverter) => {
+                repository.read_of::<Inverter, _>(id, read).await
+            }
+            (AggregateScope::Device, AggregateKind::Meter) => {
+                repository.read_of::<Meter, _>(id, read).await
+            }
+        }
     }
 
     pub async fn meter(
@@ -125,16 +124,16 @@ impl History {
         from: i64,
         to: i64,
     ) -> Result<(Vec<MeterHour>, Vec<MeterDay>), CatalogError> {
-        match &scope {
+        let read = {
+            let scope = scope.clone();
+            move |conn: &mut _| store::meter_history(conn, &scope, level, from, to)
+        };
+        match scope {
             DeviceScope::System(id) | DeviceScope::BatteryArray(id) => {
-                drop(self.repository.get::<System>(id.clone()).await?)
+                self.repository.read_of::<System, _>(id, read).await
             }
-            DeviceScope::Device(id) => drop(self.repository.get::<Meter>(id.clone()).await?),
+            DeviceScope::Device(id) => self.repository.read_of::<Meter, _>(id, read).await,
         }
-        Ok(self
-            .database
-            .run(move |conn| store::meter_history(conn, &scope, level, from, to))
-            .await?)
     }
 
     /// Rebuilds the rollups of `system_id` over `range` (its whole sample span when `None`), and

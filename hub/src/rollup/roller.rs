@@ -75,8 +75,8 @@ impl Roller {
                         .run_write(move |conn| {
                             let known = known
                                 .lock()
-                                .map(|mut known| known.take())
-                                .unwrap_or_default()
+                                .ok()
+                                .and_then(|mut known| known.take())
                                 .unwrap_or_default();
                             roll_system(conn, &system_id, &ranges, settings, known)
                         })
