@@ -171,6 +171,7 @@ fn main() -> anyhow::Result<()> {
     );
     std::thread::sleep(Duration::from_secs(5));
     let (hub_idle_kb, _) = proc::memory_kb(hub.0.id())?;
+    let hub_idle_parts = proc::resident_parts_kb(hub.0.id())?;
 
     let collector = Running(
         Command::new(collector_binary()?)
@@ -193,6 +194,7 @@ fn main() -> anyhow::Result<()> {
     // Start-up: registration, connections to 50 gateways, the first polls.
     std::thread::sleep(Duration::from_secs(15));
     let cpu_before = proc::cpu_time(pid)?;
+    let hub_cpu_before = proc::cpu_time(hub.0.id())?;
     let window_from = chrono::Utc::now().timestamp_millis();
     let began = Instant::now();
     // The hub's memory through the run: a plateau, or growth.
@@ -202,9 +204,12 @@ fn main() -> anyhow::Result<()> {
         hub_series.push(proc::memory_kb(hub.0.id())?.0 / 1024);
     }
     let cpu = (proc::cpu_time(pid)? - cpu_before).as_secs_f64() / began.elapsed().as_secs_f64();
+    let hub_cpu = (proc::cpu_time(hub.0.id())? - hub_cpu_before).as_secs_f64()
+        / began.elapsed().as_secs_f64();
     let window_to = chrono::Utc::now().timestamp_millis();
     let (collector_kb, collector_peak_kb) = proc::memory_kb(pid)?;
     let (hub_streaming_kb, _) = proc::memory_kb(hub.0.id())?;
+    let hub_streaming_parts = proc::resident_parts_kb(hub.0.id())?;
     drop(collector);
     // The last readings reach the hub after the window closed; wait for the outbox to drain.
     std::thread::sleep(Duration::from_secs(3));
@@ -244,8 +249,12 @@ fn main() -> anyhow::Result<()> {
     );
     println!("scale: hub RSS every 5 s while streaming (MB): {hub_series:?}");
     println!(
-        "scale: collector RSS {collector_kb} kB (peak {collector_peak_kb} kB), CPU {:.1} % of a core; hub RSS idle {hub_idle_kb} kB, streaming {hub_streaming_kb} kB",
-        cpu * 100.0
+        "scale: hub RSS in parts (anonymous, file-backed) idle {hub_idle_parts:?} kB, streaming {hub_streaming_parts:?} kB"
+    );
+    println!(
+        "scale: collector RSS {collector_kb} kB (peak {collector_peak_kb} kB), CPU {:.1} % of a core; hub RSS idle {hub_idle_kb} kB, streaming {hub_streaming_kb} kB, CPU {:.1} % of a core",
+        cpu * 100.0,
+        hub_cpu * 100.0
     );
     // The collector's targets: 30 MB for 1,000 devices, 12 MB for a small site of 10.
     let (collector_target, target_is) = match device_count {

@@ -4,6 +4,17 @@ use std::time::Duration;
 
 /// `VmRSS` (now) and `VmHWM` (peak) of `pid`, in kB.
 pub(crate) fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
+    status_kb(pid, ["VmRSS:", "VmHWM:"])
+}
+
+/// `RssAnon` (the heap, stacks) and `RssFile` (the binary's pages that ran, shared libraries) of
+/// `pid`, in kB: the two parts of `VmRSS`.
+#[allow(dead_code)]
+pub(crate) fn resident_parts_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
+    status_kb(pid, ["RssAnon:", "RssFile:"])
+}
+
+fn status_kb(pid: u32, [first, second]: [&str; 2]) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> anyhow::Result<u64> {
         let line = status
@@ -16,7 +27,7 @@ pub(crate) fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
             .ok_or_else(|| anyhow::anyhow!("{line:?}"))?
             .parse()?)
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    Ok((field(first)?, field(second)?))
 }
 
 /// User plus system CPU time `pid` has used so far.

@@ -154,7 +154,8 @@ impl DatabaseUrl {
                      PRAGMA auto_vacuum = INCREMENTAL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = NORMAL;"
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA cache_size = -512;"
                 ))
                 .map_err(|e| connect_error(e.to_string()))?;
                 Ok(DbConnection::Sqlite(conn))

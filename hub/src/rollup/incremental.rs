@@ -50,15 +50,19 @@ use crate::local_time::{self, Bucket};
 pub struct Tail {
     system_id: String,
     kind: DeviceKind,
-    /// The local hour of the newest sample folded in, and its state.
+    /// The local hour of the newest sample folded in, and its state. The state and the day are
+    /// boxed (with the buckets) so that the roller's map of a thousand tails holds pointers, not
+    /// a kilobyte in each of its 2,048 slots.
     bucket: Bucket,
-    state: HourState,
+    state: Box<HourState>,
     /// The open buckets of the device's aggregates, by aggregate table (its index in
-    /// `AGGREGATES`) and device (the device itself, or a pack's battery or cell).
-    buckets: BTreeMap<(usize, String), AggregateBucket>,
+    /// `AGGREGATES`) and device (the device itself, or a pack's battery or cell). Boxed: a map's
+    /// node holds room for eleven values, and an inverter has one bucket (unboxed, 9 kB of the
+    /// 10 kB a device's tail took; BENCHMARKS.md, issue 24).
+    buckets: BTreeMap<(usize, String), Box<AggregateBucket>>,
     /// The device's day so far, folded over its hour rows of the day before `bucket` (its row of
     /// `bucket` completes it); `None` until a pass made it from the stored rows.
-    day: Option<DayPrefix>,
+    day: Option<Box<DayPrefix>>,
     /// When a pass last used it.
     pub(super) used: Instant,
 }
@@ -521,12 +525,12 @@ fn follow(
                     (None, _) => {}
                 }
                 if tail.day.is_none() && local_time::day_of(tz, &tail.bucket).start != day.start {
-                    tail.day = Some(DayPrefix {
+                    tail.day = Some(Box::new(DayPrefix {
                         day,
                         fold: DayFold::new(tail.kind),
-                    });
+                    }));
                 }
-                tail.state = next;
+                *tail.state = next;
                 tail.bucket = bucket;
             }
             tail.state.fold(sample, &limits);
@@ -596,7 +600,7 @@ fn follow(
                             AggregateBucket::new(input, aggregates::bucket_of(table, tz, input.ts));
                         bucket.fold(input);
                         // The bucket it replaces is complete: stored now if this pass changed it.
-                        if let Some(done) = tail.buckets.insert(key.clone(), bucket)
+                        if let Some(done) = tail.buckets.insert(key.clone(), Box::new(bucket))
                             && changed.contains(&key)
                         {
                             touched
@@ -755,7 +759,7 @@ fn rebuild(
         let inputs = stored::inputs(conn, table, group, of_device, start, newest + 1)?;
         counts.samples_read += inputs.len() as u64;
         for made in aggregates::buckets(table, tz, &inputs) {
-            buckets.insert((index, made.device.clone()), made);
+            buckets.insert((index, made.device.clone()), Box::new(made));
         }
     }
     Ok((
@@ -764,7 +768,7 @@ fn rebuild(
             system_id: system_id.to_owned(),
             kind,
             bucket,
-            state,
+            state: Box::new(state),
             buckets,
             // Made from the stored rows once this pass wrote them.
             day: None,
@@ -925,10 +929,10 @@ fn write(
                     .filter(|row| row.meter_id == *device && before(row.bucket_start))
                     .for_each(|row| fold.add(&HourRow::Meter(row.clone()))),
             }
-            tail.day = Some(DayPrefix {
+            tail.day = Some(Box::new(DayPrefix {
                 day: day.clone(),
                 fold,
-            });
+            }));
         }
     }
     let days_done = began.elapsed();
