@@ -120,6 +120,11 @@ impl HubAccess {
         self.tls.as_ref()
     }
 
+    /// Whether calls carry a token.
+    pub fn has_token(&self) -> bool {
+        self.header.is_some()
+    }
+
     /// The interceptor that puts the token on every call.
     pub fn credentials(&self) -> Credentials {
         Credentials(self.header.clone())
@@ -133,6 +138,28 @@ impl fmt::Debug for HubAccess {
             .field("tls", &self.tls.is_some())
             .finish()
     }
+}
+
+/// Why the token must not go to the hub at `url`, or `None`: over plain `http://` it may only go
+/// to this machine (loopback), unless `insecure` says the network is trusted.
+pub fn cleartext_problem(url: &str, insecure: bool) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback && !insecure).then(|| {
+        format!(
+            "refusing to send the token in clear text to {url}: anyone on the way could read it and act as this collector; use https:// (with --ca-cert for the hub's CA), or add --insecure on a network you trust"
+        )
+    })
 }
 
 /// Adds `authorization: Bearer TOKEN` to each call (nothing, without a token).
@@ -153,6 +180,30 @@ impl Interceptor for Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_goes_in_clear_text_only_to_loopback_or_when_told() {
+        for url in [
+            "http://127.0.0.1:50051",
+            "http://localhost:50051",
+            "http://[::1]:50051",
+            "https://hub.example:50051",
+        ] {
+            assert_eq!(cleartext_problem(url, false), None, "{url}");
+        }
+        for url in [
+            "http://hub.example:50051",
+            "http://192.168.1.5:50051",
+            "http://[fe80::1]:1",
+        ] {
+            let problem = cleartext_problem(url, false).unwrap();
+            assert!(
+                problem.contains("--insecure") && problem.contains(url),
+                "{problem}"
+            );
+            assert_eq!(cleartext_problem(url, true), None);
+        }
+    }
 
     #[test]
     fn token_file_wins_and_is_trimmed_and_hidden() {

@@ -107,6 +107,13 @@ enum Command {
         /// outbox, the uplink), e.g. 127.0.0.1:9101.
         #[arg(long, env = "SOLARHUB_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
+        /// Allow --metrics-listen on an address other than loopback (the endpoint takes no token).
+        #[arg(long)]
+        metrics_public: bool,
+        /// Send the token to a hub over plain http:// on an address other than loopback (anyone
+        /// on the path can read it and act as this collector). Use https:// instead.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Poll devices and write each reading as one JSON line.
     Poll {
@@ -171,7 +178,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client_cert,
             client_key,
             metrics_listen,
+            metrics_public,
+            insecure,
         } => {
+            if let Some(listen) = metrics_listen {
+                solarhub_proto::ops::check_metrics_listen(listen, metrics_public)
+                    .map_err(anyhow::Error::msg)?;
+            }
             let observer = Arc::new(Observer::new());
             let _metrics = match metrics_listen {
                 Some(listen) => Some(
@@ -232,6 +245,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let access = HubAccess::load(&link.url[0], &files)?;
+            if access.has_token()
+                && let Some(problem) = link.url.iter().find_map(|url| {
+                    solarhub_collector::hub_access::cleartext_problem(url, insecure)
+                })
+            {
+                bail!(problem);
+            }
             let config = solarhub_collector::uplink::UplinkConfig {
                 access,
                 hubs: link.url,

@@ -103,8 +103,11 @@ impl Outbox {
             path: path.clone(),
             reason,
         };
-        std::fs::create_dir_all(dir)
+        // Private: the batches hold the site's readings (0700 directory, 0600 files).
+        solarhub_proto::ops::create_private_dir(dir)
             .map_err(|e| fail(format!("cannot create the directory: {e}")))?;
+        solarhub_proto::ops::create_private_file(&path)
+            .map_err(|e| fail(format!("cannot create the file: {e}")))?;
         let text = path
             .to_str()
             .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
@@ -130,6 +133,8 @@ impl Outbox {
                         })?;
                     }
                 }
+                solarhub_proto::ops::create_private_file(&path)
+                    .map_err(|e| fail(format!("cannot create the file: {e}")))?;
                 let conn = Self::open_file(text).map_err(fail)?;
                 let mut outbox = Outbox { conn, path, limits };
                 outbox.salvage(&aside)?;
@@ -305,6 +310,26 @@ impl Outbox {
             .meta("last_seq")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
+    }
+
+    /// Squares this outbox with the hub's last committed seq, learned at registration. When this
+    /// outbox handed that seq out, the hub committed every batch up to it: they go (an ack that
+    /// was lost). When it never did (the outbox was deleted, restored from an older copy, or a
+    /// second process shares this collector's identity), its batches at or below the hub's seq
+    /// are other readings under the same numbers: they stay and are sent, and the hub stores what
+    /// of them it does not have (a replayed seq is stored by its readings, each once). Either way
+    /// new batches are numbered after the hub's seq.
+    pub fn settle_with_hub(&mut self, hub_seq: u64) -> Result<(), OutboxError> {
+        if self.last_seq()? >= hub_seq {
+            self.acknowledge(hub_seq)?;
+        } else {
+            tracing::warn!(
+                outbox_seq = self.last_seq()?,
+                hub_seq,
+                "the hub has committed seqs this outbox never handed out (outbox lost or restored, or a second collector with this id); its batches are sent again, and the hub keeps the readings it does not have"
+            );
+        }
+        self.skip_to(hub_seq)
     }
 
     /// Never hands out a seq at or below `seq` (the hub's last committed one, learned at registration).

@@ -422,8 +422,7 @@ async fn session(
         let mut outbox = outbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        outbox.acknowledge(registered.last_committed_seq)?;
-        outbox.skip_to(registered.last_committed_seq)?;
+        outbox.settle_with_hub(registered.last_committed_seq)?;
     }
     let (batches, outbound) = mpsc::channel::<proto::TelemetryBatch>(64);
     let mut acks = client

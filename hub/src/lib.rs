@@ -6,7 +6,8 @@
 //! - `values` (arithmetic on maybe-missing values), `time_ranges` (sets of times retention keeps
 //!   apart), `progress` (bars and plain lines of long jobs), `local_time` (a system's zone, local hours and
 //!   days), `json_schema` (adapter configs against their type's schema), `adapter_types` (the
-//!   driver types as data);
+//!   driver types as data), `limits` (what the hub accepts from anyone: text, values, times;
+//!   asked by the catalog and by ingest alike);
 //! - `catalog`: the installation hierarchy, its types declared once, and the repository that
 //!   reads and changes it;
 //! - `config_import` (`config.yaml` → catalog rows), `legacy` (the old app's database, in place or
@@ -32,6 +33,7 @@ pub mod grpc;
 pub mod ingest;
 pub mod json_schema;
 pub mod legacy;
+pub mod limits;
 pub mod live;
 pub mod local_time;
 pub mod metrics;

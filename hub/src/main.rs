@@ -63,6 +63,9 @@ enum Command {
         /// watchers, calls by method and code), e.g. 127.0.0.1:9100.
         #[arg(long, env = "SOLARHUB_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
+        /// Allow --metrics-listen on an address other than loopback (the endpoint takes no token).
+        #[arg(long)]
+        metrics_public: bool,
         #[command(flatten)]
         mqtt: MqttArgs,
         #[command(flatten)]
@@ -90,6 +93,9 @@ enum Command {
         /// Serve the hub's Prometheus metrics at http://ADDR/metrics.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Allow --metrics-listen on an address other than loopback (the endpoint takes no token).
+        #[arg(long)]
+        metrics_public: bool,
         #[command(flatten)]
         mqtt: MqttArgs,
     },
@@ -362,8 +368,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             poll_secs,
             insecure,
             metrics_listen,
+            metrics_public,
             mqtt,
         } => {
+            if let Some(listen) = metrics_listen {
+                solarhub_proto::ops::check_metrics_listen(listen, metrics_public)
+                    .map_err(anyhow::Error::msg)?;
+            }
             let mqtt = mqtt.settings(None)?;
             solarhub_hub::auth::exposure::check(solarhub_hub::auth::exposure::Exposure {
                 listen,
@@ -511,12 +522,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timezone,
             array_sample_secs,
             metrics_listen,
+            metrics_public,
             mqtt,
             security,
             retention,
         } => {
             // An unsafe exposure (or a bad setting) is refused before anything is opened.
             let security = security.check(listen)?;
+            if let Some(listen) = metrics_listen {
+                solarhub_proto::ops::check_metrics_listen(listen, metrics_public)
+                    .map_err(anyhow::Error::msg)?;
+            }
             let retention = retention.retention()?;
             let loaded = match &config {
                 Some(file) => Some((file.clone(), load_config(file, &builtin_adapter_types()?)?)),

@@ -31,7 +31,10 @@ pub mod time {
     }
 
     pub fn millis(timestamp: &Timestamp) -> i64 {
-        timestamp.seconds.saturating_mul(1000) + i64::from(timestamp.nanos) / 1_000_000
+        timestamp
+            .seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(timestamp.nanos) / 1_000_000)
     }
 }
 

@@ -55,6 +55,19 @@ impl Drop for MetricsEndpoint {
     }
 }
 
+/// Refuses metrics on an address off loopback unless `public` (`--metrics-public`): they carry
+/// device ids and rates, and the endpoint has no authentication.
+pub fn check_metrics_listen(listen: SocketAddr, public: bool) -> Result<(), String> {
+    if listen.ip().is_loopback() || public {
+        return Ok(());
+    }
+    Err(format!(
+        "--metrics-listen {listen}: metrics carry device ids and rates and take no token; listen on 127.0.0.1:{}, or add --metrics-public to serve them on {} on purpose",
+        listen.port(),
+        listen.ip()
+    ))
+}
+
 /// Serves `registry` at `GET /metrics` on `listen` until the endpoint is dropped. Encoding runs on
 /// the blocking pool, so collectors that read a database at scrape time never stall the runtime.
 pub async fn serve_metrics(
@@ -121,5 +134,29 @@ async fn answer<B>(request: &Request<B>, registry: Arc<Registry>) -> Response<Fu
             "text/plain",
             "cannot encode the metrics\n".into(),
         ),
+    }
+}
+
+/// Creates `dir` (and its parents) readable by this user only (0700 on Unix), if missing.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the empty file `path` readable and writable by this user only (0600 on Unix), if it
+/// does not exist: a database file made this way keeps its WAL and shared-memory files private
+/// too (SQLite gives them the database file's mode). An existing file is left as it is.
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
     }
 }

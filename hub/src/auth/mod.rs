@@ -9,12 +9,14 @@
 //!   revocation reaches every hub on the database within [`authenticator::CACHE_TTL`];
 //! - `layer`: the tower layer in front of every service, which also writes the audit lines;
 //! - `tls`: server and client certificates, and the collector id a client certificate names;
-//! - `exposure`: which listen address may go without TLS or without authentication.
+//! - `exposure`: which listen address may go without TLS or without authentication;
+//! - `streams`: long answers (the live watch) end when their caller's token is revoked.
 
 pub mod authenticator;
 pub mod exposure;
 pub mod layer;
 pub mod principals;
+pub mod streams;
 pub mod tls;
 pub mod token;
 

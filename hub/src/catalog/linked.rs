@@ -296,6 +296,45 @@ impl Linked for BatteryPack {
             })
             .collect())
     }
+    /// The batteries and cells its counts declare are made with it (ingest stores readings only
+    /// of declared ones and never adds any). Lowering a count removes nothing: a battery taken
+    /// out keeps its history until it is deleted.
+    fn written(
+        conn: &mut DbConnection,
+        _before: Option<&Self>,
+        after: Option<&Self>,
+    ) -> Result<(), CatalogError> {
+        let Some(pack) = after else {
+            return Ok(());
+        };
+        let (batteries, cells) = declared_batteries_and_cells(pack);
+        store::ensure_batteries_and_cells(conn, &batteries, &cells)?;
+        Ok(())
+    }
+}
+
+/// The batteries `1..=batteries_count` of a pack and their cells `1..=cells_per_battery`.
+pub fn declared_batteries_and_cells(pack: &BatteryPack) -> (Vec<Battery>, Vec<BatteryCell>) {
+    let (mut batteries, mut cells) = (Vec::new(), Vec::new());
+    for battery_index in 1..=pack.batteries_count.unwrap_or(0) {
+        let battery_id = solarhub_proto::contract::battery_id(&pack.pack_id, battery_index);
+        for cell_index in 1..=pack.cells_per_battery.unwrap_or(0) {
+            cells.push(BatteryCell {
+                cell_id: solarhub_proto::contract::cell_id(&battery_id, cell_index),
+                battery_id: battery_id.clone(),
+                cell_index,
+                nominal_voltage: None,
+            });
+        }
+        batteries.push(Battery {
+            battery_id,
+            pack_id: pack.pack_id.clone(),
+            battery_index,
+            serial_number: None,
+            model: None,
+        });
+    }
+    (batteries, cells)
 }
 
 fn pack_parents(

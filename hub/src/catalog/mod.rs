@@ -20,7 +20,7 @@ mod resources;
 use std::fmt;
 
 pub use errors::{CatalogError, FieldViolation, Parents, Violations};
-pub use linked::Linked;
+pub use linked::{Linked, declared_batteries_and_cells};
 pub use repository::{ConfigTree, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, Repository};
 pub use resources::{DEVICE_CATEGORIES, METER_TYPES, Resource};
 

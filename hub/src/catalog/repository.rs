@@ -150,8 +150,8 @@ impl Repository {
         self.bump_on_success(result)
     }
 
-    /// Changes the fields of `mask` (all changeable fields when it is empty) to the values in
-    /// `update`, which also names the resource by its id fields.
+    /// Changes the fields of `mask` (every changeable field for `["*"]`; an empty mask is refused)
+    /// to the values in `update`, which also names the resource by its id fields.
     pub async fn update<R: Linked>(
         &self,
         update: R,
@@ -361,28 +361,60 @@ fn check_filter(conn: &mut DbConnection, filter: &ListFilter) -> Result<(), Cata
 }
 
 /// The fields an update mask names, checked: ids cannot change and unknown names are refused.
+/// How many bad mask paths an error names one by one; the rest are counted.
+const NAMED_BAD_PATHS: usize = 5;
+
+/// The fields an update changes: those its mask names, or every changeable one for `["*"]`
+/// (AIP-134). A missing mask is refused: replacing every field unasked once cleared a system's
+/// zone, currency and tariff.
 fn mask_fields<R: Resource>(mask: &[String]) -> Result<Vec<String>, CatalogError> {
     if mask.is_empty() {
+        let mut violations = Violations::default();
+        violations.add(
+            "update_mask",
+            format!(
+                "is required: name the fields to change (changeable: {}), or [\"*\"] to replace them all",
+                R::MUTABLE_FIELDS.join(", ")
+            ),
+        );
+        violations.into_result()?;
+    }
+    if mask == ["*"] {
         return Ok(R::MUTABLE_FIELDS.iter().map(|f| (*f).to_owned()).collect());
     }
     let mut violations = Violations::default();
+    let mut bad = 0;
     for (index, path) in mask.iter().enumerate() {
         let field = path.strip_prefix(&format!("{}.", R::FIELD)).unwrap_or(path);
-        if R::ID_FIELDS.contains(&field) {
-            violations.add(
-                format!("update_mask.paths[{index}]"),
-                format!("{field} identifies the {} and cannot be changed", R::KIND),
-            );
+        let problem = if field == "*" {
+            Some("\"*\" stands alone: it replaces every changeable field".to_owned())
+        } else if R::ID_FIELDS.contains(&field) {
+            Some(format!(
+                "{field} identifies the {} and cannot be changed",
+                R::KIND
+            ))
         } else if !R::MUTABLE_FIELDS.contains(&field) {
-            violations.add(
-                format!("update_mask.paths[{index}]"),
-                format!(
-                    "{} has no changeable field {field:?}; changeable: {}",
-                    R::KIND,
-                    R::MUTABLE_FIELDS.join(", ")
-                ),
-            );
+            Some(format!(
+                "{} has no changeable field {:?}; changeable: {}",
+                R::KIND,
+                crate::limits::shown(field),
+                R::MUTABLE_FIELDS.join(", ")
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            bad += 1;
+            if bad <= NAMED_BAD_PATHS {
+                violations.add(format!("update_mask.paths[{index}]"), problem);
+            }
         }
+    }
+    if bad > NAMED_BAD_PATHS {
+        violations.add(
+            "update_mask.paths",
+            format!("and {} more bad paths", bad - NAMED_BAD_PATHS),
+        );
     }
     violations.into_result()?;
     Ok(mask

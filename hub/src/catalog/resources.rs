@@ -47,8 +47,8 @@ fn check_derived_id(violations: &mut Violations, field: String, id: &str) {
 fn check_name(violations: &mut Violations, field: String, name: &str) {
     if name.trim().is_empty() {
         violations.add(field, "must not be empty");
-    } else if name.chars().count() > 200 {
-        violations.add(field, "must be at most 200 characters");
+    } else if let Some(problem) = crate::limits::text_problem(name) {
+        violations.add(field, problem);
     }
 }
 
@@ -294,11 +294,8 @@ impl Resource for Battery {
     fn check_values(&self, v: &mut Violations) {
         check_id(v, "battery.battery_id".into(), &self.battery_id);
         check_id(v, "battery.pack_id".into(), &self.pack_id);
-        if self.battery_index < 1 {
-            v.add(
-                "battery.battery_index",
-                format!("must be 1 or more, got {}", self.battery_index),
-            );
+        if let Some(problem) = crate::limits::index_problem(self.battery_index) {
+            v.add("battery.battery_index", problem);
         }
     }
 }
@@ -317,11 +314,8 @@ impl Resource for BatteryCell {
     fn check_values(&self, v: &mut Violations) {
         check_id(v, "battery_cell.cell_id".into(), &self.cell_id);
         check_id(v, "battery_cell.battery_id".into(), &self.battery_id);
-        if self.cell_index < 1 {
-            v.add(
-                "battery_cell.cell_index",
-                format!("must be 1 or more, got {}", self.cell_index),
-            );
+        if let Some(problem) = crate::limits::index_problem(self.cell_index) {
+            v.add("battery_cell.cell_index", problem);
         }
         check_positive(
             v,

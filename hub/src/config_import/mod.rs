@@ -19,8 +19,8 @@ use serde_json::Value as Json;
 
 use crate::adapter_types::KnownAdapterType;
 use crate::catalog::{
-    Adapter, Battery, BatteryArray, BatteryArrayAttachment, BatteryCell, BatteryPack,
-    BatteryPackAdapter, Installation, Inverter, InverterArray, Meter, System, id_problem,
+    Adapter, BatteryArray, BatteryArrayAttachment, BatteryPack, BatteryPackAdapter, Installation,
+    Inverter, InverterArray, Meter, System, id_problem,
 };
 use raw::{RawAdapterBlock, RawConfig};
 use yaml_index::YamlIndex;
@@ -605,7 +605,7 @@ impl Builder<'_> {
                 });
             }
             let battery_array_id = pack_array.get(&bank.id).map(|(array, _)| array.clone());
-            installation.packs.push(BatteryPack {
+            let pack = BatteryPack {
                 pack_id: bank.id.clone(),
                 battery_array_id,
                 system_id: system_id.clone(),
@@ -616,25 +616,11 @@ impl Builder<'_> {
                 max_discharge_kw: bank.max_discharge_kw,
                 batteries_count: batteries.map(|v| v as i32),
                 cells_per_battery: cells_per_battery.map(|v| v as i32),
-            });
-            for battery_index in 1..=batteries.unwrap_or(0) as i32 {
-                let battery_id = battery_id(&bank.id, battery_index);
-                for cell_index in 1..=cells_per_battery.unwrap_or(0) as i32 {
-                    installation.cells.push(BatteryCell {
-                        cell_id: cell_id(&battery_id, cell_index),
-                        battery_id: battery_id.clone(),
-                        cell_index,
-                        nominal_voltage: None,
-                    });
-                }
-                installation.batteries.push(Battery {
-                    battery_id,
-                    pack_id: bank.id.clone(),
-                    battery_index,
-                    serial_number: None,
-                    model: None,
-                });
-            }
+            };
+            let (batteries, cells) = crate::catalog::declared_batteries_and_cells(&pack);
+            installation.batteries.extend(batteries);
+            installation.cells.extend(cells);
+            installation.packs.push(pack);
         }
         for (pack_id, (array_id, field)) in &pack_array {
             if !pack_ids.contains(pack_id) {

@@ -11,7 +11,6 @@ use super::samples::{
     self, BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
 };
 use super::{DbConnection, DbError, now_ms, schema};
-use crate::catalog::{Battery, BatteryCell};
 
 /// Where a device's samples go, with the ids above it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +35,8 @@ pub struct DeviceDirectory {
     pub devices: HashMap<String, DeviceEntry>,
     /// Device ids each collector may write: those of its assigned adapters.
     pub assigned: HashMap<String, HashSet<String>>,
+    /// Every enabled adapter: the device it reads and the collector it is assigned to.
+    pub adapters: HashMap<String, (String, Option<String>)>,
     pub batteries: HashSet<String>,
     pub cells: HashSet<String>,
 }
@@ -87,17 +88,24 @@ pub fn load_directory(conn: &mut DbConnection) -> Result<DeviceDirectory, DbErro
             },
         );
     }
-    let rows: Vec<(Option<String>, Option<String>)> = adapters::table
+    let rows: Vec<(String, Option<String>, Option<String>)> = adapters::table
         .filter(adapters::enabled.eq(true))
-        .select((adapters::collector_id, adapters::device_id))
+        .select((
+            adapters::adapter_id,
+            adapters::collector_id,
+            adapters::device_id,
+        ))
         .load(conn)?;
-    for (collector, device) in rows {
-        if let (Some(collector), Some(device)) = (collector, device) {
+    for (adapter, collector, device) in rows {
+        if let (Some(collector), Some(device)) = (&collector, &device) {
             directory
                 .assigned
-                .entry(collector)
+                .entry(collector.clone())
                 .or_default()
-                .insert(device);
+                .insert(device.clone());
+        }
+        if let Some(device) = device {
+            directory.adapters.insert(adapter, (device, collector));
         }
     }
     directory.batteries = batteries::table
@@ -121,9 +129,6 @@ pub struct BatchRows {
     pub banks: Vec<BatteryBankSample>,
     pub units: Vec<BatteryUnitSample>,
     pub cells: Vec<BatteryCellSample>,
-    /// Batteries and cells that readings name and the catalog does not have yet.
-    pub new_batteries: Vec<Battery>,
-    pub new_cells: Vec<BatteryCell>,
     /// The newest reading of each (device, adapter) in the batch (`committed_at` is set on commit).
     pub latest: Vec<LatestReading>,
     /// The time range of each device's readings, for the roller.
@@ -133,11 +138,15 @@ pub struct BatchRows {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitResult {
-    /// The seq had been committed before: nothing was written.
-    Replay,
+pub struct CommitResult {
+    /// The seq had been committed before: its readings were stored only where they were missing
+    /// (a collector whose outbox was lost, restored from an old copy or shared by two processes
+    /// reuses seqs for new readings), its poll tallies not counted again, and the collector's seq
+    /// left where it was.
+    pub replay: bool,
     /// Device readings written, and those already stored.
-    Committed { stored: usize, duplicates: usize },
+    pub stored: usize,
+    pub duplicates: usize,
 }
 
 /// What the hub knows of a collector that has streamed to it.
@@ -212,8 +221,14 @@ pub fn last_seq(conn: &mut DbConnection, collector_id: &str) -> Result<u64, DbEr
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
-/// Writes `rows` as batch `seq` of `collector_id`, unless that seq is already committed. Call inside
-/// a transaction: the samples and the new seq land together or not at all.
+/// How far past the last committed seq a batch's seq may be: the batches a collector can have
+/// handed out while the hub did not commit them. Its outbox keeps at most 14 days (and 256 MB),
+/// and a collector sends at most a batch a second: 1.2 million; a seq further out is refused.
+pub const SEQ_REACH: i64 = 2_000_000;
+
+/// Writes `rows` as batch `seq` of `collector_id`: every reading not stored yet (a reading is its
+/// device and time; a replayed seq stores only what is missing). Call inside a transaction: the
+/// samples and the new seq land together or not at all.
 pub fn commit_batch(
     conn: &mut DbConnection,
     collector_id: &str,
@@ -236,17 +251,28 @@ pub fn commit_batch(
         .find(collector_id)
         .select(c::last_seq)
         .first(conn)?;
-    if seq <= last {
-        // Already committed: a replay writes nothing at all.
-        return Ok(CommitResult::Replay);
+    let replay = seq <= last;
+    if !replay && seq - last > SEQ_REACH {
+        // Accepted, it would make every seq up to it a replay: the collector's real next batches
+        // would be acked and stored nowhere.
+        return Err(DbError::Invalid(format!(
+            "seq {seq} is more than {SEQ_REACH} past the last committed seq {last} of collector {collector_id}: no outbox holds that many batches"
+        )));
     }
-    super::catalog::ensure_batteries_and_cells(conn, &rows.new_batteries, &rows.new_cells)?;
     let offered = rows.energy.len() + rows.meters.len() + rows.banks.len();
     let stored = samples::insert_energy_samples(conn, &rows.energy)?
         + samples::insert_meter_samples(conn, &rows.meters)?
         + samples::insert_battery_bank_samples(conn, &rows.banks)?;
     samples::insert_battery_unit_samples(conn, &rows.units)?;
     samples::insert_battery_cell_samples(conn, &rows.cells)?;
+    if replay && stored == 0 {
+        // A batch committed before, sent again (its ack was lost): nothing changes.
+        return Ok(CommitResult {
+            replay,
+            stored,
+            duplicates: offered,
+        });
+    }
     let mut latest = rows.latest.clone();
     for row in &mut latest {
         row.committed_at = now;
@@ -255,10 +281,12 @@ pub fn commit_batch(
     if stored > 0 {
         super::rollups::add_pending(conn, &rows.pending)?;
     }
-    super::quality::add_poll_counts(conn, &rows.polls)?;
+    if !replay {
+        super::quality::add_poll_counts(conn, &rows.polls)?;
+    }
     diesel::update(c::collectors.find(collector_id))
         .set((
-            c::last_seq.eq(seq),
+            c::last_seq.eq(seq.max(last)),
             c::samples_stored.eq(c::samples_stored + stored as i64),
             c::last_seen_at.eq(now),
             c::updated_at.eq(now),
@@ -270,7 +298,8 @@ pub fn commit_batch(
             .set(c::version.eq(version))
             .execute(conn)?;
     }
-    Ok(CommitResult::Committed {
+    Ok(CommitResult {
+        replay,
         stored,
         duplicates: offered - stored,
     })

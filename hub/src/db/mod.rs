@@ -126,7 +126,8 @@ impl DatabaseUrl {
                 .map(DbConnection::Postgres)
                 .map_err(|error| DbError::Connect {
                     url: self.to_string(),
-                    reason: one_line(&error.to_string()),
+                    // libpq may quote parts of the url back.
+                    reason: redact_url(&one_line(&error.to_string())),
                 }),
             DatabaseUrl::Sqlite(path) => {
                 let connect_error = |reason: String| DbError::Connect {
@@ -141,6 +142,9 @@ impl DatabaseUrl {
                         parent.display()
                     )));
                 }
+                // Private (0600, and so its WAL): it holds the tokens' hashes and the site's data.
+                solarhub_proto::ops::create_private_file(path)
+                    .map_err(|error| connect_error(format!("cannot create the file: {error}")))?;
                 let path_text = path
                     .to_str()
                     .ok_or_else(|| connect_error("the path is not valid UTF-8".into()))?;
@@ -148,7 +152,10 @@ impl DatabaseUrl {
                     .map_err(|e| connect_error(e.to_string()))?;
                 // `auto_vacuum` takes effect only in a file that has no table yet (the first
                 // connection to a new file): such a file can give the space of deleted rows back
-                // (retention). In an existing file it changes nothing.
+                // (retention). In an existing file it changes nothing. A pooled connection keeps
+                // 512 kB of pages, not SQLite's 2 MB: the OS caches the file anyway, and four to
+                // eight connections' caches were a quarter of what a thousand streaming devices
+                // cost the hub (BENCHMARKS.md, issue 24).
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
                      PRAGMA auto_vacuum = INCREMENTAL;
@@ -190,17 +197,46 @@ fn one_line(message: &str) -> String {
 }
 
 /// Hides the password of `scheme://user:password@host/…` so urls can be logged.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+/// `url` as the hub shows it (start-up lines, errors): a password in the user-info and the values
+/// of `password` and `sslpassword` parameters (URL query or `key=value` conninfo) become `***`.
+/// Every line and error that names the database goes through `DatabaseUrl`'s `Display`, which
+/// calls this.
+pub fn redact_url(url: &str) -> String {
+    let mut shown = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['?', '/']).unwrap_or(rest.len());
+            // The last '@' of the authority ends the user-info (a password may hold an '@').
+            match rest[..authority_end].rfind('@') {
+                Some(at) => match rest[..at].split_once(':') {
+                    Some((user, _password)) => {
+                        format!("{scheme}://{user}:***{}", &rest[at..])
+                    }
+                    None => url.to_owned(),
+                },
+                None => url.to_owned(),
+            }
+        }
         None => url.to_owned(),
+    };
+    for key in ["password", "sslpassword"] {
+        let mut from = 0;
+        while let Some(found) = shown[from..].to_ascii_lowercase().find(&format!("{key}=")) {
+            let start = from + found;
+            let boundary =
+                start == 0 || matches!(shown.as_bytes()[start - 1], b'?' | b'&' | b' ' | b'\t');
+            let value_start = start + key.len() + 1;
+            if !boundary {
+                from = value_start;
+                continue;
+            }
+            let value_end = shown[value_start..]
+                .find(['&', ' ', '\t'])
+                .map_or(shown.len(), |end| value_start + end);
+            shown.replace_range(value_start..value_end, "***");
+            from = value_start + 3;
+        }
     }
+    shown
 }
 
 /// r2d2 manager that opens connections through [`DatabaseUrl::connect`], so every pooled SQLite
@@ -540,4 +576,35 @@ where
     }
     conn.transaction(|conn| work(conn).map_err(Failure::Work))
         .map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn no_password_is_shown_in_any_form() {
+        for (url, shown) in [
+            ("postgres://u:pw@host/db", "postgres://u:***@host/db"),
+            (
+                "postgres://u:p@w@host:5432/db",
+                "postgres://u:***@host:5432/db",
+            ),
+            (
+                "postgres://host/db?user=u&password=pw&sslmode=require",
+                "postgres://host/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgresql://host/db?sslpassword=pw&PASSWORD=pw2",
+                "postgresql://host/db?sslpassword=***&PASSWORD=***",
+            ),
+            (
+                "host=h password=pw dbname=d",
+                "host=h password=*** dbname=d",
+            ),
+            ("postgres://host/db?user=u", "postgres://host/db?user=u"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
 }

@@ -68,7 +68,9 @@ pub fn by_token_hash(
 /// Marks `name` revoked now; `None` when there is no such principal, the earlier time when it
 /// was already revoked.
 pub fn revoke(conn: &mut DbConnection, name: &str) -> Result<Option<i64>, DbError> {
-    conn.transaction(|conn| {
+    // IMMEDIATE on SQLite: a read upgraded to a write failed with "database is locked" while a
+    // hub was committing (seen revoking a token under streaming collectors).
+    super::in_transaction(conn, |conn| {
         let found: Option<Option<i64>> = principals::table
             .filter(principals::name.eq(name))
             .select(principals::revoked_at)

@@ -196,7 +196,9 @@ fn ack(
 
 fn status(error: IngestError) -> Status {
     match error {
-        IngestError::Invalid(reason) => Status::invalid_argument(reason),
+        IngestError::Invalid(reason) | IngestError::Db(DbError::Invalid(reason)) => {
+            Status::invalid_argument(reason)
+        }
         IngestError::Db(
             error @ (DbError::Unavailable(_) | DbError::Connect { .. } | DbError::Contention(_)),
         ) => {
@@ -286,6 +288,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         request: Request<Streaming<proto::TelemetryBatch>>,
     ) -> Result<Response<AckStream>, Status> {
         let caller = caller(&request)?;
+        let stream_caller = caller.clone();
         let mut inbound = request.into_inner();
         let ingest = self.ingest.clone();
         let authenticator = self.authenticator.clone();
@@ -384,7 +387,12 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        // An idle stream (no batch to check the token on) ends on revocation too.
+        Ok(Response::new(crate::auth::streams::while_valid(
+            ReceiverStream::new(receiver),
+            self.authenticator.clone(),
+            stream_caller,
+        )))
     }
 
     async fn send_batch(

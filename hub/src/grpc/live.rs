@@ -13,11 +13,16 @@ use crate::values::kwh;
 
 pub(crate) struct LiveApi {
     live: Live,
+    /// Ends a watch whose token is revoked (`None`: authentication is off).
+    authenticator: Option<crate::auth::Authenticator>,
 }
 
 impl LiveApi {
-    pub(crate) fn new(live: Live) -> Self {
-        LiveApi { live }
+    pub(crate) fn new(live: Live, authenticator: Option<crate::auth::Authenticator>) -> Self {
+        LiveApi {
+            live,
+            authenticator,
+        }
     }
 }
 
@@ -366,6 +371,7 @@ impl proto::live_service_server::LiveService for LiveApi {
         &self,
         request: Request<proto::WatchSystemRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let caller = super::ingest::caller(&request)?;
         let r = request.into_inner();
         required("system_id", &r.system_id)?;
         let updates = live::watch::watch(self.live.clone(), r.system_id)
@@ -379,6 +385,10 @@ impl proto::live_service_server::LiveService for LiveApi {
                 })
                 .map_err(status)
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(crate::auth::streams::while_valid(
+            stream,
+            self.authenticator.clone(),
+            caller,
+        )))
     }
 }

@@ -152,7 +152,10 @@ pub async fn serve_parts(
         .set_serving::<solarhub_proto::v1::live_service_server::LiveServiceServer<live::LiveApi>>()
         .await;
     let routes = routes.add_service(
-        solarhub_proto::v1::live_service_server::LiveServiceServer::new(live::LiveApi::new(live)),
+        solarhub_proto::v1::live_service_server::LiveServiceServer::new(live::LiveApi::new(
+            live,
+            authenticator.clone(),
+        )),
     );
     health_reporter
         .set_serving::<solarhub_proto::v1::history_service_server::HistoryServiceServer<history::HistoryApi>>()

@@ -54,9 +54,10 @@ impl IngestMetrics {
             self.batches_replayed.inc();
         } else {
             self.batches_committed.inc();
-            self.samples_committed.inc_by(stored as u64);
-            self.samples_duplicate.inc_by(duplicates as u64);
         }
+        // A replay stores what was missing of it (a collector that reused its seqs).
+        self.samples_committed.inc_by(stored as u64);
+        self.samples_duplicate.inc_by(duplicates as u64);
         self.commit_seconds.observe(seconds);
     }
 

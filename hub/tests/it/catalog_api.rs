@@ -220,6 +220,62 @@ async fn systems(channel: Channel) {
         ("Renamed", "Europe/Berlin"),
         "only the masked field changes"
     );
+    // No mask: refused, and nothing changes (it used to replace every field: the zone became UTC).
+    let refused = c
+        .systems
+        .update_system(UpdateSystemRequest {
+            system: Some(System {
+                system_id: "home".into(),
+                name: "Unmasked".into(),
+                ..System::default()
+            }),
+            update_mask: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("update_mask"), "{refused:?}");
+    // 10,000 unknown paths: a few named, the rest counted, the error small enough for any client.
+    let refused = c
+        .systems
+        .update_system(UpdateSystemRequest {
+            system: Some(System {
+                system_id: "home".into(),
+                ..System::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: (0..10_000).map(|n| format!("no_such_field_{n}")).collect(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let size = refused.message().len() + refused.details().len();
+    assert!(size < 8 * 1024, "the error carries {size} bytes");
+    assert!(
+        refused.message().contains("9995 more"),
+        "{}",
+        refused.message()
+    );
+    // "*": every changeable field is replaced, as AIP-134 says.
+    let replaced = c
+        .systems
+        .update_system(UpdateSystemRequest {
+            system: Some(System {
+                system_id: "home".into(),
+                name: "Replaced".into(),
+                timezone: "Asia/Karachi".into(),
+                ..System::default()
+            }),
+            update_mask: mask(&["*"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (replaced.name.as_str(), replaced.timezone.as_str()),
+        ("Replaced", "Asia/Karachi")
+    );
 }
 
 async fn inverter_arrays(channel: Channel) {
@@ -1549,6 +1605,32 @@ fn error_cases(channel: &Channel) -> Vec<(&'static str, Code, &'static str, Call
                 UpdateInverterRequest {
                     inverter: Some(inverter("inv1", "a1")),
                     update_mask: mask(&["name", "colour"])
+                }
+            ),
+        ),
+        (
+            "inverter: no mask (every field would be replaced)",
+            Code::InvalidArgument,
+            "update_mask",
+            call!(
+                inverters,
+                update_inverter,
+                UpdateInverterRequest {
+                    inverter: Some(inverter("inv1", "a1")),
+                    update_mask: None
+                }
+            ),
+        ),
+        (
+            "inverter: \"*\" with other paths",
+            Code::InvalidArgument,
+            "update_mask.paths[1]",
+            call!(
+                inverters,
+                update_inverter,
+                UpdateInverterRequest {
+                    inverter: Some(inverter("inv1", "a1")),
+                    update_mask: mask(&["name", "*"])
                 }
             ),
         ),

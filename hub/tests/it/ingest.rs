@@ -302,3 +302,291 @@ fn refusals_and_exactly_once(db: TestDb) {
 }
 
 on_both_backends!(refusals_and_exactly_once);
+
+/// One bad reading of the hostile-collector probes (issue 25) beside a good one.
+struct Probe {
+    what: &'static str,
+    kind: &'static str,
+    bad: fn(i64) -> DeviceReading,
+}
+
+fn good_inverter(at: i64) -> DeviceReading {
+    reading(
+        "powdrive1",
+        "powdrive1.adapter",
+        at,
+        &[("pv_power_w", 4200.0), ("battery_soc_pct", 71.0)],
+    )
+}
+
+fn pack_with(at: i64, battery: i32, cells: std::ops::RangeInclusive<i32>) -> DeviceReading {
+    let mut pack = reading(
+        "jkbms_bank",
+        "jkbms_bank.adapter1",
+        at,
+        &[("soc_pct", 64.0)],
+    );
+    pack.batteries = vec![BatteryReading {
+        index: battery,
+        fields: HashMap::from([("voltage_v".to_owned(), 53.1)]),
+        text: HashMap::new(),
+        cells: cells
+            .map(|c| CellReading {
+                index: c,
+                fields: HashMap::from([("voltage_v".to_owned(), 3.3)]),
+            })
+            .collect(),
+    }];
+    pack
+}
+
+const PROBES: &[Probe] = &[
+    Probe {
+        what: "a made-up adapter for the collector's own device",
+        kind: "adapter_mismatch",
+        bad: |at| {
+            let mut r = good_inverter(at);
+            r.adapter_id = "fake.adapter".into();
+            r
+        },
+    },
+    Probe {
+        what: "an adapter id of 1.5 MB",
+        kind: "adapter_mismatch",
+        bad: |at| {
+            let mut r = good_inverter(at);
+            r.adapter_id = "a".repeat(1_500_000);
+            r
+        },
+    },
+    Probe {
+        what: "another device's adapter",
+        kind: "adapter_mismatch",
+        bad: |at| {
+            let mut r = good_inverter(at);
+            r.adapter_id = "grid_meter_1.adapter".into();
+            r
+        },
+    },
+    Probe {
+        what: "a battery at index -5",
+        kind: "unknown_battery",
+        bad: |at| pack_with(at, -5, 1..=1),
+    },
+    Probe {
+        what: "a battery at index 2^31-1",
+        kind: "unknown_battery",
+        bad: |at| pack_with(at, i32::MAX, 1..=1),
+    },
+    Probe {
+        what: "a battery with 100,000 cells",
+        kind: "unknown_cell",
+        bad: |at| pack_with(at, 1, 1..=100_000),
+    },
+    Probe {
+        what: "an inverter reporting batteries",
+        kind: "unknown_battery",
+        bad: |at| {
+            let mut r = good_inverter(at);
+            r.batteries = pack_with(at, 1, 1..=1).batteries;
+            r
+        },
+    },
+    Probe {
+        what: "-5e9 W",
+        kind: "out_of_range",
+        bad: |at| reading("powdrive1", "", at, &[("grid_power_w", -5e9)]),
+    },
+    Probe {
+        what: "-1e308 V on a meter",
+        kind: "out_of_range",
+        bad: |at| reading("grid_meter_1", "", at, &[("voltage_v", -1e308)]),
+    },
+    Probe {
+        what: "a cell at 1e9 V",
+        kind: "out_of_range",
+        bad: |at| {
+            let mut pack = pack_with(at, 1, 1..=1);
+            pack.batteries[0].cells[0]
+                .fields
+                .insert("voltage_v".into(), 1e9);
+            pack
+        },
+    },
+    Probe {
+        what: "NaN",
+        kind: "not_finite",
+        bad: |at| reading("powdrive1", "", at, &[("pv_power_w", f64::NAN)]),
+    },
+    Probe {
+        what: "an infinity",
+        kind: "not_finite",
+        bad: |at| reading("grid_meter_1", "", at, &[("power_w", f64::INFINITY)]),
+    },
+    Probe {
+        what: "a reading of year 0001",
+        kind: "too_old",
+        bad: |_| good_inverter(-62_135_596_800_000),
+    },
+    Probe {
+        what: "a reading at i64::MIN ms",
+        kind: "too_old",
+        bad: |_| {
+            let mut r = good_inverter(0);
+            r.ts = Some(Timestamp {
+                seconds: i64::MIN,
+                nanos: -999_999_999,
+            });
+            r
+        },
+    },
+    Probe {
+        what: "a NUL byte in a text value",
+        kind: "bad_text",
+        bad: |at| {
+            let mut pack = pack_with(at, 1, 1..=1);
+            pack.batteries[0]
+                .text
+                .insert("basic_st".into(), "Char\0ge".into());
+            pack
+        },
+    },
+    Probe {
+        what: "a NUL byte in the device id",
+        kind: "bad_text",
+        bad: |at| {
+            let mut r = good_inverter(at);
+            r.device_id = "powdrive1\0".into();
+            r
+        },
+    },
+    Probe {
+        what: "a text of 1 MB",
+        kind: "bad_text",
+        bad: |at| {
+            let mut r = good_inverter(at);
+            r.text.insert("serial".into(), "x".repeat(1 << 20));
+            r
+        },
+    },
+];
+
+/// Every probe of a collector gone wrong (or a leaked token) is refused with its kind, counted in
+/// the ack, and stored nowhere; the good reading beside it lands; the catalog does not grow.
+fn hostile_readings_are_refused_by_kind(db: TestDb) {
+    let hub = hub_with_installation(&db);
+    let mut client = CollectorServiceClient::new(hub.channel.clone());
+    let now = chrono::Utc::now().timestamp_millis();
+    let catalog_before = {
+        let mut conn = hub.database.get().unwrap();
+        ["batteries", "battery_cells", "adapters"]
+            .map(|t| introspect::table_fingerprint(&mut conn, t).unwrap())
+    };
+    for (n, probe) in PROBES.iter().enumerate() {
+        let at = now - 600_000 + n as i64 * 1000;
+        let ack = hub
+            .runtime
+            .block_on(client.send_batch(TelemetryBatch {
+                collector_id: "site-a".into(),
+                seq: n as u64 + 1,
+                readings: vec![good_inverter(at), (probe.bad)(at + 1)],
+                ..TelemetryBatch::default()
+            }))
+            .unwrap_or_else(|status| panic!("{}: {status:?}", probe.what))
+            .into_inner();
+        let kinds: Vec<&str> = ack.refused.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(kinds, [probe.kind], "{}: {:?}", probe.what, ack.refused);
+        assert_eq!(ack.stored, 1, "{}: the good reading lands", probe.what);
+        assert!(
+            ack.refused[0].device_id.len() <= 70 && ack.refused[0].reason.len() < 400,
+            "{}: the refusal repeats a bounded part: {:?}",
+            probe.what,
+            ack.refused[0]
+        );
+    }
+    let mut conn = hub.database.get().unwrap();
+    let probes = PROBES.len() as i64;
+    assert_eq!(
+        introspect::row_count(&mut conn, "energy_samples").unwrap(),
+        probes,
+        "only the good readings are stored"
+    );
+    for table in [
+        "meter_samples",
+        "battery_bank_samples",
+        "battery_unit_samples",
+        "battery_cell_samples",
+    ] {
+        assert_eq!(
+            introspect::row_count(&mut conn, table).unwrap(),
+            0,
+            "{table}"
+        );
+    }
+    let catalog_after = ["batteries", "battery_cells", "adapters"]
+        .map(|t| introspect::table_fingerprint(&mut conn, t).unwrap());
+    assert!(
+        catalog_after == catalog_before,
+        "ingest changed the catalog"
+    );
+    let adapters: Vec<String> = introspect::table_fingerprint(&mut conn, "latest_readings")
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.split('|').nth(1) != Some("powdrive1.adapter"))
+        .collect();
+    assert!(
+        adapters.is_empty(),
+        "latest_readings holds an adapter it should not: {adapters:?}"
+    );
+}
+
+on_both_backends!(hostile_readings_are_refused_by_kind);
+
+/// Seqs cannot erase data: a jump far ahead is refused, a seq near u64::MAX is refused (not
+/// INTERNAL), and a jump within reach (a collector's outbox lost batches) leaves the real next
+/// batches storable: a seq at or below the hub's stores the readings the hub does not have.
+fn seqs_cannot_erase_readings(db: TestDb) {
+    let hub = hub_with_installation(&db);
+    let mut client = CollectorServiceClient::new(hub.channel.clone());
+    let now = chrono::Utc::now().timestamp_millis();
+    let send = |client: &mut CollectorServiceClient<_>, seq: u64, at: i64| {
+        hub.runtime.block_on(client.send_batch(TelemetryBatch {
+            collector_id: "site-a".into(),
+            seq,
+            readings: vec![good_inverter(at)],
+            ..TelemetryBatch::default()
+        }))
+    };
+    let first = send(&mut client, 1, now - 60_000).unwrap().into_inner();
+    assert_eq!((first.replay, first.stored), (false, 1));
+    for seq in [u64::MAX, i64::MAX as u64 + 1, 1 + 2_000_001] {
+        let refused = send(&mut client, seq, now - 50_000).unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "seq {seq}: {refused:?}"
+        );
+        assert!(refused.message().contains("seq"), "{refused:?}");
+    }
+    // Within reach: accepted, and the collector's real next batch (seq 2) is still stored.
+    let jump = send(&mut client, 1_000_001, now - 40_000)
+        .unwrap()
+        .into_inner();
+    assert_eq!((jump.replay, jump.stored), (false, 1));
+    let real_next = send(&mut client, 2, now - 30_000).unwrap().into_inner();
+    assert_eq!(
+        (real_next.replay, real_next.stored, real_next.duplicates),
+        (true, 1, 0),
+        "a reused seq's new readings are stored"
+    );
+    // Sent again (its ack lost): nothing twice.
+    let again = send(&mut client, 2, now - 30_000).unwrap().into_inner();
+    assert_eq!((again.replay, again.stored, again.duplicates), (true, 0, 1));
+    let mut conn = hub.database.get().unwrap();
+    assert_eq!(
+        introspect::row_count(&mut conn, "energy_samples").unwrap(),
+        3
+    );
+}
+
+on_both_backends!(seqs_cannot_erase_readings);

@@ -879,7 +879,13 @@ fn array_samples_follow_the_cadence(db: TestDb) {
             ),
             reading("battery1", "battery1.adapter", t, &[("soc_pct", 40.0)]),
             // array1's inverters are both stale.
-            inverter("powdrive2", t - 300_000, [3000.; 13]),
+            inverter(
+                "powdrive2",
+                t - 300_000,
+                [
+                    3000., 1000., 0., 0., 50., 51., 10., 3000., 3000., 3000., 3000., 3000., 3000.,
+                ],
+            ),
         ],
     );
     std::thread::sleep(Duration::from_millis(1600));

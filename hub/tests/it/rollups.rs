@@ -911,15 +911,20 @@ fn editing_an_attachment_rolls_its_time_again(db: TestDb) {
 fn clock_jumps_do_not_roll_the_decades_between(db: TestDb) {
     let mut site = Site::new(db, INSTALLATION);
     let now = chrono::Utc::now().timestamp_millis();
+    // A clock stuck in 2000 (the oldest a reading may be; 1970 is refused as too old), then right.
+    let stuck = solarhub_hub::limits::EARLIEST_MS;
     site.send(vec![
-        reading("inv1", 10_000, &[("pv_power_w", 100.0)]),
-        reading("inv1", 20_000, &[("pv_power_w", 100.0)]),
+        reading("inv1", stuck + 10_000, &[("pv_power_w", 100.0)]),
+        reading("inv1", stuck + 20_000, &[("pv_power_w", 100.0)]),
         reading("inv1", now - 10_000, &[("pv_power_w", 100.0)]),
         reading("inv1", now, &[("pv_power_w", 100.0)]),
     ]);
     let pending = rollups::pending(&mut site.database.get().unwrap()).unwrap();
     let ranges: Vec<(i64, i64)> = pending.iter().map(|p| (p.from_ts, p.to_ts)).collect();
-    assert_eq!(ranges, [(10_000, 20_000), (now - 10_000, now)]);
+    assert_eq!(
+        ranges,
+        [(stuck + 10_000, stuck + 20_000), (now - 10_000, now)]
+    );
     let report = site
         .runtime
         .block_on(roller::roll_pending(&site.database, Settings::default()))

@@ -1584,6 +1584,55 @@ fn revocation_reaches_every_hub(db: TestDb) {
         batches.send(batch(1)).await.unwrap();
         assert_eq!(acks.message().await.unwrap().unwrap().stored, 1);
     });
+    // A reader watching a system on the second hub, and an idle telemetry stream of collector b.
+    let mut watch = second.runtime.block_on(async {
+        live_service_client::LiveServiceClient::new(second.channel.clone())
+            .watch_system(authed(
+                WatchSystemRequest {
+                    system_id: "home".into(),
+                },
+                &tokens.reader,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let (_idle_batches, idle_inbound) = tokio::sync::mpsc::channel::<TelemetryBatch>(1);
+    let mut idle_acks = second.runtime.block_on(async {
+        collector_service_client::CollectorServiceClient::new(second.channel.clone())
+            .stream_telemetry(authed(
+                tokio_stream::wrappers::ReceiverStream::new(idle_inbound),
+                &tokens.b,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+
+    let revoked_at = std::time::Instant::now();
+    for name in ["dashboard", "site-b"] {
+        principals::revoke(&mut first.database.get().unwrap(), name).unwrap();
+    }
+    second.runtime.block_on(async {
+        // Updates that were on their way may come first; then the end.
+        let ended = loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), watch.message()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(other) => break other,
+                Err(_) => panic!("the revoked reader's watch is still open after 10 s"),
+            }
+        };
+        assert_eq!(ended.unwrap_err().code(), Code::Unauthenticated);
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), idle_acks.message())
+            .await
+            .expect("the revoked collector's idle stream is still open after 10 s");
+        assert_eq!(ended.unwrap_err().code(), Code::Unauthenticated);
+    });
+    let streams_ended = revoked_at.elapsed();
+    assert!(
+        streams_ended < std::time::Duration::from_secs(5),
+        "open streams of revoked tokens ended only after {streams_ended:?}"
+    );
 
     let revoked_at = std::time::Instant::now();
     for name in ["ops", "site-a"] {
@@ -1604,11 +1653,20 @@ fn revocation_reaches_every_hub(db: TestDb) {
         "the second hub refused the revoked token only after {refused_within:?}"
     );
     assert_eq!(ask(&first), Err(Code::Unauthenticated));
+    // Collector a's stream ends on its own (it checks its token every 2 s, batch or not); a
+    // batch sent after that is stored nowhere.
     second.runtime.block_on(async {
-        batches.send(batch(2)).await.unwrap();
-        let ended = acks.message().await.unwrap_err();
-        assert_eq!(ended.code(), Code::Unauthenticated);
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), acks.message())
+            .await
+            .expect("the revoked collector's stream is still open after 10 s");
+        assert_eq!(ended.unwrap_err().code(), Code::Unauthenticated);
+        let _ = batches.send(batch(2)).await;
     });
+    assert!(
+        revoked_at.elapsed() < std::time::Duration::from_secs(5),
+        "the stream ended only after {:?}",
+        revoked_at.elapsed()
+    );
     assert_eq!(
         count(&first.database, "energy_samples"),
         1,
@@ -1672,3 +1730,91 @@ on_both_backends!(
     revocation_reaches_every_hub,
     oversized_batches_are_refused_and_the_hub_stays_up
 );
+
+/// A password given as a URL parameter is shown nowhere: not in the start-up lines, not in the
+/// connection error (issue 25: the `user:pw@` form was masked, `?password=` was printed).
+#[test]
+fn a_database_password_in_any_form_is_never_printed() {
+    for url in [
+        "postgres://127.0.0.1:1/solarhub?user=u&password=s3cret-param",
+        "postgres://u:s3cret-info@127.0.0.1:1/solarhub",
+        "postgresql://127.0.0.1:1/solarhub?sslpassword=s3cret-ssl",
+    ] {
+        let out = crate::common::hub_binary()
+            .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "nothing listens on port 1");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(printed.contains("***"), "{printed}");
+        assert!(
+            !printed.contains("s3cret"),
+            "the password was printed: {printed}"
+        );
+    }
+}
+
+/// Safe defaults on the operator's side (issue 25): metrics off loopback need `--metrics-public`;
+/// a collector does not send its token in clear text to a hub off loopback without `--insecure`;
+/// the database file, its WAL and the outbox are created 0600, the outbox directory 0700.
+#[test]
+fn operator_mistakes_are_refused_or_kept_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let refused = common::hub_binary()
+        .arg("--database-url")
+        .arg(&db)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("--metrics-public"), "{said}");
+
+    let token = dir.path().join("token");
+    std::fs::write(&token, "shub_not_a_real_token").unwrap();
+    let outbox = dir.path().join("outbox");
+    let refused = std::process::Command::new(common::process::collector_binary())
+        .args(["run", "--hub", "http://192.0.2.1:50051", "--id", "site-a"])
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--outbox-dir")
+        .arg(&outbox)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("clear text") && said.contains("--insecure"),
+        "{said}"
+    );
+
+    // A new database and an outbox: private files, a private directory.
+    let database =
+        solarhub_hub::db::Database::open(solarhub_hub::db::DatabaseUrl::Sqlite(db.clone()))
+            .unwrap();
+    solarhub_hub::db::run_migrations(&mut database.get().unwrap()).unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&dir.path().join("hub.db-wal")), 0o600);
+    let opened = solarhub_collector::outbox::Outbox::open(
+        &outbox,
+        solarhub_collector::outbox::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(mode(&outbox), 0o700);
+    assert_eq!(mode(&outbox.join("outbox.db")), 0o600);
+    drop(opened);
+}

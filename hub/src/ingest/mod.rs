@@ -1,8 +1,12 @@
 //! Telemetry ingest (DESIGN §4 Ingest): turns a collector's batch into sample rows and commits it
-//! exactly once. A reading for a device that is not assigned to the sending collector, or stamped
-//! more than five minutes in the future, is refused and reported; the rest of the batch still lands.
+//! exactly once. A reading that breaks a rule (`check`: a device or adapter not assigned to the
+//! sending collector, a battery or cell the pack did not declare, a value out of range, bad text,
+//! a time before 2000 or more than five minutes ahead) is refused and reported with its kind; the
+//! rest of the batch still lands.
 //! The device directory (which devices exist, who may write them) is cached for a few seconds and
 //! dropped whenever this hub changes the catalog.
+
+mod check;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use solarhub_proto::contract::{battery, battery_id, cell, cell_id, inverter, meter, pack};
 
-use crate::catalog::{Battery, BatteryCell, CatalogGeneration};
+use crate::catalog::CatalogGeneration;
 use crate::db::ingest::{self, BatchRows, CommitResult, DeviceDirectory, DeviceEntry};
 use crate::db::live::LatestReading;
 use crate::db::samples::{
@@ -78,12 +82,26 @@ pub enum RefusalKind {
     Unassigned,
     /// Stamped too far in the future.
     Future,
+    /// Stamped before 2000-01-01 (`limits::EARLIEST_MS`).
+    TooOld,
     /// The device is not in the catalog.
     Unknown,
     /// The reading carries no timestamp.
     NoTimestamp,
     /// The collector's clock is too far from the hub's for its timestamps to be trusted.
     ClockSkew,
+    /// The adapter named is not an adapter of the device assigned to the collector.
+    AdapterMismatch,
+    /// A battery the pack did not declare (or a device that is no pack reporting batteries).
+    UnknownBattery,
+    /// A cell its battery did not declare.
+    UnknownCell,
+    /// A value outside its field's plausible range.
+    OutOfRange,
+    /// NaN or an infinity.
+    NotFinite,
+    /// An id or a text too long, not a valid id, or holding control characters.
+    BadText,
 }
 
 impl RefusalKind {
@@ -91,9 +109,16 @@ impl RefusalKind {
         match self {
             RefusalKind::Unassigned => "unassigned",
             RefusalKind::Future => "future",
+            RefusalKind::TooOld => "too_old",
             RefusalKind::Unknown => "unknown_device",
             RefusalKind::NoTimestamp => "no_timestamp",
             RefusalKind::ClockSkew => "clock_skew",
+            RefusalKind::AdapterMismatch => "adapter_mismatch",
+            RefusalKind::UnknownBattery => "unknown_battery",
+            RefusalKind::UnknownCell => "unknown_cell",
+            RefusalKind::OutOfRange => "out_of_range",
+            RefusalKind::NotFinite => "not_finite",
+            RefusalKind::BadText => "bad_text",
         }
     }
 }
@@ -276,6 +301,13 @@ impl Ingest {
         if batch.seq == 0 {
             return Err(IngestError::Invalid("seq must start at 1".into()));
         }
+        if i64::try_from(batch.seq).is_err() {
+            return Err(IngestError::Invalid(format!(
+                "seq {} is beyond what a collector can reach (at most {})",
+                batch.seq,
+                i64::MAX
+            )));
+        }
         let directory = self.directory().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let (rows, refused, readings) = build_rows(&directory, &batch, now);
@@ -306,9 +338,6 @@ impl Ingest {
         group: Vec<Prepared>,
         version: Option<String>,
     ) -> Result<Vec<Outcome>, IngestError> {
-        let adds_structure = group
-            .iter()
-            .any(|p| !p.rows.new_batteries.is_empty() || !p.rows.new_cells.is_empty());
         // What the writer needs, and what the acks need after it.
         let mut writes = Vec::with_capacity(group.len());
         let mut answers = Vec::with_capacity(group.len());
@@ -333,7 +362,7 @@ impl Ingest {
                 for (collector_id, seq, rows) in writes.iter() {
                     let result =
                         ingest::commit_batch(conn, collector_id, version.as_deref(), *seq, rows)?;
-                    if matches!(result, CommitResult::Committed { stored, .. } if stored > 0) {
+                    if result.stored > 0 {
                         announced.extend(rows.latest.iter().map(|l| l.system_id.as_str()));
                     }
                     results.push(result);
@@ -348,38 +377,26 @@ impl Ingest {
                 Ok(results)
             })
             .await?;
-        if adds_structure {
-            self.invalidate();
-        }
         let seconds = started.elapsed().as_secs_f64();
         let mut touched: Vec<String> = Vec::new();
         let mut outcomes = Vec::with_capacity(answers.len());
         for ((seq, refused, readings, systems), result) in answers.into_iter().zip(results) {
-            outcomes.push(match result {
-                CommitResult::Replay => {
-                    self.metrics.committed(true, 0, 0, seconds);
-                    Outcome {
-                        seq,
-                        replay: true,
-                        stored: 0,
-                        duplicates: 0,
-                        refused: Vec::new(),
-                    }
-                }
-                CommitResult::Committed { stored, duplicates } => {
-                    self.metrics.committed(false, stored, duplicates, seconds);
-                    debug_assert_eq!(stored + duplicates, readings);
-                    if stored > 0 {
-                        touched.extend(systems);
-                    }
-                    Outcome {
-                        seq,
-                        replay: false,
-                        stored,
-                        duplicates,
-                        refused,
-                    }
-                }
+            let CommitResult {
+                replay,
+                stored,
+                duplicates,
+            } = result;
+            self.metrics.committed(replay, stored, duplicates, seconds);
+            debug_assert_eq!(stored + duplicates, readings);
+            if stored > 0 {
+                touched.extend(systems);
+            }
+            outcomes.push(Outcome {
+                seq,
+                replay,
+                stored,
+                duplicates,
+                refused,
             });
         }
         touched.sort();
@@ -425,9 +442,6 @@ fn build_rows(
     let mut rows = BatchRows::default();
     let mut refused = Vec::new();
     let mut accepted = 0;
-    let allowed = directory.assigned.get(&batch.collector_id);
-    let mut new_batteries = std::collections::HashSet::new();
-    let mut new_cells = std::collections::HashSet::new();
     let mut latest = HashMap::new();
     // A collector clock far from the hub's stamps every reading wrong, an hour behind as much as
     // ahead: nothing of the batch is stored (fault suite, clock skew).
@@ -454,42 +468,33 @@ fn build_rows(
         }
         return (rows, refused, accepted);
     }
+    // Each device's accepted reading times, for the roller.
+    let mut times: HashMap<&str, (&str, Vec<i64>)> = HashMap::new();
     for reading in &batch.readings {
-        let refuse = |kind: RefusalKind, reason: String| Refusal {
-            device_id: reading.device_id.clone(),
-            ts: reading.ts,
-            kind,
-            reason,
-        };
-        if !allowed.is_some_and(|devices| devices.contains(&reading.device_id)) {
-            refused.push(refuse(
-                RefusalKind::Unassigned,
-                format!(
-                    "device {} is not assigned to collector {}",
-                    reading.device_id, batch.collector_id
-                ),
-            ));
-            continue;
-        }
-        if reading.ts > now + MAX_FUTURE.as_millis() as i64 {
-            refused.push(refuse(
-                RefusalKind::Future,
-                format!(
-                    "timestamp {} is more than 5 minutes ahead of the hub's clock",
-                    reading.ts
-                ),
-            ));
-            continue;
-        }
-        let Some(entry) = directory.devices.get(&reading.device_id) else {
-            refused.push(refuse(
-                RefusalKind::Unknown,
-                format!("device {} is not in the catalog", reading.device_id),
-            ));
-            continue;
+        let entry = match check::check_reading(directory, &batch.collector_id, reading, now) {
+            Ok(entry) => entry,
+            Err((kind, reason)) => {
+                refused.push(Refusal {
+                    device_id: crate::limits::shown(&reading.device_id),
+                    ts: reading.ts,
+                    kind,
+                    reason,
+                });
+                continue;
+            }
         };
         accepted += 1;
         note_latest(&mut latest, reading, entry);
+        let system_id = match entry {
+            DeviceEntry::Inverter { system_id, .. }
+            | DeviceEntry::Meter { system_id, .. }
+            | DeviceEntry::Pack { system_id, .. } => system_id.as_str(),
+        };
+        times
+            .entry(reading.device_id.as_str())
+            .or_insert_with(|| (system_id, Vec::new()))
+            .1
+            .push(reading.ts);
         let x = &reading.fields;
         match entry {
             DeviceEntry::Inverter {
@@ -569,17 +574,6 @@ fn build_rows(
                 });
                 for battery in &reading.batteries {
                     let battery_key = battery_id(&reading.device_id, battery.index);
-                    if !directory.batteries.contains(&battery_key)
-                        && new_batteries.insert(battery_key.clone())
-                    {
-                        rows.new_batteries.push(Battery {
-                            battery_id: battery_key.clone(),
-                            pack_id: reading.device_id.clone(),
-                            battery_index: battery.index,
-                            serial_number: None,
-                            model: None,
-                        });
-                    }
                     let b = &battery.fields;
                     let t = &battery.text;
                     rows.units.push(BatteryUnitSample {
@@ -607,16 +601,6 @@ fn build_rows(
                     });
                     for (index, cell_fields) in &battery.cells {
                         let cell_key = cell_id(&battery_key, *index);
-                        if !directory.cells.contains(&cell_key)
-                            && new_cells.insert(cell_key.clone())
-                        {
-                            rows.new_cells.push(BatteryCell {
-                                cell_id: cell_key.clone(),
-                                battery_id: battery_key.clone(),
-                                cell_index: *index,
-                                nominal_voltage: None,
-                            });
-                        }
                         rows.cells.push(BatteryCellSample {
                             cell_id: cell_key,
                             ts: reading.ts,
@@ -639,17 +623,6 @@ fn build_rows(
     // Each device's accepted reading times, cut where they are more than a counter gap apart:
     // a collector whose clock jumped (a Pi booting without network) must not make the roller roll
     // every hour in between.
-    let mut times: HashMap<&str, (&str, Vec<i64>)> = HashMap::new();
-    for row in latest.values() {
-        times.insert(&row.device_id, (&row.system_id, Vec::new()));
-    }
-    for reading in &batch.readings {
-        if let Some((_, list)) = times.get_mut(reading.device_id.as_str())
-            && reading.ts <= now + MAX_FUTURE.as_millis() as i64
-        {
-            list.push(reading.ts);
-        }
-    }
     for (device_id, (system_id, mut list)) in times {
         list.sort_unstable();
         let mut start = 0;
