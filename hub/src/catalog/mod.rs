@@ -250,6 +250,20 @@ macro_rules! domain_types {
                     }
                     true
                 }
+
+                fn texts(&self) -> Vec<(&'static str, &str)> {
+                    let mut texts = Vec::new();
+                    $(if let Some(text) = Text::text(&self.$key) {
+                        texts.push((stringify!($key), text));
+                    })+
+                    $(if let Some(text) = Text::text(&self.$fixed) {
+                        texts.push((stringify!($fixed), text));
+                    })*
+                    $(if let Some(text) = Text::text(&self.$mutable) {
+                        texts.push((stringify!($mutable), text));
+                    })*
+                    texts
+                }
             }
         )+
     };
@@ -394,7 +408,35 @@ pub trait CatalogRecord: Clone + PartialEq + fmt::Debug + Send + Sync + 'static 
     /// Copies `field` from `from`; false (and nothing copied) unless it is one of
     /// `MUTABLE_FIELDS`.
     fn copy_field(&mut self, from: &Self, field: &str) -> bool;
+    /// Every text field that has a value, by name (the repository refuses a NUL in any of them).
+    fn texts(&self) -> Vec<(&'static str, &str)>;
 }
+
+/// The text of a field, if it is a text field with a value.
+trait Text {
+    fn text(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Text for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Text for Option<String> {
+    fn text(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+impl Text for bool {}
+impl Text for i32 {}
+impl Text for i64 {}
+impl Text for Option<i32> {}
+impl Text for Option<i64> {}
+impl Text for Option<f64> {}
 
 /// What to do to one table so it holds `desired`: rows to create, rows to update (with the columns
 /// that change) and, when pruning, rows of `existing` that `desired` no longer has and `in_scope`

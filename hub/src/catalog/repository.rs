@@ -241,6 +241,16 @@ impl Repository {
 fn check_and_resolve<R: Linked>(conn: &mut DbConnection, row: &mut R) -> Result<(), CatalogError> {
     let mut violations = Violations::default();
     row.check_values(&mut violations);
+    // Whatever else a field allows, never a NUL: Postgres refuses it (the whole write failed as
+    // INTERNAL), C clients cut the string there.
+    for (field, text) in row.texts() {
+        if text.contains('\0') {
+            violations.add(
+                format!("{}.{field}", R::FIELD),
+                "must not contain a NUL character",
+            );
+        }
+    }
     violations.into_result()?;
     R::resolve(conn, row)
 }

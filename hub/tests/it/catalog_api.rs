@@ -1568,6 +1568,36 @@ fn error_cases(channel: &Channel) -> Vec<(&'static str, Code, &'static str, Call
             ),
         ),
         (
+            "inverter: a NUL in a free text (Postgres said INTERNAL)",
+            Code::InvalidArgument,
+            "inverter.model",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(Inverter {
+                        model: "SUN-\u{0}5K".into(),
+                        ..inverter("inv9", "a1")
+                    })
+                }
+            ),
+        ),
+        (
+            "inverter: a NUL in a name",
+            Code::InvalidArgument,
+            "inverter.name",
+            call!(
+                inverters,
+                create_inverter,
+                CreateInverterRequest {
+                    inverter: Some(Inverter {
+                        name: "Roof\u{0}".into(),
+                        ..inverter("inv9", "a1")
+                    })
+                }
+            ),
+        ),
+        (
             "inverter: missing adapter",
             Code::NotFound,
             "inverter.adapter_id",

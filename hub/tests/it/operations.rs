@@ -137,11 +137,11 @@ fn collector(dir: &std::path::Path, ports: &Ports, log: &std::path::Path) -> Pro
 fn both_metrics_endpoints_tell_what_happened(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("processes.log");
-    let sim_port = free_port();
+    let [sim_port, hub_port, hub_metrics, collector_metrics] = common::free_ports();
     let ports = Ports {
-        hub: free_port(),
-        hub_metrics: free_port(),
-        collector_metrics: free_port(),
+        hub: hub_port,
+        hub_metrics,
+        collector_metrics,
     };
     let mut simulator = Proc::spawn_with_input(
         "simulator",

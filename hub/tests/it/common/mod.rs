@@ -125,6 +125,15 @@ macro_rules! on_both_backends {
     };
 }
 
+/// `N` different loopback ports that were free a moment ago (asked for together: ports asked
+/// for one after another can come back the same, and two servers then fight for it).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
 /// A loopback port that was free a moment ago (for servers that must keep their port across
 /// restarts, or as an address nothing listens on).
 pub fn free_port() -> u16 {
