@@ -29,6 +29,17 @@ pub enum DeviceEntry {
     },
 }
 
+impl DeviceEntry {
+    /// The system the device belongs to.
+    pub fn system_id(&self) -> &str {
+        match self {
+            DeviceEntry::Inverter { system_id, .. }
+            | DeviceEntry::Meter { system_id, .. }
+            | DeviceEntry::Pack { system_id, .. } => system_id,
+        }
+    }
+}
+
 /// The catalog as ingest needs it, loaded in a fixed number of queries.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceDirectory {

@@ -37,18 +37,6 @@ impl CollectorApi {
     }
 }
 
-/// The caller the auth layer admitted; a call without one never passed the layer.
-pub(super) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| {
-            tracing::error!("a call reached a service without passing the auth layer");
-            Status::internal("internal error")
-        })
-}
-
 /// A collector may only register and send as the collector id it is bound to (an id that cannot
 /// be one is refused as such first, whoever sends it).
 /// Batches of one stream checked and sorted while an earlier one commits.
@@ -87,12 +75,12 @@ fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
             batteries,
         } = reading;
         let Some(ts) = ts else {
-            refused.push(Refusal {
-                device_id,
-                ts: 0,
-                kind: RefusalKind::NoTimestamp,
-                reason: "the reading has no timestamp".into(),
-            });
+            refused.push(Refusal::new(
+                &device_id,
+                0,
+                RefusalKind::NoTimestamp,
+                "the reading has no timestamp".into(),
+            ));
             continue;
         };
         incoming.push(IncomingReading {
@@ -220,7 +208,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         &self,
         request: Request<proto::RegisterRequest>,
     ) -> Result<Response<proto::RegisterResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = super::caller(&request)?;
         let proto::RegisterRequest {
             collector_id,
             version,
@@ -287,7 +275,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         &self,
         request: Request<Streaming<proto::TelemetryBatch>>,
     ) -> Result<Response<AckStream>, Status> {
-        let caller = caller(&request)?;
+        let caller = super::caller(&request)?;
         let stream_caller = caller.clone();
         let mut inbound = request.into_inner();
         let ingest = self.ingest.clone();
@@ -399,7 +387,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         &self,
         request: Request<proto::TelemetryBatch>,
     ) -> Result<Response<proto::Ack>, Status> {
-        let caller = caller(&request)?;
+        let caller = super::caller(&request)?;
         let batch = request.into_inner();
         acting_as(&caller, &batch.collector_id)?;
         let (batch, early) = batch_from_proto(batch);

@@ -371,7 +371,7 @@ impl proto::live_service_server::LiveService for LiveApi {
         &self,
         request: Request<proto::WatchSystemRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let caller = super::ingest::caller(&request)?;
+        let caller = super::caller(&request)?;
         let r = request.into_inner();
         required("system_id", &r.system_id)?;
         let updates = live::watch::watch(self.live.clone(), r.system_id)

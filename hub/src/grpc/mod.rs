@@ -35,6 +35,20 @@ pub enum ServeError {
 }
 
 /// Limits every hub serves with (DESIGN §7).
+/// The caller the auth layer admitted; a call without one never passed the layer.
+fn caller<T>(
+    request: &solarhub_proto::tonic::Request<T>,
+) -> Result<crate::auth::Caller, solarhub_proto::tonic::Status> {
+    request
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("a call reached a service without passing the auth layer");
+            solarhub_proto::tonic::Status::internal("internal error")
+        })
+}
+
 pub mod limits {
     use std::time::Duration;
 

@@ -131,6 +131,19 @@ pub struct Refusal {
     pub reason: String,
 }
 
+impl Refusal {
+    /// The refusal of a reading of `device_id`, which it repeats only as far as
+    /// `limits::shown` goes (a hostile id may be megabytes long).
+    pub fn new(device_id: &str, ts: i64, kind: RefusalKind, reason: String) -> Refusal {
+        Refusal {
+            device_id: crate::limits::shown(device_id),
+            ts,
+            kind,
+            reason,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     pub seq: u64,
@@ -172,8 +185,9 @@ pub struct Ingest {
     instance: Arc<str>,
 }
 
+/// A field's value (`check` refused every reading with a value that is not finite).
 fn f(fields: &BTreeMap<String, f64>, name: &str) -> Option<f64> {
-    fields.get(name).copied().filter(|v| v.is_finite())
+    fields.get(name).copied()
 }
 
 fn int(fields: &BTreeMap<String, f64>, name: &str) -> Option<i32> {
@@ -459,12 +473,12 @@ fn build_rows(
         );
         tracing::warn!(collector = %batch.collector_id, skew_ms = skew, readings = batch.readings.len(), "readings refused: {reason}");
         for reading in &batch.readings {
-            refused.push(Refusal {
-                device_id: reading.device_id.clone(),
-                ts: reading.ts,
-                kind: RefusalKind::ClockSkew,
-                reason: reason.clone(),
-            });
+            refused.push(Refusal::new(
+                &reading.device_id,
+                reading.ts,
+                RefusalKind::ClockSkew,
+                reason.clone(),
+            ));
         }
         return (rows, refused, accepted);
     }
@@ -474,25 +488,15 @@ fn build_rows(
         let entry = match check::check_reading(directory, &batch.collector_id, reading, now) {
             Ok(entry) => entry,
             Err((kind, reason)) => {
-                refused.push(Refusal {
-                    device_id: crate::limits::shown(&reading.device_id),
-                    ts: reading.ts,
-                    kind,
-                    reason,
-                });
+                refused.push(Refusal::new(&reading.device_id, reading.ts, kind, reason));
                 continue;
             }
         };
         accepted += 1;
         note_latest(&mut latest, reading, entry);
-        let system_id = match entry {
-            DeviceEntry::Inverter { system_id, .. }
-            | DeviceEntry::Meter { system_id, .. }
-            | DeviceEntry::Pack { system_id, .. } => system_id.as_str(),
-        };
         times
             .entry(reading.device_id.as_str())
-            .or_insert_with(|| (system_id, Vec::new()))
+            .or_insert_with(|| (entry.system_id(), Vec::new()))
             .1
             .push(reading.ts);
         let x = &reading.fields;
@@ -717,10 +721,10 @@ fn note_latest(
     reading: &IncomingReading,
     entry: &DeviceEntry,
 ) {
-    let (device_type, system_id) = match entry {
-        DeviceEntry::Inverter { system_id, .. } => ("inverter", system_id),
-        DeviceEntry::Meter { system_id, .. } => ("meter", system_id),
-        DeviceEntry::Pack { system_id, .. } => ("battery_pack", system_id),
+    let device_type = match entry {
+        DeviceEntry::Inverter { .. } => "inverter",
+        DeviceEntry::Meter { .. } => "meter",
+        DeviceEntry::Pack { .. } => "battery_pack",
     };
     let key = (reading.device_id.clone(), reading.adapter_id.clone());
     if latest
@@ -735,7 +739,7 @@ fn note_latest(
             device_id: reading.device_id.clone(),
             adapter_id: reading.adapter_id.clone(),
             device_type: device_type.to_owned(),
-            system_id: system_id.clone(),
+            system_id: entry.system_id().to_owned(),
             ts: reading.ts,
             committed_at: 0,
         },

@@ -1563,16 +1563,19 @@ fn revocation_reaches_every_hub(db: TestDb) {
     );
     // A stream opened on the second hub with collector a's token.
     let (batches, inbound) = tokio::sync::mpsc::channel::<TelemetryBatch>(4);
-    let mut acks = second.runtime.block_on(async {
-        collector_service_client::CollectorServiceClient::new(second.channel.clone())
-            .stream_telemetry(authed(
-                tokio_stream::wrappers::ReceiverStream::new(inbound),
-                &tokens.a,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-    });
+    let open_stream = |inbound: tokio::sync::mpsc::Receiver<TelemetryBatch>, token: &str| {
+        second.runtime.block_on(async {
+            collector_service_client::CollectorServiceClient::new(second.channel.clone())
+                .stream_telemetry(authed(
+                    tokio_stream::wrappers::ReceiverStream::new(inbound),
+                    token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        })
+    };
+    let mut acks = open_stream(inbound, &tokens.a);
     let batch = |seq: u64| TelemetryBatch {
         sent_at: None,
         polls: Vec::new(),
@@ -1598,16 +1601,7 @@ fn revocation_reaches_every_hub(db: TestDb) {
             .into_inner()
     });
     let (_idle_batches, idle_inbound) = tokio::sync::mpsc::channel::<TelemetryBatch>(1);
-    let mut idle_acks = second.runtime.block_on(async {
-        collector_service_client::CollectorServiceClient::new(second.channel.clone())
-            .stream_telemetry(authed(
-                tokio_stream::wrappers::ReceiverStream::new(idle_inbound),
-                &tokens.b,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-    });
+    let mut idle_acks = open_stream(idle_inbound, &tokens.b);
 
     let revoked_at = std::time::Instant::now();
     for name in ["dashboard", "site-b"] {
@@ -1766,35 +1760,28 @@ fn operator_mistakes_are_refused_or_kept_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hub.db");
-    let refused = common::hub_binary()
-        .arg("--database-url")
-        .arg(&db)
-        .args([
+    let said = common::process::refused_at_start(
+        common::hub_binary().arg("--database-url").arg(&db).args([
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--metrics-listen",
             "0.0.0.0:0",
-        ])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{said}");
+        ]),
+    );
     assert!(said.contains("--metrics-public"), "{said}");
 
     let token = dir.path().join("token");
     std::fs::write(&token, "shub_not_a_real_token").unwrap();
     let outbox = dir.path().join("outbox");
-    let refused = std::process::Command::new(common::process::collector_binary())
-        .args(["run", "--hub", "http://192.0.2.1:50051", "--id", "site-a"])
-        .arg("--token-file")
-        .arg(&token)
-        .arg("--outbox-dir")
-        .arg(&outbox)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{said}");
+    let said = common::process::refused_at_start(
+        std::process::Command::new(common::process::collector_binary())
+            .args(["run", "--hub", "http://192.0.2.1:50051", "--id", "site-a"])
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--outbox-dir")
+            .arg(&outbox),
+    );
     assert!(
         said.contains("clear text") && said.contains("--insecure"),
         "{said}"

@@ -15,6 +15,39 @@ pub fn collector_binary() -> PathBuf {
     path
 }
 
+/// Runs `command`, which must refuse to start, and returns what it said on standard error. One
+/// that is still running after 30 s started instead of refusing: it is killed and the test fails
+/// (rather than waiting on it for ever).
+pub fn refused_at_start(command: &mut Command) -> String {
+    use std::io::Read;
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert!(!status.success(), "{command:?} succeeded: {said}");
+    said
+}
+
 /// A child process, killed when dropped.
 pub struct Proc {
     name: &'static str,
