@@ -398,7 +398,7 @@ pub trait CatalogRecord: Clone + PartialEq + fmt::Debug + Send + Sync + 'static 
     /// The primary key: the id, or a tuple for a composite key.
     type Key: Clone + PartialEq + fmt::Debug + Send + Sync + 'static;
     const TABLE: CatalogTable;
-    /// Fields an update may change (an empty update mask means all of them).
+    /// Fields an update may change (`["*"]` in an update mask names all of them).
     const MUTABLE_FIELDS: &'static [&'static str];
     fn id(&self) -> Self::Key;
     /// The primary key, rendered for reports (`battery1`, `battery_array1@1735671600000`).
