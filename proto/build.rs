@@ -12,6 +12,7 @@ const PROTO_FILES: &[&str] = &[
     "solarhub/v1/history.proto",
     "solarhub/v1/server_info.proto",
     "solarhub/v1/quality.proto",
+    "solarhub/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -263,6 +263,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
             &format!("c{site}"),
             solarhub_hub::auth::Role::Collector,
             Some(&format!("c{site}")),
+            None,
         )?;
         tokens.push(token.token.expose().to_owned());
     }
@@ -270,6 +271,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         &mut *database.get()?,
         "watcher",
         solarhub_hub::auth::Role::Reader,
+        None,
         None,
     )?
     .token

@@ -101,6 +101,7 @@ fn run(backend: &str, url: DatabaseUrl) -> anyhow::Result<()> {
         "dashboard",
         solarhub_hub::auth::Role::Reader,
         None,
+        None,
     )?;
     let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
         format!("Bearer {}", token.token.expose()).parse()?;

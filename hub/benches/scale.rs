@@ -153,6 +153,7 @@ fn main() -> anyhow::Result<()> {
         "scale",
         solarhub_hub::auth::Role::Collector,
         Some("scale"),
+        None,
     )?;
     let token_file = dir.path().join("collector.token");
     std::fs::write(&token_file, token.token.expose())?;

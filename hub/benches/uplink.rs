@@ -144,6 +144,7 @@ fn run(
             "bench",
             solarhub_hub::auth::Role::Collector,
             Some("bench"),
+            None,
         )?;
         let security = Security {
             auth: variant != Variant::Plain,

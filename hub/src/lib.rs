@@ -15,6 +15,8 @@
 //!   (hourly and daily energy, history), `quality` (per-device data quality from the collectors'
 //!   poll tallies), `retention` (old collected samples deleted, imported ones and aggregates kept), `cluster` (hubs
 //!   on one database sharing the periodic jobs and hearing each other's commits);
+//! - `auth` (who may call: tokens, certificates, the layer in front of every service), `audit`
+//!   (every write and refusal as rows people read);
 //! - `metrics`: what the parts count for Prometheus, and the registry that gathers it;
 //! - `server`: the composition root that builds the parts and starts the background jobs; `grpc`:
 //!   the only place that touches generated proto types, adapting requests to the parts;
@@ -22,6 +24,7 @@
 //!   collector crate.
 
 pub mod adapter_types;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cluster;

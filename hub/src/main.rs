@@ -66,6 +66,10 @@ enum Command {
         /// Allow --metrics-listen on an address other than loopback (the endpoint takes no token).
         #[arg(long)]
         metrics_public: bool,
+        /// Connections open at once; one more is closed as it arrives. Each connection must
+        /// finish TLS and start HTTP/2 within 10 s.
+        #[arg(long, env = "SOLARHUB_MAX_CONNECTIONS", default_value_t = solarhub_hub::grpc::connections::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
+        max_connections: usize,
         #[command(flatten)]
         mqtt: MqttArgs,
         #[command(flatten)]
@@ -149,6 +153,25 @@ enum Command {
         #[command(flatten)]
         retention: RetentionArgs,
     },
+    /// The audit trail, newest first: every write and every refused call (folded when alike),
+    /// with when, who, from where, what, on what, the outcome and how long it took.
+    Audit {
+        /// From this time: a duration back from now (24h, 7d, 90m) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this principal (`os:NAME` for commands run on the hub's machine).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this method: its name (UpdateSystem), its whole path, or a command (token create).
+        #[arg(long)]
+        method: Option<String>,
+        /// Only this outcome: ok, invalid_argument, permission_denied, unauthenticated, …
+        #[arg(long)]
+        outcome: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value = "100")]
+        limit: u32,
+    },
     /// Rebuild the hourly and daily rollups of a system from its raw samples.
     Recompute {
         #[arg(long, default_value = "home")]
@@ -175,6 +198,10 @@ enum TokenCommand {
         /// For --role collector: the one collector id the token may act as.
         #[arg(long)]
         collector_id: Option<String>,
+        /// A client certificate (verified by serve's --client-ca) whose first DNS name, or CN,
+        /// is this subject speaks as this principal too; revoking the principal stops it.
+        #[arg(long)]
+        certificate_subject: Option<String>,
     },
     /// Every principal: name, role, bound collector, created and revoked times (never a token).
     List,
@@ -357,7 +384,76 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs the command; one that writes (tokens, imports, recompute, compaction) leaves a row in the
+/// audit trail with the operating-system user, whether it succeeded or not.
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let audited = audited_command(&cli.command);
+    let url = cli.database_url.clone();
+    let started = std::time::Instant::now();
+    let result = run_command(cli);
+    if let Some((command, target)) = audited {
+        let error = result.as_ref().err().map(|error| format!("{error:#}"));
+        let recorded = DatabaseUrl::parse(&url)
+            .map_err(anyhow::Error::from)
+            .and_then(|url| {
+                // A command refused before its database was made leaves no file behind.
+                if url.sqlite_path().is_some_and(|path| !path.exists()) {
+                    anyhow::bail!("no database yet");
+                }
+                Ok(url.connect()?)
+            })
+            .and_then(|mut conn| {
+                Ok(solarhub_hub::audit::record_command(
+                    &mut conn,
+                    &command,
+                    &target,
+                    started,
+                    error.as_deref().map_or(Ok(()), Err),
+                )?)
+            });
+        if let Err(problem) = recorded {
+            // A command that failed before the database existed has nowhere to be recorded.
+            if result.is_ok() {
+                tracing::warn!(%problem, "cannot record the command in the audit trail");
+            }
+        }
+    }
+    result
+}
+
+/// The audit row's method and target of a command that writes; `None` for one that only reads
+/// or serves (a server records its calls itself).
+fn audited_command(command: &Command) -> Option<(String, String)> {
+    match command {
+        Command::Token { action } => match action {
+            TokenCommand::Create { name, .. } => {
+                Some(("token create".into(), format!("principal {name}")))
+            }
+            TokenCommand::Revoke { name } => {
+                Some(("token revoke".into(), format!("principal {name}")))
+            }
+            TokenCommand::List => None,
+        },
+        Command::ImportConfig { file, .. } => {
+            Some(("import-config".into(), format!("file {}", file.display())))
+        }
+        Command::ImportLegacy { file, .. } => {
+            Some(("import-legacy".into(), format!("file {}", file.display())))
+        }
+        Command::Recompute { system, from, to } => Some((
+            "recompute".into(),
+            format!(
+                "system {system} {}..{}",
+                from.as_deref().unwrap_or(""),
+                to.as_deref().unwrap_or("")
+            ),
+        )),
+        Command::Compact => Some(("compact".into(), String::new())),
+        _ => None,
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(&cli.database_url)?;
     match cli.command {
         #[cfg(feature = "demo")]
@@ -490,6 +586,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit {
+            since,
+            principal,
+            method,
+            outcome,
+            limit,
+        } => {
+            let since = since
+                .map(|text| solarhub_hub::audit::parse_since(&text, db::now_ms()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let outcome = outcome
+                .map(|text| {
+                    solarhub_hub::audit::outcome_named(&text).with_context(|| {
+                        format!("--outcome {text:?} is not a gRPC code (ok, invalid_argument, permission_denied, …)")
+                    })
+                })
+                .transpose()?;
+            let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
+            let filter = db::audit::AuditFilter {
+                since,
+                until: None,
+                principal,
+                method,
+                outcome,
+                limit: i64::from(limit.max(1)),
+            };
+            let rows = db::audit::list(&mut *database.get()?, &filter)?;
+            for row in &rows {
+                println!("{}", solarhub_hub::audit::Shown(row));
+            }
+            if rows.is_empty() {
+                eprintln!("no audit rows match");
+            }
+            Ok(())
+        }
         Command::Recompute { system, from, to } => {
             let database = open_migrated(&url, &legacy_options(&cli.backup_dir, None, None))?;
             let tz = {
@@ -523,6 +655,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             array_sample_secs,
             metrics_listen,
             metrics_public,
+            max_connections,
             mqtt,
             security,
             retention,
@@ -564,6 +697,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     metrics_listen,
                     mqtt,
                     retention,
+                    connections: solarhub_hub::grpc::connections::Limits {
+                        max: max_connections,
+                        ..Default::default()
+                    },
                     array_samples_every: (array_sample_secs > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
                     ..solarhub_hub::server::ServeOptions::default()
@@ -641,9 +778,16 @@ fn token_command(conn: &mut db::DbConnection, action: TokenCommand) -> anyhow::R
             name,
             role,
             collector_id,
+            certificate_subject,
         } => {
             let role = Role::parse(&role).context("unknown role")?;
-            let created = principals::create(conn, &name, role, collector_id.as_deref())?;
+            let created = principals::create(
+                conn,
+                &name,
+                role,
+                collector_id.as_deref(),
+                certificate_subject.as_deref(),
+            )?;
             // The token alone on standard output (TOKEN=$(solarhub-hub token create …)); what it
             // is, on standard error.
             match &created.principal.collector_id {
@@ -651,6 +795,9 @@ fn token_command(conn: &mut db::DbConnection, action: TokenCommand) -> anyhow::R
                 None => eprintln!("{role} token for {name}:"),
             }
             println!("{}", created.token.expose());
+            if let Some(subject) = &created.principal.certificate_subject {
+                eprintln!("a client certificate naming {subject} speaks as {name} too");
+            }
             eprintln!("it is shown only now: the hub keeps its SHA-256, not the token");
             Ok(())
         }
@@ -668,6 +815,14 @@ fn token_command(conn: &mut db::DbConnection, action: TokenCommand) -> anyhow::R
             );
             Ok(())
         }
+    }
+}
+
+/// A count of at least one (`--max-connections`).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ServeOptions {
     /// Delete old samples (on the hub that leads the job); `None` keeps everything. The library's
     /// default is `None`; the `serve` command's is the default policy.
     pub retention: Option<crate::retention::Retention>,
+    /// How many connections at once (`--max-connections`), and how soon each must speak HTTP/2.
+    pub connections: crate::grpc::connections::Limits,
 }
 
 /// Who may call, and over what. The library's default is no authentication and plaintext (tests
@@ -48,6 +50,7 @@ impl Default for ServeOptions {
             metrics_listen: None,
             mqtt: None,
             retention: None,
+            connections: Default::default(),
         }
     }
 }
@@ -86,9 +89,17 @@ pub async fn serve_with(
         .security
         .auth
         .then(|| Authenticator::new(database.clone()));
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut receiver = background_stopped.clone();
+        async move {
+            let _ = receiver.wait_for(|stop| *stop).await;
+        }
+    };
+    let auditor = crate::audit::Auditor::start(database.clone(), stopped());
     let auth = match &authenticator {
-        Some(authenticator) => AuthLayer::required(authenticator.clone()),
-        None => AuthLayer::off(),
+        Some(authenticator) => AuthLayer::required(authenticator.clone(), auditor.clone()),
+        None => AuthLayer::off(auditor.clone()),
     };
 
     // The threads of `cluster` (leadership, the commit listener) stop with this guard.
@@ -100,13 +111,6 @@ pub async fn serve_with(
         ingest.updates(),
         threads.0.clone(),
     );
-    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut receiver = background_stopped.clone();
-        async move {
-            let _ = receiver.wait_for(|stop| *stop).await;
-        }
-    };
     if let Some(every) = options.array_samples_every {
         tokio::spawn(crate::live::sampler::run(
             live.clone(),
@@ -201,6 +205,7 @@ pub async fn serve_with(
         auth,
         authenticator,
         tls,
+        connections: options.connections,
     };
     let served = crate::grpc::serve_parts(parts, listener, shutdown).await;
     let _ = stop_background.send(true);

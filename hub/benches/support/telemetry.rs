@@ -25,6 +25,7 @@ pub(crate) fn serve_ingest_only(
         "bench",
         solarhub_hub::auth::Role::Collector,
         Some("bench"),
+        None,
     )?;
     runtime.block_on(async {
         let listener = solarhub_hub::grpc::bind("127.0.0.1:0".parse()?).await?;

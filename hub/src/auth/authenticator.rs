@@ -1,4 +1,4 @@
-//! Token → caller. Answers are cached for [`CACHE_TTL`], unknown tokens included, so a call costs
+//! Token (or registered client certificate) → caller. Answers are cached for [`CACHE_TTL`], unknown tokens included, so a call costs
 //! a hash and a map lookup, not a query, and a revocation made anywhere (the CLI, another hub)
 //! is honoured everywhere within that time.
 
@@ -15,8 +15,16 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Cached answers kept at most (garbage tokens cannot grow the cache without bound).
 const CACHE_MAX: usize = 10_000;
 
-/// Each token hash asked about: when, and who it was (`None`: nobody valid).
-type Answers = HashMap<TokenHash, (Instant, Option<Arc<Caller>>)>;
+/// What a caller presented.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Token(TokenHash),
+    /// A client certificate's subject (verified by TLS against `--client-ca`).
+    Certificate(String),
+}
+
+/// Each credential asked about: when, and who it was (`None`: nobody valid).
+type Answers = HashMap<Key, (Instant, Option<Arc<Caller>>)>;
 
 #[derive(Clone)]
 pub struct Authenticator {
@@ -37,35 +45,55 @@ impl Authenticator {
         if !token::well_formed(token) {
             return Ok(None);
         }
-        self.by_hash(TokenHash::of(token)).await
+        self.look_up(Key::Token(TokenHash::of(token))).await
     }
 
-    /// Whether a caller admitted by token still holds a valid one (for long streams).
+    /// The principal a verified client certificate naming `subject` speaks as, or `None` when
+    /// no principal registered it (or it was revoked).
+    pub async fn certificate(&self, subject: &str) -> Result<Option<Arc<Caller>>, DbError> {
+        self.look_up(Key::Certificate(subject.to_owned())).await
+    }
+
+    /// Whether a caller admitted by token or certificate still holds a valid one (for long
+    /// streams).
     pub async fn still_valid(&self, caller: &Caller) -> Result<bool, DbError> {
         match &caller.credential {
-            Credential::Token(hash) => Ok(self.by_hash(hash.clone()).await?.is_some()),
-            Credential::Certificate | Credential::Nobody => Ok(true),
+            Credential::Token(hash) => Ok(self.look_up(Key::Token(hash.clone())).await?.is_some()),
+            Credential::Certificate(subject) => Ok(self
+                .look_up(Key::Certificate(subject.clone()))
+                .await?
+                .is_some()),
+            Credential::Nobody => Ok(true),
         }
     }
 
-    async fn by_hash(&self, hash: TokenHash) -> Result<Option<Arc<Caller>>, DbError> {
-        if let Some(answer) = self.cached(&hash) {
+    async fn look_up(&self, key: Key) -> Result<Option<Arc<Caller>>, DbError> {
+        if let Some(answer) = self.cached(&key) {
             return Ok(answer);
         }
-        let key = hash.clone();
+        let asked = key.clone();
         let row = self
             .database
-            .run(move |conn| crate::db::principals::by_token_hash(conn, key.as_str()))
+            .run(move |conn| match &asked {
+                Key::Token(hash) => crate::db::principals::by_token_hash(conn, hash.as_str()),
+                Key::Certificate(subject) => {
+                    crate::db::principals::by_certificate_subject(conn, subject)
+                }
+            })
             .await?;
         let answer = match row.filter(|row| row.revoked_at.is_none()) {
             Some(row) => {
                 let principal = principals::principal(row)
                     .map_err(|error| DbError::Invalid(error.to_string()))?;
+                let credential = match &key {
+                    Key::Token(hash) => Credential::Token(hash.clone()),
+                    Key::Certificate(subject) => Credential::Certificate(subject.clone()),
+                };
                 Some(Arc::new(Caller {
                     name: principal.name,
                     role: principal.role,
                     collector_id: principal.collector_id,
-                    credential: Credential::Token(hash.clone()),
+                    credential,
                 }))
             }
             None => None,
@@ -74,13 +102,13 @@ impl Authenticator {
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }
-        cache.insert(hash, (Instant::now(), answer.clone()));
+        cache.insert(key, (Instant::now(), answer.clone()));
         Ok(answer)
     }
 
-    fn cached(&self, hash: &TokenHash) -> Option<Option<Arc<Caller>>> {
+    fn cached(&self, key: &Key) -> Option<Option<Arc<Caller>>> {
         self.lock()
-            .get(hash)
+            .get(key)
             .filter(|(at, _)| at.elapsed() < CACHE_TTL)
             .map(|(_, answer)| answer.clone())
     }

@@ -1,21 +1,22 @@
 //! The tower layer in front of every service: decides whether a call may go on (and answers
 //! UNAUTHENTICATED or PERMISSION_DENIED itself when not), puts the [`Caller`] in the request's
-//! extensions, and writes the audit line of every write.
+//! extensions, and records every write and every refusal in the audit trail (`crate::audit`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use solarhub_proto::tonic::Status;
 use solarhub_proto::tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
+use crate::audit::{Auditor, Call, Target, code_name};
 use crate::auth::token::{self, BearerProblem};
 use crate::auth::{Access, Authenticator, Caller, Credential, Role, access, tls};
 
-/// Where audit lines go (`RUST_LOG=solarhub::audit=info` shows only them).
-pub const AUDIT: &str = "solarhub::audit";
+pub use crate::audit::AUDIT;
 
 /// The layer; clone it freely.
 #[derive(Clone)]
@@ -26,24 +27,77 @@ pub struct AuthLayer {
 struct Gate {
     /// `None`: authentication is off and every caller without a client certificate is an admin.
     authenticator: Option<Authenticator>,
+    auditor: Auditor,
 }
 
 impl AuthLayer {
     /// Checks bearer tokens (and client certificates) against `authenticator`.
-    pub fn required(authenticator: Authenticator) -> AuthLayer {
+    pub fn required(authenticator: Authenticator, auditor: Auditor) -> AuthLayer {
         AuthLayer {
             gate: Arc::new(Gate {
                 authenticator: Some(authenticator),
+                auditor,
             }),
         }
     }
 
-    /// `--without-auth`: every call is admitted (a client certificate still binds a collector).
-    pub fn off() -> AuthLayer {
+    /// `--without-auth`: every call is admitted (a client certificate still binds a collector);
+    /// writes are still audited.
+    pub fn off(auditor: Auditor) -> AuthLayer {
         AuthLayer {
             gate: Arc::new(Gate {
                 authenticator: None,
+                auditor,
             }),
+        }
+    }
+}
+
+/// A refused call: its answer, and who the caller said it was (for the audit trail).
+struct Refusal {
+    status: Status,
+    principal: String,
+}
+
+impl Refusal {
+    fn new(status: Status, principal: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            principal: principal.into(),
+        }
+    }
+}
+
+/// A write in progress: recorded with its outcome when answered, or as cancelled when the hub
+/// stops waiting for it (its deadline) or the client leaves.
+struct PendingWrite {
+    auditor: Auditor,
+    call: Option<Call>,
+    target: Target,
+}
+
+impl PendingWrite {
+    async fn finish(mut self, outcome: String, detail: String) {
+        if let Some(mut call) = self.call.take() {
+            call.outcome = outcome;
+            call.detail = detail;
+            call.target = self.target.take().unwrap_or_default();
+            self.auditor.record(call).await;
+        }
+    }
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        if let Some(mut call) = self.call.take() {
+            call.outcome = code_name(solarhub_proto::tonic::Code::Cancelled);
+            call.detail =
+                "the call ended before its answer (its deadline, or the client left)".into();
+            call.target = self.target.take().unwrap_or_default();
+            let auditor = self.auditor.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { auditor.record(call).await });
+            }
         }
     }
 }
@@ -91,107 +145,214 @@ where
             if needs == Access::Open {
                 return inner.call(request).await;
             }
-            let peer = peer(&request);
-            let certified = certificate_collector(&request);
+            let started = Instant::now();
+            let at = crate::db::now_ms();
+            let source = peer(&request);
+            let certified = certificate_subject(&request);
             let header = request.headers().get(http::header::AUTHORIZATION).cloned();
             let caller = match gate.admit(header, certified, needs, &method).await {
                 Ok(caller) => caller,
-                Err(status) => {
-                    tracing::warn!(target: AUDIT, %method, peer, code = ?status.code(), reason = status.message(), "refused");
-                    return Ok(status.into_http());
+                Err(refusal) => {
+                    let outcome = code_name(refusal.status.code());
+                    let detail = refusal.status.message();
+                    gate.auditor
+                        .refused(&refusal.principal, &source, &method, &outcome, detail);
+                    return Ok(refusal.status.into_http());
                 }
             };
-            let audited = needs == Access::Admin;
             let principal = caller.name.clone();
+            let target = Target::default();
+            let pending = (needs == Access::Admin).then(|| PendingWrite {
+                auditor: gate.auditor.clone(),
+                call: Some(Call {
+                    principal: principal.clone(),
+                    source: source.clone(),
+                    method: method.clone(),
+                    target: String::new(),
+                    outcome: String::new(),
+                    started,
+                    at,
+                    detail: String::new(),
+                }),
+                target: target.clone(),
+            });
+            request.extensions_mut().insert(target);
             request.extensions_mut().insert(caller);
             let mut response = inner.call(request).await?;
             crate::grpc::limits::oversized_is_resource_exhausted(response.headers_mut());
-            if audited {
-                // A unary call that failed answers with its status in the headers; one that
-                // succeeded carries it in the trailers.
-                let outcome = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|code| code.to_str().ok())
-                    .and_then(|code| code.parse::<i32>().ok())
-                    .map(|code| format!("{:?}", solarhub_proto::tonic::Code::from_i32(code)))
-                    .unwrap_or_else(|| "Ok".into());
-                tracing::info!(target: AUDIT, %principal, %method, peer, %outcome, "write");
+            // A unary call that failed answers with its status in the headers; one that
+            // succeeded carries it in the trailers.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|code| code.to_str().ok())
+                .and_then(|code| code.parse::<i32>().ok())
+                .map(solarhub_proto::tonic::Code::from_i32)
+                .unwrap_or(solarhub_proto::tonic::Code::Ok);
+            let detail = response
+                .headers()
+                .get("grpc-message")
+                .map(|message| percent_decoded(message.as_bytes()))
+                .unwrap_or_default();
+            match pending {
+                Some(pending) => pending.finish(code_name(code), detail).await,
+                None if matches!(
+                    code,
+                    solarhub_proto::tonic::Code::PermissionDenied
+                        | solarhub_proto::tonic::Code::Unauthenticated
+                ) =>
+                {
+                    gate.auditor
+                        .refused(&principal, &source, &method, &code_name(code), &detail);
+                }
+                None => {}
             }
             Ok(response)
         })
     }
 }
 
+/// A `grpc-message` header as text (gRPC percent-encodes it).
+fn percent_decoded(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Gate {
     async fn admit(
         &self,
         header: Option<http::HeaderValue>,
-        certified: Option<Caller>,
+        certified: Option<String>,
         needs: Access,
         method: &str,
-    ) -> Result<Caller, Status> {
-        let caller = match &self.authenticator {
-            None => certified.unwrap_or_else(Caller::anonymous),
-            Some(authenticator) => {
-                match token::bearer(header.as_ref().map(|value| value.as_bytes())) {
-                    Err(BearerProblem::Missing) => certified.ok_or_else(|| {
+    ) -> Result<Caller, Refusal> {
+        let Some(authenticator) = &self.authenticator else {
+            let caller = certified
+                .map(|subject| Caller {
+                    name: format!("certificate:{subject}"),
+                    role: Role::Collector,
+                    collector_id: Some(subject.clone()),
+                    credential: Credential::Certificate(subject),
+                })
+                .unwrap_or_else(Caller::anonymous);
+            return permitted(caller, needs, method);
+        };
+        let unavailable = |error: crate::db::DbError| {
+            tracing::warn!(%error, "cannot check credentials");
+            Refusal::new(
+                Status::unavailable("cannot check credentials now; try again"),
+                "unknown",
+            )
+        };
+        // The principal a client certificate speaks as, when one registered it.
+        let by_certificate = match &certified {
+            Some(subject) => authenticator
+                .certificate(subject)
+                .await
+                .map_err(unavailable)?,
+            None => None,
+        };
+        let caller = match token::bearer(header.as_ref().map(|value| value.as_bytes())) {
+            Err(BearerProblem::Missing) => match (by_certificate, certified) {
+                (Some(caller), _) => Caller::clone(&caller),
+                (None, Some(subject)) => {
+                    return Err(Refusal::new(
+                        Status::unauthenticated(format!(
+                            "the client certificate names {subject}, which is not a registered \
+                             principal (or was revoked); an admin registers it with \
+                             `solarhub-hub token create --certificate-subject {subject} …`"
+                        )),
+                        format!("certificate:{subject}"),
+                    ));
+                }
+                (None, None) => {
+                    return Err(Refusal::new(
                         Status::unauthenticated(
                             "this call needs credentials: send `authorization: Bearer TOKEN` \
                              (an admin makes one with `solarhub-hub token create`)",
-                        )
-                    })?,
-                    Err(BearerProblem::Malformed) => {
-                        return Err(Status::unauthenticated(
-                            "the authorization header must be `Bearer TOKEN`",
-                        ));
-                    }
-                    Ok(token) => {
-                        let caller = authenticator.caller(token).await.map_err(|error| {
-                            tracing::warn!(%error, "cannot check a token");
-                            Status::unavailable("cannot check credentials now; try again")
-                        })?;
-                        let caller = caller.ok_or_else(|| {
-                            Status::unauthenticated("the token is not valid (unknown or revoked)")
-                        })?;
-                        let caller = Caller::clone(&caller);
-                        if let (Some(cert), Role::Collector) = (&certified, caller.role)
-                            && cert.collector_id != caller.collector_id
-                        {
-                            return Err(Status::permission_denied(format!(
-                                "{caller} is bound to collector {}, but the client certificate names collector {}",
-                                caller.collector_id.as_deref().unwrap_or_default(),
-                                cert.collector_id.as_deref().unwrap_or_default(),
-                            )));
-                        }
-                        caller
-                    }
+                        ),
+                        "anonymous",
+                    ));
                 }
+            },
+            Err(BearerProblem::Malformed) => {
+                return Err(Refusal::new(
+                    Status::unauthenticated("the authorization header must be `Bearer TOKEN`"),
+                    "anonymous",
+                ));
+            }
+            Ok(token) => {
+                let caller = authenticator.caller(token).await.map_err(unavailable)?;
+                let caller = caller.ok_or_else(|| {
+                    Refusal::new(
+                        Status::unauthenticated("the token is not valid (unknown or revoked)"),
+                        "unknown token",
+                    )
+                })?;
+                let caller = Caller::clone(&caller);
+                // A collector's token over a certificate of another collector: the two disagree.
+                let certificate_collector = match (&by_certificate, &certified) {
+                    (Some(principal), _) => principal.collector_id.clone(),
+                    (None, subject) => subject.clone(),
+                };
+                if let (Some(cert), Role::Collector) = (&certificate_collector, caller.role)
+                    && caller.collector_id.as_ref() != Some(cert)
+                {
+                    return Err(Refusal::new(
+                        Status::permission_denied(format!(
+                            "{caller} is bound to collector {}, but the client certificate names collector {cert}",
+                            caller.collector_id.as_deref().unwrap_or_default(),
+                        )),
+                        caller.name.clone(),
+                    ));
+                }
+                caller
             }
         };
-        if !caller.role.may(needs) {
-            return Err(Status::permission_denied(format!(
-                "{caller} may not call {}",
-                method.trim_start_matches('/')
-            )));
-        }
-        Ok(caller)
+        permitted(caller, needs, method)
     }
 }
 
-/// The collector a verified client certificate names, as a caller.
-fn certificate_collector<B>(request: &http::Request<B>) -> Option<Caller> {
+/// `caller`, when its role may call `method`.
+fn permitted(caller: Caller, needs: Access, method: &str) -> Result<Caller, Refusal> {
+    if !caller.role.may(needs) {
+        let name = caller.name.clone();
+        return Err(Refusal::new(
+            Status::permission_denied(format!(
+                "{caller} may not call {}",
+                crate::limits::shown(method.trim_start_matches('/'))
+            )),
+            name,
+        ));
+    }
+    Ok(caller)
+}
+
+/// The subject a verified client certificate names (its first DNS name, or its CN).
+fn certificate_subject<B>(request: &http::Request<B>) -> Option<String> {
     let info = request
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()?;
     let certs = info.peer_certs()?;
-    let id = tls::collector_named(certs.first()?.as_ref())?;
-    Some(Caller {
-        name: format!("certificate:{id}"),
-        role: Role::Collector,
-        collector_id: Some(id),
-        credential: Credential::Certificate,
-    })
+    tls::collector_named(certs.first()?.as_ref())
 }
 
 fn peer<B>(request: &http::Request<B>) -> String {
@@ -204,6 +365,6 @@ fn peer<B>(request: &http::Request<B>) -> String {
                 .map(|info| info.get_ref())
         })
         .and_then(|info| info.remote_addr())
-        .map(|addr| addr.to_string())
+        .map(|addr| addr.ip().to_string())
         .unwrap_or_default()
 }

@@ -92,7 +92,7 @@ const OPEN_SERVICES: [&str; 3] = [
 
 /// The access a gRPC method path (`/package.Service/Method`) needs. Methods of `solarhub.v1`
 /// named `Get…`, `List…` or `Watch…` are reads (a house rule: such methods never write), except
-/// the collector's own calls; anything not matched needs an admin.
+/// the collector's own calls and the audit trail; anything not matched needs an admin.
 pub fn access(path: &str) -> Access {
     let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Access::Admin;
@@ -103,6 +103,10 @@ pub fn access(path: &str) -> Access {
     let Some(service) = service.strip_prefix("solarhub.v1.") else {
         return Access::Admin;
     };
+    // Who did what is for admins only, though its method reads.
+    if service == "AuditService" {
+        return Access::Admin;
+    }
     if service == "CollectorService"
         && matches!(method, "Register" | "StreamTelemetry" | "SendBatch")
     {
@@ -122,8 +126,9 @@ pub fn access(path: &str) -> Access {
 pub enum Credential {
     /// A bearer token; the hash lets a long stream check it has not been revoked since.
     Token(token::TokenHash),
-    /// A client certificate verified against `--client-ca`.
-    Certificate,
+    /// A client certificate verified against `--client-ca`, by its subject (first DNS name, or
+    /// CN); a principal registered it unless authentication is off.
+    Certificate(String),
     /// Authentication is off (`--without-auth`): every caller is an admin.
     Nobody,
 }
@@ -214,6 +219,10 @@ mod tests {
             Access::Admin
         );
         assert_eq!(access("/other.Service/GetThing"), Access::Admin);
+        assert_eq!(
+            access("/solarhub.v1.AuditService/ListAuditEvents"),
+            Access::Admin
+        );
         assert_eq!(access("garbage"), Access::Admin);
     }
 
@@ -235,7 +244,7 @@ mod tests {
             name: "site-a".into(),
             role: Role::Collector,
             collector_id: Some("a".into()),
-            credential: Credential::Certificate,
+            credential: Credential::Certificate("site-a".into()),
         };
         assert!(a.may_act_as("a").is_ok());
         let refused = a.may_act_as("b").unwrap_err();

@@ -17,6 +17,8 @@ pub struct Principal {
     /// UTC epoch milliseconds.
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The client certificate subject that speaks as this principal.
+    pub certificate_subject: Option<String>,
 }
 
 /// A principal just made, with its token (shown once).
@@ -35,7 +37,12 @@ pub enum PrincipalError {
     CollectorIdMissing,
     #[error("--collector-id is only for --role collector, not {0}")]
     CollectorIdNotAllowed(Role),
-    #[error("a principal named {0} exists (revoked names stay taken); choose another name")]
+    #[error("--certificate-subject {subject:?} {problem}")]
+    BadCertificateSubject { subject: String, problem: String },
+    #[error(
+        "a principal named {0} exists, or one already has this certificate subject (revoked \
+         names and subjects stay taken); choose another"
+    )]
     NameTaken(String),
     #[error("no principal named {0}")]
     NotFound(String),
@@ -45,13 +52,24 @@ pub enum PrincipalError {
     Db(#[from] DbError),
 }
 
-/// Makes a principal and its token.
+/// Makes a principal and its token; with `certificate_subject`, a client certificate naming that
+/// subject speaks as the principal too.
 pub fn create(
     conn: &mut DbConnection,
     name: &str,
     role: Role,
     collector_id: Option<&str>,
+    certificate_subject: Option<&str>,
 ) -> Result<Created, PrincipalError> {
+    if let Some(subject) = certificate_subject
+        && let Some(problem) = crate::limits::text_problem(subject)
+            .or_else(|| subject.is_empty().then(|| "is empty".to_owned()))
+    {
+        return Err(PrincipalError::BadCertificateSubject {
+            subject: subject.to_owned(),
+            problem,
+        });
+    }
     if let Some(problem) = id_problem(name) {
         return Err(PrincipalError::BadName {
             name: name.to_owned(),
@@ -74,16 +92,18 @@ pub fn create(
     let token = Token::generate().map_err(|_| PrincipalError::NoRandomness)?;
     let row = principals::insert(
         conn,
-        name,
-        role.as_str(),
-        collector_id,
-        token.hash().as_str(),
+        principals::NewPrincipal {
+            name,
+            role: role.as_str(),
+            collector_id,
+            token_sha256: token.hash().as_str(),
+            certificate_subject,
+        },
     )
     .map_err(|error| match error {
         DbError::UniqueViolation(_) => PrincipalError::NameTaken(name.to_owned()),
         other => PrincipalError::Db(other),
     })?;
-    tracing::info!(target: "solarhub::audit", principal = "cli", name, %role, collector_id, "token created");
     Ok(Created {
         principal: principal(row)?,
         token,
@@ -99,7 +119,6 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Principal>, PrincipalError> {
 pub fn revoke(conn: &mut DbConnection, name: &str) -> Result<i64, PrincipalError> {
     let at =
         principals::revoke(conn, name)?.ok_or_else(|| PrincipalError::NotFound(name.into()))?;
-    tracing::info!(target: "solarhub::audit", principal = "cli", name, "token revoked");
     Ok(at)
 }
 
@@ -116,6 +135,7 @@ pub(crate) fn principal(row: principals::PrincipalRow) -> Result<Principal, Prin
         collector_id: row.collector_id,
         created_at: row.created_at,
         revoked_at: row.revoked_at,
+        certificate_subject: row.certificate_subject,
     })
 }
 
@@ -128,6 +148,9 @@ impl fmt::Display for Principal {
         };
         write!(f, "{:<24} {:<9}", self.name, self.role.as_str())?;
         write!(f, " {:<16}", self.collector_id.as_deref().unwrap_or("-"))?;
+        if let Some(subject) = &self.certificate_subject {
+            write!(f, " certificate {subject}")?;
+        }
         write!(f, " created {}", time(self.created_at))?;
         match self.revoked_at {
             Some(at) => write!(f, "  revoked {}", time(at)),

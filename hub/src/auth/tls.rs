@@ -1,10 +1,17 @@
-//! TLS for the hub (rustls through tonic): its certificate and key, and optionally a CA whose
-//! client certificates are required (mutual TLS). A client certificate names the collector it
-//! speaks for: its first DNS subject-alternative name, or, when it has none, its subject CN.
+//! TLS for the hub (rustls with ring): its certificate and key, and optionally a CA whose client
+//! certificates are required (mutual TLS). The handshake itself is done where connections are
+//! accepted (`grpc::connections`), under the same deadline as the HTTP/2 preface. A client
+//! certificate names the collector it speaks for: its first DNS subject-alternative name, or, when
+//! it has none, its subject CN; that name is a principal only once registered
+//! (`token create --certificate-subject`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use solarhub_proto::tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 
 /// The files of `serve --tls-cert --tls-key [--client-ca]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,22 +55,58 @@ fn read_pem(flag: &'static str, file: &Path, expect: &[&str]) -> Result<Vec<u8>,
 }
 
 impl TlsFiles {
-    /// Reads the files into tonic's server TLS settings; each bad file is named with its flag.
-    pub fn load(&self) -> Result<ServerTlsConfig, TlsError> {
-        let cert = read_pem("--tls-cert", &self.cert, &["CERTIFICATE"])?;
+    /// Reads the files into the server's TLS settings (HTTP/2 by ALPN); each bad file is named
+    /// with its flag.
+    pub fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let certs =
+            |flag: &'static str, file: &Path| -> Result<Vec<CertificateDer<'static>>, TlsError> {
+                let pem = read_pem(flag, file, &["CERTIFICATE"])?;
+                CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| TlsError::File {
+                        flag,
+                        file: file.to_owned(),
+                        reason: format!("cannot read a certificate: {error}"),
+                    })
+            };
+        let cert = certs("--tls-cert", &self.cert)?;
         let key = read_pem(
             "--tls-key",
             &self.key,
             &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"],
         )?;
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-        if let Some(ca) = &self.client_ca {
-            let ca = read_pem("--client-ca", ca, &["CERTIFICATE"])?;
-            config = config
-                .client_ca_root(Certificate::from_pem(ca))
-                .client_auth_optional(false);
-        }
-        Ok(config)
+        let key = PrivateKeyDer::from_pem_slice(&key).map_err(|error| TlsError::File {
+            flag: "--tls-key",
+            file: self.key.clone(),
+            reason: format!("cannot read the key: {error}"),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TlsError::Setup(error.to_string()))?;
+        let builder = match &self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for cert in certs("--client-ca", ca)? {
+                    roots.add(cert).map_err(|error| TlsError::File {
+                        flag: "--client-ca",
+                        file: ca.clone(),
+                        reason: error.to_string(),
+                    })?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|error| TlsError::Setup(error.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(cert, key)
+            .map_err(|error| TlsError::Setup(error.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
     }
 }
 

@@ -9,6 +9,7 @@
 mod raw_sql;
 pub mod admin;
 pub mod aggregates;
+pub mod audit;
 pub mod cascade;
 pub mod catalog;
 pub mod cluster;

@@ -15,23 +15,30 @@ pub struct PrincipalRow {
     pub token_sha256: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The client certificate that speaks as this principal (its first DNS name, or its CN).
+    pub certificate_subject: Option<String>,
 }
 
-/// Stores a new principal; a name already taken (revoked or not) is a `UniqueViolation`.
-pub fn insert(
-    conn: &mut DbConnection,
-    name: &str,
-    role: &str,
-    collector_id: Option<&str>,
-    token_sha256: &str,
-) -> Result<PrincipalRow, DbError> {
+/// A principal to store.
+pub struct NewPrincipal<'a> {
+    pub name: &'a str,
+    pub role: &'a str,
+    pub collector_id: Option<&'a str>,
+    pub token_sha256: &'a str,
+    pub certificate_subject: Option<&'a str>,
+}
+
+/// Stores a new principal; a name or certificate subject already taken (revoked or not) is a
+/// `UniqueViolation`.
+pub fn insert(conn: &mut DbConnection, new: NewPrincipal<'_>) -> Result<PrincipalRow, DbError> {
     let row = PrincipalRow {
-        name: name.to_owned(),
-        role: role.to_owned(),
-        collector_id: collector_id.map(str::to_owned),
-        token_sha256: token_sha256.to_owned(),
+        name: new.name.to_owned(),
+        role: new.role.to_owned(),
+        collector_id: new.collector_id.map(str::to_owned),
+        token_sha256: new.token_sha256.to_owned(),
         created_at: now_ms(),
         revoked_at: None,
+        certificate_subject: new.certificate_subject.map(str::to_owned),
     };
     diesel::insert_into(principals::table)
         .values((
@@ -40,9 +47,22 @@ pub fn insert(
             principals::collector_id.eq(&row.collector_id),
             principals::token_sha256.eq(&row.token_sha256),
             principals::created_at.eq(row.created_at),
+            principals::certificate_subject.eq(&row.certificate_subject),
         ))
         .execute(conn)?;
     Ok(row)
+}
+
+/// The principal a client certificate with `subject` speaks as, revoked or not.
+pub fn by_certificate_subject(
+    conn: &mut DbConnection,
+    subject: &str,
+) -> Result<Option<PrincipalRow>, DbError> {
+    Ok(principals::table
+        .filter(principals::certificate_subject.eq(subject))
+        .select(PrincipalRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// Every principal, revoked ones included, by name.

@@ -746,6 +746,22 @@ diesel::table! {
         token_sha256 -> Text,
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        certificate_subject -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        principal -> Text,
+        source -> Text,
+        method -> Text,
+        target -> Text,
+        outcome -> Text,
+        duration_ms -> BigInt,
+        calls -> BigInt,
+        detail -> Text,
     }
 }
 

@@ -463,6 +463,10 @@ impl proto::history_service_server::HistoryService for HistoryApi {
         &self,
         request: Request<proto::RecomputeRequest>,
     ) -> Result<Response<proto::RecomputeResponse>, Status> {
+        let target = |request: &proto::RecomputeRequest| {
+            format!("system {}", crate::limits::shown(&request.system_id))
+        };
+        crate::audit::name_target(&request, target(request.get_ref()));
         let request = request.into_inner();
         if request.system_id.is_empty() {
             return Err(invalid("system_id", "must be set"));
@@ -472,6 +476,22 @@ impl proto::history_service_server::HistoryService for HistoryApi {
             Some(r) if r.from.is_none() && r.to.is_none() => None,
             Some(r) => Some(range(Some(r))?),
         };
+        // No reading exists before 2000 or far ahead (ingest refuses them): a range reaching
+        // there is a mistake that would walk millions of empty hours.
+        if let Some((from, to)) = range {
+            if from != i64::MIN && from < crate::limits::EARLIEST_MS {
+                return Err(invalid(
+                    "range.from",
+                    "before 2000-01-01, where the hub holds no readings",
+                ));
+            }
+            if to != i64::MAX && to > crate::db::now_ms() + 2 * 86_400_000 {
+                return Err(invalid(
+                    "range.to",
+                    "more than two days ahead, where the hub holds no readings",
+                ));
+            }
+        }
         let (report, legacy) = self
             .history
             .recompute(request.system_id, range)

@@ -2,7 +2,9 @@
 //! calls and domain results to messages, and serves health and reflection (v1 and v1alpha) so
 //! `grpcurl` works without `.proto` files.
 
+mod audit;
 mod catalog;
+pub mod connections;
 mod history;
 mod ingest;
 mod live;
@@ -13,7 +15,6 @@ use std::net::SocketAddr;
 
 use solarhub_proto::tonic::service::Routes;
 use solarhub_proto::tonic::transport::Server;
-use solarhub_proto::tonic::transport::server::TcpIncoming;
 use solarhub_proto::v1::server_info_service_server::ServerInfoServiceServer;
 use tokio::net::TcpListener;
 
@@ -115,7 +116,9 @@ pub struct Parts {
     pub auth: crate::auth::AuthLayer,
     /// Present when tokens are checked (long streams check theirs again).
     pub authenticator: Option<crate::auth::Authenticator>,
-    pub tls: Option<solarhub_proto::tonic::transport::ServerTlsConfig>,
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// How many connections at once, and how soon each must speak HTTP/2.
+    pub connections: connections::Limits,
 }
 
 /// Serves the API of `parts` on `listener` until `shutdown` completes: health, reflection (v1 and
@@ -137,6 +140,7 @@ pub async fn serve_parts(
         auth,
         authenticator,
         tls,
+        connections,
     } = parts;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -160,7 +164,8 @@ pub async fn serve_parts(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ServerInfoServiceServer::new(ServerInfo::new(
-            database, retention,
+            database.clone(),
+            retention,
         )));
     health_reporter
         .set_serving::<solarhub_proto::v1::live_service_server::LiveServiceServer<live::LiveApi>>()
@@ -202,26 +207,38 @@ pub async fn serve_parts(
         .max_decoding_message_size(limits::MAX_REQUEST_BYTES)
         .max_encoding_message_size(limits::MAX_ANSWER_BYTES),
     );
+    health_reporter
+        .set_serving::<solarhub_proto::v1::audit_service_server::AuditServiceServer<audit::AuditApi>>()
+        .await;
+    let routes = routes.add_service(
+        solarhub_proto::v1::audit_service_server::AuditServiceServer::new(audit::AuditApi::new(
+            database.clone(),
+        ))
+        .max_decoding_message_size(limits::MAX_REQUEST_BYTES)
+        .max_encoding_message_size(limits::MAX_ANSWER_BYTES),
+    );
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
-    let mut server = Server::builder()
+    let router = Server::builder()
         .timeout(limits::UNARY_DEADLINE)
         .concurrency_limit_per_connection(limits::CONCURRENCY_PER_CONNECTION)
         .http2_keepalive_interval(Some(limits::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(limits::KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(limits::KEEPALIVE_INTERVAL));
-    if let Some(tls) = tls {
-        server = server
-            .tls_config(tls)
-            .map_err(|error| ServeError::Tls(format!("TLS setup failed: {error}")))?;
-    }
-    server
         .layer(rpc_metrics)
         .layer(auth)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
-        .map_err(|error| ServeError::Transport(error.to_string()))
+        .add_routes(routes);
+    let served = match tls {
+        Some(config) => {
+            let incoming = connections::tls(listener, connections, config);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            let incoming = connections::plain(listener, connections);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    served.map_err(|error| ServeError::Transport(error.to_string()))
 }

@@ -84,6 +84,8 @@ pub struct PassReport {
     /// SQLite: the pages still free in the file after the pass gave space back; `None` on
     /// Postgres or a file that cannot shrink.
     pub free_pages: Option<i64>,
+    /// Audit rows deleted.
+    pub deleted_audit: u64,
 }
 
 impl PassReport {
@@ -171,7 +173,29 @@ async fn pass_leaving(
             }
         }
     }
-    if report.total_deleted() > 0 {
+    if let Some(cutoff) = retention.policy.keep_audit().cutoff(now) {
+        loop {
+            let started = std::time::Instant::now();
+            let rows = database
+                .run_write(move |conn| {
+                    crate::db::audit::delete_before(conn, cutoff, BATCH_ROWS as i64)
+                })
+                .await?;
+            report.deleted_audit += rows as u64;
+            if rows < BATCH_ROWS {
+                break;
+            }
+            rest(started, retention.rest_factor).await;
+        }
+        if report.deleted_audit > 0 {
+            tracing::info!(
+                table = "audit_events",
+                rows = report.deleted_audit,
+                "retention deleted old rows"
+            );
+        }
+    }
+    if report.total_deleted() > 0 || report.deleted_audit > 0 {
         report.free_pages = give_back_space(database, retention.rest_factor).await?;
     }
     Ok(report)

@@ -110,11 +110,20 @@ pub struct Policy {
     /// Tables whose period for collected rows the operator (or the code building the policy)
     /// named, rather than took by default.
     named: BTreeSet<SampleTable>,
+    /// How long the audit trail (`audit_events`) keeps its rows.
+    audit: Keep,
 }
+
+/// The table name that sets the audit trail's period (`--retention audit_events=730d`).
+pub const AUDIT_TABLE: &str = "audit_events";
+
+/// What a new hub keeps of its audit trail: a year, like raw samples.
+const DEFAULT_AUDIT_KEEP: Keep = Keep::For(Duration::from_secs(365 * DAY));
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
+            audit: DEFAULT_AUDIT_KEEP,
             keep: SampleTable::ALL
                 .into_iter()
                 .map(|table| (table, default_keep(table)))
@@ -139,6 +148,18 @@ impl Policy {
     ) -> Result<Policy, PolicyError> {
         let mut policy = Policy::default();
         for setting in collected {
+            if let Some(period) = setting
+                .as_ref()
+                .split_once('=')
+                .filter(|(table, _)| table.trim() == AUDIT_TABLE)
+                .map(|(_, period)| period.trim())
+            {
+                policy.audit = parse_period(period).ok_or_else(|| PolicyError::BadPeriod {
+                    setting: setting.as_ref().to_owned(),
+                    period: period.to_owned(),
+                })?;
+                continue;
+            }
             let (table, keep) = parse_setting(setting.as_ref())?;
             policy.keep.insert(table, keep);
             policy.named.insert(table);
@@ -189,6 +210,11 @@ impl Policy {
         self.imported.insert(table, keep);
         self.check()?;
         Ok(self)
+    }
+
+    /// How long the audit trail keeps its rows.
+    pub fn keep_audit(&self) -> Keep {
+        self.audit
     }
 
     /// How long the rows solarhub collected (and every aggregate row) are kept.
@@ -245,7 +271,10 @@ pub fn parse_setting(setting: &str) -> Result<(SampleTable, Keep), PolicyError> 
     let table = SampleTable::parse(table.trim()).ok_or_else(|| PolicyError::UnknownTable {
         setting: setting.to_owned(),
         table: table.trim().to_owned(),
-        known: SampleTable::ALL.map(SampleTable::name).join(", "),
+        known: format!(
+            "{}, and {AUDIT_TABLE} (for --retention)",
+            SampleTable::ALL.map(SampleTable::name).join(", ")
+        ),
     })?;
     let keep = parse_period(period.trim()).ok_or_else(|| PolicyError::BadPeriod {
         setting: setting.to_owned(),

@@ -58,6 +58,7 @@ impl Setup {
             "crash-site",
             solarhub_hub::auth::Role::Collector,
             Some(COLLECTOR),
+            None,
         )
         .unwrap();
         std::fs::write(setup.token_file(), created.token.expose()).unwrap();

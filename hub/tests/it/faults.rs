@@ -98,6 +98,7 @@ fn the_database_going_away_loses_and_doubles_nothing() {
         "dashboard",
         solarhub_hub::auth::Role::Reader,
         None,
+        None,
     )
     .unwrap();
     let mut admin =

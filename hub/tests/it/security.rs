@@ -27,6 +27,8 @@ use Needs::{Ingest, Read, Write};
 const MATRIX: &[(&str, Needs, Code)] = {
     use Code::*;
     &[
+        // Who did what is for admins, though the method's name reads.
+        ("solarhub.v1.AuditService/ListAuditEvents", Write, Ok),
         ("solarhub.v1.SystemService/ListSystems", Read, Ok),
         ("solarhub.v1.SystemService/GetSystem", Read, NotFound),
         (
@@ -410,7 +412,7 @@ impl Tokens {
     pub(crate) fn create(database: &solarhub_hub::db::Database) -> Tokens {
         let mut conn = database.get().unwrap();
         let mut make = |name: &str, role: Role, collector: Option<&str>| {
-            principals::create(&mut conn, name, role, collector)
+            principals::create(&mut conn, name, role, collector, None)
                 .unwrap()
                 .token
                 .expose()
@@ -467,6 +469,7 @@ fn with_auth() -> ServeOptions {
         metrics_listen: None,
         mqtt: None,
         retention: None,
+        connections: Default::default(),
     }
 }
 
@@ -579,7 +582,12 @@ fn expected(who: Who, needs: Needs, answer: Code) -> Code {
 pub(crate) fn snapshot(database: &solarhub_hub::db::Database) -> String {
     let mut conn = database.get().unwrap();
     let mut counts = BTreeMap::new();
-    for table in solarhub_hub::db::schema_tables().unwrap() {
+    // The audit trail records refused calls: that is its purpose, not a change a call made.
+    for table in solarhub_hub::db::schema_tables()
+        .unwrap()
+        .into_iter()
+        .filter(|table| table != "audit_events")
+    {
         let count = solarhub_hub::db::introspect::row_count(&mut conn, &table).unwrap();
         counts.insert(table, count);
     }
@@ -1118,6 +1126,7 @@ fn collector_streams_over_tls_exactly_once(db: TestDb) {
 /// names its collector and binds it like a token.
 fn client_certificates_bind_collectors(db: TestDb) {
     use solarhub_proto::v1::*;
+    use std::time::Duration;
     let pki = Pki::generate();
     let hub = RunningHub::start_with(&db, tls_options(&pki, true));
     install_two_sites(&hub.database);
@@ -1142,17 +1151,42 @@ fn client_certificates_bind_collectors(db: TestDb) {
         };
         assert!(!refused.is_empty());
 
-        // Collector a's certificate (a DNS SAN), no token: a and only a.
+        // Collector a's certificate (a DNS SAN), no token, not registered: a certificate signed
+        // by the CA is not yet a principal.
         let mut a =
             solarhub_collector::uplink::connect(&url, &pki.access(&url, Some("collector-a"), None))
                 .await
                 .unwrap();
+        let refused = a.register(register("a")).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert!(
+            refused.message().contains("--certificate-subject a"),
+            "{}",
+            refused.message()
+        );
+        // Registered (`token create --role collector --collector-id a --certificate-subject a`):
+        // a and only a.
+        for (name, collector) in [("site-a-cert", "a"), ("site-b-cert", "b")] {
+            principals::create(
+                &mut hub.database.get().unwrap(),
+                name,
+                Role::Collector,
+                Some(collector),
+                Some(collector),
+            )
+            .unwrap();
+        }
+        // The refusal was cached with every other answer about a credential.
+        tokio::time::sleep(
+            solarhub_hub::auth::authenticator::CACHE_TTL + Duration::from_millis(200),
+        )
+        .await;
         let registered = a.register(register("a")).await.unwrap().into_inner();
         assert_eq!(registered.assignments[0].adapter_id, "powdrive1.adapter");
         let refused = a.register(register("b")).await.unwrap_err();
         assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
         assert!(
-            refused.message().contains("certificate:a"),
+            refused.message().contains("site-a-cert"),
             "{}",
             refused.message()
         );
@@ -1219,6 +1253,15 @@ fn client_certificates_bind_collectors(db: TestDb) {
             .unwrap_err()
             .code();
         assert_eq!(code, Code::PermissionDenied);
+
+        // Revoking the certificate's principal stops the certificate, within the cache's time.
+        principals::revoke(&mut hub.database.get().unwrap(), "site-a-cert").unwrap();
+        tokio::time::sleep(
+            solarhub_hub::auth::authenticator::CACHE_TTL + Duration::from_millis(500),
+        )
+        .await;
+        let refused = a.register(register("a")).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     });
     assert_eq!(count(&hub.database, "energy_samples"), 1);
     assert_eq!(count(&hub.database, "meter_samples"), 0);
@@ -1805,3 +1848,263 @@ fn operator_mistakes_are_refused_or_kept_private() {
     assert_eq!(mode(&outbox.join("outbox.db")), 0o600);
     drop(opened);
 }
+
+/// Issue 25 point 7: every write and every refused call is a row people can read (by RPC, admins
+/// only, and by `solarhub-hub audit`), a flood of refusals is counted rather than written one by
+/// one, a command run on the machine names its operating-system user, and a recompute over years
+/// 0001-9999 is refused by field and recorded.
+fn the_audit_trail_records_writes_and_refusals(db: TestDb) {
+    use solarhub_proto::v1::*;
+    let hub = RunningHub::start_with(&db, with_auth());
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let channel = hub.runtime.block_on(async {
+        Channel::from_shared(hub.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    });
+    let mut systems = system_service_client::SystemServiceClient::new(channel.clone());
+    let mut history = history_service_client::HistoryServiceClient::new(channel.clone());
+    let mut audit = audit_service_client::AuditServiceClient::new(channel.clone());
+    let time = |text: &str| {
+        let t = chrono::DateTime::parse_from_rfc3339(text).unwrap();
+        prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        }
+    };
+    const FLOOD: usize = 300;
+    hub.runtime.block_on(async {
+        let update = UpdateSystemRequest {
+            system: Some(System {
+                system_id: "home".into(),
+                name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+        };
+        systems
+            .update_system(authed(update, &tokens.admin))
+            .await
+            .unwrap();
+        let refused = history
+            .recompute(authed(
+                RecomputeRequest {
+                    system_id: "home".into(),
+                    range: Some(TimeRange {
+                        from: Some(time("0001-01-01T00:00:00Z")),
+                        to: Some(time("9999-01-01T00:00:00Z")),
+                    }),
+                },
+                &tokens.admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(
+            refused.message().starts_with("range.from"),
+            "{}",
+            refused.message()
+        );
+        // A reader hammering a write, and a stranger with a made-up token.
+        for _ in 0..FLOOD {
+            let code = systems
+                .delete_system(authed(
+                    DeleteSystemRequest {
+                        system_id: "home".into(),
+                        cascade: false,
+                    },
+                    &tokens.reader,
+                ))
+                .await
+                .unwrap_err()
+                .code();
+            assert_eq!(code, Code::PermissionDenied);
+        }
+        let stranger = format!("shub_{}", "1".repeat(64));
+        let code = systems
+            .list_systems(authed(ListSystemsRequest::default(), &stranger))
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::Unauthenticated);
+        // The trail is for admins only, though its method reads.
+        let code = audit
+            .list_audit_events(authed(ListAuditEventsRequest::default(), &tokens.reader))
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::PermissionDenied);
+        // Folded refusals are written within a few seconds.
+        tokio::time::sleep(solarhub_hub::audit::FOLD_EVERY * 2).await;
+    });
+    let admin = tokens.admin.clone();
+    let list = |request: ListAuditEventsRequest| {
+        let mut audit = audit.clone();
+        let admin = admin.clone();
+        hub.runtime.block_on(async move {
+            audit
+                .list_audit_events(authed(request, &admin))
+                .await
+                .unwrap()
+                .into_inner()
+                .events
+        })
+    };
+    let writes = list(ListAuditEventsRequest {
+        method: "UpdateSystem".into(),
+        ..Default::default()
+    });
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    let write = &writes[0];
+    assert_eq!(
+        (
+            write.principal.as_str(),
+            write.outcome.as_str(),
+            write.target.as_str()
+        ),
+        ("ops", "OK", "systems home")
+    );
+    assert_eq!(write.source, "127.0.0.1");
+    assert_eq!(write.calls, 1);
+    let recompute = list(ListAuditEventsRequest {
+        method: "Recompute".into(),
+        ..Default::default()
+    });
+    assert_eq!(recompute.len(), 1, "{recompute:?}");
+    assert_eq!(recompute[0].outcome, "INVALID_ARGUMENT");
+    assert_eq!(recompute[0].target, "system home");
+    assert!(
+        recompute[0].detail.starts_with("range.from"),
+        "{:?}",
+        recompute[0]
+    );
+
+    let denied = list(ListAuditEventsRequest {
+        outcome: "permission_denied".into(),
+        principal: "dashboard".into(),
+        ..Default::default()
+    });
+    let calls: u64 = denied.iter().map(|event| event.calls).sum();
+    // The flood, and the reader's look at the trail.
+    assert_eq!(calls, FLOOD as u64 + 1, "{denied:?}");
+    assert!(
+        denied.len() <= 6,
+        "{FLOOD} refusals were written as {} rows",
+        denied.len()
+    );
+    let strangers = list(ListAuditEventsRequest {
+        outcome: "UNAUTHENTICATED".into(),
+        ..Default::default()
+    });
+    assert_eq!(strangers.len(), 1, "{strangers:?}");
+    assert_eq!(strangers[0].principal, "unknown token");
+    assert_eq!(
+        strangers[0].method,
+        "/solarhub.v1.SystemService/ListSystems"
+    );
+    // A bad filter is refused by field.
+    let refused = hub.runtime.block_on(async {
+        audit
+            .list_audit_events(authed(
+                ListAuditEventsRequest {
+                    outcome: "sideways".into(),
+                    ..Default::default()
+                },
+                &tokens.admin,
+            ))
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("outcome:"),
+        "{}",
+        refused.message()
+    );
+
+    // A command on the hub's machine names its operating-system user, and `audit` shows it.
+    let created = common::hub_binary()
+        .args(["--database-url", &db.url_arg(), "token", "create"])
+        .args(["--name", "night-shift", "--role", "reader"])
+        .env("USER", "alice")
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let shown = common::hub_binary()
+        .args([
+            "--database-url",
+            &db.url_arg(),
+            "audit",
+            "--principal",
+            "os:alice",
+        ])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("os:alice")
+            && text.contains("token create")
+            && text.contains("principal night-shift")
+            && text.contains(" OK "),
+        "{text}"
+    );
+    let shown = common::hub_binary()
+        .args(["--database-url", &db.url_arg(), "audit", "--since", "1h"])
+        .args(["--outcome", "permission_denied", "--method", "DeleteSystem"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("dashboard") && text.contains(" x"), "{text}");
+}
+
+/// The audit trail is kept as long as the policy says (`--retention audit_events=PERIOD`, a year
+/// by default) and no longer.
+fn retention_deletes_old_audit_rows(db: TestDb) {
+    let database = db.migrated();
+    let now = solarhub_hub::db::now_ms();
+    let row = |days_ago: i64| solarhub_hub::db::audit::NewAuditRow {
+        at: now - days_ago * 86_400_000,
+        principal: "ops".into(),
+        source: "cli".into(),
+        method: "token create".into(),
+        target: String::new(),
+        outcome: "OK".into(),
+        duration_ms: 1,
+        calls: 1,
+        detail: String::new(),
+    };
+    solarhub_hub::db::audit::insert(&mut database.get().unwrap(), &[row(400), row(100), row(1)])
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pass = |settings: &[&str]| {
+        let mut retention = solarhub_hub::retention::Retention::new(
+            solarhub_hub::retention::Policy::from_settings(settings).unwrap(),
+        );
+        retention.rest_factor = 0;
+        runtime
+            .block_on(solarhub_hub::retention::run_pass(
+                &database, &retention, now,
+            ))
+            .unwrap()
+            .deleted_audit
+    };
+    assert_eq!(pass(&[]), 1, "the default keeps a year");
+    assert_eq!(pass(&["audit_events=30d"]), 1);
+    assert_eq!(count(&database, "audit_events"), 1);
+    assert!(
+        solarhub_hub::retention::Policy::from_settings(&["audit_events=soon"]).is_err(),
+        "a bad period for the trail is refused"
+    );
+}
+
+on_both_backends!(
+    the_audit_trail_records_writes_and_refusals,
+    retention_deletes_old_audit_rows
+);

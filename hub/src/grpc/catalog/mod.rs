@@ -175,8 +175,12 @@ macro_rules! catalog_service {
                 &self,
                 request: Request<proto::$create_request>,
             ) -> Result<Response<<$domain as ToMessage>::Message>, Status> {
+                let target = crate::audit::Target::of(&request);
                 let resource: $domain =
                     from_request(request.into_inner().$field, stringify!($field))?;
+                target.set(audit_target::<$domain>(
+                    &crate::catalog::CatalogRecord::key(&resource),
+                ));
                 let (row, parents) = self.repository.create(resource).await.map_err(status)?;
                 Ok(Response::new(row.to_message(&parents)))
             }
@@ -185,8 +189,12 @@ macro_rules! catalog_service {
                 &self,
                 request: Request<proto::$update_request>,
             ) -> Result<Response<<$domain as ToMessage>::Message>, Status> {
+                let target = crate::audit::Target::of(&request);
                 let request = request.into_inner();
                 let resource: $domain = from_request(request.$field, stringify!($field))?;
+                target.set(audit_target::<$domain>(
+                    &crate::catalog::CatalogRecord::key(&resource),
+                ));
                 let mask = request
                     .update_mask
                     .map(|mask| mask.paths)
@@ -203,9 +211,11 @@ macro_rules! catalog_service {
                 &self,
                 request: Request<proto::$delete_request>,
             ) -> Result<Response<proto::$delete_response>, Status> {
+                let target = crate::audit::Target::of(&request);
                 let $delete_req = request.into_inner();
                 let cascade = $delete_req.cascade;
                 let key = $delete_key?;
+                target.set(audit_target::<$domain>(&format!("{key:?}")));
                 let deleted = self
                     .repository
                     .delete::<$domain>(key, cascade)
@@ -217,6 +227,11 @@ macro_rules! catalog_service {
             }
         }
     };
+}
+
+/// What a catalog write acts on, for its audit row: the table and the row's key.
+fn audit_target<T: crate::catalog::CatalogRecord>(key: &str) -> String {
+    format!("{} {}", T::TABLE.table_name(), crate::limits::shown(key))
 }
 
 fn key(id: String) -> Result<String, Status> {

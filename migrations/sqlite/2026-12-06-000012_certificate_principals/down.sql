@@ -1,0 +1,2 @@
+DROP INDEX principals_certificate_subject;
+ALTER TABLE principals DROP COLUMN certificate_subject;
