@@ -10,6 +10,7 @@ mod catalog_api;
 mod catalog_concurrency;
 mod cluster;
 mod config_import;
+mod connections;
 mod crash_recovery;
 mod demo;
 mod end_to_end;
