@@ -14,13 +14,20 @@ use crate::limits::{self, EARLIEST_MS, ValueProblem, shown, text_problem};
 /// A reading refused: its kind and what to say.
 pub(super) type Refused = (RefusalKind, String);
 
+/// A reading the collector may store: its device's entry, and the adapter it is stored under
+/// (the device's own, for a reading that named none).
+pub(super) struct Checked<'a> {
+    pub entry: &'a DeviceEntry,
+    pub adapter_id: &'a str,
+}
+
 /// The directory's entry of `reading`'s device when the collector may store it, or why not.
 pub(super) fn check_reading<'a>(
     directory: &'a DeviceDirectory,
     collector_id: &str,
-    reading: &IncomingReading,
+    reading: &'a IncomingReading,
     now: i64,
-) -> Result<&'a DeviceEntry, Refused> {
+) -> Result<Checked<'a>, Refused> {
     let device = &reading.device_id;
     if let Some(problem) = crate::catalog::id_problem(device) {
         return Err((
@@ -62,12 +69,19 @@ pub(super) fn check_reading<'a>(
             format!("device {device} is not in the catalog"),
         ));
     };
-    if !reading.adapter_id.is_empty()
-        && directory
+    let adapter_id = if reading.adapter_id.is_empty() {
+        directory
+            .own_adapter
+            .get(&(collector_id.to_owned(), device.clone()))
+            .map(String::as_str)
+    } else {
+        directory
             .adapters
             .get(&reading.adapter_id)
-            .is_none_or(|(of, by)| of != device || by.as_deref() != Some(collector_id))
-    {
+            .filter(|(of, by)| of == device && by.as_deref() == Some(collector_id))
+            .map(|_| reading.adapter_id.as_str())
+    };
+    let Some(adapter_id) = adapter_id else {
         return Err((
             RefusalKind::AdapterMismatch,
             format!(
@@ -75,7 +89,7 @@ pub(super) fn check_reading<'a>(
                 shown(&reading.adapter_id)
             ),
         ));
-    }
+    };
     let fields = match entry {
         DeviceEntry::Inverter { .. } => contract::inverter::ALL,
         DeviceEntry::Meter { .. } => contract::meter::ALL,
@@ -118,7 +132,7 @@ pub(super) fn check_reading<'a>(
             check_values(contract::cell::ALL, cell, &format!("{at}cell {index}: "))?;
         }
     }
-    Ok(entry)
+    Ok(Checked { entry, adapter_id })
 }
 
 /// Every value of a field the hub stores, finite and in its unit's range (the collector checked

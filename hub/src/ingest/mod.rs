@@ -485,15 +485,16 @@ fn build_rows(
     // Each device's accepted reading times, for the roller.
     let mut times: HashMap<&str, (&str, Vec<i64>)> = HashMap::new();
     for reading in &batch.readings {
-        let entry = match check::check_reading(directory, &batch.collector_id, reading, now) {
-            Ok(entry) => entry,
-            Err((kind, reason)) => {
-                refused.push(Refusal::new(&reading.device_id, reading.ts, kind, reason));
-                continue;
-            }
-        };
+        let (entry, adapter_id) =
+            match check::check_reading(directory, &batch.collector_id, reading, now) {
+                Ok(checked) => (checked.entry, checked.adapter_id),
+                Err((kind, reason)) => {
+                    refused.push(Refusal::new(&reading.device_id, reading.ts, kind, reason));
+                    continue;
+                }
+            };
         accepted += 1;
-        note_latest(&mut latest, reading, entry);
+        note_latest(&mut latest, reading, adapter_id, entry);
         times
             .entry(reading.device_id.as_str())
             .or_insert_with(|| (entry.system_id(), Vec::new()))
@@ -566,7 +567,7 @@ fn build_rows(
                     ts: reading.ts,
                     battery_array_id: battery_array_id.clone(),
                     system_id: system_id.clone(),
-                    adapter_id: Some(reading.adapter_id.clone()),
+                    adapter_id: Some(adapter_id.to_owned()),
                     voltage_v: f(x, pack::VOLTAGE_V),
                     current_a: f(x, pack::CURRENT_A),
                     power_w: f(x, pack::POWER_W),
@@ -586,7 +587,7 @@ fn build_rows(
                         pack_id: reading.device_id.clone(),
                         battery_array_id: battery_array_id.clone(),
                         system_id: system_id.clone(),
-                        adapter_id: Some(reading.adapter_id.clone()),
+                        adapter_id: Some(adapter_id.to_owned()),
                         voltage_v: f(b, battery::VOLTAGE_V),
                         current_a: f(b, battery::CURRENT_A),
                         temperature_c: f(b, battery::TEMPERATURE_C),
@@ -612,7 +613,7 @@ fn build_rows(
                             pack_id: reading.device_id.clone(),
                             battery_array_id: battery_array_id.clone(),
                             system_id: system_id.clone(),
-                            adapter_id: Some(reading.adapter_id.clone()),
+                            adapter_id: Some(adapter_id.to_owned()),
                             voltage_v: f(cell_fields, cell::VOLTAGE_V),
                             temperature_c: f(cell_fields, cell::TEMPERATURE_C),
                             soc_pct: f(cell_fields, cell::SOC_PCT),
@@ -719,6 +720,7 @@ pub mod quality_counter {
 fn note_latest(
     latest: &mut HashMap<(String, String), LatestReading>,
     reading: &IncomingReading,
+    adapter_id: &str,
     entry: &DeviceEntry,
 ) {
     let device_type = match entry {
@@ -726,7 +728,7 @@ fn note_latest(
         DeviceEntry::Meter { .. } => "meter",
         DeviceEntry::Pack { .. } => "battery_pack",
     };
-    let key = (reading.device_id.clone(), reading.adapter_id.clone());
+    let key = (reading.device_id.clone(), adapter_id.to_owned());
     if latest
         .get(&key)
         .is_some_and(|known: &LatestReading| known.ts >= reading.ts)
@@ -737,7 +739,7 @@ fn note_latest(
         key,
         LatestReading {
             device_id: reading.device_id.clone(),
-            adapter_id: reading.adapter_id.clone(),
+            adapter_id: adapter_id.to_owned(),
             device_type: device_type.to_owned(),
             system_id: entry.system_id().to_owned(),
             ts: reading.ts,

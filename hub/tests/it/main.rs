@@ -15,6 +15,7 @@ mod crash_recovery;
 mod demo;
 mod end_to_end;
 mod faults;
+mod fuzz;
 mod home_assistant;
 mod ingest;
 mod legacy;
