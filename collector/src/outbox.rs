@@ -312,21 +312,19 @@ impl Outbox {
             .unwrap_or(0))
     }
 
-    /// Squares this outbox with the hub's last committed seq, learned at registration. When this
-    /// outbox handed that seq out, the hub committed every batch up to it: they go (an ack that
-    /// was lost). When it never did (the outbox was deleted, restored from an older copy, or a
-    /// second process shares this collector's identity), its batches at or below the hub's seq
-    /// are other readings under the same numbers: they stay and are sent, and the hub stores what
-    /// of them it does not have (a replayed seq is stored by its readings, each once). Either way
-    /// new batches are numbered after the hub's seq.
+    /// Squares this outbox with the hub's last committed seq, learned at registration: new batches
+    /// are numbered after it. Nothing pending is dropped on the hub's word: the hub's seq may be
+    /// another process's (the outbox was deleted or restored from an older copy, or a second
+    /// collector shares this identity), so every pending batch is sent again and leaves only with
+    /// its own ack; one the hub already committed costs a resend, and the hub stores each reading
+    /// once (a replayed seq is stored by the readings it does not have).
     pub fn settle_with_hub(&mut self, hub_seq: u64) -> Result<(), OutboxError> {
-        if self.last_seq()? >= hub_seq {
-            self.acknowledge(hub_seq)?;
-        } else {
+        let last = self.last_seq()?;
+        if last < hub_seq {
             tracing::warn!(
-                outbox_seq = self.last_seq()?,
+                outbox_seq = last,
                 hub_seq,
-                "the hub has committed seqs this outbox never handed out (outbox lost or restored, or a second collector with this id); its batches are sent again, and the hub keeps the readings it does not have"
+                "the hub has committed seqs this outbox never handed out (outbox lost or restored, or a second collector with this id); its pending batches are sent again, and the hub keeps the readings it does not have"
             );
         }
         self.skip_to(hub_seq)

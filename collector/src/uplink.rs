@@ -438,7 +438,9 @@ async fn session(
     attempts.backoff.succeeded();
     observer.metrics().uplink_up(attempts.sessions == 0);
     attempts.sessions += 1;
-    let mut sent_up_to = registered.last_committed_seq;
+    // Everything pending goes out on a new stream, even at or below the hub's seq: that seq may
+    // be another process's (see `Outbox::settle_with_hub`), and a batch leaves only with its ack.
+    let mut sent_up_to = 0;
     let mut input_closed = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {

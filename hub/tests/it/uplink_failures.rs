@@ -186,3 +186,118 @@ on_both_backends!(
     a_refused_collector_id_is_reported_and_retried,
     with_the_hub_away_cached_assignments_are_polled_into_the_outbox
 );
+
+/// Runs one collector per outbox directory, all as `site-a` and all sending to `hub_url`, until
+/// each device has reported `enough` times (or for `at_least`, when the hub is away and nothing is
+/// acknowledged), stops them, and returns every reading they took.
+fn run_as_site_a(
+    hub: &RunningHub,
+    hub_url: &str,
+    outboxes: &[&std::path::Path],
+    enough: usize,
+    at_least: Duration,
+) -> Vec<Reading> {
+    let (tee, mut taken) = mpsc::channel::<Reading>(10_000);
+    let (stop, stopped) = watch::channel(false);
+    let collectors: Vec<_> = outboxes
+        .iter()
+        .map(|dir| {
+            let (config, dir, tee, stopped) = (
+                config(hub_url, "site-a"),
+                dir.to_path_buf(),
+                tee.clone(),
+                stopped.clone(),
+            );
+            hub.runtime.spawn(async move {
+                run_collector(config, &dir, Some(tee), std::sync::Arc::default(), stopped).await
+            })
+        })
+        .collect();
+    drop(tee);
+    let mut readings = Vec::new();
+    hub.runtime.block_on(async {
+        let began = tokio::time::Instant::now();
+        let enough_of = |readings: &[Reading], device: &str| {
+            readings.iter().filter(|r| r.device_id == device).count() >= enough
+        };
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while began.elapsed() < at_least
+                || !site::DEVICES.iter().all(|d| enough_of(&readings, d.0))
+            {
+                match tokio::time::timeout(Duration::from_millis(200), taken.recv()).await {
+                    Ok(Some(reading)) => readings.push(reading),
+                    Ok(None) => panic!("the collectors stopped early"),
+                    Err(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("the devices report within 60 s");
+        stop.send(true).unwrap();
+        for collector in collectors {
+            tokio::time::timeout(Duration::from_secs(20), collector)
+                .await
+                .expect("a collector stops within 20 s")
+                .unwrap()
+                .expect("and stops cleanly");
+        }
+        while let Some(reading) = taken.recv().await {
+            readings.push(reading);
+        }
+    });
+    readings
+}
+
+/// Issue 25 acceptance 3: a collector whose outbox was restored from an older copy (holding
+/// batches the hub has since stored, under seqs below the hub's), whose outbox was deleted, or
+/// that shares its identity with a second process at the same time: every reading any of them
+/// took is stored once, none dropped as a replay.
+fn a_collector_identity_reused_loses_no_reading(db: TestDb) {
+    let hub = RunningHub::start(&db);
+    let port = hub.runtime.block_on(site::simulated_gateway());
+    site::assign_to_collector(&mut hub.database.get().unwrap(), "site-a", port, 0.25);
+    let work = tempfile::tempdir().unwrap();
+    let outbox = work.path().join("outbox");
+    let old_copy = work.path().join("outbox-old");
+    let second = work.path().join("outbox-second");
+    let mut taken = Vec::new();
+
+    // Registered once; then the hub is away and batches wait unacknowledged in the outbox.
+    taken.extend(run_as_site_a(&hub, &hub.url, &[&outbox], 2, Duration::ZERO));
+    let away = run_as_site_a(&hub, &dead_hub(), &[&outbox], 2, Duration::from_secs(2));
+    assert!(!away.is_empty());
+    taken.extend(away);
+    // An old copy of the outbox, with those batches in it.
+    copy_dir(&outbox, &old_copy);
+    // The hub comes back: they are sent and stored, and more after them.
+    taken.extend(run_as_site_a(&hub, &hub.url, &[&outbox], 4, Duration::ZERO));
+    // The outbox is restored from the old copy: its batches' seqs are below the hub's now.
+    std::fs::remove_dir_all(&outbox).unwrap();
+    copy_dir(&old_copy, &outbox);
+    taken.extend(run_as_site_a(&hub, &hub.url, &[&outbox], 3, Duration::ZERO));
+    // The outbox is deleted: a new one starts at seq 1 in its own eyes.
+    std::fs::remove_dir_all(&outbox).unwrap();
+    taken.extend(run_as_site_a(&hub, &hub.url, &[&outbox], 3, Duration::ZERO));
+    // Two processes with one identity, at once.
+    taken.extend(run_as_site_a(
+        &hub,
+        &hub.url,
+        &[&outbox, &second],
+        6,
+        Duration::ZERO,
+    ));
+
+    taken.sort_by_key(|reading| (reading.device_id.clone(), reading.ts));
+    taken.dedup_by_key(|reading| (reading.device_id.clone(), reading.ts));
+    site::assert_stored_once(&mut hub.database.get().unwrap(), &taken);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+on_both_backends!(a_collector_identity_reused_loses_no_reading);
