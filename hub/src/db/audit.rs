@@ -10,7 +10,9 @@ use super::{DbConnection, DbError, schema::audit_events};
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = audit_events)]
 pub struct AuditRow {
-    pub id: i64,
+    /// Rows are numbered by the database (a 32-bit integer on both backends: retention keeps the
+    /// trail far below 2^31 rows).
+    pub id: i32,
     /// UTC epoch ms (the first of folded refusals).
     pub at: i64,
     pub principal: String,

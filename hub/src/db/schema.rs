@@ -752,7 +752,7 @@ diesel::table! {
 
 diesel::table! {
     audit_events (id) {
-        id -> BigInt,
+        id -> Integer,
         at -> BigInt,
         principal -> Text,
         source -> Text,

@@ -1,7 +1,6 @@
 //! `AuditService`: the audit trail for admins (the auth layer lets only admins call it, whatever
 //! the method's name).
 
-use solarhub_proto::prost_types::Timestamp;
 use solarhub_proto::tonic::{Request, Response, Status};
 use solarhub_proto::v1::audit_service_server::AuditService;
 use solarhub_proto::v1::{AuditEvent, ListAuditEventsRequest, ListAuditEventsResponse};
@@ -23,21 +22,9 @@ impl AuditApi {
     }
 }
 
-fn millis(field: &str, time: Option<Timestamp>) -> Result<Option<i64>, Status> {
-    time.map(|t| {
-        chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
-            .map(|t| t.timestamp_millis())
-            .ok_or_else(|| Status::invalid_argument(format!("{field}: not a time")))
-    })
-    .transpose()
-}
-
 fn event(row: AuditRow) -> AuditEvent {
     AuditEvent {
-        at: Some(Timestamp {
-            seconds: row.at.div_euclid(1000),
-            nanos: (row.at.rem_euclid(1000) * 1_000_000) as i32,
-        }),
+        at: Some(solarhub_proto::time::timestamp(row.at)),
         principal: row.principal,
         source: row.source,
         method: row.method,
@@ -72,8 +59,8 @@ impl AuditService for AuditApi {
             )));
         }
         let filter = AuditFilter {
-            since: millis("since", request.since)?,
-            until: millis("until", request.until)?,
+            since: request.since.as_ref().map(solarhub_proto::time::millis),
+            until: request.until.as_ref().map(solarhub_proto::time::millis),
             principal: Some(request.principal).filter(|p| !p.is_empty()),
             method: Some(request.method).filter(|m| !m.is_empty()),
             outcome,
