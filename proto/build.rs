@@ -34,6 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // No `connect(url)` helpers: they need tonic's transport, which the wire types leave to
+        // the services (they build their channels themselves).
+        .build_transport(false)
         .compile_fds(file_descriptor_set)?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use solarhub_collector::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::observe::Observer;
 use solarhub_collector::register_map::{RegisterMap, builtin_map};
 use solarhub_collector::simulator::SimDevice;
-use solarhub_proto::ops::{LogFormat, serve_metrics};
+use solarhub_ops::{LogFormat, serve_metrics};
 
 #[derive(Parser)]
 #[command(
@@ -141,7 +141,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    solarhub_proto::ops::init_logging(cli.log_format);
+    solarhub_ops::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -184,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             insecure,
         } => {
             if let Some(listen) = metrics_listen {
-                solarhub_proto::ops::check_metrics_listen(listen, metrics_public)
+                solarhub_ops::check_metrics_listen(listen, metrics_public)
                     .map_err(anyhow::Error::msg)?;
             }
             let observer = Arc::new(Observer::new());

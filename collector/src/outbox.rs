@@ -104,9 +104,9 @@ impl Outbox {
             reason,
         };
         // Private: the batches hold the site's readings (0700 directory, 0600 files).
-        solarhub_proto::ops::create_private_dir(dir)
+        solarhub_ops::create_private_dir(dir)
             .map_err(|e| fail(format!("cannot create the directory: {e}")))?;
-        solarhub_proto::ops::create_private_file(&path)
+        solarhub_ops::create_private_file(&path)
             .map_err(|e| fail(format!("cannot create the file: {e}")))?;
         let text = path
             .to_str()
@@ -133,7 +133,7 @@ impl Outbox {
                         })?;
                     }
                 }
-                solarhub_proto::ops::create_private_file(&path)
+                solarhub_ops::create_private_file(&path)
                     .map_err(|e| fail(format!("cannot create the file: {e}")))?;
                 let conn = Self::open_file(text).map_err(fail)?;
                 let mut outbox = Outbox { conn, path, limits };

@@ -106,11 +106,9 @@ pub async fn run_demo(
          serve` requires tokens (README \"Security\")"
     );
 
-    solarhub_proto::ops::create_private_dir(&options.outbox_dir).map_err(|error| {
-        DemoError::Outbox {
-            path: options.outbox_dir.clone(),
-            reason: error.to_string(),
-        }
+    solarhub_ops::create_private_dir(&options.outbox_dir).map_err(|error| DemoError::Outbox {
+        path: options.outbox_dir.clone(),
+        reason: error.to_string(),
     })?;
     let (stop_collector, collector_stopped) = watch::channel(false);
     let collector = tokio::spawn({

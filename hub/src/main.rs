@@ -36,7 +36,7 @@ struct Cli {
         default_value = "text",
         env = "SOLARHUB_LOG_FORMAT"
     )]
-    log_format: solarhub_proto::ops::LogFormat,
+    log_format: solarhub_ops::LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -373,7 +373,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    solarhub_proto::ops::init_logging(cli.log_format);
+    solarhub_ops::init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -468,7 +468,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             mqtt,
         } => {
             if let Some(listen) = metrics_listen {
-                solarhub_proto::ops::check_metrics_listen(listen, metrics_public)
+                solarhub_ops::check_metrics_listen(listen, metrics_public)
                     .map_err(anyhow::Error::msg)?;
             }
             let mqtt = mqtt.settings(None)?;
@@ -663,7 +663,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             // An unsafe exposure (or a bad setting) is refused before anything is opened.
             let security = security.check(listen)?;
             if let Some(listen) = metrics_listen {
-                solarhub_proto::ops::check_metrics_listen(listen, metrics_public)
+                solarhub_ops::check_metrics_listen(listen, metrics_public)
                     .map_err(anyhow::Error::msg)?;
             }
             let retention = retention.retention()?;

@@ -178,7 +178,7 @@ pub async fn serve_with(
                 options.rollup_every.is_some().then_some(&roller_metrics),
             );
             Some(
-                solarhub_proto::ops::serve_metrics(listen, std::sync::Arc::new(registry))
+                solarhub_ops::serve_metrics(listen, std::sync::Arc::new(registry))
                     .await
                     .map_err(|error| ServeError::Bind {
                         addr: listen,

@@ -4,12 +4,11 @@
 //! ([`contract`]: canonical field names and units, the default poll interval, the ids of batteries
 //! and cells), and no domain logic. The hub and the collector convert to their own domain types at
 //! their gRPC edge; the one conversion shared here is time ([`time`]), because both sides keep it
-//! the same way (UTC epoch milliseconds). [`ops`] holds what both binaries share for operations
-//! (the `/metrics` endpoint, the log format). It re-exports `tonic` and `prost` so both services build
-//! against the exact versions the generated code was made with.
+//! the same way (UTC epoch milliseconds). It depends on prost and tonic only (what the binaries
+//! share for operations is `solarhub-ops`), and re-exports `tonic` and `prost` so both services
+//! build against the exact versions the generated code was made with.
 
 pub mod contract;
-pub mod ops;
 
 pub use prost;
 pub use prost_types;

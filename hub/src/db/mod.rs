@@ -144,7 +144,7 @@ impl DatabaseUrl {
                     )));
                 }
                 // Private (0600, and so its WAL): it holds the tokens' hashes and the site's data.
-                solarhub_proto::ops::create_private_file(path)
+                solarhub_ops::create_private_file(path)
                     .map_err(|error| connect_error(format!("cannot create the file: {error}")))?;
                 let path_text = path
                     .to_str()

@@ -349,7 +349,7 @@ impl Collector for AtScrape {
             None,
             pool.waiting as f64,
         )?;
-        // Encoding runs on the blocking pool (see `solarhub_proto::ops`), so a query is fine here.
+        // Encoding runs on the blocking pool (see `solarhub_ops`), so a query is fine here.
         if let Ok(mut conn) = self.database.get()
             && let Ok((ranges, oldest)) = crate::db::rollups::pending_summary(&mut conn)
         {

@@ -1,5 +1,8 @@
-//! What both services share for operations: the `/metrics` endpoint (Prometheus text exposition
-//! over HTTP/1.1, encoded by `prometheus-client`, never by hand) and the log format.
+//! What the hub and the collector share for operations, and nothing of their domain: the `/metrics`
+//! endpoint (Prometheus text exposition over HTTP/1.1, encoded by `prometheus-client`, never by
+//! hand), the log format, files and directories only their user may read, and the rule that keeps
+//! metrics on loopback unless asked. Kept out of `solarhub-proto` so that users of the wire types
+//! do not carry an HTTP server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
