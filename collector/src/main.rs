@@ -498,17 +498,7 @@ async fn poll(
             timeout: Duration::from_secs_f64(timeout),
         });
     }
-    let mut sink: Box<dyn Write + Send> = if output == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(output)
-                .with_context(|| format!("cannot open {output}"))?,
-        )
-    };
+    let mut sink = open_output(output)?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let tasks: Vec<_> = buses

@@ -54,6 +54,55 @@ impl Job {
     }
 }
 
+/// What a leader job does at its turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// The hub is stopping: the job returns.
+    Stop,
+    /// Another hub leads the job: skip this turn.
+    Follow,
+    /// This hub leads it; `took_over` on the first turn it leads after not leading (what the job
+    /// remembers from before may be behind another hub's work).
+    Lead { took_over: bool },
+}
+
+/// The turns of one leader job, the loop every periodic job shares: wait, then run only while
+/// this hub leads the job.
+pub struct Turns {
+    job: Job,
+    leadership: Leadership,
+    leading: bool,
+}
+
+impl Turns {
+    pub fn new(job: Job, leadership: Leadership) -> Turns {
+        Turns {
+            job,
+            leadership,
+            leading: false,
+        }
+    }
+
+    /// Waits `wait` (or until `shutdown` completes), then says what this turn is.
+    pub async fn next(
+        &mut self,
+        wait: Duration,
+        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Turn {
+        tokio::select! {
+            _ = shutdown => return Turn::Stop,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let leads = self.leadership.leads(self.job);
+        let took_over = leads && !self.leading;
+        self.leading = leads;
+        match leads {
+            true => Turn::Lead { took_over },
+            false => Turn::Follow,
+        }
+    }
+}
+
 /// Which jobs this hub leads now. Cheap to clone and to ask.
 #[derive(Clone)]
 pub struct Leadership {

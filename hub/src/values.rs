@@ -2,6 +2,20 @@
 //! NULL is never 0), so a sum or mean of nothing is missing too, and a missing value is skipped,
 //! not counted as 0.
 
+/// `value` without the binary noise arithmetic leaves (51.800000000000004 → 51.8): rounded to 10
+/// significant digits, far finer than any device reports. What the API answers with for values
+/// the hub derived (sums, means, energies, money).
+pub fn tidy(value: Option<f64>) -> Option<f64> {
+    value.map(|v| {
+        if v == 0.0 || !v.is_finite() {
+            return v;
+        }
+        let decimals = (10 - v.abs().log10().ceil() as i32).clamp(0, 15);
+        let factor = 10f64.powi(decimals);
+        (v * factor).round() / factor
+    })
+}
+
 /// Wh to kWh.
 pub fn kwh(wh: Option<f64>) -> Option<f64> {
     wh.map(|wh| wh / 1000.0)
@@ -60,6 +74,16 @@ pub fn mean_by_count(means: impl IntoIterator<Item = (Option<f64>, i64)>) -> Opt
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tidy_takes_the_noise_and_keeps_the_digits() {
+        assert_eq!(tidy(Some(51.800000000000004)), Some(51.8));
+        assert_eq!(tidy(Some(0.1 + 0.2)), Some(0.3));
+        assert_eq!(tidy(Some(-1234.5678)), Some(-1234.5678));
+        assert_eq!(tidy(Some(3.000_000_000_1e-7)), Some(3e-7));
+        assert_eq!(tidy(Some(0.0)), Some(0.0));
+        assert_eq!(tidy(None), None);
+    }
+
     use super::*;
 
     #[test]

@@ -9,7 +9,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::live::{self, Live, Reading};
-use crate::values::kwh;
+use crate::values::{kwh, tidy};
 
 pub(crate) struct LiveApi {
     live: Live,
@@ -53,14 +53,14 @@ fn stale(devices: Vec<live::StaleDevice>) -> Vec<proto::StaleDevice> {
 
 fn totals(t: live::PowerTotals) -> proto::PowerTotals {
     proto::PowerTotals {
-        pv_power_w: t.pv_power_w,
-        load_power_w: t.load_power_w,
-        grid_power_w: t.grid_power_w,
-        battery_power_w: t.battery_power_w,
-        battery_soc_pct: t.battery_soc_pct,
+        pv_power_w: tidy(t.pv_power_w),
+        load_power_w: tidy(t.load_power_w),
+        grid_power_w: tidy(t.grid_power_w),
+        battery_power_w: tidy(t.battery_power_w),
+        battery_soc_pct: tidy(t.battery_soc_pct),
         soc_source: soc_source(t.soc_source),
-        battery_voltage_v: t.battery_voltage_v,
-        battery_current_a: t.battery_current_a,
+        battery_voltage_v: tidy(t.battery_voltage_v),
+        battery_current_a: tidy(t.battery_current_a),
         grid_source: t.grid_source.to_owned(),
     }
 }
@@ -199,12 +199,12 @@ fn battery_array(b: live::BatteryArrayNow) -> proto::BatteryArrayNow {
         system_id: b.battery_array.system_id,
         name: b.battery_array.name,
         inverter_array_id: text(b.inverter_array_id),
-        soc_pct: b.soc_pct,
+        soc_pct: tidy(b.soc_pct),
         soc_source: soc_source(b.soc_source),
         soc_capacity_weighted: b.soc_capacity_weighted,
-        voltage_v: b.voltage_v,
-        current_a: b.current_a,
-        power_w: b.power_w,
+        voltage_v: tidy(b.voltage_v),
+        current_a: tidy(b.current_a),
+        power_w: tidy(b.power_w),
         packs: b.packs.into_iter().map(pack).collect(),
         stale_devices: stale(b.stale),
     }
@@ -237,23 +237,23 @@ fn system(s: live::SystemNow) -> proto::SystemNow {
         battery_arrays: s.battery_arrays.into_iter().map(battery_array).collect(),
         today: Some(proto::EnergyToday {
             date: t.date,
-            pv_kwh: t.pv_kwh,
-            load_kwh: t.load_kwh,
-            grid_import_kwh: t.grid_import_kwh,
-            grid_export_kwh: t.grid_export_kwh,
-            battery_charge_kwh: t.battery_charge_kwh,
-            battery_discharge_kwh: t.battery_discharge_kwh,
+            pv_kwh: tidy(t.pv_kwh),
+            load_kwh: tidy(t.load_kwh),
+            grid_import_kwh: tidy(t.grid_import_kwh),
+            grid_export_kwh: tidy(t.grid_export_kwh),
+            battery_charge_kwh: tidy(t.battery_charge_kwh),
+            battery_discharge_kwh: tidy(t.battery_discharge_kwh),
             grid_source: t.grid_source.to_owned(),
             source: t.source.to_owned(),
         }),
         financial: Some(proto::FinancialToday {
             currency: f.currency,
-            peak_import_kwh: f.peak_import_kwh,
-            offpeak_import_kwh: f.offpeak_import_kwh,
-            import_cost: f.import_cost,
-            export_credit: f.export_credit,
-            net_cost: f.net_cost,
-            solar_value: f.solar_value,
+            peak_import_kwh: tidy(f.peak_import_kwh),
+            offpeak_import_kwh: tidy(f.offpeak_import_kwh),
+            import_cost: tidy(f.import_cost),
+            export_credit: tidy(f.export_credit),
+            net_cost: tidy(f.net_cost),
+            solar_value: tidy(f.solar_value),
             note: f.note,
         }),
         stale_devices: stale(s.stale),

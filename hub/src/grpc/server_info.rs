@@ -157,14 +157,16 @@ pub(crate) fn waiting_for(table: SampleTable, keep: Keep) -> String {
 pub(super) fn status_from_db(error: DbError) -> Status {
     tracing::warn!(%error, "database call failed");
     match error {
-        DbError::BadUrl(_) | DbError::Connect { .. } | DbError::Unavailable(_) => {
-            Status::unavailable("database unavailable")
-        }
+        // Contention (a deadlock or serialization failure that outlived its retries) passes:
+        // UNAVAILABLE says "try again", as ingest says it.
+        DbError::BadUrl(_)
+        | DbError::Connect { .. }
+        | DbError::Unavailable(_)
+        | DbError::Contention(_) => Status::unavailable("database unavailable; try again"),
         DbError::Migration(_)
         | DbError::Query(_)
         | DbError::UniqueViolation(_)
         | DbError::ForeignKeyViolation(_)
-        | DbError::Contention(_)
         | DbError::Invalid(_) => Status::internal("database error"),
     }
 }

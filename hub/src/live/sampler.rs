@@ -41,17 +41,19 @@ pub async fn run(
     leadership: crate::cluster::Leadership,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    use crate::cluster::{Job, Turn, Turns};
     let every_ms = every.as_millis().max(1) as i64;
     tokio::pin!(shutdown);
+    let mut turns = Turns::new(Job::Sampler, leadership);
     loop {
+        // On the cadence's grid, so every hub's samples of one instant share their key.
         let now = chrono::Utc::now().timestamp_millis();
         let next = (now / every_ms + 1) * every_ms;
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(Duration::from_millis((next - now) as u64)) => {}
-        }
-        if !leadership.leads(crate::cluster::Job::Sampler) {
-            continue;
+        let wait = Duration::from_millis((next - now) as u64);
+        match turns.next(wait, shutdown.as_mut()).await {
+            Turn::Stop => return,
+            Turn::Follow => continue,
+            Turn::Lead { .. } => {}
         }
         if let Err(error) = sample_once(&live, &database, next).await {
             tracing::warn!(%error, "array samples not written this round");

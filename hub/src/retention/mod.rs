@@ -371,6 +371,7 @@ pub async fn run(
     waiting: Waiting,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    use crate::cluster::{Job, Turn, Turns};
     tokio::pin!(shutdown);
     let waited = loop {
         match plan(&database, &retention.policy, crate::db::now_ms()).await {
@@ -396,17 +397,16 @@ pub async fn run(
     waiting.set(waited.clone());
     let skipped: BTreeSet<SampleTable> = waited.keys().copied().collect();
     let mut said: Option<std::time::Instant> = None;
+    let mut turns = Turns::new(Job::Retention, leadership);
     loop {
         if !waited.is_empty() && said.is_none_or(|at| at.elapsed() >= WAITING_SAID_EVERY) {
             say_waiting(&retention.policy, &waited);
             said = Some(std::time::Instant::now());
         }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(retention.every) => {}
-        }
-        if !leadership.leads(crate::cluster::Job::Retention) {
-            continue;
+        match turns.next(retention.every, shutdown.as_mut()).await {
+            Turn::Stop => return,
+            Turn::Follow => continue,
+            Turn::Lead { .. } => {}
         }
         let pass = pass_leaving(&database, &retention, crate::db::now_ms(), &skipped);
         tokio::select! {

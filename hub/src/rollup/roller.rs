@@ -120,22 +120,17 @@ pub async fn run(
     metrics: crate::metrics::RollerMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    use crate::cluster::{Job, Turn, Turns};
     tokio::pin!(shutdown);
     let mut roller = Roller::new(database, settings);
-    let mut leading = false;
+    let mut turns = Turns::new(Job::Roller, leadership);
     loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if !leadership.leads(crate::cluster::Job::Roller) {
-            leading = false;
-            continue;
-        }
-        if !leading {
+        match turns.next(every, shutdown.as_mut()).await {
+            Turn::Stop => return,
+            Turn::Follow => continue,
             // Another hub may have rolled meanwhile: what this one remembers may be behind.
-            roller.forget();
-            leading = true;
+            Turn::Lead { took_over: true } => roller.forget(),
+            Turn::Lead { took_over: false } => {}
         }
         let started = Instant::now();
         match roller.roll_pending().await {

@@ -17,7 +17,7 @@ pub fn apply_installation(
     installation: &Installation,
     prune: bool,
 ) -> Result<ChangeReport, DbError> {
-    conn.transaction(|conn| {
+    super::super::in_transaction(conn, |conn| {
         let now = now_ms();
         let (existing_types, existing, existing_systems) = load_catalog(conn)?;
         let system_id = installation.system.as_ref().map(|s| s.system_id.clone());
