@@ -1,0 +1,337 @@
+//! A device's two paths through a pass: followed (its new samples folded into the hour state the
+//! roller remembers) or rebuilt (the hours its samples reach, from its raw samples, as a recompute).
+
+use super::*;
+
+/// Folds the new samples of the devices the roller follows into their tails: each sample later
+/// than the device's newest and not after its newest pending one, in time order.
+pub(super) fn follow(
+    conn: &mut DbConnection,
+    structure: &SystemStructure,
+    settings: Settings,
+    following: &mut [(String, Tail, i64)],
+    touched: &mut Touched,
+    counts: &mut PassCounts,
+    at: i64,
+) -> Result<(), DbError> {
+    if following.is_empty() {
+        return Ok(());
+    }
+    let limits = settings.limits();
+    let tz = structure.tz;
+    let system_id = structure.system.system_id.as_str();
+    let newest: BTreeMap<String, i64> = following
+        .iter()
+        .filter_map(|(device, tail, _)| Some((device.clone(), tail.newest()?)))
+        .collect();
+    let from = newest
+        .values()
+        .min()
+        .copied()
+        .unwrap_or(i64::MIN)
+        .saturating_add(1);
+    let to = following
+        .iter()
+        .map(|(_, _, to)| *to)
+        .max()
+        .unwrap_or(from)
+        .saturating_add(1);
+    let samples = store::load_samples(conn, system_id, from, to)?;
+    counts.samples_read += count(&samples);
+    let new = converted(samples);
+    for (device, tail, last_pending) in following.iter_mut() {
+        let after = newest.get(device).copied().unwrap_or(i64::MIN);
+        let arrived = new
+            .get(device.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|s| s.ts() > after && s.ts() <= *last_pending);
+        for sample in arrived {
+            if sample.ts() >= tail.bucket.end {
+                // The sample opens its own hour, whose first interval starts at the last sample
+                // before it, and closes this one (that interval may reach into it too).
+                let bucket = local_time::hour_of(tz, sample.ts());
+                let next = HourState::after(&tail.state, bucket.start, bucket.end);
+                tail.state.fold(sample, &limits);
+                let closed = touched.device_hour(
+                    structure,
+                    tail.kind,
+                    device,
+                    &tail.bucket,
+                    &tail.state,
+                    at,
+                );
+                // The closed hour joins the device's day so far; a new day starts empty.
+                let day = local_time::day_of(tz, &bucket);
+                match (tail.day.as_mut(), &closed) {
+                    (Some(prefix), Some(row)) if prefix.day.start == day.start => {
+                        prefix.fold.add(row)
+                    }
+                    (Some(prefix), Some(row)) => {
+                        // The closed hour was its day's last: the day's final row.
+                        touched.device_day(
+                            structure,
+                            tail.kind,
+                            device,
+                            &prefix.fold,
+                            row,
+                            &prefix.day,
+                            at,
+                        );
+                        tail.day = None;
+                    }
+                    (Some(_), None) => tail.day = None,
+                    (None, _) => {}
+                }
+                if tail.day.is_none() && local_time::day_of(tz, &tail.bucket).start != day.start {
+                    tail.day = Some(Box::new(DayPrefix {
+                        day,
+                        fold: DayFold::new(tail.kind),
+                    }));
+                }
+                *tail.state = next;
+                tail.bucket = bucket;
+            }
+            tail.state.fold(sample, &limits);
+        }
+        let open = touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
+        if let (Some(prefix), Some(open)) = (&tail.day, &open) {
+            touched.device_day(
+                structure,
+                tail.kind,
+                device,
+                &prefix.fold,
+                open,
+                &prefix.day,
+                at,
+            );
+        }
+        tail.used = Instant::now();
+        counts.devices_followed += 1;
+    }
+    // The aggregates: the same new samples, in the tables' own shape.
+    for (index, table) in AGGREGATES.iter().enumerate() {
+        let followed: Vec<&mut (String, Tail, i64)> = following
+            .iter_mut()
+            .filter(|(_, tail, _)| aggregate_tables(tail.kind).contains(&index))
+            .collect();
+        if followed.is_empty() {
+            continue;
+        }
+        let mut inputs = Vec::new();
+        if table.group == "pack_id" {
+            for (device, _, last_pending) in &followed {
+                let after = newest.get(device).copied().unwrap_or(i64::MIN);
+                inputs.extend(stored::inputs(
+                    conn,
+                    table,
+                    device,
+                    None,
+                    after.saturating_add(1),
+                    last_pending.saturating_add(1),
+                )?);
+            }
+        } else {
+            inputs = stored::inputs(conn, table, system_id, None, from, to)?;
+        }
+        counts.samples_read += inputs.len() as u64;
+        for (device, tail, last_pending) in followed {
+            let after = newest.get(device.as_str()).copied().unwrap_or(i64::MIN);
+            let mut changed: BTreeSet<(usize, String)> = BTreeSet::new();
+            // A 5-minute table's inputs are the device's own; an hourly table's are its
+            // batteries' or cells', whose pack is the carried id before the system.
+            let of_device = |input: &&stored::AggregateInput| match table.group {
+                "pack_id" => input.parents[table.parents.len().saturating_sub(2)] == *device,
+                _ => input.device == *device,
+            };
+            for input in inputs
+                .iter()
+                .filter(|input| input.ts > after && input.ts <= *last_pending)
+                .filter(of_device)
+            {
+                let key = (index, input.device.clone());
+                match tail.buckets.get_mut(&key) {
+                    Some(bucket) if input.ts >= bucket.start && input.ts < bucket.end => {
+                        bucket.fold(input)
+                    }
+                    _ => {
+                        let mut bucket =
+                            AggregateBucket::new(input, aggregates::bucket_of(table, tz, input.ts));
+                        bucket.fold(input);
+                        // The bucket it replaces is complete: stored now if this pass changed it.
+                        if let Some(done) = tail.buckets.insert(key.clone(), Box::new(bucket))
+                            && changed.contains(&key)
+                        {
+                            touched
+                                .aggregates
+                                .entry(index)
+                                .or_default()
+                                .push(done.output(table));
+                        }
+                    }
+                }
+                changed.insert(key);
+            }
+            let outputs = touched.aggregates.entry(index).or_default();
+            for key in changed {
+                if let Some(bucket) = tail.buckets.get(&key) {
+                    outputs.push(bucket.output(table));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One device's samples in [from, to) and the nearest one on each side within the counter reach.
+pub(super) fn device_series(
+    conn: &mut DbConnection,
+    (device, kind): (&str, DeviceKind),
+    from: i64,
+    to: i64,
+    reach: i64,
+    counts: &mut PassCounts,
+) -> Result<Vec<DeviceSample>, DbError> {
+    let samples = store::device_samples(conn, kind, device, from, to, reach)?;
+    counts.samples_read += count(&samples);
+    Ok(converted(samples).remove(device).unwrap_or_default())
+}
+
+/// Rebuilds, from the device's raw samples, every hour its pending samples reach (but for frozen
+/// ones), with their aggregates, and makes what to remember of it. Returns the frozen hours left
+/// out and the tail (`None` for a device without samples).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rebuild(
+    conn: &mut DbConnection,
+    structure: &SystemStructure,
+    settings: Settings,
+    (device, kind): (&str, DeviceKind),
+    ranges: &[&Pending],
+    previous: Option<i64>,
+    touched: &mut Touched,
+    counts: &mut PassCounts,
+    at: i64,
+) -> Result<(usize, Option<Tail>), DbError> {
+    let limits = settings.limits();
+    let reach = settings.reach_ms();
+    let tz = structure.tz;
+    let system_id = structure.system.system_id.as_str();
+    // A sample changes the intervals to its neighbours on both sides (and the one it split):
+    // every hour between those neighbours.
+    // Only where the device has samples: a range that reaches where it has none (an attachment
+    // edited back to the start of the year) has nothing to make there.
+    let mut hours = BTreeSet::new();
+    for range in ranges {
+        let Some((oldest, newest)) = store::device_span(
+            conn,
+            kind,
+            device,
+            range.from_ts.saturating_sub(reach),
+            range.to_ts.saturating_add(reach),
+        )?
+        else {
+            continue;
+        };
+        let (from, to) = (range.from_ts.max(oldest), range.to_ts.min(newest));
+        let (before, after) = store::neighbour_times(conn, kind, device, from, to, reach)?;
+        hours.extend(local_time::hours(
+            tz,
+            before.unwrap_or(from).min(from),
+            after.unwrap_or(to).max(to) + 1,
+        ));
+    }
+    let mut hours: Vec<Bucket> = hours.into_iter().collect();
+    let frozen_hours = leave_out_frozen(conn, system_id, &mut hours, reach)?;
+    // What to remember ends at the newest sample the roller has seen: the newest pending one,
+    // or the newest it remembered (a pass of late samples alone). Samples stored since the
+    // pending ranges were read come with ranges of their own and are followed at the next pass.
+    let horizon = ranges.iter().map(|range| range.to_ts).chain(previous).max();
+    let newest = match (store::newest_sample(conn, kind, device)?, horizon) {
+        (Some(newest), Some(horizon)) => Some(newest.min(horizon)),
+        (newest, _) => newest,
+    };
+    let mut newest_state: Option<(Bucket, HourState)> = None;
+    for run in runs(hours) {
+        for chunk in run.chunks(RECOMPUTE_CHUNK_HOURS) {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
+            let samples =
+                device_series(conn, (device, kind), first.start, last.end, reach, counts)?;
+            for bucket in chunk {
+                let state = HourState::of(&samples, bucket.start, bucket.end, &limits);
+                touched.device_hour(structure, kind, device, bucket, &state, at);
+                if let Some(newest) = newest.filter(|ts| *ts >= bucket.start && *ts < bucket.end) {
+                    let known: Vec<DeviceSample> = samples
+                        .iter()
+                        .filter(|sample| sample.ts() <= newest)
+                        .cloned()
+                        .collect();
+                    let state = HourState::of(&known, bucket.start, bucket.end, &limits);
+                    newest_state = Some((bucket.clone(), state));
+                }
+            }
+            counts.device_hours_rebuilt += chunk.len() as u64;
+            counts.samples_read += remake_aggregates_of(
+                conn,
+                system_id,
+                tz,
+                Some((kind, device)),
+                first.start,
+                last.end,
+            )?;
+        }
+    }
+    let Some(newest) = newest else {
+        return Ok((frozen_hours, None));
+    };
+    let (bucket, state) = match newest_state {
+        Some(made) => made,
+        None => {
+            let bucket = local_time::hour_of(tz, newest);
+            let samples = device_series(
+                conn,
+                (device, kind),
+                bucket.start,
+                newest + 1,
+                reach,
+                counts,
+            )?;
+            let known: Vec<DeviceSample> = samples
+                .into_iter()
+                .filter(|sample| sample.ts() <= newest)
+                .collect();
+            let state = HourState::of(&known, bucket.start, bucket.end, &limits);
+            (bucket, state)
+        }
+    };
+    // The open buckets of its aggregates, from the raw samples they hold so far.
+    let mut buckets = BTreeMap::new();
+    for index in aggregate_tables(kind) {
+        let table = &AGGREGATES[index];
+        let (start, _) = aggregates::bucket_of(table, tz, newest);
+        let (group, of_device) = if table.group == "pack_id" {
+            (device, None)
+        } else {
+            (system_id, Some(device))
+        };
+        let inputs = stored::inputs(conn, table, group, of_device, start, newest + 1)?;
+        counts.samples_read += inputs.len() as u64;
+        for made in aggregates::buckets(table, tz, &inputs) {
+            buckets.insert((index, made.device.clone()), Box::new(made));
+        }
+    }
+    Ok((
+        frozen_hours,
+        Some(Tail {
+            system_id: system_id.to_owned(),
+            kind,
+            bucket,
+            state: Box::new(state),
+            buckets,
+            // Made from the stored rows once this pass wrote them.
+            day: None,
+            used: Instant::now(),
+        }),
+    ))
+}
