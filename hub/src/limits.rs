@@ -80,6 +80,46 @@ pub fn index_problem(index: i32) -> Option<String> {
     (index < 1).then(|| format!("must be 1 or more, got {index}"))
 }
 
+/// What one call may cost, the limits every hub serves with (DESIGN §7): below `auth` and `grpc`,
+/// which both ask.
+pub mod rpc {
+    use std::time::Duration;
+
+    /// The largest request a catalog, live or history call may send.
+    pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+    /// The largest telemetry batch (a few thousand readings with cells fit in a few MiB).
+    pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+    /// The largest answer (a history of years of hours).
+    pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+    /// Calls one connection may have in progress at once.
+    pub const CONCURRENCY_PER_CONNECTION: usize = 64;
+    /// How long a unary call may take before the hub answers DEADLINE_EXCEEDED (streams are not
+    /// cut: their handlers answer at once and the stream lives on).
+    pub const UNARY_DEADLINE: Duration = Duration::from_secs(60);
+    /// HTTP/2 pings on an idle connection, so a vanished collector's stream is noticed.
+    pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// tonic answers a request over its size limit with OUT_OF_RANGE; gRPC names the case
+    /// RESOURCE_EXHAUSTED ("message larger than the configured maximum"), and clients retry on
+    /// that knowledge. Rewrites the status of such an answer (a trailers-only response: the
+    /// request was refused before its handler ran).
+    pub fn oversized_is_resource_exhausted(headers: &mut http::HeaderMap) {
+        let out_of_range = headers
+            .get("grpc-status")
+            .is_some_and(|code| code.as_bytes() == b"11");
+        let oversized = headers.get("grpc-message").is_some_and(|message| {
+            message
+                .as_bytes()
+                .windows(b"message%20length%20too%20large".len())
+                .any(|w| w == b"message%20length%20too%20large")
+        });
+        if out_of_range && oversized {
+            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

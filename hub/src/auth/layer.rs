@@ -179,7 +179,7 @@ where
             request.extensions_mut().insert(target);
             request.extensions_mut().insert(caller);
             let mut response = inner.call(request).await?;
-            crate::grpc::limits::oversized_is_resource_exhausted(response.headers_mut());
+            crate::limits::rpc::oversized_is_resource_exhausted(response.headers_mut());
             // A unary call that failed answers with its status in the headers; one that
             // succeeded carries it in the trailers.
             let code = response

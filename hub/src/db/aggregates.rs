@@ -489,3 +489,21 @@ pub fn points(
         })
         .collect())
 }
+
+/// Which tables are made from which, told by the aggregates' declaration (so retention, which
+/// names the tables, does not look up here).
+impl SampleTable {
+    /// The raw table an aggregate table is made from; `None` for a raw table.
+    pub fn aggregated_from(self) -> Option<SampleTable> {
+        AGGREGATES
+            .iter()
+            .find(|aggregate| aggregate.table == self)
+            .map(|aggregate| aggregate.raw)
+    }
+
+    /// Whether rows of this table are samples as they came (from a collector or an import), not
+    /// aggregates the hub made.
+    pub fn is_raw(self) -> bool {
+        self.aggregated_from().is_none()
+    }
+}

@@ -103,20 +103,6 @@ impl SampleTable {
         )
     }
 
-    /// The raw table an aggregate table is made from; `None` for a raw table.
-    pub fn aggregated_from(self) -> Option<SampleTable> {
-        super::aggregates::AGGREGATES
-            .iter()
-            .find(|aggregate| aggregate.table == self)
-            .map(|aggregate| aggregate.raw)
-    }
-
-    /// Whether rows of this table are samples as they came (from a collector or an import), not
-    /// aggregates the hub made.
-    pub fn is_raw(self) -> bool {
-        self.aggregated_from().is_none()
-    }
-
     /// The column deletion goes by (indexed together with `ts`), and the catalog table and
     /// column that list its values.
     fn group(self) -> (&'static str, &'static str) {

@@ -39,7 +39,7 @@ pub struct Live {
     database: Database,
     repository: Repository,
     updates: Updates,
-    watchers: crate::metrics::Watchers,
+    watchers: watch::Watchers,
 }
 
 /// Loads what [`compute::system_now`] needs for one system at `now`; `None` when it does not exist.
@@ -161,12 +161,12 @@ impl Live {
             database,
             repository,
             updates,
-            watchers: crate::metrics::Watchers::default(),
+            watchers: watch::Watchers::default(),
         }
     }
 
     /// Open watches (metrics).
-    pub fn watchers(&self) -> &crate::metrics::Watchers {
+    pub fn watchers(&self) -> &watch::Watchers {
         &self.watchers
     }
 

@@ -106,3 +106,29 @@ pub async fn watch(live: Live, system_id: String) -> Result<WatchStream, Catalog
     });
     Ok(receiver)
 }
+
+/// Open `WatchSystem` streams; a [`Watching`] guard counts one while it lives.
+#[derive(Debug, Clone, Default)]
+pub struct Watchers(prometheus_client::metrics::gauge::Gauge);
+
+/// One open watch.
+#[derive(Debug)]
+pub struct Watching(prometheus_client::metrics::gauge::Gauge);
+
+impl Watchers {
+    /// The gauge, for the registry.
+    pub fn gauge(&self) -> prometheus_client::metrics::gauge::Gauge {
+        self.0.clone()
+    }
+
+    pub fn watching(&self) -> Watching {
+        self.0.inc();
+        Watching(self.0.clone())
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -227,32 +227,11 @@ impl RollerMetrics {
     }
 }
 
-/// Open `WatchSystem` streams; a [`Watching`] guard counts one while it lives.
-#[derive(Debug, Clone, Default)]
-pub struct Watchers(Gauge);
-
-/// One open watch.
-#[derive(Debug)]
-pub struct Watching(Gauge);
-
-impl Watchers {
-    pub fn watching(&self) -> Watching {
-        self.0.inc();
-        Watching(self.0.clone())
-    }
-}
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// The registry of one hub: its parts' metrics and what is read at scrape time.
 pub fn registry(
     database: &Database,
     ingest: &IngestMetrics,
-    watchers: &Watchers,
+    watchers: &crate::live::watch::Watchers,
     rpc: &RpcMetrics,
     bridge: Option<&crate::mqtt::BridgeMetrics>,
     retention: Option<&RetentionMetrics>,
@@ -286,7 +265,7 @@ pub fn registry(
     registry.register(
         "solarhub_hub_watchers",
         "Open WatchSystem streams",
-        watchers.0.clone(),
+        watchers.gauge(),
     );
     rpc.register(&mut registry);
     registry.register_collector(Box::new(AtScrape {
