@@ -71,11 +71,21 @@ pub struct Entity {
     pub available: bool,
     pub state: Map<String, Value>,
     pub sensors: Vec<Sensor>,
+    /// The field declared to Home Assistant while none of the entity's fields has had a value
+    /// (so every device appears); the others are declared once they have had one (a driver that
+    /// never reports a field never leaves an entity "unknown" for ever).
+    pub main: &'static str,
 }
 
 impl Entity {
     fn new(kind: &'static str, id: &str, name: &str, via: Option<(&'static str, &str)>) -> Entity {
+        let main = match kind {
+            "meter" => POWER_W.field,
+            "battery_array" | "battery_pack" => SOC.field,
+            _ => POWER[0].field,
+        };
         Entity {
+            main,
             kind,
             id: id.to_owned(),
             name: name.to_owned(),

@@ -192,6 +192,9 @@ struct Published {
     last: HashMap<String, String>,
     /// Discovery topics published per system, to clear those of removed devices.
     discovery: HashMap<String, BTreeSet<String>>,
+    /// Per system: the discovery topics of sensors whose field has had a value since the bridge
+    /// started (kept across reconnections; only declared sensors are announced).
+    valued: HashMap<String, BTreeSet<String>>,
     /// Per system: lifetime kWh per figure, never published lower.
     lifetime: HashMap<String, [Option<f64>; 6]>,
     /// Per system: (local date, today's kWh per figure).
@@ -249,18 +252,16 @@ impl Bridge {
         if self.discovery {
             // Published when the system's devices changed, or when forced (a new connection,
             // Home Assistant back online: the memory was cleared).
-            let topics: BTreeSet<String> = entities
-                .iter()
-                .flat_map(|e| e.sensors.iter().map(|s| self.topics.discovery(e, s)))
-                .collect();
+            let declared = self.declared(system_id, &entities);
+            let topics: BTreeSet<String> =
+                declared.iter().map(|(topic, _, _)| topic.clone()).collect();
             let before = self.published.discovery.get(system_id).cloned();
             if before.as_ref() != Some(&topics) {
-                for entity in &entities {
-                    for sensor in &entity.sensors {
-                        let topic = self.topics.discovery(entity, sensor);
-                        let config = self.topics.discovery_config(entity, sensor);
-                        self.publish(topic, config.to_string(), true);
-                    }
+                for (topic, entity, sensor) in declared {
+                    let config = self
+                        .topics
+                        .discovery_config(&entities[entity], &entities[entity].sensors[sensor]);
+                    self.publish(topic, config.to_string(), true);
                 }
                 for gone in before.unwrap_or_default().difference(&topics) {
                     // An empty retained message removes the entity from Home Assistant.
@@ -288,6 +289,53 @@ impl Bridge {
                 false,
             );
         }
+    }
+
+    /// The sensors to declare to Home Assistant, as (discovery topic, entity, sensor) indexes:
+    /// those whose field has had a value, and the main one of an entity none of whose fields has.
+    fn declared(&mut self, system_id: &str, entities: &[Entity]) -> Vec<(String, usize, usize)> {
+        let all: Vec<(String, usize, usize)> = entities
+            .iter()
+            .enumerate()
+            .flat_map(|(e, entity)| {
+                (0..entity.sensors.len())
+                    .map(move |s| (e, s))
+                    .map(|(e, s)| {
+                        (
+                            self.topics.discovery(&entities[e], &entities[e].sensors[s]),
+                            e,
+                            s,
+                        )
+                    })
+            })
+            .collect();
+        let valued = self
+            .published
+            .valued
+            .entry(system_id.to_owned())
+            .or_default();
+        for (topic, e, s) in &all {
+            let field = entities[*e].sensors[*s].field;
+            if entities[*e].state.get(field).is_some_and(|v| !v.is_null()) {
+                valued.insert(topic.clone());
+            }
+        }
+        // A removed device's sensors are forgotten.
+        let current: std::collections::HashSet<&String> = all.iter().map(|(t, _, _)| t).collect();
+        valued.retain(|topic| current.contains(topic));
+        let speaking: std::collections::HashSet<usize> = all
+            .iter()
+            .filter(|(topic, _, _)| valued.contains(topic))
+            .map(|(_, e, _)| *e)
+            .collect();
+        all.iter()
+            .filter(|(topic, e, s)| {
+                valued.contains(topic)
+                    || (!speaking.contains(e)
+                        && entities[*e].sensors[*s].field == entities[*e].main)
+            })
+            .cloned()
+            .collect()
     }
 
     /// Today's and lifetime energy on the system entity; neither ever goes down (today's restarts
