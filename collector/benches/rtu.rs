@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use report::{Figure, Target};
 use solarhub_collector::bus::{DeviceSpec, Driver, Transport, run_bus};
-use solarhub_collector::register_map::builtin_map;
+use solarhub_collector::drivers::register_map::builtin_map;
 use solarhub_collector::simulator::model::DeviceModel;
 use solarhub_collector::simulator::rtu::{Pacing, serve_rtu_paced};
 use solarhub_collector::simulator::{Clock, Endpoint, SimDevice};
@@ -57,7 +57,7 @@ async fn line(baud: u32, duration: Duration) -> anyhow::Result<()> {
     let endpoint = Arc::new(Endpoint::new(units, Clock::Real));
     let pacing = Pacing::new(baud);
     let stats = pacing.stats.clone();
-    let pty = solarhub_collector::serial::pseudo_terminal()?;
+    let pty = solarhub_collector::bus::serial::pseudo_terminal()?;
     let path = pty.path.clone();
     let served = tokio::spawn(async move {
         let result = serve_rtu_paced(pty.device, endpoint, Some(pacing)).await;
@@ -77,7 +77,7 @@ async fn line(baud: u32, duration: Duration) -> anyhow::Result<()> {
         .collect();
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let settings = solarhub_collector::serial::SerialSettings {
+    let settings = solarhub_collector::bus::serial::SerialSettings {
         baud,
         ..Default::default()
     };

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::drivers::reading::Reading;
 use crate::observe::Observer;
-use crate::outbox::Outbox;
-use crate::reading::Reading;
+use crate::uplink::outbox::Outbox;
 use crate::uplink::{UplinkConfig, batch_readings, obtain_assignments, send_outbox};
 
 /// Runs a collector against a hub: registers (or, when the hub is unreachable or refuses it, uses
@@ -27,7 +27,7 @@ pub async fn run_collector(
 ) -> anyhow::Result<()> {
     let outbox = Arc::new(Mutex::new(Outbox::open(
         outbox_dir,
-        crate::outbox::Limits::default(),
+        crate::uplink::outbox::Limits::default(),
     )?));
     // From now on the outbox's depth is in the metrics, also while registration is retried.
     observer.metrics().attach_outbox(outbox.clone());
@@ -35,14 +35,14 @@ pub async fn run_collector(
     else {
         return Ok(());
     };
-    let plan = crate::assignment::build_plan(
+    let plan = crate::uplink::assignment::build_plan(
         &format!("assignments from {}", config.hubs_text()),
         &assignments,
         None,
     )?;
     let (readings_in, readings_out) = mpsc::channel::<Reading>(1024);
     let (stored_tx, stored_rx) = watch::channel(0u64);
-    let runtime = tokio::spawn(crate::runtime::run(
+    let runtime = tokio::spawn(crate::bus::runtime::run(
         plan,
         readings_in,
         observer.clone(),

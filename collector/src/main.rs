@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use solarhub_collector::assignment::HubLink;
 use solarhub_collector::bus::{BusEvent, DeviceSpec, Transport, run_bus};
-use solarhub_collector::hub_access::{AccessFiles, HubAccess};
+use solarhub_collector::drivers::register_map::{RegisterMap, builtin_map};
 use solarhub_collector::observe::Observer;
-use solarhub_collector::register_map::{RegisterMap, builtin_map};
 use solarhub_collector::simulator::SimDevice;
+use solarhub_collector::uplink::assignment::HubLink;
+use solarhub_collector::uplink::hub_access::{AccessFiles, HubAccess};
 use solarhub_ops::{LogFormat, serve_metrics};
 
 #[derive(Parser)]
@@ -212,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     client_key: None,
                 },
                 (Some(config), _, _) => {
-                    let file = solarhub_collector::assignment::read_file(&config)?;
+                    let file = solarhub_collector::uplink::assignment::read_file(&config)?;
                     match file.hub {
                         Some(link) => link,
                         None => return run_config(&config, &output, observer).await,
@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let access = HubAccess::load(&link.url[0], &files)?;
             if access.has_token()
                 && let Some(problem) = link.url.iter().find_map(|url| {
-                    solarhub_collector::hub_access::cleartext_problem(url, insecure)
+                    solarhub_collector::uplink::hub_access::cleartext_problem(url, insecure)
                 })
             {
                 bail!(problem);
@@ -280,8 +280,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (tee_tx, writer) = match tee {
                 Some(path) => {
                     let mut sink = open_output(&path)?;
-                    let (tx, mut rx) =
-                        tokio::sync::mpsc::channel::<solarhub_collector::reading::Reading>(1024);
+                    let (tx, mut rx) = tokio::sync::mpsc::channel::<
+                        solarhub_collector::drivers::reading::Reading,
+                    >(1024);
                     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                         while let Some(reading) = rx.blocking_recv() {
                             serde_json::to_writer(&mut sink, &reading)?;
@@ -415,11 +416,11 @@ async fn run_config(
     output: &str,
     observer: Arc<Observer>,
 ) -> anyhow::Result<()> {
-    let plan = solarhub_collector::assignment::load_file(config)?;
+    let plan = solarhub_collector::uplink::assignment::load_file(config)?;
     let mut sink = open_output(output)?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runtime = tokio::spawn(solarhub_collector::runtime::run(
+    let runtime = tokio::spawn(solarhub_collector::bus::runtime::run(
         plan, sender, observer, stopped,
     ));
     loop {

@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use report::{Figure, Target};
-use solarhub_collector::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::uplink::connect;
+use solarhub_collector::uplink::hub_access::{AccessFiles, HubAccess};
 use solarhub_hub::db::{Database, DatabaseUrl, admin};
 use solarhub_proto::v1::{DeviceReading, TelemetryBatch, WatchSystemRequest};
 

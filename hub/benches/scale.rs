@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use report::{Figure, Target};
-use solarhub_collector::register_map::builtin_map;
+use solarhub_collector::drivers::register_map::builtin_map;
 use solarhub_collector::simulator::model::DeviceModel;
 use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, serve_tcp};
 use solarhub_hub::db::samples::{EnergySample, SampleRow};

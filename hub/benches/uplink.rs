@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use report::median;
-use solarhub_collector::hub_access::{AccessFiles, HubAccess};
+use solarhub_collector::uplink::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::uplink::{HubClient, connect};
 use solarhub_hub::db::{self, Database, DatabaseUrl, admin};
 use solarhub_hub::server::{Security, ServeOptions};

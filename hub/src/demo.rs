@@ -113,7 +113,7 @@ pub async fn run_demo(
     let (stop_collector, collector_stopped) = watch::channel(false);
     let collector = tokio::spawn({
         let config = UplinkConfig {
-            access: solarhub_collector::hub_access::HubAccess::none(),
+            access: solarhub_collector::uplink::hub_access::HubAccess::none(),
             hubs: vec![format!("http://{addr}")],
             collector_id: DEMO_COLLECTOR.into(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -151,7 +151,7 @@ pub async fn run_demo(
 pub fn install(
     database: &Database,
     collector: &str,
-    simulated: Option<&[solarhub_collector::assignment::Assignment]>,
+    simulated: Option<&[solarhub_collector::uplink::assignment::Assignment]>,
 ) -> Result<(), DemoError> {
     let types = crate::adapter_types::builtin_adapter_types()?;
     let mut loaded =

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::PollRecord;
-use crate::outbox::Outbox;
+use crate::uplink::outbox::Outbox;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn the_exposition_names_every_metric_with_its_unit_and_suffix() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), crate::outbox::Limits::default()).unwrap();
+        let outbox = Outbox::open(dir.path(), crate::uplink::outbox::Limits::default()).unwrap();
         let metrics = CollectorMetrics::default();
         metrics.attach_outbox(Arc::new(Mutex::new(outbox)));
         metrics.polled(&PollRecord {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use solarhub_proto::v1 as proto;
 
-use crate::reading::Reading;
+use crate::drivers::reading::Reading;
 pub use metrics::CollectorMetrics;
 use tally::Tally;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::jkbms::{self, BatteryStatus};
+use crate::drivers::jkbms::{self, BatteryStatus};
 
 /// The batteries of one bank.
 #[derive(Debug)]

@@ -25,8 +25,8 @@ use tokio_modbus::server::Service;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
-use crate::codec;
-use crate::register_map::{RegisterKind, RegisterMap};
+use crate::drivers::codec;
+use crate::drivers::register_map::{RegisterKind, RegisterMap};
 use model::DeviceModel;
 
 /// A fault a simulated device can be switched into.
@@ -141,7 +141,7 @@ impl SimDevice {
         self.map
             .registers
             .iter()
-            .filter(|r| r.value_type != crate::register_map::ValueType::Ascii)
+            .filter(|r| r.value_type != crate::drivers::register_map::ValueType::Ascii)
             .map(|r| {
                 let value = values.get(&r.name).copied().unwrap_or(0.0);
                 (
@@ -203,7 +203,7 @@ impl SimDevice {
                         .unwrap_or(0.0);
                     codec::encode(register, wild, self.map.word_order)
                 }
-                _ if register.value_type == crate::register_map::ValueType::Ascii => {
+                _ if register.value_type == crate::drivers::register_map::ValueType::Ascii => {
                     codec::encode_text(register, &self.device_id)
                 }
                 _ => codec::encode(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::pytes::{self, ConsoleBattery};
+use crate::drivers::pytes::{self, ConsoleBattery};
 
 pub struct Console {
     batteries: Mutex<Vec<ConsoleBattery>>,

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
 use super::Endpoint;
-use crate::crc::crc16;
+use crate::drivers::crc::crc16;
 
 fn with_crc(mut frame: Vec<u8>) -> Vec<u8> {
     let crc = crc16(&frame);

@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 use super::model::DeviceModel;
 use super::sunspec::{SimModel, SunSpecSim};
 use super::{Clock, Endpoint, SimDevice, SimUnit, serve_tcp};
-use crate::assignment::Assignment;
-use crate::register_map::builtin_map;
+use crate::drivers::register_map::builtin_map;
+use crate::uplink::assignment::Assignment;
 
 /// The served site. Its servers stop when it is dropped.
 pub struct Site {
@@ -78,7 +78,7 @@ pub async fn serve_site(
     let endpoint = Arc::new(Endpoint::new(devices.clone(), Clock::Real));
     let mut servers = JoinSet::new();
     servers.spawn(serve_tcp(listener, endpoint.clone()));
-    let rtu = crate::serial::pseudo_terminal()?;
+    let rtu = crate::bus::serial::pseudo_terminal()?;
     let rtu_line = rtu.path.clone();
     servers.spawn(async move {
         let served = super::rtu::serve_rtu(rtu.device, endpoint).await;
@@ -105,7 +105,7 @@ async fn serve_others(
     servers: &mut JoinSet<std::io::Result<()>>,
 ) -> anyhow::Result<Others> {
     // A SunSpec inverter with storage and battery models at 40000.
-    let layouts = crate::sunspec::Layouts::builtin();
+    let layouts = crate::drivers::sunspec::Layouts::builtin();
     let values = |pairs: &[(&str, f64)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
     let models = vec![
         SimModel {
@@ -150,7 +150,7 @@ async fn serve_others(
         Duration::from_millis(500),
     ));
     // A Pytes console (4 batteries of 15 cells) on a pseudo-terminal.
-    let pty = crate::serial::pseudo_terminal()?;
+    let pty = crate::bus::serial::pseudo_terminal()?;
     let pytes = pty.path.clone();
     let console = Arc::new(super::pytes::Console::new(4, 15));
     servers.spawn(async move {

@@ -11,8 +11,8 @@ use tokio_modbus::ExceptionCode;
 
 use super::SimUnit;
 use super::model::DeviceModel;
-use crate::register_map::RegisterKind;
-use crate::sunspec::{END_OF_CHAIN, Layouts, MARKER, PointType};
+use crate::drivers::register_map::RegisterKind;
+use crate::drivers::sunspec::{END_OF_CHAIN, Layouts, MARKER, PointType};
 
 /// The scale factor the simulator gives a point's values: whole watts and watt-hours, hundredths of
 /// everything else.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use solarhub_collector::bus::{BusEvent, DeviceSpec, Transport, run_bus};
-use solarhub_collector::register_map::builtin_map;
+use solarhub_collector::drivers::register_map::builtin_map;
 use solarhub_collector::simulator::model::DeviceModel;
 use solarhub_collector::simulator::{Clock, Endpoint, Fault, SimDevice, serve_tcp};
 
@@ -139,7 +139,7 @@ async fn devices_on_one_serial_line_never_have_requests_in_flight_together() {
         .collect();
     let endpoint =
         Arc::new(Endpoint::new(units, Clock::Real).with_response_delay(Duration::from_millis(3)));
-    let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+    let pty = solarhub_collector::bus::serial::pseudo_terminal().unwrap();
     let path = pty.path.clone();
     let served = endpoint.clone();
     tokio::spawn(async move {
@@ -151,7 +151,7 @@ async fn devices_on_one_serial_line_never_have_requests_in_flight_together() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let transport = Transport::RtuSerial {
         path,
-        settings: solarhub_collector::serial::SerialSettings::default(),
+        settings: solarhub_collector::bus::serial::SerialSettings::default(),
     };
     let task = tokio::spawn(run_bus(
         transport,

@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use solarhub_collector::codec::decode;
-use solarhub_collector::jkbms::{BatteryStatus, encode_status, parse_status};
-use solarhub_collector::normalize::Normalizer;
-use solarhub_collector::pack::{PackSpec, UnitStatus, pack_reading};
-use solarhub_collector::pytes::{parse_bat, parse_pwr};
-use solarhub_collector::reading::Reading;
-use solarhub_collector::register_map::{BUILTIN_MAPS, builtin_map};
-use solarhub_collector::sunspec::{Layouts, SunSpecReading, decode_model};
+use solarhub_collector::drivers::codec::decode;
+use solarhub_collector::drivers::jkbms::{BatteryStatus, encode_status, parse_status};
+use solarhub_collector::drivers::normalize::Normalizer;
+use solarhub_collector::drivers::pack::{PackSpec, UnitStatus, pack_reading};
+use solarhub_collector::drivers::pytes::{parse_bat, parse_pwr};
+use solarhub_collector::drivers::reading::Reading;
+use solarhub_collector::drivers::register_map::{BUILTIN_MAPS, builtin_map};
+use solarhub_collector::drivers::sunspec::{Layouts, SunSpecReading, decode_model};
 use solarhub_proto::contract::{map_field, plausible_range};
 
 /// splitmix64: a fixed, well-mixed sequence, enough to cover bit patterns.

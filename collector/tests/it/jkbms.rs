@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use solarhub_collector::bus::{BusEvent, Transport};
-use solarhub_collector::pack::{Failover, PackSpec, listen_jkbms};
-use solarhub_collector::reading::{DropReason, Reading};
+use solarhub_collector::drivers::pack::{Failover, PackSpec, listen_jkbms};
+use solarhub_collector::drivers::reading::{DropReason, Reading};
 use solarhub_collector::simulator::jkbms::{JkBank, Line, broadcast, serve_gateway};
 use tokio::sync::{mpsc, watch};
 
@@ -93,7 +93,7 @@ async fn jkbms_through_an_rs485_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jkbms_on_a_serial_line() {
     let bank = Arc::new(JkBank::new(3, 16));
-    let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+    let pty = solarhub_collector::bus::serial::pseudo_terminal().unwrap();
     let path = pty.path.clone();
     let served = bank.clone();
     tokio::spawn(async move {
@@ -103,7 +103,7 @@ async fn jkbms_on_a_serial_line() {
     });
     let transport = Transport::RtuSerial {
         path,
-        settings: solarhub_collector::serial::SerialSettings {
+        settings: solarhub_collector::bus::serial::SerialSettings {
             baud: 115200,
             ..Default::default()
         },

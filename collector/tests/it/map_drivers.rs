@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use solarhub_collector::bus::Transport;
-use solarhub_collector::codec::RegisterValue;
-use solarhub_collector::modbus_poll::{self, PollResult};
-use solarhub_collector::normalize::Normalizer;
-use solarhub_collector::read_plan::{self, ReadRequest};
-use solarhub_collector::reading::{DropReason, Reading};
-use solarhub_collector::register_map::{MAX_REGISTERS_PER_READ, RegisterMap, builtin_map};
+use solarhub_collector::bus::modbus_poll::{self, PollResult};
+use solarhub_collector::bus::read_plan::{self, ReadRequest};
+use solarhub_collector::drivers::codec::RegisterValue;
+use solarhub_collector::drivers::normalize::Normalizer;
+use solarhub_collector::drivers::reading::{DropReason, Reading};
+use solarhub_collector::drivers::register_map::{MAX_REGISTERS_PER_READ, RegisterMap, builtin_map};
 use solarhub_collector::simulator::model::DeviceModel;
 use solarhub_collector::simulator::{Clock, Endpoint, Fault, SimDevice, serve_tcp};
 use tokio_modbus::Slave;
@@ -74,7 +74,7 @@ async fn bench(device_type: &str, wire: Wire) -> Bench {
             }
         }
         Wire::RtuPty => {
-            let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+            let pty = solarhub_collector::bus::serial::pseudo_terminal().unwrap();
             let path = pty.path.clone();
             // The task owns the whole pair, so the line stays up while it serves.
             tokio::spawn(async move {
@@ -85,7 +85,7 @@ async fn bench(device_type: &str, wire: Wire) -> Bench {
             });
             Transport::RtuSerial {
                 path,
-                settings: solarhub_collector::serial::SerialSettings::default(),
+                settings: solarhub_collector::bus::serial::SerialSettings::default(),
             }
         }
     };
@@ -267,8 +267,8 @@ async fn iammeter_over(wire: Wire) {
 fn minimum_reads(map: &RegisterMap) -> usize {
     let mut total = 0;
     for kind in [
-        solarhub_collector::register_map::RegisterKind::Holding,
-        solarhub_collector::register_map::RegisterKind::Input,
+        solarhub_collector::drivers::register_map::RegisterKind::Holding,
+        solarhub_collector::drivers::register_map::RegisterKind::Input,
     ] {
         let mut spans: Vec<(u32, u32)> = map
             .registers
@@ -410,7 +410,7 @@ async fn faults_never_reach_a_reading_and_every_drop_is_counted() {
     assert_eq!(result.failures.len(), bench.plan.len());
     assert!(result.failures.iter().all(|(_, e)| matches!(
         e,
-        solarhub_collector::modbus_poll::RequestError::Exception(_)
+        solarhub_collector::bus::modbus_poll::RequestError::Exception(_)
     )));
     let reading = normalizer.normalize(&bench.map, &result.registers, "inv", "inv.adapter", 5);
     assert!(reading.fields.is_empty());
@@ -444,7 +444,7 @@ async fn faults_never_reach_a_reading_and_every_drop_is_counted() {
 
 #[test]
 fn bad_map_files_name_the_file_the_entry_and_the_reason() {
-    let good = solarhub_collector::register_map::BUILTIN_MAPS
+    let good = solarhub_collector::drivers::register_map::BUILTIN_MAPS
         .iter()
         .find(|(n, _)| *n == "iammeter")
         .unwrap()

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use solarhub_collector::normalize::Normalizer;
-use solarhub_collector::pack::{PackSpec, pack_reading};
-use solarhub_collector::pytes::{self, ConsoleError};
-use solarhub_collector::reading::DropReason;
-use solarhub_collector::serial::{self, SerialSettings};
+use solarhub_collector::bus::serial::{self, SerialSettings};
+use solarhub_collector::drivers::normalize::Normalizer;
+use solarhub_collector::drivers::pack::{PackSpec, pack_reading};
+use solarhub_collector::drivers::pytes::{self, ConsoleError};
+use solarhub_collector::drivers::reading::DropReason;
 use solarhub_collector::simulator::pytes::{Console, serve_console};
 
 const TIMEOUT: Duration = Duration::from_millis(800);

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use solarhub_collector::assignment;
-use solarhub_collector::register_map::builtin_map;
+use solarhub_collector::drivers::register_map::builtin_map;
+use solarhub_collector::drivers::sunspec::Layouts;
 use solarhub_collector::simulator::jkbms::{JkBank, Line, serve_gateway};
 use solarhub_collector::simulator::model::DeviceModel;
 use solarhub_collector::simulator::pytes::{Console, serve_console};
 use solarhub_collector::simulator::sunspec::{SimModel, SunSpecSim};
 use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, SimUnit, serve_tcp};
-use solarhub_collector::sunspec::Layouts;
+use solarhub_collector::uplink::assignment;
 
 async fn listener() -> (tokio::net::TcpListener, u16) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,7 +73,7 @@ async fn every_driver_type_reports_from_one_config_file() {
         )),
     ));
     // A Pytes console on a serial line.
-    let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+    let pty = solarhub_collector::bus::serial::pseudo_terminal().unwrap();
     let pytes_path = pty.path.clone();
     let console = Arc::new(Console::new(2, 15));
     tokio::spawn(async move {
@@ -123,7 +123,7 @@ async fn every_driver_type_reports_from_one_config_file() {
 
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runtime = tokio::spawn(solarhub_collector::runtime::run(
+    let runtime = tokio::spawn(solarhub_collector::bus::runtime::run(
         plan,
         sender,
         std::sync::Arc::new(solarhub_collector::observe::Observer::new()),

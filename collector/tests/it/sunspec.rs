@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use solarhub_collector::drivers::sunspec::{self, Layouts};
 use solarhub_collector::simulator::sunspec::{SimModel, SunSpecSim};
 use solarhub_collector::simulator::{Clock, Endpoint, SimUnit};
-use solarhub_collector::sunspec::{self, Layouts};
 use tokio_modbus::Slave;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -122,7 +122,7 @@ async fn serve(base: u16, float: bool, serial: bool) -> solarhub_collector::bus:
     ]);
     let endpoint = Arc::new(Endpoint::with_units(units, Clock::Real));
     if serial {
-        let pty = solarhub_collector::serial::pseudo_terminal().unwrap();
+        let pty = solarhub_collector::bus::serial::pseudo_terminal().unwrap();
         let path = pty.path.clone();
         tokio::spawn(async move {
             let served = solarhub_collector::simulator::rtu::serve_rtu(pty.device, endpoint).await;
@@ -131,7 +131,7 @@ async fn serve(base: u16, float: bool, serial: bool) -> solarhub_collector::bus:
         });
         return solarhub_collector::bus::Transport::RtuSerial {
             path,
-            settings: solarhub_collector::serial::SerialSettings::default(),
+            settings: solarhub_collector::bus::serial::SerialSettings::default(),
         };
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -263,7 +263,7 @@ async fn a_device_without_the_marker_is_refused() {
     let address = listener.local_addr().unwrap();
     let powdrive = Arc::new(solarhub_collector::simulator::SimDevice::new(
         "p",
-        Arc::new(solarhub_collector::register_map::builtin_map("powdrive").unwrap()),
+        Arc::new(solarhub_collector::drivers::register_map::builtin_map("powdrive").unwrap()),
         solarhub_collector::simulator::model::DeviceModel::inverter(chrono_tz::UTC, 5000.0, 1),
         chrono::Utc::now(),
     ));

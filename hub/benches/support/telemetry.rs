@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use solarhub_collector::hub_access::{AccessFiles, HubAccess};
+use solarhub_collector::uplink::hub_access::{AccessFiles, HubAccess};
 use solarhub_collector::uplink::{HubClient, connect};
 use solarhub_hub::db::Database;
 use solarhub_hub::server::{Security, ServeOptions};

@@ -273,9 +273,9 @@ fn no_reading_is_lost_or_doubled_through_kills_and_an_outage(db: TestDb) {
          (at most {} may be committed but cut off from the witness by the kills)",
         collector_kills * BATCH
     );
-    let mut outbox = solarhub_collector::outbox::Outbox::open(
+    let mut outbox = solarhub_collector::uplink::outbox::Outbox::open(
         &setup.dir.path().join("outbox"),
-        solarhub_collector::outbox::Limits::default(),
+        solarhub_collector::uplink::outbox::Limits::default(),
     )
     .unwrap();
     assert_eq!(outbox.len().unwrap(), 0, "nothing is left in the outbox");
@@ -297,9 +297,9 @@ fn without_faults_the_rows_are_exactly_the_readings(db: TestDb) {
     });
     setup.stop_and_check_exactly_once(collector);
     assert!(setup.taken().len() >= 20);
-    let mut outbox = solarhub_collector::outbox::Outbox::open(
+    let mut outbox = solarhub_collector::uplink::outbox::Outbox::open(
         &setup.dir.path().join("outbox"),
-        solarhub_collector::outbox::Limits::default(),
+        solarhub_collector::uplink::outbox::Limits::default(),
     )
     .unwrap();
     assert_eq!(outbox.len().unwrap(), 0, "nothing is left in the outbox");

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{RunningHub, TestDb, site};
-use solarhub_collector::outbox::{Limits, Outbox};
 use solarhub_collector::uplink::UplinkConfig;
+use solarhub_collector::uplink::outbox::{Limits, Outbox};
 
 const COLLECTOR: &str = "site-a";
 
@@ -21,7 +21,7 @@ fn every_reading_lands_once_with_its_values(db: TestDb) {
 
     let outbox_dir = tempfile::tempdir().unwrap();
     let config = UplinkConfig {
-        access: solarhub_collector::hub_access::HubAccess::none(),
+        access: solarhub_collector::uplink::hub_access::HubAccess::none(),
         hubs: vec![hub.url.clone()],
         collector_id: COLLECTOR.into(),
         version: "test".into(),

@@ -1026,7 +1026,7 @@ fn two_hubs_answer_alike(db: TestDb) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let collector = hub_a.runtime.spawn({
         let config = UplinkConfig {
-            access: solarhub_collector::hub_access::HubAccess::none(),
+            access: solarhub_collector::uplink::hub_access::HubAccess::none(),
             hubs: vec![hub_a.url.clone()],
             collector_id: COLLECTOR.into(),
             version: "test".into(),

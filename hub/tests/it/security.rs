@@ -1060,15 +1060,15 @@ impl Pki {
         url: &str,
         client: Option<&str>,
         token: Option<&str>,
-    ) -> solarhub_collector::hub_access::HubAccess {
-        let files = solarhub_collector::hub_access::AccessFiles {
+    ) -> solarhub_collector::uplink::hub_access::HubAccess {
+        let files = solarhub_collector::uplink::hub_access::AccessFiles {
             token_file: None,
             token: token.map(str::to_owned),
             ca_cert: Some(self.path("ca.pem")),
             client_cert: client.map(|c| self.path(&format!("{c}.pem"))),
             client_key: client.map(|c| self.path(&format!("{c}.key"))),
         };
-        solarhub_collector::hub_access::HubAccess::load(url, &files).unwrap()
+        solarhub_collector::uplink::hub_access::HubAccess::load(url, &files).unwrap()
     }
 }
 
@@ -1839,9 +1839,9 @@ fn operator_mistakes_are_refused_or_kept_private() {
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(&dir.path().join("hub.db-wal")), 0o600);
-    let opened = solarhub_collector::outbox::Outbox::open(
+    let opened = solarhub_collector::uplink::outbox::Outbox::open(
         &outbox,
-        solarhub_collector::outbox::Limits::default(),
+        solarhub_collector::uplink::outbox::Limits::default(),
     )
     .unwrap();
     assert_eq!(mode(&outbox), 0o700);

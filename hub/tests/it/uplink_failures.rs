@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use common::{RunningHub, TestDb, site};
 use solarhub_collector::app::run_collector;
-use solarhub_collector::outbox::{Limits, Outbox};
-use solarhub_collector::reading::Reading;
+use solarhub_collector::drivers::reading::Reading;
+use solarhub_collector::uplink::outbox::{Limits, Outbox};
 use solarhub_collector::uplink::{UplinkConfig, UplinkError};
 use tokio::sync::{mpsc, watch};
 
 fn config(hub: &str, collector: &str) -> UplinkConfig {
     UplinkConfig {
-        access: solarhub_collector::hub_access::HubAccess::none(),
+        access: solarhub_collector::uplink::hub_access::HubAccess::none(),
         hubs: vec![hub.into()],
         collector_id: collector.into(),
         version: "test".into(),
@@ -92,7 +92,7 @@ fn a_refused_collector_id_is_reported_and_retried(db: TestDb) {
     let refused = hub.runtime.block_on(async {
         let mut client = solarhub_collector::uplink::connect(
             &hub.url,
-            &solarhub_collector::hub_access::HubAccess::none(),
+            &solarhub_collector::uplink::hub_access::HubAccess::none(),
         )
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use solarhub_collector::register_map::builtin_map;
+use solarhub_collector::drivers::register_map::builtin_map;
 use solarhub_collector::simulator::model::DeviceModel;
 use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, serve_tcp};
 use solarhub_hub::db::DbConnection;
@@ -137,7 +137,7 @@ pub fn assign_to_collector(conn: &mut DbConnection, collector: &str, port: u16, 
 /// wait and back-off, no credentials.
 pub fn uplink_config(hub_url: &str, collector: &str) -> solarhub_collector::uplink::UplinkConfig {
     solarhub_collector::uplink::UplinkConfig {
-        access: solarhub_collector::hub_access::HubAccess::none(),
+        access: solarhub_collector::uplink::hub_access::HubAccess::none(),
         hubs: vec![hub_url.to_owned()],
         collector_id: collector.into(),
         version: "test".into(),
@@ -155,8 +155,8 @@ pub fn collect_until(
     config: solarhub_collector::uplink::UplinkConfig,
     outbox: &std::path::Path,
     enough: usize,
-) -> Vec<solarhub_collector::reading::Reading> {
-    use solarhub_collector::reading::Reading;
+) -> Vec<solarhub_collector::drivers::reading::Reading> {
+    use solarhub_collector::drivers::reading::Reading;
     let (tee, mut taken) = tokio::sync::mpsc::channel::<Reading>(10_000);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let collector = hub.runtime.spawn({
@@ -200,7 +200,7 @@ pub fn collect_until(
 /// took, once each, with their values.
 pub fn assert_stored_once(
     conn: &mut DbConnection,
-    readings: &[solarhub_collector::reading::Reading],
+    readings: &[solarhub_collector::drivers::reading::Reading],
 ) {
     for (device, table, id_column, field) in DEVICES {
         let taken: Vec<(i64, Option<f64>)> = readings

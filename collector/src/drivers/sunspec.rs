@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_modbus::client::Context;
 
-use crate::modbus_poll::{RequestError, read_request};
-use crate::read_plan::ReadRequest;
-use crate::register_map::{MAX_REGISTERS_PER_READ, RegisterKind};
+use crate::bus::modbus_poll::{RequestError, read_request};
+use crate::bus::read_plan::ReadRequest;
+use crate::drivers::register_map::{MAX_REGISTERS_PER_READ, RegisterKind};
 
 /// "SunS" in two registers.
 pub const MARKER: [u16; 2] = [0x5375, 0x6E53];
@@ -66,7 +66,7 @@ pub struct Layouts {
 impl Layouts {
     pub fn builtin() -> Layouts {
         // Checked by a unit test; the file is part of the binary.
-        serde_json::from_str(include_str!("../maps/sunspec_models.json")).unwrap_or(Layouts {
+        serde_json::from_str(include_str!("../../maps/sunspec_models.json")).unwrap_or(Layouts {
             description: String::new(),
             bases: vec![0, 40000, 50000],
             models: Vec::new(),
@@ -211,7 +211,7 @@ pub fn decode_model(layout: &ModelLayout, words: &[u16], reading: &mut SunSpecRe
                     continue;
                 };
                 let scaled = raw * 10f64.powi(exponent as i32);
-                crate::codec::round_to_resolution(scaled, 10f64.powi(exponent as i32))
+                crate::drivers::codec::round_to_resolution(scaled, 10f64.powi(exponent as i32))
             }
             None => raw,
         };
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn the_builtin_layouts_load() {
         let layouts: Layouts =
-            serde_json::from_str(include_str!("../maps/sunspec_models.json")).unwrap();
+            serde_json::from_str(include_str!("../../maps/sunspec_models.json")).unwrap();
         for id in [
             1, 101, 102, 103, 111, 112, 113, 201, 202, 203, 204, 211, 212, 213, 214, 124, 802,
         ] {

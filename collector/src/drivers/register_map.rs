@@ -308,9 +308,9 @@ impl RegisterMap {
 
 /// The map files that ship with the collector, by device type.
 pub const BUILTIN_MAPS: &[(&str, &str)] = &[
-    ("powdrive", include_str!("../maps/powdrive.json")),
-    ("senergy", include_str!("../maps/senergy.json")),
-    ("iammeter", include_str!("../maps/iammeter.json")),
+    ("powdrive", include_str!("../../maps/powdrive.json")),
+    ("senergy", include_str!("../../maps/senergy.json")),
+    ("iammeter", include_str!("../../maps/iammeter.json")),
 ];
 
 pub fn builtin_map(device_type: &str) -> Result<RegisterMap, MapError> {

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::codec::RegisterValue;
-use crate::reading::{DropReason, Reading};
-use crate::register_map::RegisterMap;
+use crate::drivers::codec::RegisterValue;
+use crate::drivers::reading::{DropReason, Reading};
+use crate::drivers::register_map::RegisterMap;
 
 /// How far above its rating a power may read before it is called implausible.
 pub const RATING_MARGIN: f64 = 1.5;
@@ -99,7 +99,7 @@ impl Normalizer {
                 .filter_map(|s| map.register(s))
                 .map(|r| r.resolution() * rule.factor.abs())
                 .fold(f64::INFINITY, f64::min);
-            let mut value = crate::codec::round_to_resolution(
+            let mut value = crate::drivers::codec::round_to_resolution(
                 parts.iter().sum::<f64>() * rule.factor,
                 resolution,
             );
@@ -159,7 +159,7 @@ impl Normalizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::register_map::builtin_map;
+    use crate::drivers::register_map::builtin_map;
 
     fn number(value: f64, scale: f64) -> RegisterValue {
         RegisterValue::Number {

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::crc::crc16;
+use crate::drivers::crc::crc16;
 
 pub const DATA_FRAME_START: [u8; 4] = [0x55, 0xAA, 0xEB, 0x90];
 pub const STATUS_FRAME_TYPE: u8 = 0x02;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::pack::UnitStatus;
+use crate::drivers::pack::UnitStatus;
 
 pub const DONE: &str = "Command completed successfully";
 pub const PROMPT: &str = "pylon>";

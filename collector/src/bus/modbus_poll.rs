@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio_modbus::client::{Context, Reader};
 
-use crate::codec::{self, RegisterValue};
-use crate::read_plan::ReadRequest;
-use crate::register_map::{RegisterKind, RegisterMap};
+use crate::bus::read_plan::ReadRequest;
+use crate::drivers::codec::{self, RegisterValue};
+use crate::drivers::register_map::{RegisterKind, RegisterMap};
 
 /// Why one request of a poll failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

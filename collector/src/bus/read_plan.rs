@@ -1,7 +1,7 @@
 //! Which Modbus reads one poll of a map needs: registers merged into as few requests as the
 //! 125-register limit and the map's `max_gap` allow. The plan is computed once per map.
 
-use crate::register_map::{MAX_REGISTERS_PER_READ, RegisterKind, RegisterMap};
+use crate::drivers::register_map::{MAX_REGISTERS_PER_READ, RegisterKind, RegisterMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadRequest {

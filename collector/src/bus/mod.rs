@@ -3,6 +3,11 @@
 //! task, in turn. Each device has its own poll interval; a device that stops answering backs off
 //! (capped exponential) and costs the others at most one timeout per back-off period.
 
+pub mod modbus_poll;
+pub mod read_plan;
+pub mod runtime;
+pub mod serial;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,14 +20,14 @@ use tokio_modbus::client::Context;
 use tokio_modbus::prelude::SlaveContext;
 
 use crate::backoff::Backoff;
-use crate::modbus_poll::{self, RequestError};
-use crate::normalize::Normalizer;
+use crate::bus::serial::SerialSettings;
+use crate::drivers::normalize::Normalizer;
+use crate::drivers::reading::Reading;
+use crate::drivers::register_map::RegisterMap;
+use crate::drivers::sunspec::{self, FoundModel, Layouts, SunSpecError};
 use crate::observe::{PollRecord, PollResult};
-use crate::read_plan::{self, ReadRequest};
-use crate::reading::Reading;
-use crate::register_map::RegisterMap;
-use crate::serial::SerialSettings;
-use crate::sunspec::{self, FoundModel, Layouts, SunSpecError};
+use modbus_poll::RequestError;
+use read_plan::ReadRequest;
 
 /// Longest pause between two attempts at a silent device.
 pub use crate::backoff::MAX_BACKOFF;
@@ -171,7 +176,7 @@ pub async fn connect(transport: &Transport) -> std::io::Result<Context> {
             Ok(tokio_modbus::client::rtu::attach_slave(stream, Slave(1)))
         }
         Transport::RtuSerial { path, settings } => {
-            let port = crate::serial::open(path, *settings)?;
+            let port = crate::bus::serial::open(path, *settings)?;
             Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(1)))
         }
     }
@@ -284,7 +289,7 @@ async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
                 dropped: result
                     .out_of_range
                     .into_iter()
-                    .map(|field| (field, crate::reading::DropReason::OutOfRange))
+                    .map(|field| (field, crate::drivers::reading::DropReason::OutOfRange))
                     .collect(),
                 batteries: Vec::new(),
             };

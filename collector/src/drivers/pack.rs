@@ -11,9 +11,9 @@ use tokio::time::Instant;
 
 use crate::backoff::{Backoff, MAX_BACKOFF};
 use crate::bus::{BusEvent, Transport};
-use crate::jkbms::{self, BatteryStatus, BusFrame, FrameScanner};
-use crate::normalize::Normalizer;
-use crate::reading::{BatteryReading, CellReading, DropReason, Reading};
+use crate::drivers::jkbms::{self, BatteryStatus, BusFrame, FrameScanner};
+use crate::drivers::normalize::Normalizer;
+use crate::drivers::reading::{BatteryReading, CellReading, DropReason, Reading};
 
 /// A pack read through one adapter.
 #[derive(Debug, Clone)]
@@ -31,7 +31,9 @@ async fn open_stream(transport: &Transport) -> std::io::Result<Box<dyn AsyncRead
         Transport::Tcp(address) | Transport::RtuOverTcp(address) => {
             Box::new(tokio::net::TcpStream::connect(address).await?)
         }
-        Transport::RtuSerial { path, settings } => Box::new(crate::serial::open(path, *settings)?),
+        Transport::RtuSerial { path, settings } => {
+            Box::new(crate::bus::serial::open(path, *settings)?)
+        }
     })
 }
 
@@ -208,17 +210,17 @@ pub fn pack_reading(
     if voltages > 0 {
         reading.fields.insert(
             pack::VOLTAGE_V.into(),
-            crate::codec::round_to_resolution(voltage_sum / f64::from(voltages), 0.01),
+            crate::drivers::codec::round_to_resolution(voltage_sum / f64::from(voltages), 0.01),
         );
     }
     if currents > 0 {
         reading.fields.insert(
             pack::CURRENT_A.into(),
-            crate::codec::round_to_resolution(current, 0.001),
+            crate::drivers::codec::round_to_resolution(current, 0.001),
         );
         reading.fields.insert(
             pack::POWER_W.into(),
-            crate::codec::round_to_resolution(power, 0.01),
+            crate::drivers::codec::round_to_resolution(power, 0.01),
         );
     }
     reading
@@ -231,14 +233,14 @@ pub fn pack_reading(
     if capacity > 0.0 {
         reading.fields.insert(
             pack::SOC_PCT.into(),
-            crate::codec::round_to_resolution(soc_weighted / capacity, 0.01),
+            crate::drivers::codec::round_to_resolution(soc_weighted / capacity, 0.01),
         );
     }
     if !temperatures.is_empty() {
         let mean = temperatures.iter().sum::<f64>() / temperatures.len() as f64;
         reading.fields.insert(
             pack::TEMPERATURE_C.into(),
-            crate::codec::round_to_resolution(mean, 0.1),
+            crate::drivers::codec::round_to_resolution(mean, 0.1),
         );
     }
     reading

@@ -6,6 +6,10 @@
 //! next address at once, backing off only once every address has failed in a row; the hub a batch
 //! reaches does not matter, since the committed seq lives in the shared database.
 
+pub mod assignment;
+pub mod hub_access;
+pub mod outbox;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,10 +21,10 @@ use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
-use crate::hub_access::{Credentials, HubAccess};
+use crate::drivers::reading::Reading;
 use crate::observe::Observer;
-use crate::outbox::{Outbox, OutboxError};
-use crate::reading::Reading;
+use crate::uplink::hub_access::{Credentials, HubAccess};
+use crate::uplink::outbox::{Outbox, OutboxError};
 
 /// How readings become batches and how hard the uplink retries.
 #[derive(Debug, Clone)]
@@ -507,9 +511,11 @@ async fn session(
 }
 
 /// Assignments as the hub sends them, in the collector's config shape.
-pub fn assignments_from_proto(list: &[proto::Assignment]) -> Vec<crate::assignment::Assignment> {
+pub fn assignments_from_proto(
+    list: &[proto::Assignment],
+) -> Vec<crate::uplink::assignment::Assignment> {
     list.iter()
-        .map(|a| crate::assignment::Assignment {
+        .map(|a| crate::uplink::assignment::Assignment {
             adapter_id: a.adapter_id.clone(),
             device_id: a.device_id.clone(),
             adapter_type: a.adapter_type.clone(),
@@ -527,7 +533,7 @@ pub async fn obtain_assignments(
     config: &UplinkConfig,
     outbox: &Arc<Mutex<Outbox>>,
     shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Option<Vec<crate::assignment::Assignment>>> {
+) -> anyhow::Result<Option<Vec<crate::uplink::assignment::Assignment>>> {
     let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
     let mut turn = 0usize;
     loop {
@@ -569,7 +575,7 @@ pub async fn obtain_assignments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Limits;
+    use crate::uplink::outbox::Limits;
 
     fn reading(ts: i64) -> Reading {
         Reading {
@@ -602,7 +608,7 @@ mod tests {
             Outbox::open(dir.path(), Limits::default()).unwrap(),
         ));
         let config = UplinkConfig {
-            access: crate::hub_access::HubAccess::none(),
+            access: crate::uplink::hub_access::HubAccess::none(),
             hubs: vec!["http://127.0.0.1:1".into()],
             collector_id: "c".into(),
             version: "t".into(),

@@ -7,13 +7,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::assignment::Plan;
 use crate::backoff::{Backoff, MAX_BACKOFF};
 use crate::bus::{BusEvent, Transport, run_bus};
-use crate::normalize::Normalizer;
+use crate::drivers::normalize::Normalizer;
+use crate::drivers::pack::{Failover, PackSpec, listen_jkbms, pack_reading};
+use crate::drivers::reading::Reading;
 use crate::observe::{Observer, PollRecord, PollResult};
-use crate::pack::{Failover, PackSpec, listen_jkbms, pack_reading};
-use crate::reading::Reading;
+use crate::uplink::assignment::Plan;
 
 /// Polls a Pytes console every `interval`.
 async fn run_console(
@@ -31,7 +31,7 @@ async fn run_console(
     // Opening the line: never reset, as a line that opened once and failed later is suspect.
     let mut reopen = Backoff::new(interval, MAX_BACKOFF);
     loop {
-        let mut port = match crate::serial::open(&path, settings) {
+        let mut port = match crate::bus::serial::open(&path, settings) {
             Ok(port) => port,
             Err(error) => {
                 let wait = reopen.failed();
@@ -46,7 +46,8 @@ async fn run_console(
         loop {
             let started = Instant::now();
             let mut wait = interval;
-            let read = crate::pytes::read_bank(&mut port, spec.batteries, spec.silence).await;
+            let read =
+                crate::drivers::pytes::read_bank(&mut port, spec.batteries, spec.silence).await;
             let polled = BusEvent::Polled(PollRecord {
                 bus: bus.clone(),
                 device_id: spec.pack_id.clone(),

@@ -12,11 +12,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::bus::serial::SerialSettings;
 use crate::bus::{DeviceSpec, Driver, Transport};
-use crate::pack::PackSpec;
-use crate::register_map::{RegisterMap, builtin_map};
-use crate::serial::SerialSettings;
-use crate::sunspec::Layouts;
+use crate::drivers::pack::PackSpec;
+use crate::drivers::register_map::{RegisterMap, builtin_map};
+use crate::drivers::sunspec::Layouts;
 
 use solarhub_proto::contract::DEFAULT_POLL_INTERVAL_SECS;
 

@@ -1,7 +1,7 @@
 //! Registers ↔ values: decoding what a device sent, and encoding values the simulator serves. One
 //! place for both directions, so the simulator cannot drift from the collector's reading of a map.
 
-use crate::register_map::{Register, ValueType, WordOrder};
+use crate::drivers::register_map::{Register, ValueType, WordOrder};
 
 /// What one register held.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,7 +118,7 @@ pub fn encode_text(register: &Register, text: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::register_map::RegisterKind;
+    use crate::drivers::register_map::RegisterKind;
 
     fn register(value_type: ValueType, scale: f64) -> Register {
         Register {
