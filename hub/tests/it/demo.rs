@@ -56,7 +56,7 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
             let _ = stopped.await;
         },
     ));
-    runtime.block_on(address).expect("the demo serves");
+    let address = runtime.block_on(address).expect("the demo serves");
     let start = Instant::now();
     loop {
         let counts: Vec<i64> = DEVICES
@@ -77,12 +77,81 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    // What a newcomer looks at first: the live answer has every device, each with its values.
+    let now = runtime.block_on(async {
+        let channel =
+            solarhub_proto::tonic::transport::Channel::from_shared(format!("http://{address}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        solarhub_proto::v1::live_service_client::LiveServiceClient::new(channel)
+            .get_system_now(solarhub_proto::v1::GetSystemNowRequest {
+                system_id: "home".into(),
+            })
+            .await
+            .expect("the demo's system answers")
+            .into_inner()
+    });
+    let inverters: Vec<_> = now.arrays.iter().flat_map(|a| &a.inverters).collect();
+    for id in ["powdrive1", "senergy1", "fronius1"] {
+        let inverter = inverters
+            .iter()
+            .find(|i| i.inverter_id == id)
+            .unwrap_or_else(|| panic!("{id} is in the live answer"));
+        assert!(
+            inverter.pv_power_w.is_some(),
+            "{id} has PV power: {inverter:?}"
+        );
+        assert!(
+            inverter.ts.is_some() && !inverter.stale,
+            "{id} reported recently: {inverter:?}"
+        );
+    }
+    let meters: Vec<_> = now
+        .meters
+        .iter()
+        .chain(now.arrays.iter().flat_map(|a| &a.meters))
+        .collect();
+    let meter = meters
+        .iter()
+        .find(|m| m.meter_id == "grid_meter_1")
+        .expect("the meter is live");
+    assert!(meter.power_w.is_some(), "{meter:?}");
+    let packs: Vec<_> = now.battery_arrays.iter().flat_map(|b| &b.packs).collect();
+    for id in ["battery1", "jkbms_bank"] {
+        let pack = packs
+            .iter()
+            .find(|p| p.pack_id == id)
+            .unwrap_or_else(|| panic!("{id} is live"));
+        let soc = pack
+            .soc_pct
+            .unwrap_or_else(|| panic!("{id} has a SOC: {pack:?}"));
+        assert!((0.0..=100.0).contains(&soc), "{id}: SOC {soc}");
+    }
+    let totals = now.totals.expect("system totals");
+    // PV may be 0 (night in the demo's zone); load is never missing with every inverter reporting.
+    assert!(
+        totals.pv_power_w.is_some() && totals.load_power_w.is_some(),
+        "{totals:?}"
+    );
     stop.send(()).unwrap();
     runtime
         .block_on(async { tokio::time::timeout(Duration::from_secs(15), demo).await })
         .expect("the demo stops within 15 s")
         .unwrap()
         .expect("and stops cleanly");
+    // It stopped with nothing left behind: every batch taken was acknowledged by the hub.
+    let mut outbox = solarhub_collector::uplink::outbox::Outbox::open(
+        outbox,
+        solarhub_collector::uplink::outbox::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        outbox.len().unwrap(),
+        0,
+        "batches left unacknowledged in the outbox"
+    );
 }
 
 fn the_demo_streams_every_driver_type_and_continues_after_a_restart(db: TestDb) {

@@ -1138,12 +1138,12 @@ on_both_backends!(
     today_from_rollups,
 );
 
-/// Two hubs on one Postgres database: a watcher on hub B sees every commit made through hub A,
-/// announced with `NOTIFY` (no polling), about as fast as a watcher on A sees it. Prints the
-/// medians; what is asserted is that B sees each commit at all (with no poll on Postgres, a broken
-/// announcement path never shows it).
+/// Two hubs on one Postgres database: a watcher on hub B sees every one of 40 commits made through
+/// hub A, each within 10 s, announced with `NOTIFY` (there is no polling on Postgres: a broken
+/// announcement path never shows a commit). The medians it prints are for reading, not asserted
+/// (tests never assert wall times).
 #[test]
-fn a_watcher_on_another_hub_sees_commits_as_fast_as_its_own() {
+fn a_watcher_on_another_hub_sees_every_commit() {
     let Some(db) = TestDb::postgres() else {
         return;
     };
