@@ -103,7 +103,7 @@ pub async fn run_demo(
     tracing::warn!(
         %addr,
         "the demo serves without authentication or TLS, for this machine only; `solarhub-hub \
-         serve` requires tokens (README \"Security\")"
+         serve` requires tokens (docs/security.md)"
     );
 
     solarhub_ops::create_private_dir(&options.outbox_dir).map_err(|error| DemoError::Outbox {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-/// The MQTT bridge for Home Assistant (README "Home Assistant").
+/// The MQTT bridge for Home Assistant (docs/home-assistant.md).
 #[derive(clap::Args)]
 pub(crate) struct MqttArgs {
     /// Publish to this broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS). Without it, the
@@ -69,7 +69,7 @@ impl MqttArgs {
     }
 }
 
-/// How long `serve` keeps samples (README "Retention").
+/// How long `serve` keeps samples (docs/operations.md, "Retention").
 #[derive(clap::Args)]
 pub(crate) struct RetentionArgs {
     /// Keep the rows solarhub collects in a sample table for PERIOD instead of its default:

@@ -1,4 +1,4 @@
-//! The fault suite (README, "Faults"): what the network, the database and the disk can do to a
+//! The fault suite (README, "Test"): what the network, the database and the disk can do to a
 //! running installation, each fault bounded in time. Every test ends by checking that each
 //! reading the collector took is stored exactly once with its value; those with a recovery time
 //! print it (`cargo test -- --nocapture`). `SOLARHUB_FAULTS_LONG=1` runs the long forms.

@@ -1,4 +1,4 @@
-//! What a collector does when its surroundings fail (README, "Streaming to the hub"): it never
+//! What a collector does when its surroundings fail (docs/collector.md, "Streaming to the hub"): it never
 //! panics or stops silently. An outbox directory it cannot use stops start-up with the path; a hub
 //! that is unreachable or refuses its id is retried until it answers or the collector is stopped;
 //! and a collector that registered once polls and buffers with its cached assignments while the
