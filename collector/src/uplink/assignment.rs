@@ -3,7 +3,7 @@
 //! which driver, and which packs fail over between adapters. Everything is checked here, at
 //! start-up; a bad entry is refused with its source, the entry and the reason, and nothing runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,10 +183,13 @@ pub fn load_file(path: &Path) -> Result<Plan, PlanError> {
 struct Reader<'a> {
     config: &'a Value,
     problems: Vec<String>,
+    /// Every setting asked for (held against the adapter types' schemas by a test).
+    asked: BTreeSet<String>,
 }
 
 impl Reader<'_> {
     fn text(&mut self, key: &str) -> Option<String> {
+        self.asked.insert(key.to_owned());
         match self.config.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -199,6 +202,7 @@ impl Reader<'_> {
     }
 
     fn number(&mut self, key: &str, range: std::ops::RangeInclusive<f64>) -> Option<f64> {
+        self.asked.insert(key.to_owned());
         match self.config.get(key) {
             None | Some(Value::Null) => None,
             Some(value) => match value.as_f64() {
@@ -331,6 +335,25 @@ pub fn build_plan(
     assignments: &[Assignment],
     base: Option<&Path>,
 ) -> Result<Plan, PlanError> {
+    planned(source, assignments, base).0
+}
+
+/// The settings of its config the collector asks for when it plans `assignment` (whether the plan
+/// succeeds or not): every one must be a property of its adapter type's schema.
+pub fn settings_asked(assignment: &Assignment) -> BTreeSet<String> {
+    planned("settings", std::slice::from_ref(assignment), None)
+        .1
+        .remove(&assignment.adapter_id)
+        .unwrap_or_default()
+}
+
+/// [`build_plan`], and the settings each adapter's planning asked for.
+fn planned(
+    source: &str,
+    assignments: &[Assignment],
+    base: Option<&Path>,
+) -> (Result<Plan, PlanError>, BTreeMap<String, BTreeSet<String>>) {
+    let mut asked = BTreeMap::new();
     let mut plan = Plan::default();
     let mut problems = Vec::new();
     let mut serial_settings: HashMap<PathBuf, (SerialSettings, String)> = HashMap::new();
@@ -345,6 +368,7 @@ pub fn build_plan(
         let mut reader = Reader {
             config: &assignment.config,
             problems: Vec::new(),
+            asked: BTreeSet::new(),
         };
         if !assignment.config.is_object() && !assignment.config.is_null() {
             reader.problems.push("config must be a mapping".into());
@@ -354,11 +378,17 @@ pub fn build_plan(
                 .number("poll_interval_secs", 0.1..=86_400.0)
                 .unwrap_or(DEFAULT_POLL_INTERVAL_SECS),
         );
-        let timeout =
-            Duration::from_secs_f64(reader.number("timeout_secs", 0.05..=60.0).unwrap_or(1.0));
-        let unit_id = reader.number("unit_id", 0.0..=247.0).unwrap_or(1.0) as u8;
+        // A Modbus device's unit and how long one request may take (its types' schemas have
+        // them; the battery consoles' and Bluetooth's do not).
+        let modbus = |reader: &mut Reader<'_>| {
+            let timeout =
+                Duration::from_secs_f64(reader.number("timeout_secs", 0.05..=60.0).unwrap_or(1.0));
+            let unit_id = reader.number("unit_id", 0.0..=247.0).unwrap_or(1.0) as u8;
+            (timeout, unit_id)
+        };
         match assignment.adapter_type.as_str() {
             "powdrive" | "senergy" | "iammeter" | "modbus" => {
+                let (timeout, unit_id) = modbus(&mut reader);
                 let map = match reader.text("register_map_file") {
                     Some(file) => {
                         let path = base
@@ -389,6 +419,7 @@ pub fn build_plan(
                 }
             }
             "sunspec" => {
+                let (timeout, unit_id) = modbus(&mut reader);
                 if let Some(transport) = reader
                     .modbus_transport()
                     .filter(|_| reader.problems.is_empty())
@@ -413,20 +444,24 @@ pub fn build_plan(
                         .serial(115_200)
                         .map(|(path, settings)| Transport::RtuSerial { path, settings })
                 } else {
-                    match reader
-                        .text("connection_type")
-                        .or_else(|| reader.text("transport"))
-                        .as_deref()
-                    {
+                    // Each type names its line by its own setting (as its schema says).
+                    let line = match assignment.adapter_type.as_str() {
+                        "jkbms_tcpip" => "connection_type",
+                        _ => "transport",
+                    };
+                    match reader.text(line).as_deref() {
                         Some("rtu") => reader
                             .serial(115_200)
                             .map(|(path, settings)| Transport::RtuSerial { path, settings }),
                         _ => reader.address(502).map(Transport::RtuOverTcp),
                     }
                 };
-                let silence = Duration::from_secs_f64(
-                    reader.number("poll_timeout", 0.1..=60.0).unwrap_or(3.0),
-                );
+                // How long a JK bus may stay silent; the Pytes console is asked, so its schema
+                // has no such setting.
+                let silence = Duration::from_secs_f64(match assignment.adapter_type.as_str() {
+                    "pytes" => 3.0,
+                    _ => reader.number("poll_timeout", 0.1..=60.0).unwrap_or(3.0),
+                });
                 if let (Some(transport), Some(batteries), Some(cells), true) =
                     (transport, batteries, cells, reader.problems.is_empty())
                 {
@@ -480,6 +515,7 @@ pub fn build_plan(
                 }
             }
         }
+        asked.insert(assignment.adapter_id.clone(), reader.asked);
         problems.extend(reader.problems.into_iter().map(|reason| Problem {
             entry: entry.clone(),
             reason,
@@ -489,12 +525,13 @@ pub fn build_plan(
         .into_iter()
         .filter(|(_, adapters)| adapters.len() > 1)
         .collect();
-    if problems.is_empty() {
+    let plan = if problems.is_empty() {
         Ok(plan)
     } else {
         Err(PlanError {
             source_name: source.to_owned(),
             problems,
         })
-    }
+    };
+    (plan, asked)
 }

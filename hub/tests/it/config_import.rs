@@ -440,3 +440,57 @@ fn a_string_baudrate_error_explains_itself() {
         "{message}"
     );
 }
+
+/// Issue 26: the collector reads an adapter's settings by the same names its adapter type's JSON
+/// Schema allows: every setting it asks for, on every transport the type offers, is a property
+/// of the schema (they had drifted: `poll_timeout` was read for `pytes`, which its schema forbids).
+#[test]
+fn the_collector_asks_only_for_settings_the_adapter_types_allow() {
+    let types = solarhub_hub::adapter_types::builtin_adapter_types().unwrap();
+    assert!(types.len() >= 9);
+    for known in &types {
+        let row = &known.row;
+        let schema: serde_json::Value = serde_json::from_str(&row.config_schema).unwrap();
+        let allowed: std::collections::BTreeSet<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let base: serde_json::Value = row
+            .default_config
+            .as_deref()
+            .map(|text| serde_json::from_str(text).unwrap())
+            .unwrap_or_else(|| serde_json::json!({}));
+        let mut configs = vec![base.clone()];
+        for (key, values) in [
+            ("transport", vec!["tcp", "rtu", "rtu_over_tcp"]),
+            ("connection_type", vec!["tcpip", "rtu"]),
+        ] {
+            if allowed.contains(key) {
+                for value in values {
+                    let mut config = base.clone();
+                    config[key] = value.into();
+                    configs.push(config);
+                }
+            }
+        }
+        for config in configs {
+            let assignment = solarhub_collector::uplink::assignment::Assignment {
+                adapter_id: format!("{}.adapter", row.adapter_type),
+                device_id: "device".into(),
+                adapter_type: row.adapter_type.clone(),
+                priority: 1,
+                enabled: true,
+                config: config.clone(),
+            };
+            let asked = solarhub_collector::uplink::assignment::settings_asked(&assignment);
+            let strays: Vec<&String> = asked.difference(&allowed).collect();
+            assert!(
+                strays.is_empty(),
+                "{}: the collector asks for {strays:?}, which its schema does not allow (config {config})",
+                row.adapter_type
+            );
+        }
+    }
+}
