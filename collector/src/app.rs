@@ -2,7 +2,7 @@
 //! the ones cached last time), builds the plan of buses, consoles and packs, and runs the runtime,
 //! the batcher and the sender until shutdown. Its `Observer` (metrics, data-quality tallies) is given by the caller, who may serve its metrics.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
@@ -25,10 +25,10 @@ pub async fn run_collector(
     observer: Arc<Observer>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let outbox = Arc::new(Mutex::new(Outbox::open(
+    let outbox = crate::uplink::outbox::SharedOutbox::new(Outbox::open(
         outbox_dir,
         crate::uplink::outbox::Limits::default(),
-    )?));
+    )?);
     // From now on the outbox's depth is in the metrics, also while registration is retried.
     observer.metrics().attach_outbox(outbox.clone());
     let Some(assignments) = obtain_assignments(&config, &outbox, &mut shutdown.clone()).await?

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::PollRecord;
-use crate::uplink::outbox::Outbox;
+use crate::uplink::outbox::SharedOutbox;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
@@ -66,7 +66,7 @@ pub struct CollectorMetrics {
     uplink_reconnects: Counter,
     batches_acknowledged: Counter,
     readings_refused: Family<RefusedLabels, Counter>,
-    outbox: Arc<OnceLock<Arc<Mutex<Outbox>>>>,
+    outbox: Arc<OnceLock<SharedOutbox>>,
 }
 
 impl Default for CollectorMetrics {
@@ -166,7 +166,7 @@ impl CollectorMetrics {
     }
 
     /// From now on the outbox's depth is read at every scrape.
-    pub fn attach_outbox(&self, outbox: Arc<Mutex<Outbox>>) {
+    pub fn attach_outbox(&self, outbox: SharedOutbox) {
         let _ = self.outbox.set(outbox);
     }
 
@@ -227,17 +227,19 @@ impl CollectorMetrics {
 
 /// The outbox's depth, read at scrape time (so the age of the oldest batch is current).
 #[derive(Debug)]
-struct OutboxDepth(Arc<OnceLock<Arc<Mutex<Outbox>>>>);
+struct OutboxDepth(Arc<OnceLock<SharedOutbox>>);
 
 impl Collector for OutboxDepth {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let Some(outbox) = self.0.get() else {
             return Ok(());
         };
-        let (depth, dropped) = {
-            let mut outbox = outbox.lock().unwrap_or_else(PoisonError::into_inner);
-            (outbox.depth(), outbox.dropped())
-        };
+        // A scrape is encoded off tokio's workers (the endpoint encodes on the blocking pool).
+        let (depth, dropped) =
+            match outbox.blocking(|outbox| Ok((outbox.depth(), outbox.dropped()))) {
+                Ok(read) => read,
+                Err(_) => return Ok(()),
+            };
         let Ok(depth) = depth else {
             return Ok(());
         };
@@ -291,9 +293,13 @@ mod tests {
     #[test]
     fn the_exposition_names_every_metric_with_its_unit_and_suffix() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), crate::uplink::outbox::Limits::default()).unwrap();
+        let outbox = crate::uplink::outbox::Outbox::open(
+            dir.path(),
+            crate::uplink::outbox::Limits::default(),
+        )
+        .unwrap();
         let metrics = CollectorMetrics::default();
-        metrics.attach_outbox(Arc::new(Mutex::new(outbox)));
+        metrics.attach_outbox(SharedOutbox::new(outbox));
         metrics.polled(&PollRecord {
             bus: "tcp 127.0.0.1:502".into(),
             device_id: "inv1".into(),

@@ -10,7 +10,7 @@ pub mod assignment;
 pub mod hub_access;
 pub mod outbox;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use solarhub_proto::time::timestamp;
@@ -24,7 +24,7 @@ use crate::backoff::Backoff;
 use crate::drivers::reading::Reading;
 use crate::observe::Observer;
 use crate::uplink::hub_access::{Credentials, HubAccess};
-use crate::uplink::outbox::{Outbox, OutboxError};
+use crate::uplink::outbox::{OutboxError, SharedOutbox};
 
 /// How readings become batches and how hard the uplink retries.
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ const TALLY_ONLY_EVERY: Duration = Duration::from_secs(10);
 /// poll tallies `observer` gathered since the previous one.
 pub async fn batch_readings(
     config: UplinkConfig,
-    outbox: Arc<Mutex<Outbox>>,
+    outbox: SharedOutbox,
     mut readings: mpsc::Receiver<Reading>,
     stored: watch::Sender<u64>,
     tee: Option<mpsc::Sender<Reading>>,
@@ -243,7 +243,7 @@ pub async fn batch_readings(
                         polls: observer.take_tallies(),
                         sent_at: None,
                     };
-                    let pushed = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(batch);
+                    let pushed = outbox.run(move |outbox| outbox.push(batch)).await;
                     match pushed {
                         Ok(batch) => { let _ = stored.send(batch.seq); }
                         Err(error) => tracing::error!(%error, "cannot store the poll tallies in the outbox: they are lost"),
@@ -298,7 +298,7 @@ pub async fn batch_readings(
 /// stored batch leaves `pending` and its readings go to `tee`. Stops at the first failure.
 async fn store(
     config: &UplinkConfig,
-    outbox: &Arc<Mutex<Outbox>>,
+    outbox: &SharedOutbox,
     pending: &mut Vec<Reading>,
     stored: &watch::Sender<u64>,
     tee: Option<&mpsc::Sender<Reading>>,
@@ -314,10 +314,8 @@ async fn store(
             polls,
             sent_at: None,
         };
-        let pushed = outbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(batch.clone());
+        let to_store = batch.clone();
+        let pushed = outbox.run(move |outbox| outbox.push(to_store)).await;
         let batch = match pushed {
             Ok(batch) => batch,
             Err(error) => {
@@ -341,7 +339,7 @@ async fn store(
 /// batches as they are stored; acknowledged batches leave the outbox.
 pub async fn send_outbox(
     config: UplinkConfig,
-    outbox: Arc<Mutex<Outbox>>,
+    outbox: SharedOutbox,
     mut stored: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
     observer: Arc<Observer>,
@@ -415,19 +413,17 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 async fn session(
     config: &UplinkConfig,
     hub: &str,
-    outbox: &Arc<Mutex<Outbox>>,
+    outbox: &SharedOutbox,
     stored: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
     observer: &Observer,
     attempts: &mut Attempts,
 ) -> Result<(), UplinkError> {
     let (mut client, registered) = connect_and_register(config, hub).await?;
-    {
-        let mut outbox = outbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        outbox.settle_with_hub(registered.last_committed_seq)?;
-    }
+    let hub_seq = registered.last_committed_seq;
+    outbox
+        .run(move |outbox| outbox.settle_with_hub(hub_seq))
+        .await?;
     let (batches, outbound) = mpsc::channel::<proto::TelemetryBatch>(64);
     let mut acks = client
         .stream_telemetry(tokio_stream::wrappers::ReceiverStream::new(outbound))
@@ -449,10 +445,7 @@ async fn session(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
         // Send everything stored and not yet sent on this stream, in order.
-        let pending = outbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pending(256)?;
+        let pending = outbox.run(|outbox| outbox.pending(256)).await?;
         let already_sent = sent_up_to;
         for mut batch in pending.into_iter().filter(|b| b.seq > already_sent) {
             let seq = batch.seq;
@@ -466,12 +459,7 @@ async fn session(
             }
             sent_up_to = seq;
         }
-        if input_closed
-            && outbox
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .is_empty()?
-        {
+        if input_closed && outbox.run(|outbox| outbox.is_empty()).await? {
             return Ok(());
         }
         tokio::select! {
@@ -487,7 +475,8 @@ async fn session(
                         tracing::warn!(device, reason, readings, "the hub refused readings");
                     }
                     observer.metrics().refused(&ack.refused);
-                    let removed = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).acknowledge(ack.seq)?;
+                    let seq = ack.seq;
+                    let removed = outbox.run(move |outbox| outbox.acknowledge(seq)).await?;
                     observer.metrics().acknowledged(removed);
                 }
                 Ok(None) => return Err(UplinkError::Unreachable { hub: hub.to_owned(), reason: "the hub ended the stream".into() }),
@@ -502,7 +491,7 @@ async fn session(
                 drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
             }
             () = sleep_until(drain_deadline) => {
-                let left = outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()?;
+                let left = outbox.run(|outbox| outbox.len()).await?;
                 tracing::warn!(batches = left, "stopping with batches the hub has not acknowledged; they stay in the outbox for the next start");
                 return Ok(());
             }
@@ -531,7 +520,7 @@ pub fn assignments_from_proto(
 /// until it succeeds; `None` when `shutdown` fires first.
 pub async fn obtain_assignments(
     config: &UplinkConfig,
-    outbox: &Arc<Mutex<Outbox>>,
+    outbox: &SharedOutbox,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Vec<crate::uplink::assignment::Assignment>>> {
     let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
@@ -542,19 +531,16 @@ pub async fn obtain_assignments(
         let error = match connect_and_register(config, &hub).await {
             Ok((_, registered)) => {
                 let assignments = assignments_from_proto(&registered.assignments);
+                let cached = serde_json::to_string(&assignments)?;
                 outbox
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .cache_assignments(&serde_json::to_string(&assignments)?)?;
+                    .run(move |outbox| outbox.cache_assignments(&cached))
+                    .await?;
                 tracing::info!(hub, collector = %config.collector_id, adapters = assignments.len(), "registered");
                 return Ok(Some(assignments));
             }
             Err(error) => error,
         };
-        let cached = outbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .cached_assignments()?;
+        let cached = outbox.run(|outbox| outbox.cached_assignments()).await?;
         if turn < config.hubs.len() {
             tracing::warn!(%error, "cannot register; trying the next hub");
             continue;
@@ -590,11 +576,9 @@ mod tests {
     }
 
     /// Readings the outbox holds, in order.
-    fn held(outbox: &Arc<Mutex<Outbox>>) -> Vec<i64> {
+    fn held(outbox: &SharedOutbox) -> Vec<i64> {
         outbox
-            .lock()
-            .unwrap()
-            .pending(1000)
+            .blocking(|outbox| outbox.pending(1000))
             .unwrap()
             .iter()
             .flat_map(|b| b.readings.iter().map(|r| r.ts.unwrap().seconds))
@@ -604,9 +588,9 @@ mod tests {
     #[tokio::test]
     async fn readings_wait_in_memory_while_the_outbox_cannot_be_written() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Arc::new(Mutex::new(
-            Outbox::open(dir.path(), Limits::default()).unwrap(),
-        ));
+        let outbox = SharedOutbox::new(
+            crate::uplink::outbox::Outbox::open(dir.path(), Limits::default()).unwrap(),
+        );
         let config = UplinkConfig {
             access: crate::uplink::hub_access::HubAccess::none(),
             hubs: vec!["http://127.0.0.1:1".into()],
@@ -616,7 +600,9 @@ mod tests {
             batch_max_wait: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
         };
-        outbox.lock().unwrap().simulate_unwritable(true).unwrap();
+        outbox
+            .blocking(|outbox| outbox.simulate_unwritable(true))
+            .unwrap();
         let (readings, readings_out) = mpsc::channel(16);
         let (stored, _stored_rx) = watch::channel(0);
         let (tee, mut teed) = mpsc::channel(16);
@@ -638,7 +624,9 @@ mod tests {
         );
         assert!(teed.try_recv().is_err(), "nothing reported as stored");
 
-        outbox.lock().unwrap().simulate_unwritable(false).unwrap();
+        outbox
+            .blocking(|outbox| outbox.simulate_unwritable(false))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
             held(&outbox),

@@ -458,6 +458,50 @@ impl Outbox {
     }
 }
 
+/// The outbox behind one handle, shared by the batcher, the sender and the metrics: every
+/// operation runs on tokio's blocking pool (its writes are SQLite with `synchronous = FULL`: an
+/// fsync must not hold a worker thread), one at a time.
+#[derive(Clone)]
+pub struct SharedOutbox(std::sync::Arc<std::sync::Mutex<Outbox>>);
+
+impl std::fmt::Debug for SharedOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedOutbox")
+    }
+}
+
+impl SharedOutbox {
+    pub fn new(outbox: Outbox) -> SharedOutbox {
+        SharedOutbox(std::sync::Arc::new(std::sync::Mutex::new(outbox)))
+    }
+
+    /// Runs `work` on the outbox, on the blocking pool.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Outbox) -> Result<T, OutboxError> + Send + 'static,
+    {
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || shared.blocking(work))
+            .await
+            .map_err(|error| OutboxError::Storage(format!("outbox task failed: {error}")))?
+    }
+
+    /// Runs `work` on the outbox on this thread (for callers off tokio's workers: the metrics
+    /// scrape, tests).
+    pub fn blocking<T>(
+        &self,
+        work: impl FnOnce(&mut Outbox) -> Result<T, OutboxError>,
+    ) -> Result<T, OutboxError> {
+        work(
+            &mut self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
