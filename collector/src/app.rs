@@ -11,6 +11,17 @@ use crate::observe::Observer;
 use crate::uplink::outbox::Outbox;
 use crate::uplink::{UplinkConfig, batch_readings, obtain_assignments, send_outbox};
 
+/// Why a collector could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error(transparent)]
+    Outbox(#[from] crate::uplink::outbox::OutboxError),
+    #[error(transparent)]
+    Assignments(#[from] crate::uplink::AssignmentsError),
+    #[error(transparent)]
+    Plan(#[from] crate::uplink::assignment::PlanError),
+}
+
 /// Runs a collector against a hub: registers (or, when the hub is unreachable or refuses it, uses
 /// the assignments it cached last time; with none cached, keeps trying), polls its devices, and
 /// streams their readings through the outbox in `outbox_dir`. Readings are also copied to `tee`,
@@ -24,7 +35,7 @@ pub async fn run_collector(
     tee: Option<mpsc::Sender<Reading>>,
     observer: Arc<Observer>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), CollectorError> {
     let outbox = crate::uplink::outbox::SharedOutbox::new(Outbox::open(
         outbox_dir,
         crate::uplink::outbox::Limits::default(),

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -22,6 +21,20 @@ use crate::drivers::register_map::builtin_map;
 use crate::uplink::assignment::Assignment;
 
 /// The served site. Its servers stop when it is dropped.
+/// Why a simulated site could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Map(#[from] crate::drivers::register_map::MapError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 pub struct Site {
     pub gateway: SocketAddr,
     pub rtu_line: PathBuf,
@@ -39,14 +52,14 @@ pub struct Others {
 }
 
 /// Binds `port + offset` on `ip`, or any free port when `port` is 0.
-async fn bind(listen: SocketAddr, offset: u16) -> anyhow::Result<TcpListener> {
+async fn bind(listen: SocketAddr, offset: u16) -> Result<TcpListener, SiteError> {
     let address = match listen.port() {
         0 => listen,
         port => SocketAddr::new(listen.ip(), port + offset),
     };
     TcpListener::bind(address)
         .await
-        .with_context(|| format!("cannot listen on {address}"))
+        .map_err(|source| SiteError::Listen { address, source })
 }
 
 /// Serves the site: the gateway on `listen`, the others (with `every_driver`) on the next two ports.
@@ -54,7 +67,7 @@ pub async fn serve_site(
     listen: SocketAddr,
     tz: chrono_tz::Tz,
     every_driver: bool,
-) -> anyhow::Result<Site> {
+) -> Result<Site, SiteError> {
     let now = chrono::Utc::now();
     let mut devices = BTreeMap::new();
     for (unit, device_type) in [(1u8, "powdrive"), (2, "senergy"), (3, "iammeter")] {
@@ -103,7 +116,7 @@ async fn serve_others(
     listen: SocketAddr,
     tz: chrono_tz::Tz,
     servers: &mut JoinSet<std::io::Result<()>>,
-) -> anyhow::Result<Others> {
+) -> Result<Others, SiteError> {
     // A SunSpec inverter with storage and battery models at 40000.
     let layouts = crate::drivers::sunspec::Layouts::builtin();
     let values = |pairs: &[(&str, f64)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();

@@ -515,6 +515,15 @@ pub fn assignments_from_proto(
         .collect()
 }
 
+/// Why a collector has no assignments to poll.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignmentsError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("the assignments cached in the outbox cannot be read: {0}")]
+    Cached(#[from] serde_json::Error),
+}
+
 /// The assignments to poll: from the hub when it answers (and cached for next time), else the ones
 /// cached last time. With neither, registration is retried with back-off, logging every failure,
 /// until it succeeds; `None` when `shutdown` fires first.
@@ -522,7 +531,7 @@ pub async fn obtain_assignments(
     config: &UplinkConfig,
     outbox: &SharedOutbox,
     shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Option<Vec<crate::uplink::assignment::Assignment>>> {
+) -> Result<Option<Vec<crate::uplink::assignment::Assignment>>, AssignmentsError> {
     let mut backoff = Backoff::new(Duration::from_millis(200), config.max_backoff);
     let mut turn = 0usize;
     loop {

@@ -358,7 +358,7 @@ struct Site {
     prefix: String,
     devices: BTreeMap<u8, Arc<solarhub_collector::simulator::SimDevice>>,
     stop: tokio::sync::watch::Sender<bool>,
-    collector: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    collector: Option<tokio::task::JoinHandle<Result<(), solarhub_collector::app::CollectorError>>>,
     _outbox: tempfile::TempDir,
 }
 
