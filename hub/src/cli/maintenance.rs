@@ -93,7 +93,19 @@ pub(crate) fn retention_dry_run(
                 &retention.policy,
                 now,
             ))?;
-            print!("{}", solarhub_hub::retention::DryRun { now, plans: &plans });
+            let keep = retention.policy.keep_audit();
+            let audit_rows = match keep.cutoff(now) {
+                Some(cutoff) => db::audit::count_before(&mut *database.get()?, cutoff)?,
+                None => 0,
+            };
+            print!(
+                "{}",
+                solarhub_hub::retention::DryRun {
+                    now,
+                    plans: &plans,
+                    audit: (keep, audit_rows),
+                }
+            );
         }
     }
     Ok(())

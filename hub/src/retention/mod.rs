@@ -569,6 +569,8 @@ pub async fn status(
 pub struct DryRun<'a> {
     pub now: i64,
     pub plans: &'a [TablePlan],
+    /// The audit trail: how long it is kept, and how many of its rows the next pass deletes.
+    pub audit: (Keep, i64),
 }
 
 impl std::fmt::Display for DryRun<'_> {
@@ -637,6 +639,12 @@ impl std::fmt::Display for DryRun<'_> {
                     writeln!(f, "  imported: nothing to delete")?;
                 }
             }
+        }
+        let (keep, rows) = self.audit;
+        writeln!(f, "audit_events: kept {keep}")?;
+        match rows {
+            0 => writeln!(f, "  rows: nothing to delete")?,
+            rows => writeln!(f, "  rows: deletes {rows} older than {keep}")?,
         }
         Ok(())
     }

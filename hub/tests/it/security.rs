@@ -2082,6 +2082,17 @@ fn retention_deletes_old_audit_rows(db: TestDb) {
     };
     solarhub_hub::db::audit::insert(&mut database.get().unwrap(), &[row(400), row(100), row(1)])
         .unwrap();
+    // The dry run says it before a pass does it.
+    let shown = common::hub_binary()
+        .args(["--database-url", &db.url_arg(), "retention", "--dry-run"])
+        .args(["--retention", "audit_events=30d"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("audit_events: kept 30d\n  rows: deletes 2 older than 30d"),
+        "{text}"
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pass = |settings: &[&str]| {
         let mut retention = solarhub_hub::retention::Retention::new(
