@@ -293,18 +293,9 @@ pub fn parse_since(text: &str, now: i64) -> Result<i64, String> {
     if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp_millis());
     }
-    let unit_ms = match text.chars().last() {
-        Some('d') => 86_400_000,
-        Some('h') => 3_600_000,
-        Some('m') => 60_000,
-        Some('s') => 1_000,
-        _ => 0,
-    };
-    text[..text.len().saturating_sub(1)]
-        .parse::<i64>()
-        .ok()
-        .filter(|n| unit_ms > 0 && *n >= 0)
-        .map(|n| now.saturating_sub(n.saturating_mul(unit_ms)))
+    // A period as retention writes them (`--retention TABLE=PERIOD`), counted back from now.
+    crate::retention::policy::parse_period(text)
+        .and_then(|period| period.cutoff(now))
         .ok_or_else(|| {
             format!(
                 "--since {text:?}: write a duration back from now (24h, 7d, 90m) or an RFC 3339 \

@@ -57,14 +57,12 @@ impl Authenticator {
     /// Whether a caller admitted by token or certificate still holds a valid one (for long
     /// streams).
     pub async fn still_valid(&self, caller: &Caller) -> Result<bool, DbError> {
-        match &caller.credential {
-            Credential::Token(hash) => Ok(self.look_up(Key::Token(hash.clone())).await?.is_some()),
-            Credential::Certificate(subject) => Ok(self
-                .look_up(Key::Certificate(subject.clone()))
-                .await?
-                .is_some()),
-            Credential::Nobody => Ok(true),
-        }
+        let key = match &caller.credential {
+            Credential::Token(hash) => Key::Token(hash.clone()),
+            Credential::Certificate(subject) => Key::Certificate(subject.clone()),
+            Credential::Nobody => return Ok(true),
+        };
+        Ok(self.look_up(key).await?.is_some())
     }
 
     async fn look_up(&self, key: Key) -> Result<Option<Arc<Caller>>, DbError> {

@@ -182,18 +182,12 @@ where
             crate::limits::rpc::oversized_is_resource_exhausted(response.headers_mut());
             // A unary call that failed answers with its status in the headers; one that
             // succeeded carries it in the trailers.
-            let code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|code| code.to_str().ok())
-                .and_then(|code| code.parse::<i32>().ok())
-                .map(solarhub_proto::tonic::Code::from_i32)
-                .unwrap_or(solarhub_proto::tonic::Code::Ok);
-            let detail = response
-                .headers()
-                .get("grpc-message")
-                .map(|message| percent_decoded(message.as_bytes()))
-                .unwrap_or_default();
+            // tonic reads the status (and decodes its message) from the headers as it does for
+            // its own clients; none there means it is in the trailers: the call succeeded.
+            let (code, detail) = match Status::from_header_map(response.headers()) {
+                Some(status) => (status.code(), status.message().to_owned()),
+                None => (solarhub_proto::tonic::Code::Ok, String::new()),
+            };
             match pending {
                 Some(pending) => pending.finish(code_name(code), detail).await,
                 None if matches!(
@@ -210,30 +204,6 @@ where
             Ok(response)
         })
     }
-}
-
-/// A `grpc-message` header as text (gRPC percent-encodes it).
-fn percent_decoded(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Gate {

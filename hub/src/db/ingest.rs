@@ -48,9 +48,9 @@ pub struct DeviceDirectory {
     pub assigned: HashMap<String, HashSet<String>>,
     /// Every enabled adapter: the device it reads and the collector it is assigned to.
     pub adapters: HashMap<String, (String, Option<String>)>,
-    /// A collector's own adapter of a device (the first by id when it runs several): what a
-    /// reading with an empty `adapter_id` is stored under.
-    pub own_adapter: HashMap<(String, String), String>,
+    /// Per collector, its own adapter of each device (the first by id when it runs several):
+    /// what a reading with an empty `adapter_id` is stored under.
+    pub own_adapter: HashMap<String, HashMap<String, String>>,
     pub batteries: HashSet<String>,
     pub cells: HashSet<String>,
 }
@@ -119,7 +119,9 @@ pub fn load_directory(conn: &mut DbConnection) -> Result<DeviceDirectory, DbErro
                 .insert(device.clone());
             directory
                 .own_adapter
-                .entry((collector.clone(), device.clone()))
+                .entry(collector.clone())
+                .or_default()
+                .entry(device.clone())
                 .and_modify(|own| {
                     if adapter < *own {
                         own.clone_from(&adapter);

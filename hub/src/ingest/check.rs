@@ -72,7 +72,8 @@ pub(super) fn check_reading<'a>(
     let adapter_id = if reading.adapter_id.is_empty() {
         directory
             .own_adapter
-            .get(&(collector_id.to_owned(), device.clone()))
+            .get(collector_id)
+            .and_then(|devices| devices.get(device))
             .map(String::as_str)
     } else {
         directory

@@ -284,7 +284,7 @@ pub fn parse_setting(setting: &str) -> Result<(SampleTable, Keep), PolicyError> 
 }
 
 /// `forever`, or a whole number above 0 with `d`, `h`, `m` or `s`.
-fn parse_period(text: &str) -> Option<Keep> {
+pub(crate) fn parse_period(text: &str) -> Option<Keep> {
     if text.eq_ignore_ascii_case("forever") {
         return Some(Keep::Forever);
     }

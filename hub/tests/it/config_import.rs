@@ -485,6 +485,12 @@ fn the_collector_asks_only_for_settings_the_adapter_types_allow() {
                 config: config.clone(),
             };
             let asked = solarhub_collector::uplink::assignment::settings_asked(&assignment);
+            // Every adapter is polled at an interval: an empty answer means nothing was recorded.
+            assert!(
+                asked.contains("poll_interval_secs"),
+                "{}: the collector reported no settings asked: {asked:?}",
+                row.adapter_type
+            );
             let strays: Vec<&String> = asked.difference(&allowed).collect();
             assert!(
                 strays.is_empty(),
