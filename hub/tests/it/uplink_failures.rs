@@ -187,9 +187,8 @@ on_both_backends!(
     with_the_hub_away_cached_assignments_are_polled_into_the_outbox
 );
 
-/// Runs one collector per outbox directory, all as `site-a` and all sending to `hub_url`, until
-/// each device has reported `enough` times (or for `at_least`, when the hub is away and nothing is
-/// acknowledged), stops them, and returns every reading they took.
+/// One collector per outbox directory, all as `site-a`, sending to `hub_url` (see
+/// `site::collect_from`).
 fn run_as_site_a(
     hub: &RunningHub,
     hub_url: &str,
@@ -197,55 +196,11 @@ fn run_as_site_a(
     enough: usize,
     at_least: Duration,
 ) -> Vec<Reading> {
-    let (tee, mut taken) = mpsc::channel::<Reading>(10_000);
-    let (stop, stopped) = watch::channel(false);
-    let collectors: Vec<_> = outboxes
+    let collectors = outboxes
         .iter()
-        .map(|dir| {
-            let (config, dir, tee, stopped) = (
-                config(hub_url, "site-a"),
-                dir.to_path_buf(),
-                tee.clone(),
-                stopped.clone(),
-            );
-            hub.runtime.spawn(async move {
-                run_collector(config, &dir, Some(tee), std::sync::Arc::default(), stopped).await
-            })
-        })
+        .map(|dir| (config(hub_url, "site-a"), dir.to_path_buf()))
         .collect();
-    drop(tee);
-    let mut readings = Vec::new();
-    hub.runtime.block_on(async {
-        let began = tokio::time::Instant::now();
-        let enough_of = |readings: &[Reading], device: &str| {
-            readings.iter().filter(|r| r.device_id == device).count() >= enough
-        };
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while began.elapsed() < at_least
-                || !site::DEVICES.iter().all(|d| enough_of(&readings, d.0))
-            {
-                match tokio::time::timeout(Duration::from_millis(200), taken.recv()).await {
-                    Ok(Some(reading)) => readings.push(reading),
-                    Ok(None) => panic!("the collectors stopped early"),
-                    Err(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("the devices report within 60 s");
-        stop.send(true).unwrap();
-        for collector in collectors {
-            tokio::time::timeout(Duration::from_secs(20), collector)
-                .await
-                .expect("a collector stops within 20 s")
-                .unwrap()
-                .expect("and stops cleanly");
-        }
-        while let Some(reading) = taken.recv().await {
-            readings.push(reading);
-        }
-    });
-    readings
+    site::collect_from(hub, collectors, enough, at_least)
 }
 
 /// Issue 25 acceptance 3: a collector whose outbox was restored from an older copy (holding

@@ -156,39 +156,70 @@ pub fn collect_until(
     outbox: &std::path::Path,
     enough: usize,
 ) -> Vec<solarhub_collector::drivers::reading::Reading> {
+    collect_from(
+        hub,
+        vec![(config, outbox.to_owned())],
+        enough,
+        std::time::Duration::ZERO,
+    )
+}
+
+/// Runs one real collector per `(config, outbox)` at once on the hub's runtime until each of
+/// [`DEVICES`] has reported `enough` times among them and `at_least` has passed (a collector
+/// whose hub is away acknowledges nothing, so only time ends its run), stops them, and returns
+/// every reading they took.
+pub fn collect_from(
+    hub: &super::RunningHub,
+    collectors: Vec<(solarhub_collector::uplink::UplinkConfig, std::path::PathBuf)>,
+    enough: usize,
+    at_least: std::time::Duration,
+) -> Vec<solarhub_collector::drivers::reading::Reading> {
     use solarhub_collector::drivers::reading::Reading;
+    use std::time::Duration;
     let (tee, mut taken) = tokio::sync::mpsc::channel::<Reading>(10_000);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let collector = hub.runtime.spawn({
-        let dir = outbox.to_owned();
-        async move {
-            solarhub_collector::app::run_collector(
-                config,
-                &dir,
-                Some(tee),
-                std::sync::Arc::default(),
-                stopped,
-            )
-            .await
-        }
-    });
+    let running: Vec<_> = collectors
+        .into_iter()
+        .map(|(config, dir)| {
+            let (tee, stopped) = (tee.clone(), stopped.clone());
+            hub.runtime.spawn(async move {
+                solarhub_collector::app::run_collector(
+                    config,
+                    &dir,
+                    Some(tee),
+                    std::sync::Arc::default(),
+                    stopped,
+                )
+                .await
+            })
+        })
+        .collect();
+    drop(tee);
     let mut readings: Vec<Reading> = Vec::new();
     hub.runtime.block_on(async {
+        let began = tokio::time::Instant::now();
         let reported = |readings: &[Reading], device: &str| {
             readings.iter().filter(|r| r.device_id == device).count() >= enough
         };
-        tokio::time::timeout(std::time::Duration::from_secs(60), async {
-            while !DEVICES.iter().all(|d| reported(&readings, d.0)) {
-                readings.push(taken.recv().await.expect("the collector stopped early"));
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while began.elapsed() < at_least || !DEVICES.iter().all(|d| reported(&readings, d.0)) {
+                match tokio::time::timeout(Duration::from_millis(200), taken.recv()).await {
+                    Ok(Some(reading)) => readings.push(reading),
+                    Ok(None) => panic!("the collector stopped early"),
+                    Err(_) => {}
+                }
             }
         })
         .await
         .expect("both devices report within 60 s");
         stop.send(true).unwrap();
-        collector
-            .await
-            .unwrap()
-            .expect("the collector stops cleanly");
+        for collector in running {
+            tokio::time::timeout(Duration::from_secs(20), collector)
+                .await
+                .expect("a collector stops within 20 s")
+                .unwrap()
+                .expect("the collector stops cleanly");
+        }
         while let Some(reading) = taken.recv().await {
             readings.push(reading);
         }
