@@ -12,12 +12,54 @@ use std::collections::BTreeMap;
 use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
 
 use super::retention::SampleTable;
+use super::samples::{BatteryBankSample, Column, EnergySample, Kind, MeterSample};
 use super::{DbConnection, DbError};
+
+/// The 5-minute columns of a sample table, made from its declaration (`db::samples`): each
+/// measured column's mean and each counter's highest reading, named as the raw column.
+const fn five_minute<const N: usize>(columns: &[Column]) -> [(&'static str, How, &'static str); N] {
+    let mut out = [("", How::Mean, ""); N];
+    let (mut i, mut n) = (0, 0);
+    while i < columns.len() {
+        let how = match columns[i].kind {
+            Kind::Measured => Some(How::Mean),
+            Kind::Counter => Some(How::Highest),
+            Kind::Detail | Kind::Text => None,
+        };
+        if let Some(how) = how {
+            out[n] = (columns[i].name, how, columns[i].name);
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N);
+    out
+}
+
+/// How many of `columns` a 5-minute table keeps.
+const fn kept(columns: &[Column]) -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < columns.len() {
+        if matches!(columns[i].kind, Kind::Measured | Kind::Counter) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+const INVERTER_5M: [(&str, How, &str); kept(EnergySample::COLUMNS)] =
+    five_minute(EnergySample::COLUMNS);
+const METER_5M: [(&str, How, &str); kept(MeterSample::COLUMNS)] = five_minute(MeterSample::COLUMNS);
+const PACK_5M: [(&str, How, &str); kept(BatteryBankSample::COLUMNS)] =
+    five_minute(BatteryBankSample::COLUMNS);
 
 /// The width of a 5-minute bucket.
 pub const BUCKET_MS: i64 = 5 * 60_000;
-/// The widest aggregate table's value columns, and its most carried ids.
-pub const MAX_COLUMNS: usize = 14;
+/// Room for the widest aggregate table's value columns (the generic row shapes below have this
+/// many value slots: a table that outgrows them fails to compile, and gets two more `v` slots),
+/// and its most carried ids.
+pub const MAX_COLUMNS: usize = 16;
 pub const MAX_PARENTS: usize = 3;
 
 /// How a value column is made from the values of the bucket's samples that have one.
@@ -76,30 +118,7 @@ pub const AGGREGATES: [AggregateTable; 5] = [
         parents: &["system_id"],
         group: "system_id",
         width: Width::FiveMinutes,
-        columns: &[
-            ("pv_power_w", Mean, "pv_power_w"),
-            ("load_power_w", Mean, "load_power_w"),
-            ("grid_power_w", Mean, "grid_power_w"),
-            ("battery_power_w", Mean, "battery_power_w"),
-            ("battery_soc_pct", Mean, "battery_soc_pct"),
-            ("battery_voltage_v", Mean, "battery_voltage_v"),
-            ("battery_current_a", Mean, "battery_current_a"),
-            ("inverter_temp_c", Mean, "inverter_temp_c"),
-            ("pv_energy_total_wh", Highest, "pv_energy_total_wh"),
-            ("load_energy_total_wh", Highest, "load_energy_total_wh"),
-            ("grid_import_total_wh", Highest, "grid_import_total_wh"),
-            ("grid_export_total_wh", Highest, "grid_export_total_wh"),
-            (
-                "battery_charge_total_wh",
-                Highest,
-                "battery_charge_total_wh",
-            ),
-            (
-                "battery_discharge_total_wh",
-                Highest,
-                "battery_discharge_total_wh",
-            ),
-        ],
+        columns: &INVERTER_5M,
     },
     AggregateTable {
         kind: AggregateKind::Meter,
@@ -109,15 +128,7 @@ pub const AGGREGATES: [AggregateTable; 5] = [
         parents: &["system_id"],
         group: "system_id",
         width: Width::FiveMinutes,
-        columns: &[
-            ("power_w", Mean, "power_w"),
-            ("voltage_v", Mean, "voltage_v"),
-            ("current_a", Mean, "current_a"),
-            ("frequency_hz", Mean, "frequency_hz"),
-            ("power_factor", Mean, "power_factor"),
-            ("import_total_wh", Highest, "import_total_wh"),
-            ("export_total_wh", Highest, "export_total_wh"),
-        ],
+        columns: &METER_5M,
     },
     AggregateTable {
         kind: AggregateKind::Pack,
@@ -127,14 +138,7 @@ pub const AGGREGATES: [AggregateTable; 5] = [
         parents: &["system_id"],
         group: "system_id",
         width: Width::FiveMinutes,
-        columns: &[
-            ("voltage_v", Mean, "voltage_v"),
-            ("current_a", Mean, "current_a"),
-            ("power_w", Mean, "power_w"),
-            ("temperature_c", Mean, "temperature_c"),
-            ("soc_pct", Mean, "soc_pct"),
-            ("soh_pct", Mean, "soh_pct"),
-        ],
+        columns: &PACK_5M,
     },
     AggregateTable {
         kind: AggregateKind::BatteryUnit,
@@ -238,13 +242,15 @@ macro_rules! values_row {
             #[diesel(sql_type = Nullable<Double>)] v11: Option<f64>,
             #[diesel(sql_type = Nullable<Double>)] v12: Option<f64>,
             #[diesel(sql_type = Nullable<Double>)] v13: Option<f64>,
+            #[diesel(sql_type = Nullable<Double>)] v14: Option<f64>,
+            #[diesel(sql_type = Nullable<Double>)] v15: Option<f64>,
         }
 
         impl $name {
             fn values(&self) -> [Option<f64>; MAX_COLUMNS] {
                 [
                     self.v0, self.v1, self.v2, self.v3, self.v4, self.v5, self.v6, self.v7,
-                    self.v8, self.v9, self.v10, self.v11, self.v12, self.v13,
+                    self.v8, self.v9, self.v10, self.v11, self.v12, self.v13, self.v14, self.v15,
                 ]
             }
         }
@@ -252,7 +258,7 @@ macro_rules! values_row {
 }
 
 values_row!(
-    /// A raw sample in the generic shape: device, three carried ids, time, fourteen values.
+    /// A raw sample in the generic shape: device, three carried ids, time, `MAX_COLUMNS` values.
     InputRow {
         device: String = Text,
         p0: String = Text,

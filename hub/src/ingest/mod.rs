@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use solarhub_proto::contract::{battery, battery_id, cell, cell_id, inverter, meter, pack};
+use solarhub_proto::contract::{battery_id, cell_id};
 
 use crate::catalog::CatalogGeneration;
 use crate::db::ingest::{self, BatchRows, CommitResult, DeviceDirectory, DeviceEntry};
 use crate::db::live::LatestReading;
 use crate::db::samples::{
-    BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample,
+    BatteryBankSample, BatteryCellSample, BatteryUnitSample, EnergySample, MeterSample, Values,
 };
 use crate::db::{Database, DbError, Retryable};
 
@@ -183,26 +183,6 @@ pub struct Ingest {
     metrics: crate::metrics::IngestMetrics,
     /// This hub's name in the commit announcements other hubs on the database hear.
     instance: Arc<str>,
-}
-
-/// A field's value (`check` refused every reading with a value that is not finite).
-fn f(fields: &BTreeMap<String, f64>, name: &str) -> Option<f64> {
-    fields.get(name).copied()
-}
-
-fn int(fields: &BTreeMap<String, f64>, name: &str) -> Option<i32> {
-    f(fields, name).map(|v| v.round() as i32)
-}
-
-fn long(text: &BTreeMap<String, String>, name: &str) -> Option<i64> {
-    let value = text.get(name)?;
-    match value
-        .strip_prefix("0x")
-        .or_else(|| value.strip_prefix("0X"))
-    {
-        Some(hex) => i64::from_str_radix(hex, 16).ok(),
-        None => value.parse().ok(),
-    }
 }
 
 impl Ingest {
@@ -500,126 +480,84 @@ fn build_rows(
             .or_insert_with(|| (entry.system_id(), Vec::new()))
             .1
             .push(reading.ts);
-        let x = &reading.fields;
+        let values = Values {
+            numbers: &reading.fields,
+            text: &reading.text,
+        };
+        let adapter = Some(adapter_id.to_owned());
         match entry {
             DeviceEntry::Inverter {
                 array_id,
                 system_id,
-            } => rows.energy.push(EnergySample {
-                inverter_id: reading.device_id.clone(),
-                ts: reading.ts,
-                array_id: Some(array_id.clone()),
-                system_id: system_id.clone(),
-                pv_power_w: f(x, inverter::PV_POWER_W),
-                load_power_w: f(x, inverter::LOAD_POWER_W),
-                grid_power_w: f(x, inverter::GRID_POWER_W),
-                battery_power_w: f(x, inverter::BATTERY_POWER_W),
-                battery_soc_pct: f(x, inverter::BATTERY_SOC_PCT),
-                battery_voltage_v: f(x, inverter::BATTERY_VOLTAGE_V),
-                battery_current_a: f(x, inverter::BATTERY_CURRENT_A),
-                inverter_mode: int(x, inverter::INVERTER_MODE),
-                inverter_temp_c: f(x, inverter::INVERTER_TEMP_C),
-                pv_energy_today_wh: f(x, inverter::PV_ENERGY_TODAY_WH),
-                pv_energy_total_wh: f(x, inverter::PV_ENERGY_TOTAL_WH),
-                load_energy_today_wh: f(x, inverter::LOAD_ENERGY_TODAY_WH),
-                load_energy_total_wh: f(x, inverter::LOAD_ENERGY_TOTAL_WH),
-                grid_import_today_wh: f(x, inverter::GRID_IMPORT_TODAY_WH),
-                grid_import_total_wh: f(x, inverter::GRID_IMPORT_TOTAL_WH),
-                grid_export_today_wh: f(x, inverter::GRID_EXPORT_TODAY_WH),
-                grid_export_total_wh: f(x, inverter::GRID_EXPORT_TOTAL_WH),
-                battery_charge_today_wh: f(x, inverter::BATTERY_CHARGE_TODAY_WH),
-                battery_charge_total_wh: f(x, inverter::BATTERY_CHARGE_TOTAL_WH),
-                battery_discharge_today_wh: f(x, inverter::BATTERY_DISCHARGE_TODAY_WH),
-                battery_discharge_total_wh: f(x, inverter::BATTERY_DISCHARGE_TOTAL_WH),
-            }),
+            } => rows.energy.push(
+                EnergySample {
+                    inverter_id: reading.device_id.clone(),
+                    ts: reading.ts,
+                    array_id: Some(array_id.clone()),
+                    system_id: system_id.clone(),
+                    ..EnergySample::default()
+                }
+                .with_values(values),
+            ),
             DeviceEntry::Meter {
                 array_id,
                 system_id,
-            } => rows.meters.push(MeterSample {
-                meter_id: reading.device_id.clone(),
-                ts: reading.ts,
-                system_id: system_id.clone(),
-                array_id: array_id.clone(),
-                power_w: f(x, meter::POWER_W),
-                voltage_v: f(x, meter::VOLTAGE_V),
-                current_a: f(x, meter::CURRENT_A),
-                frequency_hz: f(x, meter::FREQUENCY_HZ),
-                power_factor: f(x, meter::POWER_FACTOR),
-                import_total_wh: f(x, meter::IMPORT_TOTAL_WH),
-                export_total_wh: f(x, meter::EXPORT_TOTAL_WH),
-                energy_total_kwh: f(x, meter::ENERGY_TOTAL_KWH),
-                l1_voltage_v: f(x, meter::L1_VOLTAGE_V),
-                l2_voltage_v: f(x, meter::L2_VOLTAGE_V),
-                l3_voltage_v: f(x, meter::L3_VOLTAGE_V),
-                l1_current_a: f(x, meter::L1_CURRENT_A),
-                l2_current_a: f(x, meter::L2_CURRENT_A),
-                l3_current_a: f(x, meter::L3_CURRENT_A),
-                l1_power_w: f(x, meter::L1_POWER_W),
-                l2_power_w: f(x, meter::L2_POWER_W),
-                l3_power_w: f(x, meter::L3_POWER_W),
-            }),
+            } => rows.meters.push(
+                MeterSample {
+                    meter_id: reading.device_id.clone(),
+                    ts: reading.ts,
+                    system_id: system_id.clone(),
+                    array_id: array_id.clone(),
+                    ..MeterSample::default()
+                }
+                .with_values(values),
+            ),
             DeviceEntry::Pack {
                 battery_array_id,
                 system_id,
             } => {
-                rows.banks.push(BatteryBankSample {
-                    pack_id: reading.device_id.clone(),
-                    ts: reading.ts,
-                    battery_array_id: battery_array_id.clone(),
-                    system_id: system_id.clone(),
-                    adapter_id: Some(adapter_id.to_owned()),
-                    voltage_v: f(x, pack::VOLTAGE_V),
-                    current_a: f(x, pack::CURRENT_A),
-                    power_w: f(x, pack::POWER_W),
-                    temperature_c: f(x, pack::TEMPERATURE_C),
-                    soc_pct: f(x, pack::SOC_PCT),
-                    soh_pct: f(x, pack::SOH_PCT),
-                    batteries_count: int(x, pack::BATTERIES_COUNT),
-                    cells_per_battery: int(x, pack::CELLS_PER_BATTERY),
-                });
-                for battery in &reading.batteries {
-                    let battery_key = battery_id(&reading.device_id, battery.index);
-                    let b = &battery.fields;
-                    let t = &battery.text;
-                    rows.units.push(BatteryUnitSample {
-                        battery_id: battery_key.clone(),
-                        ts: reading.ts,
+                rows.banks.push(
+                    BatteryBankSample {
                         pack_id: reading.device_id.clone(),
+                        ts: reading.ts,
                         battery_array_id: battery_array_id.clone(),
                         system_id: system_id.clone(),
-                        adapter_id: Some(adapter_id.to_owned()),
-                        voltage_v: f(b, battery::VOLTAGE_V),
-                        current_a: f(b, battery::CURRENT_A),
-                        temperature_c: f(b, battery::TEMPERATURE_C),
-                        soc_pct: f(b, battery::SOC_PCT),
-                        soh_pct: f(b, battery::SOH_PCT),
-                        basic_st: t.get(battery::BASIC_ST).cloned(),
-                        volt_st: t.get(battery::VOLT_ST).cloned(),
-                        current_st: t.get(battery::CURRENT_ST).cloned(),
-                        temp_st: t.get(battery::TEMP_ST).cloned(),
-                        soh_st: t.get(battery::SOH_ST).cloned(),
-                        coul_st: t.get(battery::COUL_ST).cloned(),
-                        heater_st: t.get(battery::HEATER_ST).cloned(),
-                        bat_events: long(t, battery::BAT_EVENTS),
-                        power_events: long(t, battery::POWER_EVENTS),
-                        sys_events: long(t, battery::SYS_EVENTS),
-                    });
-                    for (index, cell_fields) in &battery.cells {
-                        let cell_key = cell_id(&battery_key, *index);
-                        rows.cells.push(BatteryCellSample {
-                            cell_id: cell_key,
-                            ts: reading.ts,
+                        adapter_id: adapter.clone(),
+                        ..BatteryBankSample::default()
+                    }
+                    .with_values(values),
+                );
+                for battery in &reading.batteries {
+                    let battery_key = battery_id(&reading.device_id, battery.index);
+                    rows.units.push(
+                        BatteryUnitSample {
                             battery_id: battery_key.clone(),
+                            ts: reading.ts,
                             pack_id: reading.device_id.clone(),
                             battery_array_id: battery_array_id.clone(),
                             system_id: system_id.clone(),
-                            adapter_id: Some(adapter_id.to_owned()),
-                            voltage_v: f(cell_fields, cell::VOLTAGE_V),
-                            temperature_c: f(cell_fields, cell::TEMPERATURE_C),
-                            soc_pct: f(cell_fields, cell::SOC_PCT),
-                            volt_st: None,
-                            temp_st: None,
-                        });
+                            adapter_id: adapter.clone(),
+                            ..BatteryUnitSample::default()
+                        }
+                        .with_values(Values {
+                            numbers: &battery.fields,
+                            text: &battery.text,
+                        }),
+                    );
+                    for (index, cell_fields) in &battery.cells {
+                        rows.cells.push(
+                            BatteryCellSample {
+                                cell_id: cell_id(&battery_key, *index),
+                                ts: reading.ts,
+                                battery_id: battery_key.clone(),
+                                pack_id: reading.device_id.clone(),
+                                battery_array_id: battery_array_id.clone(),
+                                system_id: system_id.clone(),
+                                adapter_id: adapter.clone(),
+                                ..BatteryCellSample::default()
+                            }
+                            .with_values(Values::numbers(cell_fields)),
+                        );
                     }
                 }
             }

@@ -5,6 +5,9 @@
 
 use serde_json::{Map, Value, json};
 
+use solarhub_proto::contract::{inverter, meter, pack};
+
+use crate::db::samples::{BatteryBankSample, Column, EnergySample, Kind, MeterSample};
 use crate::live::SystemNow;
 
 pub use crate::db::rollups::EnergyBefore;
@@ -35,29 +38,37 @@ const fn sensor(
     }
 }
 
-const POWER: [Sensor; 4] = [
-    sensor("pv_power_w", "PV power", "W", "power", "measurement"),
-    sensor("load_power_w", "Load power", "W", "power", "measurement"),
-    sensor("grid_power_w", "Grid power", "W", "power", "measurement"),
-    sensor(
-        "battery_power_w",
-        "Battery power",
-        "W",
-        "power",
-        "measurement",
-    ),
-];
-const SOC: Sensor = sensor(
-    "battery_soc_pct",
-    "Battery SOC",
-    "%",
-    "battery",
-    "measurement",
-);
+impl Sensor {
+    /// The sensor of a shown sample column (its name, unit and device class from the declaration).
+    fn of(column: &Column) -> Option<Sensor> {
+        let shown = column.shown?;
+        Some(sensor(
+            shown.published.unwrap_or(column.name),
+            shown.label,
+            column.unit,
+            shown.device_class,
+            match column.kind {
+                Kind::Counter => "total_increasing",
+                _ => "measurement",
+            },
+        ))
+    }
+}
 
-const POWER_W: Sensor = sensor("power_w", "Power", "W", "power", "measurement");
-const VOLTAGE_V: Sensor = sensor("voltage_v", "Voltage", "V", "voltage", "measurement");
-const CURRENT_A: Sensor = sensor("current_a", "Current", "A", "current", "measurement");
+/// The sensors of a sample table's shown columns, with the column each reads.
+fn shown(columns: &'static [Column]) -> impl Iterator<Item = (Sensor, &'static str)> {
+    columns
+        .iter()
+        .filter_map(|column| Some((Sensor::of(column)?, column.name)))
+}
+
+/// The sensor of column `name`, which the declaration shows (a test holds every use).
+fn shown_column(columns: &'static [Column], name: &str) -> Sensor {
+    shown(columns)
+        .find(|(_, column)| *column == name)
+        .map(|(sensor, _)| sensor)
+        .expect("a shown sample column")
+}
 
 /// One published device or aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,9 +91,9 @@ pub struct Entity {
 impl Entity {
     fn new(kind: &'static str, id: &str, name: &str, via: Option<(&'static str, &str)>) -> Entity {
         let main = match kind {
-            "meter" => POWER_W.field,
-            "battery_array" | "battery_pack" => SOC.field,
-            _ => POWER[0].field,
+            "meter" => meter::POWER_W,
+            "battery_array" | "battery_pack" => inverter::BATTERY_SOC_PCT,
+            _ => inverter::PV_POWER_W,
         };
         Entity {
             main,
@@ -101,17 +112,29 @@ impl Entity {
         self.sensors.push(sensor);
     }
 
-    /// The four powers and the SOC of a system or an inverter array.
+    /// The four powers and the SOC of a system or an inverter array (shown as an inverter's).
     fn totals(&mut self, totals: &crate::live::PowerTotals) {
-        for (sensor, value) in POWER.into_iter().zip([
-            totals.pv_power_w,
-            totals.load_power_w,
-            totals.grid_power_w,
-            totals.battery_power_w,
-        ]) {
-            self.field(sensor, value);
+        for (name, value) in [
+            (inverter::PV_POWER_W, totals.pv_power_w),
+            (inverter::LOAD_POWER_W, totals.load_power_w),
+            (inverter::GRID_POWER_W, totals.grid_power_w),
+            (inverter::BATTERY_POWER_W, totals.battery_power_w),
+            (inverter::BATTERY_SOC_PCT, totals.battery_soc_pct),
+        ] {
+            self.field(shown_column(EnergySample::COLUMNS, name), value);
         }
-        self.field(SOC, totals.battery_soc_pct);
+    }
+
+    /// Every shown column of a device's newest sample.
+    fn sample<T>(
+        &mut self,
+        columns: &'static [Column],
+        sample: Option<&T>,
+        number: impl Fn(&T, &str) -> Option<f64>,
+    ) {
+        for (sensor, column) in shown(columns) {
+            self.field(sensor, sample.and_then(|s| number(s, column)));
+        }
     }
 }
 
@@ -141,26 +164,11 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
                 &inverter.inverter.name,
                 Some(("inverter_array", array_id)),
             );
-            let sample = inverter.reading.sample.as_ref();
             entity.available = !inverter.reading.stale;
-            for (sensor, value) in POWER.iter().zip([
-                sample.and_then(|s| s.pv_power_w),
-                sample.and_then(|s| s.load_power_w),
-                sample.and_then(|s| s.grid_power_w),
-                sample.and_then(|s| s.battery_power_w),
-            ]) {
-                entity.field(*sensor, value);
-            }
-            entity.field(SOC, sample.and_then(|s| s.battery_soc_pct));
-            entity.field(
-                sensor(
-                    "inverter_temp_c",
-                    "Temperature",
-                    "°C",
-                    "temperature",
-                    "measurement",
-                ),
-                sample.and_then(|s| s.inverter_temp_c),
+            entity.sample(
+                EnergySample::COLUMNS,
+                inverter.reading.sample.as_ref(),
+                EnergySample::number,
             );
             out.push(entity);
         }
@@ -179,9 +187,13 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
             &battery_array.battery_array.name,
             Some(("system", system_id)),
         );
-        entity.field(SOC, battery_array.soc_pct);
-        entity.field(POWER_W, battery_array.power_w);
-        entity.field(VOLTAGE_V, battery_array.voltage_v);
+        for (name, value) in [
+            (pack::SOC_PCT, battery_array.soc_pct),
+            (pack::POWER_W, battery_array.power_w),
+            (pack::VOLTAGE_V, battery_array.voltage_v),
+        ] {
+            entity.field(shown_column(BatteryBankSample::COLUMNS, name), value);
+        }
         out.push(entity);
         for pack in &battery_array.packs {
             let mut entity = Entity::new(
@@ -191,20 +203,10 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
                 Some(("battery_array", id)),
             );
             entity.available = !pack.reading.stale;
-            let s = pack.reading.sample.as_ref();
-            entity.field(SOC, s.and_then(|s| s.soc_pct));
-            entity.field(POWER_W, s.and_then(|s| s.power_w));
-            entity.field(VOLTAGE_V, s.and_then(|s| s.voltage_v));
-            entity.field(CURRENT_A, s.and_then(|s| s.current_a));
-            entity.field(
-                sensor(
-                    "temperature_c",
-                    "Temperature",
-                    "°C",
-                    "temperature",
-                    "measurement",
-                ),
-                s.and_then(|s| s.temperature_c),
+            entity.sample(
+                BatteryBankSample::COLUMNS,
+                pack.reading.sample.as_ref(),
+                BatteryBankSample::number,
             );
             out.push(entity);
         }
@@ -215,18 +217,10 @@ pub fn entities(now: &SystemNow) -> Vec<Entity> {
 fn meter_entity(meter: &crate::live::MeterNow, via: (&'static str, &str)) -> Entity {
     let mut entity = Entity::new("meter", &meter.meter.meter_id, &meter.meter.name, Some(via));
     entity.available = !meter.reading.stale;
-    let s = meter.reading.sample.as_ref();
-    entity.field(POWER_W, s.and_then(|s| s.power_w));
-    entity.field(VOLTAGE_V, s.and_then(|s| s.voltage_v));
-    entity.field(
-        sensor(
-            "frequency_hz",
-            "Frequency",
-            "Hz",
-            "frequency",
-            "measurement",
-        ),
-        s.and_then(|s| s.frequency_hz),
+    entity.sample(
+        MeterSample::COLUMNS,
+        meter.reading.sample.as_ref(),
+        MeterSample::number,
     );
     entity
 }
@@ -432,10 +426,11 @@ mod tests {
             "Inverter 1",
             Some(("inverter_array", "a1")),
         );
-        entity.field(POWER[0], Some(1200.0));
-        let config = topics.discovery_config(&entity, &POWER[0]);
+        let pv = shown_column(EnergySample::COLUMNS, inverter::PV_POWER_W);
+        entity.field(pv, Some(1200.0));
+        let config = topics.discovery_config(&entity, &pv);
         assert_eq!(
-            topics.discovery(&entity, &POWER[0]),
+            topics.discovery(&entity, &pv),
             "homeassistant/sensor/solarhub_inverter_inv_1/pv_power_w/config"
         );
         assert_eq!(config["unique_id"], "solarhub_inverter_inv_1_pv_power_w");

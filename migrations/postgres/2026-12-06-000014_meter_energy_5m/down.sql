@@ -1,0 +1,1 @@
+ALTER TABLE meter_samples_5m DROP COLUMN energy_total_kwh;
