@@ -97,7 +97,7 @@ pub fn compare_with_legacy(
                 i64::from(row.hour_start),
             ))
             .or_default();
-        for (total, value) in entry.iter_mut().zip(row.kwh()) {
+        for (total, value) in entry.iter_mut().zip(row.figures().kwh) {
             if let Some(v) = value {
                 *total = Some(total.unwrap_or(0.0) + v);
             }

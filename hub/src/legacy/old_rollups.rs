@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 
 use crate::db::DbError;
 use crate::db::legacy_source as source;
-use crate::db::rollups::{self as store, DeviceKind};
+use crate::db::rollups::{self as store, DeviceKind, Figures};
 use crate::local_time::{self, Bucket};
 use crate::rollup::carried::{self, OldEnergy, OldMeter};
 
@@ -104,16 +104,19 @@ impl Copier<'_> {
                 hours.push(OldEnergy {
                     inverter_id,
                     bucket,
-                    kwh: row.kwh(),
-                    avg_pv_power_w: row.avg_pv_power_w,
-                    avg_load_power_w: row.avg_load_power_w,
-                    avg_grid_power_w: row.avg_grid_power_w,
-                    // The old app's battery power is positive when charging.
-                    avg_battery_power_w: row
-                        .avg_battery_power_w
-                        .map(|p| if p == 0.0 { 0.0 } else { -p }),
-                    sample_count: row.sample_count.unwrap_or(0),
-                    ..OldEnergy::default()
+                    figures: Figures {
+                        kwh: row.kwh(),
+                        avg_pv: row.avg_pv_power_w,
+                        avg_load: row.avg_load_power_w,
+                        avg_grid: row.avg_grid_power_w,
+                        // The old app's battery power is positive when charging.
+                        avg_battery: row
+                            .avg_battery_power_w
+                            .map(|p| if p == 0.0 { 0.0 } else { -p }),
+                        sample_count: row.sample_count.unwrap_or(0),
+                        ..Figures::default()
+                    },
+                    battery_cycles: None,
                 });
             }
         }
@@ -137,26 +140,28 @@ impl Copier<'_> {
                 days.push(OldEnergy {
                     inverter_id,
                     bucket,
-                    kwh: [
-                        row.solar_kwh,
-                        row.load_kwh,
-                        None,
-                        None,
-                        row.grid_import_kwh,
-                        row.grid_export_kwh,
-                    ],
-                    avg_pv_power_w: row.avg_pv_power_w,
-                    peak_pv_power_w: row.peak_pv_power_w,
-                    avg_load_power_w: row.avg_load_power_w,
-                    peak_load_power_w: row.peak_load_power_w,
-                    peak_grid_import_w: row.peak_grid_import_w,
-                    peak_grid_export_w: row.peak_grid_export_w,
-                    soc_min_pct: row.soc_min_pct,
-                    soc_avg_pct: row.soc_avg_pct,
-                    soc_max_pct: row.soc_max_pct,
+                    figures: Figures {
+                        kwh: [
+                            row.solar_kwh,
+                            row.load_kwh,
+                            None,
+                            None,
+                            row.grid_import_kwh,
+                            row.grid_export_kwh,
+                        ],
+                        avg_pv: row.avg_pv_power_w,
+                        peak_pv: row.peak_pv_power_w,
+                        avg_load: row.avg_load_power_w,
+                        peak_load: row.peak_load_power_w,
+                        peak_import: row.peak_grid_import_w,
+                        peak_export: row.peak_grid_export_w,
+                        soc_min: row.soc_min_pct,
+                        soc_avg: row.soc_avg_pct,
+                        soc_max: row.soc_max_pct,
+                        sample_count: row.sample_count.unwrap_or(0),
+                        ..Figures::default()
+                    },
                     battery_cycles: row.battery_cycles,
-                    sample_count: row.sample_count.unwrap_or(0),
-                    ..OldEnergy::default()
                 });
             }
         }

@@ -16,29 +16,17 @@ use super::days::day_figures;
 use super::energy::{EXPORT, IMPORT, QUANTITIES};
 use super::figures::{Figures, net_kwh, sum_figures};
 use super::load_system_structure;
+use crate::db::rollups::energy_row;
 use crate::local_time::Bucket;
 
 /// One hourly or daily figure set of one inverter, as the old app kept it (battery power in
-/// solarhub's sign).
+/// solarhub's sign; coverage is not the old app's to say: see [`CARRIED_COVERAGE_PCT`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OldEnergy {
     pub inverter_id: String,
     pub bucket: Bucket,
-    /// Solar, load, battery charge, battery discharge, grid import, grid export (kWh).
-    pub kwh: [Option<f64>; QUANTITIES],
-    pub avg_pv_power_w: Option<f64>,
-    pub peak_pv_power_w: Option<f64>,
-    pub avg_load_power_w: Option<f64>,
-    pub peak_load_power_w: Option<f64>,
-    pub avg_grid_power_w: Option<f64>,
-    pub peak_grid_import_w: Option<f64>,
-    pub peak_grid_export_w: Option<f64>,
-    pub avg_battery_power_w: Option<f64>,
-    pub soc_min_pct: Option<f64>,
-    pub soc_avg_pct: Option<f64>,
-    pub soc_max_pct: Option<f64>,
+    pub figures: Figures,
     pub battery_cycles: Option<f64>,
-    pub sample_count: i64,
 }
 
 /// One hourly or daily figure set of one meter, as the old app kept it.
@@ -62,20 +50,8 @@ const CARRIED_COVERAGE_PCT: f64 = 100.0;
 
 fn figures(old: &OldEnergy) -> Figures {
     Figures {
-        kwh: old.kwh,
-        avg_pv: old.avg_pv_power_w,
-        peak_pv: old.peak_pv_power_w,
-        avg_load: old.avg_load_power_w,
-        peak_load: old.peak_load_power_w,
-        avg_grid: old.avg_grid_power_w,
-        peak_import: old.peak_grid_import_w,
-        peak_export: old.peak_grid_export_w,
-        avg_battery: old.avg_battery_power_w,
-        soc_min: old.soc_min_pct,
-        soc_avg: old.soc_avg_pct,
-        soc_max: old.soc_max_pct,
-        sample_count: old.sample_count,
         coverage_pct: CARRIED_COVERAGE_PCT,
+        ..old.figures
     }
 }
 

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::SystemStructure;
 use super::energy::{DISCHARGE, QUANTITIES};
-use super::figures::{Figures, figures_of};
+use super::figures::Figures;
 use super::hours::pack_attachments;
 use crate::catalog::{BatteryPack, Installation};
+use crate::db::rollups::energy_row;
 use crate::db::rollups::{self as store, Level, RollupRows};
 use crate::db::{DbConnection, DbError};
 use crate::local_time::Bucket;
@@ -43,7 +44,7 @@ impl Default for EnergyDay {
 
 impl EnergyDay {
     pub(super) fn add<R: store::EnergyColumns>(&mut self, hour: &R) {
-        let figures = &figures_of(hour);
+        let figures = &hour.figures();
         let span = hour.span_ms();
         let total = &mut self.total;
         for q in 0..QUANTITIES {
@@ -80,7 +81,7 @@ impl EnergyDay {
     }
 
     pub(super) fn figures(&self, day: &Bucket) -> Figures {
-        let mut total = self.total.clone();
+        let mut total = self.total;
         let mean = |i: usize| (self.weights[i] > 0.0).then(|| self.weighted[i] / self.weights[i]);
         total.avg_pv = mean(0);
         total.avg_load = mean(1);

@@ -15,13 +15,7 @@
 //! numbers as the incremental path.
 
 /// The energies a bucket has, in this order.
-pub const SOLAR: usize = 0;
-pub const LOAD: usize = 1;
-pub const CHARGE: usize = 2;
-pub const DISCHARGE: usize = 3;
-pub const IMPORT: usize = 4;
-pub const EXPORT: usize = 5;
-pub const QUANTITIES: usize = 6;
+pub use crate::db::rollups::{CHARGE, DISCHARGE, EXPORT, IMPORT, LOAD, QUANTITIES, SOLAR};
 
 /// One sample as the energy maths sees it: a cumulative counter (Wh) and an instantaneous power
 /// (W, never negative) per quantity, either possibly missing.

@@ -1,9 +1,8 @@
-//! The figures every energy rollup row has (energies, average and peak powers, SOC, sample
-//! count, coverage), how several devices' figures add up to an array's or the system's, and the
-//! one place a row is made from them (`energy_row!`).
+//! How the figures of energy rollup rows (`db::rollups::Figures`) are made: mean and extremes of
+//! values, coverage, and how several devices' figures add up to an array's or the system's.
 
-use super::energy::QUANTITIES;
-use crate::db::rollups as store;
+pub(super) use crate::db::rollups::Figures;
+use crate::db::rollups::QUANTITIES;
 use crate::local_time::Bucket;
 use crate::values::{add, max, min};
 
@@ -28,25 +27,6 @@ impl Stat {
     pub(super) fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / f64::from(self.count))
     }
-}
-
-/// The figures every energy row has.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Figures {
-    pub(super) kwh: [Option<f64>; QUANTITIES],
-    pub(super) avg_pv: Option<f64>,
-    pub(super) peak_pv: Option<f64>,
-    pub(super) avg_load: Option<f64>,
-    pub(super) peak_load: Option<f64>,
-    pub(super) avg_grid: Option<f64>,
-    pub(super) peak_import: Option<f64>,
-    pub(super) peak_export: Option<f64>,
-    pub(super) avg_battery: Option<f64>,
-    pub(super) soc_min: Option<f64>,
-    pub(super) soc_avg: Option<f64>,
-    pub(super) soc_max: Option<f64>,
-    pub(super) sample_count: i64,
-    pub(super) coverage_pct: f64,
 }
 
 pub(super) fn coverage(covered_ms: i64, bucket: &Bucket) -> f64 {
@@ -84,72 +64,6 @@ pub(super) fn sum_figures<'a>(parts: impl IntoIterator<Item = &'a Figures>) -> O
     total.soc_avg = (soc_samples > 0).then(|| soc_weighted / soc_samples as f64);
     total.coverage_pct = coverage / f64::from(count);
     Some(total)
-}
-
-macro_rules! energy_row {
-    ($row:ident { $($field:ident: $value:expr),* $(,)? }, $bucket:expr, $f:expr, $at:expr) => {{
-        let f: &$crate::rollup::figures::Figures = $f;
-        let bucket: &$crate::local_time::Bucket = $bucket;
-        $crate::db::rollups::$row {
-            $($field: $value,)*
-            bucket_start: bucket.start,
-            bucket_end: bucket.end,
-            date: bucket.date.clone(),
-            solar_kwh: f.kwh[$crate::rollup::energy::SOLAR],
-            load_kwh: f.kwh[$crate::rollup::energy::LOAD],
-            battery_charge_kwh: f.kwh[$crate::rollup::energy::CHARGE],
-            battery_discharge_kwh: f.kwh[$crate::rollup::energy::DISCHARGE],
-            grid_import_kwh: f.kwh[$crate::rollup::energy::IMPORT],
-            grid_export_kwh: f.kwh[$crate::rollup::energy::EXPORT],
-            avg_pv_power_w: f.avg_pv,
-            peak_pv_power_w: f.peak_pv,
-            avg_load_power_w: f.avg_load,
-            peak_load_power_w: f.peak_load,
-            avg_grid_power_w: f.avg_grid,
-            peak_grid_import_w: f.peak_import,
-            peak_grid_export_w: f.peak_export,
-            avg_battery_power_w: f.avg_battery,
-            soc_min_pct: f.soc_min,
-            soc_avg_pct: f.soc_avg,
-            soc_max_pct: f.soc_max,
-            sample_count: f.sample_count,
-            coverage_pct: f.coverage_pct,
-            updated_at: $at,
-            source: $crate::db::rollups::FROM_SAMPLES.to_owned(),
-        }
-    }};
-}
-
-/// The figures of a stored energy row.
-pub(super) fn figures_of(row: &impl store::EnergyColumns) -> Figures {
-    let [
-        avg_pv,
-        peak_pv,
-        avg_load,
-        peak_load,
-        avg_grid,
-        peak_import,
-        peak_export,
-        avg_battery,
-    ] = row.powers();
-    let [soc_min, soc_avg, soc_max] = row.soc();
-    let (sample_count, coverage_pct) = row.counts();
-    Figures {
-        kwh: row.kwh(),
-        avg_pv,
-        peak_pv,
-        avg_load,
-        peak_load,
-        avg_grid,
-        peak_import,
-        peak_export,
-        avg_battery,
-        soc_min,
-        soc_avg,
-        soc_max,
-        sample_count,
-        coverage_pct,
-    }
 }
 
 /// Import minus export, when either is known.

@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::device_hours::{DeviceSample, HourState, STATS};
 use super::energy::{CHARGE, DISCHARGE, EXPORT, IMPORT, LOAD, Point, SOLAR, split};
-use super::figures::{Figures, coverage, figures_of, net_kwh, sum_figures};
+use super::figures::{Figures, coverage, net_kwh, sum_figures};
 use super::{Settings, SystemStructure};
 use crate::catalog::{BatteryArrayAttachment, BatteryPack};
 use crate::db::rollups::{self as store, RollupRows};
+use crate::db::rollups::{EnergyColumns as _, energy_row};
 use crate::db::samples::{BatteryBankSample, EnergySample, MeterSample};
 use crate::db::{DbConnection, DbError};
 use crate::local_time::Bucket;
@@ -407,7 +408,7 @@ pub(super) fn level_rows(
     let mut by_array: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
     for row in &hour.inverter_hours {
         if let Some(array_id) = row.array_id.as_deref() {
-            by_array.entry(array_id).or_default().push(figures_of(row));
+            by_array.entry(array_id).or_default().push(row.figures());
         }
     }
     let pack_rows: BTreeMap<&str, &store::PackHour> = hour

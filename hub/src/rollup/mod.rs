@@ -9,13 +9,12 @@
 //! [`recompute`] call the same `roll_hours`, so both give the same rows. Rows carried over from
 //! the old app's own figures are made in [`carried`].
 
-#[macro_use]
-mod figures;
 mod aggregates;
 pub mod carried;
 mod days;
 mod device_hours;
 pub mod energy;
+mod figures;
 pub mod history;
 mod hours;
 pub mod incremental;

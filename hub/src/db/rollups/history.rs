@@ -13,15 +13,8 @@ pub struct EnergyView {
     pub bucket_end: i64,
     pub date: String,
     pub hour: Option<i32>,
-    /// solar, load, battery charge, battery discharge, grid import, grid export (kWh).
-    pub kwh: [Option<f64>; 6],
-    /// avg pv, peak pv, avg load, peak load, avg grid, peak import, peak export, avg battery (W).
-    pub powers: [Option<f64>; 8],
-    /// SOC min, avg, max (%).
-    pub soc: [Option<f64>; 3],
+    pub figures: Figures,
     pub battery_cycles: Option<f64>,
-    pub sample_count: i64,
-    pub coverage_pct: f64,
     /// Carried over from the old app ([`FROM_LEGACY`]) rather than computed from samples.
     pub legacy: bool,
 }
@@ -98,14 +91,23 @@ impl EnergyView {
             bucket_end,
             date,
             hour: ids.hour,
-            kwh: [kwh.0, kwh.1, kwh.2, kwh.3, kwh.4, kwh.5],
-            powers: [
-                powers.0, powers.1, powers.2, powers.3, powers.4, powers.5, powers.6, powers.7,
-            ],
-            soc: [soc.0, soc.1, soc.2],
+            figures: Figures {
+                kwh: [kwh.0, kwh.1, kwh.2, kwh.3, kwh.4, kwh.5],
+                avg_pv: powers.0,
+                peak_pv: powers.1,
+                avg_load: powers.2,
+                peak_load: powers.3,
+                avg_grid: powers.4,
+                peak_import: powers.5,
+                peak_export: powers.6,
+                avg_battery: powers.7,
+                soc_min: soc.0,
+                soc_avg: soc.1,
+                soc_max: soc.2,
+                sample_count,
+                coverage_pct,
+            },
             battery_cycles: ids.battery_cycles,
-            sample_count,
-            coverage_pct,
             legacy,
         }
     }

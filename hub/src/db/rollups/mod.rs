@@ -48,33 +48,30 @@ macro_rules! energy_table {
         }
 
         impl EnergyColumns for $row {
-            fn kwh(&self) -> [Option<f64>; 6] {
-                [
-                    self.solar_kwh,
-                    self.load_kwh,
-                    self.battery_charge_kwh,
-                    self.battery_discharge_kwh,
-                    self.grid_import_kwh,
-                    self.grid_export_kwh,
-                ]
-            }
-            fn powers(&self) -> [Option<f64>; 8] {
-                [
-                    self.avg_pv_power_w,
-                    self.peak_pv_power_w,
-                    self.avg_load_power_w,
-                    self.peak_load_power_w,
-                    self.avg_grid_power_w,
-                    self.peak_grid_import_w,
-                    self.peak_grid_export_w,
-                    self.avg_battery_power_w,
-                ]
-            }
-            fn soc(&self) -> [Option<f64>; 3] {
-                [self.soc_min_pct, self.soc_avg_pct, self.soc_max_pct]
-            }
-            fn counts(&self) -> (i64, f64) {
-                (self.sample_count, self.coverage_pct)
+            fn figures(&self) -> Figures {
+                Figures {
+                    kwh: [
+                        self.solar_kwh,
+                        self.load_kwh,
+                        self.battery_charge_kwh,
+                        self.battery_discharge_kwh,
+                        self.grid_import_kwh,
+                        self.grid_export_kwh,
+                    ],
+                    avg_pv: self.avg_pv_power_w,
+                    peak_pv: self.peak_pv_power_w,
+                    avg_load: self.avg_load_power_w,
+                    peak_load: self.peak_load_power_w,
+                    avg_grid: self.avg_grid_power_w,
+                    peak_import: self.peak_grid_import_w,
+                    peak_export: self.peak_grid_export_w,
+                    avg_battery: self.avg_battery_power_w,
+                    soc_min: self.soc_min_pct,
+                    soc_avg: self.soc_avg_pct,
+                    soc_max: self.soc_max_pct,
+                    sample_count: self.sample_count,
+                    coverage_pct: self.coverage_pct,
+                }
             }
             fn span_ms(&self) -> i64 {
                 self.bucket_end - self.bucket_start
@@ -86,17 +83,83 @@ macro_rules! energy_table {
     };
 }
 
+/// A row of an energy table made from its ids, its bucket and its figures: the one place figures
+/// become columns (`EnergyColumns::figures` is the way back).
+macro_rules! energy_row {
+    ($row:ident { $($field:ident: $value:expr),* $(,)? }, $bucket:expr, $f:expr, $at:expr, $source:expr) => {{
+        let f: &$crate::db::rollups::Figures = $f;
+        let bucket: &$crate::local_time::Bucket = $bucket;
+        $crate::db::rollups::$row {
+            $($field: $value,)*
+            bucket_start: bucket.start,
+            bucket_end: bucket.end,
+            date: bucket.date.clone(),
+            solar_kwh: f.kwh[$crate::db::rollups::SOLAR],
+            load_kwh: f.kwh[$crate::db::rollups::LOAD],
+            battery_charge_kwh: f.kwh[$crate::db::rollups::CHARGE],
+            battery_discharge_kwh: f.kwh[$crate::db::rollups::DISCHARGE],
+            grid_import_kwh: f.kwh[$crate::db::rollups::IMPORT],
+            grid_export_kwh: f.kwh[$crate::db::rollups::EXPORT],
+            avg_pv_power_w: f.avg_pv,
+            peak_pv_power_w: f.peak_pv,
+            avg_load_power_w: f.avg_load,
+            peak_load_power_w: f.peak_load,
+            avg_grid_power_w: f.avg_grid,
+            peak_grid_import_w: f.peak_import,
+            peak_grid_export_w: f.peak_export,
+            avg_battery_power_w: f.avg_battery,
+            soc_min_pct: f.soc_min,
+            soc_avg_pct: f.soc_avg,
+            soc_max_pct: f.soc_max,
+            sample_count: f.sample_count,
+            coverage_pct: f.coverage_pct,
+            updated_at: $at,
+            source: $source.to_owned(),
+        }
+    }};
+    ($row:ident { $($field:ident: $value:expr),* $(,)? }, $bucket:expr, $f:expr, $at:expr) => {
+        $crate::db::rollups::energy_row!(
+            $row { $($field: $value),* }, $bucket, $f, $at, $crate::db::rollups::FROM_SAMPLES
+        )
+    };
+}
+pub(crate) use energy_row;
+
+/// The energy quantities, as indexes of [`Figures::kwh`].
+pub const SOLAR: usize = 0;
+pub const LOAD: usize = 1;
+pub const CHARGE: usize = 2;
+pub const DISCHARGE: usize = 3;
+pub const IMPORT: usize = 4;
+pub const EXPORT: usize = 5;
+pub const QUANTITIES: usize = 6;
+
+/// The figures every energy row has (inverter, array, system; hours and days; computed or
+/// carried from the old app) and the history API answers: energies, average and peak powers,
+/// SOC, sample count, coverage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Figures {
+    /// kWh of each quantity ([`SOLAR`], [`LOAD`], [`CHARGE`], [`DISCHARGE`], [`IMPORT`],
+    /// [`EXPORT`]).
+    pub kwh: [Option<f64>; QUANTITIES],
+    pub avg_pv: Option<f64>,
+    pub peak_pv: Option<f64>,
+    pub avg_load: Option<f64>,
+    pub peak_load: Option<f64>,
+    pub avg_grid: Option<f64>,
+    pub peak_import: Option<f64>,
+    pub peak_export: Option<f64>,
+    pub avg_battery: Option<f64>,
+    pub soc_min: Option<f64>,
+    pub soc_avg: Option<f64>,
+    pub soc_max: Option<f64>,
+    pub sample_count: i64,
+    pub coverage_pct: f64,
+}
+
 /// The figures every energy table (inverter, array, system; hours and days) has, in one order.
 pub trait EnergyColumns {
-    /// Solar, load, battery charge, battery discharge, grid import, grid export (kWh).
-    fn kwh(&self) -> [Option<f64>; 6];
-    /// Average and peak PV, average and peak load, average grid, peak import, peak export,
-    /// average battery (W).
-    fn powers(&self) -> [Option<f64>; 8];
-    /// SOC min, avg, max (%).
-    fn soc(&self) -> [Option<f64>; 3];
-    /// Sample count and coverage (%).
-    fn counts(&self) -> (i64, f64);
+    fn figures(&self) -> Figures;
     /// Length of the bucket (ms).
     fn span_ms(&self) -> i64;
     /// [`FROM_SAMPLES`] or [`FROM_LEGACY`].
