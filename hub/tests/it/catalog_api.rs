@@ -1273,26 +1273,7 @@ async fn error_fixture(channel: Channel, database: &solarhub_hub::db::Database) 
         array_id: Some("a1".into()),
         system_id: "home".into(),
         pv_power_w: Some(100.0),
-        load_power_w: None,
-        grid_power_w: None,
-        battery_power_w: None,
-        battery_soc_pct: None,
-        battery_voltage_v: None,
-        battery_current_a: None,
-        inverter_mode: None,
-        inverter_temp_c: None,
-        pv_energy_today_wh: None,
-        pv_energy_total_wh: None,
-        load_energy_today_wh: None,
-        load_energy_total_wh: None,
-        grid_import_today_wh: None,
-        grid_import_total_wh: None,
-        grid_export_today_wh: None,
-        grid_export_total_wh: None,
-        battery_charge_today_wh: None,
-        battery_charge_total_wh: None,
-        battery_discharge_today_wh: None,
-        battery_discharge_total_wh: None,
+        ..Default::default()
     };
     let mut conn = database.get().unwrap();
     solarhub_hub::db::samples::insert_energy_samples(&mut conn, &[sample]).unwrap();
