@@ -19,9 +19,20 @@ pub struct Bucket {
     pub hour: Option<i32>,
 }
 
-/// A system's timezone (UTC when it does not parse; the catalog refuses such names).
+/// The zone an IANA name names: the one place a zone name is parsed (the catalog, the config
+/// import and the legacy upgrade refuse, with their field, a name this refuses).
+pub fn zone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>()
+        .map_err(|_| format!("{name:?} is not an IANA timezone name (like Europe/Berlin)"))
+}
+
+/// A system's timezone. The catalog refuses a name [`zone`] refuses on every write, so only a
+/// row edited by hand can have one: it is used as UTC, and said so.
 pub fn timezone(system: &crate::catalog::System) -> Tz {
-    system.timezone.parse().unwrap_or(chrono_tz::UTC)
+    zone(&system.timezone).unwrap_or_else(|reason| {
+        tracing::warn!(system = %system.system_id, "system.timezone: {reason}; local hours and days of this system are UTC's until it is set");
+        chrono_tz::UTC
+    })
 }
 
 /// UTC epoch ms of a local wall time; in a DST gap, the first instant after it.

@@ -97,14 +97,8 @@ impl Resource for System {
     fn check_values(&self, v: &mut Violations) {
         check_id(v, "system.system_id".into(), &self.system_id);
         check_name(v, "system.name".into(), &self.name);
-        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
-            v.add(
-                "system.timezone",
-                format!(
-                    "{:?} is not an IANA timezone name (like Europe/Berlin)",
-                    self.timezone
-                ),
-            );
+        if let Err(reason) = crate::local_time::zone(&self.timezone) {
+            v.add("system.timezone", reason);
         }
         if let Some(currency) = &self.currency
             && (currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()))

@@ -435,11 +435,8 @@ impl Builder<'_> {
         } else {
             ("UTC".to_owned(), TimezoneSource::DefaultUtc, "home")
         };
-        if timezone.parse::<chrono_tz::Tz>().is_err() {
-            self.problem(
-                field,
-                format!("{timezone:?} is not an IANA timezone name (like Asia/Karachi)"),
-            );
+        if let Err(reason) = crate::local_time::zone(&timezone) {
+            self.problem(field, reason);
         }
         let billing = raw.billing.as_ref().map(yaml_to_json);
         let currency = billing

@@ -355,7 +355,7 @@ impl ZoneChoice {
         scan: impl FnOnce() -> Result<OffsetIndex, DbError>,
     ) -> Result<Result<ZoneChoice, NoZone>, DbError> {
         if let Some((zone, source)) = given {
-            return Ok(match zone.parse::<Tz>() {
+            return Ok(match crate::local_time::zone(&zone) {
                 Ok(tz) => Ok(ZoneChoice {
                     tz,
                     source,
@@ -368,7 +368,7 @@ impl ZoneChoice {
         let index = scan()?;
         let mut notes = Vec::new();
         for (zone, source) in candidates {
-            let Ok(tz) = zone.parse::<Tz>() else {
+            let Ok(tz) = crate::local_time::zone(&zone) else {
                 notes.push(format!(
                     "{source} names {zone:?}, which is not a timezone; not used"
                 ));

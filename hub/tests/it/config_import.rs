@@ -380,6 +380,12 @@ fn broken_configs() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "meters[0].array_id",
             "    array_id: garage",
         ),
+        (
+            "a timezone that is not one",
+            FIXTURE.replace("    tz: Asia/Karachi\n", "    tz: Asia/Karachii\n"),
+            "smart.forecast.tz",
+            "    tz: Asia/Karachii",
+        ),
     ]
 }
 
