@@ -34,6 +34,7 @@ pub mod db;
 pub mod demo;
 pub mod grpc;
 pub mod ingest;
+pub mod installation;
 pub mod json_schema;
 pub mod legacy;
 pub mod limits;

@@ -28,7 +28,7 @@ pub fn zone(name: &str) -> Result<Tz, String> {
 
 /// A system's timezone. The catalog refuses a name [`zone`] refuses on every write, so only a
 /// row edited by hand can have one: it is used as UTC, and said so.
-pub fn timezone(system: &crate::catalog::System) -> Tz {
+pub fn timezone(system: &crate::installation::System) -> Tz {
     zone(&system.timezone).unwrap_or_else(|reason| {
         tracing::warn!(system = %system.system_id, "system.timezone: {reason}; local hours and days of this system are UTC's until it is set");
         chrono_tz::UTC

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use diesel::prelude::*;
 
 use super::*;
-use crate::catalog::{CatalogRecord, ChangeReport, TablePlan, plan_table};
+use crate::installation::{CatalogRecord, ChangeReport, TablePlan, plan_table};
 
 /// Makes the catalog hold `adapter_types` and `installation`, in one transaction. Rows that already
 /// hold the wanted values are not touched (their `updated_at` stays). With `prune`, rows of the

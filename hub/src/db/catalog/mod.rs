@@ -14,7 +14,7 @@ pub use structure::{
 };
 
 use super::{DbConnection, DbError, now_ms, schema};
-use crate::catalog::{self as domain, Installation};
+use crate::installation::{self as domain, Installation};
 
 /// Makes the row model of every catalog table from its one declaration
 /// (`catalog::with_catalog_types!`): a module named after the table holding `Row` (the domain
@@ -44,7 +44,7 @@ macro_rules! row_models {
             }
 
             impl Row {
-                pub(super) fn from_domain(row: &crate::catalog::$name, created_at: i64, updated_at: i64) -> Self {
+                pub(super) fn from_domain(row: &crate::installation::$name, created_at: i64, updated_at: i64) -> Self {
                     Row {
                         $($key: row.$key.clone(),)+
                         $($fixed: row.$fixed.clone(),)*
@@ -54,20 +54,20 @@ macro_rules! row_models {
                     }
                 }
 
-                pub(super) fn into_domain(self) -> crate::catalog::$name {
-                    crate::catalog::$name {
+                pub(super) fn into_domain(self) -> crate::installation::$name {
+                    crate::installation::$name {
                         $($key: self.$key,)+
                         $($fixed: self.$fixed,)*
                         $($mutable: self.$mutable,)*
                     }
                 }
 
-                pub(super) fn load_all(conn: &mut DbConnection) -> QueryResult<Vec<crate::catalog::$name>> {
+                pub(super) fn load_all(conn: &mut DbConnection) -> QueryResult<Vec<crate::installation::$name>> {
                     let rows: Vec<Row> = schema::$table::table.select(Row::as_select()).load(conn)?;
                     Ok(rows.into_iter().map(Row::into_domain).collect())
                 }
 
-                pub(super) fn insert(conn: &mut DbConnection, row: &crate::catalog::$name, now: i64) -> QueryResult<()> {
+                pub(super) fn insert(conn: &mut DbConnection, row: &crate::installation::$name, now: i64) -> QueryResult<()> {
                     diesel::insert_into(schema::$table::table)
                         .values(Row::from_domain(row, now, now))
                         .execute(conn)?;
@@ -75,7 +75,7 @@ macro_rules! row_models {
                 }
 
                 /// Overwrites every column but the key and `created_at`.
-                pub(super) fn update(conn: &mut DbConnection, row: &crate::catalog::$name, now: i64) -> QueryResult<()> {
+                pub(super) fn update(conn: &mut DbConnection, row: &crate::installation::$name, now: i64) -> QueryResult<()> {
                     let model = Row::from_domain(row, 0, now);
                     diesel::update(&model)
                         .set((
@@ -89,7 +89,7 @@ macro_rules! row_models {
 
                 // Import never prunes systems or adapter types; the CRUD API does.
                 #[allow(dead_code)]
-                pub(super) fn delete(conn: &mut DbConnection, row: &crate::catalog::$name) -> QueryResult<()> {
+                pub(super) fn delete(conn: &mut DbConnection, row: &crate::installation::$name) -> QueryResult<()> {
                     let model = Row::from_domain(row, 0, 0);
                     diesel::delete(&model).execute(conn)?;
                     Ok(())
@@ -99,7 +99,7 @@ macro_rules! row_models {
     )+};
 }
 
-crate::catalog::with_catalog_types!(row_models);
+crate::installation::with_catalog_types!(row_models);
 
 /// Every catalog row of the database, as domain types.
 pub fn load_catalog(

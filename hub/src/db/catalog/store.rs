@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::*;
-use crate::catalog::{CatalogRecord, ListFilter};
+use crate::installation::{CatalogRecord, ListFilter};
 
 /// Storage of one catalog resource. Implemented for every domain type of the hierarchy.
 pub trait CatalogStore: CatalogRecord {

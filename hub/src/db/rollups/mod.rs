@@ -456,7 +456,7 @@ fn tables(level: Level) -> [&'static str; 5] {
 
 fn checked_id(id: &str) -> Result<&str, DbError> {
     // A valid id is only letters, digits, '_', '.' and '-': safe inside quotes.
-    match crate::catalog::id_problem(id) {
+    match crate::installation::id_problem(id) {
         None => Ok(id),
         Some(_) => Err(DbError::Invalid(format!("{id:?} is not an id"))),
     }
