@@ -53,6 +53,8 @@ pub struct DemoOptions {
     pub poll_secs: f64,
     /// Serve the hub's Prometheus metrics here.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the HTTP/JSON API and the dashboard here.
+    pub http: Option<crate::http::listener::HttpListener>,
     /// Publish to this MQTT broker for Home Assistant.
     pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
@@ -86,6 +88,7 @@ pub async fn run_demo(
     let serve_options = crate::server::ServeOptions {
         metrics_listen: options.metrics_listen,
         mqtt: options.mqtt.clone(),
+        http: options.http.clone(),
         retention: Some(crate::retention::Retention::new(
             crate::retention::Policy::default(),
         )),

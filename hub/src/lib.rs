@@ -33,6 +33,7 @@ pub mod db;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod grpc;
+pub mod http;
 pub mod ingest;
 pub mod installation;
 pub mod json_schema;

@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub retention: Option<crate::retention::Retention>,
     /// How many connections at once (`--max-connections`), and how soon each must speak HTTP/2.
     pub connections: crate::grpc::connections::Limits,
+    /// `--http-listen`: the HTTP/JSON API and the dashboard.
+    pub http: Option<crate::http::listener::HttpListener>,
 }
 
 /// Who may call, and over what. The library's default is no authentication and plaintext (tests
@@ -51,6 +53,7 @@ impl Default for ServeOptions {
             mqtt: None,
             retention: None,
             connections: Default::default(),
+            http: None,
         }
     }
 }
@@ -206,6 +209,7 @@ pub async fn serve_with(
         authenticator,
         tls,
         connections: options.connections,
+        http: options.http,
     };
     let served = crate::grpc::serve_parts(parts, listener, shutdown).await;
     let _ = stop_background.send(true);

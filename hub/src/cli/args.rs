@@ -136,10 +136,11 @@ pub(crate) struct SecurityArgs {
 }
 
 impl SecurityArgs {
-    /// The security to serve with, after refusing an unsafe exposure of `listen`.
+    /// The security to serve with, after refusing an unsafe exposure of any of `listens` (the
+    /// gRPC address, and the HTTP one when there is one: the same rules hold for both).
     pub(crate) fn check(
         self,
-        listen: SocketAddr,
+        listens: impl IntoIterator<Item = SocketAddr>,
     ) -> anyhow::Result<solarhub_hub::server::Security> {
         use solarhub_hub::auth::exposure::{Exposure, check};
         let tls = match (self.tls_cert, self.tls_key) {
@@ -150,13 +151,15 @@ impl SecurityArgs {
             }),
             _ => None,
         };
-        check(Exposure {
-            listen,
-            tls: tls.is_some(),
-            auth: !self.without_auth,
-            insecure: self.insecure,
-        })
-        .map_err(anyhow::Error::msg)?;
+        for listen in listens {
+            check(Exposure {
+                listen,
+                tls: tls.is_some(),
+                auth: !self.without_auth,
+                insecure: self.insecure,
+            })
+            .map_err(anyhow::Error::msg)?;
+        }
         Ok(solarhub_hub::server::Security {
             auth: !self.without_auth,
             tls,

@@ -35,6 +35,10 @@ pub(crate) struct ServeArgs {
     /// Allow --metrics-listen on an address other than loopback (the endpoint takes no token).
     #[arg(long)]
     metrics_public: bool,
+    /// Serve the HTTP/JSON API and the dashboard here (e.g. 127.0.0.1:8080), with the same TLS,
+    /// tokens and exposure rules as gRPC; browsers log in once with a token.
+    #[arg(long, env = "SOLARHUB_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
     /// Connections open at once; one more is closed as it arrives. Each connection must
     /// finish TLS and start HTTP/2 within 10 s.
     #[arg(long, env = "SOLARHUB_MAX_CONNECTIONS", default_value_t = solarhub_hub::grpc::connections::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
@@ -60,13 +64,20 @@ pub(crate) fn serve(
         array_sample_secs,
         metrics_listen,
         metrics_public,
+        http_listen,
         max_connections,
         mqtt,
         security,
         retention,
     } = args;
     // An unsafe exposure (or a bad setting) is refused before anything is opened.
-    let security = security.check(listen)?;
+    let security = security.check([listen].into_iter().chain(http_listen))?;
+    let http = http_listen
+        .map(|addr| {
+            solarhub_hub::http::listener::HttpListener::bind(addr)
+                .with_context(|| format!("--http-listen {addr}"))
+        })
+        .transpose()?;
     if let Some(listen) = metrics_listen {
         solarhub_ops::check_metrics_listen(listen, metrics_public).map_err(anyhow::Error::msg)?;
     }
@@ -104,6 +115,7 @@ pub(crate) fn serve(
                 max: max_connections,
                 ..Default::default()
             },
+            http,
             array_samples_every: (array_sample_secs > 0.0)
                 .then(|| std::time::Duration::from_secs_f64(array_sample_secs)),
             ..solarhub_hub::server::ServeOptions::default()
@@ -133,6 +145,9 @@ pub(crate) struct DemoArgs {
     /// Serve the hub's Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// The HTTP/JSON API and the dashboard (`none` for neither).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_listen: String,
     /// Allow --metrics-listen on an address other than loopback (the endpoint takes no token).
     #[arg(long)]
     metrics_public: bool,
@@ -155,19 +170,31 @@ pub(crate) fn demo(
         insecure,
         metrics_listen,
         metrics_public,
+        http_listen,
         mqtt,
     } = args;
+    let http_listen = optional_addr(&http_listen)
+        .map_err(anyhow::Error::msg)
+        .context("--http-listen")?;
     if let Some(listen) = metrics_listen {
         solarhub_ops::check_metrics_listen(listen, metrics_public).map_err(anyhow::Error::msg)?;
     }
     let mqtt = mqtt.settings(None)?;
-    solarhub_hub::auth::exposure::check(solarhub_hub::auth::exposure::Exposure {
-        listen,
-        tls: false,
-        auth: false,
-        insecure,
-    })
-    .map_err(anyhow::Error::msg)?;
+    for listen in [listen].into_iter().chain(http_listen) {
+        solarhub_hub::auth::exposure::check(solarhub_hub::auth::exposure::Exposure {
+            listen,
+            tls: false,
+            auth: false,
+            insecure,
+        })
+        .map_err(anyhow::Error::msg)?;
+    }
+    let http = http_listen
+        .map(|addr| {
+            solarhub_hub::http::listener::HttpListener::bind(addr)
+                .with_context(|| format!("--http-listen {addr}"))
+        })
+        .transpose()?;
     let database = open_migrated(url, &legacy_options(backup_dir, None, None))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let options = solarhub_hub::demo::DemoOptions {
@@ -176,6 +203,7 @@ pub(crate) fn demo(
         outbox_dir,
         poll_secs,
         metrics_listen,
+        http,
         mqtt,
     };
     runtime.block_on(solarhub_hub::demo::run_demo(
@@ -270,4 +298,15 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(feature = "demo")]
+/// An address, or `none`.
+fn optional_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:8080 (or none)"))
 }

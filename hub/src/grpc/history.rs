@@ -5,6 +5,8 @@ use solarhub_proto::tonic::{self, Request, Response, Status};
 use solarhub_proto::v1 as proto;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::values::tidy;
+
 use crate::db::aggregates::AggregateKind;
 use crate::db::rollups::{self as store, DeviceScope, EnergyScope, EnergyView, Level};
 use crate::rollup::history::AggregateScope;
@@ -88,26 +90,26 @@ fn energy_bucket(v: EnergyView) -> proto::EnergyBucket {
         end: Some(timestamp(v.bucket_end)),
         date: v.date,
         hour: hour(v.hour),
-        solar_kwh: f.kwh[store::SOLAR],
-        load_kwh: f.kwh[store::LOAD],
-        battery_charge_kwh: f.kwh[store::CHARGE],
-        battery_discharge_kwh: f.kwh[store::DISCHARGE],
-        grid_import_kwh: f.kwh[store::IMPORT],
-        grid_export_kwh: f.kwh[store::EXPORT],
-        avg_pv_power_w: f.avg_pv,
-        peak_pv_power_w: f.peak_pv,
-        avg_load_power_w: f.avg_load,
-        peak_load_power_w: f.peak_load,
-        avg_grid_power_w: f.avg_grid,
-        peak_grid_import_w: f.peak_import,
-        peak_grid_export_w: f.peak_export,
-        avg_battery_power_w: f.avg_battery,
-        soc_min_pct: f.soc_min,
-        soc_avg_pct: f.soc_avg,
-        soc_max_pct: f.soc_max,
-        battery_cycles: v.battery_cycles,
+        solar_kwh: tidy(f.kwh[store::SOLAR]),
+        load_kwh: tidy(f.kwh[store::LOAD]),
+        battery_charge_kwh: tidy(f.kwh[store::CHARGE]),
+        battery_discharge_kwh: tidy(f.kwh[store::DISCHARGE]),
+        grid_import_kwh: tidy(f.kwh[store::IMPORT]),
+        grid_export_kwh: tidy(f.kwh[store::EXPORT]),
+        avg_pv_power_w: tidy(f.avg_pv),
+        peak_pv_power_w: tidy(f.peak_pv),
+        avg_load_power_w: tidy(f.avg_load),
+        peak_load_power_w: tidy(f.peak_load),
+        avg_grid_power_w: tidy(f.avg_grid),
+        peak_grid_import_w: tidy(f.peak_import),
+        peak_grid_export_w: tidy(f.peak_export),
+        avg_battery_power_w: tidy(f.avg_battery),
+        soc_min_pct: tidy(f.soc_min),
+        soc_avg_pct: tidy(f.soc_avg),
+        soc_max_pct: tidy(f.soc_max),
+        battery_cycles: tidy(v.battery_cycles),
         sample_count: f.sample_count,
-        coverage_pct: f.coverage_pct,
+        coverage_pct: tidy(Some(f.coverage_pct)).unwrap_or_default(),
         source: source_of(v.legacy) as i32,
     }
 }

@@ -81,6 +81,7 @@ pub struct Parts {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// How many connections at once, and how soon each must speak HTTP/2.
     pub connections: connections::Limits,
+    pub http: Option<crate::http::listener::HttpListener>,
 }
 
 /// Serves the API of `parts` on `listener` until `shutdown` completes: health, reflection (v1 and
@@ -103,7 +104,9 @@ pub async fn serve_parts(
         authenticator,
         tls,
         connections,
+        http,
     } = parts;
+    let http_authenticator = authenticator.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ServerInfoServiceServer<ServerInfo>>()
@@ -180,6 +183,42 @@ pub async fn serve_parts(
         .max_encoding_message_size(limits::MAX_ANSWER_BYTES),
     );
     let routes = catalog::add_services(routes, repository, &health_reporter).await;
+    // Every call, from a gRPC client or an HTTP route, passes the same layers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    if let Some(listener) = http {
+        let stack = tower::ServiceBuilder::new()
+            .map_response(|response: http::Response<_>| {
+                response.map(solarhub_proto::tonic::body::Body::new)
+            })
+            .layer(rpc_metrics.clone())
+            .layer(auth.clone())
+            .service(routes.clone());
+        let gateway = crate::http::Gateway::new(tower::util::BoxCloneSyncService::new(stack));
+        let front = crate::http::Front::new(gateway, http_authenticator, tls.is_some());
+        let listener = listener.tokio().map_err(|error| ServeError::Bind {
+            addr: listener.local_addr().unwrap_or(([0, 0, 0, 0], 0).into()),
+            reason: error.to_string(),
+        })?;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(
+                url = %crate::http::listener::url(addr, tls.is_some()),
+                "HTTP/JSON API and dashboard"
+            );
+        }
+        let mut stopped = stopped.clone();
+        tokio::spawn(crate::http::serve(
+            listener,
+            front.router(),
+            tls.clone(),
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
     let router = Server::builder()
         .timeout(limits::UNARY_DEADLINE)
         .concurrency_limit_per_connection(limits::CONCURRENCY_PER_CONNECTION)

@@ -1140,8 +1140,7 @@ on_both_backends!(
 
 /// Two hubs on one Postgres database: a watcher on hub B sees every one of 40 commits made through
 /// hub A, each within 10 s, announced with `NOTIFY` (there is no polling on Postgres: a broken
-/// announcement path never shows a commit). The medians it prints are for reading, not asserted
-/// (tests never assert wall times).
+/// announcement path never shows a commit). How soon is the `watch` bench's figure.
 #[test]
 fn a_watcher_on_another_hub_sees_every_commit() {
     let Some(db) = TestDb::postgres() else {
@@ -1175,49 +1174,30 @@ fn a_watcher_on_another_hub_sees_every_commit() {
     std::thread::sleep(Duration::from_millis(500));
     let start = chrono::Utc::now().timestamp_millis();
     let mut client = CollectorServiceClient::new(hub_a.channel.clone());
-    let (mut own, mut other) = (Vec::new(), Vec::new());
     for seq in 1..=40u64 {
         let at = start + seq as i64 * 10;
-        let (a_ms, b_ms) = hub_a.runtime.block_on(async {
-            let sent = std::time::Instant::now();
+        hub_a.runtime.block_on(async {
             let watched = async {
                 tokio::time::timeout(Duration::from_secs(10), async {
-                    tokio::join!(
-                        watch_until(&mut on_a, at, sent),
-                        watch_until(&mut on_b, at, sent)
-                    )
+                    tokio::join!(watch_until(&mut on_a, at), watch_until(&mut on_b, at))
                 })
                 .await
                 .unwrap_or_else(|_| panic!("both watchers see commit {seq} within 10 s"))
             };
-            let (_, seen) =
-                tokio::join!(send_async(&mut client, seq, powdrive1_batch(at)), watched);
-            seen
+            tokio::join!(send_async(&mut client, seq, powdrive1_batch(at)), watched);
         });
-        own.push(a_ms);
-        other.push(b_ms);
     }
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    println!(
-        "commit → watcher, median of 40 (from the SendBatch call): on the committing hub {:.1} ms, on another hub {:.1} ms (target: under 50 ms)",
-        median(&mut own),
-        median(&mut other)
-    );
 }
 
-/// Milliseconds from `sent` until `stream` shows powdrive1's reading at `at`.
+/// Reads `stream` until it shows powdrive1's reading at `at`.
 async fn watch_until(
     stream: &mut solarhub_proto::tonic::Streaming<solarhub_proto::v1::WatchSystemResponse>,
     at: i64,
-    sent: std::time::Instant,
-) -> f64 {
+) {
     loop {
         let update = stream.message().await.unwrap().unwrap();
         if powdrive1_ts(update.now.as_ref().unwrap()) == Some(at) {
-            return sent.elapsed().as_secs_f64() * 1000.0;
+            return;
         }
     }
 }

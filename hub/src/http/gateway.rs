@@ -1,0 +1,168 @@
+//! In-process gRPC calls for the HTTP routes. A route's JSON request becomes the method's protobuf
+//! request (the proto3 JSON mapping, by prost-reflect from the protos' own descriptors), and goes
+//! through the very tower stack a gRPC client's call goes through: metrics, authentication, roles
+//! and the audit trail, then the service. The answer comes back as a message the route turns into
+//! JSON or CSV. So an HTTP route has no rule of its own: its gRPC twin answers it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use http::uri::PathAndQuery;
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
+use solarhub_proto::tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use solarhub_proto::tonic::transport::server::TcpConnectInfo;
+use solarhub_proto::tonic::{self, Status, Streaming};
+use tower::util::BoxCloneSyncService;
+
+/// The gRPC server's stack as one service (metrics and auth layers over the routes).
+pub type GrpcStack = BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    Infallible,
+>;
+
+/// Who is calling, as the gRPC stack sees a caller: the credentials it sends and where from.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// `Bearer TOKEN`, from the request or from its session.
+    pub authorization: Option<http::HeaderValue>,
+    pub peer: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    stack: GrpcStack,
+    pool: DescriptorPool,
+}
+
+impl Gateway {
+    pub fn new(stack: GrpcStack) -> Gateway {
+        Gateway {
+            stack,
+            pool: descriptors(),
+        }
+    }
+
+    /// `service/Method` of package `solarhub.v1`, e.g. `LiveService/GetSystemNow`.
+    pub fn method(&self, name: &str) -> Option<MethodDescriptor> {
+        let (service, method) = name.split_once('/')?;
+        self.pool
+            .get_service_by_name(&format!("solarhub.v1.{service}"))?
+            .methods()
+            .find(|m| m.name() == method)
+    }
+
+    fn request(
+        method: &MethodDescriptor,
+        message: DynamicMessage,
+        caller: &Caller,
+    ) -> (tonic::Request<DynamicMessage>, PathAndQuery) {
+        let mut request = tonic::Request::new(message);
+        if let Some(authorization) = &caller.authorization {
+            if let Ok(value) = tonic::metadata::AsciiMetadataValue::try_from(authorization.as_bytes())
+            {
+                request.metadata_mut().insert("authorization", value);
+            }
+        }
+        request.extensions_mut().insert(TcpConnectInfo {
+            local_addr: caller.local,
+            remote_addr: caller.peer,
+        });
+        let path = format!(
+            "/{}/{}",
+            method.parent_service().full_name(),
+            method.name()
+        );
+        let path = PathAndQuery::from_str(&path).expect("a method path is a valid URI path");
+        (request, path)
+    }
+
+    /// One unary call.
+    pub async fn unary(
+        &self,
+        method: &MethodDescriptor,
+        message: DynamicMessage,
+        caller: &Caller,
+    ) -> Result<DynamicMessage, Status> {
+        let (request, path) = Self::request(method, message, caller);
+        let mut grpc = tonic::client::Grpc::new(self.stack.clone());
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        let codec = DynamicCodec(method.output());
+        Ok(grpc.unary(request, path, codec).await?.into_inner())
+    }
+
+    /// A server-streaming call (the live watch).
+    pub async fn server_stream(
+        &self,
+        method: &MethodDescriptor,
+        message: DynamicMessage,
+        caller: &Caller,
+    ) -> Result<Streaming<DynamicMessage>, Status> {
+        let (request, path) = Self::request(method, message, caller);
+        let mut grpc = tonic::client::Grpc::new(self.stack.clone());
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        let codec = DynamicCodec(method.output());
+        Ok(grpc
+            .server_streaming(request, path, codec)
+            .await?
+            .into_inner())
+    }
+}
+
+/// Every solarhub message and service, from the descriptors the proto crate was built with.
+pub fn descriptors() -> DescriptorPool {
+    DescriptorPool::decode(solarhub_proto::FILE_DESCRIPTOR_SET)
+        .expect("the proto crate's descriptor set decodes")
+}
+
+/// Protobuf encoding of dynamic messages, answers decoded as the method's output type.
+struct DynamicCodec(MessageDescriptor);
+
+impl Codec for DynamicCodec {
+    type Encode = DynamicMessage;
+    type Decode = DynamicMessage;
+    type Encoder = DynamicEncoder;
+    type Decoder = DynamicDecoder;
+
+    fn encoder(&mut self) -> DynamicEncoder {
+        DynamicEncoder
+    }
+
+    fn decoder(&mut self) -> DynamicDecoder {
+        DynamicDecoder(self.0.clone())
+    }
+}
+
+struct DynamicEncoder;
+
+impl Encoder for DynamicEncoder {
+    type Item = DynamicMessage;
+    type Error = Status;
+
+    fn encode(&mut self, item: DynamicMessage, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|error| Status::internal(format!("encoding the request: {error}")))
+    }
+}
+
+struct DynamicDecoder(MessageDescriptor);
+
+impl Decoder for DynamicDecoder {
+    type Item = DynamicMessage;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<DynamicMessage>, Status> {
+        let mut message = DynamicMessage::new(self.0.clone());
+        message
+            .merge(src)
+            .map_err(|error| Status::internal(format!("decoding the answer: {error}")))?;
+        Ok(Some(message))
+    }
+}
