@@ -21,9 +21,7 @@ use solarhub_proto::tonic::Streaming;
 use solarhub_proto::tonic::transport::Channel;
 use solarhub_proto::v1::collector_service_client::CollectorServiceClient;
 use solarhub_proto::v1::live_service_client::LiveServiceClient;
-use solarhub_proto::v1::{
-    DeviceReading, TelemetryBatch, WatchSystemRequest, WatchSystemResponse,
-};
+use solarhub_proto::v1::{DeviceReading, TelemetryBatch, WatchSystemRequest, WatchSystemResponse};
 
 fn main() -> anyhow::Result<()> {
     let Ok(admin_url) = std::env::var("SOLARHUB_TEST_DATABASE_URL") else {

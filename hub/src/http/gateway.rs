@@ -62,7 +62,8 @@ impl Gateway {
     ) -> (tonic::Request<DynamicMessage>, PathAndQuery) {
         let mut request = tonic::Request::new(message);
         if let Some(authorization) = &caller.authorization {
-            if let Ok(value) = tonic::metadata::AsciiMetadataValue::try_from(authorization.as_bytes())
+            if let Ok(value) =
+                tonic::metadata::AsciiMetadataValue::try_from(authorization.as_bytes())
             {
                 request.metadata_mut().insert("authorization", value);
             }
@@ -71,11 +72,7 @@ impl Gateway {
             local_addr: caller.local,
             remote_addr: caller.peer,
         });
-        let path = format!(
-            "/{}/{}",
-            method.parent_service().full_name(),
-            method.name()
-        );
+        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
         let path = PathAndQuery::from_str(&path).expect("a method path is a valid URI path");
         (request, path)
     }

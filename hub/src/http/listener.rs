@@ -59,12 +59,13 @@ pub async fn serve(
             remote,
             local: local.unwrap_or(remote),
         };
-        let service = router
-            .clone()
-            .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(peer);
-                request
-            });
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer);
+                    request
+                });
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -109,10 +109,7 @@ impl Front {
             .route("/api/logout", post(logout))
             .route("/api/session", get(session_view))
             .route("/api/openapi.json", get(openapi_document))
-            .route(
-                "/api/{*rest}",
-                axum::routing::any(api_not_found),
-            )
+            .route("/api/{*rest}", axum::routing::any(api_not_found))
             .with_state(self)
     }
 
@@ -203,8 +200,7 @@ impl Front {
                         .into_response());
                 }
                 let json = request::json(&answer)?;
-                let status = if route.verb == Verb::Post && route.body == routes::Body::Resource
-                {
+                let status = if route.verb == Verb::Post && route.body == routes::Body::Resource {
                     StatusCode::CREATED
                 } else {
                     StatusCode::OK
@@ -224,7 +220,11 @@ impl Front {
         let Some(field) = message.descriptor().get_field_by_name("system_id") else {
             return Ok(());
         };
-        if message.get_field(&field).as_str().is_some_and(|s| !s.is_empty()) {
+        if message
+            .get_field(&field)
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+        {
             return Ok(());
         }
         let method = self
@@ -265,13 +265,7 @@ async fn login(State(front): State<Front>, body: Bytes) -> Response {
             .sessions
             .login(authenticator, token.trim(), front.secure)
             .await?;
-        Ok::<_, ApiError>(
-            (
-                [(http::header::SET_COOKIE, cookie)],
-                axum::Json(view),
-            )
-                .into_response(),
-        )
+        Ok::<_, ApiError>(([(http::header::SET_COOKIE, cookie)], axum::Json(view)).into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -283,11 +277,7 @@ async fn logout(State(front): State<Front>, headers: HeaderMap) -> Response {
         front.sessions.authorization(&headers, Verb::Post)?;
         let cookie = front.sessions.logout(&headers, front.secure)?;
         Ok::<_, ApiError>(
-            (
-                StatusCode::NO_CONTENT,
-                [(http::header::SET_COOKIE, cookie)],
-            )
-                .into_response(),
+            (StatusCode::NO_CONTENT, [(http::header::SET_COOKIE, cookie)]).into_response(),
         )
     })();
     result.unwrap_or_else(IntoResponse::into_response)
@@ -300,8 +290,9 @@ async fn session_view(State(front): State<Front>, headers: HeaderMap) -> Respons
     }
     match front.sessions.view(&headers) {
         Some(view) => axum::Json(view).into_response(),
-        None => ApiError::unauthenticated("not logged in: POST /api/login with a token")
-            .into_response(),
+        None => {
+            ApiError::unauthenticated("not logged in: POST /api/login with a token").into_response()
+        }
     }
 }
 
@@ -323,10 +314,7 @@ async fn api_not_found(uri: http::Uri) -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
-        format!(
-            "no route {}; /api/openapi.json lists them",
-            uri.path()
-        ),
+        format!("no route {}; /api/openapi.json lists them", uri.path()),
     )
     .into_response()
 }

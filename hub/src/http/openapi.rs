@@ -48,7 +48,7 @@ pub fn document(pool: &DescriptorPool) -> Value {
             }));
         }
         let mut operation = json!({
-            "operationId": format!("{}{}", route.verb.as_str(), route.rpc.replace('/', "_")),
+            "operationId": operation_id(route.verb.as_str(), route.path),
             "summary": route.summary,
             "description": format!("Answered by gRPC `solarhub.v1.{}`.", route.rpc),
             "tags": [route.rpc.split('/').next().unwrap_or_default()],
@@ -112,6 +112,15 @@ fn method(pool: &DescriptorPool, rpc: &str) -> Option<prost_reflect::MethodDescr
         .find(|m| m.name() == name)
 }
 
+/// A unique name of a route: `get_api_systems_system_id_now`.
+fn operation_id(verb: &str, path: &str) -> String {
+    let words: Vec<&str> = path
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .collect();
+    format!("{verb}_{}", words.join("_"))
+}
+
 /// `{id}` names of a path.
 pub fn path_parameters(path: &str) -> Vec<&str> {
     path.split('/')
@@ -148,9 +157,7 @@ fn responses(
             },
         }),
     };
-    let error = |description: &str| {
-        json!({"description": description, "content": {"application/json": {"schema": error_ref()}}})
-    };
+    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error_ref()}}});
     let success = if verb == Verb::Post && body == Body::Resource {
         "201"
     } else {
@@ -196,7 +203,9 @@ fn well_known(message: &MessageDescriptor) -> Option<Value> {
         }
         "google.protobuf.Struct" => json!({"type": "object"}),
         "google.protobuf.Value" => json!({}),
-        "google.protobuf.Duration" => json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"}),
+        "google.protobuf.Duration" => {
+            json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"})
+        }
         "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => {
             json!({"type": ["number", "null"]})
         }

@@ -148,7 +148,10 @@ fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice(body) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::bad_request("body", "the body must be a JSON object")),
+        Ok(_) => Err(ApiError::bad_request(
+            "body",
+            "the body must be a JSON object",
+        )),
         Err(error) => Err(ApiError::bad_request(
             "body",
             format!("the body is not JSON: {error}"),
@@ -200,7 +203,10 @@ fn settable(field: &FieldDescriptor) -> bool {
 
 /// The query parameters `route` takes: the request's settable fields not in its path, with
 /// `range`'s as `from` and `to`.
-pub fn query_parameters(route: &Route, input: &MessageDescriptor) -> Vec<(String, FieldDescriptor)> {
+pub fn query_parameters(
+    route: &Route,
+    input: &MessageDescriptor,
+) -> Vec<(String, FieldDescriptor)> {
     if route.body != Body::None {
         return Vec::new();
     }
@@ -224,14 +230,19 @@ pub fn query_parameters(route: &Route, input: &MessageDescriptor) -> Vec<(String
 
 /// A parameter's text as the JSON the field takes.
 fn typed(field: &FieldDescriptor, name: &str, text: &str) -> Result<Value, ApiError> {
-    let bad = |what: &str| ApiError::bad_request(name, format!("{name} must be {what}, not {text:?}"));
+    let bad =
+        |what: &str| ApiError::bad_request(name, format!("{name} must be {what}, not {text:?}"));
     Ok(match field.kind() {
         Kind::Bool => match text {
             "true" | "1" => Value::Bool(true),
             "false" | "0" => Value::Bool(false),
             _ => return Err(bad("true or false")),
         },
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 | Kind::Int64 | Kind::Sint64
+        Kind::Int32
+        | Kind::Sint32
+        | Kind::Sfixed32
+        | Kind::Int64
+        | Kind::Sint64
         | Kind::Sfixed64 => Value::from(text.parse::<i64>().map_err(|_| bad("a whole number"))?),
         Kind::Uint32 | Kind::Fixed32 | Kind::Uint64 | Kind::Fixed64 => {
             Value::from(text.parse::<u64>().map_err(|_| bad("a whole number"))?)

@@ -107,7 +107,11 @@ impl Route {
 macro_rules! crud {
     ($path:literal, $id:literal, $service:literal, $plural:literal, $singular:literal, $field:literal) => {
         [
-            get($path, concat!($service, "/List", $plural), concat!("List ", $field, "s")),
+            get(
+                $path,
+                concat!($service, "/List", $plural),
+                concat!("List ", $field, "s"),
+            ),
             route(
                 Verb::Post,
                 $path,
@@ -138,7 +142,14 @@ macro_rules! crud {
 }
 
 const CRUD: [[Route; 5]; 12] = [
-    crud!("/api/systems", "system_id", "SystemService", "Systems", "System", "system"),
+    crud!(
+        "/api/systems",
+        "system_id",
+        "SystemService",
+        "Systems",
+        "System",
+        "system"
+    ),
     crud!(
         "/api/arrays",
         "array_id",
@@ -147,8 +158,22 @@ const CRUD: [[Route; 5]; 12] = [
         "InverterArray",
         "inverter array"
     ),
-    crud!("/api/inverters", "inverter_id", "InverterService", "Inverters", "Inverter", "inverter"),
-    crud!("/api/meters", "meter_id", "MeterService", "Meters", "Meter", "meter"),
+    crud!(
+        "/api/inverters",
+        "inverter_id",
+        "InverterService",
+        "Inverters",
+        "Inverter",
+        "inverter"
+    ),
+    crud!(
+        "/api/meters",
+        "meter_id",
+        "MeterService",
+        "Meters",
+        "Meter",
+        "meter"
+    ),
     crud!(
         "/api/battery-arrays",
         "battery_array_id",
@@ -165,7 +190,14 @@ const CRUD: [[Route; 5]; 12] = [
         "BatteryPack",
         "battery pack"
     ),
-    crud!("/api/batteries", "battery_id", "BatteryService", "Batteries", "Battery", "battery"),
+    crud!(
+        "/api/batteries",
+        "battery_id",
+        "BatteryService",
+        "Batteries",
+        "Battery",
+        "battery"
+    ),
     crud!(
         "/api/battery-cells",
         "cell_id",
@@ -182,7 +214,14 @@ const CRUD: [[Route; 5]; 12] = [
         "BatteryArrayAttachment",
         "battery array attachment"
     ),
-    crud!("/api/adapters", "adapter_id", "AdapterService", "Adapters", "Adapter", "adapter"),
+    crud!(
+        "/api/adapters",
+        "adapter_id",
+        "AdapterService",
+        "Adapters",
+        "Adapter",
+        "adapter"
+    ),
     crud!(
         "/api/battery-pack-adapters",
         "pack_id",
@@ -203,18 +242,38 @@ const CRUD: [[Route; 5]; 12] = [
 
 /// Routes that are not CRUD.
 const OTHER: [Route; 29] = [
-    get("/api/config", "ConfigService/GetConfig", "The installation as one tree"),
-    get("/api/home/now", "LiveService/GetSystemNow", "A system now: powers, SOC, today's energy")
-        .only_system(),
-    get("/api/systems/{system_id}/now", "LiveService/GetSystemNow", "A system now"),
+    get(
+        "/api/config",
+        "ConfigService/GetConfig",
+        "The installation as one tree",
+    ),
+    get(
+        "/api/home/now",
+        "LiveService/GetSystemNow",
+        "A system now: powers, SOC, today's energy",
+    )
+    .only_system(),
+    get(
+        "/api/systems/{system_id}/now",
+        "LiveService/GetSystemNow",
+        "A system now",
+    ),
     get(
         "/api/systems/{system_id}/events",
         "LiveService/WatchSystem",
         "A system now, then again after every change (Server-Sent Events)",
     )
     .events(),
-    get("/api/arrays/{array_id}/now", "LiveService/GetInverterArrayNow", "An inverter array now"),
-    get("/api/battery/now", "LiveService/GetBatteryArrayNow", "A battery array now"),
+    get(
+        "/api/arrays/{array_id}/now",
+        "LiveService/GetInverterArrayNow",
+        "An inverter array now",
+    ),
+    get(
+        "/api/battery/now",
+        "LiveService/GetBatteryArrayNow",
+        "A battery array now",
+    ),
     get(
         "/api/battery-arrays/{battery_array_id}/now",
         "LiveService/GetBatteryArrayNow",
@@ -225,14 +284,30 @@ const OTHER: [Route; 29] = [
         "LiveService/GetBatteryPackNow",
         "A battery pack now, down to its cells",
     ),
-    get("/api/inverter/{inverter_id}/now", "LiveService/GetInverterNow", "An inverter now"),
-    get("/api/meter/{meter_id}/now", "LiveService/GetMeterNow", "A meter now"),
-    get("/api/energy/hourly", "HistoryService/GetHourlyEnergy", "A system's hourly energy")
-        .only_system()
-        .csv(),
-    get("/api/energy/daily", "HistoryService/GetDailyEnergy", "A system's daily energy")
-        .only_system()
-        .csv(),
+    get(
+        "/api/inverter/{inverter_id}/now",
+        "LiveService/GetInverterNow",
+        "An inverter now",
+    ),
+    get(
+        "/api/meter/{meter_id}/now",
+        "LiveService/GetMeterNow",
+        "A meter now",
+    ),
+    get(
+        "/api/energy/hourly",
+        "HistoryService/GetHourlyEnergy",
+        "A system's hourly energy",
+    )
+    .only_system()
+    .csv(),
+    get(
+        "/api/energy/daily",
+        "HistoryService/GetDailyEnergy",
+        "A system's daily energy",
+    )
+    .only_system()
+    .csv(),
     get(
         "/api/arrays/{array_id}/energy/hourly",
         "HistoryService/GetHourlyEnergy",
@@ -257,12 +332,20 @@ const OTHER: [Route; 29] = [
         "An inverter's daily energy",
     )
     .csv(),
-    get("/api/battery/hourly", "HistoryService/GetBatteryHourly", "Batteries' hourly figures")
-        .only_system()
-        .csv(),
-    get("/api/battery/daily", "HistoryService/GetBatteryDaily", "Batteries' daily figures")
-        .only_system()
-        .csv(),
+    get(
+        "/api/battery/hourly",
+        "HistoryService/GetBatteryHourly",
+        "Batteries' hourly figures",
+    )
+    .only_system()
+    .csv(),
+    get(
+        "/api/battery/daily",
+        "HistoryService/GetBatteryDaily",
+        "Batteries' daily figures",
+    )
+    .only_system()
+    .csv(),
     get(
         "/api/meters/{meter_id}/energy/hourly",
         "HistoryService/GetMeterHourly",
@@ -293,16 +376,33 @@ const OTHER: [Route; 29] = [
         "A pack's batteries, hourly",
     )
     .csv(),
-    get("/api/quality", "DataQualityService/ListDeviceQuality", "Every device's data quality")
-        .only_system(),
+    get(
+        "/api/quality",
+        "DataQualityService/ListDeviceQuality",
+        "Every device's data quality",
+    )
+    .only_system(),
     get(
         "/api/quality/{device_id}",
         "DataQualityService/GetDeviceQuality",
         "One device's data quality",
     ),
-    get("/api/collectors", "CollectorService/ListCollectors", "The collectors and their health"),
-    get("/api/server-info", "ServerInfoService/GetServerInfo", "The hub's version and state"),
-    get("/api/audit", "AuditService/ListAuditEvents", "The audit trail (admins)").csv(),
+    get(
+        "/api/collectors",
+        "CollectorService/ListCollectors",
+        "The collectors and their health",
+    ),
+    get(
+        "/api/server-info",
+        "ServerInfoService/GetServerInfo",
+        "The hub's version and state",
+    ),
+    get(
+        "/api/audit",
+        "AuditService/ListAuditEvents",
+        "The audit trail (admins)",
+    )
+    .csv(),
     route(
         Verb::Post,
         "/api/recompute",

@@ -84,7 +84,9 @@ impl Sessions {
                     "cannot check credentials now; try again",
                 )
             })?
-            .ok_or_else(|| ApiError::unauthenticated("the token is not valid (unknown or revoked)"))?;
+            .ok_or_else(|| {
+                ApiError::unauthenticated("the token is not valid (unknown or revoked)")
+            })?;
         if caller.role == Role::Collector {
             return Err(ApiError::forbidden(
                 "a collector's token is for its collector; log in with a reader's or an admin's",

@@ -41,6 +41,9 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (ready, address) = oneshot::channel();
     let (stop, stopped) = oneshot::channel::<()>();
+    let http =
+        solarhub_hub::http::listener::HttpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let http_url = format!("http://{}", http.local_addr().unwrap());
     let demo = runtime.spawn(run_demo(
         db.migrated(),
         DemoOptions {
@@ -49,6 +52,7 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
             outbox_dir: outbox.to_owned(),
             poll_secs: 0.5,
             metrics_listen: None,
+            http: Some(http),
             mqtt: None,
         },
         Some(ready),
@@ -128,6 +132,26 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
             .soc_pct
             .unwrap_or_else(|| panic!("{id} has a SOC: {pack:?}"));
         assert!((0.0..=100.0).contains(&soc), "{id}: SOC {soc}");
+    }
+    // The browser's first call: the old app's route, no system named, no login on the demo.
+    let answer = runtime.block_on(crate::common::http::call(
+        "GET",
+        &format!("{http_url}/api/home/now"),
+        &[],
+        None,
+    ));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let over_http = answer.json();
+    assert_eq!(over_http["systemId"], "home");
+    let named: Vec<&str> = over_http["arrays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| a["inverters"].as_array().unwrap())
+        .map(|i| i["inverterId"].as_str().unwrap())
+        .collect();
+    for id in ["powdrive1", "senergy1", "fronius1"] {
+        assert!(named.contains(&id), "{id} over HTTP: {named:?}");
     }
     let totals = now.totals.expect("system totals");
     // PV may be 0 (night in the demo's zone); load is never missing with every inverter reporting.

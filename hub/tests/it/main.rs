@@ -17,6 +17,7 @@ mod end_to_end;
 mod faults;
 mod fuzz;
 mod home_assistant;
+mod http;
 mod ingest;
 mod legacy;
 mod live;

@@ -470,6 +470,7 @@ fn with_auth() -> ServeOptions {
         mqtt: None,
         retention: None,
         connections: Default::default(),
+        http: None,
     }
 }
 

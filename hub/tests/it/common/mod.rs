@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod http;
 pub mod ingest_site;
 pub mod process;
 pub mod proxy;
@@ -174,6 +175,8 @@ pub struct RunningHub {
     pub channel: solarhub_proto::tonic::transport::Channel,
     /// `http://127.0.0.1:PORT`, for clients that connect on their own.
     pub url: String,
+    /// `http://127.0.0.1:PORT` of the HTTP/JSON routes, when the options serve them.
+    pub http_url: Option<String>,
     pub database: Database,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -185,6 +188,10 @@ impl RunningHub {
 
     pub fn start_with(db: &TestDb, options: solarhub_hub::server::ServeOptions) -> RunningHub {
         let database = db.migrated();
+        let http_url = options
+            .http
+            .as_ref()
+            .map(|listener| format!("http://{}", listener.local_addr().unwrap()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .enable_all()
@@ -216,6 +223,7 @@ impl RunningHub {
             runtime,
             channel,
             url,
+            http_url,
             database,
             stop: Some(stop),
         }
