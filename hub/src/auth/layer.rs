@@ -206,6 +206,21 @@ where
     }
 }
 
+/// Whether a caller sending `header` (and no client certificate) would be admitted to `method`
+/// (`/package.Service/Method`): what the layer decides, without calling anything or writing the
+/// audit trail. For a front door that must refuse before it says anything about a request.
+pub async fn admits(
+    authenticator: Option<&Authenticator>,
+    header: Option<http::HeaderValue>,
+    method: &str,
+) -> bool {
+    let needs = access(method);
+    needs == Access::Open
+        || admit(authenticator, header, None, needs, method)
+            .await
+            .is_ok()
+}
+
 impl Gate {
     async fn admit(
         &self,
@@ -214,7 +229,26 @@ impl Gate {
         needs: Access,
         method: &str,
     ) -> Result<Caller, Refusal> {
-        let Some(authenticator) = &self.authenticator else {
+        admit(
+            self.authenticator.as_ref(),
+            header,
+            certified,
+            needs,
+            method,
+        )
+        .await
+    }
+}
+
+async fn admit(
+    authenticator: Option<&Authenticator>,
+    header: Option<http::HeaderValue>,
+    certified: Option<String>,
+    needs: Access,
+    method: &str,
+) -> Result<Caller, Refusal> {
+    {
+        let Some(authenticator) = authenticator else {
             let caller = certified
                 .map(|subject| Caller {
                     name: format!("certificate:{subject}"),

@@ -23,7 +23,7 @@ pub struct ApiError {
     pub violations: Vec<Violation>,
     /// What was not found (or already exists) and under which parents.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<Resource>,
+    pub resource: Option<Box<Resource>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,10 +116,12 @@ impl From<Status> for ApiError {
                     .collect()
             })
             .unwrap_or_default();
-        let resource = details.resource_info().map(|info| Resource {
-            kind: info.resource_type.clone(),
-            id: info.resource_name.clone(),
-            parents: info.owner.clone(),
+        let resource = details.resource_info().map(|info| {
+            Box::new(Resource {
+                kind: info.resource_type.clone(),
+                id: info.resource_name.clone(),
+                parents: info.owner.clone(),
+            })
         });
         ApiError {
             status: http_status(status.code()),

@@ -61,12 +61,11 @@ impl Gateway {
         caller: &Caller,
     ) -> (tonic::Request<DynamicMessage>, PathAndQuery) {
         let mut request = tonic::Request::new(message);
-        if let Some(authorization) = &caller.authorization {
-            if let Ok(value) =
+        if let Some(authorization) = &caller.authorization
+            && let Ok(value) =
                 tonic::metadata::AsciiMetadataValue::try_from(authorization.as_bytes())
-            {
-                request.metadata_mut().insert("authorization", value);
-            }
+        {
+            request.metadata_mut().insert("authorization", value);
         }
         request.extensions_mut().insert(TcpConnectInfo {
             local_addr: caller.local,

@@ -92,10 +92,15 @@ impl Front {
                     .iter()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect();
-                front
+                let response = front
                     .call(route, &path, &query, peer.map(|p| p.0), &headers, &body)
                     .await
-                    .unwrap_or_else(IntoResponse::into_response)
+                    .unwrap_or_else(IntoResponse::into_response);
+                // A session whose token the hub no longer takes is over.
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    front.sessions.forget(&headers);
+                }
+                response
             };
             let entry = paths.remove(route.path).unwrap_or_default();
             paths.insert(route.path, entry.on(filter, handler));
@@ -132,26 +137,23 @@ impl Front {
             local: peer.map(|p| p.local),
         };
         let incoming = request::Incoming { path, query, body };
-        let mut message = request::build(route, &method.input(), &incoming)?;
+        let mut message = match request::build(route, &method.input(), &incoming) {
+            Ok(message) => message,
+            Err(error) => return Err(self.refused_first(&method, &caller, error).await),
+        };
         if route.only_system {
             self.fill_only_system(&mut message, &caller).await?;
         }
         let csv = query
             .iter()
             .any(|(k, v)| k == request::FORMAT && v.eq_ignore_ascii_case("csv"));
-        let forget_on_refusal = |status: tonic::Status| {
-            if status.code() == tonic::Code::Unauthenticated {
-                self.sessions.forget(headers);
-            }
-            ApiError::from(status)
-        };
         match route.answer {
             Answer::Events => {
                 let stream = self
                     .gateway
                     .server_stream(&method, message, &caller)
                     .await
-                    .map_err(forget_on_refusal)?;
+                    .map_err(ApiError::from)?;
                 let events = stream.map(|item| {
                     let event = match item {
                         Ok(message) => match request::json(&message) {
@@ -173,7 +175,7 @@ impl Front {
                     .gateway
                     .unary(&method, message, &caller)
                     .await
-                    .map_err(forget_on_refusal)?;
+                    .map_err(ApiError::from)?;
                 if csv && route.answer == Answer::JsonOrCsv {
                     let bytes = request::csv(&answer)?;
                     let name = route
@@ -207,6 +209,36 @@ impl Front {
                 };
                 Ok((status, axum::Json(json)).into_response())
             }
+        }
+    }
+
+    /// What a caller whose request did not fit (`error`) is told: the refusal the gRPC stack gives
+    /// it when it may not call the method at all (so a refused caller learns nothing about the
+    /// route's parameters, and the refusal is in the audit trail), else `error`.
+    async fn refused_first(
+        &self,
+        method: &prost_reflect::MethodDescriptor,
+        caller: &gateway::Caller,
+        error: ApiError,
+    ) -> ApiError {
+        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+        if crate::auth::layer::admits(
+            self.authenticator.as_ref(),
+            caller.authorization.clone(),
+            &path,
+        )
+        .await
+        {
+            return error;
+        }
+        // Refused by the layer before the service sees it: the empty request is never run.
+        match self
+            .gateway
+            .unary(method, DynamicMessage::new(method.input()), caller)
+            .await
+        {
+            Err(status) => ApiError::from(status),
+            Ok(_) => error,
         }
     }
 

@@ -70,8 +70,9 @@ pub fn build(
         }
     }
     for (name, value) in incoming.path {
-        // A path parameter names a field of the request, or of the resource it carries.
-        if let Some(field) = input.get_field_by_name(name) {
+        // A path parameter names a field of the request, or of the resource it carries (an
+        // update's `adapter_type` is the resource's key, not the request's resource field).
+        if let Some(field) = input.get_field_by_name(name).filter(settable) {
             json.insert(field.json_name().to_owned(), typed(&field, name, value)?);
         } else if let Some(resource) = &resource
             && let Kind::Message(message) = resource.kind()

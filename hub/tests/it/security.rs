@@ -2120,3 +2120,277 @@ on_both_backends!(
     the_audit_trail_records_writes_and_refusals,
     retention_deletes_old_audit_rows
 );
+
+/// #27 acceptance 3: every HTTP route against every kind of caller, by the same rules as its gRPC
+/// twin's row in [`MATRIX`] (no second table): no or bad credentials 401, a role that may not
+/// 403, the rest reach the service (unknown ids: its 404). Nothing changes the database.
+fn http_auth_matrix(db: TestDb) {
+    use solarhub_hub::http::routes::{Verb, routes};
+    let hub = RunningHub::start_with(&db, crate::http::with_http(with_auth()));
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let before = snapshot(&hub.database);
+    let http = hub.http_url.clone().unwrap();
+    let needs: BTreeMap<&str, Needs> = MATRIX.iter().map(|(path, n, _)| (*path, *n)).collect();
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    hub.runtime.block_on(async {
+        for route in routes() {
+            let rpc = format!("solarhub.v1.{}", route.rpc);
+            let needs = *needs
+                .get(rpc.as_str())
+                .unwrap_or_else(|| panic!("{rpc} has no row in the auth matrix"));
+            let path = route
+                .path
+                .split('/')
+                .map(|part| if part.starts_with('{') { "nope" } else { part })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = route.verb.as_str().to_ascii_uppercase();
+            let body = matches!(route.verb, Verb::Post | Verb::Patch).then_some("{}");
+            for who in EVERYONE {
+                let header = tokens.header(who);
+                let headers: Vec<(&str, &str)> = header
+                    .as_deref()
+                    .map(|h| vec![("authorization", h)])
+                    .unwrap_or_default();
+                let answer =
+                    crate::common::http::call(&method, &format!("{http}{path}"), &headers, body)
+                        .await;
+                checked += 1;
+                let refused = match (who, needs) {
+                    (Who::NoToken | Who::Malformed | Who::Unknown | Who::Revoked, _) => Some(401),
+                    (Who::Admin, _) | (Who::Reader, Needs::Read) => None,
+                    (Who::CollectorA | Who::CollectorB, Needs::Ingest) => None,
+                    _ => Some(403),
+                };
+                let ok = match refused {
+                    Some(code) => answer.status == code,
+                    None => ![401, 403].contains(&answer.status) && answer.status < 500,
+                };
+                if !ok {
+                    wrong.push(format!(
+                        "{method} {path} as {who:?}: {} {}",
+                        answer.status,
+                        answer.text()
+                    ));
+                } else if answer.status >= 400 {
+                    assert!(
+                        answer.json()["error"]["code"].is_string(),
+                        "{method} {path} as {who:?}: a JSON error"
+                    );
+                }
+            }
+        }
+    });
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(checked >= 80 * EVERYONE.len(), "{checked} calls");
+    assert_eq!(
+        snapshot(&hub.database),
+        before,
+        "a call changed the database"
+    );
+}
+
+/// A browser logs in once: the cookie is HttpOnly, SameSite=Strict, Path=/, expiring, not
+/// Secure without TLS; changes need the session's CSRF token; the session speaks with its
+/// token's role; revoking the token ends it; logging out clears it. Collector tokens cannot log in.
+fn browser_sessions(db: TestDb) {
+    let hub = RunningHub::start_with(&db, crate::http::with_http(with_auth()));
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let http = hub.http_url.clone().unwrap();
+    use crate::common::http::call;
+    hub.runtime.block_on(async {
+        let answer = call("GET", &format!("{http}/api/home/now"), &[], None).await;
+        assert_eq!(answer.status, 401, "{}", answer.text());
+        assert_eq!(answer.header("www-authenticate").as_deref(), Some("Bearer"));
+        assert_eq!(
+            call("GET", &format!("{http}/api/session"), &[], None)
+                .await
+                .status,
+            401
+        );
+        let login = |token: String| {
+            let http = http.clone();
+            async move {
+                call(
+                    "POST",
+                    &format!("{http}/api/login"),
+                    &[],
+                    Some(&json_token(&token)),
+                )
+                .await
+            }
+        };
+        assert_eq!(
+            login(tokens.a.clone()).await.status,
+            403,
+            "a collector's token"
+        );
+        assert_eq!(login(format!("shub_{}", "0".repeat(64))).await.status, 401);
+        assert_eq!(login(tokens.revoked.clone()).await.status, 401);
+        let answer = call("POST", &format!("{http}/api/login"), &[], Some("{}")).await;
+        assert_eq!(answer.status, 400);
+        assert_eq!(answer.json()["error"]["field"], "token");
+
+        let reader = login(tokens.reader.clone()).await;
+        assert_eq!(reader.status, 200, "{}", reader.text());
+        let set_cookie = reader.header("set-cookie").unwrap();
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+            assert!(
+                set_cookie.contains(attribute),
+                "{attribute} in {set_cookie}"
+            );
+        }
+        assert!(
+            !set_cookie.contains("Secure"),
+            "no Secure without TLS: {set_cookie}"
+        );
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        let view = reader.json();
+        assert_eq!(view["role"], "reader");
+        assert_eq!(view["principal"], "dashboard");
+        let csrf = view["csrfToken"].as_str().unwrap().to_owned();
+        assert_eq!(csrf.len(), 64);
+        let session = call(
+            "GET",
+            &format!("{http}/api/session"),
+            &[("cookie", &cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(session.json()["csrfToken"], csrf.as_str());
+        let answer = call(
+            "GET",
+            &format!("{http}/api/home/now"),
+            &[("cookie", &cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let rename = r#"{"name":"Renamed"}"#;
+        let patch = |headers: Vec<(&'static str, String)>| {
+            let http = http.clone();
+            async move {
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                call(
+                    "PATCH",
+                    &format!("{http}/api/systems/home"),
+                    &headers,
+                    Some(rename),
+                )
+                .await
+            }
+        };
+        let answer = patch(vec![("cookie", cookie.clone())]).await;
+        assert_eq!(answer.status, 403, "no CSRF token: {}", answer.text());
+        assert!(answer.text().contains("x-csrf-token"), "{}", answer.text());
+        let answer = patch(vec![
+            ("cookie", cookie.clone()),
+            ("x-csrf-token", csrf.clone()),
+        ])
+        .await;
+        assert_eq!(
+            answer.status,
+            403,
+            "a reader may not change: {}",
+            answer.text()
+        );
+        assert!(!answer.text().contains("x-csrf-token"), "{}", answer.text());
+
+        let admin = login(tokens.admin.clone()).await;
+        let admin_cookie = admin
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let admin_csrf = admin.json()["csrfToken"].as_str().unwrap().to_owned();
+        let answer = patch(vec![
+            ("cookie", admin_cookie.clone()),
+            ("x-csrf-token", csrf.clone()),
+        ])
+        .await;
+        assert_eq!(answer.status, 403, "another session's CSRF token");
+        let answer = patch(vec![
+            ("cookie", admin_cookie.clone()),
+            ("x-csrf-token", admin_csrf.clone()),
+        ])
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.json()["name"], "Renamed");
+        // A bearer token needs no CSRF token (no browser sends it on its own).
+        let bearer = format!("Bearer {}", tokens.admin);
+        let answer = patch(vec![("authorization", bearer)]).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+
+        // Revoking the token ends its session (within the authenticator's cache time).
+        principals::revoke(&mut hub.database.get().unwrap(), "ops").unwrap();
+        tokio::time::sleep(
+            solarhub_hub::auth::authenticator::CACHE_TTL + std::time::Duration::from_millis(500),
+        )
+        .await;
+        let answer = call(
+            "GET",
+            &format!("{http}/api/home/now"),
+            &[("cookie", &admin_cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            401,
+            "a revoked token's session: {}",
+            answer.text()
+        );
+        let answer = call(
+            "GET",
+            &format!("{http}/api/session"),
+            &[("cookie", &admin_cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 401, "the session is gone");
+
+        // Logging out needs the CSRF token, clears the cookie and ends the session.
+        let answer = call(
+            "POST",
+            &format!("{http}/api/logout"),
+            &[("cookie", &cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 403);
+        let answer = call(
+            "POST",
+            &format!("{http}/api/logout"),
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 204);
+        assert!(answer.header("set-cookie").unwrap().contains("Max-Age=0"));
+        let answer = call(
+            "GET",
+            &format!("{http}/api/home/now"),
+            &[("cookie", &cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+    });
+}
+
+fn json_token(token: &str) -> String {
+    serde_json::json!({ "token": token }).to_string()
+}
+
+on_both_backends!(http_auth_matrix, browser_sessions);
