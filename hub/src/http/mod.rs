@@ -7,8 +7,10 @@
 //! - `session`: login, the session cookie and CSRF;
 //! - `openapi`: the OpenAPI 3.1 document, made from the route table and the protos;
 //! - `errors`: the JSON error answer and the HTTP status of each gRPC code;
-//! - `listener`: accepting connections (HTTP/1.1 and h2, plaintext or TLS).
+//! - `listener`: accepting connections (HTTP/1.1 and h2, plaintext or TLS);
+//! - `dashboard`: the page, its script and style, embedded, behind a same-origin-only CSP.
 
+pub mod dashboard;
 pub mod errors;
 pub mod gateway;
 pub mod listener;
@@ -115,6 +117,7 @@ impl Front {
             .route("/api/session", get(session_view))
             .route("/api/openapi.json", get(openapi_document))
             .route("/api/{*rest}", axum::routing::any(api_not_found))
+            .merge(dashboard::routes())
             .with_state(self)
     }
 

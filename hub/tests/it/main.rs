@@ -12,6 +12,7 @@ mod cluster;
 mod config_import;
 mod connections;
 mod crash_recovery;
+mod dashboard;
 mod demo;
 mod end_to_end;
 mod faults;
