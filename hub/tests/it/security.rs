@@ -2389,8 +2389,71 @@ fn browser_sessions(db: TestDb) {
     });
 }
 
+/// Under TLS the session cookie is `Secure` too, and the HTTP listener speaks only TLS.
+fn browser_sessions_over_tls_have_secure_cookies(db: TestDb) {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::generate();
+    let hub = RunningHub::start_with(&db, crate::http::with_http(tls_options(&pki, false)));
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let address = hub.http_url.clone().unwrap().replace("http://", "");
+    let response = hub.runtime.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let mut tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let body = json_token(&tokens.reader);
+        let request = format!(
+            "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        // The server may close without close_notify after `Connection: close`.
+        let _ = tls.read_to_end(&mut response).await;
+        // Plaintext to the TLS listener gets no HTTP answer.
+        let plain = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            crate::common::http::try_call("GET", &format!("http://{address}/api/session")),
+        )
+        .await;
+        assert!(
+            !matches!(plain, Ok(Ok(_))),
+            "a plaintext request to the TLS listener was answered"
+        );
+        String::from_utf8_lossy(&response).into_owned()
+    });
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let cookie = response
+        .lines()
+        .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {response}"));
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+}
+
 fn json_token(token: &str) -> String {
     serde_json::json!({ "token": token }).to_string()
 }
 
-on_both_backends!(http_auth_matrix, browser_sessions);
+on_both_backends!(
+    http_auth_matrix,
+    browser_sessions,
+    browser_sessions_over_tls_have_secure_cookies
+);

@@ -65,3 +65,14 @@ pub async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Optio
         body,
     }
 }
+
+/// `method url` without a body, or the client's error (a refused or broken connection).
+pub async fn try_call(method: &str, url: &str) -> Result<u16, hyper_util::client::legacy::Error> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    Ok(client.request(request).await?.status().as_u16())
+}
