@@ -76,6 +76,15 @@ impl Gateway {
         (request, path)
     }
 
+    /// A client of the stack, ready for a call.
+    async fn client(&self) -> Result<tonic::client::Grpc<GrpcStack>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.stack.clone());
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        Ok(grpc)
+    }
+
     /// One unary call.
     pub async fn unary(
         &self,
@@ -84,12 +93,13 @@ impl Gateway {
         caller: &Caller,
     ) -> Result<DynamicMessage, Status> {
         let (request, path) = Self::request(method, message, caller);
-        let mut grpc = tonic::client::Grpc::new(self.stack.clone());
-        grpc.ready()
-            .await
-            .map_err(|error| Status::unavailable(error.to_string()))?;
         let codec = DynamicCodec(method.output());
-        Ok(grpc.unary(request, path, codec).await?.into_inner())
+        Ok(self
+            .client()
+            .await?
+            .unary(request, path, codec)
+            .await?
+            .into_inner())
     }
 
     /// A server-streaming call (the live watch).
@@ -100,12 +110,10 @@ impl Gateway {
         caller: &Caller,
     ) -> Result<Streaming<DynamicMessage>, Status> {
         let (request, path) = Self::request(method, message, caller);
-        let mut grpc = tonic::client::Grpc::new(self.stack.clone());
-        grpc.ready()
-            .await
-            .map_err(|error| Status::unavailable(error.to_string()))?;
         let codec = DynamicCodec(method.output());
-        Ok(grpc
+        Ok(self
+            .client()
+            .await?
             .server_streaming(request, path, codec)
             .await?
             .into_inner())

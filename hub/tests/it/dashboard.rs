@@ -12,9 +12,6 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use solarhub_hub::demo::{DemoOptions, run_demo};
-use solarhub_hub::http::listener::HttpListener;
-use tokio::sync::oneshot;
 
 use crate::common::{self, TestDb};
 
@@ -153,28 +150,9 @@ fn the_dashboard_shows_the_demo_in_a_real_browser() {
     };
     let db = TestDb::sqlite();
     let outbox = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (ready, address) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let http = HttpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let origin = format!("http://{}", http.local_addr().unwrap());
-    let demo = runtime.spawn(run_demo(
-        db.migrated(),
-        DemoOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            simulate: "127.0.0.1:0".parse().unwrap(),
-            outbox_dir: outbox.path().to_owned(),
-            poll_secs: 1.0,
-            metrics_listen: None,
-            http: Some(http),
-            mqtt: None,
-        },
-        Some(ready),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let grpc = runtime.block_on(address).expect("the demo serves");
+    let demo = common::demo::RunningDemo::start(&db, outbox.path(), 1.0);
+    let (runtime, grpc, origin) = (&demo.runtime, demo.grpc, demo.http_url.clone());
+
     runtime.block_on(async {
         let channel = solarhub_proto::tonic::transport::Channel::from_shared(format!("http://{grpc}"))
             .unwrap()
@@ -332,12 +310,7 @@ fn the_dashboard_shows_the_demo_in_a_real_browser() {
             client.close().await.unwrap();
         }
     });
-    stop.send(()).unwrap();
-    runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(15), demo).await })
-        .expect("the demo stops")
-        .unwrap()
-        .unwrap();
+    demo.stop();
 }
 
 /// `serve` with tokens: the page asks for a login, the API answers 401, and a reader's token

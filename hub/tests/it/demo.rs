@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use diesel::RunQueryDsl;
-use solarhub_hub::demo::{DemoOptions, run_demo};
-use tokio::sync::oneshot;
 
 /// Every simulated device, with the table and id column its samples land in.
 const DEVICES: [(&str, &str, &str); 6] = [
@@ -38,29 +36,9 @@ fn samples(db: &TestDb, device: &str, table: &str, id_column: &str) -> i64 {
 
 /// Runs the demo until every device has more than `at_least` samples (or 30 s pass), then stops it.
 fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_least: &[i64]) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (ready, address) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let http =
-        solarhub_hub::http::listener::HttpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let http_url = format!("http://{}", http.local_addr().unwrap());
-    let demo = runtime.spawn(run_demo(
-        db.migrated(),
-        DemoOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            simulate: "127.0.0.1:0".parse().unwrap(),
-            outbox_dir: outbox.to_owned(),
-            poll_secs: 0.5,
-            metrics_listen: None,
-            http: Some(http),
-            mqtt: None,
-        },
-        Some(ready),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let address = runtime.block_on(address).expect("the demo serves");
+    let demo = crate::common::demo::RunningDemo::start(db, outbox, 0.5);
+    let (runtime, address, http_url) = (&demo.runtime, demo.grpc, demo.http_url.clone());
+
     let start = Instant::now();
     loop {
         let counts: Vec<i64> = DEVICES
@@ -159,12 +137,7 @@ fn run_until_every_device_reports(db: &TestDb, outbox: &std::path::Path, at_leas
         totals.pv_power_w.is_some() && totals.load_power_w.is_some(),
         "{totals:?}"
     );
-    stop.send(()).unwrap();
-    runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(15), demo).await })
-        .expect("the demo stops within 15 s")
-        .unwrap()
-        .expect("and stops cleanly");
+    demo.stop();
     // It stopped with nothing left behind: every batch taken was acknowledged by the hub.
     let mut outbox = solarhub_collector::uplink::outbox::Outbox::open(
         outbox,

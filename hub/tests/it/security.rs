@@ -2140,12 +2140,7 @@ fn http_auth_matrix(db: TestDb) {
             let needs = *needs
                 .get(rpc.as_str())
                 .unwrap_or_else(|| panic!("{rpc} has no row in the auth matrix"));
-            let path = route
-                .path
-                .split('/')
-                .map(|part| if part.starts_with('{') { "nope" } else { part })
-                .collect::<Vec<_>>()
-                .join("/");
+            let path = crate::common::http::with_unknown_ids(route.path);
             let method = route.verb.as_str().to_ascii_uppercase();
             let body = matches!(route.verb, Verb::Post | Verb::Patch).then_some("{}");
             for who in EVERYONE {

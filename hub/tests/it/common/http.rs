@@ -76,3 +76,12 @@ pub async fn try_call(method: &str, url: &str) -> Result<u16, hyper_util::client
         .unwrap();
     Ok(client.request(request).await?.status().as_u16())
 }
+
+/// `route`'s path with every `{parameter}` an id nothing has (`nope`).
+pub fn with_unknown_ids(route: &str) -> String {
+    route
+        .split('/')
+        .map(|part| if part.starts_with('{') { "nope" } else { part })
+        .collect::<Vec<_>>()
+        .join("/")
+}

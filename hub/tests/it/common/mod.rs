@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod demo;
 pub mod http;
 pub mod ingest_site;
 pub mod process;
