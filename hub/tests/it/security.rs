@@ -2384,6 +2384,48 @@ fn browser_sessions(db: TestDb) {
     });
 }
 
+/// A revoked reader's event stream ends (as its gRPC watch does): the browser learns nothing
+/// more after the revocation.
+fn a_revoked_readers_event_stream_ends(db: TestDb) {
+    use http_body_util::BodyExt;
+    let hub = RunningHub::start_with(&db, crate::http::with_http(with_auth()));
+    install_two_sites(&hub.database);
+    let tokens = Tokens::create(&hub.database);
+    let http = hub.http_url.clone().unwrap();
+    hub.runtime.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let request = http::Request::get(format!("{http}/api/systems/home/events"))
+            .header("authorization", format!("Bearer {}", tokens.reader))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("the first event")
+            .unwrap()
+            .unwrap();
+        assert!(first.into_data().is_ok());
+        principals::revoke(&mut hub.database.get().unwrap(), "dashboard").unwrap();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+            loop {
+                match body.frame().await {
+                    None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "the revoked reader's event stream still runs after 15 s"
+        );
+    });
+}
+
 /// Under TLS the session cookie is `Secure` too, and the HTTP listener speaks only TLS.
 fn browser_sessions_over_tls_have_secure_cookies(db: TestDb) {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
@@ -2450,5 +2492,6 @@ fn json_token(token: &str) -> String {
 on_both_backends!(
     http_auth_matrix,
     browser_sessions,
-    browser_sessions_over_tls_have_secure_cookies
+    browser_sessions_over_tls_have_secure_cookies,
+    a_revoked_readers_event_stream_ends
 );
