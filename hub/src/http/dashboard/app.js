@@ -248,12 +248,36 @@ async function pageNow() {
 /// The local day `day` (YYYY-MM-DD) of the system as UTC [from, to): taken from the hourly rows
 /// the hub keys by local hour, so a DST day is right; before any row, the browser's midnight.
 function dayBounds(day) {
-  const from = new Date(day + "T00:00:00");
-  return [from.getTime(), from.getTime() + 86400000];
+  const from = localMidnight(day, state.zone || "UTC");
+  return [from, from + 86400000];
+}
+
+/// Today in the system's own zone (the browser's may be another), and that zone.
+async function systemToday() {
+  const now = await api(systemPath("/now"));
+  state.zone = now.timezone || "UTC";
+  return (now.today && now.today.date) || isoDay(new Date());
+}
+
+/// UTC milliseconds of midnight starting `day` (YYYY-MM-DD) in the IANA zone `zone`.
+function localMidnight(day, zone) {
+  const [y, m, d] = day.split("-").map(Number);
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone, hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric",
+    hour: "numeric", minute: "numeric", second: "numeric",
+  });
+  let guess = Date.UTC(y, m - 1, d);
+  for (let i = 0; i < 2; i++) {
+    const p = Object.fromEntries(parts.formatToParts(new Date(guess)).map((x) => [x.type, Number(x.value)]));
+    const shown = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
+    guess -= shown - Date.UTC(y, m - 1, d);
+  }
+  return guess;
 }
 
 async function pageDay(params) {
-  const day = params.get("date") || isoDay(new Date());
+  const today = await systemToday();
+  const day = params.get("date") || today;
   const [from, to] = dayBounds(day);
   const wide = [new Date(from - 86400000).toISOString(), new Date(to + 86400000).toISOString()];
   const shift = (days) => {
@@ -317,13 +341,13 @@ async function pageDay(params) {
 async function pageHistory(params) {
   const period = params.get("period") || "month";
   const scope = params.get("scope") || "";
-  const now = new Date();
-  const value = params.get("at") || (period === "year" ? String(now.getFullYear()) : isoDay(now).slice(0, 7));
+  const today = await systemToday();
+  const value = params.get("at") || (period === "year" ? today.slice(0, 4) : today.slice(0, 7));
   const [fromDay, toDay] = period === "year"
     ? [value + "-01-01", String(Number(value) + 1) + "-01-01"]
     : [value + "-01", (() => { const d = new Date(value + "-01T12:00:00"); d.setMonth(d.getMonth() + 1); return isoDay(d).slice(0, 7) + "-01"; })()];
-  const from = new Date(fromDay + "T00:00:00").toISOString();
-  const to = new Date(toDay + "T00:00:00").toISOString();
+  const from = new Date(localMidnight(fromDay, state.zone)).toISOString();
+  const to = new Date(localMidnight(toDay, state.zone)).toISOString();
   const base = scope.startsWith("array:") ? "/api/arrays/" + encodeURIComponent(scope.slice(6)) + "/energy/daily"
     : scope.startsWith("inverter:") ? "/api/inverters/" + encodeURIComponent(scope.slice(9)) + "/energy/daily"
     : "/api/energy/daily";
@@ -357,7 +381,7 @@ async function pageHistory(params) {
   };
   const picker = el("select", { onchange: (e) => go({ scope: e.target.value }) },
     ...scopes.map(([id, name]) => { const o = el("option", { value: id, text: name }); if (id === scope) o.selected = true; return o; }));
-  const periodPicker = el("select", { onchange: (e) => go({ period: e.target.value, at: e.target.value === "year" ? String(now.getFullYear()) : isoDay(now).slice(0, 7) }) },
+  const periodPicker = el("select", { onchange: (e) => go({ period: e.target.value, at: e.target.value === "year" ? today.slice(0, 4) : today.slice(0, 7) }) },
     ...["month", "year"].map((p) => { const o = el("option", { value: p, text: p === "month" ? "Days of a month" : "Months of a year" }); if (p === period) o.selected = true; return o; }));
   const at = period === "year"
     ? el("input", { type: "number", value, min: "2000", max: "2100", onchange: (e) => go({ at: e.target.value }) })
