@@ -354,6 +354,179 @@ fn routes_answer_like_their_grpc_twins(db: TestDb) {
     });
 }
 
+/// A fixture id for each path parameter.
+fn fixture_id(parameter: &str) -> &'static str {
+    match parameter {
+        "system_id" => "home",
+        "array_id" => "array1",
+        "inverter_id" => "powdrive1",
+        "meter_id" => "grid_meter_1",
+        "battery_array_id" => "battery_array1",
+        "pack_id" => "jkbms_bank",
+        "battery_id" => "jkbms_bank.b1",
+        "cell_id" => "jkbms_bank.b1.c1",
+        "adapter_id" => "powdrive1.adapter",
+        "adapter_type" => "powdrive",
+        "device_id" => "powdrive1",
+        other => panic!("no fixture id for {other}"),
+    }
+}
+
+/// The rest of what some routes need, as query parameters (and so as request fields).
+fn needed(path: &str) -> &'static [(&'static str, &'static str)] {
+    match path {
+        "/api/series/five-minutes" => &[("inverter_id", "powdrive1")],
+        "/api/battery/now" => &[("battery_array_id", "battery_array1")],
+        "/api/battery-pack-adapters/{pack_id}" => &[("adapter_id", "jkbms_bank.adapter1")],
+        _ => &[],
+    }
+}
+
+/// Every GET route (but the event stream) against its gRPC twin called over the network with the
+/// same fields: the same status, and when it answers, the same JSON.
+fn every_get_route_answers_as_its_twin(db: TestDb) {
+    use solarhub_hub::http::errors::http_status;
+    use solarhub_hub::http::routes::Answer;
+    let (hub, http) = hub_with_readings(&db);
+    let pool = DescriptorPool::decode(solarhub_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let (from, to) = (rfc3339(now - 86_400_000), rfc3339(now + 86_400_000));
+    let mut compared = 0;
+    hub.runtime.block_on(async {
+        for route in routes().filter(|r| r.verb == Verb::Get && r.answer != Answer::Events) {
+            let (service, name) = route.rpc.split_once('/').unwrap();
+            let method = pool
+                .get_service_by_name(&format!("solarhub.v1.{service}"))
+                .unwrap()
+                .methods()
+                .find(|m| m.name() == name)
+                .unwrap();
+            let input = method.input();
+            let mut path = route.path.to_owned();
+            let mut fields = serde_json::Map::new();
+            let mut query = Vec::new();
+            for parameter in solarhub_hub::http::openapi::path_parameters(route.path) {
+                let id = fixture_id(parameter);
+                path = path.replace(&format!("{{{parameter}}}"), id);
+                fields.insert(parameter.to_owned(), json!(id));
+            }
+            for (name, value) in needed(route.path) {
+                query.push(format!("{name}={value}"));
+                fields.insert((*name).to_owned(), json!(value));
+            }
+            if input.get_field_by_name("range").is_some() {
+                query.push(format!("from={from}&to={to}"));
+                fields.insert("range".into(), json!({"from": from, "to": to}));
+            }
+            if route.only_system {
+                fields.insert("system_id".into(), json!("home"));
+            }
+            let url = if query.is_empty() {
+                format!("{http}{path}")
+            } else {
+                format!("{http}{path}?{}", query.join("&"))
+            };
+            let answer = get(&url).await;
+            let request = DynamicMessage::deserialize(input, Value::Object(fields)).unwrap();
+            let twin = twin_call(hub.channel.clone(), &method, request).await;
+            match twin {
+                Ok(message) => {
+                    assert_eq!(answer.status, 200, "{url}: {}", answer.text());
+                    let twin = message
+                        .serialize_with_options(
+                            serde_json::value::Serializer,
+                            &SerializeOptions::new(),
+                        )
+                        .unwrap();
+                    assert_eq!(
+                        without_audit_reads(steady(answer.json())),
+                        without_audit_reads(steady(twin)),
+                        "{url} differs from {}",
+                        route.rpc
+                    );
+                }
+                Err(status) => {
+                    assert_eq!(
+                        answer.status,
+                        http_status(status.code()).as_u16(),
+                        "{url}: {} (twin: {status:?})",
+                        answer.text()
+                    );
+                }
+            }
+            compared += 1;
+        }
+    });
+    assert!(compared >= 40, "{compared} GET routes compared");
+}
+
+/// An audit answer without the rows of the audit reads themselves (each call of the pair records
+/// its own read, which the other then sees).
+fn without_audit_reads(mut value: Value) -> Value {
+    if let Some(events) = value.get_mut("events").and_then(Value::as_array_mut) {
+        events.retain(|e| e["method"] != "/solarhub.v1.AuditService/ListAuditEvents");
+    }
+    value
+}
+
+/// `method` called with `request` over the network, as any gRPC client calls it.
+async fn twin_call(
+    channel: Channel,
+    method: &prost_reflect::MethodDescriptor,
+    request: DynamicMessage,
+) -> Result<DynamicMessage, solarhub_proto::tonic::Status> {
+    use solarhub_proto::tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+    struct Twin(prost_reflect::MessageDescriptor);
+    struct Encode;
+    struct Decode(prost_reflect::MessageDescriptor);
+    impl Codec for Twin {
+        type Encode = DynamicMessage;
+        type Decode = DynamicMessage;
+        type Encoder = Encode;
+        type Decoder = Decode;
+        fn encoder(&mut self) -> Encode {
+            Encode
+        }
+        fn decoder(&mut self) -> Decode {
+            Decode(self.0.clone())
+        }
+    }
+    impl Encoder for Encode {
+        type Item = DynamicMessage;
+        type Error = solarhub_proto::tonic::Status;
+        fn encode(
+            &mut self,
+            item: DynamicMessage,
+            dst: &mut EncodeBuf<'_>,
+        ) -> Result<(), Self::Error> {
+            item.encode(dst).unwrap();
+            Ok(())
+        }
+    }
+    impl Decoder for Decode {
+        type Item = DynamicMessage;
+        type Error = solarhub_proto::tonic::Status;
+        fn decode(
+            &mut self,
+            src: &mut DecodeBuf<'_>,
+        ) -> Result<Option<DynamicMessage>, Self::Error> {
+            Ok(Some(DynamicMessage::decode(self.0.clone(), src).unwrap()))
+        }
+    }
+    let mut grpc = solarhub_proto::tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = format!("/{}/{}", method.parent_service().full_name(), method.name())
+        .parse()
+        .unwrap();
+    grpc.unary(
+        solarhub_proto::tonic::Request::new(request),
+        path,
+        Twin(method.output()),
+    )
+    .await
+    .map(|response| response.into_inner())
+}
+
 fn status_codes_carry_the_field_and_the_context(db: TestDb) {
     let (hub, http) = hub_with_readings(&db);
     hub.runtime.block_on(async {
@@ -619,6 +792,7 @@ pub(crate) fn validate_openapi(document: &Value) {
 
 on_both_backends!(
     routes_answer_like_their_grpc_twins,
+    every_get_route_answers_as_its_twin,
     status_codes_carry_the_field_and_the_context,
     csv_downloads_add_up_to_the_json,
     the_event_stream_sends_the_system_now,
