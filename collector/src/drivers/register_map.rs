@@ -152,6 +152,9 @@ pub struct RegisterMap {
     pub rated_power_register: Option<String>,
     pub registers: Vec<Register>,
     pub fields: BTreeMap<String, FieldRule>,
+    /// What may be written (`super::settings`); nothing when absent.
+    #[serde(default)]
+    pub settings: Vec<super::settings::Setting>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,7 +301,7 @@ impl RegisterMap {
                 format!("names register {rated:?}, which the map does not have"),
             ));
         }
-        Ok(())
+        super::settings::validate(&self.settings)
     }
 
     pub fn register(&self, name: &str) -> Option<&Register> {
