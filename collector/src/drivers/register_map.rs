@@ -211,12 +211,7 @@ impl RegisterMap {
         let mut names = HashSet::new();
         for (index, register) in self.registers.iter().enumerate() {
             let entry = format!("registers[{index}] ({})", register.name);
-            if register.name.is_empty()
-                || !register
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
+            if !lower_snake_case(&register.name) {
                 return Err((entry, "name must be lower_snake_case".into()));
             }
             if !names.insert(register.name.as_str()) {
@@ -307,6 +302,14 @@ impl RegisterMap {
     pub fn register(&self, name: &str) -> Option<&Register> {
         self.registers.iter().find(|r| r.name == name)
     }
+}
+
+/// Whether `name` is a map entry's name: lower_snake_case, not empty.
+pub(crate) fn lower_snake_case(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The map files that ship with the collector, by device type.

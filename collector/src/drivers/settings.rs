@@ -214,12 +214,7 @@ pub fn validate(settings: &[Setting]) -> Result<(), (String, String)> {
     let mut taken: BTreeMap<u16, (u16, String)> = BTreeMap::new();
     for (index, setting) in settings.iter().enumerate() {
         let entry = format!("settings[{index}] ({})", setting.name);
-        if setting.name.is_empty()
-            || !setting
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
+        if !super::register_map::lower_snake_case(&setting.name) {
             return Err((entry, "name must be lower_snake_case".into()));
         }
         if !names.insert(setting.name.clone()) {

@@ -17,9 +17,7 @@ pub struct Token(String);
 impl Token {
     /// A new random token.
     pub fn generate() -> Result<Token, ring::error::Unspecified> {
-        let mut bytes = [0u8; RANDOM_BYTES];
-        SystemRandom::new().fill(&mut bytes)?;
-        Ok(Token(format!("{PREFIX}{}", hex(&bytes))))
+        Ok(Token(format!("{PREFIX}{}", random_hex()?)))
     }
 
     /// The token text, to hand to the operator once.
@@ -50,6 +48,13 @@ impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TokenHash({}…)", &self.0[..8])
     }
+}
+
+/// 32 bytes from the operating system as 64 hex digits (a token's secret, a session's id).
+pub fn random_hex() -> Result<String, ring::error::Unspecified> {
+    let mut bytes = [0u8; RANDOM_BYTES];
+    SystemRandom::new().fill(&mut bytes)?;
+    Ok(hex(&bytes))
 }
 
 /// Whether `text` has the shape of a token (so garbage costs no lookup).

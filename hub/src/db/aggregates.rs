@@ -15,18 +15,23 @@ use super::retention::SampleTable;
 use super::samples::{BatteryBankSample, Column, EnergySample, Kind, MeterSample};
 use super::{DbConnection, DbError};
 
-/// The 5-minute columns of a sample table, made from its declaration (`db::samples`): each
-/// measured column's mean and each counter's highest reading, named as the raw column.
+/// How a 5-minute table keeps a column of `kind`: a measured value's mean, a counter's highest
+/// reading; the rest only raw.
+const fn kept_as(kind: Kind) -> Option<How> {
+    match kind {
+        Kind::Measured => Some(How::Mean),
+        Kind::Counter => Some(How::Highest),
+        Kind::Detail | Kind::Text => None,
+    }
+}
+
+/// The 5-minute columns of a sample table, made from its declaration (`db::samples`), named as
+/// the raw column.
 const fn five_minute<const N: usize>(columns: &[Column]) -> [(&'static str, How, &'static str); N] {
     let mut out = [("", How::Mean, ""); N];
     let (mut i, mut n) = (0, 0);
     while i < columns.len() {
-        let how = match columns[i].kind {
-            Kind::Measured => Some(How::Mean),
-            Kind::Counter => Some(How::Highest),
-            Kind::Detail | Kind::Text => None,
-        };
-        if let Some(how) = how {
+        if let Some(how) = kept_as(columns[i].kind) {
             out[n] = (columns[i].name, how, columns[i].name);
             n += 1;
         }
@@ -40,7 +45,7 @@ const fn five_minute<const N: usize>(columns: &[Column]) -> [(&'static str, How,
 const fn kept(columns: &[Column]) -> usize {
     let (mut i, mut n) = (0, 0);
     while i < columns.len() {
-        if matches!(columns[i].kind, Kind::Measured | Kind::Counter) {
+        if kept_as(columns[i].kind).is_some() {
             n += 1;
         }
         i += 1;

@@ -48,11 +48,12 @@ impl Gateway {
 
     /// `service/Method` of package `solarhub.v1`, e.g. `LiveService/GetSystemNow`.
     pub fn method(&self, name: &str) -> Option<MethodDescriptor> {
-        let (service, method) = name.split_once('/')?;
-        self.pool
-            .get_service_by_name(&format!("solarhub.v1.{service}"))?
-            .methods()
-            .find(|m| m.name() == method)
+        method_in(&self.pool, name)
+    }
+
+    /// The protos' descriptors.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
     }
 
     fn request(
@@ -71,8 +72,8 @@ impl Gateway {
             local_addr: caller.local,
             remote_addr: caller.peer,
         });
-        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
-        let path = PathAndQuery::from_str(&path).expect("a method path is a valid URI path");
+        let path =
+            PathAndQuery::from_str(&path_of(method)).expect("a method path is a valid URI path");
         (request, path)
     }
 
@@ -120,14 +121,36 @@ impl Gateway {
     }
 }
 
+/// The HTTP/2 path of a gRPC method (`/solarhub.v1.LiveService/GetSystemNow`), as the auth
+/// layer and the audit trail name it.
+pub fn path_of(method: &MethodDescriptor) -> String {
+    format!("/{}/{}", method.parent_service().full_name(), method.name())
+}
+
+/// Method `service/Method` of package `solarhub.v1` in `pool` (a route's `rpc`).
+pub fn method_in(pool: &DescriptorPool, name: &str) -> Option<MethodDescriptor> {
+    let (service, method) = name.split_once('/')?;
+    pool.get_service_by_name(&format!("solarhub.v1.{service}"))?
+        .methods()
+        .find(|m| m.name() == method)
+}
+
 /// Every solarhub message and service, from the descriptors the proto crate was built with.
-pub fn descriptors() -> DescriptorPool {
+fn descriptors() -> DescriptorPool {
     DescriptorPool::decode(solarhub_proto::FILE_DESCRIPTOR_SET)
         .expect("the proto crate's descriptor set decodes")
 }
 
-/// Protobuf encoding of dynamic messages, answers decoded as the method's output type.
-struct DynamicCodec(MessageDescriptor);
+/// Protobuf encoding of dynamic messages, answers decoded as the method's output type (any
+/// tonic client can use it: the tests call the network API with it).
+pub struct DynamicCodec(MessageDescriptor);
+
+impl DynamicCodec {
+    /// A codec for a method answering `output`.
+    pub fn new(output: MessageDescriptor) -> DynamicCodec {
+        DynamicCodec(output)
+    }
+}
 
 impl Codec for DynamicCodec {
     type Encode = DynamicMessage;
@@ -144,7 +167,7 @@ impl Codec for DynamicCodec {
     }
 }
 
-struct DynamicEncoder;
+pub struct DynamicEncoder;
 
 impl Encoder for DynamicEncoder {
     type Item = DynamicMessage;
@@ -156,7 +179,7 @@ impl Encoder for DynamicEncoder {
     }
 }
 
-struct DynamicDecoder(MessageDescriptor);
+pub struct DynamicDecoder(MessageDescriptor);
 
 impl Decoder for DynamicDecoder {
     type Item = DynamicMessage;

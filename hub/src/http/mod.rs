@@ -63,7 +63,7 @@ impl Front {
         authenticator: Option<crate::auth::Authenticator>,
         secure: bool,
     ) -> Front {
-        let openapi = Arc::new(openapi::document(&gateway::descriptors()));
+        let openapi = Arc::new(openapi::document(gateway.pool()));
         Front {
             gateway,
             sessions: Arc::new(Sessions::default()),
@@ -224,7 +224,7 @@ impl Front {
         caller: &gateway::Caller,
         error: ApiError,
     ) -> ApiError {
-        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+        let path = gateway::path_of(method);
         if crate::auth::layer::admits(
             self.authenticator.as_ref(),
             caller.authorization.clone(),

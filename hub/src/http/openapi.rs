@@ -16,7 +16,7 @@ pub fn document(pool: &DescriptorPool) -> Value {
     let mut schemas: BTreeMap<String, Value> = BTreeMap::new();
     let mut paths: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     for route in routes() {
-        let Some(method) = method(pool, route.rpc) else {
+        let Some(method) = super::gateway::method_in(pool, route.rpc) else {
             continue;
         };
         let input = method.input();
@@ -103,13 +103,6 @@ pub fn document(pool: &DescriptorPool) -> Value {
         "security": [{"bearer": []}, {"session": []}],
         "paths": paths,
     })
-}
-
-fn method(pool: &DescriptorPool, rpc: &str) -> Option<prost_reflect::MethodDescriptor> {
-    let (service, name) = rpc.split_once('/')?;
-    pool.get_service_by_name(&format!("solarhub.v1.{service}"))?
-        .methods()
-        .find(|m| m.name() == name)
 }
 
 /// A unique name of a route: `get_api_systems_system_id_now`.

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use cookie::{Cookie, SameSite};
 use http::{HeaderMap, HeaderValue};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::errors::ApiError;
 use super::routes::Verb;
@@ -59,11 +58,8 @@ pub struct Sessions {
 }
 
 fn random_hex() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| ApiError::internal("no randomness from the operating system"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::auth::token::random_hex()
+        .map_err(|_| ApiError::internal("no randomness from the operating system"))
 }
 
 impl Sessions {

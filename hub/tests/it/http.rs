@@ -394,13 +394,7 @@ fn every_get_route_answers_as_its_twin(db: TestDb) {
     let mut compared = 0;
     hub.runtime.block_on(async {
         for route in routes().filter(|r| r.verb == Verb::Get && r.answer != Answer::Events) {
-            let (service, name) = route.rpc.split_once('/').unwrap();
-            let method = pool
-                .get_service_by_name(&format!("solarhub.v1.{service}"))
-                .unwrap()
-                .methods()
-                .find(|m| m.name() == name)
-                .unwrap();
+            let method = solarhub_hub::http::gateway::method_in(&pool, route.rpc).unwrap();
             let input = method.input();
             let mut path = route.path.to_owned();
             let mut fields = serde_json::Map::new();
@@ -475,53 +469,15 @@ async fn twin_call(
     method: &prost_reflect::MethodDescriptor,
     request: DynamicMessage,
 ) -> Result<DynamicMessage, solarhub_proto::tonic::Status> {
-    use solarhub_proto::tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-    struct Twin(prost_reflect::MessageDescriptor);
-    struct Encode;
-    struct Decode(prost_reflect::MessageDescriptor);
-    impl Codec for Twin {
-        type Encode = DynamicMessage;
-        type Decode = DynamicMessage;
-        type Encoder = Encode;
-        type Decoder = Decode;
-        fn encoder(&mut self) -> Encode {
-            Encode
-        }
-        fn decoder(&mut self) -> Decode {
-            Decode(self.0.clone())
-        }
-    }
-    impl Encoder for Encode {
-        type Item = DynamicMessage;
-        type Error = solarhub_proto::tonic::Status;
-        fn encode(
-            &mut self,
-            item: DynamicMessage,
-            dst: &mut EncodeBuf<'_>,
-        ) -> Result<(), Self::Error> {
-            item.encode(dst).unwrap();
-            Ok(())
-        }
-    }
-    impl Decoder for Decode {
-        type Item = DynamicMessage;
-        type Error = solarhub_proto::tonic::Status;
-        fn decode(
-            &mut self,
-            src: &mut DecodeBuf<'_>,
-        ) -> Result<Option<DynamicMessage>, Self::Error> {
-            Ok(Some(DynamicMessage::decode(self.0.clone(), src).unwrap()))
-        }
-    }
     let mut grpc = solarhub_proto::tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path = format!("/{}/{}", method.parent_service().full_name(), method.name())
+    let path = solarhub_hub::http::gateway::path_of(method)
         .parse()
         .unwrap();
     grpc.unary(
         solarhub_proto::tonic::Request::new(request),
         path,
-        Twin(method.output()),
+        solarhub_hub::http::gateway::DynamicCodec::new(method.output()),
     )
     .await
     .map(|response| response.into_inner())
