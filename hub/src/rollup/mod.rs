@@ -167,9 +167,14 @@ fn roll_hours(
     let at = now_ms();
     let system_id = structure.system.system_id.as_str();
     let rows = hour_rows(conn, structure, hours, settings, at)?;
-    store::delete_rows(conn, system_id, first.start, last.end, Level::Hours)?;
-    store::delete_superseded_legacy(conn, &rows)?;
-    store::insert_rows(conn, &rows)?;
+    store::replace_rows(
+        conn,
+        system_id,
+        (first.start, last.end),
+        Level::Hours,
+        None,
+        &rows,
+    )?;
     // The aggregates of the same hours, kept when retention deletes the samples.
     remake_aggregates(conn, system_id, structure.tz, first.start, last.end)?;
     let mut report = RollReport {
@@ -186,9 +191,14 @@ fn roll_hours(
         let Some(rows) = day_rows(conn, structure, &day, at)? else {
             continue;
         };
-        store::delete_rows(conn, system_id, day.start, day.end, Level::Days)?;
-        store::delete_superseded_legacy(conn, &rows)?;
-        store::insert_rows(conn, &rows)?;
+        store::replace_rows(
+            conn,
+            system_id,
+            (day.start, day.end),
+            Level::Days,
+            None,
+            &rows,
+        )?;
         report.days += 1;
         report.rows += row_count(&rows);
     }

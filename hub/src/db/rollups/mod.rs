@@ -533,6 +533,25 @@ fn lowest_overlapping_start(from: i64) -> i64 {
     from.saturating_sub(LONGEST_BUCKET_MS + 1)
 }
 
+/// Replaces the rows of [from, to) at `level` (`only` those `RowsOf` names, or every one) with
+/// `rows`: deletes them, removes the old app's rows the new ones supersede, inserts. The one order
+/// every roll writes in.
+pub fn replace_rows(
+    conn: &mut DbConnection,
+    system_id: &str,
+    (from, to): (i64, i64),
+    level: Level,
+    only: Option<&RowsOf>,
+    rows: &RollupRows,
+) -> Result<(), DbError> {
+    match only {
+        Some(only) => delete_rows_of(conn, system_id, from, to, level, only)?,
+        None => delete_rows(conn, system_id, from, to, level)?,
+    }
+    delete_superseded_legacy(conn, rows)?;
+    insert_rows(conn, rows)
+}
+
 /// Inserts `rows` (after their buckets were deleted).
 pub fn insert_rows(conn: &mut DbConnection, rows: &RollupRows) -> Result<(), DbError> {
     macro_rules! insert {

@@ -32,16 +32,14 @@ pub(super) fn write(
     };
     let mut days: BTreeMap<i64, (Bucket, RowsOf)> = BTreeMap::new();
     for (_, (bucket, rows, only)) in touched.hours {
-        store::delete_rows_of(
+        store::replace_rows(
             conn,
             system_id,
-            bucket.start,
-            bucket.end,
+            (bucket.start, bucket.end),
             Level::Hours,
-            &only,
+            Some(&only),
+            &rows,
         )?;
-        store::delete_superseded_legacy(conn, &rows)?;
-        store::insert_rows(conn, &rows)?;
         report.rows += rows.inverter_hours.len() + rows.pack_hours.len() + rows.meter_hours.len();
         // The arrays and the system, from every device row of the hour.
         let hour = store::load_rows(conn, system_id, bucket.start, bucket.end, Level::Hours)?;
@@ -77,16 +75,14 @@ pub(super) fn write(
             system_hours: system.into_iter().collect(),
             ..RollupRows::default()
         };
-        store::delete_rows_of(
+        store::replace_rows(
             conn,
             system_id,
-            bucket.start,
-            bucket.end,
+            (bucket.start, bucket.end),
             Level::Hours,
-            &levels,
+            Some(&levels),
+            &level_rows,
         )?;
-        store::delete_superseded_legacy(conn, &level_rows)?;
-        store::insert_rows(conn, &level_rows)?;
         report.rows += level_rows.array_hours.len() + level_rows.system_hours.len();
         report.hours += 1;
         let day = local_time::day_of(tz, &bucket);
@@ -109,9 +105,14 @@ pub(super) fn write(
     }
     let hours_done = began.elapsed();
     for (_, (day, rows, only)) in touched.days {
-        store::delete_rows_of(conn, system_id, day.start, day.end, Level::Days, &only)?;
-        store::delete_superseded_legacy(conn, &rows)?;
-        store::insert_rows(conn, &rows)?;
+        store::replace_rows(
+            conn,
+            system_id,
+            (day.start, day.end),
+            Level::Days,
+            Some(&only),
+            &rows,
+        )?;
         report.rows += rows.inverter_days.len() + rows.pack_days.len() + rows.meter_days.len();
     }
     for (_, (day, only)) in days {
@@ -120,9 +121,14 @@ pub(super) fn write(
             continue;
         }
         let rows = day_rows_from(structure, &day, &hours, at);
-        store::delete_rows_of(conn, system_id, day.start, day.end, Level::Days, &only)?;
-        store::delete_superseded_legacy(conn, &rows)?;
-        store::insert_rows(conn, &rows)?;
+        store::replace_rows(
+            conn,
+            system_id,
+            (day.start, day.end),
+            Level::Days,
+            Some(&only),
+            &rows,
+        )?;
         report.days += 1;
         report.rows += rows.inverter_days.len()
             + rows.array_days.len()
