@@ -140,6 +140,21 @@ impl<'a> Copier<'a> {
         Some(ms)
     }
 
+    /// A legacy row's raw timestamp, its device's id and its time, or `None` when one cannot be
+    /// read (the device's id is taken, and any rename recorded, even when its time cannot).
+    fn keyed(
+        &mut self,
+        table: &str,
+        device: Option<&str>,
+        raw_ts: &Option<String>,
+    ) -> Option<(String, String, i64)> {
+        let (Some(raw_ts), Some(id)) = (raw_ts.clone(), self.id(device)) else {
+            return None;
+        };
+        let ts = self.timestamp(table, device, Some(&raw_ts))?;
+        Some((raw_ts, id, ts))
+    }
+
     pub(super) fn id(&mut self, raw: Option<&str>) -> Option<String> {
         let raw = raw?.trim();
         if raw.is_empty() {

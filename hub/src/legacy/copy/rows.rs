@@ -32,10 +32,8 @@ impl<'a> Copier<'a> {
         stats: &mut TableReport,
     ) -> Converted<EnergySample> {
         let device = legacy.inverter_id.as_deref();
-        let (Some(raw_ts), Some(inverter_id)) = (legacy.ts.clone(), self.id(device)) else {
-            return Ok(None);
-        };
-        let Some(ts) = self.timestamp("energy_samples", device, Some(&raw_ts)) else {
+        let Some((raw_ts, inverter_id, ts)) = self.keyed("energy_samples", device, &legacy.ts)
+        else {
             return Ok(None);
         };
         let legacy_array = self.id(legacy.array_id.as_deref());
@@ -85,10 +83,7 @@ impl<'a> Copier<'a> {
         stats: &mut TableReport,
     ) -> Converted<ArraySample> {
         let device = legacy.array_id.as_deref();
-        let (Some(raw_ts), Some(array_id)) = (legacy.ts.clone(), self.id(device)) else {
-            return Ok(None);
-        };
-        let Some(ts) = self.timestamp("array_samples", device, Some(&raw_ts)) else {
+        let Some((raw_ts, array_id, ts)) = self.keyed("array_samples", device, &legacy.ts) else {
             return Ok(None);
         };
         self.ensure_array(
@@ -125,10 +120,8 @@ impl<'a> Copier<'a> {
         stats: &mut TableReport,
     ) -> Converted<BatteryBankSample> {
         let device = legacy.pack_id.as_deref();
-        let (Some(raw_ts), Some(pack_id)) = (legacy.ts.clone(), self.id(device)) else {
-            return Ok(None);
-        };
-        let Some(ts) = self.timestamp("battery_bank_samples", device, Some(&raw_ts)) else {
+        let Some((raw_ts, pack_id, ts)) = self.keyed("battery_bank_samples", device, &legacy.ts)
+        else {
             return Ok(None);
         };
         let battery_array_id = self.ensure_pack(&pack_id)?;
@@ -243,10 +236,7 @@ impl<'a> Copier<'a> {
         _stats: &mut TableReport,
     ) -> Converted<MeterSample> {
         let device = legacy.meter_id.as_deref();
-        let (Some(raw_ts), Some(meter_id)) = (legacy.ts.clone(), self.id(device)) else {
-            return Ok(None);
-        };
-        let Some(ts) = self.timestamp("meter_samples", device, Some(&raw_ts)) else {
+        let Some((raw_ts, meter_id, ts)) = self.keyed("meter_samples", device, &legacy.ts) else {
             return Ok(None);
         };
         let array_id = self.array_ref(legacy.array_id.as_deref())?;
