@@ -13,6 +13,7 @@ const PROTO_FILES: &[&str] = &[
     "solarhub/v1/server_info.proto",
     "solarhub/v1/quality.proto",
     "solarhub/v1/audit.proto",
+    "solarhub/v1/control.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

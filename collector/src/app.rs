@@ -51,6 +51,16 @@ pub async fn run_collector(
         &assignments,
         None,
     )?;
+    let (router, jobs) = crate::control::Router::for_plan(&plan);
+    let (commands_in, commands_out) = mpsc::channel(64);
+    let (results_tx, results_rx) = watch::channel(0u64);
+    let control = tokio::spawn(crate::control::run(
+        router,
+        commands_out,
+        outbox.clone(),
+        results_tx,
+        config.write_budget_per_day,
+    ));
     let (readings_in, readings_out) = mpsc::channel::<Reading>(1024);
     let (stored_tx, stored_rx) = watch::channel(0u64);
     let runtime = tokio::spawn(crate::bus::runtime::run(
@@ -58,6 +68,7 @@ pub async fn run_collector(
         readings_in,
         observer.clone(),
         shutdown.clone(),
+        jobs,
     ));
     let batcher = tokio::spawn(batch_readings(
         config.clone(),
@@ -73,9 +84,14 @@ pub async fn run_collector(
         stored_rx,
         shutdown.clone(),
         observer,
+        crate::control::ControlLink {
+            commands: commands_in,
+            results: results_rx,
+        },
     ));
     let _ = runtime.await;
     let _ = batcher.await;
     let _ = sender.await;
+    control.abort();
     Ok(())
 }

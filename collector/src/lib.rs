@@ -17,6 +17,8 @@
 //! - `uplink/`: to the hub: batches → outbox → one stream with acks (`mod.rs`), `outbox` (the
 //!   durable SQLite outbox), `assignment` (assignments from the hub or a `collector.yaml` → the
 //!   `Plan`), `hub_access` (the hub's address, token and certificates);
+//! - `control/`: commands from the hub (docs/control.md): routed to their device's bus task and
+//!   executed there between polls (`execute`), results kept in the outbox until the hub has them;
 //! - `observe/`: every poll and dropped value, once: Prometheus metrics and the data-quality
 //!   tallies sent to the hub;
 //! - `simulator/`: simulated devices of every driver type over real Modbus, RTU and consoles.
@@ -25,6 +27,7 @@ pub mod app;
 pub mod backoff;
 pub mod bus;
 pub mod clock;
+pub mod control;
 pub mod drivers;
 pub mod observe;
 pub mod simulator;

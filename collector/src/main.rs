@@ -85,6 +85,10 @@ enum Command {
         /// The longest wait between attempts to reach the hub.
         #[arg(long, default_value = "30")]
         max_backoff_secs: f64,
+        /// Registers control commands may write to one device per 24 hours (inverter settings
+        /// live in flash, which wears: about 6 writes a day is normal); more are refused.
+        #[arg(long, default_value_t = solarhub_collector::control::DEFAULT_WRITE_BUDGET)]
+        write_budget: u32,
         /// Where readings go without a hub: `-` for standard output, or a file (appended).
         #[arg(long, default_value = "-")]
         output: String,
@@ -173,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             batch_readings,
             batch_secs,
             max_backoff_secs,
+            write_budget,
             output,
             tee,
             token_file,
@@ -264,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .context("--batch-secs must be a non-negative number of seconds")?,
                 max_backoff: Duration::try_from_secs_f64(max_backoff_secs)
                     .context("--max-backoff-secs must be a non-negative number of seconds")?,
+                write_budget_per_day: write_budget,
             };
             std::fs::create_dir_all(&outbox_dir).with_context(|| {
                 format!(
@@ -421,7 +427,11 @@ async fn run_config(
     let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runtime = tokio::spawn(solarhub_collector::bus::runtime::run(
-        plan, sender, observer, stopped,
+        plan,
+        sender,
+        observer,
+        stopped,
+        Default::default(),
     ));
     loop {
         let reading = tokio::select! {
@@ -510,6 +520,7 @@ async fn poll(
                 specs,
                 sender.clone(),
                 stopped.clone(),
+                None,
             ))
         })
         .collect();

@@ -123,6 +123,7 @@ pub async fn run_demo(
             batch_max_readings: 200,
             batch_max_wait: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5),
+            write_budget_per_day: solarhub_collector::control::DEFAULT_WRITE_BUDGET,
         };
         let dir = options.outbox_dir.clone();
         let observer = std::sync::Arc::new(solarhub_collector::observe::Observer::new());

@@ -301,13 +301,51 @@ async fn poll_device(context: &mut Context, slot: &mut DeviceSlot) -> Outcome {
     }
 }
 
+async fn next_job(
+    jobs: &mut Option<mpsc::Receiver<crate::control::Job>>,
+) -> Option<crate::control::Job> {
+    match jobs {
+        Some(queue) => queue.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Executes one control command on its device; `false` when the transport broke doing it.
+async fn run_job(context: &mut Context, slots: &[DeviceSlot], job: crate::control::Job) -> bool {
+    let command = &job.command;
+    let Some(slot) = slots.iter().find(|s| s.spec.device_id == command.device_id) else {
+        let _ = job.reply.send(crate::control::Executed::ended(
+            command,
+            solarhub_proto::v1::CommandState::Refused,
+            "the device is not on this bus",
+        ));
+        return true;
+    };
+    let Driver::Map(map) = &slot.spec.driver else {
+        let _ = job.reply.send(crate::control::Executed::ended(
+            command,
+            solarhub_proto::v1::CommandState::Refused,
+            "the device has no declared settings",
+        ));
+        return true;
+    };
+    context.set_slave(Slave(slot.spec.unit_id));
+    let executed = crate::control::execute::execute(context, map, &job, slot.spec.timeout).await;
+    let broken = executed.transport_broken;
+    let _ = job.reply.send(executed);
+    !broken
+}
+
 /// Polls every device of one bus until `events` is closed (the receiver dropped) or `shutdown` fires.
+/// Control commands for its devices (`jobs`) are executed between two polls, never during one.
 pub async fn run_bus(
     transport: Transport,
     devices: Vec<DeviceSpec>,
     events: mpsc::Sender<BusEvent>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    jobs: Option<mpsc::Receiver<crate::control::Job>>,
 ) {
+    let mut jobs = jobs;
     let now = Instant::now();
     let mut slots: Vec<DeviceSlot> = devices
         .into_iter()
@@ -350,6 +388,12 @@ pub async fn run_bus(
             };
             tokio::select! {
                 () = tokio::time::sleep_until(slots[index].next_due) => {}
+                Some(job) = next_job(&mut jobs) => {
+                    if !run_job(&mut context, &slots, job).await {
+                        continue 'connection;
+                    }
+                    continue;
+                }
                 _ = shutdown.changed() => return,
             }
             let slot = &mut slots[index];

@@ -89,20 +89,24 @@ async fn run_console(
 
 /// Starts every task of `plan` and forwards the readings that count to `readings`; every poll and
 /// every dropped value is reported to `observer`.
+/// Control commands for a bus's devices come through its queue in `jobs`.
 pub async fn run(
     plan: Plan,
     readings: mpsc::Sender<Reading>,
     observer: std::sync::Arc<Observer>,
     shutdown: watch::Receiver<bool>,
+    mut jobs: BTreeMap<crate::bus::Transport, mpsc::Receiver<crate::control::Job>>,
 ) {
     let (events, mut incoming) = mpsc::channel::<BusEvent>(1024);
     let mut tasks = Vec::new();
     for (transport, devices) in plan.buses {
+        let queue = jobs.remove(&transport);
         tasks.push(tokio::spawn(run_bus(
             transport,
             devices,
             events.clone(),
             shutdown.clone(),
+            queue,
         )));
     }
     for (transport, spec, interval) in plan.consoles {

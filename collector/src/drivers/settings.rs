@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::register_map::WordOrder;
+
 /// How a setting's text is encoded in its register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,8 +29,12 @@ pub enum Encoding {
 #[serde(deny_unknown_fields)]
 pub struct Setting {
     pub name: String,
-    /// The holding register written.
+    /// The holding register written (the first, for a value of two registers).
     pub register: u16,
+    /// Registers the value spans: 1, or 2 for a 32-bit value (in the map's word order, written
+    /// together in one request).
+    #[serde(default = "one_word")]
+    pub words: u8,
     /// The bits of the register the setting occupies, first and last (a read-modify-write keeps
     /// the others); the whole register when absent.
     #[serde(default)]
@@ -59,6 +65,10 @@ fn one() -> f64 {
     1.0
 }
 
+fn one_word() -> u8 {
+    1
+}
+
 /// A value a caller asks for: a number, a named value, or a time of day.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Requested {
@@ -66,8 +76,8 @@ pub enum Requested {
     Text(String),
 }
 
-/// The register write a setting needs: `raw` into `mask` of `register`; the other bits of the
-/// register are kept (read-modify-write) when `mask` is not the whole register.
+/// One register a setting writes: `raw` into the `mask` bits of `register`; the other bits of
+/// the register are kept (read-modify-write) when `mask` is not the whole register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Write {
     pub register: u16,
@@ -98,8 +108,36 @@ impl Setting {
         }
     }
 
-    /// The register write for `value`, or why it is refused.
-    pub fn write(&self, value: &Requested) -> Result<Write, String> {
+    /// The bits of `register` this setting occupies (none when it is not one of its registers).
+    pub fn mask_of(&self, register: u16) -> u16 {
+        if !self.registers().contains(&register) {
+            0
+        } else if self.words == 2 {
+            u16::MAX
+        } else {
+            self.mask().0
+        }
+    }
+
+    /// The registers this setting occupies.
+    pub fn registers(&self) -> std::ops::Range<u16> {
+        self.register..self.register + u16::from(self.words)
+    }
+
+    /// The register writes for `value` (one per register it spans), or why it is refused.
+    pub fn write(&self, value: &Requested, order: WordOrder) -> Result<Vec<Write>, String> {
+        if self.words == 2 {
+            let raw = self.wide(value)?;
+            let (high, low) = ((raw >> 16) as u16, raw as u16);
+            let words = match order {
+                WordOrder::HighFirst => [high, low],
+                WordOrder::LowFirst => [low, high],
+            };
+            return Ok(vec![
+                Write { register: self.register, mask: u16::MAX, raw: words[0] },
+                Write { register: self.register + 1, mask: u16::MAX, raw: words[1] },
+            ]);
+        }
         if !self.verified {
             return Err(format!(
                 "{} is not verified: {}; it is refused until it is (docs/control.md says how to verify a setting on your own hardware)",
@@ -119,7 +157,9 @@ impl Setting {
             (Encoding::Hhmm, Requested::Text(time)) => hhmm(time)
                 .ok_or_else(|| format!("{} is a time of day HH:MM, not {time:?}", self.name))?,
             (Encoding::Number, Requested::Number(number)) if self.values.is_empty() => {
-                self.number(*number)?
+                u16::try_from(self.number(*number)?).map_err(|_| {
+                    format!("{}: {number} does not fit its register", self.name)
+                })?
             }
             _ => {
                 return Err(format!(
@@ -143,15 +183,24 @@ impl Setting {
                 self.name
             ));
         }
-        Ok(Write {
+        Ok(vec![Write {
             register: self.register,
             mask,
             raw: shifted as u16,
-        })
+        }])
+    }
+
+    /// A 32-bit number's raw value.
+    fn wide(&self, value: &Requested) -> Result<u32, String> {
+        match value {
+            Requested::Number(number) => u32::try_from(self.number(*number)?)
+                .map_err(|_| format!("{}: {number} does not fit its registers", self.name)),
+            Requested::Text(_) => Err(format!("{} takes a number", self.name)),
+        }
     }
 
     /// A number within the limits, at the register's resolution: its raw value.
-    fn number(&self, value: f64) -> Result<u16, String> {
+    fn number(&self, value: f64) -> Result<i64, String> {
         let (Some(min), Some(max)) = (self.min, self.max) else {
             return Err(format!(
                 "{} has no declared limits; it is refused (nothing is clamped)",
@@ -174,14 +223,22 @@ impl Setting {
                 unit(&self.unit)
             ));
         }
-        u16::try_from(raw.round() as i64)
-            .map_err(|_| format!("{}: {value} does not fit its register", self.name))
+        Ok(raw.round() as i64)
     }
 
-    /// What a register value `current` says this setting is (for the settings answer).
-    pub fn read(&self, current: u16) -> Requested {
+    /// What the current values of its registers (from `register`, `words` of them) say this
+    /// setting is (for the settings answer).
+    pub fn read(&self, current: &[u16], order: WordOrder) -> Requested {
+        if self.words == 2 {
+            let (high, low) = match order {
+                WordOrder::HighFirst => (current[0], current[1]),
+                WordOrder::LowFirst => (current[1], current[0]),
+            };
+            let raw = (u32::from(high) << 16) | u32::from(low);
+            return Requested::Number(f64::from(raw) * self.scale);
+        }
         let (mask, shift) = self.mask();
-        let raw = (current & mask) >> shift;
+        let raw = (current[0] & mask) >> shift;
         if let Some((name, _)) = self.values.iter().find(|(_, v)| **v == raw) {
             return Requested::Text(name.clone());
         }
@@ -220,6 +277,17 @@ pub fn validate(settings: &[Setting]) -> Result<(), (String, String)> {
         if !names.insert(setting.name.clone()) {
             return Err((entry, "duplicate setting name".into()));
         }
+        if !(1..=2).contains(&setting.words)
+            || (setting.words == 2
+                && (setting.bits.is_some()
+                    || setting.encoding != Encoding::Number
+                    || !setting.values.is_empty()))
+        {
+            return Err((
+                entry,
+                "words must be 1, or 2 for a plain 32-bit number".into(),
+            ));
+        }
         if let Some([first, last]) = setting.bits
             && (first > last || last > 15)
         {
@@ -245,18 +313,18 @@ pub fn validate(settings: &[Setting]) -> Result<(), (String, String)> {
             return Err((entry, "scale must be a positive number".into()));
         }
         let (mask, _) = setting.mask();
-        if let Some((other_mask, other)) = taken.get(&setting.register)
-            && other_mask & mask != 0
-        {
-            return Err((
-                entry,
-                format!("shares bits of register {} with {other}", setting.register),
-            ));
+        for register in setting.registers() {
+            if let Some((other_mask, other)) = taken.get(&register)
+                && other_mask & mask != 0
+            {
+                return Err((
+                    entry,
+                    format!("shares bits of register {register} with {other}"),
+                ));
+            }
+            let slot = taken.entry(register).or_insert((0, setting.name.clone()));
+            slot.0 |= mask;
         }
-        let slot = taken
-            .entry(setting.register)
-            .or_insert((0, setting.name.clone()));
-        slot.0 |= mask;
     }
     Ok(())
 }
@@ -264,6 +332,8 @@ pub fn validate(settings: &[Setting]) -> Result<(), (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HF: WordOrder = WordOrder::HighFirst;
 
     fn setting(json: serde_json::Value) -> Setting {
         serde_json::from_value(json).unwrap()
@@ -276,21 +346,21 @@ mod tests {
             "min": 0, "max": 185, "verified": true,
         }));
         assert_eq!(
-            current.write(&Requested::Number(50.0)),
-            Ok(Write {
+            current.write(&Requested::Number(50.0), HF),
+            Ok(vec![Write {
                 register: 108,
                 mask: 0xFFFF,
                 raw: 50
-            })
+            }])
         );
-        let refused = current.write(&Requested::Number(200.0)).unwrap_err();
+        let refused = current.write(&Requested::Number(200.0), HF).unwrap_err();
         assert!(refused.contains("between 0 and 185 A"), "{refused}");
         assert!(refused.contains("nothing is clamped"), "{refused}");
-        assert!(current.write(&Requested::Number(-1.0)).is_err());
-        assert!(current.write(&Requested::Number(f64::NAN)).is_err());
+        assert!(current.write(&Requested::Number(-1.0), HF).is_err());
+        assert!(current.write(&Requested::Number(f64::NAN), HF).is_err());
         assert!(
             current
-                .write(&Requested::Number(2.5))
+                .write(&Requested::Number(2.5), HF)
                 .unwrap_err()
                 .contains("steps of 1")
         );
@@ -303,7 +373,7 @@ mod tests {
             "min": 46, "max": 48, "verified": false,
             "unverified": "the reference map gives 46-48 (voltage numbers) for a percentage",
         }));
-        let refused = low.write(&Requested::Number(47.0)).unwrap_err();
+        let refused = low.write(&Requested::Number(47.0), HF).unwrap_err();
         assert!(refused.contains("voltage numbers"), "{refused}");
     }
 
@@ -314,18 +384,18 @@ mod tests {
             "values": {"battery_first": 2, "load_first": 3}, "verified": true,
         }));
         let write = priority
-            .write(&Requested::Text("load_first".into()))
-            .unwrap();
+            .write(&Requested::Text("load_first".into()), HF)
+            .unwrap()[0];
         assert_eq!(write.mask, 0b11);
         // Bits 2-5 (grid balance) stay as they were.
         assert_eq!(write.apply(0b10_1010), 0b10_1011);
         assert_eq!(
-            priority.read(0b10_1011),
+            priority.read(&[0b10_1011], HF),
             Requested::Text("load_first".into())
         );
         assert!(
             priority
-                .write(&Requested::Text("solar_first".into()))
+                .write(&Requested::Text("solar_first".into()), HF)
                 .unwrap_err()
                 .contains("battery_first, load_first")
         );
@@ -334,8 +404,8 @@ mod tests {
             "values": {"off": 0, "on": 1}, "verified": true,
         }));
         assert_eq!(
-            high.write(&Requested::Text("on".into()))
-                .unwrap()
+            high.write(&Requested::Text("on".into()), HF)
+                .unwrap()[0]
                 .apply(0b110),
             0b111
         );
@@ -347,12 +417,42 @@ mod tests {
             "name": "tou1_start", "register": 148, "encoding": "hhmm", "verified": true,
         }));
         assert_eq!(
-            start.write(&Requested::Text("23:59".into())).unwrap().raw,
+            start.write(&Requested::Text("23:59".into()), HF).unwrap()[0].raw,
             2359
         );
-        assert!(start.write(&Requested::Text("24:00".into())).is_err());
-        assert!(start.write(&Requested::Text("7:5".into())).is_err());
-        assert_eq!(start.read(530), Requested::Text("05:30".into()));
+        assert!(start.write(&Requested::Text("24:00".into()), HF).is_err());
+        assert!(start.write(&Requested::Text("7:5".into()), HF).is_err());
+        assert_eq!(start.read(&[530], HF), Requested::Text("05:30".into()));
+    }
+
+    #[test]
+    fn a_32_bit_value_is_two_registers_in_the_maps_word_order() {
+        let feed_in = setting(serde_json::json!({
+            "name": "max_feed_in_w", "register": 12473, "words": 2, "unit": "W",
+            "min": 0, "max": 100000, "verified": true,
+        }));
+        let words = feed_in.write(&Requested::Number(70_000.0), HF).unwrap();
+        assert_eq!(
+            words.iter().map(|w| (w.register, w.raw)).collect::<Vec<_>>(),
+            [(12473, 1), (12474, 4_464)]
+        );
+        let low_first = feed_in
+            .write(&Requested::Number(70_000.0), WordOrder::LowFirst)
+            .unwrap();
+        assert_eq!(low_first[0].raw, 4_464);
+        assert_eq!(
+            feed_in.read(&[1, 4_464], HF),
+            Requested::Number(70_000.0)
+        );
+        let overlapping = setting(serde_json::json!({
+            "name": "other", "register": 12474, "min": 0, "max": 1, "verified": true,
+        }));
+        assert!(
+            validate(&[feed_in, overlapping])
+                .unwrap_err()
+                .1
+                .contains("shares bits of register 12474")
+        );
     }
 
     #[test]
@@ -399,15 +499,15 @@ mod tests {
                 .unwrap_or_else(|| panic!("powdrive declares {name}"))
         };
         let polarity = named("grid_charge")
-            .write(&Requested::Text("enabled".into()))
+            .write(&Requested::Text("enabled".into()), HF)
             .unwrap_err();
         assert!(polarity.contains("treat 1 as enabled"), "{polarity}");
         let limits = named("battery_low_capacity_pct")
-            .write(&Requested::Number(47.0))
+            .write(&Requested::Number(47.0), HF)
             .unwrap_err();
         assert!(limits.contains("voltage numbers"), "{limits}");
         let twice = named("energy_priority")
-            .write(&Requested::Text("load_first".into()))
+            .write(&Requested::Text("load_first".into()), HF)
             .unwrap_err();
         assert!(twice.contains("defined twice"), "{twice}");
         for setting in map.settings.iter().filter(|s| !s.verified) {
@@ -417,7 +517,7 @@ mod tests {
                 (None, Encoding::Number) => Requested::Number(setting.min.unwrap_or(0.0)),
             };
             assert!(
-                setting.write(&value).is_err(),
+                setting.write(&value, HF).is_err(),
                 "{} was written unverified",
                 setting.name
             );

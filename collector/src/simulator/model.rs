@@ -34,6 +34,38 @@ pub struct DeviceModel {
     today: Option<(i32, u32, u32)>,
     /// A per-device phase so devices on one site do not move in lockstep.
     phase: f64,
+    controls: Controls,
+}
+
+/// What an inverter's settings ask of it (from its settings registers, see `SimDevice`): the
+/// time-of-use windows and the battery current limits. The default asks nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Controls {
+    /// Time-of-use windows in use: (start, end) in local hours, the SOC to charge to, the
+    /// power, and whether the grid may charge the battery in it.
+    pub windows: Vec<Window>,
+    /// The battery's charge and discharge limits, W.
+    pub max_charge_w: Option<f64>,
+    pub max_discharge_w: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub start_hour: f64,
+    pub end_hour: f64,
+    pub soc_pct: f64,
+    pub power_w: f64,
+    pub grid_charge: bool,
+}
+
+impl Window {
+    fn contains(&self, hour: f64) -> bool {
+        if self.start_hour <= self.end_hour {
+            (self.start_hour..self.end_hour).contains(&hour)
+        } else {
+            hour >= self.start_hour || hour < self.end_hour
+        }
+    }
 }
 
 /// Indices of `totals_kwh` / `today_kwh`: pv, load, import, export, charge, discharge.
@@ -70,6 +102,7 @@ impl DeviceModel {
             today_kwh: [0.0; 6],
             today: None,
             phase: f64::from(seed) * 0.7,
+            controls: Controls::default(),
         }
     }
 
@@ -86,6 +119,7 @@ impl DeviceModel {
             today_kwh: [0.0; 6],
             today: None,
             phase: f64::from(seed) * 0.7,
+            controls: Controls::default(),
         }
     }
 
@@ -95,6 +129,15 @@ impl DeviceModel {
 
     pub fn soc_pct(&self) -> f64 {
         self.soc_pct
+    }
+
+    pub fn set_soc_pct(&mut self, soc_pct: f64) {
+        self.soc_pct = soc_pct.clamp(0.0, 100.0);
+    }
+
+    /// What the inverter's settings now ask of it.
+    pub fn control(&mut self, controls: Controls) {
+        self.controls = controls;
     }
 
     fn local_hour(&self, at: DateTime<Utc>) -> f64 {
@@ -129,17 +172,26 @@ impl DeviceModel {
             };
         }
         let limit = self.rated_w * 0.5;
+        let charge_limit = limit.min(self.controls.max_charge_w.unwrap_or(f64::INFINITY));
+        let discharge_limit = limit.min(self.controls.max_discharge_w.unwrap_or(f64::INFINITY));
         let surplus = pv - load;
-        let battery = if surplus > 0.0 {
-            if self.soc_pct < 98.0 {
-                -surplus.min(limit)
-            } else {
-                0.0
+        let window = self.controls.windows.iter().find(|w| w.contains(hour));
+        let battery = match window {
+            // A window that lets the grid charge, below its SOC: charge at its power.
+            Some(window) if window.grid_charge && self.soc_pct < window.soc_pct => {
+                -(window.power_w.max(surplus)).min(charge_limit)
             }
-        } else if self.soc_pct > 20.0 {
-            (-surplus).min(limit)
-        } else {
-            0.0
+            _ if surplus > 0.0 => {
+                if self.soc_pct < 98.0 {
+                    -surplus.min(charge_limit)
+                } else {
+                    0.0
+                }
+            }
+            _ if self.soc_pct > window.map_or(20.0, |w| w.soc_pct.max(5.0)) => {
+                (-surplus).min(discharge_limit)
+            }
+            _ => 0.0,
         };
         Powers {
             pv1_w: pv1,

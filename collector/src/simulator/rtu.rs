@@ -1,6 +1,7 @@
 //! The simulator's Modbus RTU side: RTU frames (unit, function, data, CRC-16) over any byte stream —
 //! the master end of a pseudo-terminal, or a TCP connection for an RTU-over-TCP gateway. Only what
-//! the collector asks of devices is answered: read holding (0x03) and input (0x04) registers.
+//! the collector asks of devices is answered: read holding (0x03) and input (0x04) registers, and
+//! write one (0x06) or several (0x10) holding registers.
 
 use std::sync::Arc;
 
@@ -93,18 +94,35 @@ pub async fn serve_rtu_paced<T: AsyncRead + AsyncWrite + Unpin>(
             }
             return Err(error);
         }
-        if crc16(&frame[..6]) != u16::from_le_bytes([frame[6], frame[7]]) {
-            tracing::debug!(?frame, "rtu frame with a bad crc ignored");
-            continue;
-        }
-        let received = tokio::time::Instant::now();
         let unit = frame[0];
         let function = frame[1];
         let address = u16::from_be_bytes([frame[2], frame[3]]);
         let count = u16::from_be_bytes([frame[4], frame[5]]);
+        // A 0x10 request goes on: byte count, the words, the CRC (8 bytes read so far).
+        let mut whole = frame.to_vec();
+        if function == 0x10 {
+            let mut tail = vec![0u8; 2 * usize::from(count.min(123)) + 1];
+            io.read_exact(&mut tail).await?;
+            whole.extend_from_slice(&tail);
+        }
+        let body = whole.len() - 2;
+        if crc16(&whole[..body]) != u16::from_le_bytes([whole[body], whole[body + 1]]) {
+            tracing::debug!(?whole, "rtu frame with a bad crc ignored");
+            continue;
+        }
+        let received = tokio::time::Instant::now();
         let request = match function {
             0x03 => Request::ReadHoldingRegisters(address, count),
             0x04 => Request::ReadInputRegisters(address, count),
+            0x06 => Request::WriteSingleRegister(address, count),
+            0x10 => Request::WriteMultipleRegisters(
+                address,
+                whole[7..body]
+                    .chunks_exact(2)
+                    .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
             _ => {
                 io.write_all(&with_crc(vec![unit, function | 0x80, 0x01]))
                     .await?;
@@ -125,6 +143,16 @@ pub async fn serve_rtu_paced<T: AsyncRead + AsyncWrite + Unpin>(
                 for word in words {
                     reply.extend_from_slice(&word.to_be_bytes());
                 }
+                with_crc(reply)
+            }
+            // A write is answered with its address and count (0x10) or value (0x06).
+            Ok(Some(
+                Response::WriteMultipleRegisters(address, value)
+                | Response::WriteSingleRegister(address, value),
+            )) => {
+                let mut reply = vec![unit, function];
+                reply.extend_from_slice(&address.to_be_bytes());
+                reply.extend_from_slice(&value.to_be_bytes());
                 with_crc(reply)
             }
             Ok(_) => continue, // silence: a dead device, or a unit nobody has

@@ -40,6 +40,8 @@ pub struct UplinkConfig {
     /// …or this long after its first reading.
     pub batch_max_wait: Duration,
     pub max_backoff: Duration,
+    /// Registers control commands may write per device per 24 hours (flash wear).
+    pub write_budget_per_day: u32,
 }
 
 impl UplinkConfig {
@@ -242,6 +244,7 @@ pub async fn batch_readings(
                         readings: Vec::new(),
                         polls: observer.take_tallies(),
                         sent_at: None,
+                        command_results: Vec::new(),
                     };
                     let pushed = outbox.run(move |outbox| outbox.push(batch)).await;
                     match pushed {
@@ -313,6 +316,7 @@ async fn store(
             readings: pending[..n].iter().cloned().map(to_proto).collect(),
             polls,
             sent_at: None,
+            command_results: Vec::new(),
         };
         let to_store = batch.clone();
         let pushed = outbox.run(move |outbox| outbox.push(to_store)).await;
@@ -343,6 +347,7 @@ pub async fn send_outbox(
     mut stored: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
     observer: Arc<Observer>,
+    mut control: crate::control::ControlLink,
 ) {
     let mut attempts = Attempts {
         backoff: Backoff::new(Duration::from_millis(200), config.max_backoff),
@@ -365,6 +370,7 @@ pub async fn send_outbox(
             &mut shutdown,
             &observer,
             &mut attempts,
+            &mut control,
         )
         .await;
         observer.metrics().uplink_down();
@@ -409,7 +415,9 @@ const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One connection: returns `Ok` only at shutdown, once the readings have stopped and the outbox is
-/// empty or [`DRAIN_TIMEOUT`] has passed.
+/// empty or [`DRAIN_TIMEOUT`] has passed. Control commands in acks go to `control`; the results
+/// the hub has not stored go out (a `seq` 0 batch) at the start and whenever one is recorded.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     config: &UplinkConfig,
     hub: &str,
@@ -418,6 +426,7 @@ async fn session(
     shutdown: &mut watch::Receiver<bool>,
     observer: &Observer,
     attempts: &mut Attempts,
+    control: &mut crate::control::ControlLink,
 ) -> Result<(), UplinkError> {
     let (mut client, registered) = connect_and_register(config, hub).await?;
     let hub_seq = registered.last_committed_seq;
@@ -443,7 +452,27 @@ async fn session(
     let mut sent_up_to = 0;
     let mut input_closed = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let mut results_due = true;
     loop {
+        if results_due {
+            results_due = false;
+            let results = outbox.run(|outbox| outbox.unconfirmed_results()).await?;
+            if !results.is_empty() {
+                let batch = proto::TelemetryBatch {
+                    collector_id: config.collector_id.clone(),
+                    seq: 0,
+                    command_results: results,
+                    sent_at: Some(solarhub_proto::time::timestamp(crate::clock::now_ms())),
+                    ..Default::default()
+                };
+                if batches.send(batch).await.is_err() {
+                    return Err(UplinkError::Unreachable {
+                        hub: hub.to_owned(),
+                        reason: "the stream closed".into(),
+                    });
+                }
+            }
+        }
         // Send everything stored and not yet sent on this stream, in order.
         let pending = outbox.run(|outbox| outbox.pending(256)).await?;
         let already_sent = sent_up_to;
@@ -475,13 +504,29 @@ async fn session(
                         tracing::warn!(device, reason, readings, "the hub refused readings");
                     }
                     observer.metrics().refused(&ack.refused);
-                    let seq = ack.seq;
-                    let removed = outbox.run(move |outbox| outbox.acknowledge(seq)).await?;
-                    observer.metrics().acknowledged(removed);
+                    if !ack.results_stored.is_empty() {
+                        let ids = ack.results_stored.clone();
+                        outbox.run(move |outbox| outbox.confirm_results(&ids, true)).await?;
+                    }
+                    for command in ack.commands {
+                        // The control task may be gone at shutdown; the hub sends it again.
+                        let _ = control.commands.send(command).await;
+                    }
+                    // Seq 0 acknowledges no batch (an ack carrying only commands or results).
+                    if ack.seq != 0 {
+                        let seq = ack.seq;
+                        let removed = outbox.run(move |outbox| outbox.acknowledge(seq)).await?;
+                        observer.metrics().acknowledged(removed);
+                    }
                 }
                 Ok(None) => return Err(UplinkError::Unreachable { hub: hub.to_owned(), reason: "the hub ended the stream".into() }),
                 Err(status) => return Err(UplinkError::Unreachable { hub: hub.to_owned(), reason: status.message().to_owned() }),
             },
+            changed = control.results.changed() => {
+                if changed.is_ok() {
+                    results_due = true;
+                }
+            }
             changed = stored.changed(), if !input_closed => {
                 if changed.is_err() {
                     input_closed = true;
@@ -608,6 +653,7 @@ mod tests {
             batch_max_readings: 2,
             batch_max_wait: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
+            write_budget_per_day: crate::control::DEFAULT_WRITE_BUDGET,
         };
         outbox
             .blocking(|outbox| outbox.simulate_unwritable(true))

@@ -10,7 +10,15 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Text};
 use prost::Message;
-use solarhub_proto::v1::TelemetryBatch;
+use solarhub_proto::v1::{CommandResult, TelemetryBatch};
+
+/// How long a control command's result is kept (for resending it and for the write budget).
+pub const RESULTS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn decode_result(row: &Stored) -> Result<CommandResult, OutboxError> {
+    CommandResult::decode(row.payload.as_slice())
+        .map_err(|e| OutboxError::Storage(format!("a command result is unreadable: {e}")))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -151,7 +159,8 @@ impl Outbox {
              PRAGMA synchronous = FULL;
              PRAGMA busy_timeout = 5000;
              CREATE TABLE IF NOT EXISTS batches (seq BIGINT PRIMARY KEY, created_at BIGINT NOT NULL, payload BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS command_results (id TEXT PRIMARY KEY, device_id TEXT NOT NULL, finished_at BIGINT NOT NULL, registers_written BIGINT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, payload BLOB NOT NULL);",
         )
         .map_err(|e| e.to_string())?;
         let check: Vec<TextValue> =
@@ -372,6 +381,76 @@ impl Outbox {
                 })
             })
             .collect()
+    }
+
+    /// The result of control command `id`, when this collector has executed (or refused) it: a
+    /// command is never executed twice, whatever the hub resends.
+    pub fn command_result(&mut self, id: &str) -> Result<Option<CommandResult>, OutboxError> {
+        let rows: Vec<Stored> =
+            diesel::sql_query("SELECT 0 AS seq, payload FROM command_results WHERE id = ?")
+                .bind::<Text, _>(id)
+                .load(&mut self.conn)?;
+        rows.into_iter().next().map(|row| decode_result(&row)).transpose()
+    }
+
+    /// Keeps a command's result (and the registers it wrote, for the daily budget) until the hub
+    /// has stored it; results older than [`RESULTS_KEPT`] leave.
+    pub fn record_command_result(
+        &mut self,
+        result: &CommandResult,
+        registers_written: i64,
+        at: i64,
+    ) -> Result<(), OutboxError> {
+        diesel::sql_query("INSERT INTO command_results (id, device_id, finished_at, registers_written, payload) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind::<Text, _>(&result.id)
+            .bind::<Text, _>(&result.device_id)
+            .bind::<BigInt, _>(at)
+            .bind::<BigInt, _>(registers_written)
+            .bind::<Binary, _>(result.encode_to_vec())
+            .execute(&mut self.conn)?;
+        diesel::sql_query("DELETE FROM command_results WHERE finished_at < ?")
+            .bind::<BigInt, _>(at - RESULTS_KEPT.as_millis() as i64)
+            .execute(&mut self.conn)?;
+        Ok(())
+    }
+
+    /// Results the hub has not confirmed yet, oldest first.
+    pub fn unconfirmed_results(&mut self) -> Result<Vec<CommandResult>, OutboxError> {
+        let rows: Vec<Stored> = diesel::sql_query(
+            "SELECT 0 AS seq, payload FROM command_results WHERE confirmed = 0 ORDER BY finished_at LIMIT 100",
+        )
+        .load(&mut self.conn)?;
+        rows.iter().map(decode_result).collect()
+    }
+
+    /// The hub stored these results; a result resent because its command came again is
+    /// unconfirmed again.
+    pub fn confirm_results(&mut self, ids: &[String], confirmed: bool) -> Result<(), OutboxError> {
+        for id in ids {
+            diesel::sql_query("UPDATE command_results SET confirmed = ? WHERE id = ?")
+                .bind::<diesel::sql_types::Integer, _>(i32::from(confirmed))
+                .bind::<Text, _>(id)
+                .execute(&mut self.conn)?;
+        }
+        Ok(())
+    }
+
+    /// Registers written to `device_id` at or after `since` (the daily write budget).
+    pub fn registers_written_since(
+        &mut self,
+        device_id: &str,
+        since: i64,
+    ) -> Result<i64, OutboxError> {
+        #[derive(QueryableByName)]
+        struct Sum {
+            #[diesel(sql_type = BigInt)]
+            written: i64,
+        }
+        let rows: Vec<Sum> = diesel::sql_query("SELECT COALESCE(SUM(registers_written), 0) AS written FROM command_results WHERE device_id = ? AND finished_at >= ?")
+            .bind::<Text, _>(device_id)
+            .bind::<BigInt, _>(since)
+            .load(&mut self.conn)?;
+        Ok(rows.first().map_or(0, |r| r.written))
     }
 
     /// Forgets every batch up to and including `seq`: the hub has committed them.

@@ -29,6 +29,7 @@ fn every_reading_lands_once_with_its_values(db: TestDb) {
         batch_max_readings: 3,
         batch_max_wait: Duration::from_millis(200),
         max_backoff: Duration::from_secs(1),
+        write_budget_per_day: solarhub_collector::control::DEFAULT_WRITE_BUDGET,
     };
     let readings = site::collect_until(&hub, config, outbox_dir.path(), 5);
     let devices: BTreeSet<&str> = readings.iter().map(|r| r.device_id.as_str()).collect();

@@ -1033,6 +1033,7 @@ fn two_hubs_answer_alike(db: TestDb) {
             batch_max_readings: 2,
             batch_max_wait: Duration::from_millis(200),
             max_backoff: Duration::from_secs(1),
+            write_budget_per_day: solarhub_collector::control::DEFAULT_WRITE_BUDGET,
         };
         let dir = outbox.path().to_owned();
         async move { run_collector(config, &dir, None, std::sync::Arc::default(), stopped).await }

@@ -1107,6 +1107,7 @@ fn collector_streams_over_tls_exactly_once(db: TestDb) {
         batch_max_readings: 3,
         batch_max_wait: Duration::from_millis(200),
         max_backoff: Duration::from_secs(1),
+        write_budget_per_day: solarhub_collector::control::DEFAULT_WRITE_BUDGET,
     };
     let outbox = tempfile::tempdir().unwrap();
     let readings = common::site::collect_until(&hub, config, outbox.path(), 4);

@@ -24,6 +24,7 @@ fn config(hub: &str, collector: &str) -> UplinkConfig {
         batch_max_readings: 2,
         batch_max_wait: Duration::from_millis(200),
         max_backoff: Duration::from_millis(500),
+        write_budget_per_day: solarhub_collector::control::DEFAULT_WRITE_BUDGET,
     }
 }
 

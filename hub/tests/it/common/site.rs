@@ -144,6 +144,7 @@ pub fn uplink_config(hub_url: &str, collector: &str) -> solarhub_collector::upli
         batch_max_readings: 20,
         batch_max_wait: std::time::Duration::from_millis(200),
         max_backoff: std::time::Duration::from_secs(1),
+        write_budget_per_day: solarhub_collector::control::DEFAULT_WRITE_BUDGET,
     }
 }
 
