@@ -86,6 +86,7 @@ async fn line(baud: u32, duration: Duration) -> anyhow::Result<()> {
         devices,
         sender,
         stopped,
+        None,
     ));
     tokio::spawn(async move { while receiver.recv().await.is_some() {} });
     // The first reads open the line; measure after them.

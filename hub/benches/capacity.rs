@@ -373,6 +373,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
                 n += 1;
                 let ts = chrono::Utc::now().timestamp_millis();
                 let batch = TelemetryBatch {
+                    command_results: Vec::new(),
                     collector_id: format!("c{site}"),
                     seq,
                     sent_at: Some(solarhub_proto::time::timestamp(ts)),

@@ -351,6 +351,7 @@ async fn unary(
     for i in 0..count {
         let ack = client
             .send_batch(TelemetryBatch {
+                command_results: Vec::new(),
                 sent_at: None,
                 polls: Vec::new(),
                 collector_id: "bench".into(),

@@ -27,6 +27,8 @@ pub const FOLD_EVERY: Duration = Duration::from_secs(2);
 const MAX_FOLDS: usize = 1_000;
 /// The longest detail kept.
 const MAX_DETAIL_CHARS: usize = 200;
+/// The longest detail of a control command's row.
+const MAX_CONTROL_DETAIL_CHARS: usize = 2000;
 
 /// Writes the trail; clone it freely.
 #[derive(Clone)]
@@ -103,6 +105,32 @@ impl Auditor {
         };
         tracing::info!(target: AUDIT, principal = %row.principal, method = %row.method,
             target = %row.target, source = %row.source, outcome = %row.outcome, "write");
+        self.write(vec![row]).await;
+    }
+
+    /// Writes how a control command ended: who asked it, the collector that answered, the
+    /// device, the outcome (`DONE`, `FAILED`, ...) and what was written (a longer detail than a
+    /// call's: every register with its values before, after and read back).
+    pub async fn record_control(
+        &self,
+        principal: &str,
+        source: &str,
+        target: &str,
+        state: &str,
+        detail: &str,
+    ) {
+        let row = NewAuditRow {
+            at: now_ms(),
+            principal: bounded(principal, 64),
+            source: bounded(source, 64),
+            method: "control command".into(),
+            target: bounded(target, MAX_DETAIL_CHARS),
+            outcome: state.to_uppercase(),
+            duration_ms: 0,
+            calls: 1,
+            detail: bounded(detail, MAX_CONTROL_DETAIL_CHARS),
+        };
+        tracing::info!(target: AUDIT, principal = %row.principal, target = %row.target, outcome = %row.outcome, detail = %row.detail, "control command");
         self.write(vec![row]).await;
     }
 
@@ -333,7 +361,8 @@ impl std::fmt::Display for Shown<'_> {
 }
 
 /// `text` cut to `max` characters, control characters escaped.
-fn bounded(text: &str, max: usize) -> String {
+/// `text` cut to at most `max` characters.
+pub fn bounded(text: &str, max: usize) -> String {
     let mut out: String = text
         .chars()
         .take(max)

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cluster;
 pub mod config_import;
+pub mod control;
 pub mod db;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -100,6 +100,12 @@ pub async fn serve_with(
         }
     };
     let auditor = crate::audit::Auditor::start(database.clone(), stopped());
+    let control = crate::control::Control::start(
+        database.clone(),
+        repository.clone(),
+        auditor.clone(),
+        stopped(),
+    );
     let auth = match &authenticator {
         Some(authenticator) => AuthLayer::required(authenticator.clone(), auditor.clone()),
         None => AuthLayer::off(auditor.clone()),
@@ -210,6 +216,7 @@ pub async fn serve_with(
         tls,
         connections: options.connections,
         http: options.http,
+        control,
     };
     let served = crate::grpc::serve_parts(parts, listener, shutdown).await;
     let _ = stop_background.send(true);

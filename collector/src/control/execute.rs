@@ -361,7 +361,9 @@ pub async fn read_settings(
     while index < addresses.len() {
         let start = addresses[index];
         let mut end = start;
-        while index < addresses.len() && addresses[index] - end <= gap && addresses[index] - start < 100
+        while index < addresses.len()
+            && addresses[index] - end <= gap
+            && addresses[index] - start < 100
         {
             end = addresses[index];
             index += 1;

@@ -134,8 +134,16 @@ impl Setting {
                 WordOrder::LowFirst => [low, high],
             };
             return Ok(vec![
-                Write { register: self.register, mask: u16::MAX, raw: words[0] },
-                Write { register: self.register + 1, mask: u16::MAX, raw: words[1] },
+                Write {
+                    register: self.register,
+                    mask: u16::MAX,
+                    raw: words[0],
+                },
+                Write {
+                    register: self.register + 1,
+                    mask: u16::MAX,
+                    raw: words[1],
+                },
             ]);
         }
         if !self.verified {
@@ -157,9 +165,8 @@ impl Setting {
             (Encoding::Hhmm, Requested::Text(time)) => hhmm(time)
                 .ok_or_else(|| format!("{} is a time of day HH:MM, not {time:?}", self.name))?,
             (Encoding::Number, Requested::Number(number)) if self.values.is_empty() => {
-                u16::try_from(self.number(*number)?).map_err(|_| {
-                    format!("{}: {number} does not fit its register", self.name)
-                })?
+                u16::try_from(self.number(*number)?)
+                    .map_err(|_| format!("{}: {number} does not fit its register", self.name))?
             }
             _ => {
                 return Err(format!(
@@ -404,9 +411,7 @@ mod tests {
             "values": {"off": 0, "on": 1}, "verified": true,
         }));
         assert_eq!(
-            high.write(&Requested::Text("on".into()), HF)
-                .unwrap()[0]
-                .apply(0b110),
+            high.write(&Requested::Text("on".into()), HF).unwrap()[0].apply(0b110),
             0b111
         );
     }
@@ -433,17 +438,17 @@ mod tests {
         }));
         let words = feed_in.write(&Requested::Number(70_000.0), HF).unwrap();
         assert_eq!(
-            words.iter().map(|w| (w.register, w.raw)).collect::<Vec<_>>(),
+            words
+                .iter()
+                .map(|w| (w.register, w.raw))
+                .collect::<Vec<_>>(),
             [(12473, 1), (12474, 4_464)]
         );
         let low_first = feed_in
             .write(&Requested::Number(70_000.0), WordOrder::LowFirst)
             .unwrap();
         assert_eq!(low_first[0].raw, 4_464);
-        assert_eq!(
-            feed_in.read(&[1, 4_464], HF),
-            Requested::Number(70_000.0)
-        );
+        assert_eq!(feed_in.read(&[1, 4_464], HF), Requested::Number(70_000.0));
         let overlapping = setting(serde_json::json!({
             "name": "other", "register": 12474, "min": 0, "max": 1, "verified": true,
         }));

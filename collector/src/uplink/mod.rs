@@ -452,12 +452,17 @@ async fn session(
     let mut sent_up_to = 0;
     let mut input_closed = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
-    let mut results_due = true;
+    // A hub that takes control gets a first seq 0 batch at once (with the results it has not
+    // stored, or none): it names this stream's collector, so commands can come before readings.
+    let control_supported = registered.control;
+    let mut results_due = control_supported;
+    let mut hello = control_supported;
+    let mut results_closed = false;
     loop {
         if results_due {
             results_due = false;
             let results = outbox.run(|outbox| outbox.unconfirmed_results()).await?;
-            if !results.is_empty() {
+            if !results.is_empty() || std::mem::take(&mut hello) {
                 let batch = proto::TelemetryBatch {
                     collector_id: config.collector_id.clone(),
                     seq: 0,
@@ -522,9 +527,10 @@ async fn session(
                 Ok(None) => return Err(UplinkError::Unreachable { hub: hub.to_owned(), reason: "the hub ended the stream".into() }),
                 Err(status) => return Err(UplinkError::Unreachable { hub: hub.to_owned(), reason: status.message().to_owned() }),
             },
-            changed = control.results.changed() => {
-                if changed.is_ok() {
-                    results_due = true;
+            changed = control.results.changed(), if !results_closed => {
+                match changed {
+                    Ok(()) => results_due = control_supported,
+                    Err(_) => results_closed = true,
                 }
             }
             changed = stored.changed(), if !input_closed => {

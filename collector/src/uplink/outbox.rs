@@ -390,7 +390,10 @@ impl Outbox {
             diesel::sql_query("SELECT 0 AS seq, payload FROM command_results WHERE id = ?")
                 .bind::<Text, _>(id)
                 .load(&mut self.conn)?;
-        rows.into_iter().next().map(|row| decode_result(&row)).transpose()
+        rows.into_iter()
+            .next()
+            .map(|row| decode_result(&row))
+            .transpose()
     }
 
     /// Keeps a command's result (and the registers it wrote, for the daily budget) until the hub
@@ -596,6 +599,7 @@ mod tests {
                 ..Default::default()
             }],
             polls: Vec::new(),
+            command_results: Vec::new(),
         }
     }
 

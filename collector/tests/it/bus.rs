@@ -71,7 +71,13 @@ async fn run_for(
 ) -> Vec<BusEvent> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1024);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(run_bus(Transport::Tcp(address), devices, sender, stopped));
+    let task = tokio::spawn(run_bus(
+        Transport::Tcp(address),
+        devices,
+        sender,
+        stopped,
+        None,
+    ));
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + duration;
     loop {
@@ -158,6 +164,7 @@ async fn devices_on_one_serial_line_never_have_requests_in_flight_together() {
         specs(2, Duration::from_millis(10), Duration::from_millis(500)),
         sender,
         stopped,
+        None,
     ));
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);

@@ -128,6 +128,7 @@ async fn every_driver_type_reports_from_one_config_file() {
         sender,
         std::sync::Arc::new(solarhub_collector::observe::Observer::new()),
         stopped,
+        Default::default(),
     ));
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

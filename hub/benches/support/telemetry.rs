@@ -100,6 +100,7 @@ pub(crate) async fn streamed(
         .step_by(BATCH)
         .enumerate()
         .map(|(n, start)| TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: "bench".into(),

@@ -162,7 +162,7 @@ where
             };
             let principal = caller.name.clone();
             let target = Target::default();
-            let pending = (needs == Access::Admin).then(|| PendingWrite {
+            let pending = matches!(needs, Access::Admin | Access::Control).then(|| PendingWrite {
                 auditor: gate.auditor.clone(),
                 call: Some(Call {
                     principal: principal.clone(),

@@ -35,16 +35,19 @@ pub enum Role {
     Reader,
     /// `Register`, `StreamTelemetry`, `SendBatch`, as its bound collector id only.
     Collector,
+    /// `ControlService`: reads settings and commands, sets, reverts and cancels; nothing else.
+    Operator,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Reader, Role::Collector];
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Reader, Role::Collector, Role::Operator];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Reader => "reader",
             Role::Collector => "collector",
+            Role::Operator => "operator",
         }
     }
 
@@ -58,8 +61,9 @@ impl Role {
             (self, access),
             (_, Access::Open)
                 | (Role::Admin, _)
-                | (Role::Reader, Access::Read)
+                | (Role::Reader, Access::Read | Access::ControlRead)
                 | (Role::Collector, Access::Ingest)
+                | (Role::Operator, Access::Control | Access::ControlRead)
         )
     }
 }
@@ -79,6 +83,10 @@ pub enum Access {
     Read,
     /// A collector's telemetry and registration.
     Ingest,
+    /// Settings and commands read (`ControlService.Get…`/`List…`): readers, operators, admins.
+    ControlRead,
+    /// Changing a device (`ControlService` set, revert, cancel): operators and admins.
+    Control,
     /// Everything else: catalog writes, recompute, and any method this table does not know.
     Admin,
 }
@@ -106,6 +114,13 @@ pub fn access(path: &str) -> Access {
     // Who did what is for admins only, though its method reads.
     if service == "AuditService" {
         return Access::Admin;
+    }
+    if service == "ControlService" {
+        return if method.starts_with("Get") || method.starts_with("List") {
+            Access::ControlRead
+        } else {
+            Access::Control
+        };
     }
     if service == "CollectorService"
         && matches!(method, "Register" | "StreamTelemetry" | "SendBatch")

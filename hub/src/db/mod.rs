@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cascade;
 pub mod catalog;
 pub mod cluster;
+pub mod control;
 pub mod ingest;
 pub mod introspect;
 pub mod legacy_imports;

@@ -773,3 +773,22 @@ diesel::table! {
         amount -> BigInt,
     }
 }
+
+diesel::table! {
+    control_commands (id) {
+        id -> Text,
+        collector_id -> Text,
+        device_id -> Text,
+        kind -> Text,
+        dry_run -> Bool,
+        reverts -> Nullable<Text>,
+        requested_by -> Text,
+        created_at -> BigInt,
+        deadline -> BigInt,
+        state -> Text,
+        reason -> Text,
+        command -> Binary,
+        result -> Nullable<Binary>,
+        finished_at -> Nullable<BigInt>,
+    }
+}

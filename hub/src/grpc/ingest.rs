@@ -21,6 +21,7 @@ pub(crate) struct CollectorApi {
     ingest: Ingest,
     repository: Repository,
     authenticator: Option<Authenticator>,
+    control: crate::control::Control,
 }
 
 impl CollectorApi {
@@ -28,11 +29,13 @@ impl CollectorApi {
         ingest: Ingest,
         repository: Repository,
         authenticator: Option<Authenticator>,
+        control: crate::control::Control,
     ) -> Self {
         CollectorApi {
             ingest,
             repository,
             authenticator,
+            control,
         }
     }
 }
@@ -62,6 +65,7 @@ fn batch_from_proto(batch: proto::TelemetryBatch) -> (Batch, Vec<Refusal>) {
         readings,
         polls,
         sent_at,
+        command_results: _,
     } = batch;
     let mut refused = Vec::new();
     let mut incoming = Vec::with_capacity(readings.len());
@@ -179,6 +183,7 @@ fn ack(
                 kind: r.kind.as_str().to_owned(),
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -266,6 +271,7 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         Ok(Response::new(proto::RegisterResponse {
             assignments,
             last_committed_seq,
+            control: true,
         }))
     }
 
@@ -280,14 +286,18 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
         let mut inbound = request.into_inner();
         let ingest = self.ingest.clone();
         let authenticator = self.authenticator.clone();
+        let control = self.control.clone();
         // A small buffer: a collector that stops reading acks stops the stream, not the hub.
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let commands = sender.clone();
         // Two stages, so the next batch is decoded, checked and sorted into rows while the
         // previous one commits (on two cores this was a third of the time per batch, ingest
         // bench). Commits stay in stream order; the first refusal or error ends the stream.
         let (prepared_tx, mut prepared_rx) = tokio::sync::mpsc::channel(PREPARED_AHEAD);
         let preparing = ingest.clone();
         tokio::spawn(async move {
+            // The stream is this collector's way for control commands once it has named itself.
+            let mut attached: Option<crate::control::Attached> = None;
             loop {
                 let batch = match inbound.message().await {
                     Ok(Some(batch)) => batch,
@@ -316,7 +326,51 @@ impl proto::collector_service_server::CollectorService for CollectorApi {
                     Some(refusal) => Err(refusal),
                     None => match acting_as(&caller, &batch.collector_id) {
                         Err(refusal) => Err(refusal),
+                        Ok(())
+                            if attached
+                                .as_ref()
+                                .is_some_and(|a| a.collector_id() != batch.collector_id) =>
+                        {
+                            Err(Status::invalid_argument(format!(
+                                "collector_id: this stream is collector {}'s, not {}",
+                                attached
+                                    .as_ref()
+                                    .map(|a| a.collector_id().to_owned())
+                                    .unwrap_or_default(),
+                                batch.collector_id
+                            )))
+                        }
+                        Ok(()) if batch.seq == 0 => {
+                            // Not readings: command results (and the stream naming its collector).
+                            if attached.is_none() {
+                                attached =
+                                    Some(control.attach(&batch.collector_id, commands.clone()));
+                            }
+                            if !batch.readings.is_empty() {
+                                Err(Status::invalid_argument(
+                                    "seq 0 carries command results only; readings need a seq from 1",
+                                ))
+                            } else {
+                                let stored = control
+                                    .results(&batch.collector_id, batch.command_results)
+                                    .await;
+                                if !stored.is_empty() {
+                                    let ack = proto::Ack {
+                                        results_stored: stored,
+                                        ..Default::default()
+                                    };
+                                    if commands.send(Ok(ack)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                continue;
+                            }
+                        }
                         Ok(()) => {
+                            if attached.is_none() {
+                                attached =
+                                    Some(control.attach(&batch.collector_id, commands.clone()));
+                            }
                             let (batch, early) = batch_from_proto(batch);
                             preparing
                                 .prepare(batch)

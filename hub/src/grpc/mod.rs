@@ -5,6 +5,7 @@
 mod audit;
 mod catalog;
 pub mod connections;
+mod control;
 mod history;
 mod ingest;
 mod live;
@@ -37,6 +38,11 @@ pub enum ServeError {
 }
 
 /// The caller the auth layer admitted; a call without one never passed the layer.
+/// A catalog error as the status a caller gets.
+pub(crate) fn catalog_status(error: crate::catalog::CatalogError) -> solarhub_proto::tonic::Status {
+    catalog::status(error)
+}
+
 fn caller<T>(
     request: &solarhub_proto::tonic::Request<T>,
 ) -> Result<crate::auth::Caller, solarhub_proto::tonic::Status> {
@@ -82,6 +88,8 @@ pub struct Parts {
     /// How many connections at once, and how soon each must speak HTTP/2.
     pub connections: connections::Limits,
     pub http: Option<crate::http::listener::HttpListener>,
+    /// Control commands (ControlService, and their way to the collectors' streams).
+    pub control: crate::control::Control,
 }
 
 /// Serves the API of `parts` on `listener` until `shutdown` completes: health, reflection (v1 and
@@ -105,6 +113,7 @@ pub async fn serve_parts(
         tls,
         connections,
         http,
+        control,
     } = parts;
     let http_authenticator = authenticator.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -156,9 +165,19 @@ pub async fn serve_parts(
         .await;
     let routes = routes.add_service(
         solarhub_proto::v1::collector_service_server::CollectorServiceServer::new(
-            ingest::CollectorApi::new(ingest, repository.clone(), authenticator),
+            ingest::CollectorApi::new(ingest, repository.clone(), authenticator, control.clone()),
         )
         .max_decoding_message_size(limits::MAX_BATCH_BYTES),
+    );
+    health_reporter
+        .set_serving::<solarhub_proto::v1::control_service_server::ControlServiceServer<control::ControlApi>>()
+        .await;
+    let routes = routes.add_service(
+        solarhub_proto::v1::control_service_server::ControlServiceServer::new(
+            control::ControlApi::new(control),
+        )
+        .max_decoding_message_size(limits::MAX_REQUEST_BYTES)
+        .max_encoding_message_size(limits::MAX_ANSWER_BYTES),
     );
     health_reporter
         .set_serving::<solarhub_proto::v1::data_quality_service_server::DataQualityServiceServer<

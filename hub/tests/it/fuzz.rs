@@ -186,6 +186,7 @@ fn batch(draw: &mut Draw, now: i64, last_seq: &mut u64) -> TelemetryBatch {
         _ => *last_seq + 1,
     };
     TelemetryBatch {
+        command_results: Vec::new(),
         collector_id: if draw.chance(3) {
             text(draw)
         } else {

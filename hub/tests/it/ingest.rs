@@ -79,6 +79,7 @@ fn batch(seq: u64, at: i64) -> TelemetryBatch {
         })
         .collect();
     TelemetryBatch {
+        command_results: Vec::new(),
         sent_at: None,
         polls: Vec::new(),
         collector_id: "site-a".into(),

@@ -165,6 +165,7 @@ async fn send_async(
 ) -> Ack {
     let ack = client
         .send_batch(TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: COLLECTOR.into(),

@@ -759,6 +759,7 @@ fn refused_writes_change_nothing(db: TestDb) {
         }
         // A reader may not send readings, even for a device it can see.
         let batch = TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
@@ -863,6 +864,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // A batch sent as B by A's token: refused whole, nothing stored.
         let as_b = TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: "b".into(),
@@ -887,6 +889,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // A's batch with B's meter in it: A's readings land, B's are refused by name.
         let mixed = TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
@@ -915,6 +918,7 @@ fn collectors_act_only_as_themselves(db: TestDb) {
 
         // B writes its own meter.
         let own = TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: "b".into(),
@@ -1193,6 +1197,7 @@ fn client_certificates_bind_collectors(db: TestDb) {
             refused.message()
         );
         let batch = TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
@@ -1503,6 +1508,7 @@ fn tokens_never_appear_in_clear(db: TestDb) {
         };
         collectors.register(authed(register, &a)).await.unwrap_err();
         let batch = TelemetryBatch {
+            command_results: Vec::new(),
             sent_at: None,
             polls: Vec::new(),
             collector_id: "a".into(),
@@ -1622,6 +1628,7 @@ fn revocation_reaches_every_hub(db: TestDb) {
     };
     let mut acks = open_stream(inbound, &tokens.a);
     let batch = |seq: u64| TelemetryBatch {
+        command_results: Vec::new(),
         sent_at: None,
         polls: Vec::new(),
         collector_id: "a".into(),
@@ -1732,6 +1739,7 @@ fn oversized_batches_are_refused_and_the_hub_stays_up(db: TestDb) {
         collector_service_client::CollectorServiceClient::new(connect())
             .send_batch(authed(
                 TelemetryBatch {
+                    command_results: Vec::new(),
                     sent_at: None,
                     polls: Vec::new(),
                     collector_id: "a".into(),
@@ -1748,6 +1756,7 @@ fn oversized_batches_are_refused_and_the_hub_stays_up(db: TestDb) {
         collector_service_client::CollectorServiceClient::new(connect())
             .send_batch(authed(
                 TelemetryBatch {
+                    command_results: Vec::new(),
                     sent_at: None,
                     polls: Vec::new(),
                     collector_id: "a".into(),

@@ -1,0 +1,584 @@
+//! Control commands on the hub (docs/control.md): kept in `control_commands` from the moment they
+//! are asked for until they are done, failed, refused, expired or cancelled; delivered to their
+//! collector on its telemetry stream; their results recorded (and audited) when the collector
+//! sends them.
+//!
+//! - Every second a sweep expires pending commands whose deadline passed (and sent ones whose
+//!   collector stayed silent [`SENT_GRACE`] past it), and delivers pending commands to the
+//!   collectors streaming to this hub. A collector that connects gets its open commands at once
+//!   (those sent before too: an id is executed once, so sending again is safe). Commands asked for
+//!   on another hub of the same database reach this hub's collectors through the sweep.
+//! - A collector's result is taken only for a command of that collector and device (a collector
+//!   token can leak: it cannot finish another's commands), with bounded contents.
+//! - The hub never sends a command at or after its deadline, and the collector never executes one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use solarhub_proto::tonic::Status;
+use solarhub_proto::v1 as proto;
+use tokio::sync::{mpsc, watch};
+
+use crate::catalog::{Adapter, ListFilter, Repository};
+use crate::db::control::CommandRow;
+use crate::db::{Database, DbError, now_ms};
+
+/// How long past its deadline a sent command waits for its collector's answer before it is
+/// called expired (the collector gives a bus 30 s to finish a write begun before the deadline).
+pub const SENT_GRACE: Duration = Duration::from_secs(40);
+/// The deadline when a request gives none, and the longest one may give.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+pub const MAX_DEADLINE: Duration = Duration::from_secs(3600);
+/// How long a call waits for its command to end before answering with its state so far.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Bounds on what a collector's result may carry.
+const MAX_RESULT_WRITES: usize = 256;
+const MAX_RESULT_SETTINGS: usize = 512;
+const MAX_REASON_CHARS: usize = 2000;
+/// Most settings one command may set.
+pub const MAX_SETTINGS: usize = 64;
+
+type AckSender = mpsc::Sender<Result<proto::Ack, Status>>;
+
+/// The hub's side of control; clone it freely.
+#[derive(Clone)]
+pub struct Control {
+    database: Database,
+    repository: Repository,
+    auditor: crate::audit::Auditor,
+    sessions: Arc<Mutex<Sessions>>,
+    /// Bumped when a command of this hub changes (its waiters look again).
+    changed: Arc<watch::Sender<u64>>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    next: u64,
+    by_collector: HashMap<String, Vec<(u64, AckSender)>>,
+}
+
+/// A collector's stream, registered while it lives.
+pub struct Attached {
+    control: Control,
+    collector_id: String,
+    id: u64,
+}
+
+impl Attached {
+    pub fn collector_id(&self) -> &str {
+        &self.collector_id
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let mut sessions = lock(&self.control.sessions);
+        if let Some(list) = sessions.by_collector.get_mut(&self.collector_id) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                sessions.by_collector.remove(&self.collector_id);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a new command asks.
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    pub device_id: String,
+    pub kind: proto::CommandKind,
+    pub settings: std::collections::BTreeMap<String, String>,
+    pub dry_run: bool,
+    pub reverts: Option<String>,
+    pub restore: Vec<proto::RegisterWrite>,
+    pub deadline: Duration,
+    pub requested_by: String,
+}
+
+impl Control {
+    /// Starts the sweep (until `stopped` completes).
+    pub fn start(
+        database: Database,
+        repository: Repository,
+        auditor: crate::audit::Auditor,
+        stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Control {
+        let control = Control {
+            database,
+            repository,
+            auditor,
+            sessions: Arc::default(),
+            changed: Arc::new(watch::channel(0).0),
+        };
+        let sweeper = control.clone();
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = &mut stopped => return,
+                }
+                if let Err(error) = sweeper.sweep().await {
+                    tracing::warn!(%error, "control sweep failed; trying again in a second");
+                }
+            }
+        });
+        control
+    }
+
+    async fn sweep(&self) -> Result<(), DbError> {
+        let now = now_ms();
+        let grace = SENT_GRACE.as_millis() as i64;
+        let expired = self
+            .database
+            .run_write(move |conn| crate::db::control::expire(conn, now, grace))
+            .await?;
+        if !expired.is_empty() {
+            tracing::info!(commands = ?expired, "control commands expired");
+            self.changed.send_modify(|n| *n += 1);
+        }
+        let collectors: Vec<String> = lock(&self.sessions).by_collector.keys().cloned().collect();
+        if !collectors.is_empty() {
+            self.deliver(collectors, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Registers a collector's stream: its open commands go out on `acks` from now on.
+    pub fn attach(&self, collector_id: &str, acks: AckSender) -> Attached {
+        let id = {
+            let mut sessions = lock(&self.sessions);
+            sessions.next += 1;
+            let id = sessions.next;
+            sessions
+                .by_collector
+                .entry(collector_id.to_owned())
+                .or_default()
+                .push((id, acks));
+            id
+        };
+        let control = self.clone();
+        let collector = collector_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = control.deliver(vec![collector], true).await {
+                tracing::warn!(%error, "cannot deliver control commands");
+            }
+        });
+        Attached {
+            control: self.clone(),
+            collector_id: collector_id.to_owned(),
+            id,
+        }
+    }
+
+    /// Sends the open commands of `collectors` (pending ones; sent ones too when `resend`).
+    async fn deliver(&self, collectors: Vec<String>, resend: bool) -> Result<(), DbError> {
+        let now = now_ms();
+        let rows = self
+            .database
+            .run(move |conn| crate::db::control::deliverable(conn, &collectors, now))
+            .await?;
+        let mut sent = Vec::new();
+        for row in rows {
+            if row.state == "sent" && !resend {
+                continue;
+            }
+            let Ok(mut command) = proto::DeviceCommand::decode(row.command.as_slice()) else {
+                tracing::error!(command = %row.id, "a stored command is unreadable");
+                continue;
+            };
+            let now = now_ms();
+            if row.deadline <= now {
+                continue;
+            }
+            command.deadline = Some(solarhub_proto::time::timestamp(row.deadline));
+            command.remaining_ms = (row.deadline - now) as u64;
+            let senders: Vec<AckSender> = lock(&self.sessions)
+                .by_collector
+                .get(&row.collector_id)
+                .map(|list| list.iter().map(|(_, s)| s.clone()).collect())
+                .unwrap_or_default();
+            let ack = proto::Ack {
+                commands: vec![command],
+                ..Default::default()
+            };
+            // The newest stream of the collector; a full or closed one is tried at the next sweep.
+            if let Some(sender) = senders.last()
+                && sender.try_send(Ok(ack)).is_ok()
+            {
+                sent.push(row.id.clone());
+            }
+        }
+        if !sent.is_empty() {
+            self.database
+                .run_write(move |conn| crate::db::control::mark_sent(conn, &sent))
+                .await?;
+            self.changed.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// The collector running `device_id` (its enabled adapter with the lowest priority number).
+    async fn collector_of(&self, device_id: &str) -> Result<String, Status> {
+        let filter = ListFilter {
+            device_id: Some(device_id.to_owned()),
+            ..ListFilter::default()
+        };
+        let page = self
+            .repository
+            .list::<Adapter>(filter, 100, String::new())
+            .await
+            .map_err(crate::grpc::catalog_status)?;
+        let mut adapters: Vec<Adapter> = page.items.into_iter().map(|(a, _)| a).collect();
+        if adapters.is_empty() {
+            return Err(Status::not_found(format!(
+                "device_id: no adapter reads device {device_id:?}"
+            )));
+        }
+        adapters.retain(|a| a.enabled && a.collector_id.is_some());
+        adapters.sort_by_key(|a| a.priority);
+        adapters
+            .into_iter()
+            .find_map(|a| a.collector_id)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "device_id: no enabled adapter of device {device_id} names a collector, so nothing can reach it"
+                ))
+            })
+    }
+
+    /// Stores a new command and sends it when its collector is streaming here.
+    pub async fn submit(&self, new: NewCommand) -> Result<CommandRow, Status> {
+        let collector_id = self.collector_of(&new.device_id).await?;
+        let id = crate::auth::token::random_hex()
+            .map_err(|_| Status::internal("cannot make a command id"))?[..24]
+            .to_owned();
+        let kind = new.kind;
+        let command = proto::DeviceCommand {
+            id: id.clone(),
+            device_id: new.device_id.clone(),
+            kind: kind as i32,
+            settings: new.settings.clone().into_iter().collect(),
+            dry_run: new.dry_run,
+            restore: new.restore.clone(),
+            ..Default::default()
+        };
+        let now = now_ms();
+        let row = CommandRow {
+            id: id.clone(),
+            collector_id: collector_id.clone(),
+            device_id: new.device_id.clone(),
+            kind: kind_name(kind).to_owned(),
+            dry_run: new.dry_run,
+            reverts: new.reverts.clone(),
+            requested_by: new.requested_by.clone(),
+            created_at: now,
+            deadline: now + new.deadline.as_millis() as i64,
+            state: "pending".into(),
+            reason: String::new(),
+            command: command.encode_to_vec(),
+            result: None,
+            finished_at: None,
+        };
+        let stored = row.clone();
+        self.database
+            .run_write(move |conn| crate::db::control::insert(conn, &stored))
+            .await
+            .map_err(db_status)?;
+        tracing::info!(command = %id, device = %new.device_id, collector = %collector_id, by = %new.requested_by, kind = kind_name(kind), dry_run = new.dry_run, "control command asked");
+        if let Err(error) = self.deliver(vec![collector_id], false).await {
+            tracing::warn!(%error, "cannot deliver a control command now; the sweep tries again");
+        }
+        Ok(row)
+    }
+
+    /// Waits until command `id` has ended, or `wait` has passed; its row then.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<CommandRow, Status> {
+        let until = tokio::time::Instant::now() + wait;
+        let mut changed = self.changed.subscribe();
+        loop {
+            let row = self.get(id).await?;
+            let open = matches!(row.state.as_str(), "pending" | "sent");
+            if !open || tokio::time::Instant::now() >= until {
+                return Ok(row);
+            }
+            // Results may come through another hub of the database: look again now and then.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(250).min(until - tokio::time::Instant::now()),
+                changed.changed(),
+            )
+            .await;
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<CommandRow, Status> {
+        let key = id.to_owned();
+        self.database
+            .run(move |conn| crate::db::control::get(conn, &key))
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| Status::not_found(format!("command_id: no command {id:?}")))
+    }
+
+    pub async fn list(
+        &self,
+        device_id: Option<String>,
+        pending_only: bool,
+        limit: i64,
+    ) -> Result<Vec<CommandRow>, Status> {
+        self.database
+            .run(move |conn| {
+                crate::db::control::list(conn, device_id.as_deref(), pending_only, limit)
+            })
+            .await
+            .map_err(db_status)
+    }
+
+    /// The device's commands that changed something, newest first.
+    pub async fn changes(&self, device_id: &str) -> Result<Vec<CommandRow>, Status> {
+        let device = device_id.to_owned();
+        self.database
+            .run(move |conn| crate::db::control::changes(conn, &device, 200))
+            .await
+            .map_err(db_status)
+    }
+
+    pub async fn cancel(&self, id: &str, by: &str) -> Result<CommandRow, Status> {
+        let row = self.get(id).await?;
+        let (key, who) = (id.to_owned(), by.to_owned());
+        let cancelled = self
+            .database
+            .run_write(move |conn| crate::db::control::cancel(conn, &key, &who, now_ms()))
+            .await
+            .map_err(db_status)?;
+        if !cancelled {
+            return Err(Status::failed_precondition(format!(
+                "command_id: command {id} is {} and can no longer be cancelled",
+                row.state
+            )));
+        }
+        self.changed.send_modify(|n| *n += 1);
+        self.get(id).await
+    }
+
+    /// Records the results `collector_id` sent; returns the ids it need not send again.
+    pub async fn results(
+        &self,
+        collector_id: &str,
+        results: Vec<proto::CommandResult>,
+    ) -> Vec<String> {
+        let mut stored = Vec::new();
+        for mut result in results {
+            let id = result.id.clone();
+            let row = match self.get(&id).await {
+                Ok(row) => row,
+                Err(_) => {
+                    tracing::warn!(collector = collector_id, command = %id, "a result for a command this hub does not know; dropped");
+                    stored.push(id);
+                    continue;
+                }
+            };
+            if row.collector_id != collector_id || row.device_id != result.device_id {
+                tracing::warn!(target: crate::auth::layer::AUDIT, collector = collector_id, command = %id, "a collector sent a result for a command that is not its own; refused");
+                continue;
+            }
+            let state = match proto::CommandState::try_from(result.state) {
+                Ok(
+                    state @ (proto::CommandState::Done
+                    | proto::CommandState::Failed
+                    | proto::CommandState::Refused
+                    | proto::CommandState::Expired),
+                ) => state,
+                _ => {
+                    tracing::warn!(collector = collector_id, command = %id, state = result.state, "a result with no final state; refused");
+                    continue;
+                }
+            };
+            result.writes.truncate(MAX_RESULT_WRITES);
+            result.settings.truncate(MAX_RESULT_SETTINGS);
+            result.reason = crate::audit::bounded(&result.reason, MAX_REASON_CHARS);
+            let reason = result.reason.clone();
+            let bytes = result.encode_to_vec();
+            let state_name = state_name(state).to_owned();
+            let at = now_ms();
+            let key = id.clone();
+            let recorded = self
+                .database
+                .run_write(move |conn| {
+                    crate::db::control::finish(conn, &key, &state_name, &reason, &bytes, at)
+                })
+                .await;
+            match recorded {
+                Ok(true) => {
+                    self.audit(&row, state, &result).await;
+                    stored.push(id);
+                }
+                // Recorded before (a result sent again).
+                Ok(false) => stored.push(id),
+                Err(error) => {
+                    tracing::warn!(%error, command = %id, "cannot record a command's result; the collector sends it again");
+                }
+            }
+        }
+        if !stored.is_empty() {
+            self.changed.send_modify(|n| *n += 1);
+        }
+        stored
+    }
+
+    /// One audit row per ended command: who asked, the device, what was written (before → new,
+    /// read back), and the outcome.
+    async fn audit(
+        &self,
+        row: &CommandRow,
+        state: proto::CommandState,
+        result: &proto::CommandResult,
+    ) {
+        let settings = proto::DeviceCommand::decode(row.command.as_slice())
+            .map(|c| {
+                let mut pairs: Vec<String> =
+                    c.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                pairs.sort();
+                pairs.join(" ")
+            })
+            .unwrap_or_default();
+        let writes: Vec<String> = result
+            .writes
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}: {} -> {}{}",
+                    w.address,
+                    w.current,
+                    w.new,
+                    w.read_back
+                        .map(|r| format!(" (read back {r})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let detail = format!(
+            "command {} {}{}{}; writes [{}]{}",
+            row.id,
+            row.kind,
+            if row.dry_run { " (dry run)" } else { "" },
+            if settings.is_empty() {
+                String::new()
+            } else {
+                format!(" {settings}")
+            },
+            writes.join(", "),
+            if result.reason.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", result.reason)
+            }
+        );
+        self.auditor
+            .record_control(
+                &row.requested_by,
+                &format!("collector {}", row.collector_id),
+                &format!("device {}", row.device_id),
+                state_name(state),
+                &detail,
+            )
+            .await;
+    }
+}
+
+fn db_status(error: DbError) -> Status {
+    match error {
+        DbError::Unavailable(_) | DbError::Connect { .. } | DbError::Contention(_) => {
+            Status::unavailable("database unavailable, try again")
+        }
+        error => {
+            tracing::error!(%error, "control");
+            Status::internal("internal error")
+        }
+    }
+}
+
+pub fn kind_name(kind: proto::CommandKind) -> &'static str {
+    match kind {
+        proto::CommandKind::Read => "read",
+        proto::CommandKind::Set => "set",
+        proto::CommandKind::Revert => "revert",
+        proto::CommandKind::Unspecified => "unspecified",
+    }
+}
+
+pub fn state_name(state: proto::CommandState) -> &'static str {
+    match state {
+        proto::CommandState::Pending => "pending",
+        proto::CommandState::Sent => "sent",
+        proto::CommandState::Done => "done",
+        proto::CommandState::Failed => "failed",
+        proto::CommandState::Refused => "refused",
+        proto::CommandState::Expired => "expired",
+        proto::CommandState::Cancelled => "cancelled",
+        proto::CommandState::Unspecified => "unspecified",
+    }
+}
+
+fn state_of(name: &str) -> proto::CommandState {
+    [
+        proto::CommandState::Pending,
+        proto::CommandState::Sent,
+        proto::CommandState::Done,
+        proto::CommandState::Failed,
+        proto::CommandState::Refused,
+        proto::CommandState::Expired,
+        proto::CommandState::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| state_name(*s) == name)
+    .unwrap_or(proto::CommandState::Unspecified)
+}
+
+fn kind_of(name: &str) -> proto::CommandKind {
+    [
+        proto::CommandKind::Read,
+        proto::CommandKind::Set,
+        proto::CommandKind::Revert,
+    ]
+    .into_iter()
+    .find(|k| kind_name(*k) == name)
+    .unwrap_or(proto::CommandKind::Unspecified)
+}
+
+/// A stored command as the API answers it.
+pub fn to_proto(row: &CommandRow) -> proto::Command {
+    let command = proto::DeviceCommand::decode(row.command.as_slice()).unwrap_or_default();
+    let result = row
+        .result
+        .as_deref()
+        .and_then(|bytes| proto::CommandResult::decode(bytes).ok())
+        .unwrap_or_default();
+    proto::Command {
+        id: row.id.clone(),
+        device_id: row.device_id.clone(),
+        collector_id: row.collector_id.clone(),
+        kind: kind_of(&row.kind) as i32,
+        settings: command.settings,
+        dry_run: row.dry_run,
+        reverts: row.reverts.clone().unwrap_or_default(),
+        requested_by: row.requested_by.clone(),
+        created_at: Some(solarhub_proto::time::timestamp(row.created_at)),
+        deadline: Some(solarhub_proto::time::timestamp(row.deadline)),
+        state: state_of(&row.state) as i32,
+        reason: row.reason.clone(),
+        writes: result.writes,
+        settings_after: result.settings,
+        finished_at: row.finished_at.map(solarhub_proto::time::timestamp),
+    }
+}

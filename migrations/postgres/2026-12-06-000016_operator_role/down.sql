@@ -1,0 +1,3 @@
+ALTER TABLE principals DROP CONSTRAINT principals_role_check;
+ALTER TABLE principals ADD CONSTRAINT principals_role_check
+    CHECK (role IN ('admin', 'reader', 'collector'));

@@ -1,0 +1,17 @@
+-- The operator role (ControlService: control, nothing else). SQLite cannot change a CHECK
+-- constraint in place: the table is made again with every row.
+CREATE TABLE principals_new (
+    name TEXT PRIMARY KEY NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'reader', 'collector', 'operator')),
+    collector_id TEXT,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT,
+    certificate_subject TEXT,
+    CHECK ((role = 'collector') = (collector_id IS NOT NULL))
+);
+INSERT INTO principals_new (name, role, collector_id, token_sha256, created_at, revoked_at, certificate_subject)
+    SELECT name, role, collector_id, token_sha256, created_at, revoked_at, certificate_subject FROM principals;
+DROP TABLE principals;
+ALTER TABLE principals_new RENAME TO principals;
+CREATE UNIQUE INDEX principals_certificate_subject ON principals (certificate_subject);
