@@ -146,6 +146,16 @@ impl Control {
         if !expired.is_empty() {
             tracing::info!(commands = ?expired, "control commands expired");
             self.changed.send_modify(|n| *n += 1);
+            for id in expired {
+                if let Ok(row) = self.get(&id).await {
+                    let result = proto::CommandResult {
+                        reason: row.reason.clone(),
+                        ..Default::default()
+                    };
+                    self.audit(&row, proto::CommandState::Expired, &result)
+                        .await;
+                }
+            }
         }
         let collectors: Vec<String> = lock(&self.sessions).by_collector.keys().cloned().collect();
         if !collectors.is_empty() {

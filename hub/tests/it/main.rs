@@ -11,6 +11,7 @@ mod catalog_concurrency;
 mod cluster;
 mod config_import;
 mod connections;
+mod control;
 mod crash_recovery;
 mod dashboard;
 mod demo;

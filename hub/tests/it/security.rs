@@ -19,8 +19,12 @@ enum Needs {
     Read,
     Write,
     Ingest,
+    /// `ControlService` reads: readers, operators, admins.
+    ControlRead,
+    /// `ControlService` changes: operators and admins.
+    Control,
 }
-use Needs::{Ingest, Read, Write};
+use Needs::{Control, ControlRead, Ingest, Read, Write};
 
 /// Every RPC of the hub's own services: what it needs, and what it answers an empty request from
 /// a caller allowed to make it. A new RPC without a row here fails `auth_matrix`.
@@ -352,6 +356,32 @@ const MATRIX: &[(&str, Needs, Code)] = {
         ("solarhub.v1.LiveService/GetMeterNow", Read, InvalidArgument),
         ("solarhub.v1.LiveService/WatchSystem", Read, InvalidArgument),
         ("solarhub.v1.ServerInfoService/GetServerInfo", Read, Ok),
+        (
+            "solarhub.v1.ControlService/GetSettings",
+            ControlRead,
+            InvalidArgument,
+        ),
+        ("solarhub.v1.ControlService/ListCommands", ControlRead, Ok),
+        (
+            "solarhub.v1.ControlService/GetCommand",
+            ControlRead,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.ControlService/SetSettings",
+            Control,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.ControlService/RevertCommand",
+            Control,
+            InvalidArgument,
+        ),
+        (
+            "solarhub.v1.ControlService/CancelCommand",
+            Control,
+            InvalidArgument,
+        ),
         ("solarhub.v1.DataQualityService/ListDeviceQuality", Read, Ok),
         (
             "solarhub.v1.DataQualityService/GetDeviceQuality",
@@ -386,9 +416,10 @@ enum Who {
     Admin,
     CollectorA,
     CollectorB,
+    Operator,
 }
 
-const EVERYONE: [Who; 8] = [
+const EVERYONE: [Who; 9] = [
     Who::NoToken,
     Who::Malformed,
     Who::Unknown,
@@ -397,6 +428,7 @@ const EVERYONE: [Who; 8] = [
     Who::Admin,
     Who::CollectorA,
     Who::CollectorB,
+    Who::Operator,
 ];
 
 /// The tokens of one test's principals, made on the database directly (as `token create` does).
@@ -406,6 +438,7 @@ pub(crate) struct Tokens {
     pub a: String,
     pub b: String,
     pub revoked: String,
+    pub operator: String,
 }
 
 impl Tokens {
@@ -424,6 +457,7 @@ impl Tokens {
             a: make("site-a", Role::Collector, Some("a")),
             b: make("site-b", Role::Collector, Some("b")),
             revoked: make("old-laptop", Role::Admin, None),
+            operator: make("night-shift", Role::Operator, None),
         };
         principals::revoke(&mut conn, "old-laptop").unwrap();
         tokens
@@ -441,6 +475,7 @@ impl Tokens {
             Who::Admin => bearer(&self.admin),
             Who::CollectorA => bearer(&self.a),
             Who::CollectorB => bearer(&self.b),
+            Who::Operator => bearer(&self.operator),
         }
     }
 }
@@ -458,7 +493,7 @@ pub(crate) fn install_two_sites(database: &solarhub_hub::db::Database) {
     });
 }
 
-fn with_auth() -> ServeOptions {
+pub(crate) fn with_auth() -> ServeOptions {
     ServeOptions {
         security: Security {
             auth: true,
@@ -573,7 +608,8 @@ fn expected(who: Who, needs: Needs, answer: Code) -> Code {
     match (who, needs) {
         (Who::NoToken | Who::Malformed | Who::Unknown | Who::Revoked, _) => Code::Unauthenticated,
         (Who::Admin, _) => answer,
-        (Who::Reader, Read) => answer,
+        (Who::Reader, Read | ControlRead) => answer,
+        (Who::Operator, Control | ControlRead) => answer,
         (Who::CollectorA | Who::CollectorB, Ingest) => answer,
         _ => Code::PermissionDenied,
     }
@@ -2165,7 +2201,8 @@ fn http_auth_matrix(db: TestDb) {
                 checked += 1;
                 let refused = match (who, needs) {
                     (Who::NoToken | Who::Malformed | Who::Unknown | Who::Revoked, _) => Some(401),
-                    (Who::Admin, _) | (Who::Reader, Needs::Read) => None,
+                    (Who::Admin, _) | (Who::Reader, Needs::Read | Needs::ControlRead) => None,
+                    (Who::Operator, Needs::Control | Needs::ControlRead) => None,
                     (Who::CollectorA | Who::CollectorB, Needs::Ingest) => None,
                     _ => Some(403),
                 };
