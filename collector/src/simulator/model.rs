@@ -322,3 +322,55 @@ impl DeviceModel {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// #28: what the settings ask moves the battery: a lower discharge limit limits discharge,
+    /// a window that lets the grid charge charges the battery from the grid up to its SOC.
+    #[test]
+    fn settings_drive_the_battery() {
+        let mut model = DeviceModel::inverter(chrono_tz::UTC, 8000.0, 0);
+        let night = Utc.with_ymd_and_hms(2026, 1, 1, 22, 0, 0).unwrap();
+        let free = model.powers(night);
+        assert!(free.battery_w > 500.0, "the battery covers the load: {free:?}");
+        model.control(Controls {
+            max_discharge_w: Some(100.0),
+            ..Controls::default()
+        });
+        let limited = model.powers(night);
+        assert_eq!(limited.battery_w, 100.0);
+        assert!((limited.grid_w - (free.grid_w + free.battery_w - 100.0)).abs() < 1e-6);
+        let window = Window {
+            start_hour: 21.0,
+            end_hour: 23.0,
+            soc_pct: 90.0,
+            power_w: 3000.0,
+            grid_charge: true,
+        };
+        model.control(Controls {
+            windows: vec![window.clone()],
+            ..Controls::default()
+        });
+        let charging = model.powers(night);
+        assert_eq!(charging.battery_w, -3000.0);
+        assert!(charging.grid_w > 3000.0, "from the grid: {charging:?}");
+        // Outside the window, or at its SOC, it does not.
+        assert!(model.powers(night + chrono::Duration::hours(2)).battery_w > 0.0);
+        model.set_soc_pct(95.0);
+        assert!(model.powers(night).battery_w >= 0.0);
+        // A window across midnight.
+        model.set_soc_pct(50.0);
+        model.control(Controls {
+            windows: vec![Window {
+                start_hour: 23.0,
+                end_hour: 2.0,
+                ..window
+            }],
+            ..Controls::default()
+        });
+        let after_midnight = Utc.with_ymd_and_hms(2026, 1, 2, 1, 0, 0).unwrap();
+        assert_eq!(model.powers(after_midnight).battery_w, -3000.0);
+    }
+}

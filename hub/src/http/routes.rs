@@ -241,7 +241,7 @@ const CRUD: [[Route; 5]; 12] = [
 ];
 
 /// Routes that are not CRUD.
-const OTHER: [Route; 29] = [
+const OTHER: [Route; 35] = [
     get(
         "/api/config",
         "ConfigService/GetConfig",
@@ -403,6 +403,41 @@ const OTHER: [Route; 29] = [
         "The audit trail (admins)",
     )
     .csv(),
+    get(
+        "/api/devices/{device_id}/settings",
+        "ControlService/GetSettings",
+        "A device's settings as it has them now, each with its last change",
+    ),
+    route(
+        Verb::Post,
+        "/api/devices/{device_id}/settings",
+        "ControlService/SetSettings",
+        "Set settings of a device (operators; `dry_run` answers the registers and writes nothing)",
+    )
+    .body(Body::Whole),
+    get(
+        "/api/commands",
+        "ControlService/ListCommands",
+        "Control commands, newest first",
+    ),
+    get(
+        "/api/commands/{command_id}",
+        "ControlService/GetCommand",
+        "One control command",
+    ),
+    route(
+        Verb::Post,
+        "/api/commands/{command_id}/revert",
+        "ControlService/RevertCommand",
+        "Write back what a command replaced (operators)",
+    )
+    .body(Body::Whole),
+    route(
+        Verb::Post,
+        "/api/commands/{command_id}/cancel",
+        "ControlService/CancelCommand",
+        "Cancel a pending command (operators)",
+    ),
     route(
         Verb::Post,
         "/api/recompute",
