@@ -334,7 +334,10 @@ mod tests {
         let mut model = DeviceModel::inverter(chrono_tz::UTC, 8000.0, 0);
         let night = Utc.with_ymd_and_hms(2026, 1, 1, 22, 0, 0).unwrap();
         let free = model.powers(night);
-        assert!(free.battery_w > 500.0, "the battery covers the load: {free:?}");
+        assert!(
+            free.battery_w > 500.0,
+            "the battery covers the load: {free:?}"
+        );
         model.control(Controls {
             max_discharge_w: Some(100.0),
             ..Controls::default()

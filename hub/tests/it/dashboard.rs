@@ -293,6 +293,61 @@ fn the_dashboard_shows_the_demo_in_a_real_browser() {
             .await;
             screenshot(&client, &format!("devices-{device}")).await;
 
+            // Settings (#28): an inverter's settings from the device, a dry run shown before
+            // applying, the change written and read back.
+            if device == "desktop" {
+                client
+                    .execute(
+                        "document.querySelector('tr[data-device=powdrive1] a').click();",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                wait_for(
+                    &client,
+                    "the settings table",
+                    "return document.querySelectorAll('tr[data-setting]').length;",
+                    |v| v.as_u64() >= Some(20),
+                )
+                .await;
+                client
+                    .execute(
+                        "const i = document.querySelector('input[name=tou2_soc_pct]'); i.value = '35'; \
+                         document.getElementById('preview').click();",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                let dry = wait_for(
+                    &client,
+                    "the dry run",
+                    "const p = document.getElementById('dry-run'); return p ? p.textContent : null;",
+                    |v| v.is_string(),
+                )
+                .await;
+                assert!(
+                    dry.as_str().unwrap().contains("167: 20 → 35"),
+                    "the dry run shows the register: {dry}"
+                );
+                screenshot(&client, "settings-dry-run").await;
+                client
+                    .execute("document.getElementById('apply').click();", vec![])
+                    .await
+                    .unwrap();
+                let applied = wait_for(
+                    &client,
+                    "the applied command",
+                    "const p = document.getElementById('applied'); return p ? p.textContent : null;",
+                    |v| v.is_string(),
+                )
+                .await;
+                assert!(
+                    applied.as_str().unwrap().starts_with("Applied: done")
+                        && applied.as_str().unwrap().contains("167: 20 → 35 (read back 35)"),
+                    "{applied}"
+                );
+            }
+
             // Nothing left the hub's origin, and nothing went wrong.
             let resources = client
                 .execute(

@@ -1,6 +1,7 @@
 // The solarhub dashboard: plain JavaScript against the hub's own HTTP/JSON API (no build step, no
 // request to any other origin). Pages by the URL's hash: #/now, #/day, #/history, #/batteries,
-// #/devices. Charts are SVG drawn here.
+// #/devices, #/settings?device=ID (a device's settings: read for everyone, changed by operators
+// after a dry run). Charts are SVG drawn here.
 "use strict";
 
 const state = { session: null, systems: [], system: null, events: null };
@@ -456,7 +457,10 @@ async function pageDevices() {
     el("div", { class: "scroll" }, el("table", {},
       el("tr", {}, ...["Device", "Type", "Status", "Last reading", "Success, last hour", "Success, last day"].map((h) => el("th", { text: h }))),
       ...devices.map((d) => el("tr", { "data-device": d.deviceId },
-        el("td", { text: d.deviceId }), el("td", { text: d.deviceType }),
+        el("td", {}, d.deviceType === "inverter"
+          ? el("a", { href: "#/settings?" + query({ device: d.deviceId }), text: d.deviceId })
+          : d.deviceId),
+        el("td", { text: d.deviceType }),
         el("td", { class: d.status === "healthy" ? "" : "bad", text: d.status }),
         el("td", { text: d.lastSeen ? new Date(d.lastSeen).toLocaleString() : "never" }),
         el("td", { class: "num", text: rate(d.lastHour) }), el("td", { class: "num", text: rate(d.lastDay) }))))),
@@ -468,6 +472,92 @@ async function pageDevices() {
         el("td", { text: c.lastSeenAt ? new Date(c.lastSeenAt).toLocaleString() : "never" }),
         el("td", { class: "num", text: c.lastCommittedSeq || "0" }),
         el("td", { class: "num", text: c.samplesStored || "0" })))))));
+}
+
+// ---------- a device's settings (#28) ----------
+
+const mayControl = () => !state.session.authRequired || ["operator", "admin"].includes(state.session.role);
+
+function commandLine(command) {
+  const writes = (command.writes || []).map((w) =>
+    `${w.address}: ${w.current} → ${w.new}` + (w.readBack !== undefined ? ` (read back ${w.readBack})` : ""));
+  return `${command.state.replace("COMMAND_STATE_", "").toLowerCase()}` +
+    (command.reason ? ` — ${command.reason}` : "") + (writes.length ? ` — ${writes.join(", ")}` : "");
+}
+
+async function pageSettings(params) {
+  const device = params.get("device") || "";
+  const root = el("section", { id: "settings" });
+  const picker = el("form", { class: "inline", onsubmit: (event) => {
+    event.preventDefault();
+    location.hash = "#/settings?" + query({ device: picker.elements.device.value });
+  } }, el("input", { name: "device", value: device, placeholder: "device id (powdrive1)" }),
+  el("button", { type: "submit", text: "Read settings" }));
+  root.append(el("h2", { text: "Settings" + (device ? " of " + device : "") }), picker);
+  main().replaceChildren(root);
+  if (!device) return;
+  root.append(el("p", { class: "muted", text: "Reading the device…" }));
+  const answer = await api(`/api/devices/${encodeURIComponent(device)}/settings`);
+  root.lastChild.remove();
+  if (answer.read && answer.read.state !== "COMMAND_STATE_DONE") {
+    root.append(el("p", { class: "error", text: "The device did not answer: " + commandLine(answer.read) }));
+  }
+  const editable = mayControl();
+  const inputs = {};
+  const rows = (answer.settings || []).map((s) => {
+    let input = null;
+    if (editable && s.verified) {
+      input = s.choices && s.choices.length
+        ? el("select", { name: s.name }, ...s.choices.map((c) => el("option", { value: c, text: c })))
+        : el("input", { name: s.name, size: 8 });
+      input.value = s.value || "";
+      inputs[s.name] = [input, s.value || ""];
+    }
+    const limits = s.choices && s.choices.length ? s.choices.join(" / ")
+      : (s.min !== undefined && s.max !== undefined ? `${s.min} – ${s.max} ${s.unit || ""}` : "HH:MM");
+    return el("tr", { "data-setting": s.name },
+      el("td", { text: s.name }), el("td", { class: "num", text: s.value === "" ? "–" : `${s.value} ${s.unit || ""}` }),
+      el("td", {}, input), el("td", { class: "muted", text: limits }),
+      el("td", { class: s.verified ? "" : "bad", text: s.verified ? "verified" : s.unverifiedReason }),
+      el("td", { class: "muted", text: s.lastChangedAt ? `${new Date(s.lastChangedAt).toLocaleString()} by ${s.lastChangedBy}` : "" }));
+  });
+  root.append(el("div", { class: "scroll" }, el("table", {},
+    el("tr", {}, ...["Setting", "Now", editable ? "New" : "", "Limits", "Verified", "Last change"].map((h) => el("th", { text: h }))),
+    ...rows)));
+  const outcome = el("div", { id: "outcome" });
+  const changed = () => Object.fromEntries(Object.entries(inputs)
+    .filter(([, [input, was]]) => input.value !== was).map(([name, [input]]) => [name, input.value]));
+  const send = (dryRun) => api(`/api/devices/${encodeURIComponent(device)}/settings`,
+    { method: "POST", body: { settings: changed(), dryRun } });
+  if (editable) {
+    const apply = el("button", { id: "apply", text: "Apply", disabled: "" });
+    apply.onclick = async () => {
+      apply.disabled = true;
+      const command = await send(false).catch((e) => ({ state: "refused", reason: e.message }));
+      outcome.replaceChildren(el("p", { id: "applied", text: "Applied: " + commandLine(command) }));
+    };
+    const preview = el("button", { id: "preview", text: "Preview (dry run)", onclick: async () => {
+      if (!Object.keys(changed()).length) { outcome.replaceChildren(el("p", { text: "Nothing changed." })); return; }
+      const command = await send(true).catch((e) => ({ state: "refused", reason: e.message, writes: [] }));
+      outcome.replaceChildren(el("p", { id: "dry-run", text: "Would write: " + commandLine(command) }), apply);
+      if (command.state === "COMMAND_STATE_DONE" && (command.writes || []).length) apply.removeAttribute("disabled");
+    } });
+    root.append(preview, outcome);
+  }
+  const history = await api("/api/commands?" + query({ device_id: device, limit: 20 })).catch(() => ({ commands: [] }));
+  root.append(el("h2", { text: "Commands" }), el("div", { class: "scroll" }, el("table", {},
+    el("tr", {}, ...["When", "By", "Kind", "Settings", "Outcome", ""].map((h) => el("th", { text: h }))),
+    ...(history.commands || []).map((c) => el("tr", {},
+      el("td", { text: new Date(c.createdAt).toLocaleString() }), el("td", { text: c.requestedBy }),
+      el("td", { text: c.kind.replace("COMMAND_KIND_", "").toLowerCase() + (c.dryRun ? " (dry run)" : "") }),
+      el("td", { text: Object.entries(c.settings || {}).map(([k, v]) => `${k}=${v}`).join(" ") }),
+      el("td", { text: commandLine(c) }),
+      el("td", {}, editable && c.state === "COMMAND_STATE_DONE" && !c.dryRun && (c.writes || []).length && c.kind !== "COMMAND_KIND_READ"
+        ? el("button", { text: "Revert", onclick: async () => {
+          const command = await api(`/api/commands/${c.id}/revert`, { method: "POST", body: {} })
+            .catch((e) => ({ state: "refused", reason: e.message }));
+          outcome.replaceChildren(el("p", { text: "Revert: " + commandLine(command) }));
+        } }) : null))))));
 }
 
 // ---------- login, systems, routing ----------
@@ -485,12 +575,12 @@ function showLogin(message) {
       error.textContent = e.message;
     }
   } }, el("h2", { text: "Log in" }),
-  el("p", { class: "muted", text: "With a reader's or an admin's token (solarhub-hub token create)." }),
+  el("p", { class: "muted", text: "With a reader's, an operator's or an admin's token (solarhub-hub token create)." }),
   input, el("button", { type: "submit", text: "Log in" }), error);
   main().replaceChildren(form);
 }
 
-const pages = { now: pageNow, day: pageDay, history: pageHistory, batteries: pageBatteries, devices: pageDevices };
+const pages = { now: pageNow, day: pageDay, history: pageHistory, batteries: pageBatteries, devices: pageDevices, settings: pageSettings };
 
 async function route() {
   if (state.events) { state.events.close(); state.events = null; }
@@ -513,6 +603,15 @@ async function start() {
   }
   document.getElementById("who").textContent = state.session.authRequired
     ? state.session.principal + " (" + state.session.role + ")" : "";
+  if (state.session.role === "operator") {
+    // An operator controls and reads nothing else: the settings page only.
+    document.getElementById("system").hidden = true;
+    for (const a of document.querySelectorAll("nav a")) a.hidden = a.getAttribute("href") !== "#/settings";
+    if (!location.hash.startsWith("#/settings")) location.hash = "#/settings";
+    window.onhashchange = route;
+    await route();
+    return;
+  }
   const list = await api("/api/systems");
   state.systems = list.systems || [];
   const picker = document.getElementById("system");
