@@ -103,6 +103,12 @@ pub(crate) enum Command {
     Audit(cli::audit::AuditArgs),
     /// Rebuild the hourly and daily rollups of a system from its raw samples.
     Recompute(cli::maintenance::RecomputeArgs),
+    /// A device's settings and control commands (docs/control.md): read, set (with --dry-run),
+    /// revert, list, show, cancel. A hub serving the same database delivers the commands.
+    Control {
+        #[command(subcommand)]
+        action: cli::control::ControlCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,8 +117,9 @@ pub(crate) enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// admin (everything), reader (queries) or collector (ingest as one collector id).
-        #[arg(long, value_parser = ["admin", "reader", "collector"])]
+        /// admin (everything), reader (queries), collector (ingest as one collector id) or
+        /// operator (ControlService: device settings, nothing else).
+        #[arg(long, value_parser = ["admin", "reader", "collector", "operator"])]
         role: String,
         /// For --role collector: the one collector id the token may act as.
         #[arg(long)]
@@ -183,5 +190,6 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(args) => cli::audit::list(&url, backup_dir, args),
         Command::Recompute(args) => cli::maintenance::recompute_command(&url, backup_dir, args),
+        Command::Control { action } => cli::control::run(&url, backup_dir, action),
     }
 }

@@ -181,13 +181,8 @@ impl DeviceModel {
             Some(window) if window.grid_charge && self.soc_pct < window.soc_pct => {
                 -(window.power_w.max(surplus)).min(charge_limit)
             }
-            _ if surplus > 0.0 => {
-                if self.soc_pct < 98.0 {
-                    -surplus.min(charge_limit)
-                } else {
-                    0.0
-                }
-            }
+            _ if surplus > 0.0 && self.soc_pct < 98.0 => -surplus.min(charge_limit),
+            _ if surplus > 0.0 => 0.0,
             _ if self.soc_pct > window.map_or(20.0, |w| w.soc_pct.max(5.0)) => {
                 (-surplus).min(discharge_limit)
             }

@@ -100,6 +100,7 @@ pub(crate) fn audited_command(command: &Command) -> Option<(String, String)> {
             ),
         )),
         Command::Compact => Some(("compact".into(), String::new())),
+        Command::Control { action } => action.audited(),
         _ => None,
     }
 }

@@ -238,75 +238,16 @@ impl Control {
         Ok(())
     }
 
-    /// The collector running `device_id` (its enabled adapter with the lowest priority number).
-    async fn collector_of(&self, device_id: &str) -> Result<String, Status> {
-        let filter = ListFilter {
-            device_id: Some(device_id.to_owned()),
-            ..ListFilter::default()
-        };
-        let page = self
-            .repository
-            .list::<Adapter>(filter, 100, String::new())
-            .await
-            .map_err(crate::grpc::catalog_status)?;
-        let mut adapters: Vec<Adapter> = page.items.into_iter().map(|(a, _)| a).collect();
-        if adapters.is_empty() {
-            return Err(Status::not_found(format!(
-                "device_id: no adapter reads device {device_id:?}"
-            )));
-        }
-        adapters.retain(|a| a.enabled && a.collector_id.is_some());
-        adapters.sort_by_key(|a| a.priority);
-        adapters
-            .into_iter()
-            .find_map(|a| a.collector_id)
-            .ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "device_id: no enabled adapter of device {device_id} names a collector, so nothing can reach it"
-                ))
-            })
-    }
-
     /// Stores a new command and sends it when its collector is streaming here.
     pub async fn submit(&self, new: NewCommand) -> Result<CommandRow, Status> {
-        let collector_id = self.collector_of(&new.device_id).await?;
-        let id = crate::auth::token::random_hex()
-            .map_err(|_| Status::internal("cannot make a command id"))?[..24]
-            .to_owned();
-        let kind = new.kind;
-        let command = proto::DeviceCommand {
-            id: id.clone(),
-            device_id: new.device_id.clone(),
-            kind: kind as i32,
-            settings: new.settings.clone().into_iter().collect(),
-            dry_run: new.dry_run,
-            restore: new.restore.clone(),
-            ..Default::default()
-        };
-        let now = now_ms();
-        let row = CommandRow {
-            id: id.clone(),
-            collector_id: collector_id.clone(),
-            device_id: new.device_id.clone(),
-            kind: kind_name(kind).to_owned(),
-            dry_run: new.dry_run,
-            reverts: new.reverts.clone(),
-            requested_by: new.requested_by.clone(),
-            created_at: now,
-            deadline: now + new.deadline.as_millis() as i64,
-            state: "pending".into(),
-            reason: String::new(),
-            command: command.encode_to_vec(),
-            result: None,
-            finished_at: None,
-        };
+        let row = command_row(&self.repository, new).await?;
         let stored = row.clone();
         self.database
             .run_write(move |conn| crate::db::control::insert(conn, &stored))
             .await
             .map_err(db_status)?;
-        tracing::info!(command = %id, device = %new.device_id, collector = %collector_id, by = %new.requested_by, kind = kind_name(kind), dry_run = new.dry_run, "control command asked");
-        if let Err(error) = self.deliver(vec![collector_id], false).await {
+        tracing::info!(command = %row.id, device = %row.device_id, collector = %row.collector_id, by = %row.requested_by, kind = %row.kind, dry_run = row.dry_run, "control command asked");
+        if let Err(error) = self.deliver(vec![row.collector_id.clone()], false).await {
             tracing::warn!(%error, "cannot deliver a control command now; the sweep tries again");
         }
         Ok(row)
@@ -314,30 +255,11 @@ impl Control {
 
     /// Waits until command `id` has ended, or `wait` has passed; its row then.
     pub async fn wait(&self, id: &str, wait: Duration) -> Result<CommandRow, Status> {
-        let until = tokio::time::Instant::now() + wait;
-        let mut changed = self.changed.subscribe();
-        loop {
-            let row = self.get(id).await?;
-            let open = matches!(row.state.as_str(), "pending" | "sent");
-            if !open || tokio::time::Instant::now() >= until {
-                return Ok(row);
-            }
-            // Results may come through another hub of the database: look again now and then.
-            let _ = tokio::time::timeout(
-                Duration::from_millis(250).min(until - tokio::time::Instant::now()),
-                changed.changed(),
-            )
-            .await;
-        }
+        wait_ended(&self.database, id, wait, Some(self.changed.subscribe())).await
     }
 
     pub async fn get(&self, id: &str) -> Result<CommandRow, Status> {
-        let key = id.to_owned();
-        self.database
-            .run(move |conn| crate::db::control::get(conn, &key))
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| Status::not_found(format!("command_id: no command {id:?}")))
+        get(&self.database, id).await
     }
 
     pub async fn list(
@@ -504,6 +426,131 @@ impl Control {
             )
             .await;
     }
+}
+
+/// Command `id` as stored.
+pub async fn get(database: &Database, id: &str) -> Result<CommandRow, Status> {
+    let key = id.to_owned();
+    database
+        .run(move |conn| crate::db::control::get(conn, &key))
+        .await
+        .map_err(db_status)?
+        .ok_or_else(|| Status::not_found(format!("command_id: no command {id:?}")))
+}
+
+/// Waits until command `id` has ended or `wait` has passed (its row then), looking again when
+/// `changed` says so and every 250 ms (a result may come through another hub of the database).
+pub async fn wait_ended(
+    database: &Database,
+    id: &str,
+    wait: Duration,
+    mut changed: Option<watch::Receiver<u64>>,
+) -> Result<CommandRow, Status> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let row = get(database, id).await?;
+        let open = matches!(row.state.as_str(), "pending" | "sent");
+        if !open || tokio::time::Instant::now() >= until {
+            return Ok(row);
+        }
+        let pause = Duration::from_millis(250).min(until - tokio::time::Instant::now());
+        match &mut changed {
+            Some(changed) => {
+                let _ = tokio::time::timeout(pause, changed.changed()).await;
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+    }
+}
+
+/// The collector running `device_id` (its enabled adapter with the lowest priority number).
+async fn collector_of(repository: &Repository, device_id: &str) -> Result<String, Status> {
+    let filter = ListFilter {
+        device_id: Some(device_id.to_owned()),
+        ..ListFilter::default()
+    };
+    let page = repository
+        .list::<Adapter>(filter, 100, String::new())
+        .await
+        .map_err(crate::grpc::catalog_status)?;
+    let mut adapters: Vec<Adapter> = page.items.into_iter().map(|(a, _)| a).collect();
+    if adapters.is_empty() {
+        return Err(Status::not_found(format!(
+            "device_id: no adapter reads device {device_id:?}"
+        )));
+    }
+    adapters.retain(|a| a.enabled && a.collector_id.is_some());
+    adapters.sort_by_key(|a| a.priority);
+    adapters
+        .into_iter()
+        .find_map(|a| a.collector_id)
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "device_id: no enabled adapter of device {device_id} names a collector, so nothing can reach it"
+            ))
+        })
+}
+
+/// A new command's row, pending, not yet stored: its id, its collector (from the device's
+/// adapters), its deadline from now, the `DeviceCommand` it sends.
+pub async fn command_row(repository: &Repository, new: NewCommand) -> Result<CommandRow, Status> {
+    let collector_id = collector_of(repository, &new.device_id).await?;
+    let id = crate::auth::token::random_hex()
+        .map_err(|_| Status::internal("cannot make a command id"))?[..24]
+        .to_owned();
+    let command = proto::DeviceCommand {
+        id: id.clone(),
+        device_id: new.device_id.clone(),
+        kind: new.kind as i32,
+        settings: new.settings.clone().into_iter().collect(),
+        dry_run: new.dry_run,
+        restore: new.restore.clone(),
+        ..Default::default()
+    };
+    let now = now_ms();
+    Ok(CommandRow {
+        id,
+        collector_id,
+        device_id: new.device_id,
+        kind: kind_name(new.kind).to_owned(),
+        dry_run: new.dry_run,
+        reverts: new.reverts,
+        requested_by: new.requested_by,
+        created_at: now,
+        deadline: now + new.deadline.as_millis() as i64,
+        state: "pending".into(),
+        reason: String::new(),
+        command: command.encode_to_vec(),
+        result: None,
+        finished_at: None,
+    })
+}
+
+/// What reverting `original` asks: the values it replaced, written back into the bits it
+/// owned. Refused for a command that wrote nothing (a read, a dry run, one refused or expired).
+pub fn revert_of(
+    original: &CommandRow,
+    requested_by: &str,
+    deadline: Duration,
+) -> Result<NewCommand, Status> {
+    let command = to_proto(original);
+    let executed = matches!(original.state.as_str(), "done" | "failed");
+    if original.dry_run || original.kind == "read" || !executed || command.writes.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "command_id: command {} wrote nothing, so there is nothing to revert",
+            original.id
+        )));
+    }
+    Ok(NewCommand {
+        device_id: original.device_id.clone(),
+        kind: proto::CommandKind::Revert,
+        settings: Default::default(),
+        dry_run: false,
+        reverts: Some(original.id.clone()),
+        restore: command.writes,
+        deadline,
+        requested_by: requested_by.to_owned(),
+    })
 }
 
 fn db_status(error: DbError) -> Status {

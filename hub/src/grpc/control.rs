@@ -189,34 +189,10 @@ impl proto::control_service_server::ControlService for ControlApi {
         } = request.into_inner();
         command_id(&id)?;
         let deadline = deadline(deadline_seconds, "deadline_seconds")?;
-        let original = to_proto(&self.control.get(&id).await?);
+        let original = self.control.get(&id).await?;
         target.set(format!("device {}", original.device_id));
-        let executed = matches!(
-            proto::CommandState::try_from(original.state),
-            Ok(proto::CommandState::Done | proto::CommandState::Failed)
-        );
-        if original.dry_run
-            || original.kind == proto::CommandKind::Read as i32
-            || !executed
-            || original.writes.is_empty()
-        {
-            return Err(Status::failed_precondition(format!(
-                "command_id: command {id} wrote nothing, so there is nothing to revert"
-            )));
-        }
-        let row = self
-            .control
-            .submit(NewCommand {
-                device_id: original.device_id.clone(),
-                kind: proto::CommandKind::Revert,
-                settings: BTreeMap::new(),
-                dry_run: false,
-                reverts: Some(id),
-                restore: original.writes,
-                deadline,
-                requested_by: caller.name.clone(),
-            })
-            .await?;
+        let revert = crate::control::revert_of(&original, &caller.name, deadline)?;
+        let row = self.control.submit(revert).await?;
         let row = self.control.wait(&row.id, deadline.min(MAX_WAIT)).await?;
         Ok(Response::new(to_proto(&row)))
     }

@@ -437,6 +437,37 @@ fn an_operator_controls_the_inverter_safely(db: TestDb) {
     assert_eq!(state(&late), proto::CommandState::Expired, "{late:?}");
     assert_eq!(site.inverter.settings_registers()[&168], 20);
     assert_eq!(writes(&site.endpoint.transactions()), before);
+
+    // `solarhub-hub control` from the hub's machine, for scripts: through the database to the
+    // serving hub and the collector; a refusal exits non-zero with its reason.
+    let cli = |args: &[&str]| {
+        common::hub_binary()
+            .args(["--database-url", &db.url_arg(), "control"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let set = cli(&["set", "powdrive1", "tou5_soc_pct=45"]);
+    let printed = String::from_utf8_lossy(&set.stdout);
+    assert!(
+        set.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(
+        printed.contains("register   170:    20 ->    45  (read back 45)"),
+        "{printed}"
+    );
+    assert_eq!(site.inverter.settings_registers()[&170], 45);
+    let refused = cli(&["set", "powdrive1", "grid_charge=enabled"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("treat 1 as enabled"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let listed = cli(&["list", "--device", "powdrive1"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("tou5_soc_pct=45  done"));
     collector.stop(&hub);
 
     // Under polling every second, no write and no settings read ever came inside a poll.
