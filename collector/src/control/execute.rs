@@ -120,8 +120,8 @@ pub async fn execute(
         if new != current {
             changes.push(RegisterWrite {
                 address: u32::from(write.register),
-                current: u32::from(current),
-                new: u32::from(new),
+                current: Some(u32::from(current)),
+                new: Some(u32::from(new)),
                 read_back: None,
                 mask: u32::from(write.mask),
             });
@@ -170,7 +170,10 @@ pub async fn execute(
     let mut written = 0i64;
     for run in runs(&changes) {
         let start = changes[run.start].address as u16;
-        let words: Vec<u16> = changes[run.clone()].iter().map(|w| w.new as u16).collect();
+        let words: Vec<u16> = changes[run.clone()]
+            .iter()
+            .map(|w| w.new.unwrap_or_default() as u16)
+            .collect();
         if let Err(error) = write_words(context, start, &words, timeout).await {
             let mut failed = Executed::ended(
                 command,
@@ -195,10 +198,13 @@ pub async fn execute(
         match read_words(context, change.address as u16, 1, timeout).await {
             Ok(words) => {
                 change.read_back = Some(u32::from(words[0]));
-                if u32::from(words[0]) != change.new {
+                if Some(u32::from(words[0])) != change.new {
                     mismatches.push(format!(
                         "register {} reads back {} after writing {} (it was {})",
-                        change.address, words[0], change.new, change.current
+                        change.address,
+                        words[0],
+                        change.new.unwrap_or_default(),
+                        change.current.unwrap_or_default()
                     ));
                 }
             }
@@ -274,7 +280,7 @@ fn restored_writes(map: &RegisterMap, command: &DeviceCommand) -> Result<Vec<Wri
         let (Ok(register), Ok(mask), Ok(raw)) = (
             u16::try_from(restore.address),
             u16::try_from(restore.mask),
-            u16::try_from(restore.current),
+            u16::try_from(restore.current.unwrap_or(u32::MAX)),
         ) else {
             return Err(format!("register {} is out of range", restore.address));
         };

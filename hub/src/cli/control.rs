@@ -307,8 +307,8 @@ fn print_command(command: &proto::Command) {
         println!(
             "  register {:>5}: {:>5} -> {:>5}{}",
             write.address,
-            write.current,
-            write.new,
+            write.current.unwrap_or_default(),
+            write.new.unwrap_or_default(),
             write
                 .read_back
                 .map(|r| format!("  (read back {r})"))

@@ -391,8 +391,8 @@ impl Control {
                 format!(
                     "{}: {} -> {}{}",
                     w.address,
-                    w.current,
-                    w.new,
+                    w.current.unwrap_or_default(),
+                    w.new.unwrap_or_default(),
                     w.read_back
                         .map(|r| format!(" (read back {r})"))
                         .unwrap_or_default()
