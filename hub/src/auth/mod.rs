@@ -99,7 +99,8 @@ const OPEN_SERVICES: [&str; 3] = [
 ];
 
 /// The access a gRPC method path (`/package.Service/Method`) needs. Methods of `solarhub.v1`
-/// named `Get…`, `List…` or `Watch…` are reads (a house rule: such methods never write), except
+/// named `Get…`, `List…` or `Watch…` are reads (a house rule: such methods never write; the one
+/// exception, `ControlService.GetSettings`, asks the device and keeps that read a day), except
 /// the collector's own calls and the audit trail; anything not matched needs an admin.
 pub fn access(path: &str) -> Access {
     let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {

@@ -37,6 +37,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 const MAX_RESULT_WRITES: usize = 256;
 const MAX_RESULT_SETTINGS: usize = 512;
 const MAX_REASON_CHARS: usize = 2000;
+/// How long a read of a device's settings is kept (the settings' history is their changes).
+pub const READS_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// Most settings one command may set.
 pub const MAX_SETTINGS: usize = 64;
 
@@ -157,6 +159,14 @@ impl Control {
                 }
             }
         }
+        let cutoff = now - READS_KEPT.as_millis() as i64;
+        let deleted = self
+            .database
+            .run_write(move |conn| crate::db::control::delete_reads_before(conn, cutoff, 1000))
+            .await?;
+        if deleted > 0 {
+            tracing::debug!(deleted, "old reads of settings deleted");
+        }
         let collectors: Vec<String> = lock(&self.sessions).by_collector.keys().cloned().collect();
         if !collectors.is_empty() {
             self.deliver(collectors, false).await?;
@@ -236,6 +246,21 @@ impl Control {
             self.changed.send_modify(|n| *n += 1);
         }
         Ok(())
+    }
+
+    /// Reads the device's settings: a new read, or the one already open for the device (callers
+    /// at once share one read of the bus).
+    pub async fn read(&self, new: NewCommand) -> Result<CommandRow, Status> {
+        let device = new.device_id.clone();
+        let open = self
+            .database
+            .run(move |conn| crate::db::control::open_read(conn, &device, now_ms()))
+            .await
+            .map_err(db_status)?;
+        match open {
+            Some(row) => Ok(row),
+            None => self.submit(new).await,
+        }
     }
 
     /// Stores a new command and sends it when its collector is streaming here.

@@ -188,3 +188,40 @@ pub fn changes(
         .limit(limit)
         .load(conn)?)
 }
+
+/// The device's read still open (pending or sent, deadline ahead), if one is: a second caller
+/// waits for it instead of reading the device again.
+pub fn open_read(
+    conn: &mut DbConnection,
+    device_id: &str,
+    now: i64,
+) -> Result<Option<CommandRow>, DbError> {
+    Ok(control_commands::table
+        .select(CommandRow::as_select())
+        .filter(control_commands::device_id.eq(device_id))
+        .filter(control_commands::kind.eq("read"))
+        .filter(control_commands::state.eq_any(["pending", "sent"]))
+        .filter(control_commands::deadline.gt(now))
+        .order(control_commands::created_at.desc())
+        .first(conn)
+        .optional()?)
+}
+
+/// Deletes reads (kind `read`) made before `cutoff`, at most `limit`; returns how many went.
+/// Changes stay: they are the settings' history.
+pub fn delete_reads_before(
+    conn: &mut DbConnection,
+    cutoff: i64,
+    limit: i64,
+) -> Result<usize, DbError> {
+    let ids: Vec<String> = control_commands::table
+        .select(control_commands::id)
+        .filter(control_commands::kind.eq("read"))
+        .filter(control_commands::created_at.lt(cutoff))
+        .limit(limit)
+        .load(conn)?;
+    Ok(
+        diesel::delete(control_commands::table.filter(control_commands::id.eq_any(ids)))
+            .execute(conn)?,
+    )
+}

@@ -106,7 +106,7 @@ impl proto::control_service_server::ControlService for ControlApi {
         };
         let row = self
             .control
-            .submit(NewCommand {
+            .read(NewCommand {
                 device_id: device_id.clone(),
                 kind: proto::CommandKind::Read,
                 settings: BTreeMap::new(),

@@ -519,3 +519,101 @@ fn an_operator_controls_the_inverter_safely(db: TestDb) {
 }
 
 on_both_backends!(an_operator_controls_the_inverter_safely);
+
+/// A leaked collector token cannot finish, or fake the outcome of, another collector's command:
+/// collector `b`'s forged result for `a`'s pending command changes nothing, and `b` cannot speak
+/// as `a`. Nor can a collector call `ControlService`.
+fn a_collector_cannot_forge_another_collectors_results(db: TestDb) {
+    let hub = RunningHub::start_with(&db, crate::security::with_auth());
+    crate::security::install_two_sites(&hub.database);
+    let tokens = crate::security::Tokens::create(&hub.database);
+    let mut control = ControlServiceClient::new(hub.channel.clone());
+    // Collector `a` is away: the command waits.
+    let pending = hub
+        .runtime
+        .block_on(control.set_settings(with_token(
+            proto::SetSettingsRequest {
+                device_id: "powdrive1".into(),
+                settings: [("tou1_soc_pct".to_owned(), "90".to_owned())].into(),
+                dry_run: false,
+                deadline_seconds: 60,
+            },
+            &tokens.operator,
+        )))
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&pending), proto::CommandState::Pending);
+    let forged = proto::CommandResult {
+        id: pending.id.clone(),
+        device_id: "powdrive1".into(),
+        state: proto::CommandState::Done as i32,
+        writes: vec![proto::RegisterWrite {
+            address: 166,
+            current: Some(20),
+            new: Some(90),
+            read_back: Some(90),
+            mask: 0xFFFF,
+        }],
+        ..Default::default()
+    };
+    let send = |collector: &str, token: &str| {
+        let batch = proto::TelemetryBatch {
+            collector_id: collector.into(),
+            seq: 0,
+            command_results: vec![forged.clone()],
+            ..Default::default()
+        };
+        let channel = hub.channel.clone();
+        hub.runtime.block_on(async move {
+            let mut client = proto::collector_service_client::CollectorServiceClient::new(channel);
+            let request = with_token(tokio_stream::iter(vec![batch]), token);
+            match client.stream_telemetry(request).await {
+                Ok(answer) => {
+                    let mut acks = answer.into_inner();
+                    tokio::time::timeout(Duration::from_secs(2), acks.message())
+                        .await
+                        .ok()
+                        .map(|ack| ack.map(|a| a.map(|a| a.results_stored)))
+                }
+                Err(status) => Some(Err(status)),
+            }
+        })
+    };
+    // As itself: not its command, so not stored.
+    let as_b = send("b", &tokens.b);
+    assert!(
+        !matches!(&as_b, Some(Ok(Some(stored))) if stored.contains(&pending.id)),
+        "{as_b:?}"
+    );
+    // As `a`: refused before anything is read.
+    let as_a = send("a", &tokens.b);
+    assert!(
+        matches!(&as_a, Some(Err(status)) if status.code() == Code::PermissionDenied),
+        "{as_a:?}"
+    );
+    let after = hub
+        .runtime
+        .block_on(control.get_command(with_token(
+            proto::GetCommandRequest {
+                command_id: pending.id.clone(),
+            },
+            &tokens.admin,
+        )))
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&after), proto::CommandState::Pending, "{after:?}");
+    assert!(after.writes.is_empty());
+    // A collector token calls no ControlService method.
+    let refused = hub
+        .runtime
+        .block_on(control.cancel_command(with_token(
+            proto::CancelCommandRequest {
+                command_id: pending.id.clone(),
+            },
+            &tokens.a,
+        )))
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+on_both_backends!(a_collector_cannot_forge_another_collectors_results);
