@@ -117,8 +117,13 @@ async fn run_async(database: Database, command: ControlCommand) -> anyhow::Resul
                     setting.choices.join("/")
                 } else {
                     match (setting.min, setting.max) {
-                        (Some(min), Some(max)) => format!("{min}..{max}"),
-                        _ => "HH:MM".into(),
+                        (None, None) if setting.value.contains(':') => "HH:MM".into(),
+                        (None, None) => String::new(),
+                        (min, max) => format!(
+                            "{}..{}",
+                            min.map(|m| m.to_string()).unwrap_or_default(),
+                            max.map(|m| m.to_string()).unwrap_or_default()
+                        ),
                     }
                 };
                 println!(

@@ -514,7 +514,8 @@ async function pageSettings(params) {
       inputs[s.name] = [input, s.value || ""];
     }
     const limits = s.choices && s.choices.length ? s.choices.join(" / ")
-      : (s.min !== undefined && s.max !== undefined ? `${s.min} – ${s.max} ${s.unit || ""}` : "HH:MM");
+      : (s.min !== undefined || s.max !== undefined ? `${s.min ?? ""} – ${s.max ?? ""} ${s.unit || ""}`
+        : ((s.value || "").includes(":") ? "HH:MM" : ""));
     return el("tr", { "data-setting": s.name },
       el("td", { text: s.name }), el("td", { class: "num", text: s.value === "" ? "–" : `${s.value} ${s.unit || ""}` }),
       el("td", {}, input), el("td", { class: "muted", text: limits }),
