@@ -214,3 +214,76 @@ async fn dispatch(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uplink::outbox::{Limits, Outbox};
+    use solarhub_proto::v1::CommandKind;
+
+    fn command(id: &str, remaining_ms: u64) -> DeviceCommand {
+        DeviceCommand {
+            id: id.into(),
+            device_id: "inv".into(),
+            kind: CommandKind::Set as i32,
+            settings: [("tou1_soc_pct".to_owned(), "50".to_owned())].into(),
+            remaining_ms,
+            ..Default::default()
+        }
+    }
+
+    /// A command id is executed once: sent again (after a reconnect), it gets its recorded result
+    /// and the device is not asked again; a command whose time is up never reaches the bus.
+    #[tokio::test]
+    async fn a_command_is_executed_once_and_never_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = SharedOutbox::new(Outbox::open(dir.path(), Limits::default()).unwrap());
+        let (bus, mut jobs) = mpsc::channel::<Job>(4);
+        let router = Router {
+            devices: HashMap::from([("inv".to_owned(), bus)]),
+        };
+        let (commands, incoming) = mpsc::channel(4);
+        let (results, mut recorded) = watch::channel(0u64);
+        tokio::spawn(run(router, incoming, outbox.clone(), results, 50));
+        // The bus answers every job it gets, and counts them.
+        let (seen_tx, mut seen) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(job) = jobs.recv().await {
+                let _ = seen_tx.send(job.command.id.clone());
+                let mut done = Executed::ended(&job.command, CommandState::Done, "");
+                done.registers_written = 1;
+                let _ = job.reply.send(done);
+            }
+        });
+        commands.send(command("c1", 60_000)).await.unwrap();
+        recorded.changed().await.unwrap();
+        assert_eq!(seen.recv().await.as_deref(), Some("c1"));
+        let results = outbox.run(|o| o.unconfirmed_results()).await.unwrap();
+        assert_eq!(results.len(), 1);
+        outbox
+            .run(|o| o.confirm_results(&["c1".to_owned()], true))
+            .await
+            .unwrap();
+        // Again: answered from the record, unconfirmed so it is sent again, not executed.
+        commands.send(command("c1", 60_000)).await.unwrap();
+        recorded.changed().await.unwrap();
+        let again = outbox.run(|o| o.unconfirmed_results()).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].state, CommandState::Done as i32);
+        // Late: expired before the bus, nothing written, nothing counted.
+        commands.send(command("c2", 0)).await.unwrap();
+        recorded.changed().await.unwrap();
+        let late = outbox
+            .run(|o| o.command_result("c2"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(late.state, CommandState::Expired as i32);
+        assert!(seen.try_recv().is_err(), "nothing but c1 reached the bus");
+        let used = outbox
+            .run(|o| o.registers_written_since("inv", 0))
+            .await
+            .unwrap();
+        assert_eq!(used, 1);
+    }
+}
