@@ -51,7 +51,7 @@ pub async fn run_collector(
         &assignments,
         None,
     )?;
-    let (router, jobs) = crate::control::Router::for_plan(&plan);
+    let (router, jobs) = crate::bus::runtime::control_queues(&plan);
     let (commands_in, commands_out) = mpsc::channel(64);
     let (results_tx, results_rx) = watch::channel(0u64);
     let control = tokio::spawn(crate::control::run(

@@ -15,6 +15,29 @@ use crate::drivers::reading::Reading;
 use crate::observe::{Observer, PollRecord, PollResult};
 use crate::uplink::assignment::Plan;
 
+/// Where control commands go: a queue per Modbus bus, and the router that sends each device's
+/// commands to its bus's queue (devices read through a register map; SunSpec ones declare no
+/// settings).
+pub fn control_queues(
+    plan: &Plan,
+) -> (
+    crate::control::Router,
+    BTreeMap<Transport, mpsc::Receiver<crate::control::Job>>,
+) {
+    let mut devices = std::collections::HashMap::new();
+    let mut queues = BTreeMap::new();
+    for (transport, specs) in &plan.buses {
+        let (sender, receiver) = mpsc::channel(16);
+        for device in specs {
+            if matches!(device.driver, crate::bus::Driver::Map(_)) {
+                devices.insert(device.device_id.clone(), sender.clone());
+            }
+        }
+        queues.insert(transport.clone(), receiver);
+    }
+    (crate::control::Router::new(devices), queues)
+}
+
 /// Polls a Pytes console every `interval`.
 async fn run_console(
     transport: Transport,

@@ -11,7 +11,7 @@
 
 pub mod execute;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,8 +19,6 @@ use solarhub_proto::v1::{CommandState, DeviceCommand};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::bus::{Driver, Transport};
-use crate::uplink::assignment::Plan;
 use crate::uplink::outbox::SharedOutbox;
 pub use execute::{Executed, Job};
 
@@ -38,22 +36,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for `plan`'s map-based devices, and the job queue of each bus task.
-    pub fn for_plan(plan: &Plan) -> (Router, BTreeMap<Transport, mpsc::Receiver<Job>>) {
-        let mut router = Router::default();
-        let mut queues = BTreeMap::new();
-        for (transport, devices) in &plan.buses {
-            let (sender, receiver) = mpsc::channel(16);
-            for device in devices {
-                if matches!(device.driver, Driver::Map(_)) {
-                    router
-                        .devices
-                        .insert(device.device_id.clone(), sender.clone());
-                }
-            }
-            queues.insert(transport.clone(), receiver);
-        }
-        (router, queues)
+    /// Commands of each device go to the queue of its bus task.
+    pub fn new(devices: HashMap<String, mpsc::Sender<Job>>) -> Router {
+        Router { devices }
     }
 }
 
@@ -239,9 +224,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = SharedOutbox::new(Outbox::open(dir.path(), Limits::default()).unwrap());
         let (bus, mut jobs) = mpsc::channel::<Job>(4);
-        let router = Router {
-            devices: HashMap::from([("inv".to_owned(), bus)]),
-        };
+        let router = Router::new(HashMap::from([("inv".to_owned(), bus)]));
         let (commands, incoming) = mpsc::channel(4);
         let (results, mut recorded) = watch::channel(0u64);
         tokio::spawn(run(router, incoming, outbox.clone(), results, 50));

@@ -1,7 +1,8 @@
 //! Registers ↔ values: decoding what a device sent, and encoding values the simulator serves. One
 //! place for both directions, so the simulator cannot drift from the collector's reading of a map.
 
-use crate::drivers::register_map::{Register, ValueType, WordOrder};
+use crate::drivers::register_map::{Register, ValueType};
+use crate::drivers::words::{WordOrder, combine, split};
 
 /// What one register held.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,23 +17,6 @@ pub enum RegisterValue {
         raw: i64,
     },
     Text(String),
-}
-
-fn combine(words: &[u16], order: WordOrder) -> u32 {
-    let (high, low) = match order {
-        WordOrder::HighFirst => (words[0], words[1]),
-        WordOrder::LowFirst => (words[1], words[0]),
-    };
-    (u32::from(high) << 16) | u32::from(low)
-}
-
-fn split(value: u32, order: WordOrder) -> [u16; 2] {
-    let high = (value >> 16) as u16;
-    let low = (value & 0xFFFF) as u16;
-    match order {
-        WordOrder::HighFirst => [high, low],
-        WordOrder::LowFirst => [low, high],
-    }
 }
 
 /// Decodes `words` (exactly `register.word_count()` of them).

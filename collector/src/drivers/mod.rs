@@ -12,3 +12,4 @@ pub mod reading;
 pub mod register_map;
 pub mod settings;
 pub mod sunspec;
+pub mod words;

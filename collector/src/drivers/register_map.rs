@@ -53,14 +53,8 @@ impl ValueType {
     }
 }
 
-/// Order of the two registers of a 32-bit value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WordOrder {
-    #[default]
-    HighFirst,
-    LowFirst,
-}
+pub use super::words::WordOrder;
+use super::words::lower_snake_case;
 
 /// One register (or register pair / string) of a device.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -302,14 +296,6 @@ impl RegisterMap {
     pub fn register(&self, name: &str) -> Option<&Register> {
         self.registers.iter().find(|r| r.name == name)
     }
-}
-
-/// Whether `name` is a map entry's name: lower_snake_case, not empty.
-pub(crate) fn lower_snake_case(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The map files that ship with the collector, by device type.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::register_map::WordOrder;
+use super::words::{WordOrder, combine, split};
 
 /// How a setting's text is encoded in its register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -127,12 +127,7 @@ impl Setting {
     /// The register writes for `value` (one per register it spans), or why it is refused.
     pub fn write(&self, value: &Requested, order: WordOrder) -> Result<Vec<Write>, String> {
         if self.words == 2 {
-            let raw = self.wide(value)?;
-            let (high, low) = ((raw >> 16) as u16, raw as u16);
-            let words = match order {
-                WordOrder::HighFirst => [high, low],
-                WordOrder::LowFirst => [low, high],
-            };
+            let words = split(self.wide(value)?, order);
             return Ok(vec![
                 Write {
                     register: self.register,
@@ -237,12 +232,7 @@ impl Setting {
     /// setting is (for the settings answer).
     pub fn read(&self, current: &[u16], order: WordOrder) -> Requested {
         if self.words == 2 {
-            let (high, low) = match order {
-                WordOrder::HighFirst => (current[0], current[1]),
-                WordOrder::LowFirst => (current[1], current[0]),
-            };
-            let raw = (u32::from(high) << 16) | u32::from(low);
-            return Requested::Number(f64::from(raw) * self.scale);
+            return Requested::Number(f64::from(combine(current, order)) * self.scale);
         }
         let (mask, shift) = self.mask();
         let raw = (current[0] & mask) >> shift;
@@ -278,7 +268,7 @@ pub fn validate(settings: &[Setting]) -> Result<(), (String, String)> {
     let mut taken: BTreeMap<u16, (u16, String)> = BTreeMap::new();
     for (index, setting) in settings.iter().enumerate() {
         let entry = format!("settings[{index}] ({})", setting.name);
-        if !super::register_map::lower_snake_case(&setting.name) {
+        if !super::words::lower_snake_case(&setting.name) {
             return Err((entry, "name must be lower_snake_case".into()));
         }
         if !names.insert(setting.name.clone()) {

@@ -497,7 +497,10 @@ async fn collector_of(repository: &Repository, device_id: &str) -> Result<String
     let page = repository
         .list::<Adapter>(filter, 100, String::new())
         .await
-        .map_err(crate::grpc::catalog_status)?;
+        .map_err(|error| {
+            tracing::warn!(%error, "control: cannot read a device's adapters");
+            Status::unavailable("cannot read the device's adapters now; try again")
+        })?;
     let mut adapters: Vec<Adapter> = page.items.into_iter().map(|(a, _)| a).collect();
     if adapters.is_empty() {
         return Err(Status::not_found(format!(

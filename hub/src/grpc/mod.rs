@@ -38,11 +38,6 @@ pub enum ServeError {
 }
 
 /// The caller the auth layer admitted; a call without one never passed the layer.
-/// A catalog error as the status a caller gets.
-pub(crate) fn catalog_status(error: crate::catalog::CatalogError) -> solarhub_proto::tonic::Status {
-    catalog::status(error)
-}
-
 fn caller<T>(
     request: &solarhub_proto::tonic::Request<T>,
 ) -> Result<crate::auth::Caller, solarhub_proto::tonic::Status> {
