@@ -92,6 +92,8 @@ pub async fn run_collector(
     let _ = runtime.await;
     let _ = batcher.await;
     let _ = sender.await;
-    control.abort();
+    // The sender has dropped the command channel: the control task ends with the commands it
+    // was executing, and with it its hold on the outbox.
+    let _ = control.await;
     Ok(())
 }

@@ -61,6 +61,7 @@ pub async fn run(
 ) {
     let results = Arc::new(results);
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut running = tokio::task::JoinSet::new();
     let mut device_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match outbox
@@ -94,7 +95,7 @@ pub async fn run(
             .clone();
         let queue = router.devices.get(&command.device_id).cloned();
         let (outbox, results, in_flight) = (outbox.clone(), results.clone(), in_flight.clone());
-        tokio::spawn(async move {
+        running.spawn(async move {
             let _serial = device_lock.lock().await;
             let id = command.id.clone();
             let executed = dispatch(command, queue, &outbox, budget).await;
@@ -115,7 +116,11 @@ pub async fn run(
             lock(&in_flight).remove(&id);
             results.send_modify(|n| *n += 1);
         });
+        // Forget the ones that ended.
+        while running.try_join_next().is_some() {}
     }
+    // No more commands: the ones running end (their buses answer, or have stopped).
+    while running.join_next().await.is_some() {}
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

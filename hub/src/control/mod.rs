@@ -125,12 +125,13 @@ impl Control {
             tokio::pin!(stopped);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            for pass in 0u64.. {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = &mut stopped => return,
                 }
-                if let Err(error) = sweeper.sweep().await {
+                // Day-old reads are looked for once a minute.
+                if let Err(error) = sweeper.sweep(pass % 60 == 0).await {
                     tracing::warn!(%error, "control sweep failed; trying again in a second");
                 }
             }
@@ -138,14 +139,21 @@ impl Control {
         control
     }
 
-    async fn sweep(&self) -> Result<(), DbError> {
+    /// One pass: an indexed read of what is due (and, when `tidy`, of day-old reads); a write
+    /// only when something is.
+    async fn sweep(&self, tidy: bool) -> Result<(), DbError> {
         let now = now_ms();
         let grace = SENT_GRACE.as_millis() as i64;
+        // Reads first: a pass with nothing due writes nothing (SQLite has one writer).
         let expired = self
             .database
-            .run_write(move |conn| crate::db::control::expire(conn, now, grace))
+            .run(move |conn| crate::db::control::due_to_expire(conn, now, grace))
             .await?;
         if !expired.is_empty() {
+            let due = expired.clone();
+            self.database
+                .run_write(move |conn| crate::db::control::expire(conn, &due, now))
+                .await?;
             tracing::info!(commands = ?expired, "control commands expired");
             self.changed.send_modify(|n| *n += 1);
             for id in expired {
@@ -160,11 +168,18 @@ impl Control {
             }
         }
         let cutoff = now - READS_KEPT.as_millis() as i64;
-        let deleted = self
-            .database
-            .run_write(move |conn| crate::db::control::delete_reads_before(conn, cutoff, 1000))
-            .await?;
-        if deleted > 0 {
+        let old = if tidy {
+            self.database
+                .run(move |conn| crate::db::control::reads_before(conn, cutoff, 1000))
+                .await?
+        } else {
+            Vec::new()
+        };
+        if !old.is_empty() {
+            let deleted = self
+                .database
+                .run_write(move |conn| crate::db::control::delete(conn, &old))
+                .await?;
             tracing::debug!(deleted, "old reads of settings deleted");
         }
         let collectors: Vec<String> = lock(&self.sessions).by_collector.keys().cloned().collect();
@@ -213,7 +228,7 @@ impl Control {
             if row.state == "sent" && !resend {
                 continue;
             }
-            let Ok(mut command) = proto::DeviceCommand::decode(row.command.as_slice()) else {
+            let Some(mut command) = from_json::<proto::DeviceCommand>(&row.command) else {
                 tracing::error!(command = %row.id, "a stored command is unreadable");
                 continue;
             };
@@ -365,14 +380,14 @@ impl Control {
             result.settings.truncate(MAX_RESULT_SETTINGS);
             result.reason = crate::audit::bounded(&result.reason, MAX_REASON_CHARS);
             let reason = result.reason.clone();
-            let bytes = result.encode_to_vec();
+            let text = to_json(&result);
             let state_name = state_name(state).to_owned();
             let at = now_ms();
             let key = id.clone();
             let recorded = self
                 .database
                 .run_write(move |conn| {
-                    crate::db::control::finish(conn, &key, &state_name, &reason, &bytes, at)
+                    crate::db::control::finish(conn, &key, &state_name, &reason, &text, at)
                 })
                 .await;
             match recorded {
@@ -401,7 +416,7 @@ impl Control {
         state: proto::CommandState,
         result: &proto::CommandResult,
     ) {
-        let settings = proto::DeviceCommand::decode(row.command.as_slice())
+        let settings = from_json::<proto::DeviceCommand>(&row.command)
             .map(|c| {
                 let mut pairs: Vec<String> =
                     c.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -548,7 +563,7 @@ pub async fn command_row(repository: &Repository, new: NewCommand) -> Result<Com
         deadline: now + new.deadline.as_millis() as i64,
         state: "pending".into(),
         reason: String::new(),
-        command: command.encode_to_vec(),
+        command: to_json(&command),
         result: None,
         finished_at: None,
     })
@@ -641,13 +656,56 @@ fn kind_of(name: &str) -> proto::CommandKind {
     .unwrap_or(proto::CommandKind::Unspecified)
 }
 
+/// The messages' descriptors, for their JSON (the proto3 mapping, as grpcurl shows them).
+static DESCRIPTORS: std::sync::LazyLock<prost_reflect::DescriptorPool> =
+    std::sync::LazyLock::new(|| {
+        prost_reflect::DescriptorPool::decode(solarhub_proto::FILE_DESCRIPTOR_SET)
+            .expect("the proto crate's descriptor set decodes")
+    });
+
+/// A message kept in `control_commands`, by its full name.
+pub trait Stored: Message + Default {
+    const NAME: &'static str;
+}
+
+impl Stored for proto::DeviceCommand {
+    const NAME: &'static str = "solarhub.v1.DeviceCommand";
+}
+
+impl Stored for proto::CommandResult {
+    const NAME: &'static str = "solarhub.v1.CommandResult";
+}
+
+/// `message` as the JSON stored in `control_commands` (readable in the database, a `TEXT` on
+/// both backends).
+pub fn to_json<M: Stored>(message: &M) -> String {
+    DESCRIPTORS
+        .get_message_by_name(M::NAME)
+        .and_then(|descriptor| {
+            prost_reflect::DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+                .ok()
+        })
+        .and_then(|dynamic| serde_json::to_string(&dynamic).ok())
+        .unwrap_or_default()
+}
+
+/// A stored message back; `None` for text that is not one.
+pub fn from_json<M: Stored>(text: &str) -> Option<M> {
+    let descriptor = DESCRIPTORS.get_message_by_name(M::NAME)?;
+    let mut json = serde_json::Deserializer::from_str(text);
+    prost_reflect::DynamicMessage::deserialize(descriptor, &mut json)
+        .ok()?
+        .transcode_to::<M>()
+        .ok()
+}
+
 /// A stored command as the API answers it.
 pub fn to_proto(row: &CommandRow) -> proto::Command {
-    let command = proto::DeviceCommand::decode(row.command.as_slice()).unwrap_or_default();
+    let command = from_json::<proto::DeviceCommand>(&row.command).unwrap_or_default();
     let result = row
         .result
         .as_deref()
-        .and_then(|bytes| proto::CommandResult::decode(bytes).ok())
+        .and_then(from_json::<proto::CommandResult>)
         .unwrap_or_default();
     proto::Command {
         id: row.id.clone(),
@@ -665,5 +723,34 @@ pub fn to_proto(row: &CommandRow) -> proto::Command {
         writes: result.writes,
         settings_after: result.settings,
         finished_at: row.finished_at.map(solarhub_proto::time::timestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `control_commands` keeps reads back as it was sent, and is readable JSON.
+    #[test]
+    fn commands_and_results_are_stored_as_json_and_read_back() {
+        let command = proto::DeviceCommand {
+            id: "abc".into(),
+            device_id: "powdrive1".into(),
+            kind: proto::CommandKind::Revert as i32,
+            settings: [("tou1_start".to_owned(), "05:30".to_owned())].into(),
+            restore: vec![proto::RegisterWrite {
+                address: 148,
+                current: Some(0),
+                new: Some(530),
+                read_back: None,
+                mask: 0xFFFF,
+            }],
+            ..Default::default()
+        };
+        let text = to_json(&command);
+        assert!(text.contains("\"tou1_start\":\"05:30\""), "{text}");
+        assert!(text.contains("\"current\":0"), "{text}");
+        assert_eq!(from_json::<proto::DeviceCommand>(&text), Some(command));
+        assert_eq!(from_json::<proto::CommandResult>("not json"), None);
     }
 }

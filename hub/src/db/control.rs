@@ -24,10 +24,10 @@ pub struct CommandRow {
     /// `pending`, `sent`, `done`, `failed`, `refused`, `expired` or `cancelled`.
     pub state: String,
     pub reason: String,
-    /// The `DeviceCommand`, protobuf-encoded.
-    pub command: Vec<u8>,
-    /// The collector's `CommandResult`, protobuf-encoded, once it came.
-    pub result: Option<Vec<u8>>,
+    /// The `DeviceCommand`, as JSON (the proto3 mapping).
+    pub command: String,
+    /// The collector's `CommandResult`, as JSON, once it came.
+    pub result: Option<String>,
     pub finished_at: Option<i64>,
 }
 
@@ -101,9 +101,14 @@ pub fn mark_sent(conn: &mut DbConnection, ids: &[String]) -> Result<(), DbError>
 }
 
 /// Pending commands past their deadline, and sent ones past it by `sent_grace` ms (their
-/// collector may still answer), become expired. Returns the ids.
-pub fn expire(conn: &mut DbConnection, now: i64, sent_grace: i64) -> Result<Vec<String>, DbError> {
-    let due: Vec<String> = control_commands::table
+/// collector may still answer): the ones [`expire`] takes. A read, so a sweep with nothing due
+/// writes nothing.
+pub fn due_to_expire(
+    conn: &mut DbConnection,
+    now: i64,
+    sent_grace: i64,
+) -> Result<Vec<String>, DbError> {
+    Ok(control_commands::table
         .select(control_commands::id)
         .filter(
             control_commands::state
@@ -113,22 +118,24 @@ pub fn expire(conn: &mut DbConnection, now: i64, sent_grace: i64) -> Result<Vec<
                     .eq("sent")
                     .and(control_commands::deadline.le(now - sent_grace))),
         )
-        .load(conn)?;
-    if !due.is_empty() {
-        diesel::update(
-            control_commands::table
-                .filter(control_commands::id.eq_any(due.clone()))
-                .filter(control_commands::state.eq_any(["pending", "sent"])),
-        )
-        .set((
-            control_commands::state.eq("expired"),
-            control_commands::reason
-                .eq("its deadline passed before its collector executed it: nothing was written"),
-            control_commands::finished_at.eq(Some(now)),
-        ))
-        .execute(conn)?;
-    }
-    Ok(due)
+        .load(conn)?)
+}
+
+/// Marks `due` (from [`due_to_expire`]) expired, those still open.
+pub fn expire(conn: &mut DbConnection, due: &[String], now: i64) -> Result<(), DbError> {
+    diesel::update(
+        control_commands::table
+            .filter(control_commands::id.eq_any(due.to_vec()))
+            .filter(control_commands::state.eq_any(["pending", "sent"])),
+    )
+    .set((
+        control_commands::state.eq("expired"),
+        control_commands::reason
+            .eq("its deadline passed before its collector executed it: nothing was written"),
+        control_commands::finished_at.eq(Some(now)),
+    ))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Cancels a pending or sent command; false when it was not open.
@@ -154,7 +161,7 @@ pub fn finish(
     id: &str,
     state: &str,
     reason: &str,
-    result: &[u8],
+    result: &str,
     at: i64,
 ) -> Result<bool, DbError> {
     let changed = diesel::update(
@@ -165,7 +172,7 @@ pub fn finish(
     .set((
         control_commands::state.eq(state),
         control_commands::reason.eq(reason),
-        control_commands::result.eq(Some(result.to_vec())),
+        control_commands::result.eq(Some(result.to_owned())),
         control_commands::finished_at.eq(Some(at)),
     ))
     .execute(conn)?;
@@ -207,21 +214,24 @@ pub fn open_read(
         .optional()?)
 }
 
-/// Deletes reads (kind `read`) made before `cutoff`, at most `limit`; returns how many went.
-/// Changes stay: they are the settings' history.
-pub fn delete_reads_before(
+/// Reads (kind `read`) made before `cutoff`, at most `limit`. Changes stay: they are the
+/// settings' history.
+pub fn reads_before(
     conn: &mut DbConnection,
     cutoff: i64,
     limit: i64,
-) -> Result<usize, DbError> {
-    let ids: Vec<String> = control_commands::table
+) -> Result<Vec<String>, DbError> {
+    Ok(control_commands::table
         .select(control_commands::id)
         .filter(control_commands::kind.eq("read"))
         .filter(control_commands::created_at.lt(cutoff))
         .limit(limit)
-        .load(conn)?;
+        .load(conn)?)
+}
+
+pub fn delete(conn: &mut DbConnection, ids: &[String]) -> Result<usize, DbError> {
     Ok(
-        diesel::delete(control_commands::table.filter(control_commands::id.eq_any(ids)))
+        diesel::delete(control_commands::table.filter(control_commands::id.eq_any(ids.to_vec())))
             .execute(conn)?,
     )
 }

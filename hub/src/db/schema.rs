@@ -787,8 +787,8 @@ diesel::table! {
         deadline -> BigInt,
         state -> Text,
         reason -> Text,
-        command -> Binary,
-        result -> Nullable<Binary>,
+        command -> Text,
+        result -> Nullable<Text>,
         finished_at -> Nullable<BigInt>,
     }
 }

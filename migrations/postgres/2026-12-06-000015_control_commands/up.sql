@@ -1,7 +1,7 @@
 -- Control commands (ControlService, docs/control.md): every command the hub was asked for, kept
 -- until it is done, failed, refused, expired or cancelled, and afterwards as the settings'
 -- history. `command` is the DeviceCommand sent to the collector and `result` the collector's
--- CommandResult, both protobuf-encoded as they travel.
+-- CommandResult, both as JSON (the proto3 mapping, as grpcurl shows them).
 CREATE TABLE control_commands (
     id TEXT PRIMARY KEY,
     collector_id TEXT NOT NULL,
@@ -14,8 +14,8 @@ CREATE TABLE control_commands (
     deadline BIGINT NOT NULL,
     state TEXT NOT NULL,
     reason TEXT NOT NULL,
-    command BYTEA NOT NULL,
-    result BYTEA,
+    command TEXT NOT NULL,
+    result TEXT,
     finished_at BIGINT
 );
 CREATE INDEX control_commands_open ON control_commands (state, collector_id);
