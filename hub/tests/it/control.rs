@@ -271,7 +271,7 @@ fn an_operator_controls_the_inverter_safely(db: TestDb) {
     for write in &done.writes {
         assert_eq!(write.read_back, write.new, "{write:?}");
     }
-    assert_eq!(done.requested_by, "night-shift");
+    assert_eq!(done.requested_by, "shift-lead");
     assert_eq!(
         site.inverter.setting("tou1_grid_charge"),
         Some(Requested::Text("on".into()))
@@ -337,7 +337,7 @@ fn an_operator_controls_the_inverter_safely(db: TestDb) {
     let start = value(&after.settings, "tou1_start");
     assert_eq!(start.value, window[0].1);
     assert_eq!(start.last_command_id, done.id);
-    assert_eq!(start.last_changed_by, "night-shift");
+    assert_eq!(start.last_changed_by, "shift-lead");
 
     // Refusals: an unverified setting, a value out of range; nothing written.
     let before = writes(&site.endpoint.transactions());
@@ -528,7 +528,7 @@ fn an_operator_controls_the_inverter_safely(db: TestDb) {
             row.target.as_str(),
             row.outcome.as_str()
         ),
-        ("night-shift", "device powdrive1", "DONE")
+        ("shift-lead", "device powdrive1", "DONE")
     );
     assert!(
         row.detail.contains("148: 0 -> ") && row.detail.contains("(read back "),

@@ -457,7 +457,7 @@ impl Tokens {
             a: make("site-a", Role::Collector, Some("a")),
             b: make("site-b", Role::Collector, Some("b")),
             revoked: make("old-laptop", Role::Admin, None),
-            operator: make("night-shift", Role::Operator, None),
+            operator: make("shift-lead", Role::Operator, None),
         };
         principals::revoke(&mut conn, "old-laptop").unwrap();
         tokens
