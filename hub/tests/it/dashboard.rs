@@ -398,6 +398,17 @@ fn the_dashboard_asks_for_a_login_on_serve() {
     .token
     .expose()
     .to_owned();
+    let operator = solarhub_hub::auth::principals::create(
+        &mut hub.database.get().unwrap(),
+        "shift",
+        solarhub_hub::auth::Role::Operator,
+        None,
+        None,
+    )
+    .unwrap()
+    .token
+    .expose()
+    .to_owned();
     let origin = hub.http_url.clone().unwrap();
     hub.runtime.block_on(async {
         let answer = common::http::call("GET", &format!("{origin}/api/home/now"), &[], None).await;
@@ -434,6 +445,53 @@ fn the_dashboard_asks_for_a_login_on_serve() {
         assert!(
             errors.iter().all(|e| e.contains("401")),
             "console errors: {errors:#?}"
+        );
+        client.close().await.unwrap();
+
+        // An operator controls and reads nothing else: the Settings page only, with the dry run
+        // to press (no collector runs here, so the device does not answer).
+        let client = browser(&driver, 1280, 900).await;
+        open(&client, &format!("{origin}/")).await;
+        wait_for(
+            &client,
+            "the login form",
+            "return !!document.getElementById('token');",
+            |v| v == &Value::Bool(true),
+        )
+        .await;
+        let field = client.find(Locator::Id("token")).await.unwrap();
+        field.send_keys(&operator).await.unwrap();
+        client
+            .find(Locator::Css("form.login button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let nav = wait_for(
+            &client,
+            "the operator's page",
+            "return [document.getElementById('who').textContent, location.hash, \
+             [...document.querySelectorAll('nav a')].filter(a => !a.hidden).map(a => a.textContent)];",
+            |v| v[0].as_str().is_some_and(|s| s.contains("(operator)")),
+        )
+        .await;
+        assert_eq!(nav, serde_json::json!(["shift (operator)", "#/settings", ["Settings"]]));
+        // Reading a device's settings reaches ControlService (no refusal): here the fixture's
+        // adapters name no collector, and the page says so.
+        open(&client, &format!("{origin}/#/settings?device=powdrive1")).await;
+        let page = wait_for(
+            &client,
+            "the settings page",
+            "const p = document.querySelector('#main .error'); \
+             return p ? [p.textContent, !!document.querySelector('input[name=device]')] : null;",
+            |v| v.is_array(),
+        )
+        .await;
+        let text = page[0].as_str().unwrap();
+        assert!(
+            text.contains("names a collector") && page[1] == Value::Bool(true),
+            "{page}"
         );
         client.close().await.unwrap();
     });

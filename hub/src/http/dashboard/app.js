@@ -497,7 +497,14 @@ async function pageSettings(params) {
   main().replaceChildren(root);
   if (!device) return;
   root.append(el("p", { class: "muted", text: "Reading the device…" }));
-  const answer = await api(`/api/devices/${encodeURIComponent(device)}/settings`);
+  let answer;
+  try {
+    answer = await api(`/api/devices/${encodeURIComponent(device)}/settings`);
+  } catch (error) {
+    // Under the form, so another device id can be tried.
+    root.lastChild.replaceWith(el("p", { class: "error", text: "Cannot read the settings: " + error.message }));
+    return;
+  }
   root.lastChild.remove();
   if (answer.read && answer.read.state !== "COMMAND_STATE_DONE") {
     root.append(el("p", { class: "error", text: "The device did not answer: " + commandLine(answer.read) }));
