@@ -100,10 +100,12 @@ pub async fn serve_with(
         }
     };
     let auditor = crate::audit::Auditor::start(database.clone(), stopped());
+    let control_metrics = crate::metrics::ControlMetrics::default();
     let control = crate::control::Control::start(
         database.clone(),
         repository.clone(),
         auditor.clone(),
+        control_metrics.clone(),
         stopped(),
     );
     let auth = match &authenticator {
@@ -185,6 +187,7 @@ pub async fn serve_with(
                 bridge,
                 retention,
                 options.rollup_every.is_some().then_some(&roller_metrics),
+                &control_metrics,
             );
             Some(
                 solarhub_ops::serve_metrics(listen, std::sync::Arc::new(registry))

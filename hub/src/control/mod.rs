@@ -53,6 +53,7 @@ pub struct Control {
     sessions: Arc<Mutex<Sessions>>,
     /// Bumped when a command of this hub changes (its waiters look again).
     changed: Arc<watch::Sender<u64>>,
+    metrics: crate::metrics::ControlMetrics,
 }
 
 #[derive(Default)]
@@ -111,6 +112,7 @@ impl Control {
         database: Database,
         repository: Repository,
         auditor: crate::audit::Auditor,
+        metrics: crate::metrics::ControlMetrics,
         stopped: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Control {
         let control = Control {
@@ -119,6 +121,7 @@ impl Control {
             auditor,
             sessions: Arc::default(),
             changed: Arc::new(watch::channel(0).0),
+            metrics,
         };
         let sweeper = control.clone();
         tokio::spawn(async move {
@@ -154,6 +157,7 @@ impl Control {
             self.database
                 .run_write(move |conn| crate::db::control::expire(conn, &due, now))
                 .await?;
+            self.metrics.ended("expired", expired.len() as u64);
             tracing::info!(commands = ?expired, "control commands expired");
             self.changed.send_modify(|n| *n += 1);
             for id in expired {
@@ -255,6 +259,7 @@ impl Control {
             }
         }
         if !sent.is_empty() {
+            self.metrics.sent(sent.len() as u64);
             self.database
                 .run_write(move |conn| crate::db::control::mark_sent(conn, &sent))
                 .await?;
@@ -340,6 +345,7 @@ impl Control {
             )));
         }
         self.changed.send_modify(|n| *n += 1);
+        self.metrics.ended("cancelled", 1);
         self.get(id).await
     }
 
@@ -392,6 +398,7 @@ impl Control {
                 .await;
             match recorded {
                 Ok(true) => {
+                    self.metrics.ended(self::state_name(state), 1);
                     self.audit(&row, state, &result).await;
                     stored.push(id);
                 }

@@ -105,6 +105,45 @@ struct TableLabels {
     table: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// What control counts: commands sent to collectors, and commands ended, by how.
+#[derive(Debug, Clone, Default)]
+pub struct ControlMetrics {
+    sent: Counter,
+    ended: Family<StateLabels, Counter>,
+}
+
+impl ControlMetrics {
+    /// Commands handed to a collector's stream.
+    pub fn sent(&self, commands: u64) {
+        self.sent.inc_by(commands);
+    }
+
+    /// A command ended `state` (`done`, `failed`, `refused`, `expired`, `cancelled`).
+    pub fn ended(&self, state: &'static str, commands: u64) {
+        self.ended
+            .get_or_create(&StateLabels { state })
+            .inc_by(commands);
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "solarhub_hub_control_commands_sent",
+            "Control commands handed to a collector's stream (again after a reconnect)",
+            self.sent.clone(),
+        );
+        registry.register(
+            "solarhub_hub_control_commands_ended",
+            "Control commands ended, by state: done, failed (did not read back), refused, expired, cancelled",
+            self.ended.clone(),
+        );
+    }
+}
+
 /// What retention counts: its passes and the rows they deleted, per table.
 #[derive(Debug, Clone, Default)]
 pub struct RetentionMetrics {
@@ -236,8 +275,10 @@ pub fn registry(
     bridge: Option<&crate::mqtt::BridgeMetrics>,
     retention: Option<&RetentionMetrics>,
     roller: Option<&RollerMetrics>,
+    control: &ControlMetrics,
 ) -> Registry {
     let mut registry = Registry::default();
+    control.register(&mut registry);
     if let Some(roller) = roller {
         roller.register(&mut registry);
     }

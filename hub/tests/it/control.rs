@@ -175,7 +175,14 @@ fn assert_no_write_inside_a_poll(log: &[Transaction]) {
 }
 
 fn an_operator_controls_the_inverter_safely(db: TestDb) {
-    let hub = RunningHub::start_with(&db, crate::security::with_auth());
+    let metrics_port = common::free_port();
+    let hub = RunningHub::start_with(
+        &db,
+        solarhub_hub::server::ServeOptions {
+            metrics_listen: Some(([127, 0, 0, 1], metrics_port).into()),
+            ..crate::security::with_auth()
+        },
+    );
     let tokens = crate::security::Tokens::create(&hub.database);
     let site = hub.runtime.block_on(site());
     common::site::assign_to_collector(&mut hub.database.get().unwrap(), "a", site.port, 1.0);
@@ -544,6 +551,27 @@ fn an_operator_controls_the_inverter_safely(db: TestDb) {
     );
     assert_eq!(of(&unverified.id).outcome, "REFUSED");
     assert_eq!(of(&reverted.id).outcome, "DONE");
+    assert_eq!(of(&late.id).outcome, "EXPIRED");
+
+    // And counted for Prometheus, by how they ended.
+    let scrape = crate::operations::scrape(metrics_port).expect("the hub serves /metrics");
+    let ended = |state: &str| {
+        crate::operations::value(
+            &scrape,
+            "solarhub_hub_control_commands_ended_total",
+            &[("state", state)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(ended("failed"), 1.0);
+    assert_eq!(ended("expired"), 1.0);
+    assert!(ended("refused") >= 3.0, "{}", ended("refused"));
+    assert!(ended("done") >= 6.0, "{}", ended("done"));
+    assert!(
+        crate::operations::value(&scrape, "solarhub_hub_control_commands_sent_total", &[])
+            .unwrap_or(0.0)
+            >= 10.0
+    );
 }
 
 on_both_backends!(an_operator_controls_the_inverter_safely);
