@@ -94,16 +94,7 @@ async fn run_async(database: Database, command: ControlCommand) -> anyhow::Resul
     match command {
         ControlCommand::Settings { device, timeout } => {
             let wait = Duration::from_secs(timeout.clamp(1, 60));
-            let new = NewCommand {
-                device_id: device.clone(),
-                kind: proto::CommandKind::Read,
-                settings: BTreeMap::new(),
-                dry_run: false,
-                reverts: None,
-                restore: Vec::new(),
-                deadline: wait,
-                requested_by: me,
-            };
+            let new = NewCommand::read(device.clone(), wait, me);
             let row = submit(&database, &repository, new).await?;
             let row = control::wait_ended(&database, &row.id, wait + Duration::from_secs(1), None)
                 .await
@@ -155,16 +146,7 @@ async fn run_async(database: Database, command: ControlCommand) -> anyhow::Resul
                 pairs.insert(name.trim().to_owned(), value.trim().to_owned());
             }
             let deadline = Duration::from_secs(deadline.clamp(1, 3600));
-            let new = NewCommand {
-                device_id: device,
-                kind: proto::CommandKind::Set,
-                settings: pairs,
-                dry_run,
-                reverts: None,
-                restore: Vec::new(),
-                deadline,
-                requested_by: me,
-            };
+            let new = NewCommand::set(device, pairs, dry_run, deadline, me);
             finish(
                 &database,
                 submit(&database, &repository, new).await?,

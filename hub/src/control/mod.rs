@@ -106,6 +106,38 @@ pub struct NewCommand {
     pub requested_by: String,
 }
 
+impl NewCommand {
+    /// A read of the device's settings, answered within `wait`.
+    pub fn read(device_id: String, wait: Duration, requested_by: String) -> NewCommand {
+        NewCommand {
+            device_id,
+            kind: proto::CommandKind::Read,
+            settings: Default::default(),
+            dry_run: false,
+            reverts: None,
+            restore: Vec::new(),
+            deadline: wait,
+            requested_by,
+        }
+    }
+
+    /// Settings of one device to write (or, with `dry_run`, to show the writes of).
+    pub fn set(
+        device_id: String,
+        settings: std::collections::BTreeMap<String, String>,
+        dry_run: bool,
+        deadline: Duration,
+        requested_by: String,
+    ) -> NewCommand {
+        NewCommand {
+            kind: proto::CommandKind::Set,
+            settings,
+            dry_run,
+            ..NewCommand::read(device_id, deadline, requested_by)
+        }
+    }
+}
+
 impl Control {
     /// Starts the sweep (until `stopped` completes).
     pub fn start(
@@ -592,14 +624,14 @@ pub fn revert_of(
         )));
     }
     Ok(NewCommand {
-        device_id: original.device_id.clone(),
         kind: proto::CommandKind::Revert,
-        settings: Default::default(),
-        dry_run: false,
         reverts: Some(original.id.clone()),
         restore: command.writes,
-        deadline,
-        requested_by: requested_by.to_owned(),
+        ..NewCommand::read(
+            original.device_id.clone(),
+            deadline,
+            requested_by.to_owned(),
+        )
     })
 }
 

@@ -106,25 +106,26 @@ impl proto::control_service_server::ControlService for ControlApi {
         };
         let row = self
             .control
-            .read(NewCommand {
-                device_id: device_id.clone(),
-                kind: proto::CommandKind::Read,
-                settings: BTreeMap::new(),
-                dry_run: false,
-                reverts: None,
-                restore: Vec::new(),
-                deadline: wait,
-                requested_by: caller.name.clone(),
-            })
+            .read(NewCommand::read(
+                device_id.clone(),
+                wait,
+                caller.name.clone(),
+            ))
             .await?;
         let row = self.control.wait(&row.id, wait.min(MAX_WAIT)).await?;
         let read = to_proto(&row);
         let mut settings = read.settings_after.clone();
-        // Each setting's last change: the newest command that wrote one of its registers.
-        let changes = self.control.changes(&device_id).await?;
+        // Each setting's last change: the newest command that wrote one of its registers (each
+        // command's stored JSON decoded once, not once per setting).
+        let changes: Vec<proto::Command> = self
+            .control
+            .changes(&device_id)
+            .await?
+            .iter()
+            .map(to_proto)
+            .collect();
         for setting in &mut settings {
-            let last = changes.iter().find(|change| {
-                let command = to_proto(change);
+            let last = changes.iter().find(|command| {
                 command.writes.iter().any(|w| {
                     w.address == setting.register
                         || (setting.bits.is_empty() && w.address == setting.register + 1)
@@ -133,7 +134,7 @@ impl proto::control_service_server::ControlService for ControlApi {
             });
             if let Some(change) = last {
                 setting.last_command_id = change.id.clone();
-                setting.last_changed_at = change.finished_at.map(solarhub_proto::time::timestamp);
+                setting.last_changed_at = change.finished_at;
                 setting.last_changed_by = change.requested_by.clone();
             }
         }
@@ -162,16 +163,13 @@ impl proto::control_service_server::ControlService for ControlApi {
         let deadline = deadline(deadline_seconds, "deadline_seconds")?;
         let row = self
             .control
-            .submit(NewCommand {
+            .submit(NewCommand::set(
                 device_id,
-                kind: proto::CommandKind::Set,
                 settings,
                 dry_run,
-                reverts: None,
-                restore: Vec::new(),
                 deadline,
-                requested_by: caller.name.clone(),
-            })
+                caller.name.clone(),
+            ))
             .await?;
         let row = self.control.wait(&row.id, deadline.min(MAX_WAIT)).await?;
         Ok(Response::new(to_proto(&row)))

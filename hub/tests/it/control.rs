@@ -12,8 +12,7 @@ use chrono::Timelike;
 use common::{RunningHub, TestDb};
 use solarhub_collector::drivers::register_map::builtin_map;
 use solarhub_collector::drivers::settings::Requested;
-use solarhub_collector::simulator::model::DeviceModel;
-use solarhub_collector::simulator::{Clock, Endpoint, SimDevice, Transaction, serve_tcp};
+use solarhub_collector::simulator::{Endpoint, SimDevice, Transaction};
 use solarhub_proto::tonic::{Code, Request};
 use solarhub_proto::v1 as proto;
 use solarhub_proto::v1::control_service_client::ControlServiceClient;
@@ -26,29 +25,12 @@ struct Site {
     port: u16,
 }
 
+/// The uplink tests' gateway (powdrive on unit 1, iammeter on unit 3), with its transaction log.
 async fn site() -> Site {
-    let tz: chrono_tz::Tz = "Asia/Karachi".parse().unwrap();
-    let now = chrono::Utc::now();
-    let device = |device_type: &str, model| {
-        Arc::new(SimDevice::new(
-            format!("sim-{device_type}"),
-            Arc::new(builtin_map(device_type).unwrap()),
-            model,
-            now,
-        ))
-    };
-    let inverter = device("powdrive", DeviceModel::inverter(tz, 8000.0, 1));
-    let units = BTreeMap::from([
-        (1u8, inverter.clone()),
-        (3u8, device("iammeter", DeviceModel::meter(tz, 3))),
-    ]);
-    let endpoint = Arc::new(Endpoint::new(units, Clock::Real));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(serve_tcp(listener, endpoint.clone()));
+    let (port, units, endpoint) = common::site::simulated_gateway_with_endpoint().await;
     Site {
         endpoint,
-        inverter,
+        inverter: units[&1].clone(),
         port,
     }
 }

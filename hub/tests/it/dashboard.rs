@@ -139,6 +139,31 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
+/// Opens the page, waits for its login form (screenshot `shot` of it, when named) and logs in
+/// with `token`.
+async fn log_in(client: &Client, origin: &str, token: &str, shot: Option<&str>) {
+    open(client, &format!("{origin}/")).await;
+    wait_for(
+        client,
+        "the login form",
+        "return !!document.getElementById('token');",
+        |v| v == &Value::Bool(true),
+    )
+    .await;
+    if let Some(name) = shot {
+        screenshot(client, name).await;
+    }
+    let field = client.find(Locator::Id("token")).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    client
+        .find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn open(client: &Client, url: &str) {
     client.goto(url).await.unwrap();
 }
@@ -387,51 +412,27 @@ fn the_dashboard_asks_for_a_login_on_serve() {
         }),
     );
     common::site::install_fixture(&mut hub.database.get().unwrap(), |_| {});
-    let token = solarhub_hub::auth::principals::create(
-        &mut hub.database.get().unwrap(),
-        "browser",
-        solarhub_hub::auth::Role::Reader,
-        None,
-        None,
-    )
-    .unwrap()
-    .token
-    .expose()
-    .to_owned();
-    let operator = solarhub_hub::auth::principals::create(
-        &mut hub.database.get().unwrap(),
-        "shift",
-        solarhub_hub::auth::Role::Operator,
-        None,
-        None,
-    )
-    .unwrap()
-    .token
-    .expose()
-    .to_owned();
+    let token_of = |name: &str, role| {
+        solarhub_hub::auth::principals::create(
+            &mut hub.database.get().unwrap(),
+            name,
+            role,
+            None,
+            None,
+        )
+        .unwrap()
+        .token
+        .expose()
+        .to_owned()
+    };
+    let token = token_of("browser", solarhub_hub::auth::Role::Reader);
+    let operator = token_of("shift", solarhub_hub::auth::Role::Operator);
     let origin = hub.http_url.clone().unwrap();
     hub.runtime.block_on(async {
         let answer = common::http::call("GET", &format!("{origin}/api/home/now"), &[], None).await;
         assert_eq!(answer.status, 401);
         let client = browser(&driver, 1280, 900).await;
-        open(&client, &format!("{origin}/")).await;
-        wait_for(
-            &client,
-            "the login form",
-            "return !!document.getElementById('token');",
-            |v| v == &Value::Bool(true),
-        )
-        .await;
-        screenshot(&client, "login-desktop").await;
-        let field = client.find(Locator::Id("token")).await.unwrap();
-        field.send_keys(&token).await.unwrap();
-        client
-            .find(Locator::Css("form.login button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        log_in(&client, &origin, &token, Some("login-desktop")).await;
         let who = wait_for(
             &client,
             "the logged-in page",
@@ -451,23 +452,7 @@ fn the_dashboard_asks_for_a_login_on_serve() {
         // An operator controls and reads nothing else: the Settings page only, with the dry run
         // to press (no collector runs here, so the device does not answer).
         let client = browser(&driver, 1280, 900).await;
-        open(&client, &format!("{origin}/")).await;
-        wait_for(
-            &client,
-            "the login form",
-            "return !!document.getElementById('token');",
-            |v| v == &Value::Bool(true),
-        )
-        .await;
-        let field = client.find(Locator::Id("token")).await.unwrap();
-        field.send_keys(&operator).await.unwrap();
-        client
-            .find(Locator::Css("form.login button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        log_in(&client, &origin, &operator, None).await;
         let nav = wait_for(
             &client,
             "the operator's page",

@@ -49,6 +49,13 @@ pub async fn simulated_gateway() -> u16 {
 
 /// [`simulated_gateway`], with its devices by unit id (to switch their faults).
 pub async fn simulated_gateway_with_devices() -> (u16, BTreeMap<u8, Arc<SimDevice>>) {
+    let (port, units, _) = simulated_gateway_with_endpoint().await;
+    (port, units)
+}
+
+/// [`simulated_gateway_with_devices`], and the endpoint (its transaction log).
+pub async fn simulated_gateway_with_endpoint() -> (u16, BTreeMap<u8, Arc<SimDevice>>, Arc<Endpoint>)
+{
     let tz: chrono_tz::Tz = "Asia/Karachi".parse().unwrap();
     let now = chrono::Utc::now();
     let device = |device_type: &str, model| {
@@ -68,11 +75,9 @@ pub async fn simulated_gateway_with_devices() -> (u16, BTreeMap<u8, Arc<SimDevic
     ]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(serve_tcp(
-        listener,
-        Arc::new(Endpoint::new(units.clone(), Clock::Real)),
-    ));
-    (port, units)
+    let endpoint = Arc::new(Endpoint::new(units.clone(), Clock::Real));
+    tokio::spawn(serve_tcp(listener, endpoint.clone()));
+    (port, units, endpoint)
 }
 
 /// Imports the real-installation fixture (`fixtures/installation.yaml`) after `edit` has had its
