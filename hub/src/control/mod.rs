@@ -669,30 +669,16 @@ pub fn state_name(state: proto::CommandState) -> &'static str {
     }
 }
 
+/// A stored state (`done`) back: the proto enum's own name (`COMMAND_STATE_DONE`).
 fn state_of(name: &str) -> proto::CommandState {
-    [
-        proto::CommandState::Pending,
-        proto::CommandState::Sent,
-        proto::CommandState::Done,
-        proto::CommandState::Failed,
-        proto::CommandState::Refused,
-        proto::CommandState::Expired,
-        proto::CommandState::Cancelled,
-    ]
-    .into_iter()
-    .find(|s| state_name(*s) == name)
-    .unwrap_or(proto::CommandState::Unspecified)
+    proto::CommandState::from_str_name(&format!("COMMAND_STATE_{}", name.to_ascii_uppercase()))
+        .unwrap_or_default()
 }
 
+/// A stored kind (`set`) back, likewise.
 fn kind_of(name: &str) -> proto::CommandKind {
-    [
-        proto::CommandKind::Read,
-        proto::CommandKind::Set,
-        proto::CommandKind::Revert,
-    ]
-    .into_iter()
-    .find(|k| kind_name(*k) == name)
-    .unwrap_or(proto::CommandKind::Unspecified)
+    proto::CommandKind::from_str_name(&format!("COMMAND_KIND_{}", name.to_ascii_uppercase()))
+        .unwrap_or_default()
 }
 
 /// The messages' descriptors, for their JSON (the proto3 mapping, as grpcurl shows them).
@@ -791,5 +777,24 @@ mod tests {
         assert!(text.contains("\"current\":0"), "{text}");
         assert_eq!(from_json::<proto::DeviceCommand>(&text), Some(command));
         assert_eq!(from_json::<proto::CommandResult>("not json"), None);
+        // Stored names and the API's enums go both ways.
+        for state in [
+            proto::CommandState::Pending,
+            proto::CommandState::Sent,
+            proto::CommandState::Done,
+            proto::CommandState::Failed,
+            proto::CommandState::Refused,
+            proto::CommandState::Expired,
+            proto::CommandState::Cancelled,
+        ] {
+            assert_eq!(state_of(state_name(state)), state);
+        }
+        for kind in [
+            proto::CommandKind::Read,
+            proto::CommandKind::Set,
+            proto::CommandKind::Revert,
+        ] {
+            assert_eq!(kind_of(kind_name(kind)), kind);
+        }
     }
 }
