@@ -38,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // No `connect(url)` helpers: they need tonic's transport, which the wire types leave to
         // the services (they build their channels themselves).
         .build_transport(false)
+        // prost's codec with each message's buffer sized once (`src/codec.rs`).
+        .codec_path("crate::codec::ProtoCodec")
         .compile_fds(file_descriptor_set)?;
     Ok(())
 }

@@ -174,6 +174,7 @@ fn run(backend: &str, url: DatabaseUrl) -> anyhow::Result<()> {
             rollups::Level::Hours,
             YEAR_START,
             YEAR_START + HOURS * HOUR_MS,
+            |view| view,
         )?;
         own.push(began.elapsed());
         anyhow::ensure!(rows.len() == HOURS as usize);

@@ -13,10 +13,8 @@ pub fn tidy(value: Option<f64>) -> Option<f64> {
         }
         // The smallest power of ten at or above |v| decides the decimals kept: 10 significant
         // digits, between 0 and 15 decimals (so only 10^-5 ..= 10^10 need telling apart).
-        let magnitude = DECADES
-            .iter()
-            .position(|decade| *decade >= v.abs())
-            .map_or(11, |index| index as i32 - 5);
+        // (A binary search: four comparisons; none at or above is 11.)
+        let magnitude = DECADES.partition_point(|decade| *decade < v.abs()) as i32 - 5;
         let factor = POWERS[(10 - magnitude).clamp(0, 15) as usize];
         (v * factor).round() / factor
     })

@@ -8,6 +8,7 @@
 //! share for operations is `solarhub-ops`), and re-exports `tonic` and `prost` so both services
 //! build against the exact versions the generated code was made with.
 
+pub mod codec;
 pub mod contract;
 
 pub use prost;

@@ -201,14 +201,12 @@ impl HistoryApi {
             _ => EnergyScope::Inverter(request.inverter_id),
         };
         let (from, to) = range(request.range)?;
-        let rows = self
+        let buckets = self
             .history
-            .energy(scope, level, from, to)
+            .energy(scope, level, from, to, energy_bucket)
             .await
             .map_err(status)?;
-        Ok(proto::EnergyHistory {
-            buckets: rows.into_iter().map(energy_bucket).collect(),
-        })
+        Ok(proto::EnergyHistory { buckets })
     }
 
     async fn battery(

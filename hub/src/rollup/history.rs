@@ -37,16 +37,18 @@ impl History {
         }
     }
 
-    pub async fn energy(
+    /// The energy rows of a scope, each made into a `T` by `into` as it is read.
+    pub async fn energy<T: Send + 'static>(
         &self,
         scope: EnergyScope,
         level: Level,
         from: i64,
         to: i64,
-    ) -> Result<Vec<EnergyView>, CatalogError> {
+        into: impl FnMut(EnergyView) -> T + Send + 'static,
+    ) -> Result<Vec<T>, CatalogError> {
         let read = {
             let scope = scope.clone();
-            move |conn: &mut _| store::energy_history(conn, &scope, level, from, to)
+            move |conn: &mut _| store::energy_history(conn, &scope, level, from, to, into)
         };
         match scope {
             EnergyScope::System(id) => self.repository.read_of::<System, _>(id, read).await,
