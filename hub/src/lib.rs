@@ -33,6 +33,7 @@ pub mod control;
 pub mod db;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod descriptors;
 pub mod grpc;
 pub mod http;
 pub mod ingest;

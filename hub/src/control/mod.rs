@@ -174,9 +174,9 @@ impl Control {
         control
     }
 
-    /// One pass: an indexed read of what is due (and, when `tidy`, of day-old reads); a write
-    /// only when something is.
-    async fn sweep(&self, tidy: bool) -> Result<(), DbError> {
+    /// One pass: an indexed read of what is due (and, when `prune_reads`, of day-old reads); a
+    /// write only when something is.
+    async fn sweep(&self, prune_reads: bool) -> Result<(), DbError> {
         let now = now_ms();
         let grace = SENT_GRACE.as_millis() as i64;
         // Reads first: a pass with nothing due writes nothing (SQLite has one writer).
@@ -189,7 +189,10 @@ impl Control {
             self.database
                 .run_write(move |conn| crate::db::control::expire(conn, &due, now))
                 .await?;
-            self.metrics.ended("expired", expired.len() as u64);
+            self.metrics.ended(
+                state_name(proto::CommandState::Expired),
+                expired.len() as u64,
+            );
             tracing::info!(commands = ?expired, "control commands expired");
             self.changed.send_modify(|n| *n += 1);
             for id in expired {
@@ -204,7 +207,7 @@ impl Control {
             }
         }
         let cutoff = now - READS_KEPT.as_millis() as i64;
-        let old = if tidy {
+        let old = if prune_reads {
             self.database
                 .run(move |conn| crate::db::control::reads_before(conn, cutoff, 1000))
                 .await?
@@ -377,7 +380,8 @@ impl Control {
             )));
         }
         self.changed.send_modify(|n| *n += 1);
-        self.metrics.ended("cancelled", 1);
+        self.metrics
+            .ended(state_name(proto::CommandState::Cancelled), 1);
         self.get(id).await
     }
 
@@ -681,13 +685,6 @@ fn kind_of(name: &str) -> proto::CommandKind {
         .unwrap_or_default()
 }
 
-/// The messages' descriptors, for their JSON (the proto3 mapping, as grpcurl shows them).
-static DESCRIPTORS: std::sync::LazyLock<prost_reflect::DescriptorPool> =
-    std::sync::LazyLock::new(|| {
-        prost_reflect::DescriptorPool::decode(solarhub_proto::FILE_DESCRIPTOR_SET)
-            .expect("the proto crate's descriptor set decodes")
-    });
-
 /// A message kept in `control_commands`, by its full name.
 pub trait Stored: Message + Default {
     const NAME: &'static str;
@@ -701,10 +698,10 @@ impl Stored for proto::CommandResult {
     const NAME: &'static str = "solarhub.v1.CommandResult";
 }
 
-/// `message` as the JSON stored in `control_commands` (readable in the database, a `TEXT` on
-/// both backends).
+/// `message` as the JSON stored in `control_commands` (the proto3 mapping, as grpcurl shows it;
+/// readable in the database, a `TEXT` on both backends).
 pub fn to_json<M: Stored>(message: &M) -> String {
-    DESCRIPTORS
+    crate::descriptors::pool()
         .get_message_by_name(M::NAME)
         .and_then(|descriptor| {
             prost_reflect::DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
@@ -716,7 +713,7 @@ pub fn to_json<M: Stored>(message: &M) -> String {
 
 /// A stored message back; `None` for text that is not one.
 pub fn from_json<M: Stored>(text: &str) -> Option<M> {
-    let descriptor = DESCRIPTORS.get_message_by_name(M::NAME)?;
+    let descriptor = crate::descriptors::pool().get_message_by_name(M::NAME)?;
     let mut json = serde_json::Deserializer::from_str(text);
     prost_reflect::DynamicMessage::deserialize(descriptor, &mut json)
         .ok()?

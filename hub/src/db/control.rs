@@ -229,6 +229,7 @@ pub fn reads_before(
         .load(conn)?)
 }
 
+/// Deletes the commands `ids` (old reads, from [`reads_before`]); returns how many went.
 pub fn delete(conn: &mut DbConnection, ids: &[String]) -> Result<usize, DbError> {
     Ok(
         diesel::delete(control_commands::table.filter(control_commands::id.eq_any(ids.to_vec())))

@@ -35,25 +35,21 @@ pub struct Caller {
 #[derive(Clone)]
 pub struct Gateway {
     stack: GrpcStack,
-    pool: DescriptorPool,
 }
 
 impl Gateway {
     pub fn new(stack: GrpcStack) -> Gateway {
-        Gateway {
-            stack,
-            pool: descriptors(),
-        }
+        Gateway { stack }
     }
 
     /// `service/Method` of package `solarhub.v1`, e.g. `LiveService/GetSystemNow`.
     pub fn method(&self, name: &str) -> Option<MethodDescriptor> {
-        method_in(&self.pool, name)
+        method_in(crate::descriptors::pool(), name)
     }
 
     /// The protos' descriptors.
-    pub fn pool(&self) -> &DescriptorPool {
-        &self.pool
+    pub fn pool(&self) -> &'static DescriptorPool {
+        crate::descriptors::pool()
     }
 
     fn request(
@@ -133,12 +129,6 @@ pub fn method_in(pool: &DescriptorPool, name: &str) -> Option<MethodDescriptor> 
     pool.get_service_by_name(&format!("solarhub.v1.{service}"))?
         .methods()
         .find(|m| m.name() == method)
-}
-
-/// Every solarhub message and service, from the descriptors the proto crate was built with.
-fn descriptors() -> DescriptorPool {
-    DescriptorPool::decode(solarhub_proto::FILE_DESCRIPTOR_SET)
-        .expect("the proto crate's descriptor set decodes")
 }
 
 /// Protobuf encoding of dynamic messages, answers decoded as the method's output type (any
