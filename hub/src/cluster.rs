@@ -237,7 +237,7 @@ pub fn start_listening(
                         for payload in payloads {
                             match payload.split_once('/') {
                                 Some((from, system_id)) if from != instance => {
-                                    let _ = updates.send(system_id.into());
+                                    let _ = updates.send(crate::live::Notice::now(system_id));
                                 }
                                 _ => {}
                             }

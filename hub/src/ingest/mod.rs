@@ -397,7 +397,7 @@ impl Ingest {
         touched.dedup();
         for system in touched {
             // No receivers is fine: nobody is watching.
-            let _ = self.updates.send(system.into());
+            let _ = self.updates.send(crate::live::Notice::now(&system));
         }
         Ok(outcomes)
     }

@@ -25,7 +25,24 @@ pub use model::*;
 
 /// Tells watchers which system just got new data. Sending never waits: a receiver that falls
 /// behind loses the oldest notices and learns how many it lost.
-pub type Updates = tokio::sync::broadcast::Sender<Arc<str>>;
+pub type Updates = tokio::sync::broadcast::Sender<Notice>;
+
+/// A system got new data, committed before `sent`: a read that begins after `sent` sees it.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub system_id: Arc<str>,
+    pub sent: std::time::Instant,
+}
+
+impl Notice {
+    /// A notice of a commit made just now.
+    pub fn now(system_id: &str) -> Notice {
+        Notice {
+            system_id: system_id.into(),
+            sent: std::time::Instant::now(),
+        }
+    }
+}
 
 /// Notices kept for a receiver that has not read them yet.
 pub const UPDATE_BUFFER: usize = 1024;
@@ -170,7 +187,7 @@ impl Live {
         &self.watchers
     }
 
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice> {
         self.updates.subscribe()
     }
 

@@ -309,6 +309,11 @@ pub fn registry(
         "Open WatchSystem streams",
         watchers.gauge(),
     );
+    registry.register(
+        "solarhub_hub_watch_states_computed",
+        "System states computed for WatchSystem streams (a system's watchers share one per commit)",
+        watchers.computed(),
+    );
     rpc.register(&mut registry);
     registry.register_collector(Box::new(AtScrape {
         database: database.clone(),

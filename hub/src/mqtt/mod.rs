@@ -519,8 +519,8 @@ pub async fn run_bridge(
             },
             notice = notices.recv() => {
                 match notice {
-                    Ok(system) => {
-                        dirty.insert(system.to_string());
+                    Ok(notice) => {
+                        dirty.insert(notice.system_id.to_string());
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         dirty.insert(String::new());

@@ -854,6 +854,76 @@ fn watchers_see_every_commit_and_never_slow_ingest(db: TestDb) {
     );
 }
 
+/// Four dashboards on one system: each commit is read once for all of them (the hub's counter of
+/// computed states moves by about one per commit, not four), and each gets the state with it.
+fn watchers_of_one_system_share_each_state(db: TestDb) {
+    let metrics_port = common::free_port();
+    let hub = hub_for_live_with(
+        &db,
+        "17:00",
+        solarhub_hub::server::ServeOptions {
+            rollup_every: None,
+            metrics_listen: Some(([127, 0, 0, 1], metrics_port).into()),
+            ..Default::default()
+        },
+    );
+    let computed = || {
+        let scrape = crate::operations::scrape(metrics_port).expect("the hub serves /metrics");
+        crate::operations::value(&scrape, "solarhub_hub_watch_states_computed_total", &[])
+            .expect("the counter is exposed")
+    };
+    let start = chrono::Utc::now().timestamp_millis();
+    let at = |seq: u64| start + seq as i64 * 10;
+    send(&hub, 1, powdrive1_batch(at(1)));
+    let mut watchers: Vec<_> = (0..4)
+        .map(|_| {
+            hub.runtime
+                .block_on(LiveServiceClient::new(hub.channel.clone()).watch_system(
+                    WatchSystemRequest {
+                        system_id: "home".into(),
+                    },
+                ))
+                .unwrap()
+                .into_inner()
+        })
+        .collect();
+    for watcher in &mut watchers {
+        let first = hub.runtime.block_on(watcher.message()).unwrap().unwrap();
+        assert_eq!(powdrive1_ts(first.now.as_ref().unwrap()), Some(at(1)));
+    }
+    let before = computed();
+    assert!(
+        before >= 4.0,
+        "each watcher's first state is its own ({before})"
+    );
+    let commits = 5u64;
+    for seq in 2..2 + commits {
+        send(&hub, seq, powdrive1_batch(at(seq)));
+        for watcher in &mut watchers {
+            hub.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), async {
+                    loop {
+                        let update = watcher.message().await.unwrap().unwrap();
+                        if powdrive1_ts(update.now.as_ref().unwrap()) == Some(at(seq)) {
+                            break;
+                        }
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("commit {seq} not seen by every watcher"))
+            });
+        }
+    }
+    let shared = computed() - before;
+    println!("{shared} states computed for 4 watchers and {commits} commits");
+    // Four apart would be 20; SQLite's watchers also look for other processes' commits, which can
+    // make a second state for a commit now and then.
+    assert!(
+        shared >= commits as f64 && shared <= 2.0 * commits as f64,
+        "one state per commit for the system's watchers, not one per watcher ({shared} for {commits} commits)"
+    );
+}
+
 /// `array_samples` rows appear on the cadence, stamped on its multiples, with the array's sums and
 /// SOC source; an array whose inverters are all stale gets no row (a gap, not zeros).
 fn array_samples_follow_the_cadence(db: TestDb) {
@@ -1135,6 +1205,7 @@ on_both_backends!(
     every_now_answer,
     not_found_with_context,
     watchers_see_every_commit_and_never_slow_ingest,
+    watchers_of_one_system_share_each_state,
     two_hubs_answer_alike,
     array_samples_follow_the_cadence,
     today_from_rollups,
