@@ -794,16 +794,9 @@ fn watchers_see_every_commit_and_never_slow_ingest(db: TestDb) {
         send(&hub, seq, powdrive1_batch(at(seq)));
         let acked = std::time::Instant::now();
         hub.runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(1), async {
-                loop {
-                    let update = prompt.message().await.unwrap().unwrap();
-                    if powdrive1_ts(update.now.as_ref().unwrap()) == Some(at(seq)) {
-                        break;
-                    }
-                }
-            })
-            .await
-            .unwrap_or_else(|_| panic!("commit {seq} not seen by the watcher within 1 s"))
+            tokio::time::timeout(Duration::from_secs(1), watch_until(&mut prompt, at(seq)))
+                .await
+                .unwrap_or_else(|_| panic!("commit {seq} not seen by the watcher within 1 s"))
         });
         latencies.push(acked.elapsed());
     }
@@ -901,16 +894,9 @@ fn watchers_of_one_system_share_each_state(db: TestDb) {
         send(&hub, seq, powdrive1_batch(at(seq)));
         for watcher in &mut watchers {
             hub.runtime.block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), async {
-                    loop {
-                        let update = watcher.message().await.unwrap().unwrap();
-                        if powdrive1_ts(update.now.as_ref().unwrap()) == Some(at(seq)) {
-                            break;
-                        }
-                    }
-                })
-                .await
-                .unwrap_or_else(|_| panic!("commit {seq} not seen by every watcher"))
+                tokio::time::timeout(Duration::from_secs(10), watch_until(watcher, at(seq)))
+                    .await
+                    .unwrap_or_else(|_| panic!("commit {seq} not seen by every watcher"))
             });
         }
     }

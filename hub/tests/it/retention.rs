@@ -180,7 +180,7 @@ fn readings_at(ts: i64, start: i64) -> Vec<IncomingReading> {
 }
 
 #[derive(diesel::QueryableByName, Debug, Clone, PartialEq)]
-struct AggregateRow {
+pub(crate) struct AggregateRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     device: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -195,7 +195,7 @@ struct AggregateRow {
 
 /// Every aggregate row from `from` on (a few columns of each table): the 5-minute ones, and the
 /// hourly ones of battery units and cells, in key order.
-fn aggregates(conn: &mut DbConnection, from: i64) -> Vec<AggregateRow> {
+pub(crate) fn aggregates(conn: &mut DbConnection, from: i64) -> Vec<AggregateRow> {
     let mut rows = Vec::new();
     for (table, device, value, counter) in [
         (

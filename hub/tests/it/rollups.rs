@@ -972,8 +972,69 @@ fn concurrent_rolls(db: TestDb) {
     close(rows.system_days[0].solar_kwh, 6.0);
 }
 
+/// The aggregates the roller folds as samples arrive (the 5-minute points, a pack's batteries' and
+/// cells' hours) equal the ones a recompute makes from the raw samples: a followed device takes
+/// its own new inputs, a pack those of its batteries and cells, and no other device's.
+fn followed_aggregates_equal_a_recompute(db: TestDb) {
+    use solarhub_hub::ingest::IncomingBattery;
+    let mut site = Site::new(db, INSTALLATION);
+    let start = local(2025, 6, 1, 5, 0);
+    let polls = 600; // five hours, every 30 s
+    for poll in 0..polls {
+        let ts = start + poll * 30_000;
+        let wobble = (poll % 7) as f64;
+        let mut pack = reading(
+            "pack1",
+            ts,
+            &[("power_w", -300.0 - wobble), ("soc_pct", 50.0 + wobble)],
+        );
+        let volts = |v: f64| BTreeMap::from([("voltage_v".to_owned(), v)]);
+        pack.batteries = vec![IncomingBattery {
+            index: 1,
+            fields: BTreeMap::from([("voltage_v".to_owned(), 52.0 + wobble / 10.0)]),
+            cells: vec![
+                (1, volts(3.30 + wobble / 100.0)),
+                (2, volts(3.31 - wobble / 100.0)),
+            ],
+            ..IncomingBattery::default()
+        }];
+        let inverter = reading(
+            "inv1",
+            ts,
+            &[
+                ("pv_power_w", 1000.0 + wobble),
+                ("load_power_w", 400.0 - wobble),
+            ],
+        );
+        site.send(vec![inverter, pack]);
+        if poll % 4 == 3 {
+            site.roll();
+        }
+    }
+    site.roll();
+    assert!(
+        site.total_counts.get().devices_followed > 100,
+        "the roller followed the devices: {:?}",
+        site.total_counts.get()
+    );
+    let followed = crate::retention::aggregates(&mut site.database.get().unwrap(), 0);
+    // Two devices' 5-minute points over five hours, and the battery's and two cells' hours.
+    assert!(
+        followed.len() >= 2 * 60 + 3 * 5,
+        "{} aggregate rows",
+        followed.len()
+    );
+    site.recompute("home");
+    let made = crate::retention::aggregates(&mut site.database.get().unwrap(), 0);
+    assert_eq!(
+        followed, made,
+        "the followed aggregates differ from a recompute's"
+    );
+}
+
 on_both_backends!(
     a_live_stream_rolls_what_arrived,
+    followed_aggregates_equal_a_recompute,
     known_answers,
     dst_days,
     battery_array_moved_mid_day,
