@@ -56,16 +56,51 @@ pub struct Tail {
     /// a kilobyte in each of its 2,048 slots.
     bucket: Bucket,
     state: Box<HourState>,
-    /// The open buckets of the device's aggregates, by aggregate table (its index in
-    /// `AGGREGATES`) and device (the device itself, or a pack's battery or cell). Boxed: a map's
-    /// node holds room for eleven values, and an inverter has one bucket (unboxed, 9 kB of the
-    /// 10 kB a device's tail took; BENCHMARKS.md, issue 24).
-    buckets: BTreeMap<(usize, String), Box<AggregateBucket>>,
+    /// The open buckets of the device's aggregates (an inverter or meter has one, a pack one
+    /// per battery and cell too).
+    buckets: OpenBuckets,
     /// The device's day so far, folded over its hour rows of the day before `bucket` (its row of
     /// `bucket` completes it); `None` until a pass made it from the stored rows.
     day: Option<Box<DayPrefix>>,
     /// When a pass last used it.
     pub(super) used: Instant,
+}
+
+/// The open aggregate buckets of one device's tail, by aggregate table (its index in
+/// `AGGREGATES`) and device (the device itself, or a pack's battery or cell), in key order: a
+/// sorted list, as small as what it holds (a map's first node has room for eleven, 456 bytes for
+/// an inverter's one bucket), each bucket boxed (unboxed, 9 kB of the 10 kB a device's tail
+/// took; BENCHMARKS.md, issue 24).
+#[derive(Debug, Clone, Default)]
+struct OpenBuckets(Vec<((usize, String), Box<AggregateBucket>)>);
+
+impl OpenBuckets {
+    fn find(&self, key: &(usize, String)) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    fn get(&self, key: &(usize, String)) -> Option<&AggregateBucket> {
+        self.find(key).ok().map(|at| &*self.0[at].1)
+    }
+
+    fn get_mut(&mut self, key: &(usize, String)) -> Option<&mut AggregateBucket> {
+        self.find(key).ok().map(|at| &mut *self.0[at].1)
+    }
+
+    /// Keeps `bucket` under `key`; returns the one it replaces.
+    fn insert(
+        &mut self,
+        key: (usize, String),
+        bucket: Box<AggregateBucket>,
+    ) -> Option<Box<AggregateBucket>> {
+        match self.find(&key) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, bucket)),
+            Err(at) => {
+                self.0.insert(at, (key, bucket));
+                None
+            }
+        }
+    }
 }
 
 /// A device's day folded over its closed hours (`days`: the same folds a recompute makes).

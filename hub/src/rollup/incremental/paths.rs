@@ -313,7 +313,7 @@ pub(super) fn rebuild(
         }
     };
     // The open buckets of its aggregates, from the raw samples they hold so far.
-    let mut buckets = BTreeMap::new();
+    let mut buckets = OpenBuckets::default();
     for index in aggregate_tables(kind) {
         let table = &AGGREGATES[index];
         let (start, _) = aggregates::bucket_of(table, tz, newest);
@@ -328,6 +328,7 @@ pub(super) fn rebuild(
             buckets.insert((index, made.device.clone()), Box::new(made));
         }
     }
+    buckets.0.shrink_to_fit();
     Ok((
         frozen_hours,
         Some(Tail {
