@@ -40,6 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         // prost's codec with each message's buffer sized once (`src/codec.rs`).
         .codec_path("crate::codec::ProtoCodec")
+        // The largest answer, encoded by the server as it reads its rows (`src/answers.rs`).
+        .extern_path(
+            ".solarhub.v1.EnergyHistory",
+            "crate::answers::EnergyHistory",
+        )
         .compile_fds(file_descriptor_set)?;
     Ok(())
 }

@@ -168,13 +168,14 @@ fn run(backend: &str, url: DatabaseUrl) -> anyhow::Result<()> {
     let mut own = Vec::with_capacity(50);
     for _ in 0..50 {
         let began = Instant::now();
-        let rows = rollups::energy_history(
+        let mut rows = Vec::with_capacity(HOURS as usize);
+        rollups::energy_history(
             &mut conn,
             &rollups::EnergyScope::System("home".into()),
             rollups::Level::Hours,
             YEAR_START,
             YEAR_START + HOURS * HOUR_MS,
-            |view| view,
+            |view| rows.push(view),
         )?;
         own.push(began.elapsed());
         anyhow::ensure!(rows.len() == HOURS as usize);

@@ -8,6 +8,7 @@
 //! share for operations is `solarhub-ops`), and re-exports `tonic` and `prost` so both services
 //! build against the exact versions the generated code was made with.
 
+pub mod answers;
 pub mod codec;
 pub mod contract;
 
@@ -42,4 +43,5 @@ pub mod time {
 pub mod v1 {
     #![allow(unreachable_pub, clippy::all, clippy::pedantic)]
     tonic::include_proto!("solarhub.v1");
+    pub use crate::answers::EnergyHistory;
 }

@@ -201,12 +201,18 @@ impl HistoryApi {
             _ => EnergyScope::Inverter(request.inverter_id),
         };
         let (from, to) = range(request.range)?;
-        let buckets = self
-            .history
-            .energy(scope, level, from, to, energy_bucket)
+        // Each bucket encoded as its row is read (`solarhub_proto::answers`).
+        self.history
+            .energy(
+                scope,
+                level,
+                from,
+                to,
+                proto::EnergyHistory::default(),
+                |answer, view| answer.push(&energy_bucket(view)),
+            )
             .await
-            .map_err(status)?;
-        Ok(proto::EnergyHistory { buckets })
+            .map_err(status)
     }
 
     async fn battery(

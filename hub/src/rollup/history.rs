@@ -37,18 +37,24 @@ impl History {
         }
     }
 
-    /// The energy rows of a scope, each made into a `T` by `into` as it is read.
-    pub async fn energy<T: Send + 'static>(
+    /// The energy rows of a scope, each added to `answer` by `add` as it is read.
+    pub async fn energy<A: Send + 'static>(
         &self,
         scope: EnergyScope,
         level: Level,
         from: i64,
         to: i64,
-        into: impl FnMut(EnergyView) -> T + Send + 'static,
-    ) -> Result<Vec<T>, CatalogError> {
+        mut answer: A,
+        add: impl Fn(&mut A, EnergyView) + Send + 'static,
+    ) -> Result<A, CatalogError> {
         let read = {
             let scope = scope.clone();
-            move |conn: &mut _| store::energy_history(conn, &scope, level, from, to, into)
+            move |conn: &mut _| {
+                store::energy_history(conn, &scope, level, from, to, |view| {
+                    add(&mut answer, view)
+                })?;
+                Ok(answer)
+            }
         };
         match scope {
             EnergyScope::System(id) => self.repository.read_of::<System, _>(id, read).await,

@@ -4,7 +4,6 @@
 use diesel::connection::DefaultLoadingMode;
 
 use super::*;
-use crate::local_time::HOUR_MS;
 
 /// One energy row of any level, as the history API returns it.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,24 +143,16 @@ pub fn system_hours(
 }
 
 /// Energy rows of one scope whose bucket starts in [from, to), in time order: only the columns
-/// the answer carries, each row handed to `into` as it is read (a year of hours is 8,784 rows:
-/// the answer is built from the rows, with no list of rows or views in between).
-pub fn energy_history<T>(
+/// the answer carries, each row handed to `each` as it is read (a year of hours is 8,784 rows:
+/// the answer is made from the rows, with no list of rows or views in between).
+pub fn energy_history(
     conn: &mut DbConnection,
     scope: &EnergyScope,
     level: Level,
     from: i64,
     to: i64,
-    mut into: impl FnMut(EnergyView) -> T,
-) -> Result<Vec<T>, DbError> {
-    // Room for the rows the range can hold (one per hour or day), up to a year of hours.
-    // (An open range runs from i64::MIN to i64::MAX.)
-    let span = to.saturating_sub(from);
-    let room = match level {
-        Level::Hours => span / HOUR_MS,
-        Level::Days => span / (24 * HOUR_MS) + 2,
-    }
-    .clamp(0, 8_784) as usize;
+    mut each: impl FnMut(EnergyView),
+) -> Result<(), DbError> {
     // Loaded on the backend's own connection: through `MultiConnection` a year of hours took
     // about 40 % longer (rollup bench).
     macro_rules! load {
@@ -173,10 +164,9 @@ pub fn energy_history<T>(
                 .filter(t::bucket_start.ge(from).and(t::bucket_start.lt(to)))
                 .order(t::bucket_start)
                 .select((carried_columns!(t), ($(t::$extra),+)));
-            let mut answer = Vec::with_capacity(room);
             let mut take = |row: (Carried, _)| {
                 let (carried, extra) = row;
-                answer.push(into(EnergyView::new(carried, $ids(extra))));
+                each(EnergyView::new(carried, $ids(extra)));
             };
             match conn {
                 DbConnection::Postgres(pg) => {
@@ -190,10 +180,9 @@ pub fn energy_history<T>(
                     }
                 }
             }
-            answer
         }};
     }
-    Ok(match (scope, level) {
+    match (scope, level) {
         (EnergyScope::System(id), Level::Hours) => {
             load!(system_hourly_energy, system_id, id, [hour_start] => |hour| RowIds {
                 system_id: id.clone(),
@@ -242,7 +231,8 @@ pub fn energy_history<T>(
                 ..RowIds::default()
             }
         ),
-    })
+    }
+    Ok(())
 }
 
 /// Which packs' or meters' rows a history request wants.
