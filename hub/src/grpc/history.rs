@@ -201,6 +201,14 @@ impl HistoryApi {
             _ => EnergyScope::Inverter(request.inverter_id),
         };
         let (from, to) = range(request.range)?;
+        // Room for the buckets the range can hold (one per hour or day), up to a year of hours
+        // (an open range runs from i64::MIN to i64::MAX).
+        let span = to.saturating_sub(from);
+        let room = match level {
+            Level::Hours => span / HOUR_MS,
+            Level::Days => span / (24 * HOUR_MS) + 2,
+        }
+        .clamp(0, 8_784) as usize;
         // Each bucket encoded as its row is read (`solarhub_proto::answers`).
         self.history
             .energy(
@@ -208,7 +216,7 @@ impl HistoryApi {
                 level,
                 from,
                 to,
-                proto::EnergyHistory::default(),
+                proto::EnergyHistory::with_room_for(room),
                 |answer, view| answer.push(&energy_bucket(view)),
             )
             .await
