@@ -11,8 +11,12 @@ use prost::{DecodeError, Message};
 
 use crate::v1::EnergyBucket;
 
-/// About what an hourly bucket takes encoded (with its field tag and length).
+/// About the most an hourly bucket takes encoded, with its field tag and length (a system's with
+/// every figure: 218 bytes; an inverter's carries two ids more).
 const BUCKET_BYTES: usize = 232;
+/// About the fewest: a bucket without a battery's or the grid's figures (a list sized for more
+/// buckets than come is address space, not memory, until they come).
+const FEWEST_BUCKET_BYTES: usize = 160;
 
 /// `solarhub.v1.EnergyHistory`: `repeated EnergyBucket buckets = 1`.
 #[derive(Clone, Default)]
@@ -64,11 +68,11 @@ impl Message for EnergyHistory {
     ) -> Result<(), DecodeError> {
         match tag {
             1 => {
-                // Room for the buckets the answer's bytes hold at about their usual size, once,
-                // rather than a list grown (and copied) twelve times for a year of hours. At
-                // most about twice the answer's bytes, whatever they are.
+                // Room for the buckets the answer's bytes can hold, once, rather than a list
+                // grown (and copied) twelve times for a year of hours. At most about three times
+                // the answer's bytes, whatever they are.
                 if self.buckets.capacity() == 0 {
-                    self.buckets.reserve(buf.remaining() / BUCKET_BYTES);
+                    self.buckets.reserve(buf.remaining() / FEWEST_BUCKET_BYTES);
                 }
                 message::merge_repeated(wire_type, &mut self.buckets, buf, ctx)
             }
