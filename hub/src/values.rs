@@ -25,7 +25,7 @@ pub fn tidy(value: Option<f64>) -> Option<f64> {
 /// truncation (through i64) and the fraction `x - t` are exact; at or above it every float is
 /// whole already.
 fn half_away(x: f64) -> f64 {
-    if !(x.abs() < 4_503_599_627_370_496.0) {
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
         return x;
     }
     // The sign kept for a truncation to zero (-0.3 → -0.0, as `round` gives).
