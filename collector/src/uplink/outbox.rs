@@ -541,10 +541,18 @@ impl Outbox {
 }
 
 /// The outbox behind one handle, shared by the batcher, the sender and the metrics: every
-/// operation runs on tokio's blocking pool (its writes are SQLite with `synchronous = FULL`: an
-/// fsync must not hold a worker thread), one at a time.
+/// operation runs on the outbox's own thread (its writes are SQLite with `synchronous = FULL`: an
+/// fsync must not hold a worker thread), one at a time. One thread rather than tokio's blocking
+/// pool: each new thread of the pool that wrote the outbox got a glibc malloc arena of its own,
+/// 6 MB of a thousand devices' 30 (BENCHMARKS.md, issue 24).
 #[derive(Clone)]
-pub struct SharedOutbox(std::sync::Arc<std::sync::Mutex<Outbox>>);
+pub struct SharedOutbox {
+    outbox: std::sync::Arc<std::sync::Mutex<Outbox>>,
+    /// To the outbox's thread, which ends when the last handle is dropped.
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for SharedOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -554,19 +562,52 @@ impl std::fmt::Debug for SharedOutbox {
 
 impl SharedOutbox {
     pub fn new(outbox: Outbox) -> SharedOutbox {
-        SharedOutbox(std::sync::Arc::new(std::sync::Mutex::new(outbox)))
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        // Without the thread every `run` says the outbox cannot be used; `blocking` still works.
+        let started = std::thread::Builder::new()
+            .name("outbox".into())
+            .spawn(move || {
+                for job in queue {
+                    // A job that panics is answered as failed (its result never arrives); the
+                    // thread goes on with the next.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(error) = started {
+            tracing::error!(%error, "cannot start the outbox's thread");
+        }
+        SharedOutbox {
+            outbox: std::sync::Arc::new(std::sync::Mutex::new(outbox)),
+            jobs,
+        }
     }
 
-    /// Runs `work` on the outbox, on the blocking pool.
+    /// Runs `work` on the outbox, on the outbox's thread.
     pub async fn run<T, F>(&self, work: F) -> Result<T, OutboxError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Outbox) -> Result<T, OutboxError> + Send + 'static,
     {
-        let shared = self.clone();
-        tokio::task::spawn_blocking(move || shared.blocking(work))
-            .await
-            .map_err(|error| OutboxError::Storage(format!("outbox task failed: {error}")))?
+        let failed = || OutboxError::Storage("outbox task failed".into());
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let outbox = self.outbox.clone();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = answer.send(Self::locked(&outbox, work));
+            }))
+            .map_err(|_| failed())?;
+        answered.await.map_err(|_| failed())?
+    }
+
+    fn locked<T>(
+        outbox: &std::sync::Mutex<Outbox>,
+        work: impl FnOnce(&mut Outbox) -> Result<T, OutboxError>,
+    ) -> Result<T, OutboxError> {
+        work(
+            &mut outbox
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Runs `work` on the outbox on this thread (for callers off tokio's workers: the metrics
@@ -575,12 +616,7 @@ impl SharedOutbox {
         &self,
         work: impl FnOnce(&mut Outbox) -> Result<T, OutboxError>,
     ) -> Result<T, OutboxError> {
-        work(
-            &mut self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        Self::locked(&self.outbox, work)
     }
 }
 
