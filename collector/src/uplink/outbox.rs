@@ -640,6 +640,37 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_of_a_shared_outbox_runs_on_its_one_thread_and_a_panic_stops_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = SharedOutbox::new(Outbox::open(dir.path(), Limits::default()).unwrap());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let threads = runtime.block_on(async {
+            let calls = (0..16).map(|i| {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    shared
+                        .run(move |outbox| {
+                            outbox.push(batch(&format!("d{i}")))?;
+                            Ok(std::thread::current().id())
+                        })
+                        .await
+                        .unwrap()
+                })
+            });
+            let mut threads = std::collections::BTreeSet::new();
+            for call in calls.collect::<Vec<_>>() {
+                threads.insert(format!("{:?}", call.await.unwrap()));
+            }
+            threads
+        });
+        assert_eq!(threads.len(), 1, "one thread for the outbox: {threads:?}");
+        let failed = runtime.block_on(shared.run(|_| -> Result<(), OutboxError> { panic!("job") }));
+        assert!(matches!(failed, Err(OutboxError::Storage(_))));
+        let stored = runtime.block_on(shared.run(|outbox| outbox.len())).unwrap();
+        assert_eq!(stored, 16, "the thread goes on after a job panicked");
+    }
+
+    #[test]
     fn batches_survive_a_reopen_in_order_and_leave_when_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let mut outbox = Outbox::open(dir.path(), Limits::default()).unwrap();

@@ -10,43 +10,11 @@
 
 use chrono_tz::Tz;
 
+use super::figures::Stat;
 use crate::db::aggregates::{
     AggregateInput, AggregateOutput, AggregateTable, BUCKET_MS, How, MAX_COLUMNS, MAX_PARENTS,
     Width,
 };
-
-/// One column of a bucket: the lowest and the highest mean something only once `count` values
-/// were folded in (32 bytes, not the 48 of two `Option`s: a thousand inverters keep one open
-/// bucket of 16 columns each).
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Column {
-    sum: f64,
-    lowest: f64,
-    highest: f64,
-    count: u32,
-}
-
-impl Column {
-    fn fold(&mut self, v: f64) {
-        if self.count == 0 {
-            (self.lowest, self.highest) = (v, v);
-        } else {
-            // As `Option::map_or(v, |l| l.min(v))` would: the first value, then `min`/`max`.
-            self.lowest = self.lowest.min(v);
-            self.highest = self.highest.max(v);
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn lowest(&self) -> Option<f64> {
-        (self.count > 0).then_some(self.lowest)
-    }
-
-    fn highest(&self) -> Option<f64> {
-        (self.count > 0).then_some(self.highest)
-    }
-}
 
 /// One device's bucket [start, end), as far as its samples folded in go.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +24,7 @@ pub(super) struct AggregateBucket {
     pub(super) start: i64,
     pub(super) end: i64,
     samples: i32,
-    columns: [Column; MAX_COLUMNS],
+    columns: [Stat; MAX_COLUMNS],
     /// The time of the last sample folded in.
     pub(super) last_ts: i64,
 }
@@ -69,7 +37,7 @@ impl AggregateBucket {
             start,
             end,
             samples: 0,
-            columns: std::array::from_fn(|_| Column::default()),
+            columns: std::array::from_fn(|_| Stat::default()),
             last_ts: i64::MIN,
         }
     }
@@ -79,9 +47,7 @@ impl AggregateBucket {
         self.samples += 1;
         self.last_ts = input.ts;
         for (column, value) in self.columns.iter_mut().zip(input.values) {
-            if let Some(v) = value {
-                column.fold(v);
-            }
+            column.add(value);
         }
     }
 
@@ -92,9 +58,9 @@ impl AggregateBucket {
             values.iter_mut().zip(&self.columns).zip(table.columns)
         {
             *value = match how {
-                How::Mean => (column.count > 0).then(|| column.sum / f64::from(column.count)),
-                How::Highest => column.highest(),
-                How::Lowest => column.lowest(),
+                How::Mean => column.mean(),
+                How::Highest => column.max(),
+                How::Lowest => column.min(),
             };
         }
         AggregateOutput {

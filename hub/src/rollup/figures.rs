@@ -6,26 +6,41 @@ use crate::db::rollups::QUANTITIES;
 use crate::local_time::Bucket;
 use crate::values::{add, max, min};
 
-/// Mean and max of the values that are present.
+/// Mean and extremes of the values that are present. The extremes mean something only once
+/// `count` values were added: 32 bytes, not the 48 of two `Option`s (the roller keeps seven per
+/// device's open hour, and sixteen in each open aggregate bucket).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Stat {
-    pub(super) sum: f64,
-    pub(super) count: u32,
-    pub(super) max: Option<f64>,
-    pub(super) min: Option<f64>,
+    sum: f64,
+    highest: f64,
+    lowest: f64,
+    count: u32,
 }
 
 impl Stat {
     pub(super) fn add(&mut self, value: Option<f64>) {
         if let Some(v) = value {
+            if self.count == 0 {
+                (self.lowest, self.highest) = (v, v);
+            } else {
+                self.lowest = self.lowest.min(v);
+                self.highest = self.highest.max(v);
+            }
             self.sum += v;
             self.count += 1;
-            self.max = Some(self.max.map_or(v, |m| m.max(v)));
-            self.min = Some(self.min.map_or(v, |m| m.min(v)));
         }
     }
+
     pub(super) fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / f64::from(self.count))
+    }
+
+    pub(super) fn max(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.highest)
+    }
+
+    pub(super) fn min(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.lowest)
     }
 }
 
