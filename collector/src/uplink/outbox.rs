@@ -548,11 +548,29 @@ impl Outbox {
 #[derive(Clone)]
 pub struct SharedOutbox {
     outbox: std::sync::Arc<std::sync::Mutex<Outbox>>,
-    /// To the outbox's thread, which ends when the last handle is dropped.
-    jobs: std::sync::mpsc::Sender<Job>,
+    thread: std::sync::Arc<OutboxThread>,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// The outbox's thread. When the last handle goes, the thread finishes the jobs it was given and
+/// is waited for: whoever stopped the collector finds the outbox file closed (as tokio's runtime
+/// waited for its blocking pool).
+struct OutboxThread {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for OutboxThread {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
 
 impl std::fmt::Debug for SharedOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -573,12 +591,19 @@ impl SharedOutbox {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 }
             });
-        if let Err(error) = started {
-            tracing::error!(%error, "cannot start the outbox's thread");
-        }
+        let thread = match started {
+            Ok(thread) => Some(thread),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the outbox's thread");
+                None
+            }
+        };
         SharedOutbox {
             outbox: std::sync::Arc::new(std::sync::Mutex::new(outbox)),
-            jobs,
+            thread: std::sync::Arc::new(OutboxThread {
+                jobs: Some(jobs),
+                thread,
+            }),
         }
     }
 
@@ -591,11 +616,11 @@ impl SharedOutbox {
         let failed = || OutboxError::Storage("outbox task failed".into());
         let (answer, answered) = tokio::sync::oneshot::channel();
         let outbox = self.outbox.clone();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = answer.send(Self::locked(&outbox, work));
-            }))
-            .map_err(|_| failed())?;
+        let jobs = self.thread.jobs.as_ref().ok_or_else(failed)?;
+        jobs.send(Box::new(move || {
+            let _ = answer.send(Self::locked(&outbox, work));
+        }))
+        .map_err(|_| failed())?;
         answered.await.map_err(|_| failed())?
     }
 
