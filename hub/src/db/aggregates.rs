@@ -309,11 +309,36 @@ pub fn inputs(
     from: i64,
     to: i64,
 ) -> Result<Vec<AggregateInput>, DbError> {
+    let mut inputs = Vec::new();
+    each_input(conn, table, group, device, from, to, |input| {
+        inputs.push(input)
+    })?;
+    Ok(inputs)
+}
+
+/// The samples [`inputs`] reads, handed to `each` one at a time as they are read.
+pub fn each_input(
+    conn: &mut DbConnection,
+    table: &AggregateTable,
+    group: &str,
+    device: Option<&str>,
+    from: i64,
+    to: i64,
+    mut each: impl FnMut(AggregateInput),
+) -> Result<(), DbError> {
     let raw_columns: Vec<&str> = table.columns.iter().map(|(_, _, raw)| *raw).collect();
     let values = selected(&raw_columns, MAX_COLUMNS, "v", "NULL AS DOUBLE PRECISION");
-    let rows = load!(
+    load_each!(
         conn,
         InputRow,
+        |row: InputRow| {
+            each(AggregateInput {
+                values: row.values(),
+                device: row.device,
+                parents: [row.p0, row.p1, row.p2],
+                ts: row.ts,
+            })
+        },
         format!(
             "SELECT {device} AS device, {parents}, ts, {values} FROM {raw} \
              WHERE {group} = $1 AND ts >= $2 AND ts < $3 AND ($4 = '' OR {device} = $4) \
@@ -329,15 +354,7 @@ pub fn inputs(
         BigInt => to,
         Text => device.unwrap_or(""),
     )?;
-    Ok(rows
-        .into_iter()
-        .map(|row| AggregateInput {
-            values: row.values(),
-            device: row.device,
-            parents: [row.p0, row.p1, row.p2],
-            ts: row.ts,
-        })
-        .collect())
+    Ok(())
 }
 
 /// Deletes the stored buckets of `group` that start in [from, to); only `device`'s when given.

@@ -31,6 +31,29 @@ macro_rules! load {
     }};
 }
 
+/// Hands the rows of one query to `$each` as `$row`s one at a time, as they are read, on
+/// whichever backend `$conn` is (what `load!` collects, without the list).
+macro_rules! load_each {
+    ($conn:expr, $row:ty, $each:expr, $sql:expr $(, $kind:ty => $value:expr)* $(,)?) => {{
+        use diesel::connection::DefaultLoadingMode;
+        let query = diesel::sql_query($sql) $(.bind::<$kind, _>($value))*;
+        let mut each = $each;
+        let read: Result<(), diesel::result::Error> = match $conn {
+            $crate::db::DbConnection::Postgres(pg) => diesel::RunQueryDsl::load_iter::<
+                $row,
+                DefaultLoadingMode,
+            >(query, pg)
+            .and_then(|rows| rows.map(|row| row.map(&mut each)).collect()),
+            $crate::db::DbConnection::Sqlite(sqlite) => diesel::RunQueryDsl::load_iter::<
+                $row,
+                DefaultLoadingMode,
+            >(query, sqlite)
+            .and_then(|rows| rows.map(|row| row.map(&mut each)).collect()),
+        };
+        read
+    }};
+}
+
 /// One time, or none (`SELECT MIN(…) AS ts …`).
 #[derive(diesel::QueryableByName)]
 pub(super) struct MaybeTs {

@@ -34,6 +34,76 @@ pub fn load_samples(
     Ok((energy, banks, meters))
 }
 
+/// One raw sample of a system, as [`each_sample`] hands them over.
+pub enum SystemSample {
+    Energy(EnergySample),
+    Bank(BatteryBankSample),
+    Meter(MeterSample),
+}
+
+/// The samples of a system's devices in [from, to), handed to `each` one at a time as they are
+/// read (the inverters', then the packs', then the meters', each kind in (device, ts) order): a
+/// caller that folds them as they come holds one sample, not the pass's (at 1,000 devices a
+/// roller pass held 2,500 rows three times over: as rows, as samples by device and as aggregate
+/// inputs; BENCHMARKS.md, issue 24).
+pub fn each_sample(
+    conn: &mut DbConnection,
+    system_id: &str,
+    from: i64,
+    to: i64,
+    mut each: impl FnMut(SystemSample),
+) -> Result<(), DbError> {
+    use diesel::connection::DefaultLoadingMode;
+    use schema::battery_bank_samples::dsl as b;
+    use schema::energy_samples::dsl as e;
+    use schema::meter_samples::dsl as m;
+    macro_rules! visit {
+        // The query is made in each arm: its selection is typed by the backend.
+        ($query:expr, $row:ty, $variant:ident) => {{
+            match &mut *conn {
+                DbConnection::Postgres(pg) => {
+                    for row in $query.load_iter::<$row, DefaultLoadingMode>(pg)? {
+                        each(SystemSample::$variant(row?));
+                    }
+                }
+                DbConnection::Sqlite(sqlite) => {
+                    for row in $query.load_iter::<$row, DefaultLoadingMode>(sqlite)? {
+                        each(SystemSample::$variant(row?));
+                    }
+                }
+            }
+        }};
+    }
+    visit!(
+        e::energy_samples
+            .filter(e::system_id.eq(system_id))
+            .filter(e::ts.ge(from).and(e::ts.lt(to)))
+            .order((e::inverter_id, e::ts))
+            .select(EnergySample::as_select()),
+        EnergySample,
+        Energy
+    );
+    visit!(
+        b::battery_bank_samples
+            .filter(b::system_id.eq(system_id))
+            .filter(b::ts.ge(from).and(b::ts.lt(to)))
+            .order((b::pack_id, b::ts))
+            .select(BatteryBankSample::as_select()),
+        BatteryBankSample,
+        Bank
+    );
+    visit!(
+        m::meter_samples
+            .filter(m::system_id.eq(system_id))
+            .filter(m::ts.ge(from).and(m::ts.lt(to)))
+            .order((m::meter_id, m::ts))
+            .select(MeterSample::as_select()),
+        MeterSample,
+        Meter
+    );
+    Ok(())
+}
+
 /// The first and last sample time of a system, if it has samples.
 pub fn sample_span(
     conn: &mut DbConnection,

@@ -25,7 +25,7 @@
 //! time and rebuilds its devices from their raw samples (a pass that failed may have changed what
 //! it held, and what it held is gone with it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use chrono_tz::Tz;

@@ -4,7 +4,9 @@
 use super::*;
 
 /// Folds the new samples of the devices the roller follows into their tails: each sample later
-/// than the device's newest and not after its newest pending one, in time order.
+/// than the device's newest and not after its newest pending one, in time order. The samples are
+/// folded as they are read, one at a time (a kind's come device by device, each in time order):
+/// what a pass holds is the rows it writes, not the samples it reads.
 pub(super) fn follow(
     conn: &mut DbConnection,
     structure: &SystemStructure,
@@ -20,12 +22,15 @@ pub(super) fn follow(
     let limits = settings.limits();
     let tz = structure.tz;
     let system_id = structure.system.system_id.as_str();
-    let newest: BTreeMap<String, i64> = following
+    // Found by search as samples come: in device order (made from a map, sorted to be sure).
+    following.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Each device's newest sample before this pass: its samples after it are new.
+    let newest: Vec<i64> = following
         .iter()
-        .filter_map(|(device, tail, _)| Some((device.clone(), tail.newest()?)))
+        .map(|(_, tail, _)| tail.newest().unwrap_or(i64::MIN))
         .collect();
     let from = newest
-        .values()
+        .iter()
         .min()
         .copied()
         .unwrap_or(i64::MIN)
@@ -36,64 +41,23 @@ pub(super) fn follow(
         .max()
         .unwrap_or(from)
         .saturating_add(1);
-    let samples = store::load_samples(conn, system_id, from, to)?;
-    counts.samples_read += count(&samples);
-    let new = converted(samples);
-    for (device, tail, last_pending) in following.iter_mut() {
-        let after = newest.get(device).copied().unwrap_or(i64::MIN);
-        let arrived = new
-            .get(device.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|s| s.ts() > after && s.ts() <= *last_pending);
-        for sample in arrived {
-            if sample.ts() >= tail.bucket.end {
-                // The sample opens its own hour, whose first interval starts at the last sample
-                // before it, and closes this one (that interval may reach into it too).
-                let bucket = local_time::hour_of(tz, sample.ts());
-                let next = HourState::after(&tail.state, bucket.start, bucket.end);
-                tail.state.fold(sample, &limits);
-                let closed = touched.device_hour(
-                    structure,
-                    tail.kind,
-                    device,
-                    &tail.bucket,
-                    &tail.state,
-                    at,
-                );
-                // The closed hour joins the device's day so far; a new day starts empty.
-                let day = local_time::day_of(tz, &bucket);
-                match (tail.day.as_mut(), &closed) {
-                    (Some(prefix), Some(row)) if prefix.day.start == day.start => {
-                        prefix.fold.add(row)
-                    }
-                    (Some(prefix), Some(row)) => {
-                        // The closed hour was its day's last: the day's final row.
-                        touched.device_day(
-                            structure,
-                            tail.kind,
-                            device,
-                            &prefix.fold,
-                            row,
-                            &prefix.day,
-                            at,
-                        );
-                        tail.day = None;
-                    }
-                    (Some(_), None) => tail.day = None,
-                    (None, _) => {}
-                }
-                if tail.day.is_none() && local_time::day_of(tz, &tail.bucket).start != day.start {
-                    tail.day = Some(Box::new(DayPrefix {
-                        day,
-                        fold: DayFold::new(tail.kind),
-                    }));
-                }
-                *tail.state = next;
-                tail.bucket = bucket;
-            }
-            tail.state.fold(sample, &limits);
+    let mut place = Place::default();
+    store::each_sample(conn, system_id, from, to, |sample| {
+        counts.samples_read += 1;
+        let (device, sample) = match &sample {
+            store::SystemSample::Energy(s) => (s.inverter_id.as_str(), inverter_sample(s)),
+            store::SystemSample::Bank(s) => (s.pack_id.as_str(), pack_sample(s)),
+            store::SystemSample::Meter(s) => (s.meter_id.as_str(), meter_sample(s)),
+        };
+        let Some(at_place) = place.of(following, device) else {
+            return;
+        };
+        let (device, tail, last_pending) = &mut following[at_place];
+        if sample.ts() > newest[at_place] && sample.ts() <= *last_pending {
+            fold_sample(structure, &limits, device, tail, &sample, touched, at);
         }
+    })?;
+    for (device, tail, _) in following.iter_mut() {
         let open = touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
         if let (Some(prefix), Some(open)) = (&tail.day, &open) {
             touched.device_day(
@@ -109,85 +73,173 @@ pub(super) fn follow(
         tail.used = Instant::now();
         counts.devices_followed += 1;
     }
-    // The aggregates: the same new samples, in the tables' own shape.
+    // The aggregates: the same new samples, in the tables' own shape, folded as they are read.
     for (index, table) in AGGREGATES.iter().enumerate() {
-        let followed: Vec<&mut (String, Tail, i64)> = following
-            .iter_mut()
-            .filter(|(_, tail, _)| aggregate_tables(tail.kind).contains(&index))
-            .collect();
-        if followed.is_empty() {
+        let follows = |tail: &Tail| aggregate_tables(tail.kind).contains(&index);
+        if !following.iter().any(|(_, tail, _)| follows(tail)) {
             continue;
         }
-        let mut inputs = Vec::new();
+        // The buckets of one device changed so far (its inputs come together), stored when the
+        // next device's come or the table's are all read.
+        let mut changed: (Option<usize>, BTreeSet<(usize, String)>) = (None, BTreeSet::new());
+        let packs: Vec<(String, i64, i64)> = following
+            .iter()
+            .zip(&newest)
+            .filter(|((_, tail, _), _)| table.group == "pack_id" && follows(tail))
+            .map(|((device, _, last_pending), after)| (device.clone(), *after, *last_pending))
+            .collect();
+        let mut place = Place::default();
+        let mut fold = |owner: &str, input: stored::AggregateInput| {
+            counts.samples_read += 1;
+            let Some(at_place) = place.of(following, owner) else {
+                return;
+            };
+            let (_, tail, last_pending) = &mut following[at_place];
+            if !follows(tail) || input.ts <= newest[at_place] || input.ts > *last_pending {
+                return;
+            }
+            if changed.0 != Some(at_place) {
+                store_changed(&mut changed, following, index, table, touched);
+                changed.0 = Some(at_place);
+            }
+            let tail = &mut following[at_place].1;
+            let key = (index, input.device.clone());
+            match tail.buckets.get_mut(&key) {
+                Some(bucket) if input.ts >= bucket.start && input.ts < bucket.end => {
+                    bucket.fold(&input)
+                }
+                _ => {
+                    let mut bucket =
+                        AggregateBucket::new(&input, aggregates::bucket_of(table, tz, input.ts));
+                    bucket.fold(&input);
+                    // The bucket it replaces is complete: stored now if this pass changed it.
+                    if let Some(done) = tail.buckets.insert(key.clone(), Box::new(bucket))
+                        && changed.1.contains(&key)
+                    {
+                        touched
+                            .aggregates
+                            .entry(index)
+                            .or_default()
+                            .push(done.output(table));
+                    }
+                }
+            }
+            changed.1.insert(key);
+        };
         if table.group == "pack_id" {
-            for (device, _, last_pending) in &followed {
-                let after = newest.get(device).copied().unwrap_or(i64::MIN);
-                inputs.extend(stored::inputs(
+            // A pack's batteries' or cells' inputs: the pack's own, read for each pack.
+            for (pack, after, last_pending) in packs {
+                stored::each_input(
                     conn,
                     table,
-                    device,
+                    &pack,
                     None,
                     after.saturating_add(1),
                     last_pending.saturating_add(1),
-                )?);
+                    |input| fold(&pack, input),
+                )?;
             }
         } else {
-            inputs = stored::inputs(conn, table, system_id, None, from, to)?;
+            stored::each_input(conn, table, system_id, None, from, to, |input| {
+                let owner = input.device.clone();
+                fold(&owner, input)
+            })?;
         }
-        counts.samples_read += inputs.len() as u64;
-        // The inputs by the followed device they belong to, in their (device, time) order, made
-        // once: a 5-minute table's inputs are the device's own; an hourly table's are its
-        // batteries' or cells', whose pack is the carried id before the system. (Filtering every
-        // input for each device cost devices x inputs a pass.)
-        let mut by_device: HashMap<&str, Vec<&stored::AggregateInput>> = HashMap::new();
-        for input in &inputs {
-            let device = match table.group {
-                "pack_id" => &input.parents[table.parents.len().saturating_sub(2)],
-                _ => &input.device,
-            };
-            by_device.entry(device.as_str()).or_default().push(input);
-        }
-        for (device, tail, last_pending) in followed {
-            let after = newest.get(device.as_str()).copied().unwrap_or(i64::MIN);
-            let mut changed: BTreeSet<(usize, String)> = BTreeSet::new();
-            for input in by_device
-                .get(device.as_str())
-                .into_iter()
-                .flatten()
-                .filter(|input| input.ts > after && input.ts <= *last_pending)
-            {
-                let key = (index, input.device.clone());
-                match tail.buckets.get_mut(&key) {
-                    Some(bucket) if input.ts >= bucket.start && input.ts < bucket.end => {
-                        bucket.fold(input)
-                    }
-                    _ => {
-                        let mut bucket =
-                            AggregateBucket::new(input, aggregates::bucket_of(table, tz, input.ts));
-                        bucket.fold(input);
-                        // The bucket it replaces is complete: stored now if this pass changed it.
-                        if let Some(done) = tail.buckets.insert(key.clone(), Box::new(bucket))
-                            && changed.contains(&key)
-                        {
-                            touched
-                                .aggregates
-                                .entry(index)
-                                .or_default()
-                                .push(done.output(table));
-                        }
-                    }
-                }
-                changed.insert(key);
-            }
-            let outputs = touched.aggregates.entry(index).or_default();
-            for key in changed {
-                if let Some(bucket) = tail.buckets.get(&key) {
-                    outputs.push(bucket.output(table));
-                }
-            }
-        }
+        store_changed(&mut changed, following, index, table, touched);
     }
     Ok(())
+}
+
+/// Where a device is in the pass's sorted list of followed devices, remembering the last one
+/// found (samples come device by device: one search per device, not per sample).
+#[derive(Default)]
+struct Place(Option<usize>);
+
+impl Place {
+    fn of(&mut self, following: &[(String, Tail, i64)], device: &str) -> Option<usize> {
+        if let Some(last) = self.0
+            && following[last].0 == device
+        {
+            return Some(last);
+        }
+        let found = following
+            .binary_search_by(|(id, _, _)| id.as_str().cmp(device))
+            .ok()?;
+        self.0 = Some(found);
+        Some(found)
+    }
+}
+
+/// Stores the open buckets a device's inputs changed (`changed`: the device's place, the keys).
+fn store_changed(
+    changed: &mut (Option<usize>, BTreeSet<(usize, String)>),
+    following: &[(String, Tail, i64)],
+    index: usize,
+    table: &stored::AggregateTable,
+    touched: &mut Touched,
+) {
+    let Some(at_place) = changed.0.take() else {
+        return;
+    };
+    let tail = &following[at_place].1;
+    let outputs = touched.aggregates.entry(index).or_default();
+    for key in std::mem::take(&mut changed.1) {
+        if let Some(bucket) = tail.buckets.get(&key) {
+            outputs.push(bucket.output(table));
+        }
+    }
+}
+
+/// Folds one new sample into a followed device's tail: a sample of a later hour closes the
+/// tail's hour (its row, and its day's when the day ended) and opens its own.
+fn fold_sample(
+    structure: &SystemStructure,
+    limits: &crate::rollup::energy::Limits,
+    device: &str,
+    tail: &mut Tail,
+    sample: &DeviceSample,
+    touched: &mut Touched,
+    at: i64,
+) {
+    let tz = structure.tz;
+    if sample.ts() >= tail.bucket.end {
+        // The sample opens its own hour, whose first interval starts at the last sample
+        // before it, and closes this one (that interval may reach into it too).
+        let bucket = local_time::hour_of(tz, sample.ts());
+        let next = HourState::after(&tail.state, bucket.start, bucket.end);
+        tail.state.fold(sample, limits);
+        let closed =
+            touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
+        // The closed hour joins the device's day so far; a new day starts empty.
+        let day = local_time::day_of(tz, &bucket);
+        match (tail.day.as_mut(), &closed) {
+            (Some(prefix), Some(row)) if prefix.day.start == day.start => prefix.fold.add(row),
+            (Some(prefix), Some(row)) => {
+                // The closed hour was its day's last: the day's final row.
+                touched.device_day(
+                    structure,
+                    tail.kind,
+                    device,
+                    &prefix.fold,
+                    row,
+                    &prefix.day,
+                    at,
+                );
+                tail.day = None;
+            }
+            (Some(_), None) => tail.day = None,
+            (None, _) => {}
+        }
+        if tail.day.is_none() && local_time::day_of(tz, &tail.bucket).start != day.start {
+            tail.day = Some(Box::new(DayPrefix {
+                day,
+                fold: DayFold::new(tail.kind),
+            }));
+        }
+        *tail.state = next;
+        tail.bucket = bucket;
+    }
+    tail.state.fold(sample, limits);
 }
 
 /// One device's samples in [from, to) and the nearest one on each side within the counter reach.
