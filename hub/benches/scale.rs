@@ -170,7 +170,12 @@ fn main() -> anyhow::Result<()> {
             .stderr(log.try_clone()?)
             .spawn()?,
     );
-    std::thread::sleep(Duration::from_secs(5));
+    let mut idle_series = Vec::new();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(5));
+        idle_series.push(proc::resident_parts_kb(hub.0.id())?);
+    }
+    println!("scale: hub idle RSS in parts every 5 s: {idle_series:?}");
     let (hub_idle_kb, _) = proc::memory_kb(hub.0.id())?;
     let hub_idle_parts = proc::resident_parts_kb(hub.0.id())?;
 

@@ -382,8 +382,9 @@ pub fn clear(
     Ok(())
 }
 
-/// Rows per statement: well under both backends' bind limits (a row binds at most 19 values).
-const STORE_ROWS: usize = 400;
+/// Rows per statement: well under both backends' bind limits (a row binds at most 19 values), and
+/// a statement's memory small (as `rollups::INSERT_ROWS`).
+const STORE_ROWS: usize = 100;
 
 /// Stores `rows` in `table`, each replacing a stored bucket of the same device and start.
 pub fn store(

@@ -25,7 +25,7 @@
 //! time and rebuilds its devices from their raw samples (a pass that failed may have changed what
 //! it held, and what it held is gone with it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
 use chrono_tz::Tz;
@@ -125,6 +125,16 @@ enum HourRow {
     Meter(store::MeterHour),
 }
 
+impl HourRow {
+    fn bucket_start(&self) -> i64 {
+        match self {
+            HourRow::Inverter(row) => row.bucket_start,
+            HourRow::Pack(row) => row.bucket_start,
+            HourRow::Meter(row) => row.bucket_start,
+        }
+    }
+}
+
 impl DayFold {
     fn new(kind: DeviceKind) -> DayFold {
         match kind {
@@ -215,6 +225,10 @@ struct Touched {
     /// the devices whose rows they replace. Other devices' days touched are made from the
     /// stored hour rows.
     days: BTreeMap<i64, (Bucket, RollupRows, RowsOf)>,
+    /// The devices with a row in `hours` (`false`) or `days` (`true`) of a start: a row made
+    /// again replaces the one made before, and a first one is added without a search (searching
+    /// every row of the hour for each device cost devices² a pass).
+    made: HashSet<(bool, i64, DeviceKind, String)>,
 }
 
 impl Touched {
@@ -233,22 +247,33 @@ impl Touched {
             .hours
             .entry(bucket.start)
             .or_insert_with(|| (bucket.clone(), RollupRows::default(), RowsOf::default()));
-        add_id(only, kind, device);
+        let again = !self
+            .made
+            .insert((false, bucket.start, kind, device.to_owned()));
+        if !again {
+            add_id(only, kind, device);
+        }
         match kind {
             DeviceKind::Inverter => {
-                rows.inverter_hours.retain(|row| row.inverter_id != device);
+                if again {
+                    rows.inverter_hours.retain(|row| row.inverter_id != device);
+                }
                 let row = inverter_hour(structure, device, state, bucket, at)?;
                 rows.inverter_hours.push(row.clone());
                 Some(HourRow::Inverter(row))
             }
             DeviceKind::Pack => {
-                rows.pack_hours.retain(|row| row.pack_id != device);
+                if again {
+                    rows.pack_hours.retain(|row| row.pack_id != device);
+                }
                 let row = pack_hour(structure, device, state, bucket, at)?;
                 rows.pack_hours.push(row.clone());
                 Some(HourRow::Pack(row))
             }
             DeviceKind::Meter => {
-                rows.meter_hours.retain(|row| row.meter_id != device);
+                if again {
+                    rows.meter_hours.retain(|row| row.meter_id != device);
+                }
                 let row = meter_hour(structure, device, state, bucket, at)?;
                 rows.meter_hours.push(row.clone());
                 Some(HourRow::Meter(row))
@@ -272,10 +297,13 @@ impl Touched {
             .days
             .entry(day.start)
             .or_insert_with(|| (day.clone(), RollupRows::default(), RowsOf::default()));
-        add_id(only, kind, device);
-        rows.inverter_days.retain(|row| row.inverter_id != device);
-        rows.pack_days.retain(|row| row.pack_id != device);
-        rows.meter_days.retain(|row| row.meter_id != device);
+        if self.made.insert((true, day.start, kind, device.to_owned())) {
+            add_id(only, kind, device);
+        } else {
+            rows.inverter_days.retain(|row| row.inverter_id != device);
+            rows.pack_days.retain(|row| row.pack_id != device);
+            rows.meter_days.retain(|row| row.meter_id != device);
+        }
         prefix.day_row(structure, last, day, at, rows);
     }
 }

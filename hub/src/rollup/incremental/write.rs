@@ -2,6 +2,7 @@
 //! combined from them, the days from the hour rows, and the aggregates' buckets.
 
 use super::*;
+use std::collections::HashMap;
 
 /// Writes what a pass touched: the device rows of each hour, the arrays' and the system's rows of
 /// those hours, the days they are in, and the aggregate buckets.
@@ -86,7 +87,6 @@ pub(super) fn write(
         report.rows += level_rows.array_hours.len() + level_rows.system_hours.len();
         report.hours += 1;
         let day = local_time::day_of(tz, &bucket);
-        let made = touched.days.get(&day.start).map(|(_, _, only)| only);
         let (_, devices) = days
             .entry(day.start)
             .or_insert_with(|| (day.clone(), levels.clone()));
@@ -97,7 +97,10 @@ pub(super) fn write(
         ] {
             for id in ids {
                 // A day the roller made from what it remembered needs no stored rows.
-                if !made.is_some_and(|made| has_id(made, id)) {
+                if !touched
+                    .made
+                    .contains(&(true, day.start, kind, id.to_owned()))
+                {
                     add_id(devices, kind, id);
                 }
             }
@@ -135,31 +138,46 @@ pub(super) fn write(
             + rows.system_days.len()
             + rows.pack_days.len()
             + rows.meter_days.len();
-        // What the roller remembers of these devices' day: their rows before the open hour.
+        // What the roller remembers of these devices' day: their rows before the open hour
+        // (each device's rows found once, not searched for among the day's for every device).
+        let mut rows_of: HashMap<(DeviceKind, &str), Vec<HourRow>> = HashMap::new();
+        for row in &hours.inverter_hours {
+            rows_of
+                .entry((DeviceKind::Inverter, &row.inverter_id))
+                .or_default()
+                .push(HourRow::Inverter(row.clone()));
+        }
+        for row in &hours.pack_hours {
+            rows_of
+                .entry((DeviceKind::Pack, &row.pack_id))
+                .or_default()
+                .push(HourRow::Pack(row.clone()));
+        }
+        for row in &hours.meter_hours {
+            rows_of
+                .entry((DeviceKind::Meter, &row.meter_id))
+                .or_default()
+                .push(HourRow::Meter(row.clone()));
+        }
         for (device, tail) in tails.iter_mut() {
             let Some(tail) = tail else { continue };
-            if !has_id(&only, device) || local_time::day_of(tz, &tail.bucket).start != day.start {
+            if local_time::day_of(tz, &tail.bucket).start != day.start {
                 continue;
             }
+            let Some(rows) = rows_of.get(&(tail.kind, device.as_str())) else {
+                // None of its rows this day are stored (or it is not among the day's devices).
+                if has_id(&only, device) {
+                    tail.day = Some(Box::new(DayPrefix {
+                        day: day.clone(),
+                        fold: DayFold::new(tail.kind),
+                    }));
+                }
+                continue;
+            };
             let open = tail.bucket.start;
             let mut fold = DayFold::new(tail.kind);
-            let before = |start: i64| start < open;
-            match tail.kind {
-                DeviceKind::Inverter => hours
-                    .inverter_hours
-                    .iter()
-                    .filter(|row| row.inverter_id == *device && before(row.bucket_start))
-                    .for_each(|row| fold.add(&HourRow::Inverter(row.clone()))),
-                DeviceKind::Pack => hours
-                    .pack_hours
-                    .iter()
-                    .filter(|row| row.pack_id == *device && before(row.bucket_start))
-                    .for_each(|row| fold.add(&HourRow::Pack(row.clone()))),
-                DeviceKind::Meter => hours
-                    .meter_hours
-                    .iter()
-                    .filter(|row| row.meter_id == *device && before(row.bucket_start))
-                    .for_each(|row| fold.add(&HourRow::Meter(row.clone()))),
+            for row in rows.iter().filter(|row| row.bucket_start() < open) {
+                fold.add(row);
             }
             tail.day = Some(Box::new(DayPrefix {
                 day: day.clone(),
