@@ -14,7 +14,8 @@
 //! for bit (`hub/tests/it/rollups.rs`).
 //!
 //! What a pass costs: the samples that arrived (read once for the energy, once for the
-//! aggregates, each grouped by device once: never scanned once per device); for each hour
+//! aggregates, each folded into its device's tail as it is read: never held, never scanned once
+//! per device); the rows it writes, a few per device touched; for each hour
 //! touched, the system's device rows of that hour; for each day touched, the hour rows of the
 //! devices touched that day (at most 25 each). What the roller
 //! keeps: per device one hour state and its open aggregate buckets (a pack's batteries' and
