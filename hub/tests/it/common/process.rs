@@ -92,6 +92,15 @@ impl Proc {
     }
 
     /// How the process ended, if it has.
+    /// The environment the running process has now (`/proc/PID/environ`), as `NAME=value` lines.
+    pub fn environment(&self) -> Vec<String> {
+        std::fs::read(format!("/proc/{}/environ", self.child.id()))
+            .unwrap_or_default()
+            .split(|byte| *byte == 0)
+            .map(|entry| String::from_utf8_lossy(entry).into_owned())
+            .collect()
+    }
+
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()
     }
