@@ -98,20 +98,30 @@ pub fn load_inputs(
             meter_day_start.insert(meter.meter_id.clone(), first);
         }
     }
-    let rolled = crate::db::rollups::load_rows(
+    // Today's rows of the system and of its grid meters only: every device's hours of the day
+    // (24,000 rows at 1,000 inverters by evening) read every 10 s by the array sampler was a
+    // cost that grew with the day.
+    let rolled = crate::db::rollups::load_rows_of(
         conn,
         system_id,
         today.start,
         today.end,
         crate::db::rollups::Level::Hours,
-    )?;
-    let today_grid_from_meters = rolled.meter_hours.iter().any(|row| {
-        row.import_kwh.is_some()
-            && installation
+        &crate::db::rollups::RowsOf {
+            meters: installation
                 .meters
                 .iter()
-                .any(|m| m.meter_id == row.meter_id && m.is_system_grid())
-    });
+                .filter(|m| m.is_system_grid())
+                .map(|m| m.meter_id.clone())
+                .collect(),
+            levels: true,
+            ..crate::db::rollups::RowsOf::default()
+        },
+    )?;
+    let today_grid_from_meters = rolled
+        .meter_hours
+        .iter()
+        .any(|row| row.import_kwh.is_some());
     let peak_windows = tariff::peak_windows(&system, date);
     // The counters at the peak windows' edges only matter until today's first hour is rolled.
     let mut import_counter_at = HashMap::new();
