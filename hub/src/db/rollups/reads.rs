@@ -10,28 +10,13 @@ pub fn load_samples(
     from: i64,
     to: i64,
 ) -> Result<SystemSamples, DbError> {
-    use schema::battery_bank_samples::dsl as b;
-    use schema::energy_samples::dsl as e;
-    use schema::meter_samples::dsl as m;
-    let energy = e::energy_samples
-        .filter(e::system_id.eq(system_id))
-        .filter(e::ts.ge(from).and(e::ts.lt(to)))
-        .order((e::inverter_id, e::ts))
-        .select(EnergySample::as_select())
-        .load(conn)?;
-    let banks = b::battery_bank_samples
-        .filter(b::system_id.eq(system_id))
-        .filter(b::ts.ge(from).and(b::ts.lt(to)))
-        .order((b::pack_id, b::ts))
-        .select(BatteryBankSample::as_select())
-        .load(conn)?;
-    let meters = m::meter_samples
-        .filter(m::system_id.eq(system_id))
-        .filter(m::ts.ge(from).and(m::ts.lt(to)))
-        .order((m::meter_id, m::ts))
-        .select(MeterSample::as_select())
-        .load(conn)?;
-    Ok((energy, banks, meters))
+    let mut samples = SystemSamples::default();
+    each_sample(conn, system_id, from, to, |sample| match sample {
+        SystemSample::Energy(s) => samples.0.push(s),
+        SystemSample::Bank(s) => samples.1.push(s),
+        SystemSample::Meter(s) => samples.2.push(s),
+    })?;
+    Ok(samples)
 }
 
 /// One raw sample of a system, as [`each_sample`] hands them over.
@@ -39,6 +24,25 @@ pub enum SystemSample {
     Energy(EnergySample),
     Bank(BatteryBankSample),
     Meter(MeterSample),
+}
+
+impl SystemSample {
+    /// The device the sample is of.
+    pub fn device(&self) -> &str {
+        match self {
+            SystemSample::Energy(s) => &s.inverter_id,
+            SystemSample::Bank(s) => &s.pack_id,
+            SystemSample::Meter(s) => &s.meter_id,
+        }
+    }
+
+    pub fn ts(&self) -> i64 {
+        match self {
+            SystemSample::Energy(s) => s.ts,
+            SystemSample::Bank(s) => s.ts,
+            SystemSample::Meter(s) => s.ts,
+        }
+    }
 }
 
 /// The samples of a system's devices in [from, to), handed to `each` one at a time as they are

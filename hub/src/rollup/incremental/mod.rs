@@ -226,10 +226,11 @@ struct Touched {
     /// the devices whose rows they replace. Other devices' days touched are made from the
     /// stored hour rows.
     days: BTreeMap<i64, (Bucket, RollupRows, RowsOf)>,
-    /// The devices with a row in `hours` (`false`) or `days` (`true`) of a start: a row made
-    /// again replaces the one made before, and a first one is added without a search (searching
-    /// every row of the hour for each device cost devices² a pass).
-    made: HashSet<(bool, i64, DeviceKind, String)>,
+    /// The devices with a row in `hours` and in `days`, by the bucket's start: a row made again
+    /// replaces the one made before, and a first one is added without a search (searching every
+    /// row and id of the hour for each device cost devices² a pass).
+    hours_made: HashSet<(i64, DeviceKind, String)>,
+    days_made: HashSet<(i64, DeviceKind, String)>,
 }
 
 impl Touched {
@@ -249,10 +250,10 @@ impl Touched {
             .entry(bucket.start)
             .or_insert_with(|| (bucket.clone(), RollupRows::default(), RowsOf::default()));
         let again = !self
-            .made
-            .insert((false, bucket.start, kind, device.to_owned()));
+            .hours_made
+            .insert((bucket.start, kind, device.to_owned()));
         if !again {
-            add_id(only, kind, device);
+            ids_of(only, kind).push(device.to_owned());
         }
         match kind {
             DeviceKind::Inverter => {
@@ -298,8 +299,8 @@ impl Touched {
             .days
             .entry(day.start)
             .or_insert_with(|| (day.clone(), RollupRows::default(), RowsOf::default()));
-        if self.made.insert((true, day.start, kind, device.to_owned())) {
-            add_id(only, kind, device);
+        if self.days_made.insert((day.start, kind, device.to_owned())) {
+            ids_of(only, kind).push(device.to_owned());
         } else {
             rows.inverter_days.retain(|row| row.inverter_id != device);
             rows.pack_days.retain(|row| row.pack_id != device);
@@ -309,12 +310,17 @@ impl Touched {
     }
 }
 
-fn add_id(only: &mut RowsOf, kind: DeviceKind, device: &str) {
-    let ids = match kind {
+/// The ids of one kind `only` names.
+fn ids_of(only: &mut RowsOf, kind: DeviceKind) -> &mut Vec<String> {
+    match kind {
         DeviceKind::Inverter => &mut only.inverters,
         DeviceKind::Pack => &mut only.packs,
         DeviceKind::Meter => &mut only.meters,
-    };
+    }
+}
+
+fn add_id(only: &mut RowsOf, kind: DeviceKind, device: &str) {
+    let ids = ids_of(only, kind);
     if !ids.iter().any(|id| id == device) {
         ids.push(device.to_owned());
     }

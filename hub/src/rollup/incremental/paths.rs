@@ -44,18 +44,19 @@ pub(super) fn follow(
     let mut place = Place::default();
     store::each_sample(conn, system_id, from, to, |sample| {
         counts.samples_read += 1;
-        let (device, sample) = match &sample {
-            store::SystemSample::Energy(s) => (s.inverter_id.as_str(), inverter_sample(s)),
-            store::SystemSample::Bank(s) => (s.pack_id.as_str(), pack_sample(s)),
-            store::SystemSample::Meter(s) => (s.meter_id.as_str(), meter_sample(s)),
-        };
-        let Some(at_place) = place.of(following, device) else {
+        let Some(at_place) = place.of(following, sample.device()) else {
             return;
         };
         let (device, tail, last_pending) = &mut following[at_place];
-        if sample.ts() > newest[at_place] && sample.ts() <= *last_pending {
-            fold_sample(structure, &limits, device, tail, &sample, touched, at);
+        if sample.ts() <= newest[at_place] || sample.ts() > *last_pending {
+            return;
         }
+        let sample = match &sample {
+            store::SystemSample::Energy(s) => inverter_sample(s),
+            store::SystemSample::Bank(s) => pack_sample(s),
+            store::SystemSample::Meter(s) => meter_sample(s),
+        };
+        fold_sample(structure, &limits, device, tail, &sample, touched, at);
     })?;
     for (device, tail, _) in following.iter_mut() {
         let open = touched.device_hour(structure, tail.kind, device, &tail.bucket, &tail.state, at);
@@ -89,8 +90,10 @@ pub(super) fn follow(
             .map(|((device, _, last_pending), after)| (device.clone(), *after, *last_pending))
             .collect();
         let mut place = Place::default();
-        let mut fold = |owner: &str, input: stored::AggregateInput| {
+        // `owner`: the followed device the input is of (`None`: the input's own device).
+        let mut fold = |owner: Option<&str>, input: stored::AggregateInput| {
             counts.samples_read += 1;
+            let owner = owner.unwrap_or(&input.device);
             let Some(at_place) = place.of(following, owner) else {
                 return;
             };
@@ -136,13 +139,12 @@ pub(super) fn follow(
                     None,
                     after.saturating_add(1),
                     last_pending.saturating_add(1),
-                    |input| fold(&pack, input),
+                    |input| fold(Some(&pack), input),
                 )?;
             }
         } else {
             stored::each_input(conn, table, system_id, None, from, to, |input| {
-                let owner = input.device.clone();
-                fold(&owner, input)
+                fold(None, input)
             })?;
         }
         store_changed(&mut changed, following, index, table, touched);

@@ -98,8 +98,8 @@ pub(super) fn write(
             for id in ids {
                 // A day the roller made from what it remembered needs no stored rows.
                 if !touched
-                    .made
-                    .contains(&(true, day.start, kind, id.to_owned()))
+                    .days_made
+                    .contains(&(day.start, kind, id.to_owned()))
                 {
                     add_id(devices, kind, id);
                 }

@@ -91,7 +91,6 @@ impl Proc {
         self.child.wait().unwrap();
     }
 
-    /// How the process ended, if it has.
     /// The environment the running process has now (`/proc/PID/environ`), as `NAME=value` lines.
     pub fn environment(&self) -> Vec<String> {
         std::fs::read(format!("/proc/{}/environ", self.child.id()))
@@ -101,6 +100,7 @@ impl Proc {
             .collect()
     }
 
+    /// How the process ended, if it has.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()
     }
