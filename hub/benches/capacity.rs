@@ -512,6 +512,14 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         measured.growth_mb_per_hour,
         watched,
     );
+    // Where the lag's maximum falls: the start's passes (every device rebuilt, none followed
+    // yet), or later.
+    let by_minute: Vec<f64> = measured
+        .lag_s
+        .chunks(60)
+        .map(|minute| (minute.iter().copied().fold(0.0, f64::max) * 10.0).round() / 10.0)
+        .collect();
+    println!("{backend}: roller lag, the most in each minute (s): {by_minute:?}");
     Ok(measured)
 }
 
