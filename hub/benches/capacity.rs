@@ -513,7 +513,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         watched,
     );
     // Where the lag's maximum falls: the start's passes (every device rebuilt, none followed
-    // yet), or later.
+    // yet), or later. One sample a second (a failed scrape is skipped), so 60 to a minute.
     let by_minute: Vec<f64> = measured
         .lag_s
         .chunks(60)

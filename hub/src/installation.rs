@@ -281,6 +281,17 @@ pub struct Installation {
     pub pack_adapters: Vec<BatteryPackAdapter>,
 }
 
+impl Installation {
+    /// The ids of the system's grid meters ([`Meter::is_system_grid`]): where its grid figures come
+    /// from when it has any.
+    pub fn system_grid_meters(&self) -> impl Iterator<Item = &str> {
+        self.meters
+            .iter()
+            .filter(|m| m.is_system_grid())
+            .map(|m| m.meter_id.as_str())
+    }
+}
+
 /// One row as an installation of its own (to insert a single row with `insert_rows`).
 macro_rules! single_row {
     ($($ty:ty => $field:ident),* $(,)?) => {$(

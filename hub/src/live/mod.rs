@@ -109,10 +109,8 @@ pub fn load_inputs(
         crate::db::rollups::Level::Hours,
         &crate::db::rollups::RowsOf {
             meters: installation
-                .meters
-                .iter()
-                .filter(|m| m.is_system_grid())
-                .map(|m| m.meter_id.clone())
+                .system_grid_meters()
+                .map(str::to_owned)
                 .collect(),
             levels: true,
             ..crate::db::rollups::RowsOf::default()

@@ -135,12 +135,7 @@ pub fn carried_rows(
         .iter()
         .map(|m| (m.meter_id.as_str(), m.array_id.as_deref()))
         .collect();
-    let system_grid: Vec<&str> = installation
-        .meters
-        .iter()
-        .filter(|m| m.is_system_grid())
-        .map(|m| m.meter_id.as_str())
-        .collect();
+    let system_grid: Vec<&str> = installation.system_grid_meters().collect();
 
     // Hours.
     let mut by_bucket: BTreeMap<&Bucket, BTreeMap<&str, Vec<Figures>>> = BTreeMap::new();

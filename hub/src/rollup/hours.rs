@@ -470,12 +470,7 @@ pub(super) fn level_rows(
     let Some(mut figures) = sum_figures(array_figures.iter()) else {
         return (arrays, None);
     };
-    let system_grid: BTreeSet<&str> = installation
-        .meters
-        .iter()
-        .filter(|m| m.is_system_grid())
-        .map(|m| m.meter_id.as_str())
-        .collect();
+    let system_grid: BTreeSet<&str> = installation.system_grid_meters().collect();
     let mut grid: Option<[Option<f64>; 2]> = None;
     for row in &hour.meter_hours {
         if system_grid.contains(row.meter_id.as_str()) && row.import_kwh.is_some() {
