@@ -65,6 +65,8 @@ struct Measured {
     sent: u64,
     stored_rows: u64,
     acks_ms: Vec<f64>,
+    /// When each ack came, seconds after the senders started (the same order as `acks_ms`).
+    acks_at_s: Vec<f64>,
     lag_s: Vec<f64>,
     pending_end: f64,
     cpu_cores: f64,
@@ -318,7 +320,8 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
     let idle_mb = proc::memory_kb(pid)?.0 as f64 / 1024.0;
 
     let runtime = tokio::runtime::Runtime::new()?;
-    let acks: Arc<Mutex<Vec<f64>>> = Arc::default();
+    // (when it came, seconds after the start; how long it took, ms)
+    let acks: Arc<Mutex<Vec<(f64, f64)>>> = Arc::default();
     let stored: Arc<Mutex<(u64, u64)>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let started = Instant::now();
@@ -352,9 +355,10 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
                 tokio::spawn(async move {
                     while let Ok(Some(ack)) = answers.message().await {
                         if let Some(at) = sent_at.lock().unwrap().remove(&ack.seq) {
-                            acks.lock()
-                                .unwrap()
-                                .push(at.elapsed().as_secs_f64() * 1000.0);
+                            acks.lock().unwrap().push((
+                                started.elapsed().as_secs_f64(),
+                                at.elapsed().as_secs_f64() * 1000.0,
+                            ));
                         }
                         let mut stored = stored.lock().unwrap();
                         stored.0 += u64::from(ack.stored);
@@ -477,7 +481,7 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
     let (stored_acked, refused) = *stored.lock().unwrap();
     measured.refused = refused;
     measured.stored_rows = energy_rows(&database)? - rows_before;
-    measured.acks_ms = acks.lock().unwrap().clone();
+    (measured.acks_at_s, measured.acks_ms) = acks.lock().unwrap().iter().copied().unzip();
     measured.rss_mb = rss;
     measured.growth_mb_per_hour = (database_bytes(&database, &url)? as f64 - bytes_before as f64)
         / 1e6
@@ -520,6 +524,21 @@ fn run(backend: &str, url: DatabaseUrl, load: Load) -> anyhow::Result<Measured> 
         .map(|minute| (minute.iter().copied().fold(0.0, f64::max) * 10.0).round() / 10.0)
         .collect();
     println!("{backend}: roller lag, the most in each minute (s): {by_minute:?}");
+    // The ack's tail by minute too: is it the start's, or the whole run's?
+    let minutes = measured.acks_at_s.iter().fold(0.0, |a: f64, b| a.max(*b)) / 60.0;
+    let ack_p99_by_minute: Vec<f64> = (0..minutes.ceil() as usize)
+        .map(|minute| {
+            let of_minute: Vec<f64> = measured
+                .acks_at_s
+                .iter()
+                .zip(&measured.acks_ms)
+                .filter(|(at, _)| (**at / 60.0) as usize == minute)
+                .map(|(_, ms)| *ms)
+                .collect();
+            (percentile(&of_minute, 0.99) * 10.0).round() / 10.0
+        })
+        .collect();
+    println!("{backend}: ack p99 in each minute (ms): {ack_p99_by_minute:?}");
     Ok(measured)
 }
 

@@ -382,6 +382,60 @@ pub fn clear(
     Ok(())
 }
 
+/// Deletes the stored buckets of `devices` (of `group`) that start in [from, to): [`clear`] for
+/// many devices in one statement per [`STORE_ROWS`] of them.
+pub fn clear_devices(
+    conn: &mut DbConnection,
+    table: &AggregateTable,
+    group: &str,
+    devices: &[&str],
+    from: i64,
+    to: i64,
+) -> Result<(), DbError> {
+    let postgres = matches!(conn, DbConnection::Postgres(_));
+    for chunk in devices.chunks(STORE_ROWS) {
+        let listed: Vec<String> = (0..chunk.len())
+            .map(|i| match postgres {
+                true => format!("${}", i + 4),
+                false => "?".to_owned(),
+            })
+            .collect();
+        let (g, f, t) = match postgres {
+            true => ("$1", "$2", "$3"),
+            false => ("?", "?", "?"),
+        };
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = {g} AND ts >= {f} AND ts < {t} AND {} IN ({})",
+            table.table.name(),
+            table.group,
+            table.device,
+            listed.join(", "),
+        );
+        macro_rules! bound {
+            ($backend:ty) => {{
+                let mut query = diesel::sql_query(sql.clone())
+                    .into_boxed::<$backend>()
+                    .bind::<Text, _>(group)
+                    .bind::<BigInt, _>(from)
+                    .bind::<BigInt, _>(to);
+                for device in chunk {
+                    query = query.bind::<Text, _>(*device);
+                }
+                query
+            }};
+        }
+        match conn {
+            DbConnection::Postgres(pg) => {
+                diesel::RunQueryDsl::execute(bound!(diesel::pg::Pg), pg)?;
+            }
+            DbConnection::Sqlite(sqlite) => {
+                diesel::RunQueryDsl::execute(bound!(diesel::sqlite::Sqlite), sqlite)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rows per statement: well under both backends' bind limits (a row binds at most 19 values), and
 /// a statement's memory small (as `rollups::INSERT_ROWS`).
 const STORE_ROWS: usize = 100;

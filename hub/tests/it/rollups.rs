@@ -270,6 +270,11 @@ fn incremental_equals_full_recompute(db_for: impl Fn() -> TestDb) {
         for (i, batch) in batches.iter().enumerate() {
             site.send(batch.to_vec());
             if i % 5 == 0 {
+                // Now and then the hub restarts (or another takes the roller over): the roller
+                // remembers nothing, and rebuilds its devices' hours together.
+                if rng.chance(20) {
+                    site.roller.borrow_mut().forget();
+                }
                 site.roll();
             }
         }
@@ -289,6 +294,10 @@ fn incremental_equals_full_recompute(db_for: impl Fn() -> TestDb) {
         let counts = site.total_counts.get();
         assert!(counts.devices_followed > 20, "seed {seed}: {counts:?}");
         assert!(counts.device_hours_rebuilt > 10, "seed {seed}: {counts:?}");
+        assert!(
+            counts.devices_rebuilt_together > 3,
+            "seed {seed}: {counts:?}"
+        );
         site.recompute("home");
         let full = site.rollups("home");
         assert_eq!(
@@ -511,6 +520,7 @@ fn a_live_stream_rolls_what_arrived(db: TestDb) {
             samples_read: 2,
             device_hours_rebuilt: 0,
             devices_followed: 1,
+            devices_rebuilt_together: 0,
         }
     );
 }
@@ -1032,8 +1042,72 @@ fn followed_aggregates_equal_a_recompute(db: TestDb) {
     );
 }
 
+/// A hub restarting (or taking the roller over) remembers nothing: the devices of the next pass
+/// are rebuilt from their raw samples, most of them together from one read of the hours their
+/// pending samples are in (a start at 10,000 devices is not twenty queries a device). Late
+/// samples at an hour edge of four devices, one of which was silent for over an hour before
+/// (its neighbour lies outside that read: rebuilt on its own), and later samples after them:
+/// the rows equal a full recompute's.
+fn a_restart_rebuilds_its_devices_together(db: TestDb) {
+    let mut site = Site::new(db, INSTALLATION);
+    let start = local(2025, 6, 1, 5, 0);
+    let edge = local(2025, 6, 1, 7, 0);
+    let late = |ts: i64| ts >= edge - 60_000 && ts < edge + 60_000;
+    let mut held_back = Vec::new();
+    for poll in 0..(4 * 180) {
+        let ts = start + poll * 20_000;
+        let wobble = (poll % 11) as f64;
+        let mut readings = Vec::new();
+        for (n, device) in ["inv1", "inv2", "inv3"].into_iter().enumerate() {
+            // inv3 silent from 5:40 until a minute before the edge.
+            if device == "inv3" && ts > local(2025, 6, 1, 5, 40) && ts < edge - 60_000 {
+                continue;
+            }
+            readings.push(reading(
+                device,
+                ts,
+                &[
+                    ("pv_power_w", 900.0 + 100.0 * n as f64 + wobble),
+                    (
+                        "pv_energy_total_wh",
+                        10_000.0 + poll as f64 * (5.0 + n as f64),
+                    ),
+                    ("grid_power_w", 200.0 - wobble),
+                ],
+            ));
+        }
+        readings.push(reading(
+            "grid1",
+            ts,
+            &[
+                ("power_w", 300.0 + wobble),
+                ("import_total_wh", 50_000.0 + poll as f64 * 1.7),
+            ],
+        ));
+        let (now, later): (Vec<_>, Vec<_>) = readings.into_iter().partition(|_| !late(ts));
+        held_back.extend(later);
+        site.send(now);
+        if poll % 6 == 5 {
+            site.roll();
+        }
+    }
+    site.roll();
+    site.roller.borrow_mut().forget();
+    site.send(held_back);
+    site.roll();
+    let counts = site.last_counts.get();
+    assert_eq!(
+        counts.devices_rebuilt_together, 3,
+        "inv1, inv2 and grid1 together, inv3 on its own: {counts:?}"
+    );
+    let rolled = site.rollups("home");
+    site.recompute("home");
+    assert_eq!(rolled, site.rollups("home"));
+}
+
 on_both_backends!(
     a_live_stream_rolls_what_arrived,
+    a_restart_rebuilds_its_devices_together,
     followed_aggregates_equal_a_recompute,
     known_answers,
     dst_days,

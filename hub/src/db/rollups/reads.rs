@@ -333,6 +333,84 @@ pub fn newest_sample(
     })
 }
 
+/// The samples of the devices `ids` (all of `kind`) in [from, to), handed to `each` one at a
+/// time in (device, ts) order: what [`device_samples`] reads for one device, for many in one
+/// query (a roller start rebuilds every device).
+pub fn each_sample_of_devices(
+    conn: &mut DbConnection,
+    kind: DeviceKind,
+    ids: &[&str],
+    from: i64,
+    to: i64,
+    mut each: impl FnMut(SystemSample),
+) -> Result<(), DbError> {
+    use diesel::connection::DefaultLoadingMode;
+    macro_rules! visit {
+        ($table:ident, $key:ident, $row:ty, $variant:ident) => {{
+            use schema::$table::dsl as t;
+            // The query is made in each arm: its selection is typed by the backend.
+            let query = || {
+                t::$table
+                    .filter(t::$key.eq_any(ids))
+                    .filter(t::ts.ge(from).and(t::ts.lt(to)))
+                    .order((t::$key, t::ts))
+            };
+            match &mut *conn {
+                DbConnection::Postgres(pg) => {
+                    let query = query().select(<$row>::as_select());
+                    for row in query.load_iter::<$row, DefaultLoadingMode>(pg)? {
+                        each(SystemSample::$variant(row?));
+                    }
+                }
+                DbConnection::Sqlite(sqlite) => {
+                    let query = query().select(<$row>::as_select());
+                    for row in query.load_iter::<$row, DefaultLoadingMode>(sqlite)? {
+                        each(SystemSample::$variant(row?));
+                    }
+                }
+            }
+        }};
+    }
+    match kind {
+        DeviceKind::Inverter => visit!(energy_samples, inverter_id, EnergySample, Energy),
+        DeviceKind::Pack => visit!(battery_bank_samples, pack_id, BatteryBankSample, Bank),
+        DeviceKind::Meter => visit!(meter_samples, meter_id, MeterSample, Meter),
+    }
+    Ok(())
+}
+
+/// Which devices of `kind` in `system_id` (as the catalog has them) have a sample in [from, to):
+/// one query, a lookup of each device's own samples inside it.
+pub fn devices_with_samples_in(
+    conn: &mut DbConnection,
+    system_id: &str,
+    kind: DeviceKind,
+    from: i64,
+    to: i64,
+) -> Result<Vec<String>, DbError> {
+    use diesel::dsl::exists;
+    macro_rules! devices {
+        ($devices:ident, $table:ident, $key:ident) => {{
+            use schema::$devices::dsl as d;
+            use schema::$table::dsl as t;
+            d::$devices
+                .filter(d::system_id.eq(system_id))
+                .filter(exists(
+                    t::$table
+                        .filter(t::$key.eq(d::$key))
+                        .filter(t::ts.ge(from).and(t::ts.lt(to))),
+                ))
+                .select(d::$key)
+                .load::<String>(conn)?
+        }};
+    }
+    Ok(match kind {
+        DeviceKind::Inverter => devices!(inverters, energy_samples, inverter_id),
+        DeviceKind::Pack => devices!(battery_packs, battery_bank_samples, pack_id),
+        DeviceKind::Meter => devices!(meters, meter_samples, meter_id),
+    })
+}
+
 /// Makes rolls of one system take turns across hubs sharing a Postgres database, until the
 /// transaction ends (two hubs replacing the same rows at once would collide on their keys). SQLite
 /// serializes writers by itself. Call inside the roll's transaction.

@@ -196,6 +196,8 @@ pub struct PassCounts {
     pub device_hours_rebuilt: u64,
     /// Devices whose new samples were folded into what the roller remembered.
     pub devices_followed: u64,
+    /// Devices rebuilt with others of their system from one read (`together`: a start).
+    pub devices_rebuilt_together: u64,
 }
 
 impl std::ops::AddAssign for PassCounts {
@@ -203,6 +205,7 @@ impl std::ops::AddAssign for PassCounts {
         self.samples_read += other.samples_read;
         self.device_hours_rebuilt += other.device_hours_rebuilt;
         self.devices_followed += other.devices_followed;
+        self.devices_rebuilt_together += other.devices_rebuilt_together;
     }
 }
 
@@ -427,7 +430,7 @@ pub fn roll_system(
     }
     let frozen = retention::frozen(conn, system_id, reach)?;
     let mut following: Vec<(String, Tail, i64)> = Vec::new();
-    let mut rebuilding: Vec<(String, DeviceKind, Vec<&Pending>, Option<i64>)> = Vec::new();
+    let mut rebuilding: Vec<Rebuilding<'_>> = Vec::new();
     for (device, list) in ranges {
         let Some(kind) = kind_of(&structure, device) else {
             // Gone from the catalog since: nothing of it to roll.
@@ -471,6 +474,18 @@ pub fn roll_system(
     )?;
     for (device, tail, _) in following {
         rolled.tails.insert(device, Some(tail));
+    }
+    for (device, tail) in rebuild_together(
+        conn,
+        &structure,
+        settings,
+        frozen.as_ref(),
+        &mut rebuilding,
+        &mut touched,
+        &mut rolled.counts,
+        at,
+    )? {
+        rolled.tails.insert(device, tail);
     }
     for (device, kind, list, previous) in rebuilding {
         let (frozen_hours, tail) = rebuild(
@@ -516,7 +531,9 @@ pub fn roll_system(
 }
 
 mod paths;
+mod together;
 mod write;
 
 use paths::{device_series, follow, rebuild};
+use together::{Rebuilding, rebuild_together};
 use write::write;
