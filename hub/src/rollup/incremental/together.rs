@@ -3,22 +3,26 @@
 //! about twenty questions per device (its span, neighbours, newest sample, samples, the
 //! retention marks twice, its aggregates' inputs, clears and stores): at 10,000 devices the first
 //! pass was 200,000 queries and the roller's lag its maximum (BENCHMARKS.md, issue 24). Here the
-//! system's samples and aggregate inputs of one window are read once, and every device's answers
-//! are found in them: the same hours, from the same samples, by the same functions, so the rows
-//! are those `rebuild` makes (the property test in `hub/tests/it/rollups.rs` restarts the roller
-//! to take this path with hours already rolled).
+//! devices' samples of one window are read in one query (by device, as `rebuild` reads them),
+//! the system's aggregate inputs of the window in one per table, and every device's answers are
+//! found in them: the same hours, from the same samples, by the same functions, so the rows are
+//! those `rebuild` makes (the property test in `hub/tests/it/rollups.rs` restarts the roller to
+//! take this path with hours already rolled, and a test of late samples after a restart).
 //!
 //! Taken for inverters and meters (a pack's aggregates are read per pack) when they are at least
-//! half the system's: reading the window costs the system's samples in it, which a few late
+//! half the system's: the aggregate inputs are read for the whole system, which a few late
 //! devices among many followed ones should not pay. The window is the hours the pending samples
 //! are in, with a margin on each side; a device whose answers might lie outside it (a range far
 //! behind the others, a neighbour farther than the margin, retention's marks inside it) is left
 //! to `rebuild`, which asks the database within the counter reach (12 hours by default).
 
+use std::collections::HashMap;
+
 use super::*;
 
-/// Devices whose pending samples start more than this before most others' are rebuilt on their
-/// own (their hours are far from the others').
+/// Devices whose pending samples start more than this before most others' (or end more than
+/// three times this after) are rebuilt on their own: their hours are far from the others', and
+/// the window is as wide as its devices' ranges.
 const WINDOW_MS: i64 = 3_600_000;
 
 /// The window's margin before and after the hours it holds: a device's neighbouring samples are
@@ -64,7 +68,10 @@ pub(super) fn rebuild_together(
     froms.sort_unstable();
     let usual = froms[froms.len() / 2];
     let near = |(_, kind, ranges, _): &Rebuilding<'_>| {
-        together(*kind) && !ranges.is_empty() && from_of(ranges) >= usual - WINDOW_MS
+        together(*kind)
+            && !ranges.is_empty()
+            && from_of(ranges) >= usual - WINDOW_MS
+            && to_of(ranges) <= usual + 3 * WINDOW_MS
     };
     let hi = rebuilding
         .iter()
@@ -120,32 +127,31 @@ pub(super) fn rebuild_together(
     let mut later: HashSet<String> = HashSet::new();
     let mut earlier: HashSet<String> = HashSet::new();
     for kind in [DeviceKind::Inverter, DeviceKind::Meter] {
-        let ids: Vec<&str> = mine
+        let owned: Vec<String> = mine
             .iter()
             .filter(|(_, k, _)| *k == kind)
-            .map(|(id, _, _)| id.as_str())
+            .map(|(id, _, _)| id.clone())
             .collect();
+        let ids: Vec<&str> = owned.iter().map(String::as_str).collect();
         if ids.is_empty() {
             continue;
         }
-        let mut read: Vec<(String, DeviceSample)> = Vec::new();
+        let mut place = None;
         store::each_sample_of_devices(conn, kind, &ids, w0, w1, |sample| {
             counts.samples_read += 1;
-            let device = sample.device().to_owned();
-            read.push((
-                device,
-                match &sample {
-                    store::SystemSample::Energy(s) => inverter_sample(s),
-                    store::SystemSample::Bank(s) => pack_sample(s),
-                    store::SystemSample::Meter(s) => meter_sample(s),
-                },
-            ));
-        })?;
-        for (device, sample) in read {
-            if let Some(at) = find(&mine, &device) {
-                mine[at].2.push(sample);
+            // Samples come device by device: one search per device.
+            if place.is_none_or(|at: usize| mine[at].0 != sample.device()) {
+                place = find(&mine, sample.device());
             }
-        }
+            let Some(at) = place else {
+                return;
+            };
+            mine[at].2.push(match &sample {
+                store::SystemSample::Energy(s) => inverter_sample(s),
+                store::SystemSample::Bank(s) => pack_sample(s),
+                store::SystemSample::Meter(s) => meter_sample(s),
+            });
+        })?;
         // What lies past the window's edges is known only as far as whether there is any.
         later.extend(store::devices_with_samples_in(
             conn,
@@ -165,8 +171,10 @@ pub(super) fn rebuild_together(
 
     // Each device's hours and newest sample, as `rebuild` finds them, or left to it.
     let mut plans: Vec<Plan> = Vec::new();
+    let of_device: HashMap<&str, &Rebuilding<'_>> =
+        rebuilding.iter().map(|r| (r.0.as_str(), r)).collect();
     for (at_place, (device, _, samples)) in mine.iter().enumerate() {
-        let Some((_, _, ranges, previous)) = rebuilding.iter().find(|(id, ..)| id == device) else {
+        let Some((_, _, ranges, previous)) = of_device.get(device.as_str()) else {
             continue;
         };
         let known = Known {
