@@ -13,8 +13,11 @@ use crate::db::{Database, DbError};
 
 /// How often pending ranges are rolled by default.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(2);
-/// Systems rolled at once.
-const SYSTEMS_AT_ONCE: usize = 4;
+/// Systems rolled at once. Two, not four: on Postgres each is a transaction writing beside
+/// ingest's, and with four the batches' acks queued behind them (capacity bench, 10,000 devices,
+/// 3 minutes on one machine: ack p99 205–246 ms with four, 126–135 with two, 171 with one, the
+/// roller's lag 3.7–3.9 s with two or four and 11.5 s with one; BENCHMARKS.md).
+const SYSTEMS_AT_ONCE: usize = 2;
 /// A device not rolled for this long is forgotten (its memory is made again if it comes back).
 const FORGET_AFTER: Duration = Duration::from_secs(2 * 3_600);
 
