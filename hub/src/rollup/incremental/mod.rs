@@ -185,6 +185,49 @@ impl Tail {
     fn newest(&self) -> Option<i64> {
         self.state.last_ts()
     }
+
+    /// What to remember of a device rebuilt from its raw samples (`paths::rebuild`, `together`):
+    /// the state of `bucket` as far as `newest`, and the open buckets of its aggregates, made
+    /// from `inputs(table index, bucket start)` (the inputs of [bucket start, newest]).
+    fn rebuilt(
+        (system_id, tz, kind): (&str, Tz, DeviceKind),
+        bucket: Bucket,
+        state: HourState,
+        newest: i64,
+        mut inputs: impl FnMut(usize, i64) -> Result<Vec<stored::AggregateInput>, DbError>,
+    ) -> Result<Tail, DbError> {
+        let mut buckets = OpenBuckets::default();
+        for index in aggregate_tables(kind) {
+            let table = &AGGREGATES[index];
+            let (start, _) = aggregates::bucket_of(table, tz, newest);
+            for made in aggregates::buckets(table, tz, &inputs(index, start)?) {
+                buckets.insert((index, made.device.clone()), Box::new(made));
+            }
+        }
+        buckets.0.shrink_to_fit();
+        Ok(Tail {
+            system_id: system_id.to_owned(),
+            kind,
+            bucket,
+            state: Box::new(state),
+            buckets,
+            // Made from the stored rows once this pass wrote them.
+            day: None,
+            used: Instant::now(),
+        })
+    }
+}
+
+/// The state of `bucket` from a device's samples (in time order) as far as `newest`: the hour
+/// the roller remembers for a rebuilt device.
+fn state_up_to(
+    samples: &[DeviceSample],
+    bucket: &Bucket,
+    newest: i64,
+    limits: &super::energy::Limits,
+) -> HourState {
+    let known = samples.partition_point(|sample| sample.ts() <= newest);
+    HourState::of(&samples[..known], bucket.start, bucket.end, limits)
 }
 
 /// What one pass read and rebuilt.

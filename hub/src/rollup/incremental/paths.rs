@@ -323,12 +323,7 @@ pub(super) fn rebuild(
                 let state = HourState::of(&samples, bucket.start, bucket.end, &limits);
                 touched.device_hour(structure, kind, device, bucket, &state, at);
                 if let Some(newest) = newest.filter(|ts| *ts >= bucket.start && *ts < bucket.end) {
-                    let known: Vec<DeviceSample> = samples
-                        .iter()
-                        .filter(|sample| sample.ts() <= newest)
-                        .cloned()
-                        .collect();
-                    let state = HourState::of(&known, bucket.start, bucket.end, &limits);
+                    let state = state_up_to(&samples, bucket, newest, &limits);
                     newest_state = Some((bucket.clone(), state));
                 }
             }
@@ -358,42 +353,27 @@ pub(super) fn rebuild(
                 reach,
                 counts,
             )?;
-            let known: Vec<DeviceSample> = samples
-                .into_iter()
-                .filter(|sample| sample.ts() <= newest)
-                .collect();
-            let state = HourState::of(&known, bucket.start, bucket.end, &limits);
+            let state = state_up_to(&samples, &bucket, newest, &limits);
             (bucket, state)
         }
     };
     // The open buckets of its aggregates, from the raw samples they hold so far.
-    let mut buckets = OpenBuckets::default();
-    for index in aggregate_tables(kind) {
-        let table = &AGGREGATES[index];
-        let (start, _) = aggregates::bucket_of(table, tz, newest);
-        let (group, of_device) = if table.group == "pack_id" {
-            (device, None)
-        } else {
-            (system_id, Some(device))
-        };
-        let inputs = stored::inputs(conn, table, group, of_device, start, newest + 1)?;
-        counts.samples_read += inputs.len() as u64;
-        for made in aggregates::buckets(table, tz, &inputs) {
-            buckets.insert((index, made.device.clone()), Box::new(made));
-        }
-    }
-    buckets.0.shrink_to_fit();
-    Ok((
-        frozen_hours,
-        Some(Tail {
-            system_id: system_id.to_owned(),
-            kind,
-            bucket,
-            state: Box::new(state),
-            buckets,
-            // Made from the stored rows once this pass wrote them.
-            day: None,
-            used: Instant::now(),
-        }),
-    ))
+    let tail = Tail::rebuilt(
+        (system_id, tz, kind),
+        bucket,
+        state,
+        newest,
+        |index, start| {
+            let table = &AGGREGATES[index];
+            let (group, of_device) = if table.group == "pack_id" {
+                (device, None)
+            } else {
+                (system_id, Some(device))
+            };
+            let inputs = stored::inputs(conn, table, group, of_device, start, newest + 1)?;
+            counts.samples_read += inputs.len() as u64;
+            Ok(inputs)
+        },
+    )?;
+    Ok((frozen_hours, Some(tail)))
 }

@@ -32,9 +32,12 @@ const MARGIN_MS: i64 = 10 * 60_000;
 /// A device to rebuild: its id, kind, pending ranges, and the newest sample the roller had seen.
 pub(super) type Rebuilding<'a> = (String, DeviceKind, Vec<&'a Pending>, Option<i64>);
 
-/// One device's plan, made before anything is written.
-struct Plan {
-    at: usize,
+/// One device's plan, made before anything is written: what the window tells of it, the hours
+/// to rebuild and the newest sample to remember.
+struct Plan<'a> {
+    device: &'a str,
+    kind: DeviceKind,
+    known: Known<'a>,
     hours: Vec<Bucket>,
     newest: i64,
 }
@@ -101,8 +104,10 @@ pub(super) fn rebuild_together(
     if frozen.is_some_and(|frozen| frozen.overlaps(w0, w1)) {
         return Ok(Vec::new());
     }
+    // The aggregate tables of the kinds rebuilt (a system of inverters reads no meters' inputs).
     let tables: Vec<usize> = [DeviceKind::Inverter, DeviceKind::Meter]
         .into_iter()
+        .filter(|kind| rebuilding.iter().any(|r| candidate(r) && r.1 == *kind))
         .flat_map(aggregate_tables)
         .collect();
     for &index in &tables {
@@ -170,10 +175,10 @@ pub(super) fn rebuild_together(
     }
 
     // Each device's hours and newest sample, as `rebuild` finds them, or left to it.
-    let mut plans: Vec<Plan> = Vec::new();
+    let mut plans: Vec<Plan<'_>> = Vec::new();
     let of_device: HashMap<&str, &Rebuilding<'_>> =
         rebuilding.iter().map(|r| (r.0.as_str(), r)).collect();
-    for (at_place, (device, _, samples)) in mine.iter().enumerate() {
+    for (device, kind, samples) in &mine {
         let Some((_, _, ranges, previous)) = of_device.get(device.as_str()) else {
             continue;
         };
@@ -185,10 +190,13 @@ pub(super) fn rebuild_together(
             later: later.contains(device),
             earlier: earlier.contains(device),
         };
-        if let Some(plan) = plan(&known, tz, ranges, *previous, &tables) {
+        if let Some((hours, newest)) = plan(&known, tz, ranges, *previous, &tables) {
             plans.push(Plan {
-                at: at_place,
-                ..plan
+                device,
+                kind: *kind,
+                known,
+                hours,
+                newest,
             });
         }
     }
@@ -197,7 +205,7 @@ pub(super) fn rebuild_together(
     }
 
     // The aggregates' inputs of the window, for the planned devices.
-    let planned: HashSet<&str> = plans.iter().map(|plan| mine[plan.at].0.as_str()).collect();
+    let planned: HashSet<&str> = plans.iter().map(|plan| plan.device).collect();
     let mut inputs: BTreeMap<(usize, String), Vec<stored::AggregateInput>> = BTreeMap::new();
     for &index in &tables {
         let table = &AGGREGATES[index];
@@ -229,17 +237,8 @@ pub(super) fn rebuild_together(
     let mut stores: BTreeMap<usize, Vec<AggregateOutput>> = BTreeMap::new();
     let mut tails = Vec::new();
     for plan in &plans {
-        let (device, kind, samples) = &mine[plan.at];
-        let (device, kind) = (device.as_str(), *kind);
+        let (device, kind, known) = (plan.device, plan.kind, &plan.known);
         // Every series below was found told when the device was planned.
-        let known = Known {
-            samples,
-            w0,
-            w1,
-            reach,
-            later: later.contains(device),
-            earlier: earlier.contains(device),
-        };
         let mut newest_state: Option<(Bucket, HourState)> = None;
         for run in runs(plan.hours.clone()) {
             for chunk in run.chunks(RECOMPUTE_CHUNK_HOURS) {
@@ -251,12 +250,7 @@ pub(super) fn rebuild_together(
                     let state = HourState::of(&series, bucket.start, bucket.end, &limits);
                     touched.device_hour(structure, kind, device, bucket, &state, at);
                     if plan.newest >= bucket.start && plan.newest < bucket.end {
-                        let known: Vec<DeviceSample> = series
-                            .iter()
-                            .filter(|sample| sample.ts() <= plan.newest)
-                            .cloned()
-                            .collect();
-                        let state = HourState::of(&known, bucket.start, bucket.end, &limits);
+                        let state = state_up_to(&series, bucket, plan.newest, &limits);
                         newest_state = Some((bucket.clone(), state));
                     }
                 }
@@ -283,38 +277,21 @@ pub(super) fn rebuild_together(
             Some(made) => made,
             None => {
                 let bucket = local_time::hour_of(tz, plan.newest);
-                let known: Vec<DeviceSample> = known
+                let series = known
                     .series(bucket.start, plan.newest + 1)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|sample| sample.ts() <= plan.newest)
-                    .collect();
-                let state = HourState::of(&known, bucket.start, bucket.end, &limits);
+                    .unwrap_or_default();
+                let state = state_up_to(&series, &bucket, plan.newest, &limits);
                 (bucket, state)
             }
         };
-        let mut buckets = OpenBuckets::default();
-        for index in aggregate_tables(kind) {
-            let table = &AGGREGATES[index];
-            let (start, _) = aggregates::bucket_of(table, tz, plan.newest);
-            let open = inputs_in(index, device, start, plan.newest + 1);
-            for made in aggregates::buckets(table, tz, &open) {
-                buckets.insert((index, made.device.clone()), Box::new(made));
-            }
-        }
-        buckets.0.shrink_to_fit();
-        tails.push((
-            device.to_owned(),
-            Some(Tail {
-                system_id: system_id.to_owned(),
-                kind,
-                bucket,
-                state: Box::new(state),
-                buckets,
-                day: None,
-                used: Instant::now(),
-            }),
-        ));
+        let tail = Tail::rebuilt(
+            (system_id, tz, kind),
+            bucket,
+            state,
+            plan.newest,
+            |index, start| Ok(inputs_in(index, device, start, plan.newest + 1)),
+        )?;
+        tails.push((device.to_owned(), Some(tail)));
     }
     for ((index, from, to), devices) in clears {
         stored::clear_devices(conn, &AGGREGATES[index], system_id, &devices, from, to)?;
@@ -399,14 +376,14 @@ impl Known<'_> {
 }
 
 /// The hours `rebuild` would rebuild for a device and the newest sample it would remember, when
-/// the window tells every answer those need (`at` is filled in by the caller).
+/// the window tells every answer those need.
 fn plan(
     known: &Known<'_>,
     tz: Tz,
     ranges: &[&Pending],
     previous: Option<i64>,
     tables: &[usize],
-) -> Option<Plan> {
+) -> Option<(Vec<Bucket>, i64)> {
     let reach = known.reach;
     let last = known.samples.last()?.ts();
     let mut hours = BTreeSet::new();
@@ -458,9 +435,5 @@ fn plan(
     }) && known.series(hour.start, newest + 1).is_some()
         && open_from >= known.w0
         && newest < known.w1;
-    told.then_some(Plan {
-        at: 0,
-        hours,
-        newest,
-    })
+    told.then_some((hours, newest))
 }
