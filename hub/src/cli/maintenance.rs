@@ -64,6 +64,10 @@ pub(crate) fn compact(url: &DatabaseUrl, backup_dir: &Option<PathBuf>) -> anyhow
             "{url}: {before} pages before, {after} after; deleted samples now give their \
              space back"
         ),
+        None if db::retention::autovacuum_off(&mut conn)? => println!(
+            "{url}: autovacuum is off on this Postgres server: run VACUUM (ANALYZE) on this \
+             database to make deleted rows' space reusable"
+        ),
         None => println!("{url}: nothing to do on Postgres (autovacuum reuses the space)"),
     }
     Ok(())

@@ -91,6 +91,11 @@ pub(crate) fn serve(
     if let Some((file, loaded)) = loaded {
         apply_config(&database, &file, loaded, builtin_adapter_types()?, false)?;
     }
+    if db::retention::autovacuum_off(&mut *database.get()?)? {
+        tracing::warn!(
+            "autovacuum is off on this Postgres server: the rows the hub updates and deletes are never reused, so the database and its reads grow for as long as it runs; turn autovacuum on, or run VACUUM (ANALYZE) on this database at least hourly (docs/operations.md)"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         if let Some(retention) = &retention {

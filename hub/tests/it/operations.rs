@@ -167,6 +167,29 @@ fn both_metrics_endpoints_tell_what_happened(db: TestDb) {
         || rows_stored(&db) >= 8,
     );
 
+    // The hub says at the start when the server never vacuums (this machine's CI cluster runs
+    // with autovacuum off), and only then: asked of the server here, not through the hub's code.
+    let autovacuum_off = match db.connect() {
+        solarhub_hub::db::DbConnection::Postgres(mut pg) => {
+            use diesel::RunQueryDsl;
+            #[derive(diesel::QueryableByName)]
+            struct Setting {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                autovacuum: String,
+            }
+            let rows: Vec<Setting> = diesel::sql_query("SHOW autovacuum").load(&mut pg).unwrap();
+            rows[0].autovacuum == "off"
+        }
+        _ => false,
+    };
+    let said = std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("autovacuum is off on this Postgres server");
+    assert_eq!(
+        said, autovacuum_off,
+        "the hub warns of autovacuum exactly when the server has it off"
+    );
+
     // Started without it, the collector runs (the same process, started again) with one malloc
     // arena: its memory at a thousand devices depends on it (BENCHMARKS.md, issue 24).
     assert!(
