@@ -6,7 +6,9 @@
 //! generated type. The bytes on the wire are the same (`build.rs` maps the message here).
 
 use prost::bytes::{Buf, BufMut};
-use prost::encoding::{DecodeContext, WireType, message, skip_field};
+use prost::encoding::{
+    DecodeContext, WireType, encode_varint, encoded_len_varint, message, skip_field,
+};
 use prost::{DecodeError, Message};
 
 use crate::v1::EnergyBucket;
@@ -49,6 +51,217 @@ impl EnergyHistory {
     pub fn push(&mut self, bucket: &EnergyBucket) {
         message::encode(1, bucket, &mut self.encoded);
     }
+
+    /// Encodes `row` as an `EnergyBucket` into the answer, after the buckets pushed before it:
+    /// the bytes prost makes of [`EnergyBucketRow::to_bucket`], written in one pass from what the
+    /// row borrows. Through `push`, a year of hours built 8,784 buckets (their ids and dates
+    /// copied into strings, their times into `Timestamp`s) and prost walked each twice (its
+    /// length, then its fields): 5 ms of the 33 an answer took (`perf`, history bench).
+    pub fn push_row(&mut self, row: &EnergyBucketRow<'_>) {
+        let buf = &mut self.encoded;
+        let len = row.encoded_len();
+        buf.reserve(1 + encoded_len_varint(len as u64) + len);
+        buf.push(key(1, LEN)[0]);
+        encode_varint(len as u64, buf);
+        put_str(buf, 1, row.system_id);
+        put_str(buf, 2, row.array_id);
+        put_str(buf, 3, row.inverter_id);
+        put_time(buf, 4, row.start_ms);
+        put_time(buf, 5, row.end_ms);
+        put_str(buf, 6, row.date);
+        put_int(buf, 7, i64::from(row.hour));
+        for (field, figure) in (FIRST_FIGURE..).zip(row.figures) {
+            if let Some(value) = figure {
+                put_key(buf, field, FIXED64);
+                buf.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        put_int(buf, 26, row.sample_count);
+        if row.coverage_pct != 0.0 {
+            put_key(buf, 27, FIXED64);
+            buf.extend_from_slice(&row.coverage_pct.to_le_bytes());
+        }
+        put_int(buf, 28, i64::from(row.source));
+    }
+}
+
+/// One `solarhub.v1.EnergyBucket` as a server has it when it reads a row: ids and the date
+/// borrowed, times in epoch milliseconds, the optional figures in field order.
+/// [`EnergyHistory::push_row`] encodes it; [`EnergyBucketRow::to_bucket`] is the same bucket as
+/// the generated type (a test holds the two encodings equal, byte for byte).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EnergyBucketRow<'a> {
+    pub system_id: &'a str,
+    pub array_id: &'a str,
+    pub inverter_id: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub date: &'a str,
+    pub hour: i32,
+    /// Fields 8 to 25, in order: `solar_kwh`, `load_kwh`, `battery_charge_kwh`,
+    /// `battery_discharge_kwh`, `grid_import_kwh`, `grid_export_kwh`, `avg_pv_power_w`,
+    /// `peak_pv_power_w`, `avg_load_power_w`, `peak_load_power_w`, `avg_grid_power_w`,
+    /// `peak_grid_import_w`, `peak_grid_export_w`, `avg_battery_power_w`, `soc_min_pct`,
+    /// `soc_avg_pct`, `soc_max_pct`, `battery_cycles`.
+    pub figures: [Option<f64>; 18],
+    pub sample_count: i64,
+    pub coverage_pct: f64,
+    /// `BucketSource` as its number.
+    pub source: i32,
+}
+
+/// The field number of `EnergyBucketRow::figures[0]` (`solar_kwh`).
+const FIRST_FIGURE: u32 = 8;
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+
+impl EnergyBucketRow<'_> {
+    /// The same bucket as the generated type.
+    pub fn to_bucket(&self) -> EnergyBucket {
+        let [
+            solar_kwh,
+            load_kwh,
+            battery_charge_kwh,
+            battery_discharge_kwh,
+            grid_import_kwh,
+            grid_export_kwh,
+            avg_pv_power_w,
+            peak_pv_power_w,
+            avg_load_power_w,
+            peak_load_power_w,
+            avg_grid_power_w,
+            peak_grid_import_w,
+            peak_grid_export_w,
+            avg_battery_power_w,
+            soc_min_pct,
+            soc_avg_pct,
+            soc_max_pct,
+            battery_cycles,
+        ] = self.figures;
+        EnergyBucket {
+            system_id: self.system_id.to_owned(),
+            array_id: self.array_id.to_owned(),
+            inverter_id: self.inverter_id.to_owned(),
+            start: Some(crate::time::timestamp(self.start_ms)),
+            end: Some(crate::time::timestamp(self.end_ms)),
+            date: self.date.to_owned(),
+            hour: self.hour,
+            solar_kwh,
+            load_kwh,
+            battery_charge_kwh,
+            battery_discharge_kwh,
+            grid_import_kwh,
+            grid_export_kwh,
+            avg_pv_power_w,
+            peak_pv_power_w,
+            avg_load_power_w,
+            peak_load_power_w,
+            avg_grid_power_w,
+            peak_grid_import_w,
+            peak_grid_export_w,
+            avg_battery_power_w,
+            soc_min_pct,
+            soc_avg_pct,
+            soc_max_pct,
+            battery_cycles,
+            sample_count: self.sample_count,
+            coverage_pct: self.coverage_pct,
+            source: self.source,
+        }
+    }
+
+    /// The bucket's encoded length, without its own tag and length.
+    fn encoded_len(&self) -> usize {
+        let figures: usize = (FIRST_FIGURE..)
+            .zip(self.figures)
+            .map(|(field, figure)| figure.map_or(0, |_| key_len(field) + 8))
+            .sum();
+        str_len(1, self.system_id)
+            + str_len(2, self.array_id)
+            + str_len(3, self.inverter_id)
+            + time_len(4, self.start_ms)
+            + time_len(5, self.end_ms)
+            + str_len(6, self.date)
+            + int_len(7, i64::from(self.hour))
+            + figures
+            + int_len(26, self.sample_count)
+            + if self.coverage_pct != 0.0 {
+                key_len(27) + 8
+            } else {
+                0
+            }
+            + int_len(28, i64::from(self.source))
+    }
+}
+
+/// A field's key: its number and wire type, as a varint (at most two bytes below field 2048).
+const fn key(field: u32, wire_type: u32) -> [u8; 2] {
+    let key = field << 3 | wire_type;
+    [
+        (key as u8) | if key >= 0x80 { 0x80 } else { 0 },
+        (key >> 7) as u8,
+    ]
+}
+
+fn key_len(field: u32) -> usize {
+    if field < 16 { 1 } else { 2 }
+}
+
+fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
+    buf.extend_from_slice(&key(field, wire_type)[..key_len(field)]);
+}
+
+/// A string field: absent when empty (proto3).
+fn put_str(buf: &mut Vec<u8>, field: u32, value: &str) {
+    if !value.is_empty() {
+        put_key(buf, field, LEN);
+        encode_varint(value.len() as u64, buf);
+        buf.extend_from_slice(value.as_bytes());
+    }
+}
+
+fn str_len(field: u32, value: &str) -> usize {
+    match value.len() {
+        0 => 0,
+        len => key_len(field) + encoded_len_varint(len as u64) + len,
+    }
+}
+
+/// An int32, int64 or enum field: absent when 0 (proto3); a negative value is ten bytes.
+fn put_int(buf: &mut Vec<u8>, field: u32, value: i64) {
+    if value != 0 {
+        put_key(buf, field, VARINT);
+        encode_varint(value as u64, buf);
+    }
+}
+
+fn int_len(field: u32, value: i64) -> usize {
+    match value {
+        0 => 0,
+        value => key_len(field) + encoded_len_varint(value as u64),
+    }
+}
+
+/// A `google.protobuf.Timestamp` field, always present: `seconds` (1) and `nanos` (2), each
+/// absent when 0, as `time::timestamp` makes them.
+fn put_time(buf: &mut Vec<u8>, field: u32, ms: i64) {
+    let (seconds, nanos) = seconds_nanos(ms);
+    put_key(buf, field, LEN);
+    encode_varint((int_len(1, seconds) + int_len(2, nanos)) as u64, buf);
+    put_int(buf, 1, seconds);
+    put_int(buf, 2, nanos);
+}
+
+fn time_len(field: u32, ms: i64) -> usize {
+    let (seconds, nanos) = seconds_nanos(ms);
+    let body = int_len(1, seconds) + int_len(2, nanos);
+    key_len(field) + encoded_len_varint(body as u64) + body
+}
+
+fn seconds_nanos(ms: i64) -> (i64, i64) {
+    let time = crate::time::timestamp(ms);
+    (time.seconds, i64::from(time.nanos))
 }
 
 impl Message for EnergyHistory {
@@ -131,6 +344,83 @@ mod tests {
             source: BucketSource::Samples as i32,
             ..EnergyBucket::default()
         }
+    }
+
+    /// A bucket's values that vary, owned (a row borrows them).
+    struct Case {
+        id: String,
+        start: i64,
+        hour: i32,
+        figures: [Option<f64>; 18],
+        count: i64,
+        coverage: f64,
+        source: i32,
+    }
+
+    impl Case {
+        fn row(&self) -> EnergyBucketRow<'_> {
+            EnergyBucketRow {
+                system_id: "home",
+                array_id: &self.id,
+                inverter_id: if self.hour > 0 { &self.id } else { "" },
+                start_ms: self.start,
+                end_ms: self.start + 3_600_000,
+                date: "2024-03-31",
+                hour: self.hour,
+                figures: self.figures,
+                sample_count: self.count,
+                coverage_pct: self.coverage,
+                source: self.source,
+            }
+        }
+    }
+
+    /// Cases with every field's edge: empty and long ids, times before 1970 and with
+    /// milliseconds, negative and zero hours, figures absent, zero, -0.0, negative and large,
+    /// counts past one varint byte and negative, an unknown source number.
+    fn cases() -> Vec<Case> {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..2_000)
+            .map(|i| {
+                let r = next();
+                Case {
+                    id: "x".repeat((r % 300) as usize),
+                    start: (next() as i64) % 4_000_000_000_000,
+                    hour: [0, 1, -1, 23, i32::MAX, i32::MIN][(r % 6) as usize],
+                    figures: std::array::from_fn(|f| match (r >> f) % 5 {
+                        0 => None,
+                        1 => Some(0.0),
+                        2 => Some(-0.0),
+                        3 => Some(-(f as f64) * 1.25e3),
+                        _ => Some(f64::from_bits(next() >> 2)),
+                    }),
+                    count: [0, 1, 127, 128, 360, -1, i64::MAX][(r % 7) as usize],
+                    coverage: [0.0, -0.0, 100.0, 37.5][(r % 4) as usize],
+                    source: [0, 1, 2, -3][i % 4],
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pushed_row_is_the_bytes_prost_makes_of_its_bucket() {
+        let cases = cases();
+        let mut by_row = EnergyHistory::default();
+        let mut by_bucket = EnergyHistory::default();
+        for case in &cases {
+            by_row.push_row(&case.row());
+            by_bucket.push(&case.row().to_bucket());
+        }
+        assert_eq!(by_row.encode_to_vec(), by_bucket.encode_to_vec());
+        let decoded = EnergyHistory::decode(by_row.encode_to_vec().as_slice()).unwrap();
+        let buckets: Vec<EnergyBucket> = cases.iter().map(|c| c.row().to_bucket()).collect();
+        assert_eq!(decoded.buckets, buckets);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `HistoryService`: hourly and daily rollups, and `Recompute`.
 
+use solarhub_proto::answers::EnergyBucketRow;
 use solarhub_proto::time::{millis, timestamp};
 use solarhub_proto::tonic::{self, Request, Response, Status};
 use solarhub_proto::v1 as proto;
@@ -80,34 +81,38 @@ fn hour(hour: Option<i32>) -> i32 {
     hour.unwrap_or_default()
 }
 
-fn energy_bucket(v: EnergyView) -> proto::EnergyBucket {
-    let f = v.figures;
-    proto::EnergyBucket {
-        system_id: v.system_id,
-        array_id: v.array_id.unwrap_or_default(),
-        inverter_id: v.inverter_id.unwrap_or_default(),
-        start: Some(timestamp(v.bucket_start)),
-        end: Some(timestamp(v.bucket_end)),
-        date: v.date,
+/// A row as its bucket, the derived figures tidied (`values::tidy`), encoded by `push_row`.
+fn bucket_row(v: &EnergyView) -> EnergyBucketRow<'_> {
+    let f = &v.figures;
+    EnergyBucketRow {
+        system_id: &v.system_id,
+        array_id: v.array_id.as_deref().unwrap_or_default(),
+        inverter_id: v.inverter_id.as_deref().unwrap_or_default(),
+        start_ms: v.bucket_start,
+        end_ms: v.bucket_end,
+        date: &v.date,
         hour: hour(v.hour),
-        solar_kwh: tidy(f.kwh[store::SOLAR]),
-        load_kwh: tidy(f.kwh[store::LOAD]),
-        battery_charge_kwh: tidy(f.kwh[store::CHARGE]),
-        battery_discharge_kwh: tidy(f.kwh[store::DISCHARGE]),
-        grid_import_kwh: tidy(f.kwh[store::IMPORT]),
-        grid_export_kwh: tidy(f.kwh[store::EXPORT]),
-        avg_pv_power_w: tidy(f.avg_pv),
-        peak_pv_power_w: tidy(f.peak_pv),
-        avg_load_power_w: tidy(f.avg_load),
-        peak_load_power_w: tidy(f.peak_load),
-        avg_grid_power_w: tidy(f.avg_grid),
-        peak_grid_import_w: tidy(f.peak_import),
-        peak_grid_export_w: tidy(f.peak_export),
-        avg_battery_power_w: tidy(f.avg_battery),
-        soc_min_pct: tidy(f.soc_min),
-        soc_avg_pct: tidy(f.soc_avg),
-        soc_max_pct: tidy(f.soc_max),
-        battery_cycles: tidy(v.battery_cycles),
+        figures: [
+            f.kwh[store::SOLAR],
+            f.kwh[store::LOAD],
+            f.kwh[store::CHARGE],
+            f.kwh[store::DISCHARGE],
+            f.kwh[store::IMPORT],
+            f.kwh[store::EXPORT],
+            f.avg_pv,
+            f.peak_pv,
+            f.avg_load,
+            f.peak_load,
+            f.avg_grid,
+            f.peak_import,
+            f.peak_export,
+            f.avg_battery,
+            f.soc_min,
+            f.soc_avg,
+            f.soc_max,
+            v.battery_cycles,
+        ]
+        .map(tidy),
         sample_count: f.sample_count,
         coverage_pct: tidy(Some(f.coverage_pct)).unwrap_or_default(),
         source: source_of(v.legacy) as i32,
@@ -217,7 +222,7 @@ impl HistoryApi {
                 from,
                 to,
                 proto::EnergyHistory::with_room_for(room),
-                |answer, view| answer.push(&energy_bucket(view)),
+                |answer, view| answer.push_row(&bucket_row(&view)),
             )
             .await
             .map_err(status)
