@@ -5,16 +5,30 @@
 /// `value` without the binary noise arithmetic leaves (51.800000000000004 → 51.8): rounded to 10
 /// significant digits, far finer than any device reports. What the API answers with for values
 /// the hub derived (sums, means, energies, money). Cheap (a year of hourly buckets tidies 175,000
-/// values per answer): the magnitude from a table of powers of ten, not `log10` and `powi`.
+/// values per answer): the magnitude from the binary exponent and a table of powers of ten,
+/// not `log10` and `powi`.
 pub fn tidy(value: Option<f64>) -> Option<f64> {
     value.map(|v| {
         if v == 0.0 || !v.is_finite() {
             return v;
         }
         // The smallest power of ten at or above |v| decides the decimals kept: 10 significant
-        // digits, between 0 and 15 decimals (so only 10^-5 ..= 10^10 need telling apart).
-        // (A binary search: four comparisons; none at or above is 11.)
-        let magnitude = DECADES.partition_point(|decade| *decade < v.abs()) as i32 - 5;
+        // digits, between 0 and 15 decimals (so only 10^-5 ..= 10^11 need telling apart). From
+        // the binary exponent e (2^e <= |v| < 2^(e+1)): the smallest power of ten at or above
+        // 2^e is 10^ceil(e log10 2), and |v| is at most ten times that, so it is that power or
+        // the next: one comparison where a search of the powers took four (a scratch `rustc -O`
+        // loop over a year of hours' 175,000 values: 8.5 ns a value, against 12.7-14.7).
+        let a = v.abs();
+        let e = ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+        let magnitude = match e {
+            ..-17 => -5,
+            35.. => 11,
+            // ceil(e * log10 2), with log10 2 as 78913 / 2^18 (exact enough over this range).
+            e => {
+                let low = (e * 78_913 + (1 << 18) - 1) >> 18;
+                low + i32::from(a > DECADES[(low + 5) as usize])
+            }
+        };
         let factor = POWERS[(10 - magnitude).clamp(0, 15) as usize];
         half_away(v * factor) / factor
     })
@@ -40,9 +54,9 @@ fn half_away(x: f64) -> f64 {
     }
 }
 
-/// 10^-5 ..= 10^10.
-const DECADES: [f64; 16] = [
-    1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+/// 10^-5 ..= 10^11.
+const DECADES: [f64; 17] = [
+    1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
 ];
 /// 10^0 ..= 10^15, each exact.
 const POWERS: [f64; 16] = [
@@ -155,7 +169,22 @@ mod tests {
         assert_eq!(tidy(Some(1e12 + 0.4)), Some(1e12));
         assert_eq!(tidy(Some(1000.0)), Some(1000.0));
         assert_eq!(tidy(Some(4941.950000000001)), Some(4941.95));
-        // The same as the definition (log10, powi) across magnitudes.
+        // The same as the definition (log10, powi) across magnitudes: around every power of two
+        // and of ten the magnitude is read from.
+        let definition = |v: f64| {
+            let decimals = (10 - v.abs().log10().ceil() as i32).clamp(0, 15);
+            let factor = 10f64.powi(decimals);
+            (v * factor).round() / factor
+        };
+        for e in -1074..1024 {
+            let p = 2f64.powi(e);
+            for v in [p, p * 1.000_000_000_3, p * 1.5, p * 1.999_999_999_7] {
+                if v.is_finite() && v != 0.0 {
+                    assert_eq!(tidy(Some(v)), Some(definition(v)), "{v:e}");
+                    assert_eq!(tidy(Some(-v)), Some(definition(-v)), "{v:e}");
+                }
+            }
+        }
         for exponent in -12..14 {
             for mantissa in [
                 1.0,
