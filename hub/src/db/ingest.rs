@@ -265,17 +265,14 @@ pub fn commit_batch(
     let now = now_ms();
     let seq =
         i64::try_from(seq).map_err(|_| DbError::Invalid(format!("seq {seq} is too large")))?;
-    // Make sure the row exists, then hold it: a second stream of the same collector waits here.
+    // Make sure the row exists, then hold it while reading its seq (one statement): a second
+    // stream of the same collector waits here. SQLite has one writer already.
     ensure_collector(conn, collector_id, version)?;
-    if let DbConnection::Postgres(pg) = conn {
-        diesel::sql_query("SELECT 1 FROM collectors WHERE collector_id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(collector_id)
-            .execute(pg)?;
-    }
-    let last: i64 = c::collectors
-        .find(collector_id)
-        .select(c::last_seq)
-        .first(conn)?;
+    let last_seq = c::collectors.find(collector_id).select(c::last_seq);
+    let last: i64 = match conn {
+        DbConnection::Postgres(pg) => last_seq.for_update().first(pg)?,
+        DbConnection::Sqlite(sqlite) => last_seq.first(sqlite)?,
+    };
     let replay = seq <= last;
     if !replay && seq - last > SEQ_REACH {
         // Accepted, it would make every seq up to it a replay: the collector's real next batches
