@@ -672,17 +672,14 @@ pub fn give_back_space(conn: &mut DbConnection, pages: u32) -> Result<Option<i64
 /// tables grow for as long as the hub runs (capacity bench, 10,000 devices for 10 minutes: +7.3 GB
 /// an hour with it off, +2.5 with it on; the batches' ack p99 100.6 against 90.2 ms). `false` on SQLite.
 pub fn autovacuum_off(conn: &mut DbConnection) -> Result<bool, DbError> {
-    #[derive(diesel::QueryableByName)]
-    struct Setting {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        setting: String,
-    }
     let DbConnection::Postgres(pg) = conn else {
         return Ok(false);
     };
-    let rows: Vec<Setting> =
-        diesel::sql_query("SELECT current_setting('autovacuum') AS setting").load(pg)?;
-    Ok(rows.first().is_some_and(|row| row.setting == "off"))
+    let setting: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_setting('autovacuum')",
+    ))
+    .get_result(pg)?;
+    Ok(setting == "off")
 }
 
 /// SQLite: copies what the write-ahead log holds into the file without waiting for anyone, so a
