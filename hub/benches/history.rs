@@ -166,12 +166,13 @@ fn run(backend: &str, url: DatabaseUrl) -> anyhow::Result<()> {
     }
     // The hub's own read of the answer's rows (the columns it carries), in-process.
     let mut own = Vec::with_capacity(50);
+    let home = rollups::EnergyScope::System("home".into());
     for _ in 0..50 {
         let began = Instant::now();
         let mut rows = Vec::with_capacity(HOURS as usize);
         rollups::energy_history(
             &mut conn,
-            &rollups::EnergyScope::System("home".into()),
+            &home,
             rollups::Level::Hours,
             YEAR_START,
             YEAR_START + HOURS * HOUR_MS,

@@ -82,7 +82,7 @@ fn hour(hour: Option<i32>) -> i32 {
 }
 
 /// A row as its bucket, the derived figures tidied (`values::tidy`), encoded by `push_row`.
-fn bucket_row(v: &EnergyView) -> EnergyBucketRow<'_> {
+fn bucket_row<'a>(v: &'a EnergyView<'_>) -> EnergyBucketRow<'a> {
     let f = &v.figures;
     EnergyBucketRow {
         system_id: &v.system_id,

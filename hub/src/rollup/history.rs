@@ -45,7 +45,7 @@ impl History {
         from: i64,
         to: i64,
         mut answer: A,
-        add: impl Fn(&mut A, EnergyView) + Send + 'static,
+        add: impl Fn(&mut A, EnergyView<'_>) + Send + 'static,
     ) -> Result<A, CatalogError> {
         let read = {
             let scope = scope.clone();
