@@ -194,10 +194,8 @@ mod tests {
                 9.999_999_999_7,
             ] {
                 let v = mantissa * 10f64.powi(exponent);
-                let decimals = (10 - v.log10().ceil() as i32).clamp(0, 15);
-                let factor = 10f64.powi(decimals);
-                assert_eq!(tidy(Some(v)), Some((v * factor).round() / factor), "{v}");
-                assert_eq!(tidy(Some(-v)), Some((-v * factor).round() / factor), "{v}");
+                assert_eq!(tidy(Some(v)), Some(definition(v)), "{v}");
+                assert_eq!(tidy(Some(-v)), Some(definition(-v)), "{v}");
             }
         }
     }

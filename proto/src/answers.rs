@@ -2,7 +2,7 @@
 //! largest answer the API gives (a year of hours: 8,784 buckets, 1.9 MB): a server that built
 //! every bucket first and encoded the list after held it twice and walked it three times (two
 //! length passes and the encoding). Here a server encodes each bucket as its row is read
-//! ([`EnergyHistory::push`]); a client decodes into [`EnergyHistory::buckets`] as from the
+//! ([`EnergyHistory::push_row`]); a client decodes into [`EnergyHistory::buckets`] as from the
 //! generated type. The bytes on the wire are the same (`build.rs` maps the message here).
 
 use prost::bytes::{Buf, BufMut};
@@ -48,10 +48,10 @@ impl EnergyHistory {
     }
 
     /// Encodes `row` as an `EnergyBucket` into the answer, after the buckets pushed before it:
-    /// the bytes prost makes of [`EnergyBucketRow::to_bucket`], written in one pass from what the
-    /// row borrows. Built as an `EnergyBucket` first, a year of hours made 8,784 buckets (their
-    /// ids and dates copied into strings, their times into `Timestamp`s) and prost walked each
-    /// twice (its length, then its fields): 5 ms of the 33 an answer took (`perf`, history bench).
+    /// the bytes prost makes of the same bucket, written in one pass from what the row borrows.
+    /// Built as an `EnergyBucket` first, a year of hours made 8,784 buckets (their ids and dates
+    /// copied into strings, their times into `Timestamp`s) and prost walked each twice (its
+    /// length, then its fields): 5 ms of the 33 an answer took (`perf`, history bench).
     pub fn push_row(&mut self, row: &EnergyBucketRow<'_>) {
         let buf = &mut self.encoded;
         let len = row.encoded_len();
@@ -82,8 +82,8 @@ impl EnergyHistory {
 
 /// One `solarhub.v1.EnergyBucket` as a server has it when it reads a row: ids and the date
 /// borrowed, times in epoch milliseconds, the optional figures in field order.
-/// [`EnergyHistory::push_row`] encodes it; [`EnergyBucketRow::to_bucket`] is the same bucket as
-/// the generated type (a test holds the two encodings equal, byte for byte).
+/// [`EnergyHistory::push_row`] encodes it (a test holds its bytes equal to prost's encoding of the
+/// same bucket as the generated type).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EnergyBucketRow<'a> {
     pub system_id: &'a str,
@@ -93,8 +93,7 @@ pub struct EnergyBucketRow<'a> {
     pub end_ms: i64,
     pub date: &'a str,
     pub hour: i32,
-    /// Fields 8 (`solar_kwh`) to 25 (`battery_cycles`), in field order: their names once, in
-    /// [`EnergyBucketRow::to_bucket`].
+    /// Fields 8 (`solar_kwh`) to 25 (`battery_cycles`), in field order (history.proto).
     pub figures: [Option<f64>; 18],
     pub sample_count: i64,
     pub coverage_pct: f64,
@@ -109,63 +108,6 @@ const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 
 impl EnergyBucketRow<'_> {
-    /// The same bucket as the generated type. The figures are named twice below, taken out of
-    /// the array and put into the bucket: the literal names every field, so a field added to
-    /// `history.proto` does not compile here, and until `push_row` writes it the test comparing
-    /// the two encodings fails.
-    pub fn to_bucket(&self) -> EnergyBucket {
-        let [
-            solar_kwh,
-            load_kwh,
-            battery_charge_kwh,
-            battery_discharge_kwh,
-            grid_import_kwh,
-            grid_export_kwh,
-            avg_pv_power_w,
-            peak_pv_power_w,
-            avg_load_power_w,
-            peak_load_power_w,
-            avg_grid_power_w,
-            peak_grid_import_w,
-            peak_grid_export_w,
-            avg_battery_power_w,
-            soc_min_pct,
-            soc_avg_pct,
-            soc_max_pct,
-            battery_cycles,
-        ] = self.figures;
-        EnergyBucket {
-            system_id: self.system_id.to_owned(),
-            array_id: self.array_id.to_owned(),
-            inverter_id: self.inverter_id.to_owned(),
-            start: Some(crate::time::timestamp(self.start_ms)),
-            end: Some(crate::time::timestamp(self.end_ms)),
-            date: self.date.to_owned(),
-            hour: self.hour,
-            solar_kwh,
-            load_kwh,
-            battery_charge_kwh,
-            battery_discharge_kwh,
-            grid_import_kwh,
-            grid_export_kwh,
-            avg_pv_power_w,
-            peak_pv_power_w,
-            avg_load_power_w,
-            peak_load_power_w,
-            avg_grid_power_w,
-            peak_grid_import_w,
-            peak_grid_export_w,
-            avg_battery_power_w,
-            soc_min_pct,
-            soc_avg_pct,
-            soc_max_pct,
-            battery_cycles,
-            sample_count: self.sample_count,
-            coverage_pct: self.coverage_pct,
-            source: self.source,
-        }
-    }
-
     /// The bucket's encoded length, without its own tag and length.
     fn encoded_len(&self) -> usize {
         let figures: usize = (FIRST_FIGURE..)
@@ -335,6 +277,43 @@ mod tests {
         source: i32,
     }
 
+    /// The row as the generated type: what `push_row`'s bytes are held to. Every field is named,
+    /// so a field added to `history.proto` does not compile here, and until `push_row` writes
+    /// it the byte comparison fails.
+    fn bucket(row: &EnergyBucketRow<'_>) -> EnergyBucket {
+        let f = row.figures;
+        EnergyBucket {
+            system_id: row.system_id.to_owned(),
+            array_id: row.array_id.to_owned(),
+            inverter_id: row.inverter_id.to_owned(),
+            start: Some(crate::time::timestamp(row.start_ms)),
+            end: Some(crate::time::timestamp(row.end_ms)),
+            date: row.date.to_owned(),
+            hour: row.hour,
+            solar_kwh: f[0],
+            load_kwh: f[1],
+            battery_charge_kwh: f[2],
+            battery_discharge_kwh: f[3],
+            grid_import_kwh: f[4],
+            grid_export_kwh: f[5],
+            avg_pv_power_w: f[6],
+            peak_pv_power_w: f[7],
+            avg_load_power_w: f[8],
+            peak_load_power_w: f[9],
+            avg_grid_power_w: f[10],
+            peak_grid_import_w: f[11],
+            peak_grid_export_w: f[12],
+            avg_battery_power_w: f[13],
+            soc_min_pct: f[14],
+            soc_avg_pct: f[15],
+            soc_max_pct: f[16],
+            battery_cycles: f[17],
+            sample_count: row.sample_count,
+            coverage_pct: row.coverage_pct,
+            source: row.source,
+        }
+    }
+
     impl Case {
         fn row(&self) -> EnergyBucketRow<'_> {
             EnergyBucketRow {
@@ -393,7 +372,7 @@ mod tests {
         for case in &cases {
             pushed.push_row(&case.row());
         }
-        let buckets: Vec<EnergyBucket> = cases.iter().map(|c| c.row().to_bucket()).collect();
+        let buckets: Vec<EnergyBucket> = cases.iter().map(|c| bucket(&c.row())).collect();
         let whole = EnergyHistory::new(buckets.clone());
         assert_eq!(pushed.encoded_len(), whole.encoded_len());
         assert_eq!(pushed.encode_to_vec(), whole.encode_to_vec());

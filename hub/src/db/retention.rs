@@ -666,11 +666,9 @@ pub fn give_back_space(conn: &mut DbConnection, pages: u32) -> Result<Option<i64
     Ok(Some(free.first().map_or(0, |f| f.freelist_count)))
 }
 
-/// Postgres: whether the server's autovacuum is off. The hub updates and deletes rows all the time
-/// (the roller's queue, the newest readings, the open hour's rollups, samples past retention);
-/// without vacuum their dead versions are never reused, and the database and every read of those
-/// tables grow for as long as the hub runs (capacity bench, 10,000 devices for 10 minutes: +7.3 GB
-/// an hour with it off, +2.5 with it on; the batches' ack p99 100.6 against 90.2 ms). `false` on SQLite.
+/// Postgres: whether the server's autovacuum is off, so the rows the hub updates and deletes all
+/// the time are never reused (decision 0079 has why it matters and what was measured). `false` on
+/// SQLite.
 pub fn autovacuum_off(conn: &mut DbConnection) -> Result<bool, DbError> {
     let DbConnection::Postgres(pg) = conn else {
         return Ok(false);
