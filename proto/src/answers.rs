@@ -51,32 +51,42 @@ impl EnergyHistory {
     /// the bytes prost makes of the same bucket, written in one pass from what the row borrows.
     /// Built as an `EnergyBucket` first, a year of hours made 8,784 buckets (their ids and dates
     /// copied into strings, their times into `Timestamp`s) and prost walked each twice (its
-    /// length, then its fields): 5 ms of the 33 an answer took (`perf`, history bench).
+    /// length, then its fields): 5 ms of the 33 an answer took (`perf`, history bench). The
+    /// fields whose size has a bound are written to a [`Scratch`] on the stack first: the
+    /// bucket's length is known when its prefix is written, and a byte is a store, not a
+    /// `Vec::push` that reads and writes the list's length in memory (8,784 rows pushed in a
+    /// scratch release loop: 1.4-1.9 ms written field by field, 0.9-1.0 ms through the scratch).
     pub fn push_row(&mut self, row: &EnergyBucketRow<'_>) {
+        let mut fixed = Scratch::new();
+        fixed.time(4, row.start_ms);
+        fixed.time(5, row.end_ms);
+        let times = fixed.len;
+        fixed.int(7, i64::from(row.hour));
+        for (field, figure) in (FIRST_FIGURE..).zip(row.figures) {
+            if let Some(value) = figure {
+                fixed.double(field, value);
+            }
+        }
+        fixed.int(26, row.sample_count);
+        if row.coverage_pct != 0.0 {
+            fixed.double(27, row.coverage_pct);
+        }
+        fixed.int(28, i64::from(row.source));
+        let len = str_len(1, row.system_id)
+            + str_len(2, row.array_id)
+            + str_len(3, row.inverter_id)
+            + str_len(6, row.date)
+            + fixed.len;
         let buf = &mut self.encoded;
-        let len = row.encoded_len();
         buf.reserve(1 + encoded_len_varint(len as u64) + len);
         buf.push(key(1, LEN)[0]);
         encode_varint(len as u64, buf);
         put_str(buf, 1, row.system_id);
         put_str(buf, 2, row.array_id);
         put_str(buf, 3, row.inverter_id);
-        put_time(buf, 4, row.start_ms);
-        put_time(buf, 5, row.end_ms);
+        buf.extend_from_slice(&fixed.bytes[..times]);
         put_str(buf, 6, row.date);
-        put_int(buf, 7, i64::from(row.hour));
-        for (field, figure) in (FIRST_FIGURE..).zip(row.figures) {
-            if let Some(value) = figure {
-                put_key(buf, field, FIXED64);
-                buf.extend_from_slice(&value.to_le_bytes());
-            }
-        }
-        put_int(buf, 26, row.sample_count);
-        if row.coverage_pct != 0.0 {
-            put_key(buf, 27, FIXED64);
-            buf.extend_from_slice(&row.coverage_pct.to_le_bytes());
-        }
-        put_int(buf, 28, i64::from(row.source));
+        buf.extend_from_slice(&fixed.bytes[times..fixed.len]);
     }
 }
 
@@ -107,31 +117,6 @@ const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 
-impl EnergyBucketRow<'_> {
-    /// The bucket's encoded length, without its own tag and length.
-    fn encoded_len(&self) -> usize {
-        let figures: usize = (FIRST_FIGURE..)
-            .zip(self.figures)
-            .map(|(field, figure)| figure.map_or(0, |_| key_len(field) + 8))
-            .sum();
-        str_len(1, self.system_id)
-            + str_len(2, self.array_id)
-            + str_len(3, self.inverter_id)
-            + time_len(4, self.start_ms)
-            + time_len(5, self.end_ms)
-            + str_len(6, self.date)
-            + int_len(7, i64::from(self.hour))
-            + figures
-            + int_len(26, self.sample_count)
-            + if self.coverage_pct != 0.0 {
-                key_len(27) + 8
-            } else {
-                0
-            }
-            + int_len(28, i64::from(self.source))
-    }
-}
-
 /// A field's key: its number and wire type, as a varint (at most two bytes below field 2048).
 const fn key(field: u32, wire_type: u32) -> [u8; 2] {
     let key = field << 3 | wire_type;
@@ -146,7 +131,11 @@ fn key_len(field: u32) -> usize {
 }
 
 fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
-    buf.extend_from_slice(&key(field, wire_type)[..key_len(field)]);
+    let [low, high] = key(field, wire_type);
+    buf.push(low);
+    if field >= 16 {
+        buf.push(high);
+    }
 }
 
 /// A string field: absent when empty (proto3).
@@ -165,41 +154,69 @@ fn str_len(field: u32, value: &str) -> usize {
     }
 }
 
-/// An int32, int64 or enum field: absent when 0 (proto3); a negative value is ten bytes.
-fn put_int(buf: &mut Vec<u8>, field: u32, value: i64) {
-    if value != 0 {
-        put_key(buf, field, VARINT);
-        encode_varint(value as u64, buf);
+/// The fields of a bucket that have a most size (times, hour, figures, counts: at most 255
+/// bytes), encoded on the stack: a byte written is a store and a count kept in a register.
+struct Scratch {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            bytes: [0; 256],
+            len: 0,
+        }
     }
-}
 
-fn int_len(field: u32, value: i64) -> usize {
-    match value {
-        0 => 0,
-        value => key_len(field) + encoded_len_varint(value as u64),
+    fn byte(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
     }
-}
 
-/// A `google.protobuf.Timestamp` field, always present: `seconds` (1) and `nanos` (2), each
-/// absent when 0, as `time::timestamp` makes them.
-fn put_time(buf: &mut Vec<u8>, field: u32, ms: i64) {
-    let (seconds, nanos, body) = time_body(ms);
-    put_key(buf, field, LEN);
-    encode_varint(body as u64, buf);
-    put_int(buf, 1, seconds);
-    put_int(buf, 2, nanos);
-}
+    fn key(&mut self, field: u32, wire_type: u32) {
+        let [low, high] = key(field, wire_type);
+        self.byte(low);
+        if field >= 16 {
+            self.byte(high);
+        }
+    }
 
-fn time_len(field: u32, ms: i64) -> usize {
-    let (_, _, body) = time_body(ms);
-    key_len(field) + encoded_len_varint(body as u64) + body
-}
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.byte(value as u8 | 0x80);
+            value >>= 7;
+        }
+        self.byte(value as u8);
+    }
 
-/// A time's seconds and nanoseconds, and the length of the message they make.
-fn time_body(ms: i64) -> (i64, i64, usize) {
-    let time = crate::time::timestamp(ms);
-    let (seconds, nanos) = (time.seconds, i64::from(time.nanos));
-    (seconds, nanos, int_len(1, seconds) + int_len(2, nanos))
+    /// An int32, int64 or enum field: absent when 0 (proto3); a negative value is ten bytes.
+    fn int(&mut self, field: u32, value: i64) {
+        if value != 0 {
+            self.key(field, VARINT);
+            self.varint(value as u64);
+        }
+    }
+
+    /// A double field that is present (an `optional` one, or a plain one that is not 0).
+    fn double(&mut self, field: u32, value: f64) {
+        self.key(field, FIXED64);
+        self.bytes[self.len..self.len + 8].copy_from_slice(&value.to_le_bytes());
+        self.len += 8;
+    }
+
+    /// A `google.protobuf.Timestamp` field, always present: `seconds` (1) and `nanos` (2), each
+    /// absent when 0, as `time::timestamp` makes them. Its length is written before it as one
+    /// byte (at most 17: seconds 11, nanos 6) and set once the body is written.
+    fn time(&mut self, field: u32, ms: i64) {
+        let time = crate::time::timestamp(ms);
+        self.key(field, LEN);
+        let length_at = self.len;
+        self.byte(0);
+        self.int(1, time.seconds);
+        self.int(2, i64::from(time.nanos));
+        self.bytes[length_at] = (self.len - length_at - 1) as u8;
+    }
 }
 
 impl Message for EnergyHistory {
@@ -225,7 +242,18 @@ impl Message for EnergyHistory {
                 if self.buckets.capacity() == 0 {
                     self.buckets.reserve(buf.remaining() / FEWEST_BUCKET_BYTES);
                 }
-                message::merge_repeated(wire_type, &mut self.buckets, buf, ctx)
+                // Decoded where it stays, not on the stack and then moved into the list (a
+                // bucket is 400-odd bytes: prost's `merge_repeated` moved 3.6 MB a year).
+                let wire = WireType::LengthDelimited;
+                prost::encoding::check_wire_type(wire, wire_type).and_then(|()| {
+                    self.buckets.push(EnergyBucket::default());
+                    let bucket = self.buckets.last_mut().expect("a bucket was just pushed");
+                    let merged = message::merge(wire, bucket, buf, ctx);
+                    if merged.is_err() {
+                        self.buckets.pop();
+                    }
+                    merged
+                })
             }
             .map_err(|mut error| {
                 error.push("EnergyHistory", "buckets");
@@ -379,5 +407,27 @@ mod tests {
         let decoded = EnergyHistory::decode(pushed.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded.buckets, buckets);
         assert_eq!(decoded, pushed);
+    }
+
+    #[test]
+    fn a_broken_answer_is_an_error_that_names_the_buckets_and_keeps_no_half_bucket() {
+        let cases = cases();
+        let mut pushed = EnergyHistory::default();
+        for case in &cases[..3] {
+            pushed.push_row(&case.row());
+        }
+        let bytes = pushed.encode_to_vec();
+        // Cut inside the last bucket, and a bucket sent as a number rather than a message.
+        for broken in [&bytes[..bytes.len() - 3], &[0x08, 0x01][..]] {
+            let error = EnergyHistory::decode(broken).unwrap_err().to_string();
+            assert!(error.contains("EnergyHistory.buckets"), "{error}");
+        }
+        let mut merged = EnergyHistory::default();
+        assert!(merged.merge(&bytes[..bytes.len() - 3]).is_err());
+        assert_eq!(
+            merged.buckets.len(),
+            2,
+            "only the whole buckets before the cut"
+        );
     }
 }
