@@ -159,6 +159,14 @@ mod tests {
         assert_eq!(tidy(Some(3.000_000_000_1e-7)), Some(3e-7));
         assert_eq!(tidy(Some(0.0)), Some(0.0));
         assert_eq!(tidy(None), None);
+        // Zero's sign, the infinities and NaN come through the arithmetic as they went in.
+        assert_eq!(
+            tidy(Some(-0.0)).map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(tidy(Some(f64::INFINITY)), Some(f64::INFINITY));
+        assert_eq!(tidy(Some(f64::NEG_INFINITY)), Some(f64::NEG_INFINITY));
+        assert!(tidy(Some(f64::NAN)).is_some_and(f64::is_nan));
         assert_eq!(tidy(Some(1e12 + 0.4)), Some(1e12));
         assert_eq!(tidy(Some(1000.0)), Some(1000.0));
         assert_eq!(tidy(Some(4941.950000000001)), Some(4941.95));

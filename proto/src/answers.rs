@@ -131,11 +131,7 @@ fn key_len(field: u32) -> usize {
 }
 
 fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
-    let [low, high] = key(field, wire_type);
-    buf.push(low);
-    if field >= 16 {
-        buf.push(high);
-    }
+    buf.extend_from_slice(&key(field, wire_type)[..key_len(field)]);
 }
 
 /// A string field: absent when empty (proto3).
@@ -154,7 +150,7 @@ fn str_len(field: u32, value: &str) -> usize {
     }
 }
 
-/// The fields of a bucket that have a most size (times, hour, figures, counts: at most 255
+/// The fields of a bucket whose size has a bound (times, hour, figures, counts: at most 255
 /// bytes), encoded on the stack: a byte written is a store and a count kept in a register.
 struct Scratch {
     bytes: [u8; 256],
@@ -177,11 +173,13 @@ impl Scratch {
     fn key(&mut self, field: u32, wire_type: u32) {
         let [low, high] = key(field, wire_type);
         self.byte(low);
-        if field >= 16 {
+        if key_len(field) == 2 {
             self.byte(high);
         }
     }
 
+    /// A varint, as prost's `encode_varint` writes it. Not that function over the rest of the
+    /// scratch as a `&mut [u8]`: a year of hours pushed took 1.0-1.3 ms that way against 0.9.
     fn varint(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.byte(value as u8 | 0x80);
@@ -362,7 +360,8 @@ mod tests {
 
     /// Cases with every field's edge: empty and long ids, times before 1970 and with
     /// milliseconds, negative and zero hours, figures absent, zero, -0.0, negative and large,
-    /// counts past one varint byte and negative, an unknown source number.
+    /// counts past one varint byte and negative, an unknown source number; last, the widest
+    /// bucket `push_row`'s scratch must hold (every bounded field at its longest: 255 bytes).
     fn cases() -> Vec<Case> {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
@@ -390,6 +389,15 @@ mod tests {
                     source: [0, 1, 2, -3][i % 4],
                 }
             })
+            .chain(std::iter::once(Case {
+                id: String::new(),
+                start: -4_000_000_000_001,
+                hour: i32::MIN,
+                figures: [Some(-1.25e3); 18],
+                count: -1,
+                coverage: 37.5,
+                source: -3,
+            }))
             .collect()
     }
 
